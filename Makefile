@@ -1,0 +1,53 @@
+# One entry point for developers and CI. Everything runs through uv from the workspace lock.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+TOOLS_DIR := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS_DIR)/venv/bin/uv)
+RUN := $(UV) run --locked
+NAME ?=
+
+.PHONY: help setup up down status run test test-fast lint format proto asyncapi bench demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(TOOLS_DIR)/venv/bin/uv:
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
+	python3 -m venv $(TOOLS_DIR)/venv
+	$(TOOLS_DIR)/venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+setup: $(UV) ## install Python dependencies from uv.lock
+	$(UV) sync --locked --all-packages
+
+up: setup ## start Kafka + FerretDB in the background (provisions them on first run)
+	$(RUN) devstack up
+
+down: ## stop what `make up` started
+	$(RUN) devstack down
+
+status: ## what is running where
+	$(RUN) devstack status
+
+test: setup ## set up everything and run all tests on the real stack
+	$(RUN) pytest
+
+test-fast: setup ## unit tests only (no infrastructure)
+	$(RUN) pytest -m "not infra and not e2e"
+
+lint: setup ## ruff + mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs services tools bench
+
+format: setup
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+proto: setup ## regenerate gRPC stubs from proto/
+	$(RUN) python tools/gen_protos.py
+
+asyncapi: setup ## write docs/asyncapi.yaml from the event contracts
+	$(RUN) python tools/asyncapi.py docs/asyncapi.yaml
+
+bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies)
+	$(RUN) python -m bench $(NAME)

@@ -1,0 +1,171 @@
+"""Shared benchmark plumbing: load generation, latency statistics, baselines, result files.
+
+Results follow ENGINEERING.md §5: ``bench/results/<name>.json`` with ``name``, ``date``,
+``cores`` and ``metrics`` (``metric``, ``value``, ``unit`` and, where they apply,
+``baseline_value``, ``ratio``, ``p50_ms``, ``p99_ms``, ``target``, ``met``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Metric:
+    metric: str
+    value: float
+    unit: str
+    baseline_value: float | None = None
+    ratio: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    target: str | None = None
+    met: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    calls: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]], *, concurrency: int, seconds: float
+) -> LoadResult:
+    """``concurrency`` workers call back-to-back for ``seconds``: peak throughput."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    counter = 0
+
+    async def worker() -> None:
+        nonlocal errors, counter
+        while time.perf_counter() < deadline:
+            counter += 1
+            started = time.perf_counter()
+            try:
+                await call(counter)
+            except Exception:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(len(latencies), errors, time.perf_counter() - started, latencies)
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[Any]], *, rate: float, seconds: float
+) -> LoadResult:
+    """Fire calls at a fixed ``rate`` per second regardless of responses: latency under load.
+
+    Latency is measured from each call's scheduled start, so queueing delay counts.
+    """
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    begin = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        scheduled = begin + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await call(i)
+        except Exception:
+            errors += 1
+            return
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    return LoadResult(len(latencies), errors, time.perf_counter() - begin, latencies)
+
+
+async def start_canned_server(
+    service_full_name: str, responses: Mapping[str, Any], *, host: str = "127.0.0.1"
+) -> tuple[grpc.aio.Server, str]:
+    """A bare ``grpc.aio`` server answering each named unary method with a canned message.
+
+    The baseline for gRPC benchmarks: same transport, serialization and client, no work.
+    """
+
+    def canned(response: Any) -> grpc.RpcMethodHandler:
+        async def handle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=lambda b: b,
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                service_full_name, {name: canned(msg) for name, msg in responses.items()}
+            )
+        ]
+    )
+    port = server.add_insecure_port(f"{host}:0")
+    await server.start()
+    return server, f"{host}:{port}"
+
+
+def write_results(name: str, metrics: list[Metric]) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    document = {
+        "name": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "metrics": [m.as_dict() for m in metrics],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document, indent=2))
+    return path

@@ -1,0 +1,93 @@
+"""The CloudEvents 1.0 JSON envelope every event on our topics travels in.
+
+Event time lives in two places on purpose: ``time`` is the CloudEvents attribute that generic
+tooling understands, ``data.occurred_at`` is what our domain code reads. ``CloudEvent.wrap``
+keeps them equal and the validator refuses an envelope where they differ.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: the tenant and the event time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: CloudEvents ``type`` of the event, e.g. ``inbox.presence.agent_signed_in.v1``.
+    event_type: ClassVar[str]
+    #: Name of the field that identifies the aggregate (the Kafka key and CloudEvents subject).
+    subject_field: ClassVar[str]
+
+    org_id: str = Field(min_length=1, description="Organization (tenant) the event belongs to.")
+    occurred_at: AwareDatetime = Field(
+        description="When the fact happened (event time, UTC). Decisions are made on this."
+    )
+
+    @property
+    def subject(self) -> str:
+        return str(getattr(self, self.subject_field))
+
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """CloudEvents 1.0 structured-mode JSON envelope."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = Field("1.0", description="CloudEvents spec version.")
+    id: str = Field(
+        min_length=1,
+        description="Unique event id. A retried publish of the same fact carries the same id; "
+        "consumers deduplicate on it.",
+    )
+    source: str = Field(min_length=1, description="Producer, e.g. `/inbox/presence`.")
+    type: str = Field(min_length=1, description="Event type, e.g. `inbox.presence.agent_signed_in.v1`.")
+    time: AwareDatetime = Field(description="Event time; always equals `data.occurred_at`.")
+    subject: str = Field(min_length=1, description="Aggregate id; also the Kafka message key.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: DataT
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CloudEvent[DataT]:
+        if self.data.event_type != self.type:
+            raise ValueError(f"type {self.type!r} does not match data ({self.data.event_type!r})")
+        if self.time != self.data.occurred_at:
+            raise ValueError("time must equal data.occurred_at")
+        if self.subject != self.data.subject:
+            raise ValueError(f"subject must equal data.{self.data.subject_field}")
+        return self
+
+    @classmethod
+    def wrap(cls, data: DataT, *, source: str, event_id: str | None = None) -> CloudEvent[DataT]:
+        """Envelope ``data``; pass ``event_id`` when re-publishing a stored fact."""
+        return CloudEvent[type(data)](  # type: ignore[valid-type]
+            id=event_id or str(uuid.uuid4()),
+            source=source,
+            type=data.event_type,
+            time=data.occurred_at,
+            subject=data.subject,
+            data=data,
+        )
+
+    @property
+    def key(self) -> bytes:
+        """Kafka message key: the aggregate id."""
+        return self.subject.encode()
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

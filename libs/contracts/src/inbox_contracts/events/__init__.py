@@ -1,0 +1,38 @@
+"""Event payloads (CloudEvents ``data``) of every topic. See ``inbox_contracts.topics``."""
+
+from inbox_contracts.events.contacts import ChannelIdentity, ContactProfileUpserted
+from inbox_contracts.events.conversations import (
+    ConversationAssigned,
+    ConversationResolved,
+    ConversationUnassigned,
+    FollowUpDue,
+)
+from inbox_contracts.events.messages import InboundMessageReceived, OutboundMessageSent
+from inbox_contracts.events.presence import (
+    AgentAvailabilityChanged,
+    AgentSignedIn,
+    AgentSignedOut,
+    Availability,
+    SignOutReason,
+)
+from inbox_contracts.events.replies import SavedReplyUsed
+from inbox_contracts.events.routing import AutoUnassignReason, ConversationAutoUnassigned
+
+__all__ = [
+    "AgentAvailabilityChanged",
+    "AgentSignedIn",
+    "AgentSignedOut",
+    "AutoUnassignReason",
+    "Availability",
+    "ChannelIdentity",
+    "ContactProfileUpserted",
+    "ConversationAssigned",
+    "ConversationAutoUnassigned",
+    "ConversationResolved",
+    "ConversationUnassigned",
+    "FollowUpDue",
+    "InboundMessageReceived",
+    "OutboundMessageSent",
+    "SavedReplyUsed",
+    "SignOutReason",
+]

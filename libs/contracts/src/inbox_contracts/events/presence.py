@@ -1,0 +1,93 @@
+"""Topic ``inbox.presence.v1``: agent sign-in / sign-out transitions, produced by presence."""
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import ConfigDict, Field
+
+from inbox_contracts.envelope import EventData
+
+
+class SignOutReason(StrEnum):
+    EXPLICIT = "explicit"
+    """The agent signed out (their last live session)."""
+    EXPIRED = "expired"
+    """Heartbeats of the last live session stopped for longer than the session timeout."""
+    FORCED = "forced"
+    """An admin force-signed-out the agent."""
+
+
+class Availability(StrEnum):
+    AVAILABLE = "available"
+    AWAY = "away"
+
+
+class AgentSignedIn(EventData):
+    """The agent went from no live session to one."""
+
+    event_type: ClassVar[str] = "inbox.presence.agent_signed_in.v1"
+    subject_field: ClassVar[str] = "agent_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "agent_id": "agent-ana",
+                    "session_id": "5f0c1e7a-3f7e-4b7c-9c55-0d8a3c2b1e01",
+                    "occurred_at": "2026-11-25T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    agent_id: str = Field(min_length=1, description="The agent who signed in.")
+    session_id: str = Field(min_length=1, description="The session whose start made it so.")
+
+
+class AgentSignedOut(EventData):
+    """The agent went from at least one live session to none."""
+
+    event_type: ClassVar[str] = "inbox.presence.agent_signed_out.v1"
+    subject_field: ClassVar[str] = "agent_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "agent_id": "agent-ana",
+                    "session_id": "5f0c1e7a-3f7e-4b7c-9c55-0d8a3c2b1e01",
+                    "reason": "expired",
+                    "occurred_at": "2026-11-25T17:31:05Z",
+                }
+            ]
+        }
+    )
+
+    agent_id: str = Field(min_length=1, description="The agent who signed out.")
+    session_id: str = Field(min_length=1, description="The last session to end.")
+    reason: SignOutReason = Field(
+        description="explicit, expired or forced. For `expired`, `occurred_at` is the last "
+        "heartbeat plus the session timeout, not when the expiry was noticed."
+    )
+
+
+class AgentAvailabilityChanged(EventData):
+    """The agent set Available / Away. Never counts as signing out."""
+
+    event_type: ClassVar[str] = "inbox.presence.availability_changed.v1"
+    subject_field: ClassVar[str] = "agent_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "agent_id": "agent-ana",
+                    "availability": "away",
+                    "occurred_at": "2026-11-25T12:00:00Z",
+                }
+            ]
+        }
+    )
+
+    agent_id: str = Field(min_length=1)
+    availability: Availability

@@ -1,0 +1,99 @@
+"""The topic registry: every Kafka topic we own, who writes it, who reads it, what is on it.
+
+Each topic carries CloudEvents JSON (``inbox_contracts.envelope``) keyed by the aggregate id,
+so all events of one aggregate land on one partition in order. Each topic has a dead-letter
+topic ``<name>.dlq`` that receives messages a consumer could not process, unchanged, with the
+error in headers (see ``inbox_kit.kafka``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inbox_contracts.envelope import EventData
+from inbox_contracts.events import (
+    AgentAvailabilityChanged,
+    AgentSignedIn,
+    AgentSignedOut,
+    ContactProfileUpserted,
+    ConversationAssigned,
+    ConversationAutoUnassigned,
+    ConversationResolved,
+    ConversationUnassigned,
+    FollowUpDue,
+    InboundMessageReceived,
+    OutboundMessageSent,
+    SavedReplyUsed,
+)
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    event_types: tuple[type[EventData], ...]
+    description: str
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+
+PRESENCE = Topic(
+    name="inbox.presence.v1",
+    key="agent_id",
+    producers=("presence",),
+    consumers=("routing",),
+    event_types=(AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged),
+    description="Agent sign-in / sign-out transitions and availability changes.",
+)
+MESSAGES = Topic(
+    name="inbox.messages.v1",
+    key="conversation_id",
+    producers=("channel ingestors",),
+    consumers=("routing",),
+    event_types=(InboundMessageReceived, OutboundMessageSent),
+    description="Inbound messages from contacts and outbound replies by agents.",
+)
+CONVERSATIONS = Topic(
+    name="inbox.conversations.v1",
+    key="conversation_id",
+    producers=("inbox app backend", "reminder scheduler"),
+    consumers=("routing",),
+    event_types=(ConversationAssigned, ConversationUnassigned, ConversationResolved, FollowUpDue),
+    description="Manual assignment changes, resolves and follow-up reminders.",
+)
+ROUTING = Topic(
+    name="inbox.routing.v1",
+    key="conversation_id",
+    producers=("routing",),
+    consumers=("inbox app backend", "analytics"),
+    event_types=(ConversationAutoUnassigned,),
+    description="Automatic routing decisions (remove assignment on sign-out).",
+)
+CONTACTS = Topic(
+    name="inbox.contacts.v1",
+    key="contact_id",
+    producers=("channel ingestors", "CRM sync"),
+    consumers=("contacts",),
+    event_types=(ContactProfileUpserted,),
+    description="Contact profile creates and partial updates.",
+)
+REPLIES = Topic(
+    name="inbox.replies.v1",
+    key="reply_id",
+    producers=("replies",),
+    consumers=("analytics",),
+    event_types=(SavedReplyUsed,),
+    description="Saved-reply usage.",
+)
+
+TOPICS: tuple[Topic, ...] = (PRESENCE, MESSAGES, CONVERSATIONS, ROUTING, CONTACTS, REPLIES)
+ALL_TOPIC_NAMES: list[str] = [n for t in TOPICS for n in (t.name, t.dead_letter)]
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.event_type: cls for topic in TOPICS for cls in topic.event_types
+}

@@ -1,0 +1,62 @@
+// Command ferretdb-runner runs an embedded FerretDB v1 (SQLite backend) for the local devstack.
+//
+// It exists because `go install github.com/FerretDB/FerretDB/cmd/ferretdb` panics at start:
+// its version file is generated and not part of the module. The embeddable package has no such problem.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
+	dataDir := flag.String("data-dir", "data/ferretdb", "directory for SQLite databases")
+	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn, error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb-runner: bad -log-level: %v\n", err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	dir, err := filepath.Abs(*dataDir)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err != nil {
+		logger.Error("cannot prepare data dir", "dir", *dataDir, "error", err)
+		os.Exit(1)
+	}
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+	})
+	if err != nil {
+		logger.Error("cannot create FerretDB", "error", err)
+		os.Exit(1)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	logger.Warn("ferretdb-runner listening", "addr", *listen, "data_dir", dir)
+	if err := f.Run(ctx); err != nil {
+		logger.Error("FerretDB stopped with error", "error", err)
+		os.Exit(1)
+	}
+	logger.Warn("ferretdb-runner stopped")
+}

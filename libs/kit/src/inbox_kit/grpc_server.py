@@ -1,0 +1,231 @@
+"""A ``grpc.aio`` server with what every service needs.
+
+- health checking (``grpc.health.v1``) and server reflection;
+- one interceptor that, for every call: authenticates the bearer token (except health and
+  reflection), maps domain errors to status codes with ``google.rpc`` details, and records
+  Prometheus metrics;
+- graceful shutdown: health flips to NOT_SERVING, in-flight calls get a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
+
+from inbox_kit.auth import TokenVerifier, reset_current_principal, set_current_principal
+from inbox_kit.errors import DomainError, InvalidArgument, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+GRPC_CALLS = Counter("inbox_grpc_calls_total", "gRPC calls served", ["method", "code"])
+GRPC_LATENCY = Histogram(
+    "inbox_grpc_call_seconds",
+    "gRPC call latency",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """How to add one generated servicer to the server."""
+
+    full_name: str  # e.g. "inbox.presence.v1.PresenceService"
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+
+
+def _status_for(exc: DomainError) -> grpc.Status:
+    detail = any_pb2.Any()
+    if isinstance(exc, InvalidArgument):
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=exc.field, description=exc.description
+                    )
+                ]
+            )
+        )
+    else:
+        detail.Pack(error_details_pb2.ErrorInfo(reason=type(exc).__name__, domain="inbox"))
+    status = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def _internal_status() -> grpc.Status:
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see server logs")
+    )
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        return _wrap(handler, details, self._verifier)
+
+
+def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails, verifier: TokenVerifier
+) -> grpc.RpcMethodHandler:
+    method = details.method
+
+    async def enter(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token = _bearer(details.invocation_metadata)
+        if token is None:
+            raise Unauthenticated("missing bearer token in the authorization metadata")
+        return set_current_principal(verifier.verify(token))
+
+    async def fail(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+        if isinstance(exc, DomainError):
+            GRPC_CALLS.labels(method, exc.code.name).inc()
+            await context.abort_with_status(_status_for(exc))
+        log.exception("unhandled error in %s", method)
+        GRPC_CALLS.labels(method, "INTERNAL").inc()
+        await context.abort_with_status(_internal_status())
+
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                principal_token = await enter(context)
+                try:
+                    response = await inner(request, context)
+                finally:
+                    reset_current_principal(principal_token)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                await fail(context, exc)
+            GRPC_CALLS.labels(method, "OK").inc()
+            GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+            return response
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            principal_token = await enter(context)
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            finally:
+                reset_current_principal(principal_token)
+        except Exception as exc:  # noqa: BLE001
+            await fail(context, exc)
+        GRPC_CALLS.labels(method, "OK").inc()
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(
+        streaming,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class GrpcServer:
+    """Owns a ``grpc.aio.Server`` with health, reflection and the service interceptor."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceRegistration],
+        *,
+        verifier: TokenVerifier,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self._services = list(services)
+        self._server = grpc.aio.server(interceptors=[ServiceInterceptor(verifier)], options=options)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        for svc in self._services:
+            svc.add_to_server(svc.servicer, self._server)
+        names = [s.full_name for s in self._services]
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind gRPC on {host}:{port}")
+        self.address = f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self._server.start()
+        await self.set_serving(True)
+        log.info("gRPC serving", extra={"address": self.address})
+
+    async def set_serving(self, serving: bool) -> None:
+        state = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set("", state)
+        for svc in self._services:
+            await self._health.set(svc.full_name, state)
+
+    async def stop(self, grace: float) -> None:
+        await self.set_serving(False)
+        await self._server.stop(grace)
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return on the first SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,77 @@
+"""Running a service process: start everything, serve until SIGTERM, stop in order.
+
+A service's bootstrap builds a ``ServiceRuntime`` (nothing connects at import time) and its
+``__main__`` calls ``run_forever``. Tests use ``start``/``stop`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from faststream.kafka import KafkaBroker
+
+from inbox_kit.grpc_server import GrpcServer, wait_for_shutdown_signal
+
+log = logging.getLogger(__name__)
+
+BackgroundTask = Callable[[], Awaitable[None]]
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    grpc: GrpcServer
+    broker: KafkaBroker | None = None
+    #: Long-running loops (sweepers, outbox relays); cancelled on stop.
+    background: list[BackgroundTask] = field(default_factory=list)
+    #: Run after everything else stopped, e.g. closing the database client.
+    cleanups: list[Cleanup] = field(default_factory=list)
+    shutdown_grace_seconds: float = 10.0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+
+    async def start(self) -> None:
+        if self.broker is not None:
+            await self.broker.start()
+        for loop_fn in self.background:
+            self._tasks.append(asyncio.create_task(_supervised(loop_fn), name=loop_fn.__qualname__))
+        await self.grpc.start()
+        log.info("service started", extra={"grpc": self.grpc.address})
+
+    async def stop(self) -> None:
+        log.info("service stopping")
+        await self.grpc.stop(self.shutdown_grace_seconds)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.broker is not None:
+            await self.broker.stop()
+        for cleanup in reversed(self.cleanups):
+            await cleanup()
+        log.info("service stopped")
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await wait_for_shutdown_signal()
+        finally:
+            await self.stop()
+
+
+async def _supervised(loop_fn: BackgroundTask) -> None:
+    """Keep a background loop alive: log a crash and restart it after a pause."""
+    while True:
+        try:
+            await loop_fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task crashed; restarting", extra={"task": loop_fn.__qualname__})
+            await asyncio.sleep(1.0)

@@ -1,0 +1,32 @@
+"""Settings shared by every service. Each service subclasses with its own env prefix.
+
+Example: ``class PresenceSettings(ServiceSettings): model_config = service_config("PRESENCE_")``
+reads ``PRESENCE_GRPC_PORT``, ``PRESENCE_KAFKA_BOOTSTRAP_SERVERS`` and so on.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def service_config(env_prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", frozen=True)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = service_config("INBOX_")
+
+    service_name: str = "inbox"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    mongodb_database: str = Field("inbox", description="Database name; one per service.")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
+    jwt_secret: SecretStr = Field(
+        SecretStr("dev-secret-change-me"),
+        description="HS256 secret for bearer tokens. The default is for local development only.",
+    )
+    log_level: str = "INFO"
+    shutdown_grace_seconds: float = 10.0
