@@ -51,3 +51,6 @@ asyncapi: setup ## write docs/asyncapi.yaml from the event contracts
 
 bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies)
 	$(RUN) python -m bench $(NAME)
+
+schemas: setup ## snapshot event schemas after an intentional additive contract change
+	$(RUN) python tools/snapshot_schemas.py
