@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inbox_devstack.errors import DevstackError
+from .errors import DevstackError
 
 HOST = "127.0.0.1"
 
@@ -54,7 +54,8 @@ class DevstackConfig:
 
     Every path below derives from :attr:`devstack_dir`::
 
-        <devstack_dir>/kafka/        pom.xml, libs/, server.properties, log4j2.properties, cluster.id
+        <devstack_dir>/kafka/        pom.xml, libs/, server.properties, log4j2.properties,
+                                     cluster.id
         <devstack_dir>/bin/          ferretdb-runner (built from the package's Go source)
         <devstack_dir>/data/kafka    Kafka log.dirs
         <devstack_dir>/data/ferretdb FerretDB SQLite files
@@ -87,7 +88,9 @@ class DevstackConfig:
             mongo_start_timeout=_float_env(env, "DEVSTACK_MONGO_START_TIMEOUT", 60.0),
         )
         if cfg.kafka_port == cfg.kafka_controller_port:
-            raise DevstackError("DEVSTACK_KAFKA_PORT and DEVSTACK_KAFKA_CONTROLLER_PORT must differ")
+            raise DevstackError(
+                "DEVSTACK_KAFKA_PORT and DEVSTACK_KAFKA_CONTROLLER_PORT must differ"
+            )
         return cfg
 
     # --- addresses ---------------------------------------------------------------

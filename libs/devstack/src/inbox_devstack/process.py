@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -11,12 +13,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
-from inbox_devstack.errors import DevstackError, MissingToolError
+from .errors import DevstackError, MissingToolError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def require_tool(tool: str, purpose: str) -> str:
@@ -218,3 +223,17 @@ def file_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, also when called from a thread that already runs an event loop.
+
+    The public API is blocking; inside a running loop (e.g. an async pytest fixture) the
+    coroutine runs on a short-lived helper thread with its own loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
