@@ -25,7 +25,7 @@ class ServiceSettings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     jwt_secret: SecretStr = Field(
-        SecretStr("dev-secret-change-me"),
+        SecretStr("inbox-development-secret-change-me-please"),
         description="HS256 secret for bearer tokens. The default is for local development only.",
     )
     log_level: str = "INFO"

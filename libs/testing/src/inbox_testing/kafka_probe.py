@@ -20,7 +20,9 @@ class TopicProbe:
 
     async def start(self) -> TopicProbe:
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
+        # A group-less consumer has no metadata for topics it did not subscribe to yet.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(self._topic) or set()
         if not partitions:
             await self._consumer.stop()
             raise RuntimeError(f"topic {self._topic} does not exist")

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from inbox_kit.auth import Role, mint_token
 from inbox_testing.infra import Infra, provide_infra
 
-TEST_JWT_SECRET = "test-secret-not-for-production"
+TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
 
 
 @pytest.fixture(scope="session")

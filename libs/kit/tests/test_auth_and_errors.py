@@ -1,0 +1,80 @@
+"""Unit tests: tokens and the domain-error → gRPC status mapping."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import jwt
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from inbox_kit.auth import Role, TokenVerifier, mint_token
+from inbox_kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from inbox_kit.grpc_server import _status_for
+
+SECRET = "unit-test-secret-0123456789abcdef"
+
+
+def test_a_minted_token_verifies_to_its_principal() -> None:
+    token = mint_token(SECRET, org_id="org", agent_id="ana", role="admin", teams=["t1", "t2"])
+    principal = TokenVerifier(SECRET).verify(token)
+    assert (principal.org_id, principal.agent_id, principal.role) == ("org", "ana", Role.ADMIN)
+    assert principal.teams == frozenset({"t1", "t2"})
+    principal.require_admin()
+
+
+def test_agents_are_not_admins() -> None:
+    principal = TokenVerifier(SECRET).verify(mint_token(SECRET, org_id="o", agent_id="a"))
+    with pytest.raises(PermissionDenied):
+        principal.require_admin()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        mint_token("other-secret-0123456789abcdef0123", org_id="o", agent_id="a"),
+        mint_token(SECRET, org_id="o", agent_id="a", ttl_seconds=-10),
+        jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"org": "o", "sub": "a", "role": "root"}, SECRET, algorithm="HS256"),
+        jwt.encode({"org": "o", "sub": "a", "teams": "t1"}, SECRET, algorithm="HS256"),
+        jwt.encode({"org": "o", "sub": "a"}, SECRET, algorithm="HS512"),
+        "not-a-jwt",
+    ],
+    ids=["wrong-secret", "expired", "no-org", "bad-role", "teams-not-list", "wrong-alg", "garbage"],
+)
+def test_bad_tokens_are_unauthenticated(token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(SECRET).verify(token)
+
+
+def test_invalid_argument_carries_the_field_in_a_bad_request_detail() -> None:
+    status = _status_for(InvalidArgument("agent_ids", "must not be empty"))
+    assert status.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "agent_ids" in status.details
+    rich = rpc_status.from_call(_FakeCall(status))
+    assert rich is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert rich.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == "agent_ids"
+
+
+def test_not_found_maps_to_not_found() -> None:
+    assert _status_for(NotFound("no such conversation")).code is grpc.StatusCode.NOT_FOUND
+
+
+class _FakeCall:
+    """Just enough of a grpc.Call for rpc_status.from_call (no network involved)."""
+
+    def __init__(self, status: grpc.Status) -> None:
+        self._status = status
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return tuple(self._status.trailing_metadata)
+
+    def code(self) -> grpc.StatusCode:
+        return self._status.code
+
+    def details(self) -> str:
+        return self._status.details
