@@ -134,7 +134,7 @@ async def start_canned_server(
     The baseline for gRPC benchmarks: same transport, serialization and client, no work.
     """
 
-    def canned(response: Any) -> grpc.RpcMethodHandler:
+    def canned(response: Any) -> grpc.RpcMethodHandler[Any, Any]:
         async def handle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             return response
 

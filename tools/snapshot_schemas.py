@@ -20,7 +20,9 @@ def main() -> int:
     SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
     for event_type, model in sorted(EVENT_TYPES.items()):
         schema = model.model_json_schema()
-        (SNAPSHOT_DIR / f"{event_type}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        (SNAPSHOT_DIR / f"{event_type}.json").write_text(
+            json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        )
     print(f"wrote {len(EVENT_TYPES)} schemas to {SNAPSHOT_DIR}")
     return 0
 

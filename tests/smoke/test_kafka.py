@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import InboundMessageReceived
 from inbox_contracts.topics import MESSAGES
@@ -92,14 +91,10 @@ async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malfo
         await broker.start()
         try:
             await kit_kafka.publish_event(broker, MESSAGES, before)
-            await broker.publish(
-                b'{"oops": true', topic=MESSAGES.name, key=conversation.encode()
-            )
+            await broker.publish(b'{"oops": true', topic=MESSAGES.name, key=conversation.encode())
             await kit_kafka.publish_event(broker, MESSAGES, after)
             await wait_until(lambda: len(handled) == 2, timeout=30)
-            dead = await dlq.wait_for(
-                lambda r: r.key == conversation.encode(), count=1, timeout=15
-            )
+            dead = await dlq.wait_for(lambda r: r.key == conversation.encode(), count=1, timeout=15)
         finally:
             await broker.stop()
 

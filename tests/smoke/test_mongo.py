@@ -11,7 +11,9 @@ from pymongo.errors import DuplicateKeyError
 pytestmark = pytest.mark.infra
 
 
-async def test_unique_index_refuses_a_duplicate_insert(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+async def test_unique_index_refuses_a_duplicate_insert(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
     processed = mongo_db["processed_events"]
     await processed.create_index("event_id", unique=True)
     await processed.insert_one({"event_id": "e-1"})

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from inbox_contracts import EVENT_TYPES, TOPICS, CloudEvent, MalformedEvent, decode
 from inbox_contracts.events import AgentSignedOut, SignOutReason
 

@@ -9,7 +9,6 @@ import jwt
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from inbox_kit.auth import Role, TokenVerifier, mint_token
 from inbox_kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from inbox_kit.grpc_server import _status_for

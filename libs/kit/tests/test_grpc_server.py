@@ -8,7 +8,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from inbox_kit.auth import TokenVerifier, current_principal, mint_token
 from inbox_kit.errors import InvalidArgument
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -28,7 +27,9 @@ def _register(servicer: Any, server: grpc.aio.Server) -> None:
     handler = grpc.unary_unary_rpc_method_handler(
         _echo, request_deserializer=lambda b: b, response_serializer=lambda b: b
     )
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})])
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})]
+    )
 
 
 @pytest.fixture
@@ -73,7 +74,10 @@ async def test_a_valid_token_reaches_the_handler_as_the_principal(server: GrpcSe
     assert await _echo_call(server.address, b"hi", token) == b"acme/ana: hi"
 
 
-@pytest.mark.parametrize("token", [None, "garbage", mint_token("wrong-secret-0123456789abcdefghijk", org_id="o", agent_id="a")])
+@pytest.mark.parametrize(
+    "token",
+    [None, "garbage", mint_token("wrong-secret-0123456789abcdefghijk", org_id="o", agent_id="a")],
+)
 async def test_missing_or_bad_tokens_are_refused(server: GrpcServer, token: str | None) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _echo_call(server.address, b"hi", token)
@@ -92,7 +96,9 @@ async def test_domain_errors_become_status_codes_naming_the_field(server: GrpcSe
 
 
 async def test_stopping_flips_health_to_not_serving() -> None:
-    srv = GrpcServer([ServiceRegistration(SERVICE, _register, None)], verifier=TokenVerifier(SECRET))
+    srv = GrpcServer(
+        [ServiceRegistration(SERVICE, _register, None)], verifier=TokenVerifier(SECRET)
+    )
     await srv.start()
     await srv.set_serving(False)
     async with grpc.aio.insecure_channel(srv.address) as channel:

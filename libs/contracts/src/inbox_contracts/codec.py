@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -28,6 +28,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
     if data_cls is None:
         raise MalformedEvent(f"unknown event type {event_type!r}")
     try:
-        return CloudEvent[data_cls].model_validate(obj)  # type: ignore[valid-type]
+        envelope_cls = cast(type[CloudEvent[EventData]], CloudEvent.__class_getitem__(data_cls))
+        return envelope_cls.model_validate(obj)
     except ValidationError as exc:
         raise MalformedEvent(str(exc)) from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -49,7 +49,9 @@ class CloudEvent(BaseModel, Generic[DataT]):
         "consumers deduplicate on it.",
     )
     source: str = Field(min_length=1, description="Producer, e.g. `/inbox/presence`.")
-    type: str = Field(min_length=1, description="Event type, e.g. `inbox.presence.agent_signed_in.v1`.")
+    type: str = Field(
+        min_length=1, description="Event type, e.g. `inbox.presence.agent_signed_in.v1`."
+    )
     time: AwareDatetime = Field(description="Event time; always equals `data.occurred_at`.")
     subject: str = Field(min_length=1, description="Aggregate id; also the Kafka message key.")
     datacontenttype: Literal["application/json"] = "application/json"
@@ -68,7 +70,9 @@ class CloudEvent(BaseModel, Generic[DataT]):
     @classmethod
     def wrap(cls, data: DataT, *, source: str, event_id: str | None = None) -> CloudEvent[DataT]:
         """Envelope ``data``; pass ``event_id`` when re-publishing a stored fact."""
-        return CloudEvent[type(data)](  # type: ignore[valid-type]
+        # Parametrize by the concrete payload class so it (de)serializes with all its fields.
+        envelope_cls = cast(type[CloudEvent[DataT]], CloudEvent.__class_getitem__(type(data)))
+        return envelope_cls(
             id=event_id or str(uuid.uuid4()),
             source=source,
             type=data.event_type,

@@ -74,15 +74,15 @@ def _internal_status() -> grpc.Status:
     )
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(details)
         if handler is None or details.method.startswith(_PUBLIC_PREFIXES):
             return handler
@@ -98,18 +98,17 @@ def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
     return None
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails, verifier: TokenVerifier
-) -> grpc.RpcMethodHandler:
+def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifier) -> Any:
+    """Wrap a method handler (its grpc.aio behaviours are coroutines / async generators)."""
     method = details.method
 
-    async def enter(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def enter(context: Any) -> Any:
         token = _bearer(details.invocation_metadata)
         if token is None:
             raise Unauthenticated("missing bearer token in the authorization metadata")
         return set_current_principal(verifier.verify(token))
 
-    async def fail(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    async def fail(context: Any, exc: Exception) -> None:
         if isinstance(exc, DomainError):
             GRPC_CALLS.labels(method, exc.code.name).inc()
             await context.abort_with_status(_status_for(exc))
@@ -120,7 +119,7 @@ def _wrap(
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
                 principal_token = await enter(context)
@@ -128,7 +127,7 @@ def _wrap(
                     response = await inner(request, context)
                 finally:
                     reset_current_principal(principal_token)
-            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            except Exception as exc:
                 await fail(context, exc)
             GRPC_CALLS.labels(method, "OK").inc()
             GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
@@ -147,7 +146,7 @@ def _wrap(
 
     inner_stream = handler.unary_stream or handler.stream_stream
 
-    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         try:
             principal_token = await enter(context)
             try:
@@ -155,7 +154,7 @@ def _wrap(
                     yield item
             finally:
                 reset_current_principal(principal_token)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await fail(context, exc)
         GRPC_CALLS.labels(method, "OK").inc()
 
@@ -185,7 +184,7 @@ class GrpcServer:
     ) -> None:
         self._services = list(services)
         self._server = grpc.aio.server(interceptors=[ServiceInterceptor(verifier)], options=options)
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for svc in self._services:
             svc.add_to_server(svc.servicer, self._server)

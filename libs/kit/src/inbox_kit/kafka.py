@@ -23,11 +23,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from prometheus_client import Counter
-from pymongo.errors import ConnectionFailure
-
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic, decode
 from inbox_contracts.topics import DLQ_SUFFIX
+from prometheus_client import Counter
+from pymongo.errors import ConnectionFailure
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,9 @@ class DeadLetters:
         self._publish = publish
         self._group_id = group_id
 
-    async def send(self, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int) -> None:
+    async def send(
+        self, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int
+    ) -> None:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers.update(
             {
@@ -172,7 +173,11 @@ async def publish_event(broker: KafkaBroker, topic: Topic, event: CloudEvent[Any
         event.to_json_bytes(),
         topic=topic.name,
         key=event.key,
-        headers={"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_type": event.type, "ce_id": event.id},
+        headers={
+            "content-type": CLOUDEVENTS_CONTENT_TYPE,
+            "ce_type": event.type,
+            "ce_id": event.id,
+        },
     )
 
 
@@ -192,7 +197,7 @@ def subscribe(
     """
     dead_letters = DeadLetters(broker_raw_publish(broker), group_id)
 
-    @broker.subscriber(
+    @broker.subscriber(  # type: ignore[untyped-decorator,unused-ignore]
         *(t.name for t in topics),
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,

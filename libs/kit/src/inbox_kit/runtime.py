@@ -73,5 +73,7 @@ async def _supervised(loop_fn: BackgroundTask) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("background task crashed; restarting", extra={"task": loop_fn.__qualname__})
+            log.exception(
+                "background task crashed; restarting", extra={"task": loop_fn.__qualname__}
+            )
             await asyncio.sleep(1.0)

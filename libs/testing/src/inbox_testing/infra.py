@@ -54,10 +54,9 @@ def _devstack() -> Iterator[Infra]:
 
 @contextmanager
 def _containers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engine
+    from inbox_devstack.topics import create_topics
     from testcontainers.kafka import KafkaContainer
     from testcontainers.mongodb import MongoDbContainer
-
-    from inbox_devstack.topics import create_topics
 
     with (
         KafkaContainer("apache/kafka:4.1.0").with_kraft() as kafka,
@@ -66,5 +65,3 @@ def _containers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engin
         bootstrap = kafka.get_bootstrap_server()
         create_topics(bootstrap)
         yield Infra(bootstrap, mongo.get_connection_url(), "containers")
-
-

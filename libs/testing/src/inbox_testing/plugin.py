@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from inbox_kit.auth import Role, mint_token
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from inbox_kit.auth import Role, mint_token
 from inbox_testing.infra import Infra, provide_infra
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
