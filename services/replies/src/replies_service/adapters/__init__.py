@@ -1,0 +1,1 @@
+"""I/O: MongoDB repositories, the contacts gRPC client, the Kafka publisher."""

@@ -1,0 +1,79 @@
+"""Wire the replies service. Nothing connects before ``runtime.start()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inbox.replies.v1 import replies_pb2_grpc
+from inbox_contracts.topics import REPLIES
+from inbox_kit.auth import TokenVerifier
+from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.kafka import make_broker, subscribe
+from inbox_kit.mongo import connect
+from inbox_kit.runtime import ServiceRuntime
+
+from replies_service.adapters.contacts_grpc import GrpcContactDirectory
+from replies_service.adapters.mongo import MongoReplyStore
+from replies_service.adapters.publisher import KafkaUsagePublisher
+from replies_service.entrypoints.consumer import usage_handler
+from replies_service.entrypoints.grpc_servicer import RepliesServicer
+from replies_service.service_layer.handlers import Deps
+from replies_service.service_layer.search_index import SearchIndex
+from replies_service.settings import RepliesSettings
+
+SERVICE_FULL_NAME = "inbox.replies.v1.RepliesService"
+
+
+@dataclass
+class App:
+    runtime: ServiceRuntime
+    deps: Deps
+    store: MongoReplyStore
+
+
+def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) -> App:
+    settings = settings or RepliesSettings()
+    client, db = connect(settings)
+    store = MongoReplyStore(db)
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+    contacts = GrpcContactDirectory(
+        settings.contacts_address, timeout_seconds=settings.contacts_timeout_seconds
+    )
+    index = SearchIndex(
+        store,
+        max_orgs=settings.index_max_orgs,
+        usage_refresh_seconds=settings.usage_refresh_seconds,
+    )
+    deps = Deps(store=store, index=index, contacts=contacts, publisher=KafkaUsagePublisher(broker))
+    if consume:
+        subscribe(broker, [REPLIES], group_id=settings.consumer_group, handler=usage_handler(deps))
+    grpc_server = GrpcServer(
+        [
+            ServiceRegistration(
+                SERVICE_FULL_NAME,
+                replies_pb2_grpc.add_RepliesServiceServicer_to_server,
+                RepliesServicer(deps),
+            )
+        ],
+        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+    )
+
+    async def ensure_indexes() -> None:
+        await store.ensure_indexes()
+
+    async def close() -> None:
+        await index.close()
+        await contacts.close()
+        await client.close()
+
+    runtime = ServiceRuntime(
+        name=settings.service_name,
+        grpc=grpc_server,
+        broker=broker,
+        background=[ensure_indexes],
+        cleanups=[close],
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+    )
+    return App(runtime=runtime, deps=deps, store=store)

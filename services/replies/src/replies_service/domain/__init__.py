@@ -1,0 +1,1 @@
+"""Pure rules of saved replies: no I/O."""

@@ -1,0 +1,1 @@
+"""Thin adapters from gRPC and Kafka to the service-layer handlers."""

@@ -1,0 +1,1 @@
+"""Use cases (plain async handlers) and the ports they need."""

@@ -1,0 +1,22 @@
+"""Configuration from ``REPLIES_*`` environment variables."""
+
+from __future__ import annotations
+
+from inbox_kit.settings import ServiceSettings, service_config
+from pydantic import Field
+
+
+class RepliesSettings(ServiceSettings):
+    model_config = service_config("REPLIES_")
+
+    service_name: str = "replies"
+    mongodb_database: str = "inbox_replies"
+    grpc_port: int = Field(50064, ge=0, le=65535)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    consumer_group: str = Field("replies", description="Kafka group counting reply usage.")
+    contacts_address: str = Field("127.0.0.1:50063", description="contacts gRPC host:port.")
+    contacts_timeout_seconds: float = Field(2.0, gt=0)
+    usage_refresh_seconds: float = Field(
+        5.0, ge=0, description="How stale the usage tie-breaker of search may get."
+    )
+    index_max_orgs: int = Field(256, ge=1, description="Orgs kept in the in-process index.")
