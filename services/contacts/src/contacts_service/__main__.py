@@ -1,0 +1,24 @@
+"""``python -m contacts_service`` / ``inbox-contacts``: run the contacts service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from inbox_kit.logging import configure_logging
+from inbox_kit.metrics import start_metrics_server
+
+from contacts_service.bootstrap import bootstrap
+from contacts_service.settings import ContactsSettings
+
+
+def main() -> None:
+    settings = ContactsSettings()
+    configure_logging("contacts", settings.log_level)
+    if settings.metrics_port:
+        start_metrics_server(settings.grpc_host, settings.metrics_port)
+    service = bootstrap(settings)
+    asyncio.run(service.runtime.run_forever())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Wiring: one function builds the whole service. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inbox.contacts.v1 import contacts_pb2_grpc
+from inbox_kit.auth import TokenVerifier
+from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.mongo import connect
+from inbox_kit.runtime import BackgroundTask, ServiceRuntime
+
+from contacts_service.adapters.mongo import MongoContactRepository, MongoDefinitionsRepository
+from contacts_service.entrypoints.consumer import ProfileConsumer
+from contacts_service.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
+from contacts_service.service_layer.contacts import ContactsService, ProfileIngestion
+from contacts_service.service_layer.definitions import DefinitionsCache, DefinitionsService
+from contacts_service.settings import ContactsSettings
+
+
+@dataclass
+class Contacts:
+    runtime: ServiceRuntime
+    consumer: ProfileConsumer | None
+
+
+def bootstrap(settings: ContactsSettings) -> Contacts:
+    client, db = connect(settings)
+    definitions_repo = MongoDefinitionsRepository(db)
+    contacts_repo = MongoContactRepository(db)
+    cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds)
+    servicer = ContactsServicer(
+        ContactsService(contacts_repo, cache), DefinitionsService(definitions_repo, cache)
+    )
+    grpc = GrpcServer(
+        [
+            ServiceRegistration(
+                SERVICE_NAME, contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer
+            )
+        ],
+        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+    )
+    consumer = None
+    background: list[BackgroundTask] = []
+    if settings.consume:
+        consumer = ProfileConsumer(
+            ProfileIngestion(contacts_repo, DefinitionsCache(definitions_repo, ttl=1.0)),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.consumer_group,
+            max_batch=settings.consumer_max_batch,
+        )
+        background.append(consumer.run)
+
+    async def close_db() -> None:
+        await client.close()
+
+    runtime = ServiceRuntime(
+        name="contacts",
+        grpc=grpc,
+        background=background,
+        cleanups=[close_db],
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+    )
+    return Contacts(runtime, consumer)

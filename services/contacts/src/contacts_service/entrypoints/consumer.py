@@ -1,0 +1,140 @@
+"""Kafka consumer of ``inbox.contacts.v1``: batches of profile updates → ProfileIngestion.
+
+Own aiokafka loop (instead of the kit's one-message-at-a-time ``subscribe``) so a batch of
+records costs a handful of database round trips. Same conventions as the kit: at least once
+(offsets committed after the batch is stored or dead-lettered), malformed or invalid messages
+are copied unchanged to ``inbox.contacts.v1.dlq`` with the reason in ``x-dlq-*`` headers
+(immediately: a validation error will not go away by retrying), and infrastructure failures
+are retried until they succeed — never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
+from inbox_contracts.events import ContactProfileUpserted
+from inbox_contracts.topics import CONTACTS
+from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome
+from pymongo.errors import PyMongoError
+
+from contacts_service.service_layer.contacts import ProfileIngestion, RawProfile
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = "ConsumerRecord[Any, Any]"
+
+
+class PermanentError(ValueError):
+    """The message can never be processed (wrong type on this topic, invalid value)."""
+
+
+def to_raw_profile(event: CloudEvent[EventData]) -> RawProfile:
+    data = event.data
+    if not isinstance(data, ContactProfileUpserted):
+        raise PermanentError(f"unexpected event type {event.type!r} on {CONTACTS.name}")
+    return RawProfile(
+        event_id=event.id,
+        org_id=data.org_id,
+        contact_id=data.contact_id,
+        occurred_at=data.occurred_at,
+        attributes=data.attributes,
+        identities=tuple((i.channel, i.handle) for i in data.identities),
+    )
+
+
+class ProfileConsumer:
+    def __init__(
+        self,
+        ingestion: ProfileIngestion,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        max_batch: int = 500,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        self._ingestion = ingestion
+        self._bootstrap = bootstrap_servers
+        self._group_id = group_id
+        self._max_batch = max_batch
+        self._retry_backoff = retry_backoff
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            CONTACTS.name,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"contacts-{self._group_id}",
+            max_poll_records=self._max_batch,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                dead_letters = DeadLetters(_raw_publish(producer), self._group_id)
+                self.ready.set()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+                    records = [r for batch in batches.values() for r in batch]
+                    if not records:
+                        continue
+                    await self._process_until_done(records, dead_letters)
+                    try:
+                        await consumer.commit()
+                    except CommitFailedError:
+                        log.warning("commit failed (rebalance); the batch will be redelivered")
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+
+    async def _process_until_done(self, records: list[Record], dead_letters: DeadLetters) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.process(records, dead_letters)
+                return
+            except (TimeoutError, PyMongoError, KafkaError, OSError):
+                log.warning("transient failure; retrying the batch", exc_info=True)
+                await asyncio.sleep(min(self._retry_backoff * attempt, 5.0))
+
+    async def process(self, records: list[Record], dead_letters: DeadLetters) -> None:
+        """Store the valid records and dead-letter the rest. Idempotent."""
+        profiles: list[RawProfile] = []
+        sources: list[Record] = []
+        failures: list[tuple[Record, BaseException]] = []
+        for record in records:
+            try:
+                profiles.append(to_raw_profile(decode(record.value or b"")))
+                sources.append(record)
+            except (MalformedEvent, PermanentError) as exc:
+                failures.append((record, exc))
+        rejected = await self._ingestion.ingest(profiles)
+        for index, reason in sorted(rejected.items()):
+            failures.append((sources[index], PermanentError(reason)))
+        for record, error in failures:
+            await dead_letters.send(record, error, attempts=1)
+            CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
+        processed = len(records) - len(failures)
+        if processed:
+            CONSUMED.labels(CONTACTS.name, self._group_id, Outcome.PROCESSED).inc(processed)
+
+
+def _raw_publish(producer: AIOKafkaProducer) -> Any:
+    async def publish(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
+        await producer.send_and_wait(
+            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        )
+
+    return publish

@@ -1,0 +1,24 @@
+"""Settings of the contacts service (env prefix ``CONTACTS_``)."""
+
+from __future__ import annotations
+
+from inbox_kit.settings import ServiceSettings, service_config
+from pydantic import Field
+
+
+class ContactsSettings(ServiceSettings):
+    model_config = service_config("CONTACTS_")
+
+    service_name: str = "contacts"
+    mongodb_database: str = "inbox_contacts"
+    grpc_port: int = Field(50063, ge=0, le=65535)
+    metrics_port: int = Field(9463, ge=0, le=65535)
+    consumer_group: str = "contacts"
+    consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
+    consumer_max_batch: int = Field(500, ge=1, le=10_000)
+    definitions_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long a replica serves cached attribute definitions before re-reading "
+        "them; bounds how stale another replica's card order/toggles can be. 0 = never cache.",
+    )
