@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from replies_service.domain.model import CollectionKind, SavedReply
+from replies_service.domain.search import Match, Query, Searchable, rank
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def reply(
+    rid: str,
+    title: str,
+    body: str = "",
+    shortcut: str = "",
+    kind: CollectionKind = CollectionKind.SHARED,
+) -> Searchable:
+    return Searchable.of(
+        SavedReply(
+            reply_id=rid,
+            org_id="o",
+            collection_id="c",
+            collection_kind=kind,
+            owner_agent_id="",
+            title=title,
+            body=body,
+            shortcut=shortcut,
+            created_by="a",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+
+
+def test_shortcut_prefix_above_title_above_body() -> None:
+    items = [
+        reply("body", "Something", body="we issue a refund"),
+        reply("title", "Refund policy"),
+        reply("prefix", "Money back", shortcut="refund-eu"),
+        reply("exact", "Returns", shortcut="ref"),
+        reply("none", "Shipping"),
+    ]
+    hits = rank(items, Query.parse("/ref"), {})
+    assert [(h[0].reply.reply_id, h[1]) for h in hits] == [
+        ("exact", Match.SHORTCUT_EXACT),
+        ("prefix", Match.SHORTCUT_PREFIX),
+        ("title", Match.TITLE),
+        ("body", Match.BODY),
+    ]
+
+
+def test_usage_breaks_ties() -> None:
+    items = [reply("a", "Refund A"), reply("b", "Refund B"), reply("c", "Refund C")]
+    hits = rank(items, Query.parse("refund"), {"b": 7, "c": 2})
+    assert [h[0].reply.reply_id for h in hits] == ["b", "c", "a"]
+
+
+def test_multi_word_query_needs_every_word() -> None:
+    items = [reply("a", "Refund policy", body="within 30 days"), reply("b", "Refund")]
+    assert [h[0].reply.reply_id for h in rank(items, Query.parse("refund days"), {})] == ["a"]
+
+
+def test_personal_shortcut_shadows_shared_one() -> None:
+    items = [
+        reply("shared", "Shared thanks", shortcut="thanks"),
+        reply("mine", "My thanks", shortcut="thanks", kind=CollectionKind.PERSONAL),
+    ]
+    hits = rank(items, Query.parse("/thanks"), {"shared": 100})
+    assert [(h[0].reply.reply_id, h[1]) for h in hits] == [
+        ("mine", Match.SHORTCUT_EXACT),
+        ("shared", Match.TITLE),
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(st.text("abc ", max_size=8), st.text("abc", max_size=3), st.integers(0, 5)),
+        max_size=12,
+    ),
+    st.text("abc/", max_size=3),
+)
+def test_ranking_is_sorted_by_match_then_usage(rows: list[tuple[str, str, int]], q: str) -> None:
+    items = [reply(f"r{i}", title, shortcut=sc) for i, (title, sc, _) in enumerate(rows)]
+    usage = {f"r{i}": u for i, (_, _, u) in enumerate(rows)}
+    hits = rank(items, Query.parse(q), usage)
+    keys = [(h[1], -usage[h[0].reply.reply_id]) for h in hits]
+    assert keys == sorted(keys)
+    query = Query.parse(q)
+    for item, kind in hits:  # every hit really matches
+        if kind in (Match.SHORTCUT_EXACT, Match.SHORTCUT_PREFIX):
+            assert item.reply.shortcut.startswith(query.words[0])
+        elif kind is Match.TITLE:
+            assert all(w in item.title_lc for w in query.words)
