@@ -1,0 +1,1 @@
+"""Presence service: agent sessions, heartbeats, sign-in / sign-out and expiry."""

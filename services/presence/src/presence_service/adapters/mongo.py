@@ -1,0 +1,321 @@
+"""PyMongo (async) implementation of ``PresenceStore``.
+
+Collections (database ``inbox_presence``):
+- ``sessions``: one document per *live* session, ``_id`` = session id; only its heartbeats
+  update it; deleted once the session ended;
+- ``session_ends``: ``_id`` = session id; inserted once (unique ``_id``) - the claim that ends
+  a session, with reason and end time;
+- ``outbox``: events to publish. Transition ``n`` of an agent has ``_id`` =
+  ``<org>\\x1f<agent>\\x1ft<n>``; inserting it *is* claiming the transition;
+- ``heads``: per agent, a hint of the latest transition (a lower bound: readers probe the
+  next sequence numbers by ``_id``);
+- ``availability``: per agent, the chosen availability;
+- ``service_state``: the liveness mark used to detect full outages.
+
+Hot paths (heartbeat, sign-in) only use ``_id`` lookups and inserts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from inbox_contracts.events import Availability
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from presence_service.domain.model import (
+    KEY_SEPARATOR,
+    AgentRef,
+    EndReason,
+    Session,
+    SessionEnd,
+    Transition,
+    transition_key,
+)
+from presence_service.service_layer.ports import AgentAvailability, OutboxRecord
+
+Doc = dict[str, Any]
+
+
+def _agent_from(doc: Doc) -> AgentRef:
+    return AgentRef(doc["org_id"], doc["agent_id"])
+
+
+def _session_doc(s: Session) -> Doc:
+    return {
+        "_id": s.session_id,
+        "agent_key": s.agent.key,
+        "org_id": s.agent.org_id,
+        "agent_id": s.agent.agent_id,
+        "started_at": s.started_at,
+        "last_heartbeat": s.last_heartbeat,
+        "expires_at": s.expires_at,
+        "client_description": s.client_description,
+    }
+
+
+def _session(doc: Doc) -> Session:
+    return Session(
+        session_id=doc["_id"],
+        agent=_agent_from(doc),
+        started_at=doc["started_at"],
+        last_heartbeat=doc["last_heartbeat"],
+        expires_at=doc["expires_at"],
+        client_description=doc.get("client_description", ""),
+    )
+
+
+def _end(doc: Doc) -> SessionEnd:
+    return SessionEnd(doc["_id"], _agent_from(doc), EndReason(doc["reason"]), doc["ended_at"])
+
+
+def _transition_fields(t: Transition) -> Doc:
+    return {
+        "agent_key": t.agent.key,
+        "org_id": t.agent.org_id,
+        "agent_id": t.agent.agent_id,
+        "seq": t.seq,
+        "signed_in": t.signed_in,
+        "occurred_at": t.occurred_at,
+        "session_id": t.session_id,
+        "reason": t.reason.value if t.reason else None,
+    }
+
+
+def _transition(doc: Doc) -> Transition:
+    return Transition(
+        agent=_agent_from(doc),
+        seq=doc["seq"],
+        signed_in=doc["signed_in"],
+        occurred_at=doc["occurred_at"],
+        session_id=doc["session_id"],
+        reason=EndReason(doc["reason"]) if doc.get("reason") else None,
+    )
+
+
+def _outbox_fields(r: OutboxRecord) -> Doc:
+    return {
+        "_id": r.key,
+        "topic": r.topic,
+        "kafka_key": r.kafka_key,
+        "event_id": r.event_id,
+        "event_type": r.event_type,
+        "payload": r.payload,
+        "created_at": r.created_at,
+        "prev_key": r.prev_key,
+        "published": r.published,
+    }
+
+
+def _outbox(doc: Doc) -> OutboxRecord:
+    return OutboxRecord(
+        key=doc["_id"],
+        topic=doc["topic"],
+        kafka_key=bytes(doc["kafka_key"]),
+        event_id=doc["event_id"],
+        event_type=doc["event_type"],
+        payload=bytes(doc["payload"]),
+        created_at=doc["created_at"],
+        prev_key=doc.get("prev_key"),
+        published=bool(doc.get("published")),
+    )
+
+
+class MongoPresenceStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+        self._sessions = db["sessions"]
+        self._ends = db["session_ends"]
+        self._outbox = db["outbox"]
+        self._heads = db["heads"]
+        self._availability = db["availability"]
+        self._state = db["service_state"]
+
+    async def ensure_indexes(self) -> None:
+        await self._sessions.create_index([("agent_key", ASCENDING)])
+        await self._sessions.create_index([("expires_at", ASCENDING)])
+        await self._ends.create_index([("agent_key", ASCENDING), ("ended_at", ASCENDING)])
+        await self._outbox.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
+        await self._heads.create_index(
+            [("org_id", ASCENDING), ("signed_in", ASCENDING), ("agent_id", ASCENDING)]
+        )
+
+    # ------------------------------------------------------------------ sessions
+    async def insert_session(self, session: Session) -> None:
+        await self._sessions.insert_one(_session_doc(session))
+
+    async def get_session(self, session_id: str) -> Session | None:
+        doc = await self._sessions.find_one({"_id": session_id})
+        return _session(doc) if doc else None
+
+    async def touch_session(
+        self, session_id: str, last_heartbeat: datetime, expires_at: datetime
+    ) -> None:
+        await self._sessions.update_one(
+            {"_id": session_id},
+            {"$set": {"last_heartbeat": last_heartbeat, "expires_at": expires_at}},
+        )
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._sessions.delete_one({"_id": session_id})
+
+    async def sessions_of(self, agents: list[AgentRef]) -> list[Session]:
+        if not agents:
+            return []
+        keys = [a.key for a in agents]
+        query: Doc = {"agent_key": keys[0]} if len(keys) == 1 else {"agent_key": {"$in": keys}}
+        return [_session(d) async for d in self._sessions.find(query)]
+
+    async def overdue_sessions(self, before: datetime, limit: int) -> list[Session]:
+        cursor = self._sessions.find({"expires_at": {"$lt": before}}).limit(limit)
+        return [_session(d) async for d in cursor]
+
+    # ------------------------------------------------------------------ ends
+    async def claim_end(self, end: SessionEnd) -> bool:
+        try:
+            await self._ends.insert_one(
+                {
+                    "_id": end.session_id,
+                    "agent_key": end.agent.key,
+                    "org_id": end.agent.org_id,
+                    "agent_id": end.agent.agent_id,
+                    "reason": end.reason.value,
+                    "ended_at": end.ended_at,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_end(self, session_id: str) -> SessionEnd | None:
+        doc = await self._ends.find_one({"_id": session_id})
+        return _end(doc) if doc else None
+
+    async def ended_ids(self, session_ids: list[str]) -> set[str]:
+        if not session_ids:
+            return set()
+        cursor = self._ends.find({"_id": {"$in": session_ids}}, {"_id": 1})
+        return {d["_id"] async for d in cursor}
+
+    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
+        cursor = self._ends.find({"agent_key": agent.key, "ended_at": {"$gte": since}})
+        return [_end(d) async for d in cursor]
+
+    # ------------------------------------------------------------------ transitions / outbox
+    async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
+        seq = latest.seq if latest else 0
+        while True:
+            doc = await self._outbox.find_one({"_id": transition_key(agent, seq + 1)})
+            if doc is None:
+                return latest
+            latest = _transition(doc)
+            seq = latest.seq
+
+    async def head(self, agent: AgentRef) -> Transition | None:
+        hint = await self._heads.find_one({"_id": agent.key})
+        known = _transition(hint) if hint else None
+        latest = await self._probe_forward(agent, known)
+        if latest is not None and (known is None or latest.seq > known.seq):
+            await self._update_head(latest)
+        return latest
+
+    async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
+        if not agents:
+            return {}
+        docs = self._heads.find({"_id": {"$in": [a.key for a in agents]}})
+        result = {_agent_from(d): _transition(d) async for d in docs}
+        pending = list(agents)
+        while pending:  # probe every agent's next sequence number in one query per round
+            keys = {transition_key(a, result[a].seq + 1 if a in result else 1): a for a in pending}
+            found = [d async for d in self._outbox.find({"_id": {"$in": list(keys)}})]
+            pending = []
+            for d in found:
+                agent = keys[d["_id"]]
+                result[agent] = _transition(d)
+                pending.append(agent)
+        return result
+
+    async def _update_head(self, t: Transition) -> None:
+        fields = _transition_fields(t)
+        del fields["agent_key"]
+        with contextlib.suppress(DuplicateKeyError):  # a newer transition is recorded already
+            await self._heads.update_one(
+                {"_id": t.agent.key, "seq": {"$lt": t.seq}}, {"$set": fields}, upsert=True
+            )
+
+    async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
+        doc = _outbox_fields(record) | _transition_fields(transition) | {"kind": "transition"}
+        try:
+            await self._outbox.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        await self._update_head(transition)
+        return True
+
+    async def signed_in_heads(
+        self, org_id: str, after_agent_id: str, limit: int
+    ) -> list[Transition]:
+        query: Doc = {"org_id": org_id, "signed_in": True}
+        if after_agent_id:
+            query["agent_id"] = {"$gt": after_agent_id}
+        cursor = self._heads.find(query).sort("agent_id", ASCENDING).limit(limit)
+        return [_transition(d) async for d in cursor]
+
+    async def insert_outbox(self, record: OutboxRecord) -> None:
+        key, _, _ = record.key.rpartition(KEY_SEPARATOR)
+        await self._outbox.insert_one(_outbox_fields(record) | {"kind": "event", "agent_key": key})
+
+    async def get_outbox(self, key: str) -> OutboxRecord | None:
+        doc = await self._outbox.find_one({"_id": key})
+        return _outbox(doc) if doc else None
+
+    async def unpublished(self, created_before: datetime, limit: int) -> list[OutboxRecord]:
+        cursor = self._outbox.find({"published": False, "created_at": {"$lt": created_before}})
+        docs = [d async for d in cursor.limit(limit)]
+        docs.sort(key=lambda d: (d.get("agent_key", ""), d.get("seq", 0), d["created_at"]))
+        return [_outbox(d) for d in docs]
+
+    async def mark_published(self, key: str, at: datetime) -> None:
+        await self._outbox.update_one(
+            {"_id": key}, {"$set": {"published": True, "published_at": at}}
+        )
+
+    # ------------------------------------------------------------------ availability
+    async def set_availability(self, agent: AgentRef, value: AgentAvailability) -> None:
+        await self._availability.update_one(
+            {"_id": agent.key},
+            {
+                "$set": {
+                    "org_id": agent.org_id,
+                    "agent_id": agent.agent_id,
+                    "availability": value.availability.value,
+                    "changed_at": value.changed_at,
+                }
+            },
+            upsert=True,
+        )
+
+    async def availabilities(self, agents: list[AgentRef]) -> dict[AgentRef, AgentAvailability]:
+        if not agents:
+            return {}
+        cursor = self._availability.find({"_id": {"$in": [a.key for a in agents]}})
+        return {
+            _agent_from(d): AgentAvailability(Availability(d["availability"]), d["changed_at"])
+            async for d in cursor
+        }
+
+    # ------------------------------------------------------------------ liveness
+    async def mark_alive(self, now: datetime) -> datetime | None:
+        doc = await self._state.find_one({"_id": "alive"})
+        await self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
+        return doc["at"] if doc else None
+
+    async def outage_resumed_at(self) -> datetime | None:
+        doc = await self._state.find_one({"_id": "outage"})
+        return doc["resumed_at"] if doc else None
+
+    async def record_outage_resumed(self, at: datetime) -> None:
+        await self._state.update_one({"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True)

@@ -1,0 +1,1 @@
+"""Pure presence rules (no I/O)."""

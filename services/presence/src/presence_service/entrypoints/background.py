@@ -1,0 +1,44 @@
+"""Background loops every replica runs: the expiry sweeper and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from presence_service.service_layer import handlers, outbox
+from presence_service.service_layer.handlers import Presence
+from presence_service.service_layer.ports import EventPublisher
+from presence_service.settings import PresenceSettings
+
+log = logging.getLogger(__name__)
+
+
+def sweeper(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
+    async def run_sweeper() -> None:
+        while True:
+            try:
+                await handlers.refresh_liveness(p, settings.outage_threshold())
+                ended = await handlers.sweep_once(p)
+                if ended:
+                    log.info("expired %d sessions", ended)
+            except Exception:
+                log.exception("sweep failed; will retry")
+            await asyncio.sleep(settings.sweep_interval_seconds)
+
+    return run_sweeper
+
+
+def relay(
+    p: Presence, publisher: EventPublisher, settings: PresenceSettings
+) -> Callable[[], Awaitable[None]]:
+    async def run_relay() -> None:
+        await outbox.run_relay(
+            p,
+            publisher,
+            scan_interval=settings.relay_scan_interval_seconds,
+            min_age=timedelta(seconds=settings.relay_min_age_seconds),
+        )
+
+    return run_relay

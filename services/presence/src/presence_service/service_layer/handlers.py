@@ -1,0 +1,422 @@
+"""Use cases of the presence service: plain async functions over the ports.
+
+Concurrency model (several replicas, non-atomic updates in FerretDB):
+- a session is its own document, written by its heartbeats only;
+- a session *ends* by inserting its end record (unique by session id) - whoever wins decides
+  the reason and time; the session document is then deleted;
+- the agent's sign-in / sign-out is a transition log claimed by unique inserts (see
+  ``reconcile``); the transition document is also the outbox entry of its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import (
+    AgentAvailabilityChanged,
+    AgentSignedIn,
+    AgentSignedOut,
+    Availability,
+)
+from inbox_contracts.topics import PRESENCE
+from inbox_kit.auth import Principal
+from inbox_kit.errors import FailedPrecondition, InvalidArgument, NotFound
+
+from presence_service.domain.model import (
+    AgentRef,
+    EndReason,
+    Session,
+    SessionEnd,
+    Timing,
+    Transition,
+    event_id_for,
+    expiry_end,
+    is_expired_for_others,
+    is_expired_for_owner,
+    next_transition,
+    transition_key,
+    validate_id,
+)
+from presence_service.service_layer.ports import (
+    AgentAvailability,
+    OutboxRecord,
+    PresenceStore,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/inbox/presence"
+MAX_RECONCILE_ROUNDS = 16
+MAX_BATCH = 500
+DEFAULT_PAGE = 100
+
+
+class SessionEnded(FailedPrecondition):
+    """The session has ended or expired; the client must sign in again."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} has ended; sign in again", reason="SESSION_ENDED")
+
+
+def _utcnow() -> datetime:
+    """Now, truncated to milliseconds (what MongoDB stores), so stored and published times
+    are identical."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass
+class Presence:
+    """Everything the handlers need (built by bootstrap)."""
+
+    store: PresenceStore
+    timing: Timing
+    clock: Callable[[], datetime] = _utcnow
+    #: Start of the current service uptime after a full outage (see ``domain.deadline``).
+    resumed_at: datetime | None = None
+    #: Outbox records claimed here, for the relay's fast path (publish without a scan).
+    claimed: asyncio.Queue[OutboxRecord] = field(default_factory=asyncio.Queue)
+
+
+# ---------------------------------------------------------------------------- event records
+
+
+def _record(
+    key: str,
+    data: AgentSignedIn | AgentSignedOut | AgentAvailabilityChanged,
+    *,
+    at: datetime,
+    prev_key: str | None = None,
+) -> OutboxRecord:
+    event = CloudEvent.wrap(data, source=SOURCE, event_id=event_id_for(key))
+    return OutboxRecord(
+        key=key,
+        topic=PRESENCE.name,
+        kafka_key=event.key,
+        event_id=event.id,
+        event_type=event.type,
+        payload=event.to_json_bytes(),
+        created_at=at,
+        prev_key=prev_key,
+    )
+
+
+def transition_record(t: Transition, at: datetime) -> OutboxRecord:
+    data: AgentSignedIn | AgentSignedOut
+    if t.signed_in:
+        data = AgentSignedIn(
+            org_id=t.agent.org_id,
+            agent_id=t.agent.agent_id,
+            session_id=t.session_id,
+            occurred_at=t.occurred_at,
+        )
+    else:
+        data = AgentSignedOut(
+            org_id=t.agent.org_id,
+            agent_id=t.agent.agent_id,
+            session_id=t.session_id,
+            reason=(t.reason or EndReason.EXPLICIT).as_sign_out_reason(),
+            occurred_at=t.occurred_at,
+        )
+    prev = transition_key(t.agent, t.seq - 1) if t.seq > 1 else None
+    return _record(t.key, data, at=at, prev_key=prev)
+
+
+# ---------------------------------------------------------------------------- reconcile
+
+
+async def _live_sessions(p: Presence, agent: AgentRef, now: datetime) -> list[Session]:
+    """The agent's live sessions; overdue ones found on the way are ended as expired."""
+    sessions = await p.store.sessions_of([agent])
+    ended = await p.store.ended_ids([s.session_id for s in sessions])
+    live: list[Session] = []
+    for s in sessions:
+        if s.session_id in ended:
+            await p.store.delete_session(s.session_id)  # finish an interrupted end
+        elif is_expired_for_others(s, now, p.resumed_at, p.timing):
+            await p.store.claim_end(expiry_end(s))
+            await p.store.delete_session(s.session_id)
+        else:
+            live.append(s)
+    return live
+
+
+async def _claim(p: Presence, t: Transition) -> bool:
+    record = transition_record(t, p.clock())
+    if not await p.store.claim_transition(t, record):
+        return False
+    log.info(
+        "agent %s",
+        "signed in" if t.signed_in else "signed out",
+        extra={
+            "org_id": t.agent.org_id,
+            "agent_id": t.agent.agent_id,
+            "seq": t.seq,
+            "reason": t.reason,
+            "event_id": t.event_id,
+        },
+    )
+    p.claimed.put_nowait(record)
+    return True
+
+
+async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
+    """Make the agent's transition log agree with its live sessions; returns the head.
+
+    Every actor that changes an agent's sessions calls this afterwards, and every actor that
+    claims a transition re-reads and re-checks; so whatever the interleaving, the last actor
+    leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
+    """
+    for _ in range(MAX_RECONCILE_ROUNDS):
+        head = await p.store.head(agent)
+        now = p.clock()
+        live = await _live_sessions(p, agent, now)
+        ends: list[SessionEnd] = []
+        if not live and head is not None and head.signed_in:
+            ends = await p.store.ends_since(agent, head.occurred_at)
+        wanted = next_transition(agent, head, live, ends)
+        if wanted is None:
+            return head
+        await _claim(p, wanted)
+    log.warning("reconcile did not settle", extra={"agent_id": agent.agent_id})
+    return await p.store.head(agent)
+
+
+async def end_session(p: Presence, end: SessionEnd) -> bool:
+    """End a session (idempotent); True if this call ended it."""
+    claimed = await p.store.claim_end(end)
+    await p.store.delete_session(end.session_id)
+    await reconcile(p, end.agent)
+    return claimed
+
+
+# ---------------------------------------------------------------------------- use cases
+
+
+def _require_id(field_name: str, value: str) -> str:
+    if problem := validate_id(field_name, value):
+        raise InvalidArgument(field_name, problem)
+    return value
+
+
+def me(principal: Principal) -> AgentRef:
+    return AgentRef(principal.org_id, principal.agent_id)
+
+
+async def sign_in(p: Presence, principal: Principal, client_description: str = "") -> Session:
+    if len(client_description) > 200:
+        raise InvalidArgument("client_description", "must be at most 200 characters")
+    now = p.clock()
+    session = Session(
+        session_id=str(uuid.uuid4()),
+        agent=me(principal),
+        started_at=now,
+        last_heartbeat=now,
+        expires_at=now + p.timing.session_timeout,
+        client_description=client_description,
+    )
+    await p.store.insert_session(session)
+    head = await p.store.head(session.agent)
+    if head is None or not head.signed_in:
+        await reconcile(p, session.agent)
+    return session
+
+
+async def _own_session(p: Presence, principal: Principal, session_id: str) -> Session:
+    _require_id("session_id", session_id)
+    session, end = await asyncio.gather(
+        p.store.get_session(session_id), p.store.get_end(session_id)
+    )
+    agent = me(principal)
+    if end is not None and end.agent == agent:
+        if session is not None:  # an end interrupted before cleanup: finish it
+            await end_session(p, end)
+        raise SessionEnded(session_id)
+    if session is None or session.agent != agent:
+        raise NotFound(f"session {session_id} not found")
+    return session
+
+
+async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datetime:
+    session = await _own_session(p, principal, session_id)
+    now = p.clock()
+    if is_expired_for_owner(session, now, p.resumed_at, p.timing):
+        await end_session(p, expiry_end(session))
+        raise SessionEnded(session_id)
+    expires_at = now + p.timing.session_timeout
+    await p.store.touch_session(session_id, now, expires_at)
+    return expires_at
+
+
+async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
+    """End the session; True if the agent has no live session left."""
+    session = await _own_session(p, principal, session_id)
+    end = SessionEnd(session.session_id, session.agent, EndReason.EXPLICIT, p.clock())
+    if not await p.store.claim_end(end):
+        raise SessionEnded(session_id)
+    await p.store.delete_session(session_id)
+    head = await reconcile(p, session.agent)
+    return head is None or not head.signed_in
+
+
+async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> int:
+    principal.require_admin()
+    agent = AgentRef(principal.org_id, _require_id("agent_id", agent_id))
+    head = await p.store.head(agent)
+    if head is None:
+        raise NotFound(f"agent {agent_id} not found")
+    now = p.clock()
+    ended = 0
+    for s in await p.store.sessions_of([agent]):
+        if await p.store.claim_end(SessionEnd(s.session_id, agent, EndReason.FORCED, now)):
+            ended += 1
+        await p.store.delete_session(s.session_id)
+    await reconcile(p, agent)
+    return ended
+
+
+async def set_availability(
+    p: Presence, principal: Principal, availability: Availability
+) -> AgentAvailability:
+    agent = me(principal)
+    now = p.clock()
+    value = AgentAvailability(availability, now)
+    await p.store.set_availability(agent, value)
+    data = AgentAvailabilityChanged(
+        org_id=agent.org_id, agent_id=agent.agent_id, availability=availability, occurred_at=now
+    )
+    record = _record(f"{agent.key}\x1fa{uuid.uuid4()}", data, at=now)
+    await p.store.insert_outbox(record)
+    p.claimed.put_nowait(record)
+    return value
+
+
+@dataclass(frozen=True)
+class PresenceView:
+    agent_id: str
+    signed_in: bool
+    since: datetime | None
+    availability: Availability
+    sessions: list[Session]
+
+
+async def _current_heads(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
+    heads = await p.store.heads(agents)
+    return heads
+
+
+async def get_presence(
+    p: Presence, principal: Principal, agent_ids: list[str]
+) -> list[PresenceView]:
+    if not agent_ids:
+        raise InvalidArgument("agent_ids", "must list at least one agent id")
+    if len(agent_ids) > MAX_BATCH:
+        raise InvalidArgument("agent_ids", f"at most {MAX_BATCH} ids per call")
+    for i, agent_id in enumerate(agent_ids):
+        _require_id(f"agent_ids[{i}]", agent_id)
+    agents = [AgentRef(principal.org_id, a) for a in dict.fromkeys(agent_ids)]
+    heads, avail, sessions = await asyncio.gather(
+        _current_heads(p, agents), p.store.availabilities(agents), p.store.sessions_of(agents)
+    )
+    ended = await p.store.ended_ids([s.session_id for s in sessions])
+    by_agent: dict[AgentRef, list[Session]] = {}
+    for s in sorted(sessions, key=lambda s: s.started_at):
+        if s.session_id not in ended:
+            by_agent.setdefault(s.agent, []).append(s)
+    views = {}
+    for agent in agents:
+        head = heads.get(agent)
+        a = avail.get(agent)
+        signed_in = head is not None and head.signed_in
+        views[agent.agent_id] = PresenceView(
+            agent_id=agent.agent_id,
+            signed_in=signed_in,
+            since=head.occurred_at if head else None,
+            availability=a.availability if a else Availability.AVAILABLE,
+            sessions=by_agent.get(agent, []) if signed_in else [],
+        )
+    return [views[a] for a in agent_ids]
+
+
+async def list_signed_in(
+    p: Presence, principal: Principal, page_size: int, page_token: str
+) -> tuple[list[PresenceView], str]:
+    if page_size < 0 or page_size > MAX_BATCH:
+        raise InvalidArgument("page_size", f"must be between 0 and {MAX_BATCH}")
+    size = page_size or DEFAULT_PAGE
+    after = _decode_token(page_token)
+    heads = await p.store.signed_in_heads(principal.org_id, after, size + 1)
+    more = len(heads) > size
+    heads = heads[:size]
+    avail = await p.store.availabilities([h.agent for h in heads])
+    views = [
+        PresenceView(
+            agent_id=h.agent.agent_id,
+            signed_in=True,
+            since=h.occurred_at,
+            availability=(a.availability if (a := avail.get(h.agent)) else Availability.AVAILABLE),
+            sessions=[],
+        )
+        for h in heads
+    ]
+    token = _encode_token(heads[-1].agent.agent_id) if more and heads else ""
+    return views, token
+
+
+def _encode_token(after_agent_id: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(after_agent_id.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    import base64
+    import binascii
+
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidArgument("page_token", "not a token returned by this service") from None
+
+
+# ---------------------------------------------------------------------------- background
+
+
+async def sweep_once(p: Presence, limit: int = 500) -> int:
+    """End every session whose heartbeats stopped; returns how many this call ended."""
+    now = p.clock()
+    cutoff = now - p.timing.expiry_grace
+    ended = 0
+    agents: set[AgentRef] = set()
+    for s in await p.store.overdue_sessions(cutoff, limit):
+        if not is_expired_for_others(s, now, p.resumed_at, p.timing):
+            continue  # deferred after an outage
+        fresh = await p.store.get_session(s.session_id)  # a heartbeat may have just landed
+        if fresh is None or not is_expired_for_others(fresh, now, p.resumed_at, p.timing):
+            continue
+        if await p.store.claim_end(expiry_end(fresh)):
+            ended += 1
+        await p.store.delete_session(s.session_id)
+        agents.add(s.agent)
+    for agent in agents:
+        await reconcile(p, agent)
+    return ended
+
+
+async def refresh_liveness(p: Presence, outage_after_seconds: float) -> None:
+    """Mark the service alive; on the first start after a full outage, record the resume time
+    so that sessions get a fresh timeout (clients could not heartbeat while we were down)."""
+    now = p.clock()
+    previous = await p.store.mark_alive(now)
+    if previous is not None and (now - previous).total_seconds() > outage_after_seconds:
+        log.warning("service was down since %s: deferring expiries", previous.isoformat())
+        await p.store.record_outage_resumed(now)
+    p.resumed_at = await p.store.outage_resumed_at()

@@ -1,0 +1,85 @@
+"""The outbox relay: publishes stored events, in per-agent order, at least once.
+
+Fast path: records claimed by this process are published right away (from a queue). Slow
+path: every ``scan_interval`` the relay scans for records nobody published (this process was
+killed before publishing, another replica died, Kafka was down) and publishes them. Every
+publish of a record carries the record's deterministic event id, so duplicates are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from presence_service.service_layer.handlers import Presence
+from presence_service.service_layer.ports import EventPublisher, OutboxRecord
+
+log = logging.getLogger(__name__)
+
+MAX_CHAIN = 100
+
+
+async def publish_record(p: Presence, publisher: EventPublisher, record: OutboxRecord) -> None:
+    """Publish ``record`` after any unpublished predecessors of the same agent."""
+    chain = [record]
+    prev_key = record.prev_key
+    while prev_key is not None and len(chain) < MAX_CHAIN:
+        prev = await p.store.get_outbox(prev_key)
+        if prev is None or prev.published:
+            break
+        chain.append(prev)
+        prev_key = prev.prev_key
+    for item in reversed(chain):
+        await publisher.publish(item)
+        await p.store.mark_published(item.key, p.clock())
+
+
+async def publish_pending(
+    p: Presence, publisher: EventPublisher, *, min_age: timedelta, limit: int = 1000
+) -> int:
+    """Publish every record older than ``min_age`` that is still unpublished."""
+    pending = await p.store.unpublished(p.clock() - min_age, limit)
+    done: set[str] = set()
+    for record in pending:  # ordered by agent and sequence
+        if record.key in done:
+            continue
+        await publish_record(p, publisher, record)
+        done.add(record.key)
+    if pending:
+        log.info("relay published %d pending events", len(pending))
+    return len(pending)
+
+
+async def run_relay(
+    p: Presence,
+    publisher: EventPublisher,
+    *,
+    scan_interval: float,
+    min_age: timedelta,
+) -> None:
+    """Forever: publish claimed records as they come; scan for stragglers periodically."""
+    loop = asyncio.get_running_loop()
+    next_scan = loop.time()  # scan at start: pick up what a killed process left behind
+    age = timedelta(0)
+    while True:
+        if loop.time() >= next_scan:
+            try:
+                await publish_pending(p, publisher, min_age=age)
+                age = min_age
+            except Exception:
+                log.exception("outbox scan failed; will retry")
+            next_scan = loop.time() + scan_interval
+        record: OutboxRecord | None = None
+        with contextlib.suppress(TimeoutError):
+            record = await asyncio.wait_for(
+                p.claimed.get(), timeout=max(0.0, next_scan - loop.time())
+            )
+        if record is not None:
+            try:
+                await publish_record(p, publisher, record)
+            except Exception:
+                log.exception(
+                    "publish failed; the outbox scan will retry", extra={"key": record.key}
+                )

@@ -1,0 +1,67 @@
+"""Presence settings (env prefix ``PRESENCE_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from inbox_kit.settings import ServiceSettings, service_config
+from pydantic import Field
+
+from presence_service.domain.model import Timing
+
+
+class PresenceSettings(ServiceSettings):
+    model_config = service_config("PRESENCE_")
+
+    service_name: str = "presence"
+    mongodb_database: str = "inbox_presence"
+    grpc_port: int = Field(50061, ge=0, le=65535)
+    metrics_port: int = Field(9461, ge=0, le=65535)
+
+    heartbeat_interval_seconds: float = Field(
+        15.0, gt=0, description="How often clients should heartbeat."
+    )
+    session_timeout_seconds: float = Field(
+        45.0,
+        gt=0,
+        description="A session without heartbeat this long expires. 45 s = three missed "
+        "heartbeats: absorbs a reload or a phone briefly in the background.",
+    )
+    sweep_interval_seconds: float = Field(
+        5.0, gt=0, description="How often each replica looks for expired sessions."
+    )
+    expiry_grace_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Slack before a sweeper ends a session (clock skew, in-flight "
+        "heartbeats). Detection ≤ timeout + grace + sweep interval (51 s by default).",
+    )
+    relay_scan_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the outbox relay scans for unpublished events."
+    )
+    relay_min_age_seconds: float = Field(
+        1.0, ge=0, description="Scans skip records younger than this (the fast path has them)."
+    )
+    outage_after_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="No replica alive for longer than this = an outage after which sessions get "
+        "a fresh timeout. 0 = max(3 sweep intervals, heartbeat interval).",
+    )
+    publish_enabled: bool = Field(
+        True,
+        description="Test hook: false stores events but never publishes them (simulates a "
+        "process that dies between storing a transition and publishing it).",
+    )
+
+    def timing(self) -> Timing:
+        return Timing(
+            heartbeat_interval=timedelta(seconds=self.heartbeat_interval_seconds),
+            session_timeout=timedelta(seconds=self.session_timeout_seconds),
+            expiry_grace=timedelta(seconds=self.expiry_grace_seconds),
+        )
+
+    def outage_threshold(self) -> float:
+        return self.outage_after_seconds or max(
+            3 * self.sweep_interval_seconds, self.heartbeat_interval_seconds
+        )
