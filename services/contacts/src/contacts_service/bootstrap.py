@@ -50,6 +50,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
             max_batch=settings.consumer_max_batch,
+            offset_reset=settings.consumer_offset_reset,
         )
         background.append(consumer.run)
 

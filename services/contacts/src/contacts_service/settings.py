@@ -15,6 +15,7 @@ class ContactsSettings(ServiceSettings):
     metrics_port: int = Field(9463, ge=0, le=65535)
     consumer_group: str = "contacts"
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
+    consumer_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
     consumer_max_batch: int = Field(500, ge=1, le=10_000)
     definitions_cache_seconds: float = Field(
         1.0,

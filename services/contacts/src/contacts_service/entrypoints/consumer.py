@@ -56,12 +56,15 @@ class ProfileConsumer:
         group_id: str,
         max_batch: int = 500,
         retry_backoff: float = 0.5,
+        offset_reset: str = "earliest",
     ) -> None:
+        self._offset_reset = offset_reset
         self._ingestion = ingestion
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
         self._max_batch = max_batch
         self._retry_backoff = retry_backoff
+        #: Set once partitions are assigned and their positions resolved.
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -70,7 +73,7 @@ class ProfileConsumer:
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=self._offset_reset,
             client_id=f"contacts-{self._group_id}",
             max_poll_records=self._max_batch,
         )
@@ -82,9 +85,15 @@ class ProfileConsumer:
             await consumer.start()
             try:
                 dead_letters = DeadLetters(_raw_publish(producer), self._group_id)
-                self.ready.set()
                 while True:
-                    batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+                    batches = await consumer.getmany(
+                        timeout_ms=500 if self.ready.is_set() else 100,
+                        max_records=self._max_batch,
+                    )
+                    if not self.ready.is_set() and consumer.assignment():
+                        for tp in consumer.assignment():  # resolve positions before "ready"
+                            await consumer.position(tp)
+                        self.ready.set()
                     records = [r for batch in batches.values() for r in batch]
                     if not records:
                         continue

@@ -1,0 +1,111 @@
+"""One in-process contacts service (gRPC + consumer) for the integration tests.
+
+Tests isolate themselves by unique org ids; the service has its own database and a unique
+consumer group that starts at the end of the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaProducer
+from contacts_service.bootstrap import Contacts, bootstrap
+from contacts_service.settings import ContactsSettings
+from inbox.contacts.v1 import contacts_pb2_grpc
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import ChannelIdentity, ContactProfileUpserted
+from inbox_contracts.topics import CONTACTS
+from inbox_testing import Infra
+from pymongo import AsyncMongoClient
+
+
+@dataclass
+class Running:
+    service: Contacts
+    address: str
+    settings: ContactsSettings
+
+
+def settings_for(infra: Infra, secret: str, database: str, **overrides: Any) -> ContactsSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": infra.kafka_bootstrap,
+        "mongodb_uri": infra.mongodb_uri,
+        "mongodb_database": database,
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "jwt_secret": secret,
+        "consumer_group": f"contacts-test-{uuid.uuid4().hex[:8]}",
+        "consumer_offset_reset": "latest",
+        "shutdown_grace_seconds": 0.5,
+    }
+    values.update(overrides)
+    return ContactsSettings(**values)
+
+
+@pytest.fixture(scope="session")
+async def contacts_db_name(infra: Infra) -> AsyncIterator[str]:
+    name = f"test_contacts_{uuid.uuid4().hex[:10]}"
+    yield name
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def running(infra: Infra, jwt_secret: str, contacts_db_name: str) -> AsyncIterator[Running]:
+    settings = settings_for(infra, jwt_secret, contacts_db_name)
+    service = bootstrap(settings)
+    await service.runtime.start()
+    assert service.consumer is not None
+    await asyncio.wait_for(service.consumer.ready.wait(), timeout=30)
+    yield Running(service, service.runtime.grpc.address, settings)
+    await service.runtime.stop()
+
+
+@pytest.fixture
+async def stub(running: Running) -> AsyncIterator[contacts_pb2_grpc.ContactsServiceStub]:
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        yield contacts_pb2_grpc.ContactsServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+Publish = Callable[..., Any]
+
+
+@pytest.fixture
+def publish(producer: AIOKafkaProducer) -> Publish:
+    async def send(
+        org_id: str,
+        contact_id: str,
+        attributes: dict[str, Any],
+        *,
+        identities: tuple[tuple[str, str], ...] = (),
+        at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> CloudEvent[ContactProfileUpserted]:
+        data = ContactProfileUpserted(
+            org_id=org_id,
+            contact_id=contact_id,
+            attributes=attributes,
+            identities=[ChannelIdentity(channel=c, handle=h) for c, h in identities],
+            occurred_at=at or datetime.now(UTC),
+        )
+        event = CloudEvent.wrap(data, source="/tests/contacts", event_id=event_id)
+        await producer.send_and_wait(CONTACTS.name, event.to_json_bytes(), key=event.key)
+        return event
+
+    return send
