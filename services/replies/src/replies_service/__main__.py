@@ -11,12 +11,17 @@ from replies_service.bootstrap import bootstrap
 from replies_service.settings import RepliesSettings
 
 
+async def serve(settings: RepliesSettings) -> None:
+    # built inside the running loop: grpc.aio binds its server to the loop current at creation
+    app = bootstrap(settings)
+    await app.runtime.run_forever()
+
+
 def main() -> None:
     settings = RepliesSettings()
     configure_logging(settings.service_name, settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
-    app = bootstrap(settings)
-    asyncio.run(app.runtime.run_forever())
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ async def test_shortcut_rules(deps: Deps) -> None:
         await add(deps, ANA, "", "Again", shortcut="refund")
     await add(deps, BOB, "", "Bob refund", shortcut="refund")  # another agent's namespace
     page = await h.search_replies(deps, ANA, query="/refund", page_size=10, page_token="")
-    assert [(x.view.reply.reply_id, x.match) for x in page.hits][0] == (
+    assert next((x.view.reply.reply_id, x.match) for x in page.hits) == (
         mine,
         Match.SHORTCUT_EXACT,
     )
@@ -192,7 +192,7 @@ async def test_render_uses_contacts_port_with_callers_token(deps: Deps, contacts
         "",
         "greet",
         body='Hi {{contact.first_name | fallback: "there"}}, {{contact.plan}} '
-        "{{contact.city}} {{contact.zip | fallback: \"?\"}} -- {{agent.name}}",
+        '{{contact.city}} {{contact.zip | fallback: "?"}} -- {{agent.name}}',
     )
     out = await h.render_reply(
         deps, ANA, reply_id=r, contact_id="c1", agent_name="", bearer_token="tok"
@@ -209,9 +209,7 @@ async def test_render_uses_contacts_port_with_callers_token(deps: Deps, contacts
     assert unknown.rendered.text.endswith("-- Ana A.")
 
 
-async def test_record_use_publishes_and_counting_is_idempotent(
-    deps: Deps, publisher: Any
-) -> None:
+async def test_record_use_publishes_and_counting_is_idempotent(deps: Deps, publisher: Any) -> None:
     r = await add(deps, ANA, "", "x")
     e1 = await h.record_reply_used(deps, ANA, reply_id=r, use_id="u1", conversation_id="conv")
     e2 = await h.record_reply_used(deps, ANA, reply_id=r, use_id="u1", conversation_id="conv")

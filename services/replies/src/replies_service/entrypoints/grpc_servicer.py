@@ -191,7 +191,8 @@ class RepliesServicer(pb_grpc.RepliesServiceServicer):
         )
         return pb.SearchRepliesResponse(
             results=[
-                pb.SearchResult(reply=reply_pb(h.view), match=pb.MatchKind.ValueType(int(h.match))) for h in page.hits
+                pb.SearchResult(reply=reply_pb(h.view), match=pb.MatchKind.ValueType(h.match))
+                for h in page.hits
             ],
             next_page_token=page.next_page_token,
         )

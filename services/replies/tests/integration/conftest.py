@@ -1,0 +1,175 @@
+"""The replies service in-process (real gRPC server, FerretDB, Kafka) and the real contacts
+service as a subprocess, shared by the integration tests of this folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from inbox.replies.v1 import replies_pb2_grpc
+from inbox_contracts import CloudEvent, utc_now
+from inbox_contracts.events import ContactProfileUpserted
+from inbox_contracts.topics import CONTACTS
+from inbox_kit.kafka import make_broker, publish_event
+from inbox_testing import TEST_JWT_SECRET, Infra, bearer, wait_until
+from pymongo import AsyncMongoClient, MongoClient
+from replies_service.bootstrap import App, bootstrap
+from replies_service.settings import RepliesSettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_IN_LOOP_LAUNCHER = """
+import asyncio
+from contacts_service.bootstrap import bootstrap
+from contacts_service.settings import ContactsSettings
+async def run():
+    await bootstrap(ContactsSettings()).runtime.run_forever()
+asyncio.run(run())
+"""
+
+
+@dataclass
+class ContactsProcess:
+    address: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def contacts_service(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ContactsProcess]:
+    port = free_port()
+    db = f"test_contacts_{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "CONTACTS_GRPC_PORT": str(port),
+        "CONTACTS_METRICS_PORT": "0",
+        "CONTACTS_MONGODB_DATABASE": db,
+        "CONTACTS_MONGODB_URI": infra.mongodb_uri,
+        "CONTACTS_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "CONTACTS_JWT_SECRET": TEST_JWT_SECRET,
+        "CONTACTS_CONSUMER_GROUP": f"replies-tests-{uuid.uuid4().hex[:8]}",
+        "CONTACTS_CONSUMER_OFFSET_RESET": "latest",
+        "CONTACTS_LOG_LEVEL": "WARNING",
+    }
+    log = (tmp_path_factory.mktemp("contacts") / "contacts.log").open("wb")
+    command = [sys.executable, "-m", "contacts_service"]
+    if os.environ.get("REPLIES_TESTS_CONTACTS_LAUNCHER") == "in-loop":  # temporary workaround
+        command = [sys.executable, "-c", _IN_LOOP_LAUNCHER]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_healthy(address, process)
+        yield ContactsProcess(address, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        with MongoClient(infra.mongodb_uri) as client:
+            client.drop_database(db)
+
+
+def _wait_healthy(address: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"contacts service exited with {process.returncode}")
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError("contacts service did not become healthy")
+
+
+@pytest.fixture(scope="session")
+async def replies_app(infra: Infra, contacts_service: ContactsProcess) -> AsyncIterator[App]:
+    db = f"test_replies_{uuid.uuid4().hex[:10]}"
+    settings = RepliesSettings(
+        mongodb_uri=infra.mongodb_uri,
+        mongodb_database=db,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        grpc_port=0,
+        metrics_port=0,
+        jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+        consumer_group=f"replies-tests-{uuid.uuid4().hex[:8]}",
+        contacts_address=contacts_service.address,
+        usage_refresh_seconds=0.2,
+    )
+    app = bootstrap(settings)
+    await app.runtime.start()
+    try:
+        yield app
+    finally:
+        await app.runtime.stop()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
+        await client.drop_database(db)
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+async def replies(replies_app: App) -> AsyncIterator[replies_pb2_grpc.RepliesServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(replies_app.runtime.grpc.address) as channel:
+        yield replies_pb2_grpc.RepliesServiceStub(channel)  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+async def seed_contact(infra: Infra, contacts_service: ContactsProcess) -> AsyncIterator[Any]:
+    """Publish a ContactProfileUpserted and wait until the contacts API returns it."""
+    broker = make_broker(infra.kafka_bootstrap, client_id="replies-tests")
+    await broker.start()
+    channel = grpc.aio.insecure_channel(contacts_service.address)
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+
+    async def seed(org_id: str, contact_id: str, attributes: dict[str, Any], token: str) -> None:
+        event = CloudEvent.wrap(
+            ContactProfileUpserted(
+                org_id=org_id, contact_id=contact_id, attributes=attributes, occurred_at=utc_now()
+            ),
+            source="/tests/replies",
+        )
+
+        async def present() -> bool:
+            # republish until seen: the contacts consumer starts at "latest" and may not have
+            # joined its group when the first copy was produced (upserts are idempotent)
+            await publish_event(broker, CONTACTS, event)
+            try:
+                got = await stub.BatchGetContacts(
+                    contacts_pb2.BatchGetContactsRequest(contact_ids=[contact_id]),
+                    metadata=bearer(token),
+                    timeout=2,
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            return any(c.contact_id == contact_id for c in got.contacts)
+
+        await wait_until(present, timeout=60, interval=0.5)
+
+    try:
+        yield seed
+    finally:
+        await channel.close()
+        await broker.stop()
