@@ -11,6 +11,8 @@ Concurrency model (several replicas, non-atomic updates in FerretDB):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import uuid
 from collections.abc import Callable
@@ -369,22 +371,23 @@ async def list_signed_in(
     return views, token
 
 
-def _encode_token(after_agent_id: str) -> str:
-    import base64
+_TOKEN_PREFIX = "after:"
 
-    return base64.urlsafe_b64encode(after_agent_id.encode()).decode()
+
+def _encode_token(after_agent_id: str) -> str:
+    return base64.urlsafe_b64encode((_TOKEN_PREFIX + after_agent_id).encode()).decode()
 
 
 def _decode_token(token: str) -> str:
-    import base64
-    import binascii
-
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        text = base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument("page_token", "not a token returned by this service") from None
+        text = ""
+    if not text.startswith(_TOKEN_PREFIX):
+        raise InvalidArgument("page_token", "not a token returned by this service")
+    return text[len(_TOKEN_PREFIX) :]
 
 
 # ---------------------------------------------------------------------------- background
