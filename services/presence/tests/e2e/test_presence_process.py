@@ -1,0 +1,203 @@
+"""End to end: presence as real processes (``python -m presence_service``), gRPC + Kafka only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from conftest import FAST
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from inbox_contracts.topics import PRESENCE
+from inbox_testing import TEST_JWT_SECRET, Infra, TopicProbe
+from presence_service.domain.model import AgentRef, event_id_for, transition_key
+from presence_test_helpers import SIGNED_IN, SIGNED_OUT, Client, event, of
+from pymongo import MongoClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.infra]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, infra: Infra, database: str, port: int, **env: Any) -> None:
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        values = {
+            "PRESENCE_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+            "PRESENCE_MONGODB_URI": infra.mongodb_uri,
+            "PRESENCE_MONGODB_DATABASE": database,
+            "PRESENCE_GRPC_PORT": str(port),
+            "PRESENCE_METRICS_PORT": "0",
+            "PRESENCE_JWT_SECRET": TEST_JWT_SECRET,
+            "PRESENCE_LOG_LEVEL": "WARNING",
+            **{f"PRESENCE_{k.upper()}": str(v) for k, v in FAST.items()},
+            **{f"PRESENCE_{k.upper()}": str(v) for k, v in env.items()},
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "presence_service"], env={**os.environ, **values}
+        )
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                assert self.proc.poll() is None, "presence exited"
+                try:
+                    r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if r.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                assert asyncio.get_running_loop().time() < deadline, "presence not ready"
+                await asyncio.sleep(0.2)
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+@pytest.fixture
+def database(infra: Infra) -> Iterator[str]:
+    name = f"test_presence_e2e_{uuid.uuid4().hex[:10]}"
+    yield name
+    with MongoClient(infra.mongodb_uri) as client:
+        client.drop_database(name)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+async def test_kill9_between_store_and_publish_event_arrives_after_restart(
+    infra: Infra, database: str, procs: list[Proc], make_token, unique
+) -> None:
+    """Simulation (honest): the first process runs with publishing disabled, so it stores the
+    transitions (= its outbox) and publishes nothing - exactly the state a crash between the
+    store and the publish leaves. Then it is SIGKILLed and a normal process starts."""
+    port = _free_port()
+    org, agent = unique("org"), unique("agent")
+    async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
+        first = Proc(infra, database, port, publish_enabled="false")
+        procs.append(first)
+        await first.ready()
+        client = Client(first.address, make_token(org, agent))
+        sid = await client.sign_in()
+        await client.sign_out(sid)
+        await client.close()
+        await probe.drain(1.0)
+        assert [r for r in probe.records if of(agent)(r)] == []  # stored, not published
+        first.kill9()
+        second = Proc(infra, database, port)
+        procs.append(second)
+        await second.ready()
+        records = await probe.wait_for(of(agent), count=2, timeout=20)
+    events = [event(r) for r in records]
+    assert [e["type"] for e in events] == [SIGNED_IN, SIGNED_OUT]
+    ref = AgentRef(org, agent)
+    assert [e["id"] for e in events] == [event_id_for(transition_key(ref, n)) for n in (1, 2)]
+    assert events[1]["data"]["reason"] == "explicit"
+
+
+async def test_kill9_with_live_sessions_no_spurious_sign_out_and_expiry_still_fires(
+    infra: Infra, database: str, procs: list[Proc], make_token, unique
+) -> None:
+    port = _free_port()
+    org, stays, leaves = unique("org"), unique("agent"), unique("agent")
+    timing = {"session_timeout_seconds": 4.0, "heartbeat_interval_seconds": 1.0}
+    first = Proc(infra, database, port, **timing)
+    procs.append(first)
+    await first.ready()
+    c_stays = Client(first.address, make_token(org, stays))
+    c_leaves = Client(first.address, make_token(org, leaves))
+    s_stays, s_leaves = await c_stays.sign_in(), await c_leaves.sign_in()
+    last = await c_leaves.heartbeat(s_leaves)  # then this agent's client goes away
+
+    beating = True
+    failures = 0
+
+    async def heartbeat_forever() -> None:
+        nonlocal failures
+        while beating:
+            try:
+                await c_stays.heartbeat(s_stays)
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc  # only while restarting
+                failures += 1
+            await asyncio.sleep(0.5)
+
+    async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
+        beater = asyncio.create_task(heartbeat_forever())
+        first.kill9()
+        second = Proc(infra, database, port, **timing)
+        procs.append(second)
+        await second.ready()
+        [out] = await probe.wait_for(of(leaves, SIGNED_OUT), timeout=20)
+        await asyncio.sleep(2.0)
+        beating = False
+        await beater
+        await probe.drain(0.5)
+    assert failures >= 1  # the restart was real and the client saw it
+    assert [r for r in probe.records if of(stays)(r)] == []  # no spurious sign-out
+    assert event(out)["data"]["reason"] == "expired"
+    assert event(out)["data"]["occurred_at"].startswith(
+        last.expires_at.ToDatetime().isoformat()[:19]
+    )
+    [view] = await c_stays.presence(stays)
+    assert view.signed_in
+    await c_stays.close()
+    await c_leaves.close()
+
+
+async def test_two_replica_processes_one_transition_per_sign_out(
+    infra: Infra, database: str, procs: list[Proc], make_token, unique
+) -> None:
+    p1 = Proc(infra, database, _free_port())
+    p2 = Proc(infra, database, _free_port())
+    procs += [p1, p2]
+    await asyncio.gather(p1.ready(), p2.ready())
+    org = unique("org")
+    agents = [unique("agent") for _ in range(4)]
+    async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
+        for i, agent in enumerate(agents):
+            c1 = Client(p1.address, make_token(org, agent))
+            c2 = Client(p2.address, make_token(org, agent))
+            a, b = await asyncio.gather(c1.sign_in(), c2.sign_in())
+            if i % 2:  # both sessions end concurrently on different replicas
+                await asyncio.gather(c1.sign_out(a), c2.sign_out(b))
+            else:  # one ends explicitly, the other expires (both sweepers race on it)
+                await c2.sign_out(b)
+            await c1.close()
+            await c2.close()
+        for agent in agents:
+            await probe.wait_for(of(agent, SIGNED_OUT), timeout=20)
+        await probe.drain(1.5)
+    for agent in agents:
+        events = [event(r) for r in probe.records if of(agent)(r)]
+        assert [e["type"] for e in events] == [SIGNED_IN, SIGNED_OUT], agent
