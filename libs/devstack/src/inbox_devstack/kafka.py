@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import DevstackConfig
 from .errors import DevstackError
-from .process import file_size, is_alive, require_tool, run_sync, tail
+from .process import file_size, is_alive, quiet_logger, require_tool, run_sync, tail
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ async def _describe(bootstrap: str, wait_s: float) -> dict[str, Any]:
 def probe(bootstrap: str, timeout: float = 3.0) -> bool:
     """True if a Kafka broker answers a metadata request at ``bootstrap`` with a broker."""
     try:
-        info = run_sync(_describe(bootstrap, timeout))
+        with quiet_logger("aiokafka"):
+            info = run_sync(_describe(bootstrap, timeout))
     except Exception as exc:
         log.debug("kafka probe of %s failed: %r", bootstrap, exc)
         return False

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -216,6 +216,29 @@ def tail(path: Path, lines: int = 30, since: int = 0) -> str:
         return f"(log file {path} does not exist)"
     text = data.decode(errors="replace").splitlines()
     return "\n".join(text[-lines:])
+
+
+MAX_LOG_BYTES = 50 * 1024 * 1024
+
+
+def rotate_log(path: Path, max_bytes: int = MAX_LOG_BYTES) -> None:
+    """Move ``path`` to ``<path>.1`` (replacing it) once it grew past ``max_bytes``."""
+    if file_size(path) > max_bytes:
+        path.replace(path.with_name(path.name + ".1"))
+        log.info("rotated %s to %s.1", path, path.name)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.CRITICAL) -> Iterator[None]:
+    """Temporarily raise a noisy library logger's level (e.g. aiokafka while polling)."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def file_size(path: Path) -> int:

@@ -22,6 +22,7 @@ from .process import (
     port_open,
     read_pid,
     remove_pid,
+    rotate_log,
     spawn,
     stop,
     write_pid,
@@ -185,16 +186,16 @@ class Devstack:
                 self._check_port_free(cfg.host, cfg.kafka_controller_port, "Kafka controller")
                 kafka.write_config_files(cfg)
                 kafka.format_storage(cfg)
-                offset = file_size(cfg.kafka_log_file)
-                pid = self._start(self._kafka, kafka.start_command(cfg), cwd=cfg.kafka_dir)
+                pid, offset = self._start(self._kafka, kafka.start_command(cfg), cfg.kafka_dir)
                 waits.append((self._kafka, pid, offset, True))
             elif kafka_state == "running":
                 pid_k = read_pid(cfg.kafka_pid_file)
                 assert pid_k is not None
                 waits.append((self._kafka, pid_k, 0, False))
             if ferret_state == "start":
-                offset = file_size(cfg.ferretdb_log_file)
-                pid = self._start(self._ferretdb, ferret.start_command(cfg), cwd=cfg.devstack_dir)
+                pid, offset = self._start(
+                    self._ferretdb, ferret.start_command(cfg), cfg.devstack_dir
+                )
                 waits.append((self._ferretdb, pid, offset, True))
             elif ferret_state == "running":
                 pid_f = read_pid(cfg.ferretdb_pid_file)
@@ -316,12 +317,15 @@ class Devstack:
                 "DEVSTACK_KAFKA_CONTROLLER_PORT"
             )
 
-    def _start(self, spec: _Spec, args: list[str], cwd: Path) -> int:
+    def _start(self, spec: _Spec, args: list[str], cwd: Path) -> tuple[int, int]:
+        """Start ``args`` in the background; return its pid and the log offset it starts at."""
         spec.data_dir.mkdir(parents=True, exist_ok=True)
+        rotate_log(spec.log_file)
+        offset = file_size(spec.log_file)
         pid = spawn(args, log_file=spec.log_file, cwd=cwd)
         write_pid(spec.pid_file, pid)
         log.info("started %s (pid %d), log %s", spec.name, pid, spec.log_file)
-        return pid
+        return pid, offset
 
     def _wait(self, spec: _Spec, pid: int, offset: int, fresh: bool) -> None:
         log.info("waiting for %s on %s ...", spec.name, spec.address)

@@ -28,9 +28,7 @@ def topic_names() -> list[str]:
     Falls back to the six inbox topics plus a ``<name>.dlq`` dead-letter topic for each.
     """
     try:
-        from inbox_contracts.topics import (  # type: ignore[import-untyped,unused-ignore]
-            ALL_TOPIC_NAMES,
-        )
+        from inbox_contracts.topics import ALL_TOPIC_NAMES
     except ImportError:
         return [n for base in FALLBACK_TOPICS for n in (base, f"{base}.dlq")]
     return list(ALL_TOPIC_NAMES)
