@@ -1,0 +1,1 @@
+"""inboxctl and the local run-all/demo tooling for the inbox backend."""

@@ -1,0 +1,56 @@
+"""Fixtures for the deployment-artifact tests (no Docker engine and no cluster needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES: dict[str, dict[str, int | str]] = {
+    "presence": {"prefix": "PRESENCE_", "grpc": 50061, "metrics": 9461},
+    "routing": {"prefix": "ROUTING_", "grpc": 50062, "metrics": 9462},
+    "contacts": {"prefix": "CONTACTS_", "grpc": 50063, "metrics": 9463},
+    "replies": {"prefix": "REPLIES_", "grpc": 50064, "metrics": 9464},
+}
+#: kustomize from the Go module proxy, built once into the git-ignored .tools/bin.
+KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
+KUSTOMIZE_VERSION = "v5.7.1"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Path:
+    """Path of a kustomize binary: ``$KUSTOMIZE``, ``.tools/bin/kustomize`` or built with Go."""
+    if explicit := os.environ.get("KUSTOMIZE"):
+        return Path(explicit)
+    bin_dir = REPO / ".tools" / "bin"
+    binary = bin_dir / "kustomize"
+    stamp = bin_dir / "kustomize.version"
+    if binary.exists() and stamp.exists() and stamp.read_text().strip() == KUSTOMIZE_VERSION:
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("kustomize needs Go to build (go install from the module proxy)")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
+        env={**os.environ, "GOBIN": str(bin_dir), "CGO_ENABLED": "0"},
+        check=True,
+        timeout=540,
+    )
+    stamp.write_text(KUSTOMIZE_VERSION + "\n")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, dict[str, int | str]]:
+    """Service name → env prefix and default gRPC/metrics ports (the documented defaults)."""
+    return SERVICES
