@@ -16,8 +16,12 @@ def main() -> None:
     configure_logging("contacts", settings.log_level)
     if settings.metrics_port:
         start_metrics_server(settings.grpc_host, settings.metrics_port)
-    service = bootstrap(settings)
-    asyncio.run(service.runtime.run_forever())
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: ContactsSettings) -> None:
+    # Built inside the running loop: grpc.aio servers bind to the loop that creates them.
+    await bootstrap(settings).runtime.run_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,344 @@
+"""Contacts benchmark: ingest 100,000 profiles from Kafka, then serve contact cards.
+
+Run: ``make bench NAME=contacts`` (needs the devstack: ``make up``).
+
+1. Starts the contacts service as a subprocess (fresh database, its own consumer group at the
+   end of the topic), publishes ``CONTACTS_BENCH_N`` (default 100,000) ContactProfileUpserted
+   events and times until every contact is stored (**time to ingest**).
+2. Closed loop (peak) of GetContactCard on random contacts vs a bare ``grpc.aio`` server
+   returning a canned card (also a subprocess), same client, same run → ratio (target ≥ 0.5).
+3. Open loop at half the service's peak rate → p99 (target ≤ 20 ms).
+
+Writes ``bench/results/contacts.json``. Env knobs: CONTACTS_BENCH_N, CONTACTS_BENCH_SECONDS,
+CONTACTS_BENCH_CONCURRENCY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from inbox.contacts.v1 import contacts_pb2 as pb
+from inbox.contacts.v1 import contacts_pb2_grpc
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import ChannelIdentity, ContactProfileUpserted
+from inbox_contracts.topics import CONTACTS
+from inbox_kit.auth import mint_token
+from pymongo import AsyncMongoClient
+
+from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+MONGO = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
+N = int(os.environ.get("CONTACTS_BENCH_N", "100000"))
+SECONDS = float(os.environ.get("CONTACTS_BENCH_SECONDS", "10"))
+CONCURRENCY = int(os.environ.get("CONTACTS_BENCH_CONCURRENCY", "32"))
+INGEST_TIMEOUT = float(os.environ.get("CONTACTS_BENCH_INGEST_TIMEOUT", "240"))
+SECRET = "bench-secret-0123456789-0123456789-xx"
+ORG = "org-bench"
+SERVICE_NAME = "inbox.contacts.v1.ContactsService"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def profile(i: int) -> CloudEvent[ContactProfileUpserted]:
+    data = ContactProfileUpserted(
+        org_id=ORG,
+        contact_id=f"c{i}",
+        attributes={
+            "name": f"Contact {i}",
+            "email": f"contact{i}@example.com",
+            "phone": f"+49170{i:07d}",
+            "account_number": f"AC-{i:08d}",
+            "language": random.choice(["de", "en", "fr"]),
+            "membership": random.choice(["gold", "silver", "bronze"]),
+        },
+        identities=[ChannelIdentity(channel="whatsapp", handle=f"+49170{i:07d}")],
+        occurred_at=datetime.now(UTC),
+    )
+    return CloudEvent.wrap(data, source="/bench/contacts")
+
+
+def sample_card() -> pb.ContactCard:
+    fields = [
+        ("name", "Name", "Contact 1"),
+        ("phone", "Phone", "+491700000001"),
+        ("email", "Email", "contact1@example.com"),
+        ("account_number", "Account number", "AC-00000001"),
+        ("language", "Language", "de"),
+        ("membership", "Membership", "gold"),
+    ]
+    return pb.ContactCard(
+        contact_id="c1",
+        fields=[
+            pb.ContactCardField(
+                key=k,
+                label=label,
+                type=pb.ATTRIBUTE_TYPE_TEXT,
+                value=pb.AttributeValue(text_value=v, display=v),
+                has_value=True,
+            )
+            for k, label, v in fields
+        ],
+        identities=[pb.ChannelIdentity(channel="whatsapp", handle="+491700000001")],
+        definitions_version=0,
+    )
+
+
+async def canned_server_main() -> None:
+    """Subprocess mode: the bare grpc.aio baseline answering GetContactCard with a card."""
+    server, address = await start_canned_server(SERVICE_NAME, {"GetContactCard": sample_card()})
+    print(address, flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(0)
+
+
+def start_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_ready(stub: contacts_pb2_grpc.ContactsServiceAsyncStub, token: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await stub.ListAttributeDefinitions(
+                pb.ListAttributeDefinitionsRequest(),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=2,
+            )
+            return
+        except grpc.aio.AioRpcError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+
+
+async def wait_consumer(
+    stub: contacts_pb2_grpc.ContactsServiceAsyncStub, token: str, producer: AIOKafkaProducer
+) -> None:
+    """Publish a sentinel profile until the service stores it (consumer joined its group)."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        event = CloudEvent.wrap(
+            ContactProfileUpserted(
+                org_id=ORG, contact_id="sentinel", occurred_at=datetime.now(UTC)
+            ),
+            source="/bench/contacts",
+        )
+        await producer.send_and_wait(CONTACTS.name, event.to_json_bytes(), key=event.key)
+        for _ in range(10):
+            try:
+                await stub.GetContact(
+                    pb.GetContactRequest(contact_id="sentinel"), metadata=metadata
+                )
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.3)
+    raise RuntimeError("the service's consumer did not come up")
+
+
+async def run() -> list[Metric]:
+    database = f"inbox_contacts_bench_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    service = start_process(
+        ["-m", "contacts_service"],
+        {
+            "CONTACTS_MONGODB_URI": MONGO,
+            "CONTACTS_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "CONTACTS_MONGODB_DATABASE": database,
+            "CONTACTS_GRPC_PORT": str(port),
+            "CONTACTS_METRICS_PORT": "0",
+            "CONTACTS_JWT_SECRET": SECRET,
+            "CONTACTS_CONSUMER_GROUP": f"contacts-bench-{uuid.uuid4().hex[:8]}",
+            "CONTACTS_CONSUMER_OFFSET_RESET": "latest",
+            "CONTACTS_LOG_LEVEL": "WARNING",
+        },
+    )
+    canned = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.contacts", "--canned", stdout=asyncio.subprocess.PIPE
+    )
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
+    token = mint_token(SECRET, org_id=ORG, agent_id="bench-agent")
+    metadata = (("authorization", f"Bearer {token}"),)
+    metrics: list[Metric] = []
+    try:
+        await producer.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+            await wait_ready(stub, token)
+            await wait_consumer(stub, token, producer)
+
+            # -- 1. time to ingest N profiles ---------------------------------------------
+            contacts = mongo[database]["contacts"]
+            before = await contacts.count_documents({})
+            print(f"publishing {N} profile events ...", flush=True)
+            started = time.perf_counter()
+            pending = []
+            for i in range(N):
+                event = profile(i)
+                pending.append(
+                    await producer.send(CONTACTS.name, event.to_json_bytes(), key=event.key)
+                )
+                if len(pending) >= 5000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+            published = time.perf_counter() - started
+            print(f"published in {published:.1f}s; waiting for ingestion ...", flush=True)
+            stored = 0
+            while stored < N and time.perf_counter() - started < INGEST_TIMEOUT:
+                await asyncio.sleep(1.0)
+                stored = await contacts.count_documents({}) - before
+            ingest_seconds = time.perf_counter() - started
+            print(f"stored {stored}/{N} in {ingest_seconds:.1f}s", flush=True)
+            metrics.append(
+                Metric(
+                    "time_to_ingest_profiles",
+                    round(ingest_seconds, 2),
+                    "s",
+                    target=f"{N} ContactProfileUpserted events published and stored",
+                    met=stored >= N,
+                )
+            )
+            metrics.append(
+                Metric("ingest_throughput", round(stored / ingest_seconds, 1), "events/s")
+            )
+            ids = [f"c{i}" for i in range(max(stored, 1))]
+
+            # -- 2. peak card throughput vs the bare grpc.aio server --------------------------
+            assert canned.stdout is not None
+            canned_address = (await asyncio.wait_for(canned.stdout.readline(), 15)).decode().strip()
+
+            async def card(stub_: contacts_pb2_grpc.ContactsServiceAsyncStub, i: int) -> None:
+                await stub_.GetContactCard(
+                    pb.GetContactCardRequest(contact_id=random.choice(ids)),
+                    metadata=metadata,
+                    timeout=5,
+                )
+
+            for _ in range(200):  # warm up
+                await card(stub, 0)
+            if os.environ.get("CONTACTS_BENCH_DEBUG"):
+                t = time.perf_counter()
+                for _ in range(20):
+                    await card(stub, 0)
+                print("seq card ms", (time.perf_counter() - t) / 20 * 1000)
+                t = time.perf_counter()
+                for _ in range(20):
+                    await contacts.find_one({"_id": f"{ORG}:{random.choice(ids)}"})
+                print("seq find ms", (time.perf_counter() - t) / 20 * 1000)
+            async with grpc.aio.insecure_channel(canned_address) as base_channel:
+                base_stub = contacts_pb2_grpc.ContactsServiceStub(base_channel)
+                for _ in range(200):
+                    await card(base_stub, 0)
+                baseline = await closed_loop(
+                    lambda i: card(base_stub, i), concurrency=CONCURRENCY, seconds=SECONDS
+                )
+            peak = await closed_loop(
+                lambda i: card(stub, i), concurrency=CONCURRENCY, seconds=SECONDS
+            )
+            ratio = peak.throughput / baseline.throughput if baseline.throughput else 0.0
+            print(
+                f"card peak {peak.throughput:.0f}/s (errors {peak.errors}) vs baseline "
+                f"{baseline.throughput:.0f}/s → ratio {ratio:.2f}",
+                flush=True,
+            )
+            metrics.append(
+                Metric(
+                    "contact_card_peak_throughput",
+                    round(peak.throughput, 1),
+                    "calls/s",
+                    baseline_value=round(baseline.throughput, 1),
+                    ratio=round(ratio, 3),
+                    p50_ms=round(peak.p50_ms, 2),
+                    p99_ms=round(peak.p99_ms, 2),
+                    target=">= 0.5 x bare grpc.aio canned server (closed loop, "
+                    f"{CONCURRENCY} in flight, {N} contacts)",
+                    met=ratio >= 0.5 and peak.errors == 0,
+                )
+            )
+            metrics.append(
+                Metric(
+                    "baseline_canned_card_throughput",
+                    round(baseline.throughput, 1),
+                    "calls/s",
+                    p50_ms=round(baseline.p50_ms, 2),
+                    p99_ms=round(baseline.p99_ms, 2),
+                )
+            )
+
+            # -- 3. latency at half the peak rate (open loop) --------------------------------
+            rate = max(peak.throughput / 2, 1.0)
+            half = await open_loop(lambda i: card(stub, i), rate=rate, seconds=SECONDS)
+            print(
+                f"open loop at {rate:.0f}/s: p50 {half.p50_ms:.2f} ms, p99 {half.p99_ms:.2f} ms "
+                f"(errors {half.errors})",
+                flush=True,
+            )
+            metrics.append(
+                Metric(
+                    "contact_card_p99_at_half_peak",
+                    round(half.p99_ms, 2),
+                    "ms",
+                    p50_ms=round(half.p50_ms, 2),
+                    p99_ms=round(half.p99_ms, 2),
+                    target=f"p99 <= 20 ms at {rate:.0f} calls/s (half of peak), open loop",
+                    met=half.p99_ms <= 20 and half.errors == 0,
+                )
+            )
+    finally:
+        await producer.stop()
+        stop_process(service)
+        if canned.returncode is None:
+            canned.terminate()
+            await canned.wait()
+        await mongo.drop_database(database)
+        await mongo.close()
+    return metrics
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--canned"]:
+        asyncio.run(canned_server_main())
+        return
+    metrics = asyncio.run(run())
+    write_results("contacts", metrics)
+    print(json.dumps({m.metric: m.value for m in metrics}))
+
+
+if __name__ == "__main__":
+    main()
