@@ -19,4 +19,10 @@ class RepliesSettings(ServiceSettings):
     usage_refresh_seconds: float = Field(
         5.0, ge=0, description="How stale the usage tie-breaker of search may get."
     )
+    revision_max_age_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="How long a revision read may be reused by later searches on this replica: "
+        "bounds how late another replica's write shows up here. 0 = read it for every search.",
+    )
     index_max_orgs: int = Field(256, ge=1, description="Orgs kept in the in-process index.")

@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 from replies_service.domain.model import CollectionKind, SavedReply
-from replies_service.domain.search import Match, Query, Searchable, rank
+from replies_service.domain.search import (
+    CollectionEntries,
+    Match,
+    Query,
+    Searchable,
+    rank,
+    top_matches,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -93,3 +100,39 @@ def test_ranking_is_sorted_by_match_then_usage(rows: list[tuple[str, str, int]],
             assert item.reply.shortcut.startswith(query.words[0])
         elif kind is Match.TITLE:
             assert all(w in item.title_lc for w in query.words)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text("ab ", max_size=6),
+            st.text("ab", max_size=6),
+            st.text("ab", max_size=3),
+            st.integers(0, 3),
+            st.sampled_from(list(CollectionKind)),
+            st.integers(0, 2),
+        ),
+        max_size=15,
+    ),
+    st.sampled_from(["", "a", "/ab", "b a", "ab", "/b", "zz"]),
+    st.integers(1, 20),
+)
+def test_fast_top_matches_agrees_with_reference_ranking(
+    rows: list[tuple[str, str, str, int, CollectionKind, int]], q: str, limit: int
+) -> None:
+    items = [
+        reply(f"r{i}", title, body=body, shortcut=sc, kind=kind)
+        for i, (title, body, sc, _, kind, _) in enumerate(rows)
+    ]
+    usage = {f"r{i}": row[3] for i, row in enumerate(rows)}
+    groups: dict[tuple[CollectionKind, int], list[Searchable]] = {}
+    for item, row in zip(items, rows, strict=True):
+        groups.setdefault((row[4], row[5]), []).append(item)
+    entries = [CollectionEntries.of(kind, its) for (kind, _), its in groups.items()]
+    query = Query.parse(q)
+    expected = rank(items, query, usage)
+    got, total = top_matches(entries, query, usage, limit)
+    assert total == len(expected)
+    assert [(h[0].reply.reply_id, h[1]) for h in got] == [
+        (h[0].reply.reply_id, h[1]) for h in expected[:limit]
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -92,3 +94,92 @@ def rank(
         key=lambda h: (h[1], -usage.get(h[0].reply.reply_id, 0), h[0].title_lc, h[0].reply.reply_id)
     )
     return hits
+
+
+@dataclass(frozen=True)
+class CollectionEntries:
+    """One collection's replies, prepared for fast search (built when the index loads)."""
+
+    kind: CollectionKind
+    items: tuple[Searchable, ...]
+    by_shortcut: tuple[tuple[str, Searchable], ...]  # sorted by shortcut
+    shortcuts: frozenset[str]
+
+    @classmethod
+    def of(cls, kind: CollectionKind, items: Iterable[Searchable]) -> CollectionEntries:
+        listed = tuple(items)
+        by_shortcut = tuple(
+            sorted(((i.reply.shortcut, i) for i in listed if i.reply.shortcut), key=_first)
+        )
+        return cls(kind, listed, by_shortcut, frozenset(s for s, _ in by_shortcut))
+
+
+def _first(pair: tuple[str, Searchable]) -> str:
+    return pair[0]
+
+
+def top_matches(
+    groups: Sequence[CollectionEntries], query: Query, usage: Mapping[str, int], limit: int
+) -> tuple[list[tuple[Searchable, Match]], int]:
+    """The ``limit`` best hits (same order as ``rank``) and the total number of hits.
+
+    Same semantics as ``rank`` but built for the hot path: shortcut prefixes by bisection,
+    substring tests in tight loops, and only the needed top of each tier is sorted.
+    """
+
+    def order(item: Searchable) -> tuple[int, str, str]:
+        return (-usage.get(item.reply.reply_id, 0), item.title_lc, item.reply.reply_id)
+
+    tiers: list[tuple[Match, list[Searchable]]] = []
+    if not query.words:
+        everything = [i for g in groups for i in g.items]
+        tiers.append((Match.ALL, everything))
+    else:
+        shadowed: frozenset[str] = frozenset().union(
+            *(g.shortcuts for g in groups if g.kind is CollectionKind.PERSONAL)
+        )
+        exact: list[Searchable] = []
+        prefix: list[Searchable] = []
+        by_shortcut: set[int] = set()
+        if len(query.words) == 1:
+            word = query.words[0]
+            for g in groups:
+                shadow = shadowed if g.kind is CollectionKind.SHARED else frozenset()
+                pos = bisect_left(g.by_shortcut, word, key=_first)
+                while pos < len(g.by_shortcut) and g.by_shortcut[pos][0].startswith(word):
+                    shortcut, item = g.by_shortcut[pos]
+                    pos += 1
+                    if shortcut in shadow:
+                        continue
+                    (exact if shortcut == word else prefix).append(item)
+                    by_shortcut.add(id(item))
+        title: list[Searchable] = []
+        body: list[Searchable] = []
+        words = query.words
+        if len(words) == 1:
+            w = words[0]
+            for g in groups:
+                for item in g.items:
+                    if w in item.text_lc and id(item) not in by_shortcut:
+                        (title if w in item.title_lc else body).append(item)
+        else:
+            for g in groups:
+                for item in g.items:
+                    if all(x in item.text_lc for x in words) and id(item) not in by_shortcut:
+                        in_title = all(x in item.title_lc for x in words)
+                        (title if in_title else body).append(item)
+        tiers += [
+            (Match.SHORTCUT_EXACT, exact),
+            (Match.SHORTCUT_PREFIX, prefix),
+            (Match.TITLE, title),
+            (Match.BODY, body),
+        ]
+    hits: list[tuple[Searchable, Match]] = []
+    total = 0
+    for kind, items in tiers:
+        total += len(items)
+        need = limit - len(hits)
+        if need > 0 and items:
+            best = heapq.nsmallest(need, items, key=order)
+            hits.extend((item, kind) for item in best)
+    return hits, total

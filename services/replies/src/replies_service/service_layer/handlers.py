@@ -36,7 +36,7 @@ from replies_service.domain.model import (
     require_id,
     require_text,
 )
-from replies_service.domain.search import Match, Query, rank
+from replies_service.domain.search import Match, Query, top_matches
 from replies_service.service_layer.ports import ContactDirectory, ReplyStore, UsagePublisher
 from replies_service.service_layer.search_index import SearchIndex, reply_list
 
@@ -52,6 +52,12 @@ class Deps:
     publisher: UsagePublisher
     clock: Callable[[], datetime] = utc_now
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+
+
+async def _committed(deps: Deps, org_id: str) -> None:
+    """After every write: new org revision (all replicas reload), and no cached revision here."""
+    await deps.store.bump_revision(org_id)
+    deps.index.note_write(org_id)
 
 
 # --------------------------------------------------------------------------- collections
@@ -87,7 +93,7 @@ async def create_collection(
         updated_at=now,
     )
     await deps.store.insert_collection(collection)
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return collection
 
 
@@ -116,7 +122,7 @@ async def update_collection(
         updated_at=deps.clock(),
     )
     await deps.store.save_collection(updated)
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return updated
 
 
@@ -132,7 +138,7 @@ async def delete_collection(deps: Deps, viewer: Viewer, collection_id: str) -> i
         await deps.store.delete_reply(reply.reply_id)
         if key := reply.shortcut_key:
             await deps.store.release_shortcut(key, reply.reply_id)
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return len(replies)
 
 
@@ -151,7 +157,7 @@ async def _personal_collection(deps: Deps, viewer: Viewer) -> Collection:
     stored = await deps.store.ensure_collection(
         Collection.personal(viewer.org_id, viewer.agent_id, deps.clock())
     )
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return stored
 
 
@@ -229,7 +235,7 @@ async def create_reply(
         if key:
             await deps.store.release_shortcut(key, reply.reply_id)
         raise
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return reply
 
 
@@ -258,7 +264,7 @@ async def update_reply(
     await deps.store.save_reply(updated)
     if old_key and old_key != new_key:
         await deps.store.release_shortcut(old_key, reply.reply_id)
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
     return updated
 
 
@@ -267,7 +273,7 @@ async def delete_reply(deps: Deps, viewer: Viewer, reply_id: str) -> None:
     await deps.store.delete_reply(reply.reply_id)
     if key := reply.shortcut_key:
         await deps.store.release_shortcut(key, reply.reply_id)
-    await deps.store.bump_revision(viewer.org_id)
+    await _committed(deps, viewer.org_id)
 
 
 async def _claim(deps: Deps, key: str, reply: SavedReply) -> None:
@@ -400,9 +406,11 @@ async def search_replies(
     if not isinstance(offset_raw, int) or offset_raw < 0:
         raise InvalidArgument("page_token", "malformed page token")
     snapshot = await deps.index.snapshot(viewer.org_id)
-    ranked = rank(snapshot.candidates(viewer), parsed, snapshot.usage)
+    ranked, total = top_matches(
+        snapshot.visible_entries(viewer), parsed, snapshot.usage, offset_raw + size
+    )
     page = ranked[offset_raw : offset_raw + size]
-    token = encode_token({"o": offset_raw + size}) if len(ranked) > offset_raw + size else ""
+    token = encode_token({"o": offset_raw + size}) if total > offset_raw + size else ""
     hits = [
         SearchHit(ReplyView(item.reply, snapshot.usage.get(item.reply.reply_id, 0)), kind)
         for item, kind in page

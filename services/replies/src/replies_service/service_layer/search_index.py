@@ -15,20 +15,19 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
 
 from replies_service.domain.model import Collection, SavedReply, Viewer
-from replies_service.domain.search import Searchable
+from replies_service.domain.search import CollectionEntries, Searchable
 from replies_service.service_layer.ports import ReplyStore
 
 log = logging.getLogger(__name__)
 
 INDEX_RELOADS = Counter("replies_index_reloads_total", "Per-org search index reloads")
 INDEX_LOAD_SECONDS = Histogram("replies_index_load_seconds", "Per-org search index load time")
-
-_UNSET = object()
 
 
 @dataclass
@@ -37,11 +36,19 @@ class OrgSnapshot:
     revision: str | None
     collections: dict[str, Collection]
     replies_by_collection: dict[str, list[Searchable]]
+    entries: dict[str, CollectionEntries] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     usage_loaded_at: float = 0.0
 
     def visible_collections(self, viewer: Viewer) -> list[Collection]:
         return [c for c in self.collections.values() if c.readable_by(viewer)]
+
+    def visible_entries(self, viewer: Viewer) -> list[CollectionEntries]:
+        return [
+            self.entries[c.collection_id]
+            for c in self.visible_collections(viewer)
+            if c.collection_id in self.entries
+        ]
 
     def candidates(self, viewer: Viewer) -> list[Searchable]:
         out: list[Searchable] = []
@@ -50,9 +57,77 @@ class OrgSnapshot:
         return out
 
 
+class RevisionReader:
+    """Coalesces concurrent revision reads of one org without ever returning a stale one.
+
+    A caller arriving while a read is in flight cannot use it (it may have been sent before
+    the caller's preceding write completed); it joins the *next* read, which starts as soon as
+    the in-flight one returns. So at most two reads per org are outstanding whatever the
+    concurrency, and every caller sees a revision read after it arrived.
+    """
+
+    def __init__(
+        self, fetch: Callable[[str], Awaitable[str | None]], *, max_age_seconds: float = 0.0
+    ) -> None:
+        self._fetch = fetch
+        self._max_age = max_age_seconds
+        self._current: dict[str, asyncio.Future[str | None]] = {}
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
+        self._recent: dict[str, tuple[float, str | None]] = {}  # org → (sent at, revision)
+        self._written_at: dict[str, float] = {}
+
+    def forget(self, org_id: str) -> None:
+        """A write of this replica completed: reuse only reads sent after it."""
+        self._written_at[org_id] = time.monotonic()
+
+    async def read(self, org_id: str) -> str | None:
+        if self._max_age > 0 and (recent := self._recent.get(org_id)) is not None:
+            sent_at, revision = recent
+            fresh = time.monotonic() - sent_at <= self._max_age
+            if fresh and sent_at > self._written_at.get(org_id, float("-inf")):
+                return revision
+        if org_id not in self._current:
+            self._current[org_id] = asyncio.ensure_future(self._run(org_id))
+            return await asyncio.shield(self._current[org_id])
+        pending = self._pending.get(org_id)
+        if pending is None:
+            pending = self._pending[org_id] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(pending)
+
+    async def _run(self, org_id: str) -> str | None:
+        sent_at = time.monotonic()
+        try:
+            revision = await self._fetch(org_id)
+            self._recent[org_id] = (sent_at, revision)
+            return revision
+        finally:
+            pending = self._pending.pop(org_id, None)
+            if pending is None:
+                del self._current[org_id]
+            else:
+                nxt = self._current[org_id] = asyncio.ensure_future(self._run(org_id))
+                nxt.add_done_callback(lambda f: _copy_outcome(f, pending))
+
+
+def _copy_outcome(source: asyncio.Future[str | None], target: asyncio.Future[str | None]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
 class SearchIndex:
     def __init__(
-        self, store: ReplyStore, *, max_orgs: int = 256, usage_refresh_seconds: float = 5.0
+        self,
+        store: ReplyStore,
+        *,
+        max_orgs: int = 256,
+        usage_refresh_seconds: float = 5.0,
+        revision_max_age_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._max_orgs = max_orgs
@@ -60,10 +135,17 @@ class SearchIndex:
         self._orgs: OrderedDict[str, OrgSnapshot] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._usage_tasks: dict[str, asyncio.Task[None]] = {}
+        self._revisions = RevisionReader(
+            store.get_revision, max_age_seconds=revision_max_age_seconds
+        )
+
+    def note_write(self, org_id: str) -> None:
+        """Called after a write of this replica (and its revision bump) completed."""
+        self._revisions.forget(org_id)
 
     async def snapshot(self, org_id: str) -> OrgSnapshot:
         """The org's data, at least as fresh as the last write completed before this call."""
-        revision = await self._store.get_revision(org_id)
+        revision = await self._revisions.read(org_id)
         current = self._orgs.get(org_id)
         if current is None or current.revision != revision:
             lock = self._locks.setdefault(org_id, asyncio.Lock())
@@ -88,6 +170,12 @@ class SearchIndex:
             revision=revision,
             collections={c.collection_id: c for c in collections},
             replies_by_collection=by_collection,
+            entries={
+                c.collection_id: CollectionEntries.of(
+                    c.kind, by_collection.get(c.collection_id, ())
+                )
+                for c in collections
+            },
         )
         if previous is not None:
             snapshot.usage, snapshot.usage_loaded_at = previous.usage, previous.usage_loaded_at
