@@ -1,0 +1,77 @@
+"""Where the four services listen and how they are configured when run locally.
+
+One source of truth for ``inbox-run`` (which starts them), ``inboxctl`` and the demo (which
+call them). Defaults are the documented ports; every value is overridable by environment:
+
+- ``<PREFIX>GRPC_PORT`` / ``<PREFIX>METRICS_PORT`` (the services' own variables, e.g.
+  ``ROUTING_GRPC_PORT``), or ``INBOX_PORT_OFFSET`` added to every default port;
+- ``INBOX_<SVC>_ADDRESS`` (e.g. ``INBOX_ROUTING_ADDRESS=10.0.0.5:50062``) for a remote service;
+- ``INBOX_JWT_SECRET``: the HS256 secret shared by all services and the CLI (default: the
+  kit's development secret);
+- ``INBOX_KAFKA_BOOTSTRAP`` / ``INBOX_MONGODB_URI``: infrastructure (default: the devstack's).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from inbox_kit.settings import ServiceSettings
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    prefix: str
+    default_grpc_port: int
+    default_metrics_port: int
+    grpc_service: str
+    #: Kafka consumer group the service joins by default (None: it consumes nothing).
+    consumer_group: str | None
+
+    @property
+    def module(self) -> str:
+        return f"{self.name}_service"
+
+    def grpc_port(self, env: Mapping[str, str] | None = None) -> int:
+        env = os.environ if env is None else env
+        return _port(env, f"{self.prefix}GRPC_PORT", self.default_grpc_port)
+
+    def metrics_port(self, env: Mapping[str, str] | None = None) -> int:
+        env = os.environ if env is None else env
+        return _port(env, f"{self.prefix}METRICS_PORT", self.default_metrics_port)
+
+    def address(self, env: Mapping[str, str] | None = None) -> str:
+        env = os.environ if env is None else env
+        explicit = env.get(f"INBOX_{self.name.upper()}_ADDRESS", "").strip()
+        return explicit or f"{HOST}:{self.grpc_port(env)}"
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if raw:
+        return int(raw)
+    return default + int(env.get("INBOX_PORT_OFFSET", "0") or "0")
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("presence", "PRESENCE_", 50061, 9461, "inbox.presence.v1.PresenceService", None),
+    ServiceSpec("routing", "ROUTING_", 50062, 9462, "inbox.routing.v1.RoutingService", "routing"),
+    ServiceSpec(
+        "contacts", "CONTACTS_", 50063, 9463, "inbox.contacts.v1.ContactsService", "contacts"
+    ),
+    ServiceSpec("replies", "REPLIES_", 50064, 9464, "inbox.replies.v1.RepliesService", "replies"),
+)
+BY_NAME: dict[str, ServiceSpec] = {s.name: s for s in SERVICES}
+
+
+def jwt_secret(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    explicit = env.get("INBOX_JWT_SECRET", "").strip()
+    if explicit:
+        return explicit
+    default = ServiceSettings.model_fields["jwt_secret"].default
+    return str(default.get_secret_value())
