@@ -25,7 +25,7 @@ FAST: dict[str, Any] = {
     "sweep_interval_seconds": 0.25,
     "expiry_grace_seconds": 0.2,
     "relay_scan_interval_seconds": 0.5,
-    "relay_min_age_seconds": 0.5,
+    "relay_min_age_seconds": 3.0,
 }
 
 

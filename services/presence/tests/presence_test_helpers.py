@@ -69,3 +69,16 @@ async def code_of(call: Any) -> grpc.StatusCode:
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
+
+
+def logical(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:
+    """Events deduplicated by event id, as a consumer sees them. Asserts that any duplicate
+    publish carried exactly the same event."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        e = event(r)
+        if e["id"] in seen:
+            assert seen[e["id"]] == e, "a duplicate with the same id must be the same event"
+        else:
+            seen[e["id"]] = e
+    return list(seen.values())

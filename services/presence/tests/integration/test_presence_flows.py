@@ -18,6 +18,7 @@ from presence_test_helpers import (
     Client,
     code_of,
     event,
+    logical,
     of,
 )
 
@@ -276,9 +277,9 @@ async def test_two_replicas_one_logical_transition_per_sign_out(
             await probe.wait_for(of(agent, SIGNED_OUT), timeout=DETECTION + 5)
         await probe.drain(1.5)
     for agent in agents:
-        events = [event(r) for r in probe.records if of(agent)(r)]
+        # at-least-once: a replica may re-publish a transition, always with the same id
+        events = logical([r for r in probe.records if of(agent)(r)])
         assert [e["type"] for e in events] == [SIGNED_IN, SIGNED_OUT], agent
-        assert len({e["id"] for e in events}) == 2
     for c in via1 + via2:
         await c.close()
 
