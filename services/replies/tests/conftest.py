@@ -1,5 +1,5 @@
-"""The replies service in-process (real gRPC server, FerretDB, Kafka) and the real contacts
-service as a subprocess, shared by the integration tests of this folder."""
+"""Fixtures of the replies integration and e2e tests: the replies service in-process (real
+gRPC server, FerretDB, Kafka), the real contacts service as a subprocess, contact seeding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,20 +34,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_IN_LOOP_LAUNCHER = """
-import asyncio
-from contacts_service.bootstrap import bootstrap
-from contacts_service.settings import ContactsSettings
-async def run():
-    await bootstrap(ContactsSettings()).runtime.run_forever()
-asyncio.run(run())
-"""
-
-
 @dataclass
 class ContactsProcess:
     address: str
     process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def wait_healthy() -> Callable[[str, subprocess.Popen[bytes]], None]:
+    return _wait_healthy
 
 
 @pytest.fixture(scope="session")
@@ -69,10 +64,9 @@ def contacts_service(
         "CONTACTS_LOG_LEVEL": "WARNING",
     }
     log = (tmp_path_factory.mktemp("contacts") / "contacts.log").open("wb")
-    command = [sys.executable, "-m", "contacts_service"]
-    if os.environ.get("REPLIES_TESTS_CONTACTS_LAUNCHER") == "in-loop":  # temporary workaround
-        command = [sys.executable, "-c", _IN_LOOP_LAUNCHER]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contacts_service"], env=env, stdout=log, stderr=log
+    )
     address = f"127.0.0.1:{port}"
     try:
         _wait_healthy(address, process)
