@@ -25,25 +25,55 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pymongo import AsyncMongoClient
-
-from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_kit.auth import mint_token
+from pymongo import AsyncMongoClient
 from replies_service.adapters.mongo import MongoReplyStore
 from replies_service.domain.model import Collection, CollectionKind, SavedReply, shortcut_key
+
+from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
 
 SECRET = "bench-secret"
 ORG = f"bench-org-{uuid.uuid4().hex[:6]}"
 TEAMS = [f"team-{i}" for i in range(10)]
 CHANNELS = [f"channel-{i}" for i in range(5)]
 AGENTS = [(f"agent-{i}", (TEAMS[i % 10], TEAMS[(i + 3) % 10])) for i in range(20)]
-WORDS = (
-    "refund shipping delay order invoice password reset account billing upgrade plan cancel "
-    "delivery address tracking return exchange warranty discount coupon payment card failed "
-    "welcome thanks sorry holiday hours support escalation manager callback survey"
-).split()
+WORDS = [
+    "refund",
+    "shipping",
+    "delay",
+    "order",
+    "invoice",
+    "password",
+    "reset",
+    "account",
+    "billing",
+    "upgrade",
+    "plan",
+    "cancel",
+    "delivery",
+    "address",
+    "tracking",
+    "return",
+    "exchange",
+    "warranty",
+    "discount",
+    "coupon",
+    "payment",
+    "card",
+    "failed",
+    "welcome",
+    "thanks",
+    "sorry",
+    "holiday",
+    "hours",
+    "support",
+    "escalation",
+    "manager",
+    "callback",
+    "survey",
+]
 SHARED_COLLECTIONS, PERSONAL_COLLECTIONS, REPLIES_PER_COLLECTION = 190, 10, 50
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
 CLOSED_SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
@@ -93,7 +123,7 @@ async def seed(mongodb_uri: str, database: str) -> int:
                 owner_agent_id=c.owner_agent_id,
                 title=" ".join(w.capitalize() for w in words),
                 body=(
-                    f"Hi {{{{contact.first_name | fallback: \"there\"}}}}, about your "
+                    f'Hi {{{{contact.first_name | fallback: "there"}}}}, about your '
                     f"{' '.join(rng.sample(WORDS, 12))}. Best, {{{{agent.name}}}}"
                 ),
                 shortcut=shortcut.rstrip("-_"),
@@ -127,12 +157,18 @@ async def seed(mongodb_uri: str, database: str) -> int:
         await store.insert_replies(replies[i : i + 1000])
         await db["shortcuts"].insert_many(claims[i : i + 1000], ordered=False)
     await db["usage_counts"].insert_many(
-        [{"_id": r.reply_id, "org_id": ORG, "count": rng.randint(0, 50), "recent": []}
-         for r in replies[::7]]
+        [
+            {"_id": r.reply_id, "org_id": ORG, "count": rng.randint(0, 50), "recent": []}
+            for r in replies[::7]
+        ]
     )
     await store.bump_revision(ORG)
     await client.close()
     return len(replies)
+
+
+def start_service(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "replies_service"], env=env)
 
 
 def wait_healthy(address: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -157,9 +193,11 @@ def make_requests() -> list[tuple[pb.SearchRepliesRequest, tuple[tuple[str, str]
         mint_token(SECRET, org_id=ORG, agent_id=a, teams=list(t), ttl_seconds=3600)
         for a, t in AGENTS
     ]
-    queries = [f"/{w[:3]}" for w in WORDS] + WORDS + [
-        f"{a} {b}" for a, b in zip(WORDS, WORDS[5:], strict=False)
-    ]
+    queries = (
+        [f"/{w[:3]}" for w in WORDS]
+        + WORDS
+        + [f"{a} {b}" for a, b in zip(WORDS, WORDS[5:], strict=False)]
+    )
     out = []
     for _ in range(500):
         channel = rng.choice(["", "", *CHANNELS])
@@ -191,7 +229,7 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
         "REPLIES_CONSUMER_GROUP": f"bench-replies-{uuid.uuid4().hex[:6]}",
         "REPLIES_LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen([sys.executable, "-m", "replies_service"], env=env)
+    process = start_service(env)
     address = f"127.0.0.1:{port}"
     metrics: list[Metric] = []
     try:

@@ -78,7 +78,7 @@ def contacts_service(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        with MongoClient(infra.mongodb_uri) as client:
+        with MongoClient[dict[str, Any]](infra.mongodb_uri) as client:
             client.drop_database(db)
 
 
@@ -108,7 +108,7 @@ async def replies_app(infra: Infra, contacts_service: ContactsProcess) -> AsyncI
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         grpc_port=0,
         metrics_port=0,
-        jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+        jwt_secret=TEST_JWT_SECRET,
         consumer_group=f"replies-tests-{uuid.uuid4().hex[:8]}",
         contacts_address=contacts_service.address,
         usage_refresh_seconds=0.2,
@@ -127,7 +127,7 @@ async def replies_app(infra: Infra, contacts_service: ContactsProcess) -> AsyncI
 @pytest.fixture(scope="session")
 async def replies(replies_app: App) -> AsyncIterator[replies_pb2_grpc.RepliesServiceAsyncStub]:
     async with grpc.aio.insecure_channel(replies_app.runtime.grpc.address) as channel:
-        yield replies_pb2_grpc.RepliesServiceStub(channel)  # type: ignore[misc]
+        yield replies_pb2_grpc.RepliesServiceStub(channel)
 
 
 @pytest.fixture(scope="session")
@@ -165,5 +165,5 @@ async def seed_contact(infra: Infra, contacts_service: ContactsProcess) -> Async
     try:
         yield seed
     finally:
-        await channel.close()
+        await channel.close(None)
         await broker.stop()

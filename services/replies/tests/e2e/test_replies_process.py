@@ -73,7 +73,7 @@ def replicas(
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        with MongoClient(infra.mongodb_uri) as client:
+        with MongoClient[dict[str, Any]](infra.mongodb_uri) as client:
             client.drop_database(db)
 
 
