@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS_DIR)/venv/bin/uv)
 RUN := $(UV) run --locked
 NAME ?=
 
-.PHONY: help setup up down status run test test-fast lint format proto asyncapi bench demo clean
+.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,14 +19,23 @@ $(TOOLS_DIR)/venv/bin/uv:
 setup: $(UV) ## install Python dependencies from uv.lock
 	$(UV) sync --locked --all-packages
 
-up: setup ## start Kafka + FerretDB in the background (provisions them on first run)
+up: setup ## start Kafka + FerretDB and the four services in the background (logs, pids: .devstack/)
+	$(RUN) inbox-run up
+
+down: ## stop what `make up` / `make infra` started (services, then Kafka + FerretDB)
+	$(RUN) inbox-run down
+
+status: ## what is running where (services and infrastructure)
+	$(RUN) inbox-run status
+
+infra: setup ## start only Kafka + FerretDB in the background (provisions them on first run)
 	$(RUN) devstack up
 
-down: ## stop what `make up` started
-	$(RUN) devstack down
+run: setup ## start everything in the foreground, wait until healthy, stream logs; Ctrl-C stops it
+	$(RUN) inbox-run run
 
-status: ## what is running where
-	$(RUN) devstack status
+demo: setup ## walk through every PRODUCT.md feature against the running stack (make run/up first)
+	$(RUN) inbox-demo
 
 test: setup ## set up everything and run all tests on the real stack
 	$(RUN) pytest

@@ -764,9 +764,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         if arg == "--":
             rest += argv[i:]
             break
-        if arg in _GLOBAL_FLAGS:
-            front.append(arg)
-        elif name in _GLOBAL_OPTIONS and "=" in arg:
+        if arg in _GLOBAL_FLAGS or (name in _GLOBAL_OPTIONS and "=" in arg):
             front.append(arg)
         elif arg in _GLOBAL_OPTIONS and i + 1 < len(argv):
             front += [arg, argv[i + 1]]
