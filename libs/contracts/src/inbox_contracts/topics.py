@@ -15,6 +15,7 @@ from inbox_contracts.events import (
     AgentAvailabilityChanged,
     AgentSignedIn,
     AgentSignedOut,
+    AgentSweepRequested,
     ContactProfileUpserted,
     ConversationAssigned,
     ConversationAutoUnassigned,
@@ -75,6 +76,16 @@ ROUTING = Topic(
     event_types=(ConversationAutoUnassigned,),
     description="Automatic routing decisions (remove assignment on sign-out).",
 )
+ROUTING_COMMANDS = Topic(
+    name="inbox.routing.commands.v1",
+    key="agent_id (published to an explicit partition)",
+    producers=("routing",),
+    consumers=("routing",),
+    event_types=(AgentSweepRequested,),
+    description="Internal routing commands: after a sign-out, one sweep request per partition "
+    "of the conversation topics, consumed by the owner of that partition. Same partition count "
+    "as inbox.messages.v1 and inbox.conversations.v1.",
+)
 CONTACTS = Topic(
     name="inbox.contacts.v1",
     key="contact_id",
@@ -87,12 +98,20 @@ REPLIES = Topic(
     name="inbox.replies.v1",
     key="reply_id",
     producers=("replies",),
-    consumers=("analytics",),
+    consumers=("replies (usage counts)", "analytics"),
     event_types=(SavedReplyUsed,),
     description="Saved-reply usage.",
 )
 
-TOPICS: tuple[Topic, ...] = (PRESENCE, MESSAGES, CONVERSATIONS, ROUTING, CONTACTS, REPLIES)
+TOPICS: tuple[Topic, ...] = (
+    PRESENCE,
+    MESSAGES,
+    CONVERSATIONS,
+    ROUTING,
+    ROUTING_COMMANDS,
+    CONTACTS,
+    REPLIES,
+)
 ALL_TOPIC_NAMES: list[str] = [n for t in TOPICS for n in (t.name, t.dead_letter)]
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_type: cls for topic in TOPICS for cls in topic.event_types
