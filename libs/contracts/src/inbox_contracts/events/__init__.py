@@ -16,12 +16,17 @@ from inbox_contracts.events.presence import (
     SignOutReason,
 )
 from inbox_contracts.events.replies import SavedReplyUsed
-from inbox_contracts.events.routing import AutoUnassignReason, ConversationAutoUnassigned
+from inbox_contracts.events.routing import (
+    AgentSweepRequested,
+    AutoUnassignReason,
+    ConversationAutoUnassigned,
+)
 
 __all__ = [
     "AgentAvailabilityChanged",
     "AgentSignedIn",
     "AgentSignedOut",
+    "AgentSweepRequested",
     "AutoUnassignReason",
     "Availability",
     "ChannelIdentity",

@@ -1,0 +1,124 @@
+"""In-memory implementations of the ports, for unit and property tests."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import AgentSweepRequested
+
+from routing_service.domain.model import (
+    Decision,
+    PresenceEntry,
+    SettingChange,
+    SettingsHistory,
+)
+from routing_service.service_layer.ports import (
+    AgentKey,
+    ConversationKey,
+    ConversationView,
+    DecisionRow,
+    JournalRow,
+    Page,
+)
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self.journal: dict[tuple[str, str, str], JournalRow] = {}
+        self.decisions: dict[str, DecisionRow] = {}
+        self.published: set[str] = set()
+        self.views: dict[ConversationKey, ConversationView] = {}
+        self.presence: dict[AgentKey, dict[str, PresenceEntry]] = {}
+        self.settings_by_org: dict[str, SettingsHistory] = {}
+
+    async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
+        return [r for r in self.journal.values() if r.partition in partitions]
+
+    async def append_journal(self, rows: Sequence[JournalRow]) -> None:
+        for r in rows:
+            self.journal.setdefault((r.org_id, r.conversation_id, r.entry.event_id), r)
+
+    async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]:
+        return [
+            DecisionRow(r.partition, r.decision, r.decision.decision_id in self.published)
+            for r in self.decisions.values()
+            if r.partition in partitions
+        ]
+
+    async def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        for r in rows:
+            self.decisions.setdefault(r.decision.decision_id, r)
+
+    async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
+        self.published.update(r.decision.decision_id for r in rows)
+
+    async def load_view_fingerprints(
+        self, partitions: Sequence[int]
+    ) -> dict[ConversationKey, tuple[object, ...]]:
+        return {k: v.fingerprint for k, v in self.views.items() if v.partition in partitions}
+
+    async def write_views(
+        self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
+    ) -> None:
+        for v in views:
+            self.views[(v.state.org_id, v.state.conversation_id)] = v
+
+    async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None:
+        self.presence.setdefault((org_id, agent_id), {})[entry.event_id] = entry
+
+    async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
+        return {
+            a: sorted(self.presence[a].values(), key=lambda p: p.sort_key)
+            for a in agents
+            if a in self.presence
+        }
+
+    async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]:
+        return {o: self.settings_by_org[o] for o in org_ids if o in self.settings_by_org}
+
+    async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
+        history = self.settings_by_org.get(org_id, SettingsHistory()).with_change(change)
+        self.settings_by_org[org_id] = history
+        return history
+
+    async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
+        return self.views.get((org_id, conversation_id))
+
+    async def list_views(
+        self,
+        org_id: str,
+        *,
+        queue: str | None,
+        assignee_id: str | None,
+        page_size: int,
+        page_token: str,
+    ) -> Page:
+        keys = sorted(
+            k
+            for k, v in self.views.items()
+            if k[0] == org_id
+            and (queue is None or v.state.queue == queue)
+            and (assignee_id is None or v.state.assignee_id == assignee_id)
+        )
+        start = bisect.bisect_right([k[1] for k in keys], page_token) if page_token else 0
+        chosen = keys[start : start + page_size]
+        more = start + page_size < len(keys)
+        return Page([self.views[k] for k in chosen], chosen[-1][1] if more and chosen else "")
+
+
+class RecordingDecisionPublisher:
+    def __init__(self) -> None:
+        self.published: list[Decision] = []
+
+    async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
+        self.published.extend(decisions)
+
+
+class QueueingCommandPublisher:
+    def __init__(self) -> None:
+        self.pending: list[CloudEvent[AgentSweepRequested]] = []
+
+    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+        self.pending.extend(commands)

@@ -1,0 +1,474 @@
+"""Pure routing rules (PRODUCT.md §1): queue moves, manual assignment, R1-R4.
+
+A conversation's state is a *fold* over everything known about it, in event-time order:
+its own events (messages, assignment changes, resolves, follow-ups), the presence timelines
+of every agent that was ever its assignee, the org's setting history, and the automatic
+unassignments already published ("facts", which can never be taken back). Folding again
+whenever something new is known makes the outcome independent of arrival order, except where
+a published decision has to stand (see the README, "late-arriving events").
+"""
+
+from __future__ import annotations
+
+import uuid
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+DECISION_NAMESPACE = uuid.UUID("6c1bd7a4-7a57-4c39-9e0b-7a4f1f3a2b10")
+
+
+class Queue(StrEnum):
+    NEW = "NEW"
+    PENDING = "PENDING"
+    RESOLVED = "RESOLVED"
+
+
+class EntryKind(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    FOLLOW_UP = "follow_up"
+    ASSIGNED = "assigned"
+    UNASSIGNED = "unassigned"
+    RESOLVED = "resolved"
+
+
+class Reason(StrEnum):
+    R1_SIGNED_OUT = "agent_signed_out"
+    R2_MOVED_TO_NEW = "moved_to_new_while_signed_out"
+
+
+class AuditKind(StrEnum):
+    CREATED = "created"
+    QUEUE_MOVED = "queue_moved"
+    ASSIGNED = "assigned"
+    UNASSIGNED = "unassigned"
+    AUTO_UNASSIGNED = "auto_unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEntry:
+    """One event of the conversation itself (messages and conversations topics)."""
+
+    event_id: str
+    event_type: str
+    kind: EntryKind
+    occurred_at: datetime
+    #: Who did it: contact id (inbound), agent id (outbound, assign, unassign, resolve),
+    #: reminder id (follow-up).
+    actor: str
+    #: The new assignee (ASSIGNED only).
+    assignee_id: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str]:
+        return (self.occurred_at, 1, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """A sign-in or sign-out of an agent (presence topic)."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    signed_in: bool
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str]:
+        # At equal times presence comes first: an event at the very instant of a sign-out
+        # sees the agent signed out.
+        return (self.occurred_at, 0, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An automatic unassignment (published on inbox.routing.v1)."""
+
+    decision_id: str
+    org_id: str
+    conversation_id: str
+    previous_assignee_id: str
+    #: Event id of the assignment this decision removed; a published decision only ever
+    #: removes that very assignment, never a later one.
+    assignment_id: str
+    reason: Reason
+    cause_event_id: str
+    cause_event_type: str
+    occurred_at: datetime
+    #: Sort key of the cause, so the fact is replayed right after it.
+    cause_rank: int = 1
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str, int]:
+        return (self.occurred_at, self.cause_rank, self.cause_event_id, 1)
+
+
+def decision_id(cause_event_id: str, org_id: str, conversation_id: str, reason: Reason) -> str:
+    """Deterministic: the same cause re-processed (after a crash) yields the same id."""
+    return str(
+        uuid.uuid5(DECISION_NAMESPACE, f"{cause_event_id}|{org_id}|{conversation_id}|{reason}")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of "who changed this conversation, when and why"."""
+
+    kind: AuditKind
+    occurred_at: datetime
+    actor: str
+    event_id: str
+    event_type: str
+    from_queue: Queue | None = None
+    to_queue: Queue | None = None
+    assignee_id: str | None = None
+    previous_assignee_id: str | None = None
+    reason: Reason | None = None
+    decision_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingChange:
+    effective_from: datetime
+    remove_assignment_on_sign_out: bool
+    changed_by: str = ""
+
+
+@dataclass(frozen=True)
+class SettingsHistory:
+    """The org's "Remove assignment" setting over time (off before the first change)."""
+
+    changes: tuple[SettingChange, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "changes", tuple(sorted(self.changes, key=lambda c: c.effective_from))
+        )
+        object.__setattr__(self, "_times", [c.effective_from for c in self.changes])
+
+    def enabled_at(self, t: datetime) -> bool:
+        i = bisect_right(self._times, t)  # type: ignore[attr-defined]
+        return i > 0 and self.changes[i - 1].remove_assignment_on_sign_out
+
+    def current(self) -> SettingChange | None:
+        return self.changes[-1] if self.changes else None
+
+    def with_change(self, change: SettingChange) -> SettingsHistory:
+        return SettingsHistory((*self.changes, change))
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    org_id: str
+    conversation_id: str
+    queue: Queue | None = None  # None: not known yet (no event folded)
+    assignee_id: str | None = None
+    assignment_id: str | None = None
+    assigned_at: datetime | None = None
+    assigned_by: str | None = None
+    #: Was the assignee signed in when the assignment was made (R3 if not)?
+    assignee_signed_in_at_assignment: bool | None = None
+    #: Has the assignee signed out since the assignment (arms R2)?
+    assignee_signed_out_since: bool = False
+    updated_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.queue is not None
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    state: ConversationState
+    #: Decisions the fold takes that are not among the facts yet (to publish).
+    new_decisions: tuple[Decision, ...]
+    audit: tuple[AuditEntry, ...]
+
+
+def _signed_in(timeline: Sequence[PresenceEntry], key: tuple[datetime, int, str]) -> bool:
+    """State of the agent just before the item with sort ``key`` (no events: signed out)."""
+    last: PresenceEntry | None = None
+    for p in timeline:
+        if p.sort_key < key:
+            last = p
+        else:
+            break
+    return last.signed_in if last is not None else False
+
+
+def fold(
+    org_id: str,
+    conversation_id: str,
+    entries: Iterable[ConversationEntry],
+    *,
+    timelines: Mapping[str, Sequence[PresenceEntry]],
+    settings: SettingsHistory,
+    facts: Iterable[Decision] = (),
+    presence_horizon: datetime | None = None,
+) -> FoldResult:
+    """Replay everything known about one conversation in event-time order.
+
+    ``timelines`` must hold (sorted) presence of every agent that appears as assignee in
+    ``entries`` or ``facts``; missing agents count as never signed in.
+
+    Sign-outs later than ``presence_horizon`` are not acted on (R1) yet: the owner sets it to
+    the conversation's own stream time (its latest event, or the latest sweep command it
+    handled), so a sign-out recorded ahead of the conversation's events waits for its sweep
+    command instead of being decided on a history that may still be incomplete.
+    """
+    fact_by_id = {f.decision_id: f for f in facts}
+    items: list[tuple[tuple[object, ...], object, str | None]] = []
+    for e in entries:
+        items.append(((*e.sort_key, 0), e, None))
+    for f in fact_by_id.values():
+        items.append((f.sort_key, f, None))
+    for agent, timeline in timelines.items():
+        for p in timeline:
+            if not p.signed_in and (presence_horizon is None or p.occurred_at <= presence_horizon):
+                items.append(((*p.sort_key, 0), p, agent))
+            # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
+    items.sort(key=lambda it: it[0])
+
+    s = ConversationState(org_id, conversation_id)
+    audit: list[AuditEntry] = []
+    new: list[Decision] = []
+    applied: set[str] = set()
+
+    def unassign_by_rule(
+        reason: Reason, cause_id: str, cause_type: str, at: datetime, rank: int
+    ) -> None:
+        nonlocal s
+        assert s.assignee_id is not None and s.assignment_id is not None
+        did = decision_id(cause_id, org_id, conversation_id, reason)
+        d = fact_by_id.get(did) or Decision(
+            did,
+            org_id,
+            conversation_id,
+            s.assignee_id,
+            s.assignment_id,
+            reason,
+            cause_id,
+            cause_type,
+            at,
+            rank,
+        )
+        if did not in fact_by_id:
+            new.append(d)
+        applied.add(did)
+        audit.append(
+            AuditEntry(
+                AuditKind.AUTO_UNASSIGNED,
+                at,
+                "routing",
+                cause_id,
+                cause_type,
+                previous_assignee_id=s.assignee_id,
+                reason=reason,
+                decision_id=did,
+            )
+        )
+        s = replace(
+            s,
+            assignee_id=None,
+            assignment_id=None,
+            assigned_at=None,
+            assigned_by=None,
+            assignee_signed_in_at_assignment=None,
+            assignee_signed_out_since=False,
+            updated_at=at,
+        )
+
+    def move(to: Queue, e: ConversationEntry) -> None:
+        nonlocal s
+        if s.queue != to:
+            audit.append(
+                AuditEntry(
+                    AuditKind.QUEUE_MOVED,
+                    e.occurred_at,
+                    e.actor,
+                    e.event_id,
+                    e.event_type,
+                    from_queue=s.queue,
+                    to_queue=to,
+                )
+            )
+            s = replace(s, queue=to, updated_at=e.occurred_at)
+
+    def r2_check(e: ConversationEntry) -> None:
+        if (
+            s.assignee_id is not None
+            and s.assignee_signed_out_since
+            and settings.enabled_at(e.occurred_at)
+            and not _signed_in(timelines.get(s.assignee_id, ()), e.sort_key)
+        ):
+            unassign_by_rule(Reason.R2_MOVED_TO_NEW, e.event_id, e.event_type, e.occurred_at, 1)
+
+    for _key, item, agent in items:
+        if isinstance(item, PresenceEntry):
+            assert agent is not None
+            if agent != s.assignee_id:
+                continue
+            s = replace(s, assignee_signed_out_since=True)
+            if s.queue is Queue.NEW and settings.enabled_at(item.occurred_at):
+                unassign_by_rule(
+                    Reason.R1_SIGNED_OUT, item.event_id, item.event_type, item.occurred_at, 0
+                )
+            continue
+        if isinstance(item, Decision):
+            if item.decision_id in applied:
+                continue
+            applied.add(item.decision_id)
+            audit.append(
+                AuditEntry(
+                    AuditKind.AUTO_UNASSIGNED,
+                    item.occurred_at,
+                    "routing",
+                    item.cause_event_id,
+                    item.cause_event_type,
+                    previous_assignee_id=item.previous_assignee_id,
+                    reason=item.reason,
+                    decision_id=item.decision_id,
+                )
+            )
+            if s.assignment_id == item.assignment_id:
+                s = replace(
+                    s,
+                    assignee_id=None,
+                    assignment_id=None,
+                    assigned_at=None,
+                    assigned_by=None,
+                    assignee_signed_in_at_assignment=None,
+                    assignee_signed_out_since=False,
+                    updated_at=item.occurred_at,
+                )
+            continue
+        assert isinstance(item, ConversationEntry)
+        e = item
+        if s.queue is None:
+            audit.append(
+                AuditEntry(
+                    AuditKind.CREATED,
+                    e.occurred_at,
+                    e.actor,
+                    e.event_id,
+                    e.event_type,
+                    to_queue=Queue.NEW,
+                )
+            )
+            s = replace(s, queue=Queue.NEW, updated_at=e.occurred_at)
+        if e.kind is EntryKind.INBOUND:
+            move(Queue.NEW, e)
+            r2_check(e)
+        elif e.kind is EntryKind.FOLLOW_UP:
+            if s.queue in (Queue.PENDING, Queue.RESOLVED):
+                move(Queue.NEW, e)
+                r2_check(e)
+        elif e.kind is EntryKind.OUTBOUND:
+            if s.queue is Queue.NEW:
+                move(Queue.PENDING, e)
+        elif e.kind is EntryKind.ASSIGNED:
+            assert e.assignee_id is not None
+            signed_in = _signed_in(timelines.get(e.assignee_id, ()), e.sort_key)
+            audit.append(
+                AuditEntry(
+                    AuditKind.ASSIGNED,
+                    e.occurred_at,
+                    e.actor,
+                    e.event_id,
+                    e.event_type,
+                    assignee_id=e.assignee_id,
+                    previous_assignee_id=s.assignee_id,
+                )
+            )
+            s = replace(
+                s,
+                assignee_id=e.assignee_id,
+                assignment_id=e.event_id,
+                assigned_at=e.occurred_at,
+                assigned_by=e.actor,
+                assignee_signed_in_at_assignment=signed_in,
+                assignee_signed_out_since=False,
+                updated_at=e.occurred_at,
+            )
+        elif e.kind is EntryKind.UNASSIGNED:
+            if s.assignee_id is not None:
+                audit.append(
+                    AuditEntry(
+                        AuditKind.UNASSIGNED,
+                        e.occurred_at,
+                        e.actor,
+                        e.event_id,
+                        e.event_type,
+                        previous_assignee_id=s.assignee_id,
+                    )
+                )
+                s = replace(
+                    s,
+                    assignee_id=None,
+                    assignment_id=None,
+                    assigned_at=None,
+                    assigned_by=None,
+                    assignee_signed_in_at_assignment=None,
+                    assignee_signed_out_since=False,
+                    updated_at=e.occurred_at,
+                )
+        elif e.kind is EntryKind.RESOLVED:
+            move(Queue.RESOLVED, e)
+            if s.assignee_id is not None:
+                audit.append(
+                    AuditEntry(
+                        AuditKind.UNASSIGNED,
+                        e.occurred_at,
+                        e.actor,
+                        e.event_id,
+                        e.event_type,
+                        previous_assignee_id=s.assignee_id,
+                    )
+                )
+                s = replace(
+                    s,
+                    assignee_id=None,
+                    assignment_id=None,
+                    assigned_at=None,
+                    assigned_by=None,
+                    assignee_signed_in_at_assignment=None,
+                    assignee_signed_out_since=False,
+                    updated_at=e.occurred_at,
+                )
+    return FoldResult(s, tuple(new), tuple(audit))
+
+
+def agents_of(entries: Iterable[ConversationEntry], facts: Iterable[Decision] = ()) -> set[str]:
+    """Every agent whose presence can matter to this conversation."""
+    agents = {e.assignee_id for e in entries if e.assignee_id is not None}
+    agents.update(f.previous_assignee_id for f in facts)
+    return agents
+
+
+@dataclass
+class ConversationLog:
+    """What an owner keeps per conversation: its events (deduplicated) and its facts."""
+
+    org_id: str
+    conversation_id: str
+    partition: int
+    entries: dict[str, ConversationEntry] = field(default_factory=dict)
+    facts: dict[str, Decision] = field(default_factory=dict)
+    #: Latest sign-out time a sweep command asked this conversation to consider.
+    swept_until: datetime | None = None
+
+    def presence_horizon(self) -> datetime | None:
+        times = [e.occurred_at for e in self.entries.values()]
+        if self.swept_until is not None:
+            times.append(self.swept_until)
+        return max(times) if times else None
+
+    def add(self, entry: ConversationEntry) -> bool:
+        """False if this event id was already known (a duplicate delivery)."""
+        if entry.event_id in self.entries:
+            return False
+        self.entries[entry.event_id] = entry
+        return True

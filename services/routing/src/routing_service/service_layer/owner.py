@@ -1,0 +1,216 @@
+"""The conversation owner: the one writer of the conversations of the partitions it owns.
+
+Consumes messages, conversations and routing-command events in batches. For every touched
+conversation it re-folds everything known (its events, its assignees' presence timelines, the
+org's setting history, the decisions already published) and persists, in this order:
+1. new journal entries (insert-only, unique per event: a redelivery is a no-op);
+2. new decisions (insert-only, deterministic ids: the "facts");
+3. publishes the decisions and waits for the broker, then marks them published;
+4. the read model (queue, assignee, audit trail) of the conversations that changed.
+Offsets are committed by the caller after ``handle`` returned, so a crash anywhere in between
+redelivers the batch, which re-derives the same decisions with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from inbox_contracts import CloudEvent, EventData
+from inbox_contracts.events import AgentSweepRequested
+
+from routing_service.domain.model import (
+    ConversationLog,
+    Decision,
+    SettingsHistory,
+    agents_of,
+    fold,
+)
+from routing_service.service_layer.ports import (
+    AgentKey,
+    ConversationKey,
+    ConversationView,
+    DecisionPublisher,
+    DecisionRow,
+    JournalRow,
+    RoutingStore,
+)
+from routing_service.service_layer.translate import conversation_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One consumed record: its partition and decoded event."""
+
+    partition: int
+    event: CloudEvent[EventData]
+
+
+@dataclass
+class BatchOutcome:
+    decisions: list[Decision] = field(default_factory=list)
+    views_written: int = 0
+    duplicates: int = 0
+
+
+class ConversationOwner:
+    def __init__(self, store: RoutingStore, publisher: DecisionPublisher) -> None:
+        self._store = store
+        self._publisher = publisher
+        self.logs: dict[ConversationKey, ConversationLog] = {}
+        self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
+        self._written: dict[ConversationKey, tuple[object, ...]] = {}
+        self.owned: set[int] = set()
+
+    # -- partition ownership ----------------------------------------------------------------
+
+    async def assign(self, partitions: Iterable[int]) -> BatchOutcome:
+        """Take over partitions: load their journal and facts, then re-fold all of them.
+
+        The re-fold publishes any decision a crash left unpublished and repairs stale views.
+        """
+        parts = sorted(set(partitions) - self.owned)
+        if not parts:
+            return BatchOutcome()
+        self.owned.update(parts)
+        for row in await self._store.load_journal(parts):
+            self._log_for(row.org_id, row.conversation_id, row.partition).add(row.entry)
+            if row.entry.assignee_id is not None:
+                self._by_agent[(row.org_id, row.entry.assignee_id)].add(
+                    (row.org_id, row.conversation_id)
+                )
+        unpublished: list[DecisionRow] = []
+        for drow in await self._store.load_decisions(parts):
+            d = drow.decision
+            self._log_for(d.org_id, d.conversation_id, drow.partition).facts[d.decision_id] = d
+            self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
+            if not drow.published:
+                unpublished.append(drow)
+        self._written.update(await self._store.load_view_fingerprints(parts))
+        if unpublished:
+            await self._publisher.publish_decisions([r.decision for r in unpublished])
+            await self._store.mark_published(unpublished)
+        keys = [k for k, lg in self.logs.items() if lg.partition in parts]
+        outcome = await self._refold(keys)
+        log.info(
+            "partitions assigned",
+            extra={
+                "partitions": parts,
+                "conversations": len(keys),
+                "republished": len(unpublished),
+                "decisions": len(outcome.decisions),
+            },
+        )
+        return outcome
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        parts = set(partitions)
+        self.owned -= parts
+        gone = [k for k, lg in self.logs.items() if lg.partition in parts]
+        for k in gone:
+            del self.logs[k]
+            self._written.pop(k, None)
+        for agent, keys in list(self._by_agent.items()):
+            keys.difference_update(gone)
+            if not keys:
+                del self._by_agent[agent]
+
+    # -- handling -----------------------------------------------------------------------------
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
+        touched: dict[ConversationKey, None] = {}
+        journal: list[JournalRow] = []
+        duplicates = 0
+        for delivery in deliveries:
+            event = delivery.event
+            data = event.data
+            if isinstance(data, AgentSweepRequested):
+                for key in self._by_agent.get((data.org_id, data.agent_id), ()):
+                    lg = self.logs[key]
+                    if lg.partition == data.partition:
+                        if lg.swept_until is None or lg.swept_until < data.occurred_at:
+                            lg.swept_until = data.occurred_at
+                        touched[key] = None
+                continue
+            entry = conversation_entry(event)
+            if entry is None:
+                continue
+            cid = data.subject
+            lg = self._log_for(data.org_id, cid, delivery.partition)
+            if lg.add(entry):
+                journal.append(JournalRow(data.org_id, cid, delivery.partition, entry))
+                if entry.assignee_id is not None:
+                    self._by_agent[(data.org_id, entry.assignee_id)].add((data.org_id, cid))
+            else:
+                duplicates += 1
+            # duplicates are re-folded too: after a crash the redelivered event is the
+            # trigger to finish what the crashed attempt started.
+            touched[(data.org_id, cid)] = None
+        if journal:
+            await self._store.append_journal(journal)
+        outcome = await self._refold(list(touched))
+        outcome.duplicates = duplicates
+        return outcome
+
+    async def _refold(self, keys: Sequence[ConversationKey]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        if not keys:
+            return outcome
+        agent_keys: set[AgentKey] = set()
+        orgs: set[str] = set()
+        for key in keys:
+            lg = self.logs[key]
+            agents = agents_of(lg.entries.values(), lg.facts.values())
+            if agents:
+                orgs.add(lg.org_id)
+                agent_keys.update((lg.org_id, a) for a in agents)
+        timelines = await self._store.timelines(agent_keys) if agent_keys else {}
+        settings = await self._store.settings(orgs) if orgs else {}
+        no_settings = SettingsHistory()
+        new_rows: list[DecisionRow] = []
+        views: list[ConversationView] = []
+        for key in keys:
+            lg = self.logs[key]
+            agents = agents_of(lg.entries.values(), lg.facts.values())
+            result = fold(
+                lg.org_id,
+                lg.conversation_id,
+                lg.entries.values(),
+                timelines={a: timelines.get((lg.org_id, a), []) for a in agents},
+                settings=settings.get(lg.org_id, no_settings),
+                facts=lg.facts.values(),
+                presence_horizon=lg.presence_horizon(),
+            )
+            for d in result.new_decisions:
+                lg.facts[d.decision_id] = d
+                new_rows.append(DecisionRow(lg.partition, d))
+            view = ConversationView(lg.partition, result.state, result.audit)
+            if result.state.exists and self._written.get(key) != view.fingerprint:
+                views.append(view)
+        if new_rows:
+            await self._store.record_decisions(new_rows)
+            await self._publisher.publish_decisions([r.decision for r in new_rows])
+            await self._store.mark_published(new_rows)
+            outcome.decisions = [r.decision for r in new_rows]
+        if views:
+            new_keys = {
+                (v.state.org_id, v.state.conversation_id)
+                for v in views
+                if (v.state.org_id, v.state.conversation_id) not in self._written
+            }
+            await self._store.write_views(views, new_keys=new_keys)
+            for v in views:
+                self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
+            outcome.views_written = len(views)
+        return outcome
+
+    def _log_for(self, org_id: str, conversation_id: str, partition: int) -> ConversationLog:
+        key = (org_id, conversation_id)
+        lg = self.logs.get(key)
+        if lg is None:
+            lg = self.logs[key] = ConversationLog(org_id, conversation_id, partition)
+        return lg

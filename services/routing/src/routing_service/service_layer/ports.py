@@ -1,0 +1,106 @@
+"""Ports of the routing service layer: what the handlers need from storage and the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import AgentSweepRequested
+
+from routing_service.domain.model import (
+    AuditEntry,
+    ConversationEntry,
+    ConversationState,
+    Decision,
+    PresenceEntry,
+    SettingChange,
+    SettingsHistory,
+)
+
+ConversationKey = tuple[str, str]  # (org_id, conversation_id)
+AgentKey = tuple[str, str]  # (org_id, agent_id)
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    org_id: str
+    conversation_id: str
+    partition: int
+    entry: ConversationEntry
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    partition: int
+    decision: Decision
+    published: bool = False
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """The materialised read model of one conversation (what gRPC serves)."""
+
+    partition: int
+    state: ConversationState
+    audit: tuple[AuditEntry, ...]
+
+    @property
+    def fingerprint(self) -> tuple[object, ...]:
+        s = self.state
+        return (s.queue, s.assignee_id, s.assignment_id, len(self.audit), s.updated_at)
+
+
+@dataclass(frozen=True)
+class Page:
+    views: list[ConversationView]
+    next_token: str
+
+
+class RoutingStore(Protocol):
+    # -- owner side (one writer per conversation: the owner of its partition) --
+    async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]: ...
+    async def append_journal(self, rows: Sequence[JournalRow]) -> None:
+        """Insert; rows whose event was stored before are ignored (idempotent)."""
+
+    async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]: ...
+    async def record_decisions(self, rows: Sequence[DecisionRow]) -> None: ...
+    async def mark_published(self, rows: Sequence[DecisionRow]) -> None: ...
+    async def load_view_fingerprints(
+        self, partitions: Sequence[int]
+    ) -> dict[ConversationKey, tuple[object, ...]]: ...
+    async def write_views(
+        self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
+    ) -> None: ...
+
+    # -- presence side (one writer per agent: the owner of its presence partition) --
+    async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None: ...
+    async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
+        """Sorted presence of each agent (agents never seen are absent)."""
+
+    # -- settings --
+    async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]: ...
+    async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory: ...
+
+    # -- reads --
+    async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None: ...
+    async def list_views(
+        self,
+        org_id: str,
+        *,
+        queue: str | None,
+        assignee_id: str | None,
+        page_size: int,
+        page_token: str,
+    ) -> Page: ...
+
+
+class DecisionPublisher(Protocol):
+    async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Publish on inbox.routing.v1 and wait for the broker's acknowledgement."""
+
+
+class CommandPublisher(Protocol):
+    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+        """Publish each command to ``data.partition`` of inbox.routing.commands.v1."""

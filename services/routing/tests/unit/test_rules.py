@@ -1,0 +1,238 @@
+"""R1-R4, setting off, duplicates, arrival order: the service layer over in-memory adapters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from routing_service.domain.model import AuditKind, Reason
+from routing_service.testing import (
+    InMemoryRouting,
+    assigned,
+    follow_up,
+    inbound,
+    outbound,
+    resolved,
+    signed_in,
+    signed_out,
+    unassigned,
+)
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+ORG = "org-1"
+
+
+def t(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+async def routing(setting: bool = True) -> InMemoryRouting:
+    r = InMemoryRouting()
+    await r.start()
+    if setting:
+        await r.set_setting(ORG, True, T0 - timedelta(days=1))
+    return r
+
+
+async def test_inbound_creates_new_unassigned_and_queue_moves() -> None:
+    r = await routing()
+    await r.deliver(inbound(ORG, "c1", t(1)))
+    assert r.state(ORG, "c1") == ("NEW", None)
+    await r.deliver(outbound(ORG, "c1", t(2)))
+    assert r.state(ORG, "c1") == ("PENDING", None)
+    await r.deliver(follow_up(ORG, "c1", t(3)))
+    assert r.state(ORG, "c1") == ("NEW", None)
+    await r.deliver(assigned(ORG, "c1", "ana", t(4)))
+    await r.deliver(resolved(ORG, "c1", t(5)))
+    assert r.state(ORG, "c1") == ("RESOLVED", None)
+    await r.deliver(follow_up(ORG, "c1", t(6)))
+    assert r.state(ORG, "c1") == ("NEW", None)
+    await r.deliver(assigned(ORG, "c1", "ana", t(7)))
+    await r.deliver(unassigned(ORG, "c1", t(8)))
+    assert r.state(ORG, "c1") == ("NEW", None)
+    assert r.decisions.published == []
+
+
+async def test_r1_sign_out_unassigns_new_keeps_pending() -> None:
+    r = await routing()
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    for conv in ("new", "pending"):
+        await r.deliver(inbound(ORG, conv, t(1)))
+        await r.deliver(assigned(ORG, conv, "ana", t(2)))
+    await r.deliver(outbound(ORG, "pending", t(3), agent="ana"))
+    out = signed_out(ORG, "ana", t(4))
+    await r.deliver(out)
+    await r.deliver_commands()
+    assert r.state(ORG, "new") == ("NEW", None)
+    assert r.state(ORG, "pending") == ("PENDING", "ana")
+    [d] = r.decisions.published
+    assert (d.conversation_id, d.previous_assignee_id, d.reason, d.cause_event_id) == (
+        "new",
+        "ana",
+        Reason.R1_SIGNED_OUT,
+        out.id,
+    )
+    assert d.occurred_at == t(4)
+    audit = r.store.views[(ORG, "new")].audit
+    assert audit[-1].kind is AuditKind.AUTO_UNASSIGNED and audit[-1].reason is Reason.R1_SIGNED_OUT
+
+
+async def test_r2_moved_to_new_while_signed_out_then_r4_sign_in_stops_it() -> None:
+    r = await routing()
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    for conv in ("a", "b"):
+        await r.deliver(inbound(ORG, conv, t(1)))
+        await r.deliver(assigned(ORG, conv, "ana", t(2)))
+        await r.deliver(outbound(ORG, conv, t(3), agent="ana"))
+    await r.deliver(signed_out(ORG, "ana", t(4)))
+    await r.deliver_commands()
+    assert r.decisions.published == []  # both PENDING: R1 leaves them
+    msg = inbound(ORG, "a", t(5))
+    await r.deliver(msg)  # R2
+    assert r.state(ORG, "a") == ("NEW", None)
+    [d] = r.decisions.published
+    assert d.reason is Reason.R2_MOVED_TO_NEW and d.cause_event_id == msg.id
+    await r.deliver(signed_in(ORG, "ana", t(6)))  # R4
+    await r.deliver(follow_up(ORG, "b", t(7)))
+    assert r.state(ORG, "b") == ("NEW", "ana")
+    assert len(r.decisions.published) == 1
+
+
+async def test_r2_by_follow_up() -> None:
+    r = await routing()
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver(inbound(ORG, "c", t(1)))
+    await r.deliver(assigned(ORG, "c", "ana", t(2)))
+    await r.deliver(outbound(ORG, "c", t(3), agent="ana"))
+    await r.deliver(signed_out(ORG, "ana", t(4)))
+    await r.deliver(follow_up(ORG, "c", t(5)))
+    assert r.state(ORG, "c") == ("NEW", None)
+    assert [d.reason for d in r.decisions.published] == [Reason.R2_MOVED_TO_NEW]
+
+
+async def test_r3_assignment_to_signed_out_agent_stands() -> None:
+    r = await routing()
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver(signed_out(ORG, "ana", t(1)))
+    await r.deliver_commands()
+    await r.deliver(inbound(ORG, "c", t(2)))
+    await r.deliver(assigned(ORG, "c", "ana", t(3)))
+    await r.deliver(inbound(ORG, "c", t(4)))  # still signed out, but R3: it stands
+    assert r.state(ORG, "c") == ("NEW", "ana")
+    assert r.decisions.published == []
+    # she learns of it at next sign-in; signing out again sweeps it (R1)
+    await r.deliver(signed_in(ORG, "ana", t(5)))
+    await r.deliver(signed_out(ORG, "ana", t(6)))
+    await r.deliver_commands()
+    assert r.state(ORG, "c") == ("NEW", None)
+    assert [d.reason for d in r.decisions.published] == [Reason.R1_SIGNED_OUT]
+
+
+async def test_setting_off_nothing_is_unassigned() -> None:
+    r = await routing(setting=False)
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver(inbound(ORG, "c", t(1)))
+    await r.deliver(assigned(ORG, "c", "ana", t(2)))
+    await r.deliver(signed_out(ORG, "ana", t(3)))
+    await r.deliver_commands()
+    await r.deliver(inbound(ORG, "c", t(4)))
+    assert r.state(ORG, "c") == ("NEW", "ana")
+    assert r.decisions.published == []
+
+
+async def test_setting_is_taken_as_of_event_time() -> None:
+    r = await routing(setting=False)
+    await r.set_setting(ORG, True, t(10))
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver(inbound(ORG, "c", t(1)))
+    await r.deliver(assigned(ORG, "c", "ana", t(2)))
+    await r.deliver(signed_out(ORG, "ana", t(3)))  # setting still off at t3
+    await r.deliver_commands()
+    assert r.state(ORG, "c") == ("NEW", "ana")
+    await r.deliver(inbound(ORG, "c", t(11)))  # R2 once the setting is on
+    assert r.state(ORG, "c") == ("NEW", None)
+
+
+@pytest.mark.parametrize(
+    "order", ["presence_first", "message_first", "conversations_topic_lagging"]
+)
+async def test_outcome_does_not_depend_on_topic_order(order: str) -> None:
+    r = await routing()
+    sin, out = signed_in(ORG, "ana", t(0)), signed_out(ORG, "ana", t(4))
+    conv_events = [
+        inbound(ORG, "c", t(1)),
+        assigned(ORG, "c", "ana", t(2)),
+        outbound(ORG, "c", t(3), agent="ana"),
+        inbound(ORG, "c", t(5)),  # R2 at t5
+    ]
+    if order == "presence_first":
+        for e in (sin, out, *conv_events):
+            await r.deliver(e)
+        await r.deliver_commands()
+    elif order == "message_first":
+        for e in (*conv_events, sin, out):
+            await r.deliver(e)
+        await r.deliver_commands()
+    else:
+        # the messages topic is ahead; the assignment (conversations topic) comes last
+        for e in (conv_events[0], conv_events[2], conv_events[3], sin, out):
+            await r.deliver(e)
+        await r.deliver_commands()
+        await r.deliver(conv_events[1])
+    assert r.state(ORG, "c") == ("NEW", None)
+    [d] = r.decisions.published
+    assert d.reason is Reason.R2_MOVED_TO_NEW and d.cause_event_id == conv_events[3].id
+
+
+async def test_duplicates_make_no_duplicate_decision() -> None:
+    r = await routing()
+    events = [
+        signed_in(ORG, "ana", t(0)),
+        inbound(ORG, "c", t(1)),
+        assigned(ORG, "c", "ana", t(2)),
+        signed_out(ORG, "ana", t(3)),
+    ]
+    for e in events + events:
+        await r.deliver(e)
+    await r.deliver_commands()
+    await r.deliver_commands()
+    for e in events:
+        await r.deliver(e)
+    await r.deliver_commands()
+    assert r.state(ORG, "c") == ("NEW", None)
+    assert len(r.decisions.published) == 1
+
+
+async def test_crash_before_publish_republishes_same_decision_id_once() -> None:
+    r = await routing()
+    for e in (
+        signed_in(ORG, "ana", t(0)),
+        inbound(ORG, "c", t(1)),
+        assigned(ORG, "c", "ana", t(2)),
+    ):
+        await r.deliver(e)
+    await r.deliver(signed_out(ORG, "ana", t(3)))
+    await r.deliver_commands()
+    [d] = r.decisions.published
+    # simulate: decision recorded, but the crash hit before it was marked published
+    r.store.published.clear()
+    await r.crash_and_restart()
+    assert [x.decision_id for x in r.decisions.published] == [d.decision_id, d.decision_id]
+    await r.crash_and_restart()  # now marked: nothing more
+    assert len(r.decisions.published) == 2
+    assert r.state(ORG, "c") == ("NEW", None)
+
+
+async def test_late_sign_in_cannot_undo_a_published_unassignment() -> None:
+    """Documented difference: decisions once published stand."""
+    r = await routing()
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver(inbound(ORG, "c", t(1)))
+    await r.deliver(assigned(ORG, "c", "ana", t(2)))
+    await r.deliver(outbound(ORG, "c", t(3), agent="ana"))
+    await r.deliver(signed_out(ORG, "ana", t(4)))
+    await r.deliver(inbound(ORG, "c", t(6)))  # R2: she looks signed out
+    await r.deliver(signed_in(ORG, "ana", t(5)))  # arrives late: she was back at t5
+    await r.deliver(inbound(ORG, "c", t(7)))
+    assert r.state(ORG, "c") == ("NEW", None)
+    assert len(r.decisions.published) == 1
