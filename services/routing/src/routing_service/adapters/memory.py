@@ -21,6 +21,7 @@ from routing_service.service_layer.ports import (
     DecisionRow,
     JournalRow,
     Page,
+    SweepRow,
 )
 
 
@@ -32,6 +33,14 @@ class InMemoryStore:
         self.views: dict[ConversationKey, ConversationView] = {}
         self.presence: dict[AgentKey, dict[str, PresenceEntry]] = {}
         self.settings_by_org: dict[str, SettingsHistory] = {}
+        self.sweeps: dict[str, SweepRow] = {}
+
+    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]:
+        return [r for r in self.sweeps.values() if r.partition in partitions]
+
+    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None:
+        for r in rows:
+            self.sweeps.setdefault(r.command_id, r)
 
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
         return [r for r in self.journal.values() if r.partition in partitions]

@@ -215,9 +215,10 @@ def fold(
     ``entries`` or ``facts``; missing agents count as never signed in.
 
     Sign-outs later than ``presence_horizon`` are not acted on (R1) yet: the owner sets it to
-    the conversation's own stream time (its latest event, or the latest sweep command it
-    handled), so a sign-out recorded ahead of the conversation's events waits for its sweep
-    command instead of being decided on a history that may still be incomplete.
+    the later of the conversation's own stream time (its latest event) and the latest
+    sign-out of its agents whose sweep command it has handled, so a sign-out recorded ahead
+    of the conversation's events waits for its sweep command instead of being decided on a
+    history that may still be incomplete.
     """
     fact_by_id = {f.decision_id: f for f in facts}
     items: list[tuple[tuple[object, ...], object, str | None]] = []
@@ -457,14 +458,10 @@ class ConversationLog:
     partition: int
     entries: dict[str, ConversationEntry] = field(default_factory=dict)
     facts: dict[str, Decision] = field(default_factory=dict)
-    #: Latest sign-out time a sweep command asked this conversation to consider.
-    swept_until: datetime | None = None
 
-    def presence_horizon(self) -> datetime | None:
-        times = [e.occurred_at for e in self.entries.values()]
-        if self.swept_until is not None:
-            times.append(self.swept_until)
-        return max(times) if times else None
+    def stream_time(self) -> datetime | None:
+        """Event time of the latest event known for this conversation."""
+        return max((e.occurred_at for e in self.entries.values()), default=None)
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""

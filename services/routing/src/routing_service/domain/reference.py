@@ -34,6 +34,7 @@ class HistoryEvent:
 class RefConversation:
     queue: Queue
     assignee: str | None = None
+    assignment_id: str | None = None  # event id of the assignment in force
     armed: bool = False  # the assignee signed out since the assignment
 
 
@@ -57,7 +58,7 @@ def run_reference(history: Iterable[HistoryEvent]) -> ReferenceResult:
         c = convs[cid]
         assert c.assignee is not None
         out.decisions.append((cid, c.assignee, reason, cause))
-        c.assignee, c.armed = None, False
+        c.assignee, c.assignment_id, c.armed = None, None, False
 
     for e in events:
         if e.kind == "setting":
@@ -87,11 +88,11 @@ def run_reference(history: Iterable[HistoryEvent]) -> ReferenceResult:
             c.queue = Queue.PENDING
         elif kind is EntryKind.ASSIGNED:
             # R3: an assignment to a signed-out agent is not armed until they sign out again.
-            c.assignee, c.armed = e.agent_id, False
+            c.assignee, c.assignment_id, c.armed = e.agent_id, e.event_id, False
         elif kind is EntryKind.UNASSIGNED:
-            c.assignee, c.armed = None, False
+            c.assignee, c.assignment_id, c.armed = None, None, False
         elif kind is EntryKind.RESOLVED:
-            c.queue, c.assignee, c.armed = Queue.RESOLVED, None, False
+            c.queue, c.assignee, c.assignment_id, c.armed = Queue.RESOLVED, None, None, False
         if (
             moved_to_new
             and setting

@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import AgentSweepRequested
@@ -36,6 +37,7 @@ from routing_service.service_layer.ports import (
     DecisionRow,
     JournalRow,
     RoutingStore,
+    SweepRow,
 )
 from routing_service.service_layer.translate import conversation_entry
 
@@ -65,6 +67,8 @@ class ConversationOwner:
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
         self._written: dict[ConversationKey, tuple[object, ...]] = {}
         self.owned: set[int] = set()
+        #: (partition, org, agent) -> latest sign-out whose sweep this owner handled.
+        self._swept: dict[tuple[int, str, str], datetime] = {}
 
     # -- partition ownership ----------------------------------------------------------------
 
@@ -90,6 +94,8 @@ class ConversationOwner:
             self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
             if not drow.published:
                 unpublished.append(drow)
+        for srow in await self._store.load_sweeps(parts):
+            self._note_sweep(srow.partition, srow.org_id, srow.agent_id, srow.occurred_at)
         self._written.update(await self._store.load_view_fingerprints(parts))
         if unpublished:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
@@ -114,6 +120,8 @@ class ConversationOwner:
         for k in gone:
             del self.logs[k]
             self._written.pop(k, None)
+        for sk in [k for k in self._swept if k[0] in parts]:
+            del self._swept[sk]
         for agent, keys in list(self._by_agent.items()):
             keys.difference_update(gone)
             if not keys:
@@ -124,16 +132,18 @@ class ConversationOwner:
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         touched: dict[ConversationKey, None] = {}
         journal: list[JournalRow] = []
+        sweeps: list[SweepRow] = []
         duplicates = 0
         for delivery in deliveries:
             event = delivery.event
             data = event.data
             if isinstance(data, AgentSweepRequested):
+                sweeps.append(
+                    SweepRow(event.id, data.partition, data.org_id, data.agent_id, data.occurred_at)
+                )
+                self._note_sweep(data.partition, data.org_id, data.agent_id, data.occurred_at)
                 for key in self._by_agent.get((data.org_id, data.agent_id), ()):
-                    lg = self.logs[key]
-                    if lg.partition == data.partition:
-                        if lg.swept_until is None or lg.swept_until < data.occurred_at:
-                            lg.swept_until = data.occurred_at
+                    if self.logs[key].partition == data.partition:
                         touched[key] = None
                 continue
             entry = conversation_entry(event)
@@ -152,6 +162,8 @@ class ConversationOwner:
             touched[(data.org_id, cid)] = None
         if journal:
             await self._store.append_journal(journal)
+        if sweeps:
+            await self._store.record_sweeps(sweeps)
         outcome = await self._refold(list(touched))
         outcome.duplicates = duplicates
         return outcome
@@ -183,7 +195,7 @@ class ConversationOwner:
                 timelines={a: timelines.get((lg.org_id, a), []) for a in agents},
                 settings=settings.get(lg.org_id, no_settings),
                 facts=lg.facts.values(),
-                presence_horizon=lg.presence_horizon(),
+                presence_horizon=self._horizon(lg, agents),
             )
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
@@ -207,6 +219,16 @@ class ConversationOwner:
                 self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
             outcome.views_written = len(views)
         return outcome
+
+    def _note_sweep(self, partition: int, org_id: str, agent_id: str, at: datetime) -> None:
+        key = (partition, org_id, agent_id)
+        if key not in self._swept or self._swept[key] < at:
+            self._swept[key] = at
+
+    def _horizon(self, lg: ConversationLog, agents: set[str]) -> datetime | None:
+        times = [self._swept.get((lg.partition, lg.org_id, a)) for a in agents]
+        times.append(lg.stream_time())
+        return max((t for t in times if t is not None), default=None)
 
     def _log_for(self, org_id: str, conversation_id: str, partition: int) -> ConversationLog:
         key = (org_id, conversation_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from inbox_contracts import CloudEvent
@@ -39,6 +40,17 @@ class DecisionRow:
 
 
 @dataclass(frozen=True)
+class SweepRow:
+    """A sweep command the owner of ``partition`` handled (insert-only, id = command id)."""
+
+    command_id: str
+    partition: int
+    org_id: str
+    agent_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class ConversationView:
     """The materialised read model of one conversation (what gRPC serves)."""
 
@@ -67,6 +79,8 @@ class RoutingStore(Protocol):
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]: ...
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None: ...
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None: ...
+    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]: ...
+    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None: ...
     async def load_view_fingerprints(
         self, partitions: Sequence[int]
     ) -> dict[ConversationKey, tuple[object, ...]]: ...
