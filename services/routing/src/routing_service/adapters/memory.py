@@ -63,9 +63,7 @@ class InMemoryStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         self.published.update(r.decision.decision_id for r in rows)
 
-    async def load_view_fingerprints(
-        self, partitions: Sequence[int]
-    ) -> dict[ConversationKey, tuple[object, ...]]:
+    async def load_view_fingerprints(self, partitions: Sequence[int]) -> dict[ConversationKey, str]:
         return {k: v.fingerprint for k, v in self.views.items() if v.partition in partitions}
 
     async def write_views(

@@ -65,7 +65,7 @@ class ConversationOwner:
         self._publisher = publisher
         self.logs: dict[ConversationKey, ConversationLog] = {}
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
-        self._written: dict[ConversationKey, tuple[object, ...]] = {}
+        self._written: dict[ConversationKey, str] = {}
         self.owned: set[int] = set()
         #: (partition, org, agent) -> latest sign-out whose sweep this owner handled.
         self._swept: dict[tuple[int, str, str], datetime] = {}

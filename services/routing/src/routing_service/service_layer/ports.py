@@ -59,9 +59,11 @@ class ConversationView:
     audit: tuple[AuditEntry, ...]
 
     @property
-    def fingerprint(self) -> tuple[object, ...]:
+    def fingerprint(self) -> str:
+        """Changes whenever what the view shows changes (stored with it)."""
         s = self.state
-        return (s.queue, s.assignee_id, s.assignment_id, len(self.audit), s.updated_at)
+        at = s.updated_at.isoformat() if s.updated_at else ""
+        return f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{len(self.audit)}|{at}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class RoutingStore(Protocol):
     async def record_sweeps(self, rows: Sequence[SweepRow]) -> None: ...
     async def load_view_fingerprints(
         self, partitions: Sequence[int]
-    ) -> dict[ConversationKey, tuple[object, ...]]: ...
+    ) -> dict[ConversationKey, str]: ...
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
     ) -> None: ...

@@ -1,0 +1,22 @@
+"""``python -m routing_service`` / ``inbox-routing``: run the routing service until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from inbox_kit.logging import configure_logging
+from inbox_kit.metrics import start_metrics_server
+
+from routing_service.bootstrap import build
+from routing_service.settings import RoutingSettings
+
+
+def main() -> None:
+    settings = RoutingSettings()
+    configure_logging("routing", settings.log_level)
+    start_metrics_server(settings.grpc_host, settings.metrics_port)
+    asyncio.run(build(settings).runtime.run_forever())
+
+
+if __name__ == "__main__":
+    main()

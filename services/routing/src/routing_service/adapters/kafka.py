@@ -1,0 +1,96 @@
+"""Kafka adapters: the decision/command publisher (aiokafka, idempotent, acks=all)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import (
+    AgentSweepRequested,
+    AutoUnassignReason,
+    ConversationAutoUnassigned,
+)
+from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
+from inbox_kit.kafka import CLOUDEVENTS_CONTENT_TYPE
+
+from routing_service.domain.model import Decision
+
+SOURCE = "/inbox/routing"
+
+
+def decision_event(d: Decision) -> CloudEvent[ConversationAutoUnassigned]:
+    return CloudEvent.wrap(
+        ConversationAutoUnassigned(
+            org_id=d.org_id,
+            conversation_id=d.conversation_id,
+            previous_assignee_id=d.previous_assignee_id,
+            reason=AutoUnassignReason(d.reason.value),
+            cause_event_id=d.cause_event_id,
+            cause_event_type=d.cause_event_type,
+            occurred_at=d.occurred_at,
+        ),
+        source=SOURCE,
+        event_id=d.decision_id,
+    )
+
+
+def _headers(event: CloudEvent[object]) -> list[tuple[str, bytes]]:  # type: ignore[type-var]
+    return [
+        ("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()),
+        ("ce_type", event.type.encode()),
+        ("ce_id", event.id.encode()),
+    ]
+
+
+class KafkaPublisher:
+    """Publishes decisions (keyed by conversation) and sweep commands (explicit partition)."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "routing") -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+        )
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
+        futures = []
+        for d in decisions:
+            event = decision_event(d)
+            futures.append(
+                await self.producer.send(
+                    ROUTING.name, event.to_json_bytes(), key=event.key, headers=_headers(event)
+                )
+            )
+        await asyncio.gather(*futures)
+
+    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+        futures = []
+        for c in commands:
+            futures.append(
+                await self.producer.send(
+                    ROUTING_COMMANDS.name,
+                    c.to_json_bytes(),
+                    key=c.key,
+                    partition=c.data.partition,
+                    headers=_headers(c),
+                )
+            )
+        await asyncio.gather(*futures)
+
+    async def raw_publish(
+        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        await self.producer.send_and_wait(
+            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        )

@@ -1,0 +1,413 @@
+"""MongoDB (PyMongo async) implementation of the routing store.
+
+Shaped by FerretDB v1 (our test database): updates and deletes cost a scan of the collection
+and are not atomic, ``_id`` lookups and inserts are cheap. So the hot path is insert-only
+(journal, decisions, published marks, sweep marks: unique ``_id``s make every write
+idempotent), and the only updates are the read model (one document per conversation, written
+by its owner when what it shows changed), agent timelines (one writer per agent) and settings.
+On real MongoDB the same code uses the secondary indexes created in ``ensure_indexes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from routing_service.domain.model import (
+    AuditEntry,
+    AuditKind,
+    ConversationEntry,
+    ConversationState,
+    Decision,
+    EntryKind,
+    PresenceEntry,
+    Queue,
+    Reason,
+    SettingChange,
+    SettingsHistory,
+)
+from routing_service.service_layer.ports import (
+    AgentKey,
+    ConversationKey,
+    ConversationView,
+    DecisionRow,
+    JournalRow,
+    Page,
+    SweepRow,
+)
+
+Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def _ts(dt: datetime) -> str:
+    """Exact, sortable time (FerretDB keeps only milliseconds of BSON dates)."""
+    return dt.isoformat()
+
+
+def _dt(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
+
+def _opt_ts(dt: datetime | None) -> str | None:
+    return _ts(dt) if dt is not None else None
+
+
+def _opt_dt(s: str | None) -> datetime | None:
+    return _dt(s) if s else None
+
+
+def conversation_doc_id(org_id: str, conversation_id: str) -> str:
+    return f"{org_id}|{conversation_id}"
+
+
+async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> int:
+    """Insert all; documents whose ``_id`` exists are skipped. Returns how many were new."""
+    if not docs:
+        return 0
+    try:
+        result = await collection.insert_many(list(docs), ordered=False)
+        return len(result.inserted_ids)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return int(exc.details.get("nInserted", 0))
+
+
+class MongoRoutingStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+        self._journal = db["journal"]
+        self._decisions = db["decisions"]
+        self._published = db["published"]
+        self._sweeps = db["sweeps"]
+        self._views = db["conversations"]
+        self._presence = db["presence"]
+        self._settings = db["settings"]
+
+    async def ensure_indexes(self) -> None:
+        for coll in (self._journal, self._decisions, self._published, self._sweeps, self._views):
+            await coll.create_index([("partition", ASCENDING)])
+        await self._views.create_index(
+            [
+                ("org_id", ASCENDING),
+                ("queue", ASCENDING),
+                ("assignee_id", ASCENDING),
+                ("conversation_id", ASCENDING),
+            ]
+        )
+        await self._views.create_index(
+            [("org_id", ASCENDING), ("assignee_id", ASCENDING), ("conversation_id", ASCENDING)]
+        )
+
+    # -- journal ----------------------------------------------------------------------------
+
+    async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
+        rows = []
+        async for d in self._journal.find({"partition": {"$in": list(partitions)}}):
+            entry = ConversationEntry(
+                d["event_id"],
+                d["event_type"],
+                EntryKind(d["kind"]),
+                _dt(d["at"]),
+                d["actor"],
+                d.get("assignee_id"),
+            )
+            rows.append(JournalRow(d["org_id"], d["conversation_id"], d["partition"], entry))
+        return rows
+
+    async def append_journal(self, rows: Sequence[JournalRow]) -> None:
+        docs = [
+            {
+                "_id": f"{r.org_id}|{r.conversation_id}|{r.entry.event_id}",
+                "org_id": r.org_id,
+                "conversation_id": r.conversation_id,
+                "partition": r.partition,
+                "event_id": r.entry.event_id,
+                "event_type": r.entry.event_type,
+                "kind": r.entry.kind.value,
+                "at": _ts(r.entry.occurred_at),
+                "actor": r.entry.actor,
+                "assignee_id": r.entry.assignee_id,
+            }
+            for r in rows
+        ]
+        await insert_ignoring_duplicates(self._journal, docs)
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]:
+        query = {"partition": {"$in": list(partitions)}}
+        published = {d["_id"] async for d in self._published.find(query)}
+        rows = []
+        async for d in self._decisions.find(query):
+            decision = Decision(
+                d["_id"],
+                d["org_id"],
+                d["conversation_id"],
+                d["previous_assignee_id"],
+                d["assignment_id"],
+                Reason(d["reason"]),
+                d["cause_event_id"],
+                d["cause_event_type"],
+                _dt(d["occurred_at"]),
+                d["cause_rank"],
+            )
+            rows.append(DecisionRow(d["partition"], decision, d["_id"] in published))
+        return rows
+
+    async def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        docs = [
+            {
+                "_id": r.decision.decision_id,
+                "partition": r.partition,
+                "org_id": r.decision.org_id,
+                "conversation_id": r.decision.conversation_id,
+                "previous_assignee_id": r.decision.previous_assignee_id,
+                "assignment_id": r.decision.assignment_id,
+                "reason": r.decision.reason.value,
+                "cause_event_id": r.decision.cause_event_id,
+                "cause_event_type": r.decision.cause_event_type,
+                "occurred_at": _ts(r.decision.occurred_at),
+                "cause_rank": r.decision.cause_rank,
+            }
+            for r in rows
+        ]
+        await insert_ignoring_duplicates(self._decisions, docs)
+
+    async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
+        docs = [{"_id": r.decision.decision_id, "partition": r.partition} for r in rows]
+        await insert_ignoring_duplicates(self._published, docs)
+
+    # -- sweeps -------------------------------------------------------------------------------
+
+    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]:
+        return [
+            SweepRow(d["_id"], d["partition"], d["org_id"], d["agent_id"], _dt(d["at"]))
+            async for d in self._sweeps.find({"partition": {"$in": list(partitions)}})
+        ]
+
+    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None:
+        docs = [
+            {
+                "_id": r.command_id,
+                "partition": r.partition,
+                "org_id": r.org_id,
+                "agent_id": r.agent_id,
+                "at": _ts(r.occurred_at),
+            }
+            for r in rows
+        ]
+        await insert_ignoring_duplicates(self._sweeps, docs)
+
+    # -- read model -----------------------------------------------------------------------------
+
+    async def load_view_fingerprints(self, partitions: Sequence[int]) -> dict[ConversationKey, str]:
+        return {
+            (d["org_id"], d["conversation_id"]): d.get("fingerprint", "")
+            async for d in self._views.find(
+                {"partition": {"$in": list(partitions)}},
+                {"org_id": 1, "conversation_id": 1, "fingerprint": 1},
+            )
+        }
+
+    async def write_views(
+        self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
+    ) -> None:
+        fresh, existing = [], []
+        for v in views:
+            key = (v.state.org_id, v.state.conversation_id)
+            (fresh if key in new_keys else existing).append(_view_doc(v))
+        if fresh:
+            try:
+                await self._views.insert_many(fresh, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                existing.extend(fresh[e["index"]] for e in errors)
+        if existing:
+            await self._views.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing], ordered=False
+            )
+
+    async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
+        d = await self._views.find_one({"_id": conversation_doc_id(org_id, conversation_id)})
+        return _view_from(d) if d is not None else None
+
+    async def list_views(
+        self,
+        org_id: str,
+        *,
+        queue: str | None,
+        assignee_id: str | None,
+        page_size: int,
+        page_token: str,
+    ) -> Page:
+        query: Doc = {"org_id": org_id}
+        if queue is not None:
+            query["queue"] = queue
+        if assignee_id is not None:
+            query["assignee_id"] = assignee_id
+        if page_token:
+            query["conversation_id"] = {"$gt": page_token}
+        docs = await (
+            self._views.find(query, {"audit": 0})
+            .sort("conversation_id", ASCENDING)
+            .limit(page_size + 1)
+            .to_list(None)
+        )
+        more = len(docs) > page_size
+        views = [_view_from(d) for d in docs[:page_size]]
+        return Page(views, views[-1].state.conversation_id if more and views else "")
+
+    # -- presence -------------------------------------------------------------------------------
+
+    async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None:
+        # one writer per agent (owner of its presence partition); $addToSet of the identical
+        # entry makes a redelivery a no-op.
+        await self._presence.update_one(
+            {"_id": f"{org_id}|{agent_id}"},
+            {
+                "$set": {"org_id": org_id, "agent_id": agent_id},
+                "$addToSet": {
+                    "events": {
+                        "id": entry.event_id,
+                        "type": entry.event_type,
+                        "at": _ts(entry.occurred_at),
+                        "in": entry.signed_in,
+                    }
+                },
+            },
+            upsert=True,
+        )
+
+    async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
+        ids = [f"{o}|{a}" for o, a in agents]
+        out: dict[AgentKey, list[PresenceEntry]] = {}
+        if not ids:
+            return out
+        if len(ids) == 1:
+            found = await self._presence.find_one({"_id": ids[0]})
+            docs = [found] if found is not None else []
+        else:
+            docs = await self._presence.find({"_id": {"$in": ids}}).to_list(None)
+        for d in docs:
+            entries = {
+                e["id"]: PresenceEntry(e["id"], e["type"], _dt(e["at"]), bool(e["in"]))
+                for e in d.get("events", [])
+            }
+            out[(d["org_id"], d["agent_id"])] = sorted(entries.values(), key=lambda p: p.sort_key)
+        return out
+
+    # -- settings -------------------------------------------------------------------------------
+
+    async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]:
+        ids = list(org_ids)
+        if not ids:
+            return {}
+        if len(ids) == 1:
+            found = await self._settings.find_one({"_id": ids[0]})
+            docs = [found] if found is not None else []
+        else:
+            docs = await self._settings.find({"_id": {"$in": ids}}).to_list(None)
+        return {d["_id"]: _history(d) for d in docs}
+
+    async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
+        await self._settings.update_one(
+            {"_id": org_id},
+            {
+                "$push": {
+                    "history": {
+                        "from": _ts(change.effective_from),
+                        "enabled": change.remove_assignment_on_sign_out,
+                        "by": change.changed_by,
+                    }
+                }
+            },
+            upsert=True,
+        )
+        return (await self.settings([org_id])).get(org_id, SettingsHistory())
+
+
+def _history(d: Doc) -> SettingsHistory:
+    return SettingsHistory(
+        tuple(
+            SettingChange(_dt(h["from"]), bool(h["enabled"]), h.get("by", ""))
+            for h in d.get("history", [])
+        )
+    )
+
+
+def _audit_doc(a: AuditEntry) -> Doc:
+    return {
+        "kind": a.kind.value,
+        "at": _ts(a.occurred_at),
+        "actor": a.actor,
+        "event_id": a.event_id,
+        "event_type": a.event_type,
+        "from_queue": a.from_queue.value if a.from_queue else None,
+        "to_queue": a.to_queue.value if a.to_queue else None,
+        "assignee_id": a.assignee_id,
+        "previous_assignee_id": a.previous_assignee_id,
+        "reason": a.reason.value if a.reason else None,
+        "decision_id": a.decision_id,
+    }
+
+
+def _audit_from(d: Doc) -> AuditEntry:
+    return AuditEntry(
+        AuditKind(d["kind"]),
+        _dt(d["at"]),
+        d["actor"],
+        d["event_id"],
+        d["event_type"],
+        Queue(d["from_queue"]) if d.get("from_queue") else None,
+        Queue(d["to_queue"]) if d.get("to_queue") else None,
+        d.get("assignee_id"),
+        d.get("previous_assignee_id"),
+        Reason(d["reason"]) if d.get("reason") else None,
+        d.get("decision_id"),
+    )
+
+
+def _view_doc(v: ConversationView) -> Doc:
+    s = v.state
+    return {
+        "_id": conversation_doc_id(s.org_id, s.conversation_id),
+        "org_id": s.org_id,
+        "conversation_id": s.conversation_id,
+        "partition": v.partition,
+        "queue": s.queue.value if s.queue else None,
+        "assignee_id": s.assignee_id,
+        "assignment_id": s.assignment_id,
+        "assigned_at": _opt_ts(s.assigned_at),
+        "assigned_by": s.assigned_by,
+        "assignee_signed_in_at_assignment": s.assignee_signed_in_at_assignment,
+        "updated_at": _opt_ts(s.updated_at),
+        "audit": [_audit_doc(a) for a in v.audit],
+        "fingerprint": v.fingerprint,
+    }
+
+
+def _view_from(d: Doc) -> ConversationView:
+    state = ConversationState(
+        org_id=d["org_id"],
+        conversation_id=d["conversation_id"],
+        queue=Queue(d["queue"]) if d.get("queue") else None,
+        assignee_id=d.get("assignee_id"),
+        assignment_id=d.get("assignment_id"),
+        assigned_at=_opt_dt(d.get("assigned_at")),
+        assigned_by=d.get("assigned_by"),
+        assignee_signed_in_at_assignment=d.get("assignee_signed_in_at_assignment"),
+        updated_at=_opt_dt(d.get("updated_at")),
+    )
+    return ConversationView(
+        d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", []))
+    )

@@ -1,0 +1,138 @@
+"""Wire the routing service: Mongo store, Kafka publisher and consumers, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from inbox.routing.v1 import routing_pb2_grpc
+from inbox_contracts import CloudEvent, EventData
+from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
+from inbox_kit.auth import TokenVerifier
+from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.kafka import DeadLetters
+from inbox_kit.mongo import connect
+from inbox_kit.runtime import ServiceRuntime
+
+from routing_service.adapters.kafka import KafkaPublisher
+from routing_service.adapters.mongo import MongoRoutingStore
+from routing_service.entrypoints.consumers import BatchConsumer, Record
+from routing_service.entrypoints.grpc_api import RoutingServicer
+from routing_service.service_layer.owner import ConversationOwner, Delivery
+from routing_service.service_layer.presence import PresenceRecorder
+from routing_service.settings import RoutingSettings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "inbox.routing.v1.RoutingService"
+
+
+@dataclass
+class Routing:
+    """Everything bootstrap built, for tests that want to look inside."""
+
+    runtime: ServiceRuntime
+    store: MongoRoutingStore
+    publisher: KafkaPublisher
+    owner: ConversationOwner | None = None
+    loops: list[BatchConsumer] = field(default_factory=list)
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        """Both consumers have partitions with resolved positions."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.loops) < 2:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("routing consumers did not start")
+            await asyncio.sleep(0.05)
+        for loop in self.loops:
+            await loop.ready(timeout)
+
+
+def build(settings: RoutingSettings) -> Routing:
+    client, db = connect(settings)
+    store = MongoRoutingStore(db)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    grpc_server = GrpcServer(
+        [
+            ServiceRegistration(
+                SERVICE_NAME,
+                routing_pb2_grpc.add_RoutingServiceServicer_to_server,
+                RoutingServicer(store),
+            )
+        ],
+        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+    )
+    routing = Routing(
+        runtime=ServiceRuntime(
+            "routing", grpc_server, shutdown_grace_seconds=settings.shutdown_grace_seconds
+        ),
+        store=store,
+        publisher=publisher,
+    )
+
+    async def consume() -> None:
+        await store.ensure_indexes()
+        await publisher.start()
+        try:
+            partitions = await publisher.producer.partitions_for(MESSAGES.name)
+            owner = ConversationOwner(store, publisher)
+            routing.owner = owner
+            recorder = PresenceRecorder(store, publisher, len(partitions))
+            dead_letters_owner = DeadLetters(publisher.raw_publish, settings.consumer_group)
+            dead_letters_presence = DeadLetters(
+                publisher.raw_publish, settings.presence_consumer_group
+            )
+
+            async def handle_owned(batch: Sequence[tuple[Record, CloudEvent[EventData]]]) -> None:
+                await owner.handle([Delivery(r.partition, e) for r, e in batch])
+
+            async def handle_presence(
+                batch: Sequence[tuple[Record, CloudEvent[EventData]]],
+            ) -> None:
+                await recorder.handle([e for _, e in batch])
+
+            async def assigned(parts: set[int]) -> None:
+                await owner.assign(parts)
+
+            async def revoked(parts: set[int]) -> None:
+                owner.revoke(parts)
+
+            owner_loop = BatchConsumer(
+                name="owner",
+                bootstrap=settings.kafka_bootstrap_servers,
+                topics=[MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name],
+                group_id=settings.consumer_group,
+                handler=handle_owned,
+                dead_letters=dead_letters_owner,
+                on_assigned=assigned,
+                on_revoked=revoked,
+                max_records=settings.batch_max_records,
+                initial_offset=settings.initial_offset,
+            )
+            routing.loops = [owner_loop]
+            presence_loop = BatchConsumer(
+                name="presence",
+                bootstrap=settings.kafka_bootstrap_servers,
+                topics=[PRESENCE.name],
+                group_id=settings.presence_consumer_group,
+                handler=handle_presence,
+                dead_letters=dead_letters_presence,
+                max_records=settings.batch_max_records,
+                initial_offset=settings.initial_offset,
+            )
+            routing.loops.append(presence_loop)
+            await asyncio.gather(owner_loop.run(), presence_loop.run())
+        finally:
+            with contextlib.suppress(Exception):
+                await publisher.stop()
+
+    async def close_client() -> None:
+        await client.close()
+
+    routing.runtime.background.append(consume)
+    routing.runtime.cleanups.append(close_client)
+    return routing

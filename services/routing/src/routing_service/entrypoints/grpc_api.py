@@ -1,0 +1,171 @@
+"""gRPC servicer of ``inbox.routing.v1.RoutingService`` (thin: validate, call, translate)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from inbox.routing.v1 import routing_pb2 as pb
+from inbox.routing.v1 import routing_pb2_grpc
+from inbox_contracts import utc_now
+from inbox_kit.auth import current_principal
+from inbox_kit.errors import InvalidArgument, NotFound
+
+from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
+from routing_service.service_layer.ports import ConversationView, RoutingStore
+
+_QUEUE_TO_PB = {
+    Queue.NEW: pb.CONVERSATION_QUEUE_NEW,
+    Queue.PENDING: pb.CONVERSATION_QUEUE_PENDING,
+    Queue.RESOLVED: pb.CONVERSATION_QUEUE_RESOLVED,
+}
+_PB_TO_QUEUE = {v: k for k, v in _QUEUE_TO_PB.items()}
+_REASON_TO_PB = {
+    Reason.R1_SIGNED_OUT: pb.AUTO_UNASSIGN_REASON_AGENT_SIGNED_OUT,
+    Reason.R2_MOVED_TO_NEW: pb.AUTO_UNASSIGN_REASON_MOVED_TO_NEW_WHILE_SIGNED_OUT,
+}
+_KIND_TO_PB = {
+    AuditKind.CREATED: pb.AUDIT_ENTRY_KIND_CREATED,
+    AuditKind.QUEUE_MOVED: pb.AUDIT_ENTRY_KIND_QUEUE_MOVED,
+    AuditKind.ASSIGNED: pb.AUDIT_ENTRY_KIND_ASSIGNED,
+    AuditKind.UNASSIGNED: pb.AUDIT_ENTRY_KIND_UNASSIGNED,
+    AuditKind.AUTO_UNASSIGNED: pb.AUDIT_ENTRY_KIND_AUTO_UNASSIGNED,
+}
+MAX_PAGE = 500
+MAX_ID = 200
+
+
+def _ts(dt: datetime | None) -> Timestamp | None:
+    if dt is None:
+        return None
+    t = Timestamp()
+    t.FromDatetime(dt)
+    return t
+
+
+def _page_size(value: int, default: int) -> int:
+    if value < 0 or value > MAX_PAGE:
+        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
+    return value or default
+
+
+def _conversation_id(value: str) -> str:
+    if not value.strip():
+        raise InvalidArgument("conversation_id", "is required")
+    if len(value) > MAX_ID:
+        raise InvalidArgument("conversation_id", f"at most {MAX_ID} characters")
+    return value
+
+
+def conversation_pb(v: ConversationView) -> pb.Conversation:
+    s = v.state
+    return pb.Conversation(
+        conversation_id=s.conversation_id,
+        queue=_QUEUE_TO_PB.get(s.queue, pb.CONVERSATION_QUEUE_UNSPECIFIED) if s.queue else 0,
+        assignee_id=s.assignee_id or "",
+        assigned_at=_ts(s.assigned_at),
+        assigned_by=s.assigned_by or "",
+        assignee_signed_in_at_assignment=bool(s.assignee_signed_in_at_assignment),
+        updated_at=_ts(s.updated_at),
+    )
+
+
+def audit_pb(a: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        kind=_KIND_TO_PB[a.kind],
+        occurred_at=_ts(a.occurred_at),
+        actor=a.actor,
+        cause_event_id=a.event_id,
+        cause_event_type=a.event_type,
+        from_queue=_QUEUE_TO_PB[a.from_queue] if a.from_queue else 0,
+        to_queue=_QUEUE_TO_PB[a.to_queue] if a.to_queue else 0,
+        assignee_id=a.assignee_id or "",
+        previous_assignee_id=a.previous_assignee_id or "",
+        reason=_REASON_TO_PB[a.reason] if a.reason else 0,
+        decision_id=a.decision_id or "",
+    )
+
+
+class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
+    def __init__(self, store: RoutingStore) -> None:
+        self._store = store
+
+    async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:
+        history = (await self._store.settings([org_id])).get(org_id)
+        current = history.current() if history else None
+        if current is None:
+            return pb.RoutingSettings(remove_assignment_on_sign_out=False)
+        return pb.RoutingSettings(
+            remove_assignment_on_sign_out=current.remove_assignment_on_sign_out,
+            updated_at=_ts(current.effective_from),
+            updated_by=current.changed_by,
+        )
+
+    async def GetRoutingSettings(  # noqa: N802
+        self, request: pb.GetRoutingSettingsRequest, context: Any
+    ) -> pb.RoutingSettings:
+        return await self._settings_pb(current_principal().org_id)
+
+    async def UpdateRoutingSettings(  # noqa: N802
+        self, request: pb.UpdateRoutingSettingsRequest, context: Any
+    ) -> pb.RoutingSettings:
+        principal = current_principal()
+        principal.require_admin()
+        change = SettingChange(utc_now(), request.remove_assignment_on_sign_out, principal.agent_id)
+        await self._store.append_setting(principal.org_id, change)
+        return await self._settings_pb(principal.org_id)
+
+    async def _view(self, conversation_id: str) -> ConversationView:
+        org_id = current_principal().org_id
+        view = await self._store.get_view(org_id, _conversation_id(conversation_id))
+        if view is None:
+            raise NotFound(f"conversation {conversation_id!r} not found")
+        return view
+
+    async def GetConversation(  # noqa: N802
+        self, request: pb.GetConversationRequest, context: Any
+    ) -> pb.GetConversationResponse:
+        view = await self._view(request.conversation_id)
+        return pb.GetConversationResponse(conversation=conversation_pb(view))
+
+    async def ListConversations(  # noqa: N802
+        self, request: pb.ListConversationsRequest, context: Any
+    ) -> pb.ListConversationsResponse:
+        org_id = current_principal().org_id
+        if request.queue not in (0, *_PB_TO_QUEUE):
+            raise InvalidArgument("queue", "unknown queue")
+        if len(request.assignee_id) > MAX_ID:
+            raise InvalidArgument("assignee_id", f"at most {MAX_ID} characters")
+        if len(request.page_token) > MAX_ID:
+            raise InvalidArgument("page_token", "not a token of ours")
+        queue = _PB_TO_QUEUE[request.queue].value if request.queue else None
+        page = await self._store.list_views(
+            org_id,
+            queue=queue,
+            assignee_id=request.assignee_id or None,
+            page_size=_page_size(request.page_size, 50),
+            page_token=request.page_token,
+        )
+        return pb.ListConversationsResponse(
+            conversations=[conversation_pb(v) for v in page.views],
+            next_page_token=page.next_token,
+        )
+
+    async def GetAuditTrail(  # noqa: N802
+        self, request: pb.GetAuditTrailRequest, context: Any
+    ) -> pb.GetAuditTrailResponse:
+        size = _page_size(request.page_size, 100)
+        start = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise InvalidArgument("page_token", "not a token of ours")
+            start = int(request.page_token)
+        view = await self._view(request.conversation_id)
+        chosen = view.audit[start : start + size]
+        more = start + size < len(view.audit)
+        return pb.GetAuditTrailResponse(
+            entries=[audit_pb(a) for a in chosen],
+            next_page_token=str(start + size) if more else "",
+        )
