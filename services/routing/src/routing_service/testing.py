@@ -24,9 +24,11 @@ from routing_service.adapters.memory import (
     QueueingCommandPublisher,
     RecordingDecisionPublisher,
 )
-from routing_service.domain.model import SettingChange
+from routing_service.domain.model import SettingChange, decision_id
+from routing_service.domain.reference import HistoryEvent, run_reference
 from routing_service.service_layer.owner import BatchOutcome, ConversationOwner, Delivery
 from routing_service.service_layer.presence import PresenceRecorder
+from routing_service.service_layer.translate import conversation_entry
 
 SRC = "/inbox/test"
 
@@ -193,3 +195,31 @@ class InMemoryRouting:
         if v is None:
             return (None, None)
         return (v.state.queue.value if v.state.queue else None, v.state.assignee_id)
+
+
+def to_history(event: CloudEvent[EventData]) -> HistoryEvent:
+    """The reference model's view of a contract event."""
+    d = event.data
+    at = d.occurred_at
+    if isinstance(d, AgentSignedIn | AgentSignedOut):
+        kind = "signed_in" if isinstance(d, AgentSignedIn) else "signed_out"
+        return HistoryEvent(event.id, at, kind, agent_id=d.agent_id)
+    entry = conversation_entry(event)
+    assert entry is not None, event.type
+    return HistoryEvent(
+        event.id, at, entry.kind.value, conversation_id=d.subject, agent_id=entry.assignee_id
+    )
+
+
+def expected_outcome(
+    events: list[CloudEvent[EventData]], setting_on_since: datetime | None
+) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """(conversation -> (queue, assignee or "")), decision ids) per the reference model."""
+    history = [to_history(e) for e in events]
+    if setting_on_since is not None:
+        history.append(HistoryEvent("setting-on", setting_on_since, "setting", enabled=True))
+    ref = run_reference(history)
+    org = events[0].data.org_id
+    states = {c: (v.queue.value, v.assignee or "") for c, v in ref.conversations.items()}
+    ids = {decision_id(cause, org, conv, reason) for conv, _prev, reason, cause in ref.decisions}
+    return states, ids
