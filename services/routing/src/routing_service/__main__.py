@@ -15,7 +15,11 @@ def main() -> None:
     settings = RoutingSettings()
     configure_logging("routing", settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
-    asyncio.run(build(settings).runtime.run_forever())
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: RoutingSettings) -> None:
+    await build(settings).runtime.run_forever()
 
 
 if __name__ == "__main__":

@@ -49,16 +49,25 @@ class KafkaPublisher:
     """Publishes decisions (keyed by conversation) and sweep commands (explicit partition)."""
 
     def __init__(self, bootstrap: str, *, client_id: str = "routing") -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=client_id,
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "start() first"
+        return self._producer
+
+    async def start(self) -> None:
+        # created here: aiokafka objects need the running event loop
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
         )
-
-    async def start(self) -> None:
-        await self.producer.start()
+        await self._producer.start()
 
     async def stop(self) -> None:
         await self.producer.stop()
