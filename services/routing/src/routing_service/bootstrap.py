@@ -23,6 +23,7 @@ from routing_service.entrypoints.consumers import BatchConsumer, Record
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.owner import ConversationOwner, Delivery
 from routing_service.service_layer.presence import PresenceRecorder
+from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def build(settings: RoutingSettings) -> Routing:
         await publisher.start()
         try:
             partitions = await publisher.producer.partitions_for(MESSAGES.name)
-            owner = ConversationOwner(store, publisher)
+            views = ViewWriter(store)
+            owner = ConversationOwner(store, publisher, views)
             routing.owner = owner
             recorder = PresenceRecorder(store, publisher, len(partitions))
             dead_letters_owner = DeadLetters(publisher.raw_publish, settings.consumer_group)
@@ -99,7 +101,7 @@ def build(settings: RoutingSettings) -> Routing:
                 await owner.assign(parts)
 
             async def revoked(parts: set[int]) -> None:
-                owner.revoke(parts)
+                await owner.revoke(parts)
 
             owner_loop = BatchConsumer(
                 name="owner",
@@ -125,7 +127,7 @@ def build(settings: RoutingSettings) -> Routing:
                 initial_offset=settings.initial_offset,
             )
             routing.loops.append(presence_loop)
-            await asyncio.gather(owner_loop.run(), presence_loop.run())
+            await asyncio.gather(owner_loop.run(), presence_loop.run(), views.run())
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()

@@ -40,6 +40,7 @@ from routing_service.service_layer.ports import (
     SweepRow,
 )
 from routing_service.service_layer.translate import conversation_entry
+from routing_service.service_layer.views import ViewWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,16 @@ class BatchOutcome:
 
 
 class ConversationOwner:
-    def __init__(self, store: RoutingStore, publisher: DecisionPublisher) -> None:
+    def __init__(
+        self,
+        store: RoutingStore,
+        publisher: DecisionPublisher,
+        views: ViewWriter | None = None,
+    ) -> None:
         self._store = store
         self._publisher = publisher
+        #: None: write the read model inline (tests); else asynchronously.
+        self._views = views
         self.logs: dict[ConversationKey, ConversationLog] = {}
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
         self._written: dict[ConversationKey, str] = {}
@@ -113,8 +121,10 @@ class ConversationOwner:
         )
         return outcome
 
-    def revoke(self, partitions: Iterable[int]) -> None:
+    async def revoke(self, partitions: Iterable[int]) -> None:
         parts = set(partitions)
+        if self._views is not None:
+            await self._views.flush(parts)
         self.owned -= parts
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
         for k in gone:
@@ -214,7 +224,10 @@ class ConversationOwner:
                 for v in views
                 if (v.state.org_id, v.state.conversation_id) not in self._written
             }
-            await self._store.write_views(views, new_keys=new_keys)
+            if self._views is not None:
+                self._views.submit(views, new_keys)
+            else:
+                await self._store.write_views(views, new_keys=new_keys)
             for v in views:
                 self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
             outcome.views_written = len(views)

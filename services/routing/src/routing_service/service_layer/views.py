@@ -1,0 +1,71 @@
+"""Asynchronous materialisation of the read model (queue, assignee, audit trail).
+
+The source of truth is the journal plus the recorded decisions, written before the offsets are
+committed; the read model is derived from them. Writing it off the consumer's path keeps
+decisions fast when the database is slow to update (FerretDB v1 scans a collection on every
+update). Pending writes coalesce per conversation. A crash loses only pending view writes: the
+next owner re-folds its partitions on assignment and rewrites every view whose stored
+fingerprint differs. On revocation the owner flushes the views of the partitions it gives up
+before letting go, so two instances never write the same view concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from routing_service.service_layer.ports import ConversationKey, ConversationView, RoutingStore
+
+log = logging.getLogger(__name__)
+
+
+class ViewWriter:
+    def __init__(self, store: RoutingStore, *, chunk: int = 500) -> None:
+        self._store = store
+        self._chunk = chunk
+        self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def submit(self, views: Iterable[ConversationView], new_keys: set[ConversationKey]) -> None:
+        for v in views:
+            key = (v.state.org_id, v.state.conversation_id)
+            was_new = self._pending[key][1] if key in self._pending else False
+            self._pending[key] = (v, was_new or key in new_keys)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._write_some(list(self._pending)[: self._chunk])
+
+    async def flush(self, partitions: set[int] | None = None) -> None:
+        keys = [
+            k
+            for k, (v, _) in self._pending.items()
+            if partitions is None or v.partition in partitions
+        ]
+        for i in range(0, len(keys), self._chunk):
+            await self._write_some(keys[i : i + self._chunk])
+
+    async def _write_some(self, keys: list[ConversationKey]) -> None:
+        async with self._lock:
+            taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
+            if not taken:
+                return
+            try:
+                await self._store.write_views(
+                    [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
+                )
+            except BaseException:
+                for k, item in taken:  # put back unless a newer version arrived meanwhile
+                    self._pending.setdefault(k, item)
+                self._wake.set()
+                raise
