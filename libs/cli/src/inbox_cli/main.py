@@ -323,6 +323,76 @@ def presence_list(page_size: Annotated[int, typer.Option()] = 50) -> None:
     emit(api.to_dict(reply)["agents"], ["agent_id", "since", "availability"])
 
 
+# --- routing --------------------------------------------------------------------------------
+
+
+def _routing_call(fn: Callable[[Any], Any]) -> Any:
+    async def go() -> Any:
+        from inbox.routing.v1 import routing_pb2_grpc  # type: ignore[import-not-found,unused-ignore]
+
+        async with grpc.aio.insecure_channel(api.address("routing")) as channel:
+            return await fn(routing_pb2_grpc.RoutingServiceStub(channel))
+
+    try:
+        return asyncio.run(go())
+    except grpc.RpcError as exc:
+        err.print(f"error {api.describe_rpc_error(exc)}", highlight=False)
+        raise typer.Exit(1) from None
+    except ImportError as exc:
+        err.print(f"error: the routing contract is not available: {exc}")
+        raise typer.Exit(1) from None
+
+
+@routing_app.command("conversation")
+def routing_conversation(
+    conversation: Annotated[str, typer.Argument(help="Conversation id.")],
+) -> None:
+    """A conversation's queue (NEW/PENDING/RESOLVED) and assignee."""
+    from inbox_cli import routing_client as rc
+
+    emit(_routing_call(lambda s: rc.get_conversation(s, STATE.bearer(), conversation)))
+
+
+@routing_app.command("audit")
+def routing_audit(conversation: Annotated[str, typer.Argument(help="Conversation id.")]) -> None:
+    """The conversation's audit trail: who changed the assignment, when, and why."""
+    from inbox_cli import routing_client as rc
+
+    entries = _routing_call(lambda s: rc.get_audit_trail(s, STATE.bearer(), conversation))
+    if STATE.json:
+        emit(entries)
+    else:
+        for entry in entries:
+            console.print(rc.describe_audit_entry(entry), highlight=False, markup=False)
+        if not entries:
+            console.print("(no entries)")
+
+
+@routing_app.command("settings")
+def routing_settings() -> None:
+    """The org's routing settings (e.g. remove assignment on sign-out)."""
+    from inbox_cli import routing_client as rc
+
+    emit(_routing_call(lambda s: rc.get_settings(s, STATE.bearer())))
+
+
+@routing_app.command("set-remove-assignment")
+def routing_set_remove_assignment(
+    enabled: Annotated[
+        bool,
+        typer.Argument(
+            help="true/on or false/off.",
+            parser=lambda v: str(v).lower() in {"1", "true", "on", "yes"},
+        ),
+    ],
+) -> None:
+    """Turn "Remove assignment when an agent signs out" on or off (admin)."""
+    from inbox_cli import routing_client as rc
+
+    value = _routing_call(lambda s: rc.set_remove_assignment(s, STATE.bearer(), enabled))
+    emit({"remove_assignment": value})
+
+
 # --- contacts -------------------------------------------------------------------------------
 
 
