@@ -78,8 +78,11 @@ def test_service_env_shares_one_secret_and_points_replies_at_contacts(tmp_path: 
         assert env[f"{spec.prefix}MONGODB_URI"] == "mongodb://127.0.0.1:27018/"
         assert env[f"{spec.prefix}GRPC_PORT"] == str(spec.default_grpc_port + 100)
         assert env[f"{spec.prefix}MONGODB_DATABASE"] == f"inbox_{spec.name}_x1"
-        assert env[f"{spec.prefix}CONSUMER_GROUP"] == f"{spec.name}-x1"
+        for setting, default in spec.consumer_groups.items():
+            assert env[f"{spec.prefix}{setting}"] == f"{default}-x1"
     assert envs["replies"]["REPLIES_CONTACTS_ADDRESS"] == "127.0.0.1:50163"
+    assert envs["routing"]["ROUTING_PRESENCE_CONSUMER_GROUP"] == "routing-presence-x1"
+    assert envs["routing"]["ROUTING_INITIAL_OFFSET"] == "latest"
 
 
 def test_default_secret_is_the_kits_development_secret() -> None:

@@ -29,8 +29,8 @@ class ServiceSpec:
     default_grpc_port: int
     default_metrics_port: int
     grpc_service: str
-    #: Kafka consumer group the service joins by default (None: it consumes nothing).
-    consumer_group: str | None
+    #: Settings (without prefix) naming the Kafka consumer groups it joins → their defaults.
+    consumer_groups: dict[str, str]
 
     @property
     def module(self) -> str:
@@ -58,12 +58,31 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("presence", "PRESENCE_", 50061, 9461, "inbox.presence.v1.PresenceService", None),
-    ServiceSpec("routing", "ROUTING_", 50062, 9462, "inbox.routing.v1.RoutingService", "routing"),
+    ServiceSpec("presence", "PRESENCE_", 50061, 9461, "inbox.presence.v1.PresenceService", {}),
     ServiceSpec(
-        "contacts", "CONTACTS_", 50063, 9463, "inbox.contacts.v1.ContactsService", "contacts"
+        "routing",
+        "ROUTING_",
+        50062,
+        9462,
+        "inbox.routing.v1.RoutingService",
+        {"CONSUMER_GROUP": "routing", "PRESENCE_CONSUMER_GROUP": "routing-presence"},
     ),
-    ServiceSpec("replies", "REPLIES_", 50064, 9464, "inbox.replies.v1.RepliesService", "replies"),
+    ServiceSpec(
+        "contacts",
+        "CONTACTS_",
+        50063,
+        9463,
+        "inbox.contacts.v1.ContactsService",
+        {"CONSUMER_GROUP": "contacts"},
+    ),
+    ServiceSpec(
+        "replies",
+        "REPLIES_",
+        50064,
+        9464,
+        "inbox.replies.v1.RepliesService",
+        {"CONSUMER_GROUP": "replies"},
+    ),
 )
 BY_NAME: dict[str, ServiceSpec] = {s.name: s for s in SERVICES}
 

@@ -144,7 +144,9 @@ class EventWatcher:
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._topic.name) or set()
+        # Nothing is subscribed yet: fetch the topic's metadata explicitly.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(self._topic.name) or set()
         if not partitions:
             await self._consumer.stop()
             raise ExpectationFailed(f"topic {self._topic.name} has no partitions")
@@ -564,7 +566,11 @@ async def run(timeout: float, only: set[int]) -> int:
             continue
         try:
             await feature()
-        except (ExpectationFailed, grpc.RpcError, TimeoutError):
+        except (ExpectationFailed, grpc.RpcError, TimeoutError) as exc:
+            if not demo.results or demo.results[-1].ok:  # failed outside a step
+                text = api.describe_rpc_error(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+                demo.results.append(StepResult(demo.feature, "setup", 0.0, False, text))
+                print(f"   {RED}FAILED{RESET}: {text}")
             print(f"   {DIM}(rest of this feature skipped){RESET}")
         except ImportError as exc:
             demo.results.append(StepResult(demo.feature, "service contract", 0.0, False, str(exc)))

@@ -166,7 +166,9 @@ def describe_audit_entry(entry: dict[str, Any]) -> str:
     rest = {
         k: v
         for k, v in entry.items()
-        if v not in ("", None, [], {}) and not (k.endswith("_at") or k == "time")
+        if v not in ("", None, [], {})
+        and not str(v).endswith("_UNSPECIFIED")
+        and not (k.endswith("_at") or k == "time")
     }
     return f"{when}  " + "  ".join(
         f"{k}={api.to_dict(v) if isinstance(v, Message) else v}" for k, v in rest.items()

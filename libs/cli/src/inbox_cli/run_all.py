@@ -80,16 +80,20 @@ def service_env(
     suffix = env.get("INBOX_RUN_ISOLATION", "").strip()
     if suffix:
         env[f"{p}MONGODB_DATABASE"] = f"inbox_{spec.name}_{suffix}"
-        env[f"{p}CONSUMER_GROUP"] = f"{spec.name}-{suffix}"
+        for setting, default in spec.consumer_groups.items():
+            env[f"{p}{setting}"] = f"{default}-{suffix}"
+        # New groups start at the end (the services name this setting differently).
         env[f"{p}CONSUMER_OFFSET_RESET"] = "latest"
+        env[f"{p}INITIAL_OFFSET"] = "latest"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def consumer_group(spec: ServiceSpec, env: Mapping[str, str]) -> str | None:
-    if spec.consumer_group is None:
-        return None
-    return env.get(f"{spec.prefix}CONSUMER_GROUP") or spec.consumer_group
+def consumer_groups(spec: ServiceSpec, env: Mapping[str, str]) -> list[str]:
+    return [
+        env.get(f"{spec.prefix}{setting}") or default
+        for setting, default in spec.consumer_groups.items()
+    ]
 
 
 def selected() -> tuple[ServiceSpec, ...]:
@@ -210,8 +214,7 @@ def wait_healthy(
                 )
             if health(r.address, timeout=1.0) != "SERVING":
                 continue
-            group = consumer_group(r.spec, r.env)
-            if group is not None and not group_ready(bootstrap, group):
+            if not all(group_ready(bootstrap, g) for g in consumer_groups(r.spec, r.env)):
                 continue
             ready[r.spec.name] = time.monotonic() - started
             log.info("%s healthy after %.1fs", r.spec.name, ready[r.spec.name])
