@@ -38,6 +38,7 @@ class Routing:
     store: MongoRoutingStore
     publisher: KafkaPublisher
     owner: ConversationOwner | None = None
+    views: ViewWriter | None = None
     loops: list[BatchConsumer] = field(default_factory=list)
 
     async def ready(self, timeout: float = 30.0) -> None:
@@ -80,7 +81,9 @@ def build(settings: RoutingSettings) -> Routing:
         await publisher.start()
         try:
             partitions = await publisher.producer.partitions_for(MESSAGES.name)
-            views = ViewWriter(store)
+            owner_lock = asyncio.Lock()
+            views = ViewWriter(store, exclusive=owner_lock)
+            routing.views = views
             owner = ConversationOwner(store, publisher, views)
             routing.owner = owner
             recorder = PresenceRecorder(store, publisher, len(partitions))
@@ -114,6 +117,7 @@ def build(settings: RoutingSettings) -> Routing:
                 on_revoked=revoked,
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
+                lock=owner_lock,
             )
             routing.loops = [owner_loop]
             presence_loop = BatchConsumer(

@@ -75,6 +75,7 @@ class BatchConsumer:
         poll_timeout_ms: int = 100,
         policy: RetryPolicy = RetryPolicy(),
         initial_offset: str = "earliest",
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self._initial_offset = initial_offset
         self.name = name
@@ -88,7 +89,8 @@ class BatchConsumer:
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
         self._policy = policy
-        self.lock = asyncio.Lock()
+        #: Held while a batch is handled and during rebalance callbacks.
+        self.lock = lock or asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -101,7 +103,7 @@ class BatchConsumer:
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self._max_records,
             fetch_max_wait_ms=50,
-            session_timeout_ms=10000,
+            session_timeout_ms=30000,
             heartbeat_interval_ms=1000,
         )
         self.consumer = consumer

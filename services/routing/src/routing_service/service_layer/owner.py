@@ -13,6 +13,7 @@ redelivers the batch, which re-derives the same decisions with the same ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -109,7 +110,13 @@ class ConversationOwner:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
             await self._store.mark_published(unpublished)
         keys = [k for k, lg in self.logs.items() if lg.partition in parts]
-        outcome = await self._refold(keys)
+        outcome = BatchOutcome()
+        for i in range(0, len(keys), 500):
+            # in chunks, yielding, so the consumer's heartbeats go on during a big take-over
+            part = await self._refold(keys[i : i + 500])
+            outcome.decisions += part.decisions
+            outcome.views_written += part.views_written
+            await asyncio.sleep(0)
         log.info(
             "partitions assigned",
             extra={

@@ -21,12 +21,17 @@ log = logging.getLogger(__name__)
 
 
 class ViewWriter:
-    def __init__(self, store: RoutingStore, *, chunk: int = 500) -> None:
+    def __init__(
+        self, store: RoutingStore, *, exclusive: asyncio.Lock | None = None, chunk: int = 16
+    ) -> None:
         self._store = store
         self._chunk = chunk
         self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        #: Held by the consumer while it handles a batch: background writes go in small
+        #: chunks between batches, so a slow database update never delays a decision by more
+        #: than one chunk.
+        self._exclusive = exclusive or asyncio.Lock()
 
     @property
     def backlog(self) -> int:
@@ -44,9 +49,12 @@ class ViewWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                await self._write_some(list(self._pending)[: self._chunk])
+                async with self._exclusive:
+                    await self._write_some(list(self._pending)[: self._chunk])
+                await asyncio.sleep(0)  # let a waiting batch in
 
     async def flush(self, partitions: set[int] | None = None) -> None:
+        """Write what is pending now (called with the exclusive lock held, e.g. on revoke)."""
         keys = [
             k
             for k, (v, _) in self._pending.items()
@@ -56,16 +64,15 @@ class ViewWriter:
             await self._write_some(keys[i : i + self._chunk])
 
     async def _write_some(self, keys: list[ConversationKey]) -> None:
-        async with self._lock:
-            taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
-            if not taken:
-                return
-            try:
-                await self._store.write_views(
-                    [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
-                )
-            except BaseException:
-                for k, item in taken:  # put back unless a newer version arrived meanwhile
-                    self._pending.setdefault(k, item)
-                self._wake.set()
-                raise
+        taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
+        if not taken:
+            return
+        try:
+            await self._store.write_views(
+                [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
+            )
+        except BaseException:
+            for k, item in taken:  # put back unless a newer version arrived meanwhile
+                self._pending.setdefault(k, item)
+            self._wake.set()
+            raise

@@ -1,0 +1,472 @@
+"""Routing benchmark (``make bench NAME=routing``), against the devstack (Kafka + FerretDB).
+
+Measured in one run, routing in-process (its own event loop work only while measuring):
+(a) baseline: a raw aiokafka consume->produce pipe on the same broker, over a backlog;
+(b) sustained inbound-message throughput of one routing instance over the same kind of
+    backlog, and its ratio to the pipe (plus the time until the read model caught up);
+(d) inbound message -> auto-unassigned (R2) latency at a steady 500 events/s;
+(c) an agent with 1,000 NEW conversations among 50,000: sign-out -> last auto-unassigned.
+(c) runs last: on FerretDB each read-model update scans the collection, so the 1,000 view
+updates a sweep causes keep the database busy long after the decisions were published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
+
+from bench.common import Metric, percentile, write_results
+from inbox_contracts import CloudEvent, EventData
+from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
+from routing_service.adapters.mongo import MongoRoutingStore
+from routing_service.bootstrap import Routing, build
+from routing_service.domain.model import (
+    ConversationEntry,
+    ConversationLog,
+    EntryKind,
+    PresenceEntry,
+    SettingChange,
+    SettingsHistory,
+    agents_of,
+    fold,
+)
+from routing_service.service_layer.ports import ConversationView, JournalRow
+from routing_service.settings import RoutingSettings
+from routing_service.testing import inbound, signed_out
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+MONGO = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
+PIPE_TOPIC = "bench.routing.pipe"
+N_THROUGHPUT = int(os.environ.get("ROUTING_BENCH_EVENTS", "20000"))
+STEADY_RATE, STEADY_SECONDS = 500, 20
+SWEEP_TOTAL, SWEEP_PER_AGENT, SWEEP_RUNS = 50_000, 1000, 3
+PARTITIONS = 6
+_partitioner = DefaultPartitioner()
+
+
+def partition_of(conversation_id: str) -> int:
+    ps = list(range(PARTITIONS))
+    return int(_partitioner(conversation_id.encode(), ps, ps))
+
+
+def topic_of(e: CloudEvent[EventData]) -> str:
+    if e.type.startswith("inbox.presence."):
+        return PRESENCE.name
+    return MESSAGES.name if e.type.startswith("inbox.messages.") else CONVERSATIONS.name
+
+
+async def commit_end(group: str, topics: Sequence[str]) -> None:
+    """Start ``group`` at the current end of ``topics`` (the shared broker has history)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.commit({tp: off for tp, off in ends.items()})
+    finally:
+        await consumer.stop()
+
+
+async def produce(producer: AIOKafkaProducer, events: Sequence[CloudEvent[EventData]]) -> None:
+    for i in range(0, len(events), 2000):
+        futures = [
+            await producer.send(topic_of(e), e.to_json_bytes(), key=e.key)
+            for e in events[i : i + 2000]
+        ]
+        await asyncio.gather(*futures)
+
+
+# --- (a) raw pipe ------------------------------------------------------------------------------
+
+
+async def raw_pipe(producer: AIOKafkaProducer, n: int) -> float:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        if PIPE_TOPIC not in await admin.list_topics():
+            await admin.create_topics([NewTopic(PIPE_TOPIC, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    group = f"bench-pipe-{uuid.uuid4().hex[:8]}"
+    await commit_end(group, [MESSAGES.name])
+    t = datetime.now(UTC)
+    await produce(producer, [inbound("bench-pipe", f"c-{i % (n // 2)}", t) for i in range(n)])
+    consumer = AIOKafkaConsumer(
+        MESSAGES.name,
+        bootstrap_servers=KAFKA,
+        group_id=group,
+        enable_auto_commit=False,
+        max_poll_records=1000,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    count, first = 0, 0.0
+    try:
+        while count < n:
+            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            if not batches:
+                continue
+            if not first:
+                first = time.perf_counter()
+            futures = [
+                await producer.send(PIPE_TOPIC, r.value, key=r.key)
+                for recs in batches.values()
+                for r in recs
+            ]
+            await asyncio.gather(*futures)
+            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+            count += sum(len(r) for r in batches.values())
+        return n / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+# --- routing instance helpers -----------------------------------------------------------------
+
+
+def settings_for(database: str, tag: str) -> RoutingSettings:
+    return RoutingSettings(
+        kafka_bootstrap_servers=KAFKA,
+        mongodb_uri=MONGO,
+        mongodb_database=database,
+        grpc_port=0,
+        metrics_port=0,
+        consumer_group=f"routing-bench-{tag}",
+        presence_consumer_group=f"routing-presence-bench-{tag}",
+        log_level="WARNING",
+        shutdown_grace_seconds=0.5,
+    )
+
+
+async def fresh_groups(s: RoutingSettings) -> None:
+    await commit_end(s.consumer_group, [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name])
+    await commit_end(s.presence_consumer_group, [PRESENCE.name])
+
+
+def owner_records() -> float:
+    return REGISTRY.get_sample_value("routing_records_total", {"loop": "owner"}) or 0.0
+
+
+async def drop(database: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
+    await client.drop_database(database)
+    await client.close()
+
+
+# --- (b) throughput ----------------------------------------------------------------------------
+
+
+async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float, float]:
+    tag = uuid.uuid4().hex[:8]
+    s = settings_for(f"bench_routing_tp_{tag}", tag)
+    await fresh_groups(s)
+    t = datetime.now(UTC)
+    org = f"bench-tp-{tag}"
+    await produce(
+        producer,
+        [inbound(org, f"c-{i % (n // 2)}", t + timedelta(microseconds=i)) for i in range(n)],
+    )
+    routing = build(s)
+    before = owner_records()
+    await routing.runtime.start()
+    try:
+        first = 0.0
+        while owner_records() - before < n:
+            if not first and owner_records() > before:
+                first = time.perf_counter()
+            await asyncio.sleep(0.005)
+        consumed = time.perf_counter()
+        while routing.views is None or routing.views.backlog:
+            await asyncio.sleep(0.05)
+        caught_up = time.perf_counter()
+        return n / (consumed - first), caught_up - first
+    finally:
+        await routing.runtime.stop()
+        await drop(s.mongodb_database)
+
+
+# --- seeding --------------------------------------------------------------------------------------
+
+
+async def seed(
+    store: MongoRoutingStore,
+    org: str,
+    convs: dict[str, list[ConversationEntry]],
+    presence: dict[str, list[PresenceEntry]],
+    settings: SettingsHistory,
+) -> None:
+    for agent, entries in presence.items():
+        for p in entries:
+            await store.record_presence(org, agent, p)
+    for change in settings.changes:
+        await store.append_setting(org, change)
+    rows: list[JournalRow] = []
+    views: list[ConversationView] = []
+    for cid, entries in convs.items():
+        part = partition_of(cid)
+        rows += [JournalRow(org, cid, part, e) for e in entries]
+        lg = ConversationLog(org, cid, part, {e.event_id: e for e in entries})
+        agents = agents_of(entries)
+        result = fold(
+            org,
+            cid,
+            entries,
+            timelines={a: presence.get(a, []) for a in agents},
+            settings=settings,
+            presence_horizon=lg.stream_time(),
+        )
+        assert not result.new_decisions
+        views.append(ConversationView(part, result.state, result.audit))
+    for i in range(0, len(rows), 5000):
+        await store.append_journal(rows[i : i + 5000])
+    for i in range(0, len(views), 5000):
+        chunk = views[i : i + 5000]
+        await store.write_views(
+            chunk, new_keys={(v.state.org_id, v.state.conversation_id) for v in chunk}
+        )
+
+
+def entry(
+    kind: EntryKind, at: datetime, actor: str = "x", assignee: str | None = None
+) -> ConversationEntry:
+    return ConversationEntry(str(uuid.uuid4()), f"bench.{kind.value}", kind, at, actor, assignee)
+
+
+async def start_seeded(s: RoutingSettings) -> tuple[Routing, float]:
+    await fresh_groups(s)
+    routing = build(s)
+    started = time.perf_counter()
+    await routing.runtime.start()
+    await routing.ready(timeout=300)
+    return routing, time.perf_counter() - started
+
+
+# --- (d) steady R2 latency ---------------------------------------------------------------------
+
+
+async def steady_latency(producer: AIOKafkaProducer) -> tuple[list[float], int]:
+    tag = uuid.uuid4().hex[:8]
+    s = settings_for(f"bench_routing_st_{tag}", tag)
+    org = f"bench-st-{tag}"
+    now = datetime.now(UTC)
+    base = now - timedelta(hours=1)
+    total = STEADY_RATE * STEADY_SECONDS
+    agents = [f"agent-{i}" for i in range(20)]
+    presence = {
+        a: [
+            PresenceEntry(str(uuid.uuid4()), "bench.in", base, True),
+            PresenceEntry(str(uuid.uuid4()), "bench.out", base + timedelta(minutes=30), False),
+        ]
+        for a in agents
+    }
+    convs = {
+        f"c-{i:05d}": [
+            entry(EntryKind.INBOUND, base + timedelta(minutes=1)),
+            entry(EntryKind.ASSIGNED, base + timedelta(minutes=2), "boss", agents[i % 20]),
+            entry(EntryKind.OUTBOUND, base + timedelta(minutes=3)),
+        ]
+        for i in range(total)
+    }
+    setting = SettingsHistory((SettingChange(base - timedelta(days=1), True, "boss"),))
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO, tz_aware=True)
+    await seed(MongoRoutingStore(client[s.mongodb_database]), org, convs, presence, setting)
+    await client.close()
+    routing, _ = await start_seeded(s)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    probe = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await probe.start()
+    tps = [TopicPartition(ROUTING.name, p) for p in range(PARTITIONS)]
+    probe.assign(tps)
+    await probe.seek_to_end(*tps)
+    for tp in tps:
+        await probe.position(tp)
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while len(latencies) < total:
+            batches = await probe.getmany(timeout_ms=100)
+            now_ = time.perf_counter()
+            for recs in batches.values():
+                for r in recs:
+                    d = json.loads(r.value)["data"]
+                    if d["org_id"] == org and d["conversation_id"] in sent:
+                        latencies.append((now_ - sent.pop(d["conversation_id"])) * 1000)
+        done.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        begin = time.perf_counter()
+        names = list(convs)
+        for i, cid in enumerate(names):
+            delay = begin + i / STEADY_RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[cid] = begin + i / STEADY_RATE
+            e = inbound(org, cid, datetime.now(UTC))
+            await producer.send(MESSAGES.name, e.to_json_bytes(), key=e.key)
+        try:
+            await asyncio.wait_for(done.wait(), timeout=60)
+        except TimeoutError:
+            pass
+        return latencies, total - len(latencies)
+    finally:
+        watcher.cancel()
+        await probe.stop()
+        await routing.runtime.stop()
+        await drop(s.mongodb_database)
+
+
+# --- (c) sweep latency -------------------------------------------------------------------------
+
+
+async def sweep_latency(producer: AIOKafkaProducer) -> tuple[list[float], float]:
+    tag = uuid.uuid4().hex[:8]
+    s = settings_for(f"bench_routing_sw_{tag}", tag)
+    org = f"bench-sw-{tag}"
+    base = datetime.now(UTC) - timedelta(hours=1)
+    swept = [f"agent-{i}" for i in range(SWEEP_RUNS)]
+    others = [f"other-{i}" for i in range(100)]
+    convs: dict[str, list[ConversationEntry]] = {}
+    for i in range(SWEEP_TOTAL):
+        cid = f"c-{i:05d}"
+        es = [entry(EntryKind.INBOUND, base + timedelta(minutes=1))]
+        if i < SWEEP_RUNS * SWEEP_PER_AGENT:
+            es.append(
+                entry(
+                    EntryKind.ASSIGNED, base + timedelta(minutes=2), "boss", swept[i % SWEEP_RUNS]
+                )
+            )
+        elif i % 2:
+            es.append(
+                entry(EntryKind.ASSIGNED, base + timedelta(minutes=2), "boss", others[i % 100])
+            )
+            es.append(entry(EntryKind.OUTBOUND, base + timedelta(minutes=3)))
+        convs[cid] = es
+    presence = {
+        a: [PresenceEntry(str(uuid.uuid4()), "bench.in", base, True)] for a in swept + others
+    }
+    setting = SettingsHistory((SettingChange(base - timedelta(days=1), True, "boss"),))
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO, tz_aware=True)
+    await seed(MongoRoutingStore(client[s.mongodb_database]), org, convs, presence, setting)
+    await client.close()
+    routing, startup = await start_seeded(s)
+    latencies: list[float] = []
+    probe = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await probe.start()
+    try:
+        tps = [TopicPartition(ROUTING.name, p) for p in range(PARTITIONS)]
+        probe.assign(tps)
+        for agent in swept:
+            await probe.seek_to_end(*tps)
+            for tp in tps:
+                await probe.position(tp)
+            got: set[str] = set()
+            started = time.perf_counter()
+            await producer.send_and_wait(
+                PRESENCE.name,
+                signed_out(org, agent, datetime.now(UTC)).to_json_bytes(),
+                key=agent.encode(),
+            )
+            deadline = started + 60
+            while len(got) < SWEEP_PER_AGENT and time.perf_counter() < deadline:
+                batches = await probe.getmany(timeout_ms=100)
+                for recs in batches.values():
+                    for r in recs:
+                        d = json.loads(r.value)["data"]
+                        if d["org_id"] == org and d["previous_assignee_id"] == agent:
+                            got.add(d["conversation_id"])
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert len(got) == SWEEP_PER_AGENT, f"only {len(got)} decisions for {agent}"
+        return latencies, startup
+    finally:
+        await probe.stop()
+        await routing.runtime.stop()
+        await drop(s.mongodb_database)
+
+
+async def run() -> list[Metric]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    metrics: list[Metric] = []
+    try:
+        pipe = await raw_pipe(producer, N_THROUGHPUT)
+        print(f"raw pipe: {pipe:.0f} events/s", flush=True)
+        tp, caught_up = await routing_throughput(producer, N_THROUGHPUT)
+        print(
+            f"routing: {tp:.0f} events/s; read model caught up after {caught_up:.1f}s", flush=True
+        )
+        metrics.append(
+            Metric(
+                "inbound_throughput_one_instance",
+                round(tp, 1),
+                "events/s",
+                baseline_value=round(pipe, 1),
+                ratio=round(tp / pipe, 3),
+                target=">= 2000 events/s",
+                met=tp >= 2000,
+            )
+        )
+        metrics.append(Metric("read_model_caught_up_after_backlog", round(caught_up, 2), "s"))
+        lat, missing = await steady_latency(producer)
+        print(
+            f"steady: p50 {percentile(lat, 50):.1f} ms p99 {percentile(lat, 99):.1f} ms, "
+            f"missing {missing}",
+            flush=True,
+        )
+        p99 = percentile(lat, 99)
+        metrics.append(
+            Metric(
+                "inbound_to_auto_unassigned_latency_at_500_per_s",
+                round(percentile(lat, 50), 1),
+                "ms",
+                p50_ms=round(percentile(lat, 50), 1),
+                p99_ms=round(p99, 1),
+                target="p99 <= 200 ms",
+                met=p99 <= 200 and missing == 0,
+            )
+        )
+        sweeps, startup = await sweep_latency(producer)
+        print(
+            f"sweeps (ms): {[round(x) for x in sweeps]}; startup with 50k: {startup:.1f}s",
+            flush=True,
+        )
+        sp99 = percentile(sweeps, 99)
+        metrics.append(
+            Metric(
+                "sign_out_to_last_auto_unassigned_1000_of_50000",
+                round(percentile(sweeps, 50), 1),
+                "ms",
+                p50_ms=round(percentile(sweeps, 50), 1),
+                p99_ms=round(sp99, 1),
+                target="p99 <= 1000 ms",
+                met=sp99 <= 1000,
+            )
+        )
+        metrics.append(Metric("startup_with_50000_conversations", round(startup, 2), "s"))
+    finally:
+        await producer.stop()
+    return metrics
+
+
+def main() -> None:
+    write_results("routing", asyncio.run(run()))
+
+
+if __name__ == "__main__":
+    main()
