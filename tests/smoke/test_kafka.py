@@ -12,11 +12,27 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import InboundMessageReceived
-from inbox_contracts.topics import MESSAGES
+from inbox_contracts.topics import MESSAGES, Topic
+from inbox_devstack import create_topics
 from inbox_kit import kafka as kit_kafka
 from inbox_testing import Infra, TopicProbe, wait_until
 
 pytestmark = pytest.mark.infra
+
+
+@pytest.fixture
+def private_topic(infra: Infra, unique: Callable[[str], str]) -> Topic:
+    """A fresh copy of the messages topic (and its DLQ), so the test reads only its own data."""
+    topic = Topic(
+        name=unique("smoke.messages"),
+        key=MESSAGES.key,
+        producers=MESSAGES.producers,
+        consumers=MESSAGES.consumers,
+        event_types=MESSAGES.event_types,
+        description="smoke test copy",
+    )
+    create_topics(infra.kafka_bootstrap, [topic.name, topic.dead_letter], partitions=2)
+    return topic
 
 
 def _inbound(org: str, conversation: str) -> CloudEvent[InboundMessageReceived]:
@@ -72,7 +88,7 @@ async def test_produce_consume_commit_then_resume_after_the_commit(
 
 
 async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malformed(
-    infra: Infra, unique: Callable[[str], str]
+    infra: Infra, unique: Callable[[str], str], private_topic: Topic
 ) -> None:
     org = unique("org")
     handled: list[CloudEvent[EventData]] = []
@@ -82,17 +98,19 @@ async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malfo
             handled.append(event)
 
     broker = kit_kafka.make_broker(infra.kafka_bootstrap, client_id="smoke")
-    kit_kafka.subscribe(broker, [MESSAGES], group_id=unique("smoke-fs"), handler=handler)
+    kit_kafka.subscribe(broker, [private_topic], group_id=unique("smoke-fs"), handler=handler)
     # Everything goes to one partition (same key), so order on it is: good, bad, good.
     conversation = unique("conv")
     before, after = _inbound(org, conversation), _inbound(org, conversation)
 
-    async with TopicProbe(infra.kafka_bootstrap, MESSAGES.dead_letter) as dlq:
+    async with TopicProbe(infra.kafka_bootstrap, private_topic.dead_letter) as dlq:
         await broker.start()
         try:
-            await kit_kafka.publish_event(broker, MESSAGES, before)
-            await broker.publish(b'{"oops": true', topic=MESSAGES.name, key=conversation.encode())
-            await kit_kafka.publish_event(broker, MESSAGES, after)
+            await kit_kafka.publish_event(broker, private_topic, before)
+            await broker.publish(
+                b'{"oops": true', topic=private_topic.name, key=conversation.encode()
+            )
+            await kit_kafka.publish_event(broker, private_topic, after)
             await wait_until(lambda: len(handled) == 2, timeout=30)
             dead = await dlq.wait_for(lambda r: r.key == conversation.encode(), count=1, timeout=15)
         finally:
@@ -101,13 +119,13 @@ async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malfo
     assert [e.id for e in handled] == [before.id, after.id]
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert dead[0].value == b'{"oops": true'
-    assert headers[kit_kafka.H_TOPIC] == MESSAGES.name
+    assert headers[kit_kafka.H_TOPIC] == private_topic.name
     assert headers[kit_kafka.H_ERROR_TYPE] == "MalformedEvent"
     assert "not JSON" in headers[kit_kafka.H_ERROR]
 
 
 async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
-    infra: Infra, unique: Callable[[str], str]
+    infra: Infra, unique: Callable[[str], str], private_topic: Topic
 ) -> None:
     org = unique("org")
     attempts: list[str] = []
@@ -120,16 +138,16 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     broker = kit_kafka.make_broker(infra.kafka_bootstrap, client_id="smoke")
     kit_kafka.subscribe(
         broker,
-        [MESSAGES],
+        [private_topic],
         group_id=unique("smoke-retry"),
         handler=failing,
         policy=kit_kafka.RetryPolicy(max_attempts=3, backoff_seconds=0.01),
     )
     event = _inbound(org, unique("conv"))
-    async with TopicProbe(infra.kafka_bootstrap, MESSAGES.dead_letter) as dlq:
+    async with TopicProbe(infra.kafka_bootstrap, private_topic.dead_letter) as dlq:
         await broker.start()
         try:
-            await kit_kafka.publish_event(broker, MESSAGES, event)
+            await kit_kafka.publish_event(broker, private_topic, event)
             dead = await dlq.wait_for(lambda r: r.key == event.key, timeout=30)
         finally:
             await broker.stop()

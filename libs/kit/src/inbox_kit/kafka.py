@@ -26,7 +26,7 @@ from faststream.kafka.annotations import KafkaMessage
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic, decode
 from inbox_contracts.topics import DLQ_SUFFIX
 from prometheus_client import Counter
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ class RetryPolicy:
     transient: tuple[type[BaseException], ...] = field(
         default=(ConnectionFailure, KafkaConnectionError, KafkaTimeoutError, asyncio.TimeoutError)
     )
+
+    def is_transient(self, error: BaseException) -> bool:
+        if isinstance(error, self.transient):
+            return True
+        # FerretDB's SQLite backend reports write-lock contention as a plain InternalError:
+        # that is load, not a bad message, so it must not be dead-lettered.
+        return isinstance(error, OperationFailure) and "database is locked" in str(error)
 
 
 class RawPublish(Protocol):
@@ -127,12 +134,13 @@ async def process_record(
     for attempt in range(1, policy.max_attempts + 1):
         try:
             await handler(event)
-        except policy.transient:
-            log.warning("transient failure, will redeliver", exc_info=True)
-            await asyncio.sleep(policy.backoff_seconds * attempt)
-            if attempt == policy.max_attempts:
-                raise
         except Exception as exc:
+            if policy.is_transient(exc):
+                log.warning("transient failure, will redeliver", exc_info=True)
+                await asyncio.sleep(policy.backoff_seconds * attempt)
+                if attempt == policy.max_attempts:
+                    raise
+                continue
             log.warning(
                 "handler failed",
                 extra={"event_id": event.id, "type": event.type, "attempt": attempt},

@@ -40,10 +40,12 @@ func main() {
 	}
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Logger:   logger,
+		Handler:  "sqlite",
+		// BEGIN IMMEDIATE: concurrent writers wait on the busy timeout instead of failing
+		// with SQLITE_BUSY when a read transaction cannot be upgraded to a write one.
+		SQLiteURL: "file:" + dir + "/?_txlock=immediate",
 	})
 	if err != nil {
 		logger.Error("cannot create FerretDB", "error", err)
