@@ -16,7 +16,15 @@ class ContactsSettings(ServiceSettings):
     consumer_group: str = "contacts"
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
     consumer_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
-    consumer_max_batch: int = Field(500, ge=1, le=10_000)
+    consumer_max_batch: int = Field(5000, ge=1, le=20_000)
+    collection_shards: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="Contacts/identities are spread over this many collections by id hash, "
+        "because FerretDB (SQLite) scans even for _id lookups. Use 1 on MongoDB. Part of the "
+        "data layout: changing it needs a migration.",
+    )
     definitions_cache_seconds: float = Field(
         1.0,
         ge=0,

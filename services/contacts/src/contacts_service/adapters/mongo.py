@@ -12,6 +12,9 @@ Every hot read is an ``_id`` lookup (FerretDB's SQLite backend scans for anythin
 - ``contacts``: ``_id`` = ``{org}:{contact_id}``;
 - ``identities``: ``_id`` = ``{org}:{channel}:{handle}`` → contact id.
 
+``contacts`` and ``identities`` can be hash-sharded over many collections (see
+``ShardedCollections``) because FerretDB's SQLite backend turned out to scan even for ``_id``.
+
 The org (and channel) parts of composite ids are percent-encoded so ``:`` inside an id can
 never make two different (org, contact) pairs collide.
 """
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -165,13 +169,60 @@ def _contact_from_doc(doc: Doc) -> Contact:
     )
 
 
+class ShardedCollections:
+    """``name`` split into ``shards`` collections by a stable hash of the document ``_id``.
+
+    Why: on FerretDB v1 with the SQLite backend as deployed here, even ``_id`` lookups are
+    table scans (``explain`` shows ``SCAN``; latency grows linearly with the collection).
+    Spreading documents over many small collections bounds every lookup's scan to
+    ~N/shards rows. On MongoDB use ``shards = 1`` (one plain collection named ``name``).
+    The shard count is part of the data layout: changing it needs a migration.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc], name: str, shards: int) -> None:
+        self._shards = shards
+        self._collections: list[AsyncCollection[Doc]] = (
+            [db[name]] if shards <= 1 else [db[f"{name}_{i:04d}"] for i in range(shards)]
+        )
+
+    def index(self, doc_id: str) -> int:
+        return 0 if self._shards <= 1 else zlib.crc32(doc_id.encode()) % self._shards
+
+    def of(self, doc_id: str) -> AsyncCollection[Doc]:
+        return self._collections[self.index(doc_id)]
+
+    async def insert_new(self, docs: Sequence[Doc], concurrency: int) -> list[int]:
+        """Insert ``docs`` (unordered); return the positions of those whose ``_id`` existed."""
+        by_shard: dict[int, list[int]] = {}
+        for position, doc in enumerate(docs):
+            by_shard.setdefault(self.index(doc["_id"]), []).append(position)
+        limit = asyncio.Semaphore(concurrency)
+
+        async def insert(shard: int, positions: list[int]) -> list[int]:
+            async with limit:
+                try:
+                    await self._collections[shard].bulk_write(
+                        [InsertOne(docs[p]) for p in positions], ordered=False
+                    )
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                        raise
+                    return [positions[int(e["index"])] for e in errors]
+                return []
+
+        results = await asyncio.gather(*(insert(s, ps) for s, ps in by_shard.items()))
+        return sorted(p for r in results for p in r)
+
+
 class MongoContactRepository:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._contacts: AsyncCollection[Doc] = db["contacts"]
-        self._identities: AsyncCollection[Doc] = db["identities"]
+    def __init__(self, db: AsyncDatabase[Doc], *, shards: int = 1) -> None:
+        self._contacts = ShardedCollections(db, "contacts", shards)
+        self._identities = ShardedCollections(db, "identities", shards)
 
     async def get(self, org_id: str, contact_id: str) -> Contact | None:
-        doc = await self._contacts.find_one({"_id": contact_doc_id(org_id, contact_id)})
+        doc_id = contact_doc_id(org_id, contact_id)
+        doc = await self._contacts.of(doc_id).find_one({"_id": doc_id})
         if doc is None or doc.get("org_id") != org_id:
             return None
         return _contact_from_doc(doc)
@@ -182,21 +233,25 @@ class MongoContactRepository:
         return [c for c in found if c is not None]
 
     async def find_by_identity(self, org_id: str, identity: Identity) -> Contact | None:
-        doc = await self._identities.find_one({"_id": identity_doc_id(org_id, identity)})
+        doc_id = identity_doc_id(org_id, identity)
+        doc = await self._identities.of(doc_id).find_one({"_id": doc_id})
         if doc is None or doc.get("org_id") != org_id:
             return None
         return await self.get(org_id, doc["contact_id"])
 
     async def apply(self, changes: Sequence[Sequence[ProfileChange]]) -> None:
-        """Insert-first: a batch of new contacts costs one ``insert_many``; the contacts that
-        already exist (duplicate ``_id``) are merged by read-modify-write (this partition is
-        their only writer, and the merge is idempotent, so a redelivered batch is harmless)."""
+        """Insert-first: new contacts cost one unordered insert per collection touched; the
+        contacts that already exist (duplicate ``_id``) are merged by read-modify-write (this
+        partition is their only writer, and the merge is idempotent, so a redelivered batch
+        is harmless)."""
         fresh: list[tuple[Contact, Sequence[ProfileChange]]] = []
         for group in changes:
             first = group[0]
             contact, _ = Contact(first.org_id, first.contact_id).apply_all(group)
             fresh.append((contact, group))
-        existing = await self._insert_new([c for c, _ in fresh])
+        existing = await self._contacts.insert_new(
+            [_contact_to_doc(c) for c, _ in fresh], UPDATE_CONCURRENCY
+        )
         if existing:
             limit = asyncio.Semaphore(UPDATE_CONCURRENCY)
 
@@ -207,29 +262,14 @@ class MongoContactRepository:
             await asyncio.gather(*(merge(fresh[i][1]) for i in existing))
         await self._index_identities([c for c, _ in fresh])
 
-    async def _insert_new(self, contacts: Sequence[Contact]) -> list[int]:
-        """Insert the contacts; return the indexes of those that already existed."""
-        if not contacts:
-            return []
-        try:
-            await self._contacts.bulk_write(
-                [InsertOne(_contact_to_doc(c)) for c in contacts], ordered=False
-            )
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if other:
-                raise
-            return sorted(int(e["index"]) for e in errors)
-        return []
-
     async def _merge_existing(self, group: Sequence[ProfileChange]) -> None:
         first = group[0]
         doc_id = contact_doc_id(first.org_id, first.contact_id)
-        doc = await self._contacts.find_one({"_id": doc_id})
+        collection = self._contacts.of(doc_id)
+        doc = await collection.find_one({"_id": doc_id})
         if doc is None:  # vanished meanwhile (cannot happen today: contacts are never deleted)
             contact, _ = Contact(first.org_id, first.contact_id).apply_all(group)
-            await self._contacts.replace_one({"_id": doc_id}, _contact_to_doc(contact), upsert=True)
+            await collection.replace_one({"_id": doc_id}, _contact_to_doc(contact), upsert=True)
             return
         stored = _contact_from_doc(doc)
         contact, changed = stored.apply_all(group)
@@ -241,14 +281,16 @@ class MongoContactRepository:
         if contact.updated_micros != stored.updated_micros:
             update["updated_us"] = contact.updated_micros
         if update:
-            await self._contacts.update_one({"_id": doc_id}, {"$set": update})
+            await collection.update_one({"_id": doc_id}, {"$set": update})
 
     async def _index_identities(self, contacts: Sequence[Contact]) -> None:
         """Point each identity at its contact (the contact changed most recently wins)."""
         docs: dict[str, Doc] = {}
         for contact in contacts:
             for identity in contact.identities:
-                docs[identity_doc_id(contact.org_id, identity)] = {
+                doc_id = identity_doc_id(contact.org_id, identity)
+                docs[doc_id] = {
+                    "_id": doc_id,
                     "org_id": contact.org_id,
                     "channel": identity.channel,
                     "handle": identity.handle,
@@ -257,26 +299,19 @@ class MongoContactRepository:
                 }
         if not docs:
             return
-        ids = list(docs)
-        try:
-            await self._identities.bulk_write(
-                [InsertOne({"_id": i, **d}) for i, d in docs.items()], ordered=False
-            )
-            return
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            taken = [ids[int(e["index"])] for e in errors]
-        ops = [
-            UpdateOne(
-                {
-                    "_id": i,
-                    "contact_id": {"$ne": docs[i]["contact_id"]},
-                    "updated_us": {"$lt": docs[i]["updated_us"]},
-                },
-                {"$set": docs[i]},
-            )
-            for i in taken
-        ]
-        await self._identities.bulk_write(ops, ordered=False)
+        listed = list(docs.values())
+        taken = await self._identities.insert_new(listed, UPDATE_CONCURRENCY)
+        limit = asyncio.Semaphore(UPDATE_CONCURRENCY)
+
+        async def claim(doc: Doc) -> None:
+            async with limit:
+                await self._identities.of(doc["_id"]).update_one(
+                    {
+                        "_id": doc["_id"],
+                        "contact_id": {"$ne": doc["contact_id"]},
+                        "updated_us": {"$lt": doc["updated_us"]},
+                    },
+                    {"$set": {k: v for k, v in doc.items() if k != "_id"}},
+                )
+
+        await asyncio.gather(*(claim(listed[i]) for i in taken))
