@@ -16,9 +16,9 @@ class ContactsSettings(ServiceSettings):
     consumer_group: str = "contacts"
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
     consumer_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
-    consumer_max_batch: int = Field(5000, ge=1, le=20_000)
+    consumer_max_batch: int = Field(20_000, ge=1, le=50_000)
     collection_shards: int = Field(
-        256,
+        1024,
         ge=1,
         le=4096,
         description="Contacts/identities are spread over this many collections by id hash, "

@@ -76,6 +76,7 @@ class ProfileConsumer:
             auto_offset_reset=self._offset_reset,
             client_id=f"contacts-{self._group_id}",
             max_poll_records=self._max_batch,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
