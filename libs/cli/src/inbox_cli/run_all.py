@@ -331,6 +331,15 @@ def _pump(name: str, stream: IO[bytes], log_path: Path, color: bool, lock: threa
 # --- commands -------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if ``inbox-run run`` dies (Linux only)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _ensure_devstack(stack: Devstack) -> bool:
     """Bring the devstack up; True if this call started it."""
     if stack.is_healthy():
@@ -375,8 +384,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             procs[spec.name] = proc
+            # Pid files too: should this process be SIGKILLed, `make down` still finds them.
+            write_pid(pid_file(cfg, spec), proc.pid)
             assert proc.stdout is not None
             threading.Thread(
                 target=_pump, args=(spec.name, proc.stdout, path, color, lock), daemon=True
@@ -421,6 +433,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     stop(proc.pid, name=name, timeout=STOP_TIMEOUT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        for spec in selected():
+            if spec.name in procs:
+                remove_pid(pid_file(cfg, spec))
         if procs:
             print("services stopped: " + ", ".join(procs))
         if started_stack and not args.keep_infra:
