@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -20,11 +22,14 @@ from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure
 
 from contacts_service.service_layer.contacts import ProfileIngestion, RawProfile
 
 log = logging.getLogger(__name__)
+
+#: Outages: never the message's fault, retried until they pass.
+TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
 
 Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
@@ -109,14 +114,28 @@ class ProfileConsumer:
             await producer.stop()
 
     async def _process_until_done(self, records: list[Record], dead_letters: DeadLetters) -> None:
+        """Retry outages forever; if the batch fails for another reason, isolate the culprit:
+        process record by record and dead-letter the ones that still fail."""
+        try:
+            await self._retrying(lambda: self.process(records, dead_letters))
+        except Exception:
+            log.exception("batch failed; processing it record by record")
+            for record in records:
+                try:
+                    await self._retrying(partial(self.process, [record], dead_letters))
+                except Exception as exc:
+                    await self._retrying(partial(dead_letters.send, record, exc, 1))
+                    CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
+
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.process(records, dead_letters)
+                await step()
                 return
-            except (TimeoutError, PyMongoError, KafkaError, OSError):
-                log.warning("transient failure; retrying the batch", exc_info=True)
+            except TRANSIENT:
+                log.warning("transient failure; retrying", exc_info=True)
                 await asyncio.sleep(min(self._retry_backoff * attempt, 5.0))
 
     async def process(self, records: list[Record], dead_letters: DeadLetters) -> None:
