@@ -49,9 +49,12 @@ class DefinitionsCache:
         self._inflight[org_id] = future
         try:
             definitions = await self._repository.get(org_id)
-        except BaseException as exc:
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved
+            raise
+        except BaseException:
+            future.cancel()
             raise
         finally:
             if self._inflight.get(org_id) is future:
