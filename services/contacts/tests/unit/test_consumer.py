@@ -70,3 +70,15 @@ async def test_a_batch_failing_for_a_non_transient_reason_is_isolated_record_by_
     ]
     assert sent[0][2][H_ERROR] == "cannot store this one"
     assert sent[2][2][H_ERROR] == "bad"
+
+
+def test_lock_contention_and_outages_are_transient_but_bugs_are_not() -> None:
+    from contacts_service.entrypoints.consumer import is_transient
+    from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
+
+    assert is_transient(AutoReconnect("down"))
+    assert is_transient(OperationFailure("database is locked (5) (SQLITE_BUSY)"))
+    locked = {"writeErrors": [{"index": 0, "code": 1, "errmsg": "database is locked"}]}
+    assert is_transient(BulkWriteError(locked))
+    assert not is_transient(BulkWriteError({"writeErrors": [{"index": 0, "code": 2}]}))
+    assert not is_transient(ValueError("bug"))

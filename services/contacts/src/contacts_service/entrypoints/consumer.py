@@ -21,8 +21,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
-from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome
-from pymongo.errors import ConnectionFailure
+from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy
+from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from contacts_service.service_layer.contacts import ProfileIngestion, RawProfile
 
@@ -30,6 +30,20 @@ log = logging.getLogger(__name__)
 
 #: Outages: never the message's fault, retried until they pass.
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
+_KIT_POLICY = RetryPolicy()
+
+
+def is_transient(error: BaseException) -> bool:
+    """Outage or load (incl. FerretDB's "database is locked", also inside bulk errors)."""
+    if isinstance(error, TRANSIENT) or _KIT_POLICY.is_transient(error):
+        return True
+    if isinstance(error, BulkWriteError):
+        return any(
+            "database is locked" in str(e.get("errmsg", ""))
+            for e in error.details.get("writeErrors", [])
+        )
+    return False
+
 
 Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
@@ -134,7 +148,9 @@ class ProfileConsumer:
             try:
                 await step()
                 return
-            except TRANSIENT:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("transient failure; retrying", exc_info=True)
                 await asyncio.sleep(min(self._retry_backoff * attempt, 5.0))
 
