@@ -43,10 +43,10 @@ test: setup ## set up everything and run all tests on the real stack
 test-fast: setup ## unit tests only (no infrastructure)
 	$(RUN) pytest -m "not infra and not e2e"
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff (all code) + mypy --strict (libs, services, tools, bench; tests: ruff only)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tools bench
+	$(RUN) mypy libs/*/src services/*/src tools bench
 
 format: setup
 	$(RUN) ruff check --fix .
