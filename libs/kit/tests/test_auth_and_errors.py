@@ -77,3 +77,12 @@ class _FakeCall:
 
     def details(self) -> str:
         return self._status.details
+
+
+def test_verified_tokens_are_cached_but_expire_with_the_token() -> None:
+    verifier = TokenVerifier(SECRET)
+    token = mint_token(SECRET, org_id="o", agent_id="a", ttl_seconds=1)
+    assert verifier.verify(token) is verifier.verify(token)
+    time.sleep(1.1)
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)

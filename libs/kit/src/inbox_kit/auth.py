@@ -10,6 +10,7 @@ import contextvars
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import jwt
 
@@ -40,27 +41,57 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, secret: str) -> None:
+    """Verifies bearer tokens, remembering the ones it already verified.
+
+    HS256 verification costs about as much CPU as a whole cheap gRPC call, and a client sends
+    the same token on every call, so the principal is cached per exact token string until the
+    token's own ``exp`` (at most ``max_age`` seconds). A cached entry is exactly what verifying
+    again would return, so the cache changes no decision.
+    """
+
+    def __init__(self, secret: str, *, max_entries: int = 10_000, max_age: float = 60.0) -> None:
         self._secret = secret
+        self._max_entries = max_entries
+        self._max_age = max_age
+        self._cache: dict[str, tuple[float, Principal]] = {}
 
     def verify(self, token: str) -> Principal:
+        now = time.time()
+        hit = self._cache.get(token)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        claims = self._decode(token)
+        principal = _principal(claims)
+        expires = now + self._max_age
+        if isinstance(claims.get("exp"), int | float):
+            expires = min(expires, float(claims["exp"]))
+        if len(self._cache) >= self._max_entries:
+            self._cache.clear()  # crude but bounded; refills with the tokens in use
+        self._cache[token] = (expires, principal)
+        return principal
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM], options={"require": ["org", "sub"]}
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
-        try:
-            role = Role(claims.get("role", Role.AGENT))
-        except ValueError as exc:
-            raise Unauthenticated(f"invalid token: unknown role {claims.get('role')!r}") from exc
-        teams = claims.get("teams", [])
-        org, sub = claims["org"], claims["sub"]
-        if not (isinstance(org, str) and org and isinstance(sub, str) and sub):
-            raise Unauthenticated("invalid token: org and sub must be non-empty strings")
-        if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
-            raise Unauthenticated("invalid token: teams must be a list of strings")
-        return Principal(org_id=org, agent_id=sub, role=role, teams=frozenset(teams))
+        return claims
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    try:
+        role = Role(claims.get("role", Role.AGENT))
+    except ValueError as exc:
+        raise Unauthenticated(f"invalid token: unknown role {claims.get('role')!r}") from exc
+    teams = claims.get("teams", [])
+    org, sub = claims["org"], claims["sub"]
+    if not (isinstance(org, str) and org and isinstance(sub, str) and sub):
+        raise Unauthenticated("invalid token: org and sub must be non-empty strings")
+    if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+        raise Unauthenticated("invalid token: teams must be a list of strings")
+    return Principal(org_id=org, agent_id=sub, role=role, teams=frozenset(teams))
 
 
 def mint_token(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inbox.contacts.v1 import contacts_pb2_grpc
+from inbox_kit.auth import TokenVerifier
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from contacts_service.adapters.mongo import MongoContactRepository, MongoDefinitionsRepository
-from contacts_service.entrypoints.auth import CachingTokenVerifier
 from contacts_service.entrypoints.consumer import ProfileConsumer
 from contacts_service.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
 from contacts_service.service_layer.contacts import ContactsService, ProfileIngestion
@@ -38,7 +38,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
                 SERVICE_NAME, contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer
             )
         ],
-        verifier=CachingTokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )

@@ -163,23 +163,6 @@ def test_builtins_constant_has_six_entries() -> None:
     assert len(BUILT_INS) == 6
 
 
-def test_caching_verifier_returns_the_same_principal_and_still_refuses_bad_tokens() -> None:
-    from contacts_service.entrypoints.auth import CachingTokenVerifier
-    from inbox_kit.auth import mint_token
-    from inbox_kit.errors import Unauthenticated
-
-    secret = "s" * 40
-    verifier = CachingTokenVerifier(secret)
-    token = mint_token(secret, org_id="org", agent_id="a", role="admin")
-    first, second = verifier.verify(token), verifier.verify(token)
-    assert first == second and first.org_id == "org" and first.is_admin
-    with pytest.raises(Unauthenticated):
-        verifier.verify(mint_token("x" * 40, org_id="org", agent_id="a"))
-    expired = mint_token(secret, org_id="org", agent_id="a", ttl_seconds=-10)
-    with pytest.raises(Unauthenticated):
-        verifier.verify(expired)
-
-
 def test_sharded_collection_index_is_stable_and_in_range() -> None:
     from contacts_service.adapters.mongo import ShardedCollections
 
