@@ -57,6 +57,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._loop.lock:
             if self._loop.on_assigned is not None and assigned:
                 await self._loop.on_assigned({tp.partition for tp in assigned})
+        self._loop.assigned_once.set()
 
 
 class BatchConsumer:
@@ -92,6 +93,8 @@ class BatchConsumer:
         #: Held while a batch is handled and during rebalance callbacks.
         self.lock = lock or asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
+        #: Set once the first assignment was taken over (state loaded).
+        self.assigned_once = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -134,6 +137,8 @@ class BatchConsumer:
                 try:
                     for tp in assignment:
                         await consumer.position(tp)  # type: ignore[union-attr]
+                    remaining = max(0.1, deadline - time.monotonic())
+                    await asyncio.wait_for(self.assigned_once.wait(), remaining)
                     return set(assignment)
                 except Exception:  # noqa: BLE001 - a rebalance moved it; look again
                     pass

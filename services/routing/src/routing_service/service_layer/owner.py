@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -89,23 +90,31 @@ class ConversationOwner:
         parts = sorted(set(partitions) - self.owned)
         if not parts:
             return BatchOutcome()
+        started = time.perf_counter()
         self.owned.update(parts)
-        for row in await self._store.load_journal(parts):
+        journal, decisions, sweeps, fingerprints_loaded = await asyncio.gather(
+            self._store.load_journal(parts),
+            self._store.load_decisions(parts),
+            self._store.load_sweeps(parts),
+            self._store.load_view_fingerprints(parts),
+        )
+        for row in journal:
             self._log_for(row.org_id, row.conversation_id, row.partition).add(row.entry)
             if row.entry.assignee_id is not None:
                 self._by_agent[(row.org_id, row.entry.assignee_id)].add(
                     (row.org_id, row.conversation_id)
                 )
         unpublished: list[DecisionRow] = []
-        for drow in await self._store.load_decisions(parts):
+        for drow in decisions:
             d = drow.decision
             self._log_for(d.org_id, d.conversation_id, drow.partition).facts[d.decision_id] = d
             self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
             if not drow.published:
                 unpublished.append(drow)
-        for srow in await self._store.load_sweeps(parts):
+        for srow in sweeps:
             self._note_sweep(srow.partition, srow.org_id, srow.agent_id, srow.occurred_at)
-        self._written.update(await self._store.load_view_fingerprints(parts))
+        loaded = time.perf_counter()
+        self._written.update(fingerprints_loaded)
         if unpublished:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
             await self._store.mark_published(unpublished)
@@ -120,6 +129,8 @@ class ConversationOwner:
         log.info(
             "partitions assigned",
             extra={
+                "seconds_loading": round(loaded - started, 2),
+                "seconds_refold": round(time.perf_counter() - loaded, 2),
                 "partitions": parts,
                 "conversations": len(keys),
                 "republished": len(unpublished),
@@ -131,7 +142,7 @@ class ConversationOwner:
     async def revoke(self, partitions: Iterable[int]) -> None:
         parts = set(partitions)
         if self._views is not None:
-            await self._views.flush(parts)
+            self._views.drop(parts)
         self.owned -= parts
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
         for k in gone:

@@ -5,14 +5,18 @@ committed; the read model is derived from them. Writing it off the consumer's pa
 decisions fast when the database is slow to update (FerretDB v1 scans a collection on every
 update). Pending writes coalesce per conversation. A crash loses only pending view writes: the
 next owner re-folds its partitions on assignment and rewrites every view whose stored
-fingerprint differs. On revocation the owner flushes the views of the partitions it gives up
-before letting go, so two instances never write the same view concurrently.
+fingerprint differs. On revocation the owner drops the pending views of the partitions it gives
+up (the writer writes only under the consumer's lock, so nothing is in flight then): the new
+owner repairs them on assignment, and two instances never write the same view concurrently.
+The writer is also duty-cycled (it pauses as long as its last write took), so a database that
+is slow to update (FerretDB) never spends more than about half its time on the read model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from routing_service.service_layer.ports import ConversationKey, ConversationView, RoutingStore
@@ -22,8 +26,14 @@ log = logging.getLogger(__name__)
 
 class ViewWriter:
     def __init__(
-        self, store: RoutingStore, *, exclusive: asyncio.Lock | None = None, chunk: int = 16
+        self,
+        store: RoutingStore,
+        *,
+        exclusive: asyncio.Lock | None = None,
+        chunk: int = 1,
+        pause_factor: float = 1.0,
     ) -> None:
+        self._pause_factor = pause_factor
         self._store = store
         self._chunk = chunk
         self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
@@ -50,11 +60,20 @@ class ViewWriter:
             self._wake.clear()
             while self._pending:
                 async with self._exclusive:
-                    await self._write_some(list(self._pending)[: self._chunk])
-                await asyncio.sleep(0)  # let a waiting batch in
+                    started = time.perf_counter()
+                    # new conversations are cheap inserts: many at once; updates a few at a time
+                    fresh = [k for k, (_, new) in self._pending.items() if new][:500]
+                    await self._write_some(fresh or list(self._pending)[: self._chunk])
+                    took = time.perf_counter() - started
+                await asyncio.sleep(min(took * self._pause_factor, 1.0))
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget pending views of partitions given up (call with the exclusive lock held)."""
+        for k in [k for k, (v, _) in self._pending.items() if v.partition in partitions]:
+            del self._pending[k]
 
     async def flush(self, partitions: set[int] | None = None) -> None:
-        """Write what is pending now (called with the exclusive lock held, e.g. on revoke)."""
+        """Write what is pending now (call with the exclusive lock held)."""
         keys = [
             k
             for k, (v, _) in self._pending.items()
