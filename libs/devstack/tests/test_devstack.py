@@ -100,6 +100,10 @@ def test_lifecycle(private_stack: Devstack) -> None:
     assert cfg.ferretdb_pid_file.read_text().strip() == str(ferret_pid)
     assert set(topic_names()) <= set(first.topics)
     assert "Kafka Server started" in cfg.kafka_log_file.read_text()
+    # FerretDB was built against the patched module copy, referenced by a relative path.
+    go_mod = (cfg.build_dir / "ferretdb-runner" / "go.mod").read_text()
+    assert "replace github.com/FerretDB/FerretDB => ../ferretdb-v1.24.2-patched" in go_mod
+    assert str(cfg.devstack_dir) not in go_mod
 
     # --- status: both up, via API and CLI (exit 0) ------------------------------------------
     status = stack.status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -188,3 +189,47 @@ def test_ferretdb_source_is_package_data() -> None:
         assert (ferret.SOURCE_DIR / name).is_file(), name
     assert len(ferret.source_hash()) == 64
     assert os.access(ferret.SOURCE_DIR / "main.go", os.R_OK)
+    assert ferret.ferretdb_version() == "v1.24.2"
+
+
+def _fake_module(root: Path) -> Path:
+    """Just the files the FerretDB patches touch or check, read-only like the module cache."""
+    for patch in ferret.PATCHES:
+        for rel, text in ((patch.path, "\t" + patch.old), *patch.requires):
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(text + "\n")
+    for path in sorted(root.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return root
+
+
+def test_ferretdb_patch_applies_once_and_fails_loudly(tmp_path: Path) -> None:
+    module = _fake_module(tmp_path / "mod")
+    ferret._make_writable(module)
+    ferret.apply_patches(module)
+    metadata_go = (module / ferret.PATCHES[0].path).read_text()
+    assert 'IDColumn = DefaultColumn + "->\\"_id\\""' in metadata_go
+    assert "'$._id'" not in metadata_go
+    # Applying again: the target text is gone -> a clear error, not a silent no-op.
+    with pytest.raises(DevstackError, match="occurs 0 times"):
+        ferret.apply_patches(module)
+
+    # A precondition (how registry.go builds the index expression) no longer holds.
+    other = _fake_module(tmp_path / "other")
+    ferret._make_writable(other)
+    registry = other / "internal/backends/sqlite/metadata/registry.go"
+    registry.write_text(registry.read_text().replace('"%q"', '"%s"'))
+    with pytest.raises(DevstackError, match="no longer fits"):
+        ferret.apply_patches(other)
+
+    ferret._fresh_dir(tmp_path / "mod")  # read-only leftovers are removable
+    assert not (tmp_path / "mod").exists()
+
+
+def test_ferretdb_source_hash_covers_the_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = ferret.source_hash()
+    changed = dataclasses.replace(ferret.PATCHES[0], new=ferret.PATCHES[0].new + " // x")
+    monkeypatch.setattr(ferret, "PATCHES", (changed,))
+    assert ferret.source_hash() != before

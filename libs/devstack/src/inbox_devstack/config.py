@@ -57,6 +57,8 @@ class DevstackConfig:
         <devstack_dir>/kafka/        pom.xml, libs/, server.properties, log4j2.properties,
                                      cluster.id
         <devstack_dir>/bin/          ferretdb-runner (built from the package's Go source)
+        <devstack_dir>/build/        scratch for that build: a patched copy of the FerretDB
+                                     module and the runner sources (see ferret.py)
         <devstack_dir>/data/kafka    Kafka log.dirs
         <devstack_dir>/data/ferretdb FerretDB SQLite files
         <devstack_dir>/logs/         kafka.log, ferretdb.log
@@ -122,6 +124,10 @@ class DevstackConfig:
     @property
     def bin_dir(self) -> Path:
         return self.devstack_dir / "bin"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.devstack_dir / "build"
 
     @property
     def data_dir(self) -> Path:

@@ -1,12 +1,22 @@
-"""FerretDB v1 (SQLite backend) as a MongoDB-wire database, built from our Go source."""
+"""FerretDB v1 (SQLite backend) as a MongoDB-wire database, built from our Go source.
+
+The runner (``ferretdb/main.go``) is built against a *patched* copy of the FerretDB module:
+:data:`PATCHES` lists the source edits, applied at build time to a copy of the module from the
+Go module cache under ``<devstack_dir>/build/`` (nothing of FerretDB's source is committed).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
+import shutil
+import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DevstackConfig
@@ -18,13 +28,84 @@ log = logging.getLogger(__name__)
 SOURCE_DIR = Path(__file__).resolve().parent / "ferretdb"
 SOURCE_FILES = ("main.go", "go.mod", "go.sum")
 BINARY_NAME = "ferretdb-runner"
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+# Bump when the build procedure itself changes in a way that must trigger a rebuild.
+BUILD_RECIPE = "patched-module-via-replace/1"
+
+
+@dataclass(frozen=True)
+class SourcePatch:
+    """Replace ``old`` (which must occur exactly once) by ``new`` in ``path`` of the module."""
+
+    path: str
+    """Path inside the FerretDB module, ``/``-separated."""
+    old: str
+    new: str
+    why: str
+    requires: tuple[tuple[str, str], ...] = ()
+    """(path, text) pairs that must be present for the patch to mean what ``why`` says."""
+
+
+PATCHES: tuple[SourcePatch, ...] = (
+    SourcePatch(
+        path="internal/backends/sqlite/metadata/metadata.go",
+        old="IDColumn = DefaultColumn + \"->'$._id'\"",
+        new=(
+            "// inbox devstack patch: the exact expression of the unique _id index (registry.go),\n"
+            "\t// so that SQLite uses that index for _id lookups instead of scanning the table.\n"
+            '\tIDColumn = DefaultColumn + "->\\"_id\\""'
+        ),
+        why=(
+            "SQLite uses an expression index only for the indexed expression. Queries by _id "
+            "(find/update/delete) filter on _ferretdb_sjson->'$._id' while the unique _id_ index "
+            'is on _ferretdb_sjson->"_id", so every _id lookup was a full table scan. Both '
+            "expressions select the same JSON value, so results are unchanged and existing "
+            "databases use their existing index without migration."
+        ),
+        requires=(
+            # how registry.go builds the index expression: _ferretdb_sjson->"_id" for key _id
+            (
+                "internal/backends/sqlite/metadata/registry.go",
+                'fields[j] = fmt.Sprintf("%q", f)',
+            ),
+            (
+                "internal/backends/sqlite/metadata/registry.go",
+                'columns[i] = fmt.Sprintf("%s->%s", DefaultColumn, strings.Join(fields, "->"))',
+            ),
+            (
+                "internal/backends/sqlite/metadata/registry_test.go",
+                '(_ferretdb_sjson->"_id")`',
+            ),
+            (
+                "internal/backends/sqlite/metadata/metadata.go",
+                'DefaultColumn = backends.ReservedPrefix + "sjson"',
+            ),
+        ),
+    ),
+)
+
+
+def ferretdb_version() -> str:
+    """The FerretDB version the runner's go.mod requires (e.g. ``v1.24.2``)."""
+    text = (SOURCE_DIR / "go.mod").read_text()
+    found = re.findall(rf"^\s*(?:require\s+)?{re.escape(FERRETDB_MODULE)}\s+(v\S+)", text, re.M)
+    if len(found) != 1:
+        raise DevstackError(
+            f"cannot find the {FERRETDB_MODULE} requirement in {SOURCE_DIR / 'go.mod'}"
+        )
+    return str(found[0])
 
 
 def source_hash() -> str:
+    """Hash of everything the binary is built from: runner sources, patches, build recipe."""
     digest = hashlib.sha256()
     for name in SOURCE_FILES:
         digest.update(name.encode() + b"\0")
         digest.update((SOURCE_DIR / name).read_bytes())
+    digest.update(BUILD_RECIPE.encode() + b"\0")
+    for patch in PATCHES:
+        for part in (patch.path, patch.old, patch.new, *(x for r in patch.requires for x in r)):
+            digest.update(part.encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -41,6 +122,108 @@ def is_built(cfg: DevstackConfig) -> bool:
         return False
 
 
+def patched_module_dir(cfg: DevstackConfig) -> Path:
+    return cfg.build_dir / f"ferretdb-{ferretdb_version()}-patched"
+
+
+def runner_build_dir(cfg: DevstackConfig) -> Path:
+    return cfg.build_dir / BINARY_NAME
+
+
+def _go(go: str, args: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
+    proc = subprocess.run(
+        [go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip().splitlines()
+        raise DevstackError(
+            f"{what} failed (go {' '.join(args)}, exit {proc.returncode}):\n"
+            + "\n".join(output[-30:])
+        )
+    return proc.stdout
+
+
+def _make_writable(root: Path) -> None:
+    """Module-cache copies are read-only (dirs 0555, files 0444): make ``root`` editable."""
+    # Top-down: a directory is made writable before its entries are visited.
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in (dirpath, *(os.path.join(dirpath, f) for f in filenames)):
+            mode = os.lstat(name).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(name, stat.S_IMODE(mode) | stat.S_IWUSR | stat.S_IRUSR)
+
+
+def _fresh_dir(path: Path) -> None:
+    if path.exists():
+        _make_writable(path)
+        shutil.rmtree(path)
+
+
+def apply_patches(module_dir: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> None:
+    """Apply ``patches`` to the FerretDB module copy at ``module_dir``; fail if any does not fit."""
+    for patch in patches:
+        for req_path, req_text in patch.requires:
+            if req_text not in (module_dir / req_path).read_text():
+                raise DevstackError(
+                    f"FerretDB patch of {patch.path} no longer fits: {req_path} does not contain "
+                    f"{req_text!r} (was FerretDB upgraded? re-check the patch and its reason: "
+                    f"{patch.why})"
+                )
+        target = module_dir / patch.path
+        text = target.read_text()
+        count = text.count(patch.old)
+        if count != 1:
+            raise DevstackError(
+                f"FerretDB patch target {patch.old!r} occurs {count} times in {patch.path} "
+                f"(expected exactly once; was FerretDB upgraded? reason for the patch: "
+                f"{patch.why})"
+            )
+        target.write_text(text.replace(patch.old, patch.new))
+        log.debug("patched %s", target)
+
+
+def _prepare_sources(cfg: DevstackConfig, go: str, env: dict[str, str]) -> Path:
+    """Copy the runner and a patched FerretDB module into the build dir; return the runner dir."""
+    version = ferretdb_version()
+    runner_dir = runner_build_dir(cfg)
+    module_dir = patched_module_dir(cfg)
+    cfg.build_dir.mkdir(parents=True, exist_ok=True)
+
+    _fresh_dir(runner_dir)
+    runner_dir.mkdir()
+    for name in SOURCE_FILES:
+        shutil.copyfile(SOURCE_DIR / name, runner_dir / name)
+
+    # Inside the (still unmodified) runner copy, so the download is checked against our go.sum.
+    raw = _go(
+        go,
+        ["mod", "download", "-json", f"{FERRETDB_MODULE}@{version}"],
+        runner_dir,
+        env,
+        f"downloading {FERRETDB_MODULE}@{version}",
+    )
+    info = json.loads(raw)
+    if info.get("Error") or not info.get("Dir"):
+        raise DevstackError(f"go mod download of {FERRETDB_MODULE}@{version}: {info}")
+    expected_sum = f"{FERRETDB_MODULE} {version} {info.get('Sum')}"
+    if expected_sum not in (SOURCE_DIR / "go.sum").read_text().splitlines():
+        raise DevstackError(f"{FERRETDB_MODULE}@{version} does not match go.sum ({info})")
+
+    _fresh_dir(module_dir)
+    shutil.copytree(info["Dir"], module_dir, symlinks=True, copy_function=shutil.copyfile)
+    _make_writable(module_dir)
+    apply_patches(module_dir)
+
+    # A relative path, so nothing machine-specific ends up anywhere.
+    rel = Path(os.path.relpath(module_dir, runner_dir)).as_posix()
+    with (runner_dir / "go.mod").open("a") as fh:
+        fh.write(
+            "\n// Added by inbox_devstack.ferret: build against the patched copy.\n"
+            f"replace {FERRETDB_MODULE} => {rel}\n"
+        )
+    return runner_dir
+
+
 def build(cfg: DevstackConfig) -> bool:
     """Build ``<devstack_dir>/bin/ferretdb-runner`` if missing or stale. False if up to date."""
     if is_built(cfg):
@@ -51,24 +234,24 @@ def build(cfg: DevstackConfig) -> bool:
     tmp = cfg.ferretdb_binary.with_name(BINARY_NAME + ".partial")
     env = dict(os.environ)
     env["CGO_ENABLED"] = "0"
-    # -mod=readonly: go.sum is committed; -buildvcs=false: the source sits in a git checkout.
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly -buildvcs=false").strip()
-    log.info("building %s from %s (first build downloads Go modules)", BINARY_NAME, SOURCE_DIR)
-    started = time.monotonic()
-    proc = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(tmp), "."],
-        cwd=SOURCE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    env["GOWORK"] = "off"
+    log.info(
+        "building %s from %s with %d FerretDB patch(es) (first build downloads Go modules)",
+        BINARY_NAME,
+        SOURCE_DIR,
+        len(PATCHES),
     )
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip().splitlines()
-        raise DevstackError(
-            f"go build of {BINARY_NAME} failed (exit {proc.returncode}):\n"
-            + "\n".join(output[-30:])
-        )
+    started = time.monotonic()
+    runner_dir = _prepare_sources(cfg, go, env)
+    # -mod=readonly: go.sum is committed; -buildvcs=false: the build dir may sit in a git checkout.
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly -buildvcs=false").strip()
+    _go(
+        go,
+        ["build", "-trimpath", "-o", str(tmp), "."],
+        runner_dir,
+        env,
+        f"go build of {BINARY_NAME}",
+    )
     tmp.replace(cfg.ferretdb_binary)
     _hash_file(cfg).write_text(source_hash() + "\n")
     log.info("built %s in %.1fs", cfg.ferretdb_binary, time.monotonic() - started)
