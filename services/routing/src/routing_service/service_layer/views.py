@@ -24,6 +24,10 @@ from routing_service.service_layer.ports import ConversationKey, ConversationVie
 log = logging.getLogger(__name__)
 
 
+def now_overdue(since: float, max_lag: float) -> bool:
+    return time.monotonic() - since > max_lag
+
+
 class ViewWriter:
     def __init__(
         self,
@@ -32,8 +36,16 @@ class ViewWriter:
         exclusive: asyncio.Lock | None = None,
         chunk: int = 1,
         pause_factor: float = 1.0,
+        idle_gap: float = 0.05,
+        max_lag: float = 10.0,
     ) -> None:
         self._pause_factor = pause_factor
+        #: Updates wait until no batch produced views for ``idle_gap`` seconds, unless the
+        #: oldest pending view is older than ``max_lag`` (decisions first, views when idle).
+        self._idle_gap = idle_gap
+        self._max_lag = max_lag
+        self._last_submit = 0.0
+        self._oldest: float | None = None
         self._store = store
         self._chunk = chunk
         self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
@@ -52,19 +64,39 @@ class ViewWriter:
             key = (v.state.org_id, v.state.conversation_id)
             was_new = self._pending[key][1] if key in self._pending else False
             self._pending[key] = (v, was_new or key in new_keys)
+        now = time.monotonic()
+        self._last_submit = now
+        if self._oldest is None:
+            self._oldest = now
         self._wake.set()
+
+    async def _wait_for_quiet(self) -> None:
+        while True:
+            now = time.monotonic()
+            busy = now - self._last_submit < self._idle_gap
+            overdue = self._oldest is not None and now - self._oldest > self._max_lag
+            if not busy or overdue:
+                return
+            await asyncio.sleep(self._idle_gap)
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                fresh = [k for k, (_, new) in self._pending.items() if new][:500]
+                if not fresh:
+                    await self._wait_for_quiet()
                 async with self._exclusive:
                     started = time.perf_counter()
-                    # new conversations are cheap inserts: many at once; updates a few at a time
+                    # new conversations are cheap inserts: many at once; updates one at a time
                     fresh = [k for k, (_, new) in self._pending.items() if new][:500]
                     await self._write_some(fresh or list(self._pending)[: self._chunk])
                     took = time.perf_counter() - started
+                    if self._oldest is not None and now_overdue(self._oldest, self._max_lag):
+                        self._oldest = time.monotonic()  # served one overdue: next window
+                    if not self._pending:
+                        self._oldest = None
                 await asyncio.sleep(min(took * self._pause_factor, 1.0))
 
     def drop(self, partitions: set[int]) -> None:
