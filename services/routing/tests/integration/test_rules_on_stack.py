@@ -78,6 +78,10 @@ async def test_r1_sweep_and_audit_trail(stack, client, unique, make_token) -> No
     assert last.previous_assignee_id == ana and last.cause_event_id == out.id
 
 
+async def _same(got, expected) -> bool:  # type: ignore[no-untyped-def]
+    return bool(await got == expected)
+
+
 async def _is(client, org, conv, expected) -> bool:  # type: ignore[no-untyped-def]
     return await client.state_or_none(org, conv) == expected
 
