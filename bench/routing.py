@@ -13,6 +13,7 @@ updates a sweep causes keep the database busy long after the decisions were publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -24,12 +25,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client import REGISTRY
-from pymongo import AsyncMongoClient
-
-from bench.common import Metric, percentile, write_results
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
+from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.bootstrap import Routing, build
 from routing_service.domain.model import (
@@ -45,6 +44,8 @@ from routing_service.domain.model import (
 from routing_service.service_layer.ports import ConversationView, JournalRow
 from routing_service.settings import RoutingSettings
 from routing_service.testing import inbound, signed_out
+
+from bench.common import Metric, percentile, write_results
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGO = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
@@ -189,7 +190,7 @@ async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float,
                 first = time.perf_counter()
             await asyncio.sleep(0.005)
         consumed = time.perf_counter()
-        while routing.views is None or routing.views.backlog:
+        while routing.views is None or routing.views.backlog:  # noqa: ASYNC110 - polling
             await asyncio.sleep(0.05)
         caught_up = time.perf_counter()
         return n / (consumed - first), caught_up - first
@@ -208,8 +209,8 @@ async def seed(
     presence: dict[str, list[PresenceEntry]],
     settings: SettingsHistory,
 ) -> None:
-    for agent, entries in presence.items():
-        for p in entries:
+    for agent, timeline in presence.items():
+        for p in timeline:
             await store.record_presence(org, agent, p)
     for change in settings.changes:
         await store.append_setting(org, change)
@@ -318,10 +319,8 @@ async def steady_latency(producer: AIOKafkaProducer) -> tuple[list[float], int]:
             sent[cid] = begin + i / STEADY_RATE
             e = inbound(org, cid, datetime.now(UTC))
             await producer.send(MESSAGES.name, e.to_json_bytes(), key=e.key)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=60)
-        except TimeoutError:
-            pass
         return latencies, total - len(latencies)
     finally:
         watcher.cancel()

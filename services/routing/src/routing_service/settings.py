@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from inbox_kit.settings import ServiceSettings, service_config
+from pydantic import Field
 
 
 class RoutingSettings(ServiceSettings):

@@ -20,13 +20,12 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
-from pymongo import AsyncMongoClient
-
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
 from inbox_testing import Infra, TopicProbe, bearer, wait_until
+from pymongo import AsyncMongoClient
 from routing_service.testing import (
     assigned,
     expected_outcome,
@@ -186,13 +185,11 @@ async def test_kill9_mid_stream_then_restart(
 
             await publish(*phase1)
             trickle = asyncio.create_task(_trickle(publish, phase2))
-            mine = lambda r: (
-                json.loads(r.value)["data"]["org_id"] == org
-                and json.loads(  # noqa: E731
-                    r.value
-                )["subject"]
-                != warm_conv
-            )
+
+            def mine(r: Any) -> bool:
+                body = json.loads(r.value)
+                return bool(body["data"]["org_id"] == org and body["subject"] != warm_conv)
+
             await probe.wait_for(mine, count=1, timeout=60)
             routing_process.kill9()  # mid-stream: decisions and events still in flight
             routing_process.start()
@@ -207,12 +204,18 @@ async def test_kill9_mid_stream_then_restart(
             await wait_until(converged, timeout=120, interval=0.5)
             await probe.wait_for(mine, count=len(decision_ids), timeout=30)
             await probe.drain(1.0)
-            ids = [json.loads(r.value)["id"] for r in probe.records if mine(r)]
+            bodies = [json.loads(r.value) for r in probe.records if mine(r)]
+            ids = [body["id"] for body in bodies]
             assert set(ids) == decision_ids  # none lost, none invented
-            doubled = [i for i, n in Counter(ids).items() if n > 1]
-            # at-least-once publishing: a record may repeat only with the same id, and only
-            # for decisions in flight at the kill
-            assert len(doubled) <= 10, doubled
+            # publishing is at least once: decisions in flight at the kill (recorded, maybe
+            # published, not yet marked) are published again after the restart, always with
+            # the same id and the same content, so consumers dedupe them by id.
+            by_id: dict[str, set[str]] = {}
+            for body in bodies:
+                by_id.setdefault(body["id"], set()).add(json.dumps(body["data"], sort_keys=True))
+            assert all(len(versions) == 1 for versions in by_id.values())
+            repeated = sum(n - 1 for n in Counter(ids).values())
+            print(f"decisions: {len(decision_ids)} unique, {repeated} repeated records")
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
     await client.drop_database(routing_process.database)
     await client.close()

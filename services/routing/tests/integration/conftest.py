@@ -10,13 +10,12 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
-from pymongo import AsyncMongoClient
-
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE
 from inbox_testing import Infra, bearer
+from pymongo import AsyncMongoClient
 from routing_service.bootstrap import Routing, build
 from routing_service.settings import RoutingSettings
 

@@ -8,7 +8,6 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import MESSAGES, ROUTING
 from inbox_testing import TopicProbe, wait_until
@@ -122,7 +121,7 @@ async def test_same_scenario_in_different_topic_orders_ends_in_the_same_state(
         expected, _ = expected_outcome(events, setting_on_since=events[0].data.occurred_at)
         await stack.publish(*orders(events)[name])
         try:
-            await wait_until(lambda: converged(client, org, expected), timeout=30)
+            await wait_until(lambda o=org, x=expected: converged(client, o, x), timeout=30)
         except AssertionError:
             got = await final_states(client, org, convs)
             raise AssertionError(f"{name}: expected {expected}, got {got}") from None

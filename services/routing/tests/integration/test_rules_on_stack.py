@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import grpc
 import pytest
-
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox_contracts import utc_now
 from inbox_contracts.topics import ROUTING

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
     AgentSweepRequested,
@@ -37,7 +37,7 @@ def decision_event(d: Decision) -> CloudEvent[ConversationAutoUnassigned]:
     )
 
 
-def _headers(event: CloudEvent[object]) -> list[tuple[str, bytes]]:  # type: ignore[type-var]
+def _headers(event: CloudEvent[Any]) -> list[tuple[str, bytes]]:
     return [
         ("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()),
         ("ce_type", event.type.encode()),

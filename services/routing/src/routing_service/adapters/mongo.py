@@ -220,7 +220,8 @@ class MongoRoutingStore:
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
     ) -> None:
-        fresh, existing = [], []
+        fresh: list[Doc] = []
+        existing: list[Doc] = []
         for v in views:
             key = (v.state.org_id, v.state.conversation_id)
             (fresh if key in new_keys else existing).append(_view_doc(v))

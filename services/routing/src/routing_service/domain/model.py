@@ -307,10 +307,10 @@ def fold(
         ):
             unassign_by_rule(Reason.R2_MOVED_TO_NEW, e.event_id, e.event_type, e.occurred_at, 1)
 
-    for _key, item, agent in items:
+    for _key, item, whose in items:
         if isinstance(item, PresenceEntry):
-            assert agent is not None
-            if agent != s.assignee_id:
+            assert whose is not None
+            if whose != s.assignee_id:
                 continue
             s = replace(s, assignee_signed_out_since=True)
             if s.queue is Queue.NEW and settings.enabled_at(item.occurred_at):

@@ -18,15 +18,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
-from prometheus_client import Counter, Histogram
-
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
 from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy, process_record
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ BATCHES = Histogram(
 )
 RECORDS = Counter("routing_records_total", "Records handled", ["loop"])
 
-Record = ConsumerRecord[bytes, bytes]
+DEFAULT_POLICY = RetryPolicy()
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 BatchHandler = Callable[[Sequence[tuple[Record, CloudEvent[EventData]]]], Awaitable[None]]
 PartitionsCallback = Callable[[set[int]], Awaitable[None]]
 
@@ -74,7 +75,7 @@ class BatchConsumer:
         on_revoked: PartitionsCallback | None = None,
         max_records: int = 1000,
         poll_timeout_ms: int = 100,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = DEFAULT_POLICY,
         initial_offset: str = "earliest",
         lock: asyncio.Lock | None = None,
     ) -> None:
@@ -140,7 +141,7 @@ class BatchConsumer:
                     remaining = max(0.1, deadline - time.monotonic())
                     await asyncio.wait_for(self.assigned_once.wait(), remaining)
                     return set(assignment)
-                except Exception:  # noqa: BLE001 - a rebalance moved it; look again
+                except Exception:
                     pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} consumer got no partitions in {timeout}s")

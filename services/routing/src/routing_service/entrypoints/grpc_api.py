@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import utc_now
@@ -63,7 +62,7 @@ def conversation_pb(v: ConversationView) -> pb.Conversation:
     s = v.state
     return pb.Conversation(
         conversation_id=s.conversation_id,
-        queue=_QUEUE_TO_PB.get(s.queue, pb.CONVERSATION_QUEUE_UNSPECIFIED) if s.queue else 0,
+        queue=_QUEUE_TO_PB[s.queue] if s.queue else pb.CONVERSATION_QUEUE_UNSPECIFIED,
         assignee_id=s.assignee_id or "",
         assigned_at=_ts(s.assigned_at),
         assigned_by=s.assigned_by or "",
@@ -79,11 +78,13 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
         actor=a.actor,
         cause_event_id=a.event_id,
         cause_event_type=a.event_type,
-        from_queue=_QUEUE_TO_PB[a.from_queue] if a.from_queue else 0,
-        to_queue=_QUEUE_TO_PB[a.to_queue] if a.to_queue else 0,
+        from_queue=_QUEUE_TO_PB[a.from_queue]
+        if a.from_queue
+        else pb.CONVERSATION_QUEUE_UNSPECIFIED,
+        to_queue=_QUEUE_TO_PB[a.to_queue] if a.to_queue else pb.CONVERSATION_QUEUE_UNSPECIFIED,
         assignee_id=a.assignee_id or "",
         previous_assignee_id=a.previous_assignee_id or "",
-        reason=_REASON_TO_PB[a.reason] if a.reason else 0,
+        reason=_REASON_TO_PB[a.reason] if a.reason else pb.AUTO_UNASSIGN_REASON_UNSPECIFIED,
         decision_id=a.decision_id or "",
     )
 
@@ -103,12 +104,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             updated_by=current.changed_by,
         )
 
-    async def GetRoutingSettings(  # noqa: N802
+    async def GetRoutingSettings(
         self, request: pb.GetRoutingSettingsRequest, context: Any
     ) -> pb.RoutingSettings:
         return await self._settings_pb(current_principal().org_id)
 
-    async def UpdateRoutingSettings(  # noqa: N802
+    async def UpdateRoutingSettings(
         self, request: pb.UpdateRoutingSettingsRequest, context: Any
     ) -> pb.RoutingSettings:
         principal = current_principal()
@@ -124,13 +125,13 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             raise NotFound(f"conversation {conversation_id!r} not found")
         return view
 
-    async def GetConversation(  # noqa: N802
+    async def GetConversation(
         self, request: pb.GetConversationRequest, context: Any
     ) -> pb.GetConversationResponse:
         view = await self._view(request.conversation_id)
         return pb.GetConversationResponse(conversation=conversation_pb(view))
 
-    async def ListConversations(  # noqa: N802
+    async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Any
     ) -> pb.ListConversationsResponse:
         org_id = current_principal().org_id
@@ -153,7 +154,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             next_page_token=page.next_token,
         )
 
-    async def GetAuditTrail(  # noqa: N802
+    async def GetAuditTrail(
         self, request: pb.GetAuditTrailRequest, context: Any
     ) -> pb.GetAuditTrailResponse:
         size = _page_size(request.page_size, 100)

@@ -20,8 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from inbox_contracts import CloudEvent, EventData
+from inbox_contracts import CloudEvent
 from inbox_contracts.events import AgentSweepRequested
 
 from routing_service.domain.model import (
@@ -52,7 +53,7 @@ class Delivery:
     """One consumed record: its partition and decoded event."""
 
     partition: int
-    event: CloudEvent[EventData]
+    event: CloudEvent[Any]
 
 
 @dataclass
