@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
-
 from inbox.presence.v1 import presence_pb2, presence_pb2_grpc
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
@@ -152,7 +151,7 @@ async def test_sign_out_through_presence_unassigns(
                     break
                 await asyncio.sleep(0.25)
                 await publish(inbound(org, warm, t0 + timedelta(milliseconds=i + 1)))
-            for i in range(240):
+            for _ in range(240):
                 await publish(signed_out(org, "warm-agent", utc_now()))
                 try:
                     await probe.wait_for(
