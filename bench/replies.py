@@ -168,6 +168,10 @@ async def seed(mongodb_uri: str, database: str) -> int:
 
 
 def start_service(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    profile = os.environ.get("BENCH_PROFILE")  # e.g. /tmp/replies.txt (needs pyinstrument)
+    if profile:
+        cmd = ["-m", "pyinstrument", "-r", "text", "-o", profile, "-m", "replies_service"]
+        return subprocess.Popen([sys.executable, *cmd], env=env)
     return subprocess.Popen([sys.executable, "-m", "replies_service"], env=env)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
@@ -18,6 +19,9 @@ async def serve(settings: RepliesSettings) -> None:
 
 
 def main() -> None:
+    # searches allocate many short-lived objects: collect the young generation less often
+    # (each young collection is cheap; the search index itself is frozen, see SearchIndex)
+    gc.set_threshold(20_000, 20, 20)
     settings = RepliesSettings()
     configure_logging(settings.service_name, settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)

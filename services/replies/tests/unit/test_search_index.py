@@ -62,3 +62,31 @@ async def test_recent_reads_are_reused_until_a_local_write() -> None:
     reader.forget("org")  # this replica wrote: never reuse a read sent before that
     assert await reader.read("org") == "r2"
     assert calls == 2
+
+
+async def test_an_aging_read_is_refreshed_ahead_without_making_callers_wait() -> None:
+    calls = 0
+    gate = asyncio.Event()
+    gate.set()
+
+    async def fetch(org: str) -> str | None:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return f"r{calls}"
+
+    reader = RevisionReader(fetch, max_age_seconds=0.2)
+    assert await reader.read("org") == "r1"
+    await asyncio.sleep(0.12)  # past half the max age: still usable, but refreshed ahead
+    gate.clear()
+    assert await reader.read("org") == "r1"  # answered at once, the refresh runs behind it
+    await asyncio.sleep(0)
+    assert calls == 2
+    assert await reader.read("org") == "r1"  # one refresh in flight at a time
+    assert calls == 2
+    gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert await reader.read("org") == "r2"
+    reader.forget("org")  # a local write still forces a read sent after it
+    assert await reader.read("org") == "r3"

@@ -46,11 +46,12 @@ class Searchable:
     reply: SavedReply
     title_lc: str
     text_lc: str  # title + body
+    reply_id: str  # = reply.reply_id (one attribute lookup less in the hot loops)
 
     @classmethod
     def of(cls, reply: SavedReply) -> Searchable:
         title = reply.title.lower()
-        return cls(reply, title, f"{title}\n{reply.body.lower()}")
+        return cls(reply, title, f"{title}\n{reply.body.lower()}", reply.reply_id)
 
 
 def match(item: Searchable, query: Query, shadowed: frozenset[str]) -> Match | None:
@@ -127,8 +128,10 @@ def top_matches(
     substring tests in tight loops, and only the needed top of each tier is sorted.
     """
 
+    get = usage.get
+
     def order(item: Searchable) -> tuple[int, str, str]:
-        return (-usage.get(item.reply.reply_id, 0), item.title_lc, item.reply.reply_id)
+        return (-get(item.reply_id, 0), item.title_lc, item.reply_id)
 
     tiers: list[tuple[Match, list[Searchable]]] = []
     if not query.words:
@@ -156,18 +159,25 @@ def top_matches(
         title: list[Searchable] = []
         body: list[Searchable] = []
         words = query.words
+        # comprehensions over each collection (no per-item Python calls): the scan of every
+        # visible reply is the bulk of a search's CPU
+        found: list[Searchable] = []
         if len(words) == 1:
             w = words[0]
             for g in groups:
-                for item in g.items:
-                    if w in item.text_lc and id(item) not in by_shortcut:
-                        (title if w in item.title_lc else body).append(item)
+                found += [i for i in g.items if w in i.text_lc]
+            if by_shortcut:
+                found = [i for i in found if id(i) not in by_shortcut]
+            title = [i for i in found if w in i.title_lc]
+            body = [i for i in found if w not in i.title_lc]
         else:
+            first, rest = words[0], words[1:]
             for g in groups:
-                for item in g.items:
-                    if all(x in item.text_lc for x in words) and id(item) not in by_shortcut:
-                        in_title = all(x in item.title_lc for x in words)
-                        (title if in_title else body).append(item)
+                found += [
+                    i for i in g.items if first in i.text_lc and all(x in i.text_lc for x in rest)
+                ]
+            for i in found:
+                (title if all(x in i.title_lc for x in words) else body).append(i)
         tiers += [
             (Match.SHORTCUT_EXACT, exact),
             (Match.SHORTCUT_PREFIX, prefix),

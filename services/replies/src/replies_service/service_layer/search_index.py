@@ -12,6 +12,7 @@ tie-breaker) are refreshed in the background at most every ``usage_refresh_secon
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from replies_service.service_layer.ports import ReplyStore
 log = logging.getLogger(__name__)
 
 INDEX_RELOADS = Counter("replies_index_reloads_total", "Per-org search index reloads")
+VISIBLE_CACHE_MAX = 4096  # distinct (agent, teams, channel) viewers cached per org snapshot
 INDEX_LOAD_SECONDS = Histogram("replies_index_load_seconds", "Per-org search index load time")
 
 
@@ -39,16 +41,24 @@ class OrgSnapshot:
     entries: dict[str, CollectionEntries] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     usage_loaded_at: float = 0.0
+    # viewer → its visible collections' entries; the snapshot is immutable, so never stale
+    _visible: dict[Viewer, tuple[CollectionEntries, ...]] = field(default_factory=dict)
 
     def visible_collections(self, viewer: Viewer) -> list[Collection]:
         return [c for c in self.collections.values() if c.readable_by(viewer)]
 
-    def visible_entries(self, viewer: Viewer) -> list[CollectionEntries]:
-        return [
-            self.entries[c.collection_id]
-            for c in self.visible_collections(viewer)
-            if c.collection_id in self.entries
-        ]
+    def visible_entries(self, viewer: Viewer) -> tuple[CollectionEntries, ...]:
+        cached = self._visible.get(viewer)
+        if cached is None:
+            cached = tuple(
+                self.entries[c.collection_id]
+                for c in self.visible_collections(viewer)
+                if c.collection_id in self.entries
+            )
+            if len(self._visible) >= VISIBLE_CACHE_MAX:
+                self._visible.clear()
+            self._visible[viewer] = cached
+        return cached
 
     def candidates(self, viewer: Viewer) -> list[Searchable]:
         out: list[Searchable] = []
@@ -83,16 +93,22 @@ class RevisionReader:
     async def read(self, org_id: str) -> str | None:
         if self._max_age > 0 and (recent := self._recent.get(org_id)) is not None:
             sent_at, revision = recent
-            fresh = time.monotonic() - sent_at <= self._max_age
-            if fresh and sent_at > self._written_at.get(org_id, float("-inf")):
+            age = time.monotonic() - sent_at
+            if age <= self._max_age and sent_at > self._written_at.get(org_id, float("-inf")):
+                if age > self._max_age / 2 and org_id not in self._current:
+                    # refresh ahead: under steady load searches never wait for the database
+                    self._start(org_id).add_done_callback(_consume_error)
                 return revision
         if org_id not in self._current:
-            self._current[org_id] = asyncio.ensure_future(self._run(org_id))
-            return await asyncio.shield(self._current[org_id])
+            return await asyncio.shield(self._start(org_id))
         pending = self._pending.get(org_id)
         if pending is None:
             pending = self._pending[org_id] = asyncio.get_running_loop().create_future()
         return await asyncio.shield(pending)
+
+    def _start(self, org_id: str) -> asyncio.Future[str | None]:
+        future = self._current[org_id] = asyncio.ensure_future(self._run(org_id))
+        return future
 
     async def _run(self, org_id: str) -> str | None:
         sent_at = time.monotonic()
@@ -107,6 +123,12 @@ class RevisionReader:
             else:
                 nxt = self._current[org_id] = asyncio.ensure_future(self._run(org_id))
                 nxt.add_done_callback(lambda f: _copy_outcome(f, pending))
+
+
+def _consume_error(future: asyncio.Future[str | None]) -> None:
+    """A refresh-ahead read nobody awaits: a failure only means the next search reads itself."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("revision refresh failed", exc_info=future.exception())
 
 
 def _copy_outcome(source: asyncio.Future[str | None], target: asyncio.Future[str | None]) -> None:
@@ -128,8 +150,10 @@ class SearchIndex:
         max_orgs: int = 256,
         usage_refresh_seconds: float = 5.0,
         revision_max_age_seconds: float = 0.0,
+        freeze_gc: bool = True,
     ) -> None:
         self._store = store
+        self._freeze_gc = freeze_gc
         self._max_orgs = max_orgs
         self._usage_refresh = usage_refresh_seconds
         self._orgs: OrderedDict[str, OrgSnapshot] = OrderedDict()
@@ -185,6 +209,11 @@ class SearchIndex:
         self._orgs[org_id] = snapshot
         while len(self._orgs) > self._max_orgs:
             self._orgs.popitem(last=False)
+        if self._freeze_gc:
+            # the index is long-lived and acyclic: keep the cyclic GC from re-scanning its
+            # ~10^5 objects in every full collection (a multi-ms pause on the event loop);
+            # refcounting still frees a replaced snapshot
+            gc.freeze()
         INDEX_RELOADS.inc()
         INDEX_LOAD_SECONDS.observe(time.perf_counter() - started)
         log.info(
