@@ -1,18 +1,26 @@
 """Presence benchmark: SignIn and Heartbeat throughput + p50/p99, vs a bare grpc.aio server.
 
-Both servers run in this process on the same event loop as the client (same client code,
-same transport, same serialization), so the ratio isolates the service's own work (auth,
-validation, FerretDB round trips, event claims). The presence service runs against the
-devstack (Kafka + FerretDB) on a throw-away database.
+Both servers run as **subprocesses** (``python -m presence_service`` against the devstack on
+a throw-away database, and ``python -m bench.presence --canned``, a bare grpc.aio server
+answering canned responses); the client (this process) is identical for both, so the ratio
+isolates the service's own work (auth, validation, FerretDB round trips, event claims) and
+neither server shares an event loop with the load generator.
 
 Env knobs: BENCH_SECONDS (per phase, default 8), BENCH_CONCURRENCY (default 32),
-BENCH_AGENTS (default 200).
+BENCH_AGENTS (default 200), BENCH_INPROCESS=1 (old mode: both servers in this process, on
+the client's event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +29,7 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import mint_token
@@ -68,10 +77,147 @@ async def _phase(
         return await closed_loop(call, concurrency=concurrency, seconds=seconds)
 
 
-async def _run() -> list[Metric]:
-    from presence_service.bootstrap import bootstrap
+def _canned_responses() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "SignIn": pb.SignInResponse(
+            session_id=str(uuid.uuid4()),
+            heartbeat_interval=Duration(seconds=15),
+            session_timeout=Duration(seconds=45),
+            expires_at=_ts(now + timedelta(seconds=45)),
+        ),
+        "Heartbeat": pb.HeartbeatResponse(expires_at=_ts(now + timedelta(seconds=45))),
+    }
+
+
+async def _canned_main() -> None:
+    """Subprocess mode: the bare grpc.aio baseline; prints its address, stops on SIGTERM."""
+    server, address = await start_canned_server(SERVICE, _canned_responses())
+    print(address, flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(args: list[str], env: dict[str, str], *, capture: bool) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.PIPE if capture else None
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"presence service exited with {proc.returncode}")
+            with contextlib.suppress(grpc.RpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("presence service did not become healthy")
+
+
+@contextlib.asynccontextmanager
+async def _servers(database: str) -> Any:
+    """Yield (presence address, baseline address, mongodb uri)."""
     from presence_service.settings import PresenceSettings
 
+    if os.environ.get("BENCH_INPROCESS"):
+        from presence_service.bootstrap import bootstrap
+
+        settings = PresenceSettings(
+            mongodb_database=database,
+            grpc_port=0,
+            metrics_port=0,
+            jwt_secret=SECRET,
+            log_level="WARNING",
+        )
+        runtime, _ = await bootstrap(settings)
+        await runtime.start()
+        canned, canned_address = await start_canned_server(SERVICE, _canned_responses())
+        try:
+            yield runtime.grpc.address, canned_address, settings.mongodb_uri
+        finally:
+            await canned.stop(0)
+            await runtime.stop()
+        return
+
+    mongodb_uri = PresenceSettings().mongodb_uri
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PRESENCE_MONGODB_DATABASE": database,
+        "PRESENCE_GRPC_PORT": str(port),
+        "PRESENCE_METRICS_PORT": "0",
+        "PRESENCE_JWT_SECRET": SECRET,
+        "PRESENCE_LOG_LEVEL": "WARNING",
+    }
+    service_proc = _spawn(["-m", "presence_service"], env, capture=False)
+    canned_proc = _spawn(["-m", "bench.presence", "--canned"], dict(os.environ), capture=True)
+    try:
+        assert canned_proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(canned_proc.stdout.readline), 30)
+        address = f"127.0.0.1:{port}"
+        await _wait_healthy(address, service_proc)
+        yield address, line.decode().strip(), mongodb_uri
+    finally:
+        _stop(canned_proc)
+        _stop(service_proc)
+
+
+async def _measure(
+    presence_address: str,
+    canned_address: str,
+    tokens: list[str],
+    results: dict[tuple[str, str], LoadResult],
+    concurrency: int,
+    seconds: float,
+) -> None:
+    # sessions to heartbeat: one per agent, created up front (agent i owns session i)
+    async with grpc.aio.insecure_channel(presence_address) as channel:
+        stub = pb_grpc.PresenceServiceStub(channel)
+        sessions = [
+            (
+                await stub.SignIn(pb.SignInRequest(), metadata=(("authorization", f"Bearer {t}"),))
+            ).session_id
+            for t in tokens
+        ]
+    for kind in ("heartbeat", "sign_in"):
+        for target, address in (
+            ("baseline", canned_address),
+            ("presence", presence_address),
+        ):
+            results[(kind, target)] = await _phase(
+                address, tokens, kind, sessions, concurrency=concurrency, seconds=seconds
+            )
+            r = results[(kind, target)]
+            print(
+                f"{kind:9s} {target:8s}: {r.throughput:8.0f} calls/s  p50 {r.p50_ms:6.2f} ms"
+                f"  p99 {r.p99_ms:6.2f} ms  errors {r.errors}"
+            )
+
+
+async def _run() -> list[Metric]:
     seconds = float(os.environ.get("BENCH_SECONDS", "8"))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "32"))
     n_agents = int(os.environ.get("BENCH_AGENTS", "200"))
@@ -80,60 +226,16 @@ async def _run() -> list[Metric]:
     tokens = [mint_token(SECRET, org_id=org, agent_id=a) for a in agents]
     database = f"bench_presence_{uuid.uuid4().hex[:8]}"
 
-    settings = PresenceSettings(
-        mongodb_database=database,
-        grpc_port=0,
-        metrics_port=0,
-        jwt_secret=SECRET,
-        log_level="WARNING",
-    )
-    runtime, _ = await bootstrap(settings)
-    await runtime.start()
-    now = datetime.now(UTC)
-    canned, canned_address = await start_canned_server(
-        SERVICE,
-        {
-            "SignIn": pb.SignInResponse(
-                session_id=str(uuid.uuid4()),
-                heartbeat_interval=Duration(seconds=15),
-                session_timeout=Duration(seconds=45),
-                expires_at=_ts(now + timedelta(seconds=45)),
-            ),
-            "Heartbeat": pb.HeartbeatResponse(expires_at=_ts(now + timedelta(seconds=45))),
-        },
-    )
+    results: dict[tuple[str, str], LoadResult] = {}
+    mongodb_uri = ""
     try:
-        # sessions to heartbeat: one per agent, created up front (agent i owns session i)
-        async with grpc.aio.insecure_channel(runtime.grpc.address) as channel:
-            stub = pb_grpc.PresenceServiceStub(channel)
-            sessions = [
-                (
-                    await stub.SignIn(
-                        pb.SignInRequest(), metadata=(("authorization", f"Bearer {t}"),)
-                    )
-                ).session_id
-                for t in tokens
-            ]
-        results: dict[tuple[str, str], LoadResult] = {}
-        for kind in ("heartbeat", "sign_in"):
-            for target, address in (
-                ("baseline", canned_address),
-                ("presence", runtime.grpc.address),
-            ):
-                results[(kind, target)] = await _phase(
-                    address, tokens, kind, sessions, concurrency=concurrency, seconds=seconds
-                )
-                r = results[(kind, target)]
-                print(
-                    f"{kind:9s} {target:8s}: {r.throughput:8.0f} calls/s  p50 {r.p50_ms:6.2f} ms"
-                    f"  p99 {r.p99_ms:6.2f} ms  errors {r.errors}"
-                )
+        async with _servers(database) as (presence_address, canned_address, mongodb_uri):
+            await _measure(presence_address, canned_address, tokens, results, concurrency, seconds)
     finally:
-        await canned.stop(0)
-        await runtime.stop()
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
-        await client.drop_database(database)
-        await client.close()
+        if mongodb_uri:
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
+            await client.drop_database(database)
+            await client.close()
 
     metrics = []
     for kind in ("sign_in", "heartbeat"):
@@ -171,6 +273,9 @@ async def _run() -> list[Metric]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--canned"]:
+        asyncio.run(_canned_main())
+        return
     write_results("presence", asyncio.run(_run()))
 
 
