@@ -27,7 +27,7 @@ class Contacts:
 def bootstrap(settings: ContactsSettings) -> Contacts:
     client, db = connect(settings)
     definitions_repo = MongoDefinitionsRepository(db)
-    contacts_repo = MongoContactRepository(db, shards=settings.collection_shards)
+    contacts_repo = MongoContactRepository(db)
     cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds)
     servicer = ContactsServicer(
         ContactsService(contacts_repo, cache), DefinitionsService(definitions_repo, cache)

@@ -17,14 +17,6 @@ class ContactsSettings(ServiceSettings):
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
     consumer_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
     consumer_max_batch: int = Field(20_000, ge=1, le=50_000)
-    collection_shards: int = Field(
-        1024,
-        ge=1,
-        le=4096,
-        description="Contacts/identities are spread over this many collections by id hash, "
-        "because FerretDB (SQLite) scans even for _id lookups. Use 1 on MongoDB. Part of the "
-        "data layout: changing it needs a migration.",
-    )
     definitions_cache_seconds: float = Field(
         1.0,
         ge=0,

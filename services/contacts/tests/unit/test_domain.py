@@ -161,17 +161,3 @@ def test_stored_value_of_another_type_is_hidden_after_key_is_recreated() -> None
 
 def test_builtins_constant_has_six_entries() -> None:
     assert len(BUILT_INS) == 6
-
-
-def test_sharded_collection_index_is_stable_and_in_range() -> None:
-    from contacts_service.adapters.mongo import ShardedCollections
-
-    class FakeDb(dict[str, object]):
-        def __missing__(self, key: str) -> object:
-            return key
-
-    sharded = ShardedCollections(FakeDb(), "contacts", 1024)  # type: ignore[arg-type]
-    assert sharded.index("org:c1") == sharded.index("org:c1")
-    assert {sharded.index(f"org:c{i}") for i in range(5000)} <= set(range(1024))
-    assert sharded.of("org:c1") == f"contacts_{sharded.index('org:c1'):04d}"
-    assert ShardedCollections(FakeDb(), "contacts", 1).of("x") == "contacts"

@@ -12,8 +12,11 @@ Every hot read is an ``_id`` lookup (FerretDB's SQLite backend scans for anythin
 - ``contacts``: ``_id`` = ``{org}:{contact_id}``;
 - ``identities``: ``_id`` = ``{org}:{channel}:{handle}`` → contact id.
 
-``contacts`` and ``identities`` can be hash-sharded over many collections (see
-``ShardedCollections``) because FerretDB's SQLite backend turned out to scan even for ``_id``.
+Every read and write of a contact or identity filters on the exact ``_id`` alone (or inserts
+by it): that is an index seek on MongoDB and, with the devstack's patched FerretDB, on its
+SQLite backend too; ``$in``, ``_id`` plus other fields, and any other field are full scans
+there. The one exception is the rare move of an identity to another contact (a conditional
+update, kept for atomicity on MongoDB).
 
 The org (and channel) parts of composite ids are percent-encoded so ``:`` inside an id can
 never make two different (org, contact) pairs collide.
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -169,89 +171,62 @@ def _contact_from_doc(doc: Doc) -> Contact:
     )
 
 
-class ShardedCollections:
-    """``name`` split into ``shards`` collections by a stable hash of the document ``_id``.
-
-    Why: on FerretDB v1 with the SQLite backend as deployed here, even ``_id`` lookups are
-    table scans (``explain`` shows ``SCAN``; latency grows linearly with the collection).
-    Spreading documents over many small collections bounds every lookup's scan to
-    ~N/shards rows. On MongoDB use ``shards = 1`` (one plain collection named ``name``).
-    The shard count is part of the data layout: changing it needs a migration.
-    """
-
-    def __init__(self, db: AsyncDatabase[Doc], name: str, shards: int) -> None:
-        self._shards = shards
-        self._collections: list[AsyncCollection[Doc]] = (
-            [db[name]] if shards <= 1 else [db[f"{name}_{i:04d}"] for i in range(shards)]
-        )
-
-    def index(self, doc_id: str) -> int:
-        return 0 if self._shards <= 1 else zlib.crc32(doc_id.encode()) % self._shards
-
-    def of(self, doc_id: str) -> AsyncCollection[Doc]:
-        return self._collections[self.index(doc_id)]
-
-    async def insert_new(self, docs: Sequence[Doc], concurrency: int) -> list[int]:
-        """Insert ``docs`` (unordered); return the positions of those whose ``_id`` existed."""
-        by_shard: dict[int, list[int]] = {}
-        for position, doc in enumerate(docs):
-            by_shard.setdefault(self.index(doc["_id"]), []).append(position)
-        limit = asyncio.Semaphore(concurrency)
-
-        async def insert(shard: int, positions: list[int]) -> list[int]:
-            async with limit:
-                try:
-                    await self._collections[shard].bulk_write(
-                        [InsertOne(docs[p]) for p in positions], ordered=False
-                    )
-                except BulkWriteError as exc:
-                    errors = exc.details.get("writeErrors", [])
-                    if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                        raise
-                    return [positions[int(e["index"])] for e in errors]
-                return []
-
-        results = await asyncio.gather(*(insert(s, ps) for s, ps in by_shard.items()))
-        return sorted(p for r in results for p in r)
+async def insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> list[int]:
+    """Insert ``docs`` (one unordered bulk insert); return the positions of those whose
+    ``_id`` already existed (the only write errors tolerated)."""
+    if not docs:
+        return []
+    try:
+        await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return sorted(int(e["index"]) for e in errors)
+    return []
 
 
 class MongoContactRepository:
-    def __init__(self, db: AsyncDatabase[Doc], *, shards: int = 1) -> None:
-        self._contacts = ShardedCollections(db, "contacts", shards)
-        self._identities = ShardedCollections(db, "identities", shards)
+    def __init__(self, db: AsyncDatabase[Doc], *, read_concurrency: int = 16) -> None:
+        self._contacts: AsyncCollection[Doc] = db["contacts"]
+        self._identities: AsyncCollection[Doc] = db["identities"]
+        self._read_concurrency = read_concurrency
 
     async def get(self, org_id: str, contact_id: str) -> Contact | None:
-        doc_id = contact_doc_id(org_id, contact_id)
-        doc = await self._contacts.of(doc_id).find_one({"_id": doc_id})
+        doc = await self._contacts.find_one({"_id": contact_doc_id(org_id, contact_id)})
         if doc is None or doc.get("org_id") != org_id:
             return None
         return _contact_from_doc(doc)
 
     async def get_many(self, org_id: str, contact_ids: Sequence[str]) -> list[Contact]:
-        # One _id lookup each (an $in would scan on FerretDB's SQLite backend).
-        found = await asyncio.gather(*(self.get(org_id, c) for c in contact_ids))
+        # Exact _id finds, a bounded number in flight: ``{_id: {$in: ...}}`` is a full scan
+        # on FerretDB's SQLite backend (MongoDB would answer either way from the index).
+        limit = asyncio.Semaphore(self._read_concurrency)
+
+        async def one(contact_id: str) -> Contact | None:
+            async with limit:
+                return await self.get(org_id, contact_id)
+
+        found = await asyncio.gather(*(one(c) for c in contact_ids))
         return [c for c in found if c is not None]
 
     async def find_by_identity(self, org_id: str, identity: Identity) -> Contact | None:
-        doc_id = identity_doc_id(org_id, identity)
-        doc = await self._identities.of(doc_id).find_one({"_id": doc_id})
+        doc = await self._identities.find_one({"_id": identity_doc_id(org_id, identity)})
         if doc is None or doc.get("org_id") != org_id:
             return None
         return await self.get(org_id, doc["contact_id"])
 
     async def apply(self, changes: Sequence[Sequence[ProfileChange]]) -> None:
-        """Insert-first: new contacts cost one unordered insert per collection touched; the
-        contacts that already exist (duplicate ``_id``) are merged by read-modify-write (this
-        partition is their only writer, and the merge is idempotent, so a redelivered batch
-        is harmless)."""
+        """Insert-first: new contacts cost one unordered bulk insert for the whole batch; the
+        contacts that already exist (duplicate ``_id``) are merged by read-modify-write on
+        their exact ``_id`` (this partition is their only writer, and the merge is
+        idempotent, so a redelivered batch is harmless)."""
         fresh: list[tuple[Contact, Sequence[ProfileChange]]] = []
         for group in changes:
             first = group[0]
             contact, _ = Contact(first.org_id, first.contact_id).apply_all(group)
             fresh.append((contact, group))
-        existing = await self._contacts.insert_new(
-            [_contact_to_doc(c) for c, _ in fresh], UPDATE_CONCURRENCY
-        )
+        existing = await insert_new(self._contacts, [_contact_to_doc(c) for c, _ in fresh])
         if existing:
             limit = asyncio.Semaphore(UPDATE_CONCURRENCY)
 
@@ -265,11 +240,10 @@ class MongoContactRepository:
     async def _merge_existing(self, group: Sequence[ProfileChange]) -> None:
         first = group[0]
         doc_id = contact_doc_id(first.org_id, first.contact_id)
-        collection = self._contacts.of(doc_id)
-        doc = await collection.find_one({"_id": doc_id})
+        doc = await self._contacts.find_one({"_id": doc_id})
         if doc is None:  # vanished meanwhile (cannot happen today: contacts are never deleted)
             contact, _ = Contact(first.org_id, first.contact_id).apply_all(group)
-            await collection.replace_one({"_id": doc_id}, _contact_to_doc(contact), upsert=True)
+            await self._contacts.replace_one({"_id": doc_id}, _contact_to_doc(contact), upsert=True)
             return
         stored = _contact_from_doc(doc)
         contact, changed = stored.apply_all(group)
@@ -281,7 +255,7 @@ class MongoContactRepository:
         if contact.updated_micros != stored.updated_micros:
             update["updated_us"] = contact.updated_micros
         if update:
-            await collection.update_one({"_id": doc_id}, {"$set": update})
+            await self._contacts.update_one({"_id": doc_id}, {"$set": update})
 
     async def _index_identities(self, contacts: Sequence[Contact]) -> None:
         """Point each identity at its contact (the contact changed most recently wins)."""
@@ -300,18 +274,28 @@ class MongoContactRepository:
         if not docs:
             return
         listed = list(docs.values())
-        taken = await self._identities.insert_new(listed, UPDATE_CONCURRENCY)
+        taken = await insert_new(self._identities, listed)
         limit = asyncio.Semaphore(UPDATE_CONCURRENCY)
 
         async def claim(doc: Doc) -> None:
             async with limit:
-                await self._identities.of(doc["_id"]).update_one(
+                # Common case (identity already points here, or at a newer contact): one exact
+                # _id read and no write. Only an actual move pays for the conditional update,
+                # which keeps "most recent wins" atomic on MongoDB (a scan on FerretDB; rare).
+                stored = await self._identities.find_one({"_id": doc["_id"]})
+                if stored is not None and (
+                    stored.get("contact_id") == doc["contact_id"]
+                    or int(stored.get("updated_us", 0)) >= doc["updated_us"]
+                ):
+                    return
+                await self._identities.update_one(
                     {
                         "_id": doc["_id"],
                         "contact_id": {"$ne": doc["contact_id"]},
                         "updated_us": {"$lt": doc["updated_us"]},
                     },
                     {"$set": {k: v for k, v in doc.items() if k != "_id"}},
+                    upsert=False,
                 )
 
         await asyncio.gather(*(claim(listed[i]) for i in taken))
