@@ -168,6 +168,9 @@ async def seed(mongodb_uri: str, database: str) -> int:
 
 
 def start_service(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    wrapper = os.environ.get("BENCH_SERVICE_SCRIPT")  # diagnostics: run this script instead
+    if wrapper:
+        return subprocess.Popen([sys.executable, wrapper], env=env)
     profile = os.environ.get("BENCH_PROFILE")  # e.g. /tmp/replies.txt (needs pyinstrument)
     if profile:
         cmd = ["-m", "pyinstrument", "-r", "text", "-o", profile, "-m", "replies_service"]

@@ -21,7 +21,7 @@ async def serve(settings: RepliesSettings) -> None:
 def main() -> None:
     # searches allocate many short-lived objects: collect the young generation less often
     # (each young collection is cheap; the search index itself is frozen, see SearchIndex)
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(10_000, 20, 20)
     settings = RepliesSettings()
     configure_logging(settings.service_name, settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)

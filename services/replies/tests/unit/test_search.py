@@ -136,3 +136,43 @@ def test_fast_top_matches_agrees_with_reference_ranking(
     assert [(h[0].reply.reply_id, h[1]) for h in got] == [
         (h[0].reply.reply_id, h[1]) for h in expected[:limit]
     ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text("ab ", max_size=6),
+            st.text("ab", max_size=6),
+            st.text("ab", max_size=3),
+            st.integers(0, 3),
+            st.integers(0, 3),
+            st.sampled_from(list(CollectionKind)),
+            st.integers(0, 2),
+        ),
+        max_size=15,
+    ),
+    st.lists(st.sampled_from(["", "a", "/ab", "b a", "ab", "/b", "zz", "a b"]), max_size=6),
+    st.integers(1, 20),
+)
+def test_memoized_matches_stay_right_across_queries_and_usage_refreshes(
+    rows: list[tuple[str, str, str, int, int, CollectionKind, int]], queries: list[str], limit: int
+) -> None:
+    items = [
+        reply(f"r{i}", title, body=body, shortcut=sc, kind=kind)
+        for i, (title, body, sc, _, _, kind, _) in enumerate(rows)
+    ]
+    groups: dict[tuple[CollectionKind, int], list[Searchable]] = {}
+    for item, row in zip(items, rows, strict=True):
+        groups.setdefault((row[5], row[6]), []).append(item)
+    entries = [CollectionEntries.of(kind, its) for (kind, _), its in groups.items()]
+    before = {f"r{i}": row[3] for i, row in enumerate(rows)}
+    after = {f"r{i}": row[4] for i, row in enumerate(rows)}  # a refresh: a new mapping
+    for usage in (before, after, before):
+        for q in [*queries, *queries]:  # repeated: the second run is served by the memo
+            query = Query.parse(q)
+            expected = rank(items, query, usage)
+            got, total = top_matches(entries, query, usage, limit)
+            assert total == len(expected)
+            assert [(h[0].reply_id, h[1]) for h in got] == [
+                (h[0].reply_id, h[1]) for h in expected[:limit]
+            ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from inbox_kit.errors import InvalidArgument
@@ -97,14 +97,24 @@ def rank(
     return hits
 
 
+TEXT_MEMO_MAX = 256  # distinct queries remembered per collection (per usage version)
+
+
 @dataclass(frozen=True)
 class CollectionEntries:
-    """One collection's replies, prepared for fast search (built when the index loads)."""
+    """One collection's replies, prepared for fast search (built when the index loads).
+
+    ``text_hits`` memoizes, per query, the collection's title and body matches already sorted
+    by the ranking's tie-breakers, so a repeated query (typeahead: the same prefixes from
+    many agents) costs a merge of short sorted runs instead of a substring scan of every
+    visible reply. The memo belongs to one ``usage`` mapping and starts over when it changes.
+    """
 
     kind: CollectionKind
     items: tuple[Searchable, ...]
     by_shortcut: tuple[tuple[str, Searchable], ...]  # sorted by shortcut
     shortcuts: frozenset[str]
+    _memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, kind: CollectionKind, items: Iterable[Searchable]) -> CollectionEntries:
@@ -114,9 +124,68 @@ class CollectionEntries:
         )
         return cls(kind, listed, by_shortcut, frozenset(s for s, _ in by_shortcut))
 
+    def text_hits(
+        self, words: tuple[str, ...], usage: Mapping[str, int], order: Callable[[Searchable], Key]
+    ) -> tuple[list[Searchable], list[Searchable]]:
+        """(title matches, body-only matches) of ``words``, each sorted by ``order``.
+
+        With no words, every reply counts as a "title" match.
+        """
+        memo = self._memo
+        if memo.get(_USAGE) is not usage:
+            memo.clear()
+            memo[_USAGE] = usage
+        hit = memo.get(words)
+        if hit is None:
+            if not words:
+                title, body = sorted(self.items, key=order), []
+            else:
+                first, rest = words[0], words[1:]
+                found = [
+                    i
+                    for i in self.items
+                    if first in i.text_lc and all(x in i.text_lc for x in rest)
+                ]
+                found.sort(key=order)
+                title = [i for i in found if all(x in i.title_lc for x in words)]
+                body = [i for i in found if not all(x in i.title_lc for x in words)]
+            if len(memo) > TEXT_MEMO_MAX:
+                memo.clear()
+                memo[_USAGE] = usage
+            hit = memo[words] = (title, body)
+        return hit  # type: ignore[return-value]
+
+
+_USAGE = object()  # memo key of the usage mapping the memo was built for
+Key = tuple[int, str, str]
+
 
 def _first(pair: tuple[str, Searchable]) -> str:
     return pair[0]
+
+
+def _take(
+    runs: list[list[Searchable]],
+    order: Callable[[Searchable], Key],
+    need: int,
+    skip: set[int],
+) -> list[Searchable]:
+    """The ``need`` first items of the merged sorted ``runs``, leaving out ids in ``skip``."""
+    runs = [r for r in runs if r]
+    if need <= 0 or not runs:
+        return []
+    if len(runs) == 1:
+        merged: Iterable[Searchable] = runs[0]
+    else:
+        merged = heapq.merge(*runs, key=order)
+    out: list[Searchable] = []
+    for item in merged:
+        if skip and id(item) in skip:
+            continue
+        out.append(item)
+        if len(out) == need:
+            break
+    return out
 
 
 def top_matches(
@@ -125,71 +194,57 @@ def top_matches(
     """The ``limit`` best hits (same order as ``rank``) and the total number of hits.
 
     Same semantics as ``rank`` but built for the hot path: shortcut prefixes by bisection,
-    substring tests in tight loops, and only the needed top of each tier is sorted.
+    per-collection memoized text matches pre-sorted by the tie-breakers (see
+    ``CollectionEntries.text_hits``), merged only as far as the page needs.
     """
-
     get = usage.get
 
-    def order(item: Searchable) -> tuple[int, str, str]:
+    def order(item: Searchable) -> Key:
         return (-get(item.reply_id, 0), item.title_lc, item.reply_id)
 
-    tiers: list[tuple[Match, list[Searchable]]] = []
-    if not query.words:
-        everything = [i for g in groups for i in g.items]
-        tiers.append((Match.ALL, everything))
-    else:
+    words = query.words
+    titles: list[list[Searchable]] = []
+    bodies: list[list[Searchable]] = []
+    for g in groups:
+        title, body = g.text_hits(words, usage, order)
+        titles.append(title)
+        bodies.append(body)
+    if not words:
+        best = _take(titles, order, limit, set())
+        return [(i, Match.ALL) for i in best], sum(len(t) for t in titles)
+    exact: list[Searchable] = []
+    prefix: list[Searchable] = []
+    by_shortcut: set[int] = set()
+    overlap = 0  # shortcut hits that the text tiers also contain (counted once)
+    if len(words) == 1:
+        word = words[0]
         shadowed: frozenset[str] = frozenset().union(
             *(g.shortcuts for g in groups if g.kind is CollectionKind.PERSONAL)
         )
-        exact: list[Searchable] = []
-        prefix: list[Searchable] = []
-        by_shortcut: set[int] = set()
-        if len(query.words) == 1:
-            word = query.words[0]
-            for g in groups:
-                shadow = shadowed if g.kind is CollectionKind.SHARED else frozenset()
-                pos = bisect_left(g.by_shortcut, word, key=_first)
-                while pos < len(g.by_shortcut) and g.by_shortcut[pos][0].startswith(word):
-                    shortcut, item = g.by_shortcut[pos]
-                    pos += 1
-                    if shortcut in shadow:
-                        continue
-                    (exact if shortcut == word else prefix).append(item)
-                    by_shortcut.add(id(item))
-        title: list[Searchable] = []
-        body: list[Searchable] = []
-        words = query.words
-        # comprehensions over each collection (no per-item Python calls): the scan of every
-        # visible reply is the bulk of a search's CPU
-        found: list[Searchable] = []
-        if len(words) == 1:
-            w = words[0]
-            for g in groups:
-                found += [i for i in g.items if w in i.text_lc]
-            if by_shortcut:
-                found = [i for i in found if id(i) not in by_shortcut]
-            title = [i for i in found if w in i.title_lc]
-            body = [i for i in found if w not in i.title_lc]
-        else:
-            first, rest = words[0], words[1:]
-            for g in groups:
-                found += [
-                    i for i in g.items if first in i.text_lc and all(x in i.text_lc for x in rest)
-                ]
-            for i in found:
-                (title if all(x in i.title_lc for x in words) else body).append(i)
-        tiers += [
-            (Match.SHORTCUT_EXACT, exact),
-            (Match.SHORTCUT_PREFIX, prefix),
-            (Match.TITLE, title),
-            (Match.BODY, body),
-        ]
+        for g in groups:
+            shadow = shadowed if g.kind is CollectionKind.SHARED else frozenset()
+            pos = bisect_left(g.by_shortcut, word, key=_first)
+            while pos < len(g.by_shortcut) and g.by_shortcut[pos][0].startswith(word):
+                shortcut, item = g.by_shortcut[pos]
+                pos += 1
+                if shortcut in shadow:
+                    continue
+                (exact if shortcut == word else prefix).append(item)
+                by_shortcut.add(id(item))
+                if word in item.text_lc:
+                    overlap += 1
+    total = (
+        len(exact)
+        + len(prefix)
+        + sum(len(t) for t in titles)
+        + sum(len(b) for b in bodies)
+        - overlap
+    )
     hits: list[tuple[Searchable, Match]] = []
-    total = 0
-    for kind, items in tiers:
-        total += len(items)
+    for kind, items in ((Match.SHORTCUT_EXACT, exact), (Match.SHORTCUT_PREFIX, prefix)):
         need = limit - len(hits)
         if need > 0 and items:
-            best = heapq.nsmallest(need, items, key=order)
-            hits.extend((item, kind) for item in best)
+            hits.extend((i, kind) for i in heapq.nsmallest(need, items, key=order))
+    for kind, runs in ((Match.TITLE, titles), (Match.BODY, bodies)):
+        hits.extend((i, kind) for i in _take(runs, order, limit - len(hits), by_shortcut))
     return hits, total
