@@ -10,6 +10,7 @@ On real MongoDB the same code uses the secondary indexes created in ``ensure_ind
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,17 @@ async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> in
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         return int(exc.details.get("nInserted", 0))
+
+
+async def _find_by_ids(collection: Any, ids: Sequence[str]) -> list[Doc]:
+    """Documents with these ``_id``s, by concurrent exact-``_id`` lookups.
+
+    FerretDB (SQLite) serves ``{_id: <string>}`` through the unique index but scans the whole
+    collection for ``{_id: {$in: [...]}}``; a few concurrent point reads stay cheap however
+    large the collection grows (and are just as correct on MongoDB).
+    """
+    found = await asyncio.gather(*(collection.find_one({"_id": i}) for i in dict.fromkeys(ids)))
+    return [d for d in found if d is not None]
 
 
 class MongoRoutingStore:
@@ -294,12 +306,7 @@ class MongoRoutingStore:
         out: dict[AgentKey, list[PresenceEntry]] = {}
         if not ids:
             return out
-        if len(ids) == 1:
-            found = await self._presence.find_one({"_id": ids[0]})
-            docs = [found] if found is not None else []
-        else:
-            docs = await self._presence.find({"_id": {"$in": ids}}).to_list(None)
-        for d in docs:
+        for d in await _find_by_ids(self._presence, ids):
             entries = {
                 e["id"]: PresenceEntry(e["id"], e["type"], _dt(e["at"]), bool(e["in"]))
                 for e in d.get("events", [])
@@ -313,12 +320,7 @@ class MongoRoutingStore:
         ids = list(org_ids)
         if not ids:
             return {}
-        if len(ids) == 1:
-            found = await self._settings.find_one({"_id": ids[0]})
-            docs = [found] if found is not None else []
-        else:
-            docs = await self._settings.find({"_id": {"$in": ids}}).to_list(None)
-        return {d["_id"]: _history(d) for d in docs}
+        return {d["_id"]: _history(d) for d in await _find_by_ids(self._settings, ids)}
 
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
         await self._settings.update_one(

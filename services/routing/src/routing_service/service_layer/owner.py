@@ -48,6 +48,10 @@ from routing_service.service_layer.views import ViewWriter
 log = logging.getLogger(__name__)
 
 
+async def _nothing() -> dict[Any, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One consumed record: its partition and decoded event."""
@@ -209,8 +213,10 @@ class ConversationOwner:
             if agents:
                 orgs.add(lg.org_id)
                 agent_keys.update((lg.org_id, a) for a in agents)
-        timelines = await self._store.timelines(agent_keys) if agent_keys else {}
-        settings = await self._store.settings(orgs) if orgs else {}
+        timelines, settings = await asyncio.gather(
+            self._store.timelines(agent_keys) if agent_keys else _nothing(),
+            self._store.settings(orgs) if orgs else _nothing(),
+        )
         no_settings = SettingsHistory()
         new_rows: list[DecisionRow] = []
         views: list[ConversationView] = []

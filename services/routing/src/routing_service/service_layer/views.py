@@ -2,14 +2,20 @@
 
 The source of truth is the journal plus the recorded decisions, written before the offsets are
 committed; the read model is derived from them. Writing it off the consumer's path keeps
-decisions fast when the database is slow to update (FerretDB v1 scans a collection on every
-update). Pending writes coalesce per conversation. A crash loses only pending view writes: the
-next owner re-folds its partitions on assignment and rewrites every view whose stored
-fingerprint differs. On revocation the owner drops the pending views of the partitions it gives
-up (the writer writes only under the consumer's lock, so nothing is in flight then): the new
-owner repairs them on assignment, and two instances never write the same view concurrently.
-The writer is also duty-cycled (it pauses as long as its last write took), so a database that
-is slow to update (FerretDB) never spends more than about half its time on the read model.
+decisions first: a batch never waits for read-model writes of earlier batches, only (at most)
+for one small chunk of them. Pending writes coalesce per conversation. A crash loses only
+pending view writes: the next owner re-folds its partitions on assignment and rewrites every
+view whose stored fingerprint differs. On revocation the owner drops the pending views of the
+partitions it gives up (the writer writes only under the consumer's lock, so nothing is in
+flight then): the new owner repairs them on assignment, and two instances never write the same
+view concurrently.
+
+Every write is by exact ``_id`` (inserts of new conversations, ``ReplaceOne({_id})`` upserts of
+changed ones), which FerretDB serves through the unique index. Chunks are sized adaptively so
+that one write holds the consumer's lock (and the database's write lock) for about
+``target_seconds``: that bounds what a decision can wait behind the read model, whatever the
+database's current speed. Between chunks the writer yields the lock, so a batch that arrived
+meanwhile goes first (asyncio locks are FIFO).
 """
 
 from __future__ import annotations
@@ -24,8 +30,21 @@ from routing_service.service_layer.ports import ConversationKey, ConversationVie
 log = logging.getLogger(__name__)
 
 
-def now_overdue(since: float, max_lag: float) -> bool:
-    return time.monotonic() - since > max_lag
+class ChunkSizer:
+    """Documents per write so that one write takes about ``target`` seconds (AIMD-like)."""
+
+    def __init__(self, *, target: float, initial: int, maximum: int) -> None:
+        self.target = target
+        self.size = initial
+        self.maximum = maximum
+
+    def observe(self, docs: int, took: float) -> None:
+        if docs < self.size:
+            return  # a partial chunk says little about the cost of a full one
+        if took > self.target:
+            self.size = max(1, self.size // 2)
+        elif took < self.target / 2:
+            self.size = min(self.maximum, self.size * 2)
 
 
 class ViewWriter:
@@ -34,25 +53,21 @@ class ViewWriter:
         store: RoutingStore,
         *,
         exclusive: asyncio.Lock | None = None,
-        chunk: int = 1,
-        pause_factor: float = 1.0,
-        idle_gap: float = 0.05,
-        max_lag: float = 10.0,
+        target_seconds: float = 0.01,
+        max_chunk: int = 200,
+        pause_factor: float = 0.5,
     ) -> None:
-        self._pause_factor = pause_factor
-        #: Updates wait until no batch produced views for ``idle_gap`` seconds, unless the
-        #: oldest pending view is older than ``max_lag`` (decisions first, views when idle).
-        self._idle_gap = idle_gap
-        self._max_lag = max_lag
-        self._last_submit = 0.0
-        self._oldest: float | None = None
         self._store = store
-        self._chunk = chunk
+        #: Updates (replaces) and inserts have different costs: one sizer each.
+        self._updates = ChunkSizer(target=target_seconds, initial=8, maximum=max_chunk)
+        self._inserts = ChunkSizer(target=target_seconds, initial=32, maximum=max_chunk)
+        #: After each chunk the writer rests ``pause_factor`` x its duration (lock released),
+        #: so the read model never takes more than ~2/3 of the database's write time.
+        self._pause_factor = pause_factor
         self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
         self._wake = asyncio.Event()
         #: Held by the consumer while it handles a batch: background writes go in small
-        #: chunks between batches, so a slow database update never delays a decision by more
-        #: than one chunk.
+        #: chunks between batches.
         self._exclusive = exclusive or asyncio.Lock()
 
     @property
@@ -64,40 +79,32 @@ class ViewWriter:
             key = (v.state.org_id, v.state.conversation_id)
             was_new = self._pending[key][1] if key in self._pending else False
             self._pending[key] = (v, was_new or key in new_keys)
-        now = time.monotonic()
-        self._last_submit = now
-        if self._oldest is None:
-            self._oldest = now
         self._wake.set()
 
-    async def _wait_for_quiet(self) -> None:
-        while True:
-            now = time.monotonic()
-            busy = now - self._last_submit < self._idle_gap
-            overdue = self._oldest is not None and now - self._oldest > self._max_lag
-            if not busy or overdue:
-                return
-            await asyncio.sleep(self._idle_gap)
+    def _next_chunk(self) -> tuple[list[ConversationKey], ChunkSizer]:
+        # new conversations first (cheap inserts), then replaces, oldest pending first
+        fresh = [k for k, (_, new) in self._pending.items() if new][: self._inserts.size]
+        if fresh:
+            return fresh, self._inserts
+        return list(self._pending)[: self._updates.size], self._updates
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                fresh = [k for k, (_, new) in self._pending.items() if new][:500]
-                if not fresh:
-                    await self._wait_for_quiet()
                 async with self._exclusive:
+                    keys, sizer = self._next_chunk()
                     started = time.perf_counter()
-                    # new conversations are cheap inserts: many at once; updates one at a time
-                    fresh = [k for k, (_, new) in self._pending.items() if new][:500]
-                    await self._write_some(fresh or list(self._pending)[: self._chunk])
+                    try:
+                        written = await self._write_some(keys)
+                    except Exception:
+                        # the views went back to pending; the decisions are safe already
+                        log.warning("read-model write failed; retrying", exc_info=True)
+                        written = 0
                     took = time.perf_counter() - started
-                    if self._oldest is not None and now_overdue(self._oldest, self._max_lag):
-                        self._oldest = time.monotonic()  # served one overdue: next window
-                    if not self._pending:
-                        self._oldest = None
-                await asyncio.sleep(min(took * self._pause_factor, 1.0))
+                    sizer.observe(written, took)
+                await asyncio.sleep(1.0 if not written else min(took * self._pause_factor, 0.5))
 
     def drop(self, partitions: set[int]) -> None:
         """Forget pending views of partitions given up (call with the exclusive lock held)."""
@@ -111,13 +118,14 @@ class ViewWriter:
             for k, (v, _) in self._pending.items()
             if partitions is None or v.partition in partitions
         ]
-        for i in range(0, len(keys), self._chunk):
-            await self._write_some(keys[i : i + self._chunk])
+        step = self._updates.maximum
+        for i in range(0, len(keys), step):
+            await self._write_some(keys[i : i + step])
 
-    async def _write_some(self, keys: list[ConversationKey]) -> None:
+    async def _write_some(self, keys: list[ConversationKey]) -> int:
         taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
         if not taken:
-            return
+            return 0
         try:
             await self._store.write_views(
                 [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
@@ -127,3 +135,4 @@ class ViewWriter:
                 self._pending.setdefault(k, item)
             self._wake.set()
             raise
+        return len(taken)
