@@ -106,17 +106,23 @@ class ContactsServicer(pb_grpc.ContactsServiceServicer):
         self, request: pb.GetContactCardRequest, context: Context
     ) -> pb.ContactCard:
         card = await self._contacts.card(current_principal(), request.contact_id)
-        fields = []
-        for f in card.fields:
-            field = pb.ContactCardField(
+        fields = [
+            pb.ContactCardField(
                 key=f.definition.key,
                 label=f.definition.label,
                 type=_TYPE_TO_PB[f.definition.type],  # type: ignore[arg-type]
-                has_value=f.value is not None,
+                has_value=True,
+                value=_value_pb(f.value),
             )
-            if f.value is not None:
-                field.value.CopyFrom(_value_pb(f.value))
-            fields.append(field)
+            if f.value is not None
+            else pb.ContactCardField(
+                key=f.definition.key,
+                label=f.definition.label,
+                type=_TYPE_TO_PB[f.definition.type],  # type: ignore[arg-type]
+                has_value=False,
+            )
+            for f in card.fields
+        ]
         return pb.ContactCard(
             contact_id=card.contact.contact_id,
             fields=fields,
