@@ -11,6 +11,7 @@ from inbox_kit.runtime import ServiceRuntime
 
 from presence_service.adapters.kafka import KafkaEventPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
+from presence_service.adapters.write_gate import WriteGate
 from presence_service.entrypoints.background import relay, sweeper
 from presence_service.entrypoints.grpc_api import PresenceServicer
 from presence_service.service_layer import handlers
@@ -24,7 +25,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     """Build the runtime (not started) and the handlers' context."""
     settings = settings or PresenceSettings()
     client, db = connect(settings)
-    store = MongoPresenceStore(db)
+    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency))
     await store.ensure_indexes()
     presence = Presence(store=store, timing=settings.timing())
     # Detect a full outage before serving: heartbeats that arrive now must not be judged

@@ -48,6 +48,14 @@ class PresenceSettings(ServiceSettings):
         description="No replica alive for longer than this = an outage after which sessions get "
         "a fresh timeout. 0 = max(3 sweep intervals, heartbeat interval).",
     )
+    mongodb_write_concurrency: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Database writes in flight at once per replica (queued in-process, request "
+        "writes before background ones). 1 suits FerretDB/SQLite, which serializes writes and "
+        "makes concurrent writers back off with sleeps; raise it on MongoDB.",
+    )
     publish_enabled: bool = Field(
         True,
         description="Test hook: false stores events but never publishes them (simulates a "

@@ -12,12 +12,16 @@ Collections (database ``inbox_presence``):
 - ``availability``: per agent, the chosen availability;
 - ``service_state``: the liveness mark used to detect full outages.
 
-Hot paths (heartbeat, sign-in) only use ``_id`` lookups and inserts.
+Every filter on the request path is an exact ``{_id: <string>}`` (FerretDB/SQLite only
+uses an index for those): batches of ids are fetched with concurrent ``find_one`` calls,
+never ``$in``. Only the background sweeper/relay scans and the transitions' look-up of an
+agent's sessions use other filters, and they are reads (never a scan inside a write).
+Writes go through a ``WriteGate`` (see ``write_gate``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +30,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from presence_service.adapters.write_gate import WriteGate
 from presence_service.domain.model import (
     KEY_SEPARATOR,
     AgentRef,
@@ -125,8 +130,9 @@ def _outbox(doc: Doc) -> OutboxRecord:
 
 
 class MongoPresenceStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], gate: WriteGate | None = None) -> None:
         self._db = db
+        self._gate = gate or WriteGate(1)
         self._sessions = db["sessions"]
         self._ends = db["session_ends"]
         self._outbox = db["outbox"]
@@ -145,7 +151,8 @@ class MongoPresenceStore:
 
     # ------------------------------------------------------------------ sessions
     async def insert_session(self, session: Session) -> None:
-        await self._sessions.insert_one(_session_doc(session))
+        async with self._gate.slot():
+            await self._sessions.insert_one(_session_doc(session))
 
     async def get_session(self, session_id: str) -> Session | None:
         doc = await self._sessions.find_one({"_id": session_id})
@@ -154,13 +161,15 @@ class MongoPresenceStore:
     async def touch_session(
         self, session_id: str, last_heartbeat: datetime, expires_at: datetime
     ) -> None:
-        await self._sessions.update_one(
-            {"_id": session_id},
-            {"$set": {"last_heartbeat": last_heartbeat, "expires_at": expires_at}},
-        )
+        async with self._gate.slot():
+            await self._sessions.update_one(
+                {"_id": session_id},
+                {"$set": {"last_heartbeat": last_heartbeat, "expires_at": expires_at}},
+            )
 
     async def delete_session(self, session_id: str) -> None:
-        await self._sessions.delete_one({"_id": session_id})
+        async with self._gate.slot():
+            await self._sessions.delete_one({"_id": session_id})
 
     async def sessions_of(self, agents: list[AgentRef]) -> list[Session]:
         if not agents:
@@ -176,16 +185,17 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ ends
     async def claim_end(self, end: SessionEnd) -> bool:
         try:
-            await self._ends.insert_one(
-                {
-                    "_id": end.session_id,
-                    "agent_key": end.agent.key,
-                    "org_id": end.agent.org_id,
-                    "agent_id": end.agent.agent_id,
-                    "reason": end.reason.value,
-                    "ended_at": end.ended_at,
-                }
-            )
+            async with self._gate.slot():
+                await self._ends.insert_one(
+                    {
+                        "_id": end.session_id,
+                        "agent_key": end.agent.key,
+                        "org_id": end.agent.org_id,
+                        "agent_id": end.agent.agent_id,
+                        "reason": end.reason.value,
+                        "ended_at": end.ended_at,
+                    }
+                )
         except DuplicateKeyError:
             return False
         return True
@@ -195,16 +205,24 @@ class MongoPresenceStore:
         return _end(doc) if doc else None
 
     async def ended_ids(self, session_ids: list[str]) -> set[str]:
-        if not session_ids:
-            return set()
-        cursor = self._ends.find({"_id": {"$in": session_ids}}, {"_id": 1})
-        return {d["_id"] async for d in cursor}
+        found = await asyncio.gather(
+            *(self._ends.find_one({"_id": sid}, {"_id": 1}) for sid in session_ids)
+        )
+        return {d["_id"] for d in found if d is not None}
 
     async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
         cursor = self._ends.find({"agent_key": agent.key, "ended_at": {"$gte": since}})
         return [_end(d) async for d in cursor]
 
     # ------------------------------------------------------------------ transitions / outbox
+    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
+        """The agent's latest transition number, probing forward from a known lower bound
+        (``_id`` reads of ``known_seq + 1``, ``+ 2``, ... until one is missing)."""
+        seq = known_seq
+        while await self._outbox.find_one({"_id": transition_key(agent, seq + 1)}, {"_id": 1}):
+            seq += 1
+        return seq
+
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0
         while True:
@@ -223,33 +241,34 @@ class MongoPresenceStore:
         return latest
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
-        if not agents:
-            return {}
-        docs = self._heads.find({"_id": {"$in": [a.key for a in agents]}})
-        result = {_agent_from(d): _transition(d) async for d in docs}
-        pending = list(agents)
-        while pending:  # probe every agent's next sequence number in one query per round
-            keys = {transition_key(a, result[a].seq + 1 if a in result else 1): a for a in pending}
-            found = [d async for d in self._outbox.find({"_id": {"$in": list(keys)}})]
-            pending = []
-            for d in found:
-                agent = keys[d["_id"]]
-                result[agent] = _transition(d)
-                pending.append(agent)
-        return result
+        hints = await asyncio.gather(*(self._heads.find_one({"_id": a.key}) for a in agents))
+        known = {a: _transition(d) if d else None for a, d in zip(agents, hints, strict=True)}
+        latest = await asyncio.gather(*(self._probe_forward(a, known[a]) for a in agents))
+        return {a: t for a, t in zip(agents, latest, strict=True) if t is not None}
 
     async def _update_head(self, t: Transition) -> None:
-        fields = _transition_fields(t)
-        del fields["agent_key"]
-        with contextlib.suppress(DuplicateKeyError):  # a newer transition is recorded already
-            await self._heads.update_one(
-                {"_id": t.agent.key, "seq": {"$lt": t.seq}}, {"$set": fields}, upsert=True
-            )
+        """Move the hint to ``t`` (exact-``_id`` writes only). A slower writer may briefly
+        move it back; it then re-probes and moves it forward again, so once the writers are
+        done the hint is the head. Readers probe forward anyway: a stale hint only costs a
+        read, except for ``signed_in_heads`` (documented lag)."""
+        while True:
+            fields = _transition_fields(t)
+            del fields["agent_key"]
+            try:
+                async with self._gate.slot():
+                    await self._heads.replace_one({"_id": t.agent.key}, fields, upsert=True)
+            except DuplicateKeyError:  # a concurrent first upsert won: replace it now
+                continue
+            newer = await self._outbox.find_one({"_id": transition_key(t.agent, t.seq + 1)})
+            if newer is None:
+                return
+            t = await self._probe_forward(t.agent, _transition(newer)) or _transition(newer)
 
     async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
         doc = _outbox_fields(record) | _transition_fields(transition) | {"kind": "transition"}
         try:
-            await self._outbox.insert_one(doc)
+            async with self._gate.slot():
+                await self._outbox.insert_one(doc)
         except DuplicateKeyError:
             return False
         await self._update_head(transition)
@@ -266,7 +285,10 @@ class MongoPresenceStore:
 
     async def insert_outbox(self, record: OutboxRecord) -> None:
         key, _, _ = record.key.rpartition(KEY_SEPARATOR)
-        await self._outbox.insert_one(_outbox_fields(record) | {"kind": "event", "agent_key": key})
+        async with self._gate.slot():
+            await self._outbox.insert_one(
+                _outbox_fields(record) | {"kind": "event", "agent_key": key}
+            )
 
     async def get_outbox(self, key: str) -> OutboxRecord | None:
         doc = await self._outbox.find_one({"_id": key})
@@ -279,38 +301,40 @@ class MongoPresenceStore:
         return [_outbox(d) for d in docs]
 
     async def mark_published(self, key: str, at: datetime) -> None:
-        await self._outbox.update_one(
-            {"_id": key}, {"$set": {"published": True, "published_at": at}}
-        )
+        async with self._gate.slot():
+            await self._outbox.update_one(
+                {"_id": key}, {"$set": {"published": True, "published_at": at}}
+            )
 
     # ------------------------------------------------------------------ availability
     async def set_availability(self, agent: AgentRef, value: AgentAvailability) -> None:
-        await self._availability.update_one(
-            {"_id": agent.key},
-            {
-                "$set": {
-                    "org_id": agent.org_id,
-                    "agent_id": agent.agent_id,
-                    "availability": value.availability.value,
-                    "changed_at": value.changed_at,
-                }
-            },
-            upsert=True,
-        )
+        async with self._gate.slot():
+            await self._availability.update_one(
+                {"_id": agent.key},
+                {
+                    "$set": {
+                        "org_id": agent.org_id,
+                        "agent_id": agent.agent_id,
+                        "availability": value.availability.value,
+                        "changed_at": value.changed_at,
+                    }
+                },
+                upsert=True,
+            )
 
     async def availabilities(self, agents: list[AgentRef]) -> dict[AgentRef, AgentAvailability]:
-        if not agents:
-            return {}
-        cursor = self._availability.find({"_id": {"$in": [a.key for a in agents]}})
+        docs = await asyncio.gather(*(self._availability.find_one({"_id": a.key}) for a in agents))
         return {
             _agent_from(d): AgentAvailability(Availability(d["availability"]), d["changed_at"])
-            async for d in cursor
+            for d in docs
+            if d is not None
         }
 
     # ------------------------------------------------------------------ liveness
     async def mark_alive(self, now: datetime) -> datetime | None:
         doc = await self._state.find_one({"_id": "alive"})
-        await self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
+        async with self._gate.slot():
+            await self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
         return doc["at"] if doc else None
 
     async def outage_resumed_at(self) -> datetime | None:
@@ -318,4 +342,7 @@ class MongoPresenceStore:
         return doc["resumed_at"] if doc else None
 
     async def record_outage_resumed(self, at: datetime) -> None:
-        await self._state.update_one({"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True)
+        async with self._gate.slot():
+            await self._state.update_one(
+                {"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True
+            )

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from presence_service.adapters.write_gate import mark_background
 from presence_service.service_layer import handlers, outbox
 from presence_service.service_layer.handlers import Presence
 from presence_service.service_layer.ports import EventPublisher
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def sweeper(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
     async def run_sweeper() -> None:
+        mark_background()  # our writes queue behind request-path writes
         while True:
             try:
                 await handlers.refresh_liveness(p, settings.outage_threshold())
@@ -34,6 +36,7 @@ def relay(
     p: Presence, publisher: EventPublisher, settings: PresenceSettings
 ) -> Callable[[], Awaitable[None]]:
     async def run_relay() -> None:
+        mark_background()
         await outbox.run_relay(
             p,
             publisher,

@@ -41,6 +41,7 @@ from presence_service.domain.model import (
     expiry_end,
     is_expired_for_others,
     is_expired_for_owner,
+    is_signed_in_seq,
     next_transition,
     transition_key,
     validate_id,
@@ -57,6 +58,7 @@ SOURCE = "/inbox/presence"
 MAX_RECONCILE_ROUNDS = 16
 MAX_BATCH = 500
 DEFAULT_PAGE = 100
+MAX_KNOWN_AGENTS = 100_000
 
 
 class SessionEnded(FailedPrecondition):
@@ -84,6 +86,15 @@ class Presence:
     resumed_at: datetime | None = None
     #: Outbox records claimed here, for the relay's fast path (publish without a scan).
     claimed: asyncio.Queue[OutboxRecord] = field(default_factory=asyncio.Queue)
+    #: Per agent, a transition number known to exist (a lower bound: the log only grows, so
+    #: probing forward from it by ``_id`` finds the head, whatever other replicas did).
+    known_seq: dict[AgentRef, int] = field(default_factory=dict)
+
+    def learn_seq(self, agent: AgentRef, seq: int) -> None:
+        if seq > self.known_seq.get(agent, 0):
+            if len(self.known_seq) >= MAX_KNOWN_AGENTS:
+                self.known_seq.clear()  # crude bound; it is only a hint
+            self.known_seq[agent] = seq
 
 
 # ---------------------------------------------------------------------------- event records
@@ -165,6 +176,7 @@ async def _claim(p: Presence, t: Transition) -> bool:
         },
     )
     p.claimed.put_nowait(record)
+    p.learn_seq(t.agent, t.seq)
     return True
 
 
@@ -177,6 +189,8 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     """
     for _ in range(MAX_RECONCILE_ROUNDS):
         head = await p.store.head(agent)
+        if head is not None:
+            p.learn_seq(agent, head.seq)
         now = p.clock()
         live = await _live_sessions(p, agent, now)
         ends: list[SessionEnd] = []
@@ -224,8 +238,16 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         client_description=client_description,
     )
     await p.store.insert_session(session)
-    head = await p.store.head(session.agent)
-    if head is None or not head.signed_in:
+    # Is the agent signed in already (the usual case: another tab, a reload)? The log head
+    # decides; probing from the known transition number is one ``_id`` read.
+    known = p.known_seq.get(session.agent)
+    if known is None:  # first time here: start from the stored hint
+        head = await p.store.head(session.agent)
+        seq = head.seq if head else 0
+    else:
+        seq = await p.store.probe_seq(session.agent, known)
+    p.learn_seq(session.agent, seq)
+    if not is_signed_in_seq(seq):
         await reconcile(p, session.agent)
     return session
 
