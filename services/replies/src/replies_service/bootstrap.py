@@ -43,6 +43,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         store,
         max_orgs=settings.index_max_orgs,
         usage_refresh_seconds=settings.usage_refresh_seconds,
+        usage_full_refresh_seconds=settings.usage_full_refresh_seconds,
         revision_max_age_seconds=settings.revision_max_age_seconds,
     )
     deps = Deps(store=store, index=index, contacts=contacts, publisher=KafkaUsagePublisher(broker))

@@ -19,6 +19,12 @@ class RepliesSettings(ServiceSettings):
     usage_refresh_seconds: float = Field(
         5.0, ge=0, description="How stale the usage tie-breaker of search may get."
     )
+    usage_full_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Usage counters are re-read when their org token changes, and at least "
+        "this often regardless (safety net).",
+    )
     revision_max_age_seconds: float = Field(
         0.1,
         ge=0,

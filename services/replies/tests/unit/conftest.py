@@ -23,6 +23,7 @@ class FakeStore:
     shortcuts: dict[str, str] = field(default_factory=dict)
     revisions: dict[str, str] = field(default_factory=dict)
     usage: dict[str, tuple[str, int, list[str]]] = field(default_factory=dict)
+    usage_revisions: dict[str, str] = field(default_factory=dict)
     loads: int = 0
 
     async def get_collection(self, collection_id: str) -> Collection | None:
@@ -81,6 +82,12 @@ class FakeStore:
 
     async def usage_counts(self, org_id: str) -> dict[str, int]:
         return {k: v[1] for k, v in self.usage.items() if v[0] == org_id}
+
+    async def get_usage_revision(self, org_id: str) -> str | None:
+        return self.usage_revisions.get(org_id)
+
+    async def bump_usage_revision(self, org_id: str) -> None:
+        self.usage_revisions[org_id] = uuid.uuid4().hex
 
     async def apply_use(self, reply_id: str, org_id: str, event_id: str) -> bool:
         org, count, recent = self.usage.get(reply_id, (org_id, 0, []))

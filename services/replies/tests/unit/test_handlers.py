@@ -220,3 +220,38 @@ async def test_record_use_publishes_and_counting_is_idempotent(deps: Deps, publi
     assert (await h.get_reply(deps, ANA, r)).usage_count == 1
     with pytest.raises(NotFound):
         await h.record_reply_used(deps, BOB, reply_id=r, use_id="u2", conversation_id="")
+
+
+async def test_search_usage_is_rescanned_only_after_counted_uses(
+    deps: Deps, store: Any, publisher: Any
+) -> None:
+    scans = 0
+    real_counts = store.usage_counts
+
+    async def counting(org_id: str) -> dict[str, int]:
+        nonlocal scans
+        scans += 1
+        return dict(await real_counts(org_id))
+
+    store.usage_counts = counting
+    a = await add(deps, ANA, "", "alpha")
+    b = await add(deps, ANA, "", "beta")
+
+    async def settle() -> None:  # let the background refresh (every search here) finish
+        await h.search_replies(deps, ANA, query="", page_size=10, page_token="")
+        for task in list(deps.index._usage_tasks.values()):
+            await task
+
+    await settle()
+    before = scans
+    await settle()
+    await settle()
+    assert scans == before  # token unchanged: no full read of the counters
+    await h.record_reply_used(deps, ANA, reply_id=b, use_id="u1", conversation_id="")
+    await h.count_use(deps, publisher.events[-1].data, publisher.events[-1].id)
+    await settle()
+    assert scans == before + 1
+    assert await search_ids(deps, ANA) == [b, a]  # the used reply now ranks first
+    await h.count_use(deps, publisher.events[-1].data, publisher.events[-1].id)  # redelivery
+    await settle()
+    assert scans == before + 2  # a duplicate bumps too (it may follow a crash before a bump)

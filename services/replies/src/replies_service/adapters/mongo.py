@@ -29,6 +29,7 @@ class MongoReplyStore:
         self._shortcuts = db["shortcuts"]
         self._revisions = db["revisions"]
         self._usage = db["usage_counts"]
+        self._usage_revisions = db["usage_revisions"]
 
     async def ensure_indexes(self) -> None:
         await self._collections.create_index([("org_id", ASCENDING)])
@@ -132,6 +133,15 @@ class MongoReplyStore:
             str(d["_id"]): int(d["count"])
             async for d in self._usage.find({"org_id": org_id}, {"count": 1})
         }
+
+    async def get_usage_revision(self, org_id: str) -> str | None:
+        doc = await self._usage_revisions.find_one({"_id": org_id})
+        return str(doc["token"]) if doc else None
+
+    async def bump_usage_revision(self, org_id: str) -> None:
+        await self._usage_revisions.replace_one(
+            {"_id": org_id}, {"_id": org_id, "token": uuid.uuid4().hex}, upsert=True
+        )
 
     async def apply_use(self, reply_id: str, org_id: str, event_id: str) -> bool:
         """Count one use unless ``event_id`` was counted already.

@@ -493,4 +493,7 @@ async def record_reply_used(
 
 async def count_use(deps: Deps, event: SavedReplyUsed, event_id: str) -> bool:
     """Consumer side of RecordReplyUsed: one writer per reply id (its Kafka partition)."""
-    return await deps.store.apply_use(event.reply_id, event.org_id, event_id)
+    counted = await deps.store.apply_use(event.reply_id, event.org_id, event_id)
+    # bumped even for a duplicate: a crash between counting and bumping is redelivered
+    await deps.store.bump_usage_revision(event.org_id)
+    return counted

@@ -28,6 +28,7 @@ from replies_service.service_layer.ports import ReplyStore
 log = logging.getLogger(__name__)
 
 INDEX_RELOADS = Counter("replies_index_reloads_total", "Per-org search index reloads")
+USAGE_SCANS = Counter("replies_usage_scans_total", "Full reads of an org's usage counters")
 VISIBLE_CACHE_MAX = 4096  # distinct (agent, teams, channel) viewers cached per org snapshot
 INDEX_LOAD_SECONDS = Histogram("replies_index_load_seconds", "Per-org search index load time")
 
@@ -40,7 +41,9 @@ class OrgSnapshot:
     replies_by_collection: dict[str, list[Searchable]]
     entries: dict[str, CollectionEntries] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
-    usage_loaded_at: float = 0.0
+    usage_loaded_at: float = 0.0  # last check of the usage revision
+    usage_revision: str | None = None  # the token read before ``usage`` was read
+    usage_scanned_at: float = 0.0  # last full read of the counters
     # viewer → its visible collections' entries; the snapshot is immutable, so never stale
     _visible: dict[Viewer, tuple[CollectionEntries, ...]] = field(default_factory=dict)
 
@@ -149,6 +152,7 @@ class SearchIndex:
         *,
         max_orgs: int = 256,
         usage_refresh_seconds: float = 5.0,
+        usage_full_refresh_seconds: float = 60.0,
         revision_max_age_seconds: float = 0.0,
         freeze_gc: bool = True,
     ) -> None:
@@ -156,6 +160,7 @@ class SearchIndex:
         self._freeze_gc = freeze_gc
         self._max_orgs = max_orgs
         self._usage_refresh = usage_refresh_seconds
+        self._usage_full_refresh = usage_full_refresh_seconds
         self._orgs: OrderedDict[str, OrgSnapshot] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._usage_tasks: dict[str, asyncio.Task[None]] = {}
@@ -203,9 +208,12 @@ class SearchIndex:
         )
         if previous is not None:
             snapshot.usage, snapshot.usage_loaded_at = previous.usage, previous.usage_loaded_at
+            snapshot.usage_revision = previous.usage_revision
+            snapshot.usage_scanned_at = previous.usage_scanned_at
         else:
+            snapshot.usage_revision = await self._store.get_usage_revision(org_id)
             snapshot.usage = await self._store.usage_counts(org_id)
-            snapshot.usage_loaded_at = time.monotonic()
+            snapshot.usage_loaded_at = snapshot.usage_scanned_at = time.monotonic()
         self._orgs[org_id] = snapshot
         while len(self._orgs) > self._max_orgs:
             self._orgs.popitem(last=False)
@@ -235,15 +243,33 @@ class SearchIndex:
         self._usage_tasks[snapshot.org_id] = asyncio.create_task(self._refresh_usage(snapshot))
 
     async def _refresh_usage(self, snapshot: OrgSnapshot) -> None:
+        """Re-read the counters only when the org's usage revision moved (one ``_id`` read).
+
+        The consumer bumps that token after every counted use, so an unchanged token means
+        no counter changed since the last full read. A full read still happens at least
+        every ``usage_full_refresh_seconds``, as a safety net (e.g. counters written by
+        something that does not bump the token).
+        """
+        org_id = snapshot.org_id
         try:
-            usage = await self._store.usage_counts(snapshot.org_id)
+            revision = await self._store.get_usage_revision(org_id)
+            now = time.monotonic()
+            unchanged = revision == snapshot.usage_revision
+            if unchanged and now - snapshot.usage_scanned_at < self._usage_full_refresh:
+                usage, scanned_at = snapshot.usage, snapshot.usage_scanned_at
+            else:
+                usage, scanned_at = await self._store.usage_counts(org_id), now
+                USAGE_SCANS.inc()
         except Exception:  # a stale tie-breaker is fine; try again on a later search
             log.warning("usage refresh failed", exc_info=True)
             snapshot.usage_loaded_at = time.monotonic()
             return
-        latest = self._orgs.get(snapshot.org_id, snapshot)
+        latest = self._orgs.get(org_id, snapshot)
         for target in {id(snapshot): snapshot, id(latest): latest}.values():
-            target.usage = usage
+            if target.usage is not usage:  # a new mapping restarts the search memos
+                target.usage = usage
+            target.usage_revision = revision
+            target.usage_scanned_at = scanned_at
             target.usage_loaded_at = time.monotonic()
 
     async def close(self) -> None:
