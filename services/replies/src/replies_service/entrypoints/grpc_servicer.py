@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +52,10 @@ def _agent_name(token: str) -> str:
     return name.strip() if isinstance(name, str) else ""
 
 
+@functools.lru_cache(maxsize=65_536)
 def _ts(value: datetime) -> Timestamp:
+    """Cached: a search page converts the same replies' times over and over (message
+    constructors copy the Timestamp, so sharing the cached one is safe)."""
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
