@@ -26,10 +26,11 @@ from datetime import datetime
 from typing import Any
 
 from inbox_contracts.events import Availability
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from presence_service.adapters.group_commit import GroupCommit
 from presence_service.adapters.write_gate import WriteGate
 from presence_service.domain.model import (
     KEY_SEPARATOR,
@@ -139,6 +140,37 @@ class MongoPresenceStore:
         self._heads = db["heads"]
         self._availability = db["availability"]
         self._state = db["service_state"]
+        self._session_inserts = GroupCommit[Session](self._gate, self._insert_sessions)
+        self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
+
+    async def _insert_sessions(self, sessions: list[Session]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(sessions)
+        try:
+            await self._sessions.insert_many([_session_doc(s) for s in sessions], ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                code, message = error.get("code"), error.get("errmsg", "insert failed")
+                outcomes[error["index"]] = (
+                    DuplicateKeyError(message, code) if code == 11000 else RuntimeError(message)
+                )
+        return outcomes
+
+    async def _touch_many(
+        self, touches: list[tuple[str, datetime, datetime]]
+    ) -> list[BaseException | None]:
+        latest: dict[str, tuple[datetime, datetime]] = {}
+        for session_id, beat, expires in touches:  # the same session twice: keep the latest
+            if session_id not in latest or beat > latest[session_id][0]:
+                latest[session_id] = (beat, expires)
+        writes = [
+            ({"_id": sid}, {"$set": {"last_heartbeat": beat, "expires_at": expires}})
+            for sid, (beat, expires) in latest.items()
+        ]
+        if len(writes) == 1:
+            await self._sessions.update_one(*writes[0])
+        else:
+            await self._sessions.bulk_write([UpdateOne(f, u) for f, u in writes], ordered=False)
+        return [None] * len(touches)
 
     async def ensure_indexes(self) -> None:
         await self._sessions.create_index([("agent_key", ASCENDING)])
@@ -151,8 +183,7 @@ class MongoPresenceStore:
 
     # ------------------------------------------------------------------ sessions
     async def insert_session(self, session: Session) -> None:
-        async with self._gate.slot():
-            await self._sessions.insert_one(_session_doc(session))
+        await self._session_inserts.submit(session)
 
     async def get_session(self, session_id: str) -> Session | None:
         doc = await self._sessions.find_one({"_id": session_id})
@@ -161,11 +192,7 @@ class MongoPresenceStore:
     async def touch_session(
         self, session_id: str, last_heartbeat: datetime, expires_at: datetime
     ) -> None:
-        async with self._gate.slot():
-            await self._sessions.update_one(
-                {"_id": session_id},
-                {"$set": {"last_heartbeat": last_heartbeat, "expires_at": expires_at}},
-            )
+        await self._touches.submit((session_id, last_heartbeat, expires_at))
 
     async def delete_session(self, session_id: str) -> None:
         async with self._gate.slot():

@@ -1,0 +1,43 @@
+"""The store's group-committed writes on the real FerretDB: every caller's write lands, and a
+duplicate session id fails only its own caller."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from presence_service.adapters.mongo import MongoPresenceStore
+from presence_service.domain.model import AgentRef, Session
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+pytestmark = pytest.mark.infra
+
+
+def _session(sid: str, now: datetime) -> Session:
+    return Session(sid, AgentRef("org", f"agent-{sid}"), now, now, now + timedelta(seconds=45))
+
+
+async def test_concurrent_inserts_and_heartbeats_are_all_stored(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    store = MongoPresenceStore(mongo_db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ids = [f"s{i}" for i in range(20)]
+    await store.insert_session(_session("s0", now))
+    results = await asyncio.gather(
+        *(store.insert_session(_session(sid, now)) for sid in ids), return_exceptions=True
+    )
+    assert isinstance(results[0], DuplicateKeyError)  # s0 existed: only that caller fails
+    assert results[1:] == [None] * 19
+
+    later = now + timedelta(seconds=5)
+    await asyncio.gather(
+        *(store.touch_session(sid, later, later + timedelta(seconds=45)) for sid in ids),
+        store.touch_session("s1", now + timedelta(seconds=1), now),  # older beat, same batch
+    )
+    stored = await asyncio.gather(*(store.get_session(sid) for sid in ids))
+    assert all(s is not None and s.last_heartbeat == later for s in stored)
+    assert all(s is not None and s.expires_at == later + timedelta(seconds=45) for s in stored)
