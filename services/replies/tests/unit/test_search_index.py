@@ -77,7 +77,7 @@ async def test_an_aging_read_is_refreshed_ahead_without_making_callers_wait() ->
 
     reader = RevisionReader(fetch, max_age_seconds=0.2)
     assert await reader.read("org") == "r1"
-    await asyncio.sleep(0.12)  # past half the max age: still usable, but refreshed ahead
+    await asyncio.sleep(0.12)  # past a quarter of the max age: usable, but refreshed ahead
     gate.clear()
     assert await reader.read("org") == "r1"  # answered at once, the refresh runs behind it
     await asyncio.sleep(0)
