@@ -6,8 +6,8 @@ Measured in one run, routing in-process (its own event loop work only while meas
     backlog, and its ratio to the pipe (plus the time until the read model caught up);
 (d) inbound message -> auto-unassigned (R2) latency at a steady 500 events/s;
 (c) an agent with 1,000 NEW conversations among 50,000: sign-out -> last auto-unassigned.
-(c) runs last: on FerretDB each read-model update scans the collection, so the 1,000 view
-updates a sweep causes keep the database busy long after the decisions were published.
+(c) runs last: the 1,000 read-model updates a sweep causes are written in the background
+after the decisions were published (exact-``_id`` replaces in small chunks).
 """
 
 from __future__ import annotations

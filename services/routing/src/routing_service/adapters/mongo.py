@@ -1,11 +1,14 @@
 """MongoDB (PyMongo async) implementation of the routing store.
 
-Shaped by FerretDB v1 (our test database): updates and deletes cost a scan of the collection
-and are not atomic, ``_id`` lookups and inserts are cheap. So the hot path is insert-only
-(journal, decisions, published marks, sweep marks: unique ``_id``s make every write
-idempotent), and the only updates are the read model (one document per conversation, written
-by its owner when what it shows changed), agent timelines (one writer per agent) and settings.
-On real MongoDB the same code uses the secondary indexes created in ``ensure_indexes``.
+Shaped by FerretDB v1 (our test database, SQLite backend): exact ``{_id: <string>}`` filters on
+find/update/replace/delete use the unique index (devstack build with the ``_id`` index patch,
+~0.3-1 ms at 100k documents); every other filter (``_id: {$in}``, secondary fields) scans the
+collection, and updates are not atomic. So the hot path is insert-only for the facts (journal,
+decisions, published marks, sweep marks: unique ``_id``s make every write idempotent), reads
+presence timelines and settings by concurrent exact-``_id`` point reads, and writes the read
+model by exact-``_id`` replaces (one document per conversation, written only by its owner).
+Only the take-over (``load_*``) and gRPC listing query by other fields: on real MongoDB they use
+the secondary indexes created in ``ensure_indexes``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from itertools import islice
 
 from routing_service.service_layer.ports import ConversationKey, ConversationView, RoutingStore
 
@@ -65,6 +66,8 @@ class ViewWriter:
         #: so the read model never takes more than ~2/3 of the database's write time.
         self._pause_factor = pause_factor
         self._pending: dict[ConversationKey, tuple[ConversationView, bool]] = {}
+        #: Keys of ``_pending`` whose conversation is not stored yet (ordered set).
+        self._fresh: dict[ConversationKey, None] = {}
         self._wake = asyncio.Event()
         #: Held by the consumer while it handles a batch: background writes go in small
         #: chunks between batches.
@@ -79,14 +82,16 @@ class ViewWriter:
             key = (v.state.org_id, v.state.conversation_id)
             was_new = self._pending[key][1] if key in self._pending else False
             self._pending[key] = (v, was_new or key in new_keys)
+            if was_new or key in new_keys:
+                self._fresh[key] = None
         self._wake.set()
 
     def _next_chunk(self) -> tuple[list[ConversationKey], ChunkSizer]:
         # new conversations first (cheap inserts), then replaces, oldest pending first
-        fresh = [k for k, (_, new) in self._pending.items() if new][: self._inserts.size]
+        fresh = list(islice(self._fresh, self._inserts.size))
         if fresh:
             return fresh, self._inserts
-        return list(self._pending)[: self._updates.size], self._updates
+        return list(islice(self._pending, self._updates.size)), self._updates
 
     async def run(self) -> None:
         while True:
@@ -110,6 +115,7 @@ class ViewWriter:
         """Forget pending views of partitions given up (call with the exclusive lock held)."""
         for k in [k for k, (v, _) in self._pending.items() if v.partition in partitions]:
             del self._pending[k]
+            self._fresh.pop(k, None)
 
     async def flush(self, partitions: set[int] | None = None) -> None:
         """Write what is pending now (call with the exclusive lock held)."""
@@ -126,13 +132,18 @@ class ViewWriter:
         taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
         if not taken:
             return 0
+        for k, _ in taken:
+            self._fresh.pop(k, None)
         try:
             await self._store.write_views(
                 [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
             )
         except BaseException:
             for k, item in taken:  # put back unless a newer version arrived meanwhile
-                self._pending.setdefault(k, item)
+                if k not in self._pending:
+                    self._pending[k] = item
+                    if item[1]:
+                        self._fresh[k] = None
             self._wake.set()
             raise
         return len(taken)
