@@ -236,3 +236,56 @@ async def test_late_sign_in_cannot_undo_a_published_unassignment() -> None:
     await r.deliver(inbound(ORG, "c", t(7)))
     assert r.state(ORG, "c") == ("NEW", None)
     assert len(r.decisions.published) == 1
+
+
+class FlakyPublisher:
+    """Fails the first ``failures`` publishes (a broker outage), then records."""
+
+    def __init__(self, inner: object, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    async def publish_decisions(self, decisions: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker down")
+        await self.inner.publish_decisions(decisions)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("failing", ["append_journal", "record_decisions", "publish"])
+async def test_transient_failure_then_retry_of_the_same_batch_loses_nothing(failing: str) -> None:
+    """The consumer retries a batch in the same process after a transient failure: the
+    retry must persist the journal entry and record + publish the decision, although the
+    owner's memory already saw the event and derived the decision."""
+    r = await routing()
+    for e in (signed_in(ORG, "ana", t(0)), inbound(ORG, "c", t(1))):
+        await r.deliver(e)
+    await r.deliver(assigned(ORG, "c", "ana", t(2)))
+    await r.deliver(outbound(ORG, "c", t(2.5)))  # PENDING: the sign-out is no R1
+    await r.deliver(signed_out(ORG, "ana", t(3)))
+    trigger = inbound(ORG, "c", t(4))  # back to NEW, assignee signed out: R2
+    real_publisher = r.decisions
+    if failing == "publish":
+        r.owner._publisher = FlakyPublisher(real_publisher, 1)  # type: ignore[assignment]
+    else:
+        original = getattr(r.store, failing)
+        calls = {"n": 0}
+
+        async def flaky(*args: object, **kwargs: object) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("database down")
+            await original(*args, **kwargs)
+
+        setattr(r.store, failing, flaky)
+    with pytest.raises(ConnectionError):
+        await r.deliver(trigger)
+    await r.deliver(trigger)  # the consumer's retry of the same batch
+    assert len(real_publisher.published) == 1
+    [d] = real_publisher.published
+    assert d.cause_event_id == trigger.id
+    assert d.decision_id in r.store.decisions and d.decision_id in r.store.published
+    assert any(k[2] == trigger.id for k in r.store.journal)
+    await r.crash_and_restart()  # a take-over finds everything stored: no repeat
+    assert len(real_publisher.published) == 1
+    assert r.state(ORG, "c") == ("NEW", None)

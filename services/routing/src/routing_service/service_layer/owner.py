@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,13 @@ class ConversationOwner:
         self.owned: set[int] = set()
         #: (partition, org, agent) -> latest sign-out whose sweep this owner handled.
         self._swept: dict[tuple[int, str, str], datetime] = {}
+        #: Known in memory but not stored yet. After a transient failure the consumer retries
+        #: the batch in this process: its events are duplicates by then and its decisions
+        #: facts already, so what is pending here is written by the retry (or the next
+        #: batch), always before the offsets are committed.
+        self._unjournaled: dict[tuple[str, str, str], JournalRow] = {}
+        self._unrecorded: dict[str, DecisionRow] = {}
+        self._unpublished: dict[str, DecisionRow] = {}
 
     # -- partition ownership ----------------------------------------------------------------
 
@@ -155,6 +162,12 @@ class ConversationOwner:
             self._written.pop(k, None)
         for sk in [k for k in self._swept if k[0] in parts]:
             del self._swept[sk]
+        # the next owner re-derives these from the redelivered (uncommitted) records
+        for jk in [k for k, row in self._unjournaled.items() if row.partition in parts]:
+            del self._unjournaled[jk]
+        for pending in (self._unrecorded, self._unpublished):
+            for dk in [k for k, drow in pending.items() if drow.partition in parts]:
+                del pending[dk]
         for agent, keys in list(self._by_agent.items()):
             keys.difference_update(gone)
             if not keys:
@@ -164,7 +177,6 @@ class ConversationOwner:
 
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         touched: dict[ConversationKey, None] = {}
-        journal: list[JournalRow] = []
         sweeps: list[SweepRow] = []
         duplicates = 0
         for delivery in deliveries:
@@ -185,7 +197,8 @@ class ConversationOwner:
             cid = data.subject
             lg = self._log_for(data.org_id, cid, delivery.partition)
             if lg.add(entry):
-                journal.append(JournalRow(data.org_id, cid, delivery.partition, entry))
+                row = JournalRow(data.org_id, cid, delivery.partition, entry)
+                self._unjournaled[(data.org_id, cid, entry.event_id)] = row
                 if entry.assignee_id is not None:
                     self._by_agent[(data.org_id, entry.assignee_id)].add((data.org_id, cid))
             else:
@@ -193,17 +206,31 @@ class ConversationOwner:
             # duplicates are re-folded too: after a crash the redelivered event is the
             # trigger to finish what the crashed attempt started.
             touched[(data.org_id, cid)] = None
-        if journal:
-            await self._store.append_journal(journal)
-        if sweeps:
-            await self._store.record_sweeps(sweeps)
-        outcome = await self._refold(list(touched))
+        # the journal and sweep marks are written while the fold's inputs are read (the fold
+        # uses the in-memory log); both are stored before any decision is recorded.
+        outcome = await self._refold(list(touched), persist=self._persist_inputs(sweeps))
         outcome.duplicates = duplicates
         return outcome
 
-    async def _refold(self, keys: Sequence[ConversationKey]) -> BatchOutcome:
+    async def _persist_inputs(self, sweeps: list[SweepRow]) -> None:
+        journal = dict(self._unjournaled)
+        if journal:
+            await self._store.append_journal(list(journal.values()))
+            for jk in journal:
+                self._unjournaled.pop(jk, None)
+        if sweeps:
+            await self._store.record_sweeps(sweeps)
+
+    async def _refold(
+        self,
+        keys: Sequence[ConversationKey],
+        persist: Coroutine[Any, Any, None] | None = None,
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         if not keys:
+            if persist is not None:
+                await persist
+            outcome.decisions = await self._record_and_publish()
             return outcome
         agent_keys: set[AgentKey] = set()
         orgs: set[str] = set()
@@ -213,9 +240,10 @@ class ConversationOwner:
             if agents:
                 orgs.add(lg.org_id)
                 agent_keys.update((lg.org_id, a) for a in agents)
-        timelines, settings = await asyncio.gather(
+        timelines, settings, _ = await asyncio.gather(
             self._store.timelines(agent_keys) if agent_keys else _nothing(),
             self._store.settings(orgs) if orgs else _nothing(),
+            persist if persist is not None else _nothing(),
         )
         no_settings = SettingsHistory()
         new_rows: list[DecisionRow] = []
@@ -238,11 +266,9 @@ class ConversationOwner:
             view = ConversationView(lg.partition, result.state, result.audit)
             if result.state.exists and self._written.get(key) != view.fingerprint:
                 views.append(view)
-        if new_rows:
-            await self._store.record_decisions(new_rows)
-            await self._publisher.publish_decisions([r.decision for r in new_rows])
-            await self._store.mark_published(new_rows)
-            outcome.decisions = [r.decision for r in new_rows]
+        for r in new_rows:
+            self._unrecorded[r.decision.decision_id] = r
+        outcome.decisions = await self._record_and_publish()
         if views:
             new_keys = {
                 (v.state.org_id, v.state.conversation_id)
@@ -257,6 +283,23 @@ class ConversationOwner:
                 self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
             outcome.views_written = len(views)
         return outcome
+
+    async def _record_and_publish(self) -> list[Decision]:
+        """Record, publish (acks awaited), mark published: every decision not done yet."""
+        if self._unrecorded:
+            rows = list(self._unrecorded.values())
+            await self._store.record_decisions(rows)
+            for r in rows:
+                self._unpublished[r.decision.decision_id] = r
+                self._unrecorded.pop(r.decision.decision_id, None)
+        if not self._unpublished:
+            return []
+        rows = list(self._unpublished.values())
+        await self._publisher.publish_decisions([r.decision for r in rows])
+        await self._store.mark_published(rows)
+        for r in rows:
+            self._unpublished.pop(r.decision.decision_id, None)
+        return [r.decision for r in rows]
 
     def _note_sweep(self, partition: int, org_id: str, agent_id: str, at: datetime) -> None:
         key = (partition, org_id, agent_id)
