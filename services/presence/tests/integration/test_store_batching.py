@@ -41,3 +41,29 @@ async def test_concurrent_inserts_and_heartbeats_are_all_stored(
     stored = await asyncio.gather(*(store.get_session(sid) for sid in ids))
     assert all(s is not None and s.last_heartbeat == later for s in stored)
     assert all(s is not None and s.expires_at == later + timedelta(seconds=45) for s in stored)
+
+
+async def test_periodic_relay_scan_reads_pending_markers(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    from presence_service.domain.model import Transition
+    from presence_service.service_layer.handlers import transition_record
+
+    store = MongoPresenceStore(mongo_db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = Transition(AgentRef("org", "agent"), 1, True, now, "s1")
+    record = transition_record(t, now)
+    assert await store.claim_transition(t, record)
+    assert not await store.claim_transition(t, record)  # the loser's marker is harmless
+    later = now + timedelta(seconds=5)
+    [pending] = await store.unpublished(later, 10)
+    assert pending.key == record.key and pending.event_id == record.event_id
+    assert await store.unpublished(now, 10) == []  # too young for the scan
+    await store.mark_published(record.key, later)
+    assert await mongo_db["outbox_pending"].count_documents({}) == 0
+    assert await store.unpublished(later, 10) == []
+    assert await store.unpublished(later, 10, full_scan=True) == []
+    # a marker left behind (its delete was lost) is cleaned by the next scan
+    await mongo_db["outbox_pending"].insert_one({"_id": record.key, "created_at": now})
+    assert await store.unpublished(later, 10) == []
+    assert await mongo_db["outbox_pending"].count_documents({}) == 0

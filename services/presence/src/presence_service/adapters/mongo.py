@@ -22,7 +22,8 @@ Writes go through a ``WriteGate`` (see ``write_gate``).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
@@ -44,6 +45,9 @@ from presence_service.domain.model import (
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord
 
 Doc = dict[str, Any]
+
+#: A pending marker whose record never got stored is dropped after this long.
+STALE_MARKER = timedelta(hours=1)
 
 
 def _agent_from(doc: Doc) -> AgentRef:
@@ -137,6 +141,7 @@ class MongoPresenceStore:
         self._sessions = db["sessions"]
         self._ends = db["session_ends"]
         self._outbox = db["outbox"]
+        self._pending = db["outbox_pending"]
         self._heads = db["heads"]
         self._availability = db["availability"]
         self._state = db["service_state"]
@@ -177,6 +182,7 @@ class MongoPresenceStore:
         await self._sessions.create_index([("expires_at", ASCENDING)])
         await self._ends.create_index([("agent_key", ASCENDING), ("ended_at", ASCENDING)])
         await self._outbox.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
+        await self._pending.create_index([("created_at", ASCENDING)])
         await self._heads.create_index(
             [("org_id", ASCENDING), ("signed_in", ASCENDING), ("agent_id", ASCENDING)]
         )
@@ -293,6 +299,7 @@ class MongoPresenceStore:
 
     async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
         doc = _outbox_fields(record) | _transition_fields(transition) | {"kind": "transition"}
+        await self._mark_pending(record)
         try:
             async with self._gate.slot():
                 await self._outbox.insert_one(doc)
@@ -312,6 +319,7 @@ class MongoPresenceStore:
 
     async def insert_outbox(self, record: OutboxRecord) -> None:
         key, _, _ = record.key.rpartition(KEY_SEPARATOR)
+        await self._mark_pending(record)
         async with self._gate.slot():
             await self._outbox.insert_one(
                 _outbox_fields(record) | {"kind": "event", "agent_key": key}
@@ -321,17 +329,46 @@ class MongoPresenceStore:
         doc = await self._outbox.find_one({"_id": key})
         return _outbox(doc) if doc else None
 
-    async def unpublished(self, created_before: datetime, limit: int) -> list[OutboxRecord]:
-        cursor = self._outbox.find({"published": False, "created_at": {"$lt": created_before}})
-        docs = [d async for d in cursor.limit(limit)]
+    async def _mark_pending(self, record: OutboxRecord) -> None:
+        """Note the record as "to publish" *before* storing it, so the relay's periodic scan
+        reads this small collection instead of the whole (ever-growing) outbox."""
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent claimer noted it already
+            async with self._gate.slot():
+                await self._pending.insert_one({"_id": record.key, "created_at": record.created_at})
+
+    async def unpublished(
+        self, created_before: datetime, limit: int, *, full_scan: bool = False
+    ) -> list[OutboxRecord]:
+        if full_scan:  # startup: also records stored before pending markers existed
+            query = {"published": False, "created_at": {"$lt": created_before}}
+            docs = [d async for d in self._outbox.find(query).limit(limit)]
+        else:
+            cursor = self._pending.find({"created_at": {"$lt": created_before}}).limit(limit)
+            markers = [m async for m in cursor]
+            found = await asyncio.gather(
+                *(self._outbox.find_one({"_id": m["_id"]}) for m in markers)
+            )
+            docs = []
+            for marker, doc in zip(markers, found, strict=True):
+                if doc is not None and not doc.get("published"):
+                    docs.append(doc)
+                elif doc is not None or marker["created_at"] < created_before - STALE_MARKER:
+                    # published (its marker delete was lost), or a claim that never stored
+                    # its record (lost a race, or the process died in between)
+                    await self._unmark_pending(marker["_id"])
         docs.sort(key=lambda d: (d.get("agent_key", ""), d.get("seq", 0), d["created_at"]))
         return [_outbox(d) for d in docs]
+
+    async def _unmark_pending(self, key: str) -> None:
+        async with self._gate.slot():
+            await self._pending.delete_one({"_id": key})
 
     async def mark_published(self, key: str, at: datetime) -> None:
         async with self._gate.slot():
             await self._outbox.update_one(
                 {"_id": key}, {"$set": {"published": True, "published_at": at}}
             )
+        await self._unmark_pending(key)
 
     # ------------------------------------------------------------------ availability
     async def set_availability(self, agent: AgentRef, value: AgentAvailability) -> None:

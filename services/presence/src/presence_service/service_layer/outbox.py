@@ -37,10 +37,16 @@ async def publish_record(p: Presence, publisher: EventPublisher, record: OutboxR
 
 
 async def publish_pending(
-    p: Presence, publisher: EventPublisher, *, min_age: timedelta, limit: int = 1000
+    p: Presence,
+    publisher: EventPublisher,
+    *,
+    min_age: timedelta,
+    limit: int = 1000,
+    full_scan: bool = False,
 ) -> int:
-    """Publish every record older than ``min_age`` that is still unpublished."""
-    pending = await p.store.unpublished(p.clock() - min_age, limit)
+    """Publish every record older than ``min_age`` that is still unpublished. Periodic scans
+    read the pending markers only; ``full_scan`` (at startup) reads the whole outbox."""
+    pending = await p.store.unpublished(p.clock() - min_age, limit, full_scan=full_scan)
     done: set[str] = set()
     for record in pending:  # ordered by agent and sequence
         if record.key in done:
@@ -63,11 +69,12 @@ async def run_relay(
     loop = asyncio.get_running_loop()
     next_scan = loop.time()  # scan at start: pick up what a killed process left behind
     age = timedelta(0)
+    full_scan = True
     while True:
         if loop.time() >= next_scan:
             try:
-                await publish_pending(p, publisher, min_age=age)
-                age = min_age
+                await publish_pending(p, publisher, min_age=age, full_scan=full_scan)
+                age, full_scan = min_age, False
             except Exception:
                 log.exception("outbox scan failed; will retry")
             next_scan = loop.time() + scan_interval
