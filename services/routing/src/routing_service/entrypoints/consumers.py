@@ -51,14 +51,17 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # wait for the batch in flight (it commits at its end), then let go
         async with self._loop.lock:
+            parts = {tp.partition for tp in revoked}
+            self._loop.to_take_over -= parts
             if self._loop.on_revoked is not None and revoked:
-                await self._loop.on_revoked({tp.partition for tp in revoked})
+                await self._loop.on_revoked(parts)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        async with self._loop.lock:
-            if self._loop.on_assigned is not None and assigned:
-                await self._loop.on_assigned({tp.partition for tp in assigned})
-        self._loop.assigned_once.set()
+        # Only noted here: the take-over (loading state) runs in the poll loop before the next
+        # batch. aiokafka stops heartbeating while this callback runs, so a take-over longer
+        # than the session timeout here would get the member evicted (and the take-over
+        # repeated after the rebalance).
+        self._loop.to_take_over |= {tp.partition for tp in assigned}
 
 
 class BatchConsumer:
@@ -96,6 +99,19 @@ class BatchConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         #: Set once the first assignment was taken over (state loaded).
         self.assigned_once = asyncio.Event()
+        #: Partitions assigned but whose state is not loaded yet (see ``_take_over``).
+        self.to_take_over: set[int] = set()
+
+    async def _take_over(self) -> None:
+        """Load the state of newly assigned partitions (call with ``lock`` held)."""
+        consumer = self.consumer
+        if consumer is None or not consumer.assignment():
+            return
+        parts = set(self.to_take_over)
+        self.to_take_over.clear()
+        if parts and self.on_assigned is not None:
+            await self.on_assigned(parts)
+        self.assigned_once.set()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -115,13 +131,18 @@ class BatchConsumer:
         await consumer.start()
         try:
             while True:
+                if self.to_take_over or (consumer.assignment() and not self.assigned_once.is_set()):
+                    async with self.lock:
+                        await self._take_over()
                 batches = await consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_records
                 )
                 if not batches:
                     continue
                 async with self.lock:
-                    # a rebalance may have taken partitions away while we polled
+                    # a rebalance may have assigned partitions (load them first) or taken
+                    # partitions away while we polled
+                    await self._take_over()
                     live = {tp: recs for tp, recs in batches.items() if tp in consumer.assignment()}
                     if live:
                         await self._handle(consumer, live)
