@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,6 +241,7 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
     process = start_service(env)
     address = f"127.0.0.1:{port}"
     metrics: list[Metric] = []
+    error_codes: Counter[str] = Counter()
     try:
         wait_healthy(address, process)
         requests = make_requests()
@@ -253,7 +255,11 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
 
             async def call_service(i: int) -> Any:
                 req, md = requests[i % len(requests)]
-                return await stub.SearchReplies(req, metadata=md)
+                try:
+                    return await stub.SearchReplies(req, metadata=md)
+                except grpc.aio.AioRpcError as e:
+                    error_codes[e.code().name] += 1
+                    raise
 
             svc = await closed_loop(call_service, concurrency=CONCURRENCY, seconds=CLOSED_SECONDS)
 
@@ -276,10 +282,14 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
         finally:
             await canned.stop(None)
 
+        if error_codes:
+            print(f"service errors: {dict(error_codes)}", file=sys.stderr)
         rate = max(1.0, svc.throughput / 2)
         async with grpc.aio.insecure_channel(address) as channel:
             stub = replies_pb2_grpc.RepliesServiceStub(channel)
             opened = await open_loop(call_service, rate=rate, seconds=OPEN_SECONDS)
+        if error_codes:
+            print(f"service errors (closed + open loop): {dict(error_codes)}", file=sys.stderr)
 
         metrics = [
             Metric(
