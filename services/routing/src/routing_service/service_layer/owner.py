@@ -28,6 +28,7 @@ from inbox_contracts.events import AgentSweepRequested
 from routing_service.domain.model import (
     ConversationLog,
     Decision,
+    PresenceEntry,
     SettingsHistory,
     agents_of,
     fold,
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 
 async def _nothing() -> dict[Any, Any]:
     return {}
+
+
+FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,12 @@ class ConversationOwner:
             await self._store.mark_published(unpublished)
         keys = [k for k, lg in self.logs.items() if lg.partition in parts]
         outcome = BatchOutcome()
+        # the timelines and settings of all these conversations, read once (not per chunk:
+        # at 50,000 conversations that was 100 rounds of point reads)
+        inputs = await self._fold_inputs(keys)
         for i in range(0, len(keys), 500):
             # in chunks, yielding, so the consumer's heartbeats go on during a big take-over
-            part = await self._refold(keys[i : i + 500])
+            part = await self._refold(keys[i : i + 500], inputs=inputs)
             outcome.decisions += part.decisions
             outcome.views_written += part.views_written
             await asyncio.sleep(0)
@@ -212,6 +219,22 @@ class ConversationOwner:
         outcome.duplicates = duplicates
         return outcome
 
+    async def _fold_inputs(self, keys: Sequence[ConversationKey]) -> FoldInputs:
+        """Presence timelines of every agent these conversations involve, and org settings."""
+        agent_keys: set[AgentKey] = set()
+        orgs: set[str] = set()
+        for key in keys:
+            lg = self.logs[key]
+            agents = agents_of(lg.entries.values(), lg.facts.values())
+            if agents:
+                orgs.add(lg.org_id)
+                agent_keys.update((lg.org_id, a) for a in agents)
+        timelines, settings = await asyncio.gather(
+            self._store.timelines(agent_keys) if agent_keys else _nothing(),
+            self._store.settings(orgs) if orgs else _nothing(),
+        )
+        return timelines, settings
+
     async def _persist_inputs(self, sweeps: list[SweepRow]) -> None:
         journal = dict(self._unjournaled)
         if journal:
@@ -225,6 +248,7 @@ class ConversationOwner:
         self,
         keys: Sequence[ConversationKey],
         persist: Coroutine[Any, Any, None] | None = None,
+        inputs: FoldInputs | None = None,
     ) -> BatchOutcome:
         outcome = BatchOutcome()
         if not keys:
@@ -232,19 +256,13 @@ class ConversationOwner:
                 await persist
             outcome.decisions = await self._record_and_publish()
             return outcome
-        agent_keys: set[AgentKey] = set()
-        orgs: set[str] = set()
-        for key in keys:
-            lg = self.logs[key]
-            agents = agents_of(lg.entries.values(), lg.facts.values())
-            if agents:
-                orgs.add(lg.org_id)
-                agent_keys.update((lg.org_id, a) for a in agents)
-        timelines, settings, _ = await asyncio.gather(
-            self._store.timelines(agent_keys) if agent_keys else _nothing(),
-            self._store.settings(orgs) if orgs else _nothing(),
-            persist if persist is not None else _nothing(),
-        )
+        if inputs is None:
+            inputs, _ = await asyncio.gather(
+                self._fold_inputs(keys), persist if persist is not None else _nothing()
+            )
+        elif persist is not None:
+            await persist
+        timelines, settings = inputs
         no_settings = SettingsHistory()
         new_rows: list[DecisionRow] = []
         views: list[ConversationView] = []
