@@ -93,3 +93,16 @@ async def test_drop_forgets_pending_views_of_revoked_partitions() -> None:
     await writer.flush()
     assert set(store.views) == {("org", "a")}
     assert writer.backlog == 0
+
+
+async def test_chunks_are_boosted_when_the_consumer_is_idle() -> None:
+    store = RecordingStore()
+    writer = ViewWriter(store, idle_gap=0.0, idle_boost=8)
+    writer.submit([view(f"c{i}") for i in range(300)], {("org", f"c{i}") for i in range(300)})
+    await asyncio.sleep(0.01)  # no submit since: idle
+    keys, sizer = writer._next_chunk()
+    assert sizer is None and len(keys) == 32 * 8
+    busy = ViewWriter(store, idle_gap=60.0)
+    busy.submit([view(f"d{i}") for i in range(100)], set())
+    keys, sizer = busy._next_chunk()
+    assert sizer is not None and len(keys) == 8  # initial replace chunk while batches arrive

@@ -55,10 +55,19 @@ class ViewWriter:
         *,
         exclusive: asyncio.Lock | None = None,
         target_seconds: float = 0.01,
-        max_chunk: int = 200,
+        max_chunk: int = 500,
         pause_factor: float = 0.5,
+        idle_gap: float = 0.25,
+        idle_boost: int = 8,
     ) -> None:
         self._store = store
+        #: When no batch produced views for ``idle_gap`` seconds the consumer is idle (caught
+        #: up): chunks are ``idle_boost`` times larger, so a backlog drains quickly; a batch
+        #: arriving then waits for at most one such chunk.
+        self._idle_gap = idle_gap
+        self._idle_boost = idle_boost
+        self._max_chunk = max_chunk
+        self._last_submit = 0.0
         #: Updates (replaces) and inserts have different costs: one sizer each.
         self._updates = ChunkSizer(target=target_seconds, initial=8, maximum=max_chunk)
         self._inserts = ChunkSizer(target=target_seconds, initial=32, maximum=max_chunk)
@@ -84,14 +93,18 @@ class ViewWriter:
             self._pending[key] = (v, was_new or key in new_keys)
             if was_new or key in new_keys:
                 self._fresh[key] = None
+        self._last_submit = time.monotonic()
         self._wake.set()
 
-    def _next_chunk(self) -> tuple[list[ConversationKey], ChunkSizer]:
+    def _next_chunk(self) -> tuple[list[ConversationKey], ChunkSizer | None]:
+        """Keys to write next and the sizer to learn from (None: boosted idle chunk)."""
+        idle = time.monotonic() - self._last_submit > self._idle_gap
+        boost = self._idle_boost if idle else 1
         # new conversations first (cheap inserts), then replaces, oldest pending first
-        fresh = list(islice(self._fresh, self._inserts.size))
-        if fresh:
-            return fresh, self._inserts
-        return list(islice(self._pending, self._updates.size)), self._updates
+        sizer = self._inserts if self._fresh else self._updates
+        size = min(self._max_chunk, sizer.size * boost)
+        source = self._fresh if self._fresh else self._pending
+        return list(islice(source, size)), (None if idle else sizer)
 
     async def run(self) -> None:
         while True:
@@ -108,7 +121,8 @@ class ViewWriter:
                         log.warning("read-model write failed; retrying", exc_info=True)
                         written = 0
                     took = time.perf_counter() - started
-                    sizer.observe(written, took)
+                    if sizer is not None:
+                        sizer.observe(written, took)
                 await asyncio.sleep(1.0 if not written else min(took * self._pause_factor, 0.5))
 
     def drop(self, partitions: set[int]) -> None:
@@ -124,7 +138,7 @@ class ViewWriter:
             for k, (v, _) in self._pending.items()
             if partitions is None or v.partition in partitions
         ]
-        step = self._updates.maximum
+        step = self._max_chunk
         for i in range(0, len(keys), step):
             await self._write_some(keys[i : i + step])
 
