@@ -10,7 +10,11 @@ import grpc
 from aiokafka import ConsumerRecord
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
-from inbox_testing import bearer
+from inbox_kit.runtime import ServiceRuntime
+from inbox_testing import TEST_JWT_SECRET, Infra, bearer
+from presence_service.bootstrap import bootstrap
+from presence_service.service_layer.handlers import Presence
+from presence_service.settings import PresenceSettings
 
 SIGNED_IN = "inbox.presence.agent_signed_in.v1"
 SIGNED_OUT = "inbox.presence.agent_signed_out.v1"
@@ -82,3 +86,49 @@ def logical(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]
         else:
             seen[e["id"]] = e
     return list(seen.values())
+
+
+#: Short timings so expiry tests take seconds (heartbeat 0.5 s, timeout 1.5 s).
+FAST: dict[str, Any] = {
+    "heartbeat_interval_seconds": 0.5,
+    "session_timeout_seconds": 1.5,
+    "sweep_interval_seconds": 0.25,
+    "expiry_grace_seconds": 0.2,
+    "relay_scan_interval_seconds": 0.5,
+    "relay_min_age_seconds": 3.0,
+}
+
+
+class Replicas:
+    """Presence replicas started in-process on one test database."""
+
+    def __init__(self, infra: Infra, database: str) -> None:
+        self.infra, self.database = infra, database
+        self.running: list[ServiceRuntime] = []
+
+    async def start(self, **overrides: Any) -> tuple[ServiceRuntime, Presence]:
+        runtime, presence = await bootstrap(
+            presence_settings(self.infra, self.database, **overrides)
+        )
+        await runtime.start()
+        self.running.append(runtime)
+        return runtime, presence
+
+    async def stop(self, runtime: ServiceRuntime) -> None:
+        self.running.remove(runtime)
+        await runtime.stop()
+
+
+def presence_settings(infra: Infra, database: str, **overrides: Any) -> PresenceSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": infra.kafka_bootstrap,
+        "mongodb_uri": infra.mongodb_uri,
+        "mongodb_database": database,
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "jwt_secret": TEST_JWT_SECRET,
+        "shutdown_grace_seconds": 0.5,
+        **FAST,
+        **overrides,
+    }
+    return PresenceSettings(**values)

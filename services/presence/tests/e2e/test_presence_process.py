@@ -14,12 +14,11 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import FAST
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox_contracts.topics import PRESENCE
 from inbox_testing import TEST_JWT_SECRET, Infra, TopicProbe
 from presence_service.domain.model import AgentRef, event_id_for, transition_key
-from presence_test_helpers import SIGNED_IN, SIGNED_OUT, Client, event, logical, of
+from presence_test_helpers import FAST, SIGNED_IN, SIGNED_OUT, Client, event, logical, of
 from pymongo import MongoClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]

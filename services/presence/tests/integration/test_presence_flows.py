@@ -7,15 +7,16 @@ from datetime import datetime, timedelta
 
 import grpc
 import pytest
-from conftest import FAST, Replicas
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox_contracts.topics import PRESENCE
 from inbox_testing import TopicProbe, wait_until
 from presence_test_helpers import (
     AVAILABILITY,
+    FAST,
     SIGNED_IN,
     SIGNED_OUT,
     Client,
+    Replicas,
     code_of,
     event,
     logical,
