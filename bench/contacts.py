@@ -37,6 +37,7 @@ from inbox_contracts import CloudEvent
 from inbox_contracts.events import ChannelIdentity, ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.auth import mint_token
+from inbox_testing import stop_process
 from pymongo import AsyncMongoClient
 
 from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
@@ -116,16 +117,6 @@ def start_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[byte
     return subprocess.Popen(
         [sys.executable, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL
     )
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def wait_ready(stub: contacts_pb2_grpc.ContactsServiceAsyncStub, token: str) -> None:

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -29,10 +28,10 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import mint_token
+from inbox_testing import stop_process, wait_serving
 from pymongo import AsyncMongoClient
 
 from bench.common import LoadResult, Metric, closed_loop, start_canned_server, write_results
@@ -112,31 +111,6 @@ def _spawn(args: list[str], env: dict[str, str], *, capture: bool) -> subprocess
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"presence service exited with {proc.returncode}")
-            with contextlib.suppress(grpc.RpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            await asyncio.sleep(0.2)
-    raise RuntimeError("presence service did not become healthy")
-
-
 @contextlib.asynccontextmanager
 async def _servers(database: str) -> Any:
     """Yield (presence address, baseline address, mongodb uri)."""
@@ -178,11 +152,11 @@ async def _servers(database: str) -> Any:
         assert canned_proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(canned_proc.stdout.readline), 30)
         address = f"127.0.0.1:{port}"
-        await _wait_healthy(address, service_proc)
+        await asyncio.to_thread(wait_serving, address, service_proc)
         yield address, line.decode().strip(), mongodb_uri
     finally:
-        _stop(canned_proc)
-        _stop(service_proc)
+        stop_process(canned_proc)
+        stop_process(service_proc)
 
 
 async def _measure(

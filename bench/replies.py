@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_kit.auth import mint_token
+from inbox_testing import stop_process, wait_serving
 from pymongo import AsyncMongoClient
 from replies_service.adapters.mongo import MongoReplyStore
 from replies_service.domain.model import Collection, CollectionKind, SavedReply, shortcut_key
@@ -180,22 +180,6 @@ def start_service(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "replies_service"], env=env)
 
 
-def wait_healthy(address: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"replies service exited with {process.returncode}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError("replies service did not become healthy")
-
-
 def make_requests() -> list[tuple[pb.SearchRepliesRequest, tuple[tuple[str, str]]]]:
     rng = random.Random(7)
     tokens = [
@@ -243,7 +227,7 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
     metrics: list[Metric] = []
     error_codes: Counter[str] = Counter()
     try:
-        wait_healthy(address, process)
+        wait_serving(address, process)
         requests = make_requests()
         async with grpc.aio.insecure_channel(address) as channel:
             stub = replies_pb2_grpc.RepliesServiceStub(channel)
@@ -324,11 +308,7 @@ async def run(mongodb_uri: str, kafka: str) -> list[Metric]:
             Metric(metric="concurrency", value=CONCURRENCY, unit="workers"),
         ]
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
         await client.drop_database(database)
         await client.close()

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -15,14 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.kafka import make_broker, publish_event
-from inbox_testing import TEST_JWT_SECRET, Infra, bearer, wait_until
+from inbox_testing import TEST_JWT_SECRET, Infra, bearer, stop_process, wait_serving, wait_until
 from pymongo import AsyncMongoClient, MongoClient
 from replies_service.bootstrap import App, bootstrap
 from replies_service.settings import RepliesSettings
@@ -42,7 +40,7 @@ class ContactsProcess:
 
 @pytest.fixture(scope="session")
 def wait_healthy() -> Callable[[str, subprocess.Popen[bytes]], None]:
-    return _wait_healthy
+    return wait_serving
 
 
 @pytest.fixture(scope="session")
@@ -69,34 +67,13 @@ def contacts_service(
     )
     address = f"127.0.0.1:{port}"
     try:
-        _wait_healthy(address, process)
+        wait_serving(address, process)
         yield ContactsProcess(address, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
         with MongoClient[dict[str, Any]](infra.mongodb_uri) as client:
             client.drop_database(db)
-
-
-def _wait_healthy(address: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"contacts service exited with {process.returncode}")
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError("contacts service did not become healthy")
 
 
 @pytest.fixture(scope="session")

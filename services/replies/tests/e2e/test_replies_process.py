@@ -4,6 +4,7 @@ over gRPC and Kafka, as clients would."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import grpc
 import pytest
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc
-from inbox_testing import TEST_JWT_SECRET, Infra, bearer, wait_until
+from inbox_testing import TEST_JWT_SECRET, Infra, bearer, stop_process, wait_until
 from pymongo import MongoClient
 
 
@@ -67,12 +68,9 @@ def replicas(
         yield addresses
     finally:
         for process in processes:
-            process.terminate()
+            process.send_signal(signal.SIGTERM)
         for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
         with MongoClient[dict[str, Any]](infra.mongodb_uri) as client:
             client.drop_database(db)
 

@@ -24,7 +24,7 @@ from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, wait_until
+from inbox_testing import Infra, TopicProbe, bearer, stop_process, wait_until
 from pymongo import AsyncMongoClient
 from routing_service.testing import (
     assigned,
@@ -86,12 +86,7 @@ class RoutingProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, wait_until
+from inbox_testing import Infra, TopicProbe, bearer, stop_process, wait_until
 from routing_service.testing import assigned, inbound, outbound, signed_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
@@ -39,16 +38,6 @@ def free_port() -> int:
 def start(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out, stderr=out)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -82,8 +71,8 @@ def services(infra: Infra, jwt_secret: str, tmp_path: Path) -> Iterator[tuple[in
     try:
         yield routing_port, presence_port
     finally:
-        stop(routing)
-        stop(presence)
+        stop_process(routing)
+        stop_process(presence)
 
 
 async def test_sign_out_through_presence_unassigns(

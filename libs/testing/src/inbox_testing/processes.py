@@ -1,0 +1,43 @@
+"""Service processes for end-to-end tests and benchmarks: wait until serving, stop cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], *, timeout: float = 60) -> None:
+    """Block until the gRPC server at ``address`` reports SERVING; fail if ``process`` exits.
+
+    Async callers: ``await asyncio.to_thread(wait_serving, address, process)``.
+    """
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"{process.args!r} did not report SERVING on {address} within {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 15) -> None:
+    """SIGTERM (graceful shutdown), then SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
