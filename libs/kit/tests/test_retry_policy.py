@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from inbox_kit.kafka import RetryPolicy
-from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, OperationFailure
 
 
 @pytest.mark.parametrize(
@@ -12,6 +12,7 @@ from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
     [
         AutoReconnect("primary went away"),
         OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1),
+        BulkWriteError({"writeErrors": [{"index": 0, "code": 1, "errmsg": "database is locked"}]}),
         TimeoutError(),
     ],
 )
@@ -21,7 +22,12 @@ def test_outages_are_transient(error: BaseException) -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [ValueError("bad value"), OperationFailure("unknown operator", code=2), DuplicateKeyError("x")],
+    [
+        ValueError("bad value"),
+        OperationFailure("unknown operator", code=2),
+        DuplicateKeyError("x"),
+        BulkWriteError({"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000"}]}),
+    ],
 )
 def test_message_faults_are_not_transient(error: BaseException) -> None:
     assert not RetryPolicy().is_transient(error)

@@ -26,7 +26,7 @@ from faststream.kafka.annotations import KafkaMessage
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic, decode
 from inbox_contracts.topics import DLQ_SUFFIX
 from prometheus_client import Counter
-from pymongo.errors import ConnectionFailure, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,21 @@ class RetryPolicy:
     )
 
     def is_transient(self, error: BaseException) -> bool:
-        if isinstance(error, self.transient):
-            return True
-        # FerretDB's SQLite backend reports write-lock contention as a plain InternalError:
-        # that is load, not a bad message, so it must not be dead-lettered.
-        return isinstance(error, OperationFailure) and "database is locked" in str(error)
+        return isinstance(error, self.transient) or _database_locked(error)
+
+
+def _database_locked(error: BaseException) -> bool:
+    """FerretDB's SQLite backend reports write-lock contention as a plain error.
+
+    That is load, not a bad message, so it must never be dead-lettered. In a bulk write it
+    shows up per write error.
+    """
+    if isinstance(error, BulkWriteError):
+        return any(
+            "database is locked" in str(e.get("errmsg", ""))
+            for e in error.details.get("writeErrors", [])
+        )
+    return isinstance(error, OperationFailure) and "database is locked" in str(error)
 
 
 class RawPublish(Protocol):

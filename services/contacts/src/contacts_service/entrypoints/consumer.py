@@ -22,27 +22,15 @@ from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy
-from pymongo.errors import BulkWriteError, ConnectionFailure
+from pymongo.errors import ConnectionFailure
 
 from contacts_service.service_layer.contacts import ProfileIngestion, RawProfile
 
 log = logging.getLogger(__name__)
 
-#: Outages: never the message's fault, retried until they pass.
-TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
-_KIT_POLICY = RetryPolicy()
-
-
-def is_transient(error: BaseException) -> bool:
-    """Outage or load (incl. FerretDB's "database is locked", also inside bulk errors)."""
-    if isinstance(error, TRANSIENT) or _KIT_POLICY.is_transient(error):
-        return True
-    if isinstance(error, BulkWriteError):
-        return any(
-            "database is locked" in str(e.get("errmsg", ""))
-            for e in error.details.get("writeErrors", [])
-        )
-    return False
+#: Outages and load: never the message's fault, retried until they pass.
+_POLICY = RetryPolicy(transient=(ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError))
+is_transient = _POLICY.is_transient
 
 
 Record: TypeAlias = "ConsumerRecord[Any, Any]"

@@ -187,10 +187,11 @@ class BatchConsumer:
                 if valid:
                     await self._handler(valid)
                 break
-            except self._policy.transient:
-                log.warning("transient failure; retrying the batch", exc_info=True)
-                await asyncio.sleep(min(5.0, self._policy.backoff_seconds * attempt))
-            except Exception:
+            except Exception as exc:
+                if self._policy.is_transient(exc):
+                    log.warning("transient failure; retrying the batch", exc_info=True)
+                    await asyncio.sleep(min(5.0, self._policy.backoff_seconds * attempt))
+                    continue
                 log.warning("batch failed; replaying it record by record", exc_info=True)
                 await self._one_by_one(valid)
                 break
@@ -220,5 +221,7 @@ class BatchConsumer:
                         policy=self._policy,
                     )
                     break
-                except self._policy.transient:
+                except Exception as exc:
+                    if not self._policy.is_transient(exc):
+                        raise
                     await asyncio.sleep(1.0)
