@@ -42,13 +42,16 @@ def _devstack() -> Iterator[Infra]:
 
     config = DevstackConfig.from_env()
     stack = Devstack(config)
-    already_up = stack.is_healthy()
-    if not already_up:
+    before = stack.status()
+    if not before.all_up:
         stack.up()
+    # Stop at the end only what this session started from nothing: if a developer's stack was
+    # partly up (one component crashed), bring it back and leave it running.
+    started_here = not (before.kafka.up or before.ferretdb.up)
     try:
         yield Infra(config.kafka_bootstrap, config.mongodb_uri, "devstack")
     finally:
-        if not already_up and not os.environ.get("INBOX_KEEP_STACK"):
+        if started_here and not os.environ.get("INBOX_KEEP_STACK"):
             stack.down()
 
 
