@@ -121,7 +121,7 @@ async def test_same_scenario_in_different_topic_orders_ends_in_the_same_state(
         expected, _ = expected_outcome(events, setting_on_since=events[0].data.occurred_at)
         await stack.publish(*orders(events)[name])
         try:
-            await wait_until(lambda o=org, x=expected: converged(client, o, x), timeout=30)
+            await wait_until(lambda o=org, x=expected: converged(client, o, x), timeout=60)
         except AssertionError:
             got = await final_states(client, org, convs)
             raise AssertionError(f"{name}: expected {expected}, got {got}") from None

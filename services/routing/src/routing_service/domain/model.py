@@ -179,6 +179,19 @@ class ConversationState:
     def exists(self) -> bool:
         return self.queue is not None
 
+    def unassigned(self, at: datetime) -> ConversationState:
+        """The same conversation with no assignee (and nothing left of the assignment)."""
+        return replace(
+            self,
+            assignee_id=None,
+            assignment_id=None,
+            assigned_at=None,
+            assigned_by=None,
+            assignee_signed_in_at_assignment=None,
+            assignee_signed_out_since=False,
+            updated_at=at,
+        )
+
 
 @dataclass(frozen=True)
 class FoldResult:
@@ -271,16 +284,7 @@ def fold(
                 decision_id=did,
             )
         )
-        s = replace(
-            s,
-            assignee_id=None,
-            assignment_id=None,
-            assigned_at=None,
-            assigned_by=None,
-            assignee_signed_in_at_assignment=None,
-            assignee_signed_out_since=False,
-            updated_at=at,
-        )
+        s = s.unassigned(at)
 
     def move(to: Queue, e: ConversationEntry) -> None:
         nonlocal s
@@ -297,6 +301,21 @@ def fold(
                 )
             )
             s = replace(s, queue=to, updated_at=e.occurred_at)
+
+    def unassign_by_hand(e: ConversationEntry) -> None:
+        nonlocal s
+        if s.assignee_id is not None:
+            audit.append(
+                AuditEntry(
+                    AuditKind.UNASSIGNED,
+                    e.occurred_at,
+                    e.actor,
+                    e.event_id,
+                    e.event_type,
+                    previous_assignee_id=s.assignee_id,
+                )
+            )
+            s = s.unassigned(e.occurred_at)
 
     def r2_check(e: ConversationEntry) -> None:
         if (
@@ -335,16 +354,7 @@ def fold(
                 )
             )
             if s.assignment_id == item.assignment_id:
-                s = replace(
-                    s,
-                    assignee_id=None,
-                    assignment_id=None,
-                    assigned_at=None,
-                    assigned_by=None,
-                    assignee_signed_in_at_assignment=None,
-                    assignee_signed_out_since=False,
-                    updated_at=item.occurred_at,
-                )
+                s = s.unassigned(item.occurred_at)
             continue
         assert isinstance(item, ConversationEntry)
         e = item
@@ -395,50 +405,10 @@ def fold(
                 updated_at=e.occurred_at,
             )
         elif e.kind is EntryKind.UNASSIGNED:
-            if s.assignee_id is not None:
-                audit.append(
-                    AuditEntry(
-                        AuditKind.UNASSIGNED,
-                        e.occurred_at,
-                        e.actor,
-                        e.event_id,
-                        e.event_type,
-                        previous_assignee_id=s.assignee_id,
-                    )
-                )
-                s = replace(
-                    s,
-                    assignee_id=None,
-                    assignment_id=None,
-                    assigned_at=None,
-                    assigned_by=None,
-                    assignee_signed_in_at_assignment=None,
-                    assignee_signed_out_since=False,
-                    updated_at=e.occurred_at,
-                )
+            unassign_by_hand(e)
         elif e.kind is EntryKind.RESOLVED:
             move(Queue.RESOLVED, e)
-            if s.assignee_id is not None:
-                audit.append(
-                    AuditEntry(
-                        AuditKind.UNASSIGNED,
-                        e.occurred_at,
-                        e.actor,
-                        e.event_id,
-                        e.event_type,
-                        previous_assignee_id=s.assignee_id,
-                    )
-                )
-                s = replace(
-                    s,
-                    assignee_id=None,
-                    assignment_id=None,
-                    assigned_at=None,
-                    assigned_by=None,
-                    assignee_signed_in_at_assignment=None,
-                    assignee_signed_out_since=False,
-                    updated_at=e.occurred_at,
-                )
+            unassign_by_hand(e)
     return FoldResult(s, tuple(new), tuple(audit))
 
 
