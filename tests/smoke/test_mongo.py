@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from inbox_kit.mongo import upsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -31,3 +33,30 @@ async def test_duplicate_id_is_refused_and_ordered_false_inserts_the_rest(
         await claims.insert_many([{"_id": "a"}, {"_id": "b"}], ordered=False)
     assert "E11000" in str(bulk.value) or "duplicate" in str(bulk.value).lower()
     assert sorted([d["_id"] async for d in claims.find({})]) == ["a", "b"]
+
+
+async def test_racing_upserts_of_a_new_document_all_succeed_with_the_kit_helper(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Without the helper the losers of a first-upsert race fail with DuplicateKeyError.
+
+    (Which fields survive is another matter: FerretDB updates are not atomic, so concurrent
+    writers of one document may overwrite each other; our services avoid that by design.)
+    """
+    state = mongo_db["state"]
+    for i in range(20):
+        doc_id = f"doc-{i}"
+        results = await asyncio.gather(
+            *(
+                upsert(
+                    lambda n=n, d=doc_id: state.update_one(
+                        {"_id": d}, {"$set": {"at": n}}, upsert=True
+                    )
+                )
+                for n in range(4)
+            )
+        )
+        assert all(r.acknowledged for r in results)
+        doc = await state.find_one({"_id": doc_id})
+        assert doc is not None and doc["at"] in range(4)
+    assert await state.count_documents({}) == 20

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from inbox_kit.settings import ServiceSettings
+
+T = TypeVar("T")
 
 
 def connect(
@@ -20,3 +24,15 @@ def connect(
         appname=settings.service_name,
     )
     return client, client[settings.mongodb_database]
+
+
+async def upsert(write: Callable[[], Awaitable[T]]) -> T:
+    """Run an upsert of a document several writers may create at the same moment.
+
+    When two upserts of a new ``_id`` race, the loser gets ``DuplicateKeyError`` (on MongoDB as
+    on FerretDB). The document exists by then, so running the write again updates it.
+    """
+    try:
+        return await write()
+    except DuplicateKeyError:
+        return await write()

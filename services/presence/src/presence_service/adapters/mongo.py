@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
+from inbox_kit.mongo import upsert
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -373,17 +374,19 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ availability
     async def set_availability(self, agent: AgentRef, value: AgentAvailability) -> None:
         async with self._gate.slot():
-            await self._availability.update_one(
-                {"_id": agent.key},
-                {
-                    "$set": {
-                        "org_id": agent.org_id,
-                        "agent_id": agent.agent_id,
-                        "availability": value.availability.value,
-                        "changed_at": value.changed_at,
-                    }
-                },
-                upsert=True,
+            await upsert(
+                lambda: self._availability.update_one(
+                    {"_id": agent.key},
+                    {
+                        "$set": {
+                            "org_id": agent.org_id,
+                            "agent_id": agent.agent_id,
+                            "availability": value.availability.value,
+                            "changed_at": value.changed_at,
+                        }
+                    },
+                    upsert=True,
+                )
             )
 
     async def availabilities(self, agents: list[AgentRef]) -> dict[AgentRef, AgentAvailability]:
@@ -398,7 +401,9 @@ class MongoPresenceStore:
     async def mark_alive(self, now: datetime) -> datetime | None:
         doc = await self._state.find_one({"_id": "alive"})
         async with self._gate.slot():
-            await self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
+            await upsert(
+                lambda: self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
+            )
         return doc["at"] if doc else None
 
     async def outage_resumed_at(self) -> datetime | None:
@@ -407,6 +412,8 @@ class MongoPresenceStore:
 
     async def record_outage_resumed(self, at: datetime) -> None:
         async with self._gate.slot():
-            await self._state.update_one(
-                {"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True
+            await upsert(
+                lambda: self._state.update_one(
+                    {"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True
+                )
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from inbox_kit.mongo import upsert
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -118,8 +119,10 @@ class MongoReplyStore:
         return str(doc["token"]) if doc else None
 
     async def bump_revision(self, org_id: str) -> None:
-        await self._revisions.replace_one(
-            {"_id": org_id}, {"_id": org_id, "token": uuid.uuid4().hex}, upsert=True
+        await upsert(
+            lambda: self._revisions.replace_one(
+                {"_id": org_id}, {"_id": org_id, "token": uuid.uuid4().hex}, upsert=True
+            )
         )
 
     # ------------------------------------------------------------------ usage
@@ -139,8 +142,10 @@ class MongoReplyStore:
         return str(doc["token"]) if doc else None
 
     async def bump_usage_revision(self, org_id: str) -> None:
-        await self._usage_revisions.replace_one(
-            {"_id": org_id}, {"_id": org_id, "token": uuid.uuid4().hex}, upsert=True
+        await upsert(
+            lambda: self._usage_revisions.replace_one(
+                {"_id": org_id}, {"_id": org_id, "token": uuid.uuid4().hex}, upsert=True
+            )
         )
 
     async def apply_use(self, reply_id: str, org_id: str, event_id: str) -> bool:

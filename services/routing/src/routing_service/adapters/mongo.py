@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from inbox_kit.mongo import upsert
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -326,6 +327,10 @@ class MongoRoutingStore:
         return {d["_id"]: _history(d) for d in await _find_by_ids(self._settings, ids)}
 
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
+        await upsert(lambda: self._append_setting(org_id, change))
+        return (await self.settings([org_id])).get(org_id, SettingsHistory())
+
+    async def _append_setting(self, org_id: str, change: SettingChange) -> None:
         await self._settings.update_one(
             {"_id": org_id},
             {
@@ -339,7 +344,6 @@ class MongoRoutingStore:
             },
             upsert=True,
         )
-        return (await self.settings([org_id])).get(org_id, SettingsHistory())
 
 
 def _history(d: Doc) -> SettingsHistory:
