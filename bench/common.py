@@ -72,9 +72,14 @@ def median(values: list[float]) -> float:
 
 
 async def closed_loop(
-    call: Callable[[int], Awaitable[Any]], *, concurrency: int, seconds: float
+    call: Callable[[int], Awaitable[Any]],
+    *,
+    concurrency: int,
+    seconds: float,
+    calls: int | None = None,
 ) -> LoadResult:
-    """``concurrency`` workers call back-to-back for ``seconds``: peak throughput."""
+    """``concurrency`` workers call back-to-back for ``seconds`` (or until ``calls`` calls,
+    numbered 1..calls, have started): peak throughput."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -82,7 +87,7 @@ async def closed_loop(
 
     async def worker() -> None:
         nonlocal errors, counter
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and (calls is None or counter < calls):
             counter += 1
             started = time.perf_counter()
             try:
@@ -102,19 +107,18 @@ async def open_loop(
 ) -> LoadResult:
     """Fire calls at a fixed ``rate`` per second regardless of responses: latency under load.
 
-    Latency is measured from each call's scheduled start, so queueing delay counts.
+    Latency is measured from each call's scheduled start, so queueing delay counts. One pacer
+    starts each call when it is due (every call already due is started at once, so a late
+    wake-up of the pacer is paid for by the calls, not hidden); creating all calls up front
+    instead would stall the client's own event loop at the start and charge that to the server.
     """
     latencies: list[float] = []
     errors = 0
     total = int(rate * seconds)
-    begin = time.perf_counter()
+    in_flight: set[asyncio.Task[None]] = set()
 
-    async def one(i: int) -> None:
+    async def one(i: int, scheduled: float) -> None:
         nonlocal errors
-        scheduled = begin + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
         try:
             await call(i)
         except Exception:
@@ -122,7 +126,18 @@ async def open_loop(
             return
         latencies.append((time.perf_counter() - scheduled) * 1000)
 
-    await asyncio.gather(*(one(i) for i in range(total)))
+    begin = time.perf_counter()
+    i = 0
+    while i < total:
+        now = time.perf_counter()
+        while i < total and begin + i / rate <= now:
+            task = asyncio.create_task(one(i, begin + i / rate))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            i += 1
+        if i < total:
+            await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
+    await asyncio.gather(*in_flight)
     return LoadResult(len(latencies), errors, time.perf_counter() - begin, latencies)
 
 

@@ -17,6 +17,7 @@ from inbox_contracts.events import (
     AgentSignedOut,
     AgentSweepRequested,
     ContactProfileUpserted,
+    ContactsChanged,
     ConversationAssigned,
     ConversationAutoUnassigned,
     ConversationResolved,
@@ -94,6 +95,16 @@ CONTACTS = Topic(
     event_types=(ContactProfileUpserted,),
     description="Contact profile creates and partial updates.",
 )
+CONTACT_CHANGES = Topic(
+    name="inbox.contacts.changes.v1",
+    key="org_id",
+    producers=("contacts",),
+    consumers=("contacts (card cache invalidation)",),
+    event_types=(ContactsChanged,),
+    description="Which contacts' stored profiles changed, published after they are stored "
+    "(ids only, at least once). Every contacts replica reads all partitions to drop cached "
+    "cards.",
+)
 REPLIES = Topic(
     name="inbox.replies.v1",
     key="reply_id",
@@ -110,6 +121,7 @@ TOPICS: tuple[Topic, ...] = (
     ROUTING,
     ROUTING_COMMANDS,
     CONTACTS,
+    CONTACT_CHANGES,
     REPLIES,
 )
 ALL_TOPIC_NAMES: list[str] = [n for t in TOPICS for n in (t.name, t.dead_letter)]

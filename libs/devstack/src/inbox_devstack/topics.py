@@ -18,6 +18,7 @@ FALLBACK_TOPICS: tuple[str, ...] = (
     "inbox.conversations.v1",
     "inbox.routing.v1",
     "inbox.contacts.v1",
+    "inbox.contacts.changes.v1",
     "inbox.replies.v1",
 )
 
@@ -25,7 +26,7 @@ FALLBACK_TOPICS: tuple[str, ...] = (
 def topic_names() -> list[str]:
     """Topics to create: ``inbox_contracts.topics.ALL_TOPIC_NAMES`` when importable.
 
-    Falls back to the six inbox topics plus a ``<name>.dlq`` dead-letter topic for each.
+    Falls back to the seven inbox topics plus a ``<name>.dlq`` dead-letter topic for each.
     """
     try:
         from inbox_contracts.topics import ALL_TOPIC_NAMES

@@ -1,19 +1,20 @@
 """A ``grpc.aio`` server with what every service needs.
 
 - health checking (``grpc.health.v1``) and server reflection;
-- one interceptor that, for every call: authenticates the bearer token (except health and
-  reflection), maps domain errors to status codes with ``google.rpc`` details, and records
-  Prometheus metrics;
+- a guard around every method of the registered services (not health and reflection) that,
+  for every call: authenticates the bearer token, maps domain errors to status codes with
+  ``google.rpc`` details, and records Prometheus metrics;
 - graceful shutdown: health flips to NOT_SERVING, in-flight calls get a grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,15 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from inbox_kit.auth import TokenVerifier, reset_current_principal, set_current_principal
+from inbox_kit.auth import (
+    Principal,
+    TokenVerifier,
+    reset_current_principal,
+    set_current_principal,
+)
 from inbox_kit.errors import DomainError, InvalidArgument, Unauthenticated
 
 log = logging.getLogger(__name__)
-
-_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 GRPC_CALLS = Counter("inbox_grpc_calls_total", "gRPC calls served", ["method", "code"])
 GRPC_LATENCY = Histogram(
@@ -46,7 +50,8 @@ class ServiceRegistration:
     """How to add one generated servicer to the server."""
 
     full_name: str  # e.g. "inbox.presence.v1.PresenceService"
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    #: The generated ``add_*Servicer_to_server(servicer, server)``.
+    add_to_server: Callable[[Any, Any], None]
     servicer: Any
 
 
@@ -74,21 +79,6 @@ def _internal_status() -> grpc.Status:
     )
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(_PUBLIC_PREFIXES):
-            return handler
-        return _wrap(handler, details, self._verifier)
-
-
 def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization":
@@ -98,12 +88,14 @@ def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
     return None
 
 
-def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifier) -> Any:
-    """Wrap a method handler (its grpc.aio behaviours are coroutines / async generators)."""
-    method = details.method
+def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
+    """``handler`` (grpc.aio behaviours are coroutines / async generators) with auth, error
+    mapping and metrics around it. Built once per method, so a call pays for none of it."""
+    calls_ok = GRPC_CALLS.labels(method, "OK")
+    latency = GRPC_LATENCY.labels(method)
 
-    async def enter(context: Any) -> Any:
-        token = _bearer(details.invocation_metadata)
+    def enter(context: Any) -> contextvars.Token[Principal]:
+        token = _bearer(context.invocation_metadata())
         if token is None:
             raise Unauthenticated("missing bearer token in the authorization metadata")
         return set_current_principal(verifier.verify(token))
@@ -122,15 +114,15 @@ def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifie
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
-                principal_token = await enter(context)
+                principal_token = enter(context)
                 try:
                     response = await inner(request, context)
                 finally:
                     reset_current_principal(principal_token)
             except Exception as exc:
                 await fail(context, exc)
-            GRPC_CALLS.labels(method, "OK").inc()
-            GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+            calls_ok.inc()
+            latency.observe(time.perf_counter() - started)
             return response
 
         factory = (
@@ -148,7 +140,7 @@ def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifie
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            principal_token = await enter(context)
+            principal_token = enter(context)
             try:
                 async for item in inner_stream(request, context):
                     yield item
@@ -156,7 +148,7 @@ def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifie
                 reset_current_principal(principal_token)
         except Exception as exc:
             await fail(context, exc)
-        GRPC_CALLS.labels(method, "OK").inc()
+        calls_ok.inc()
 
     factory = (
         grpc.unary_stream_rpc_method_handler
@@ -168,6 +160,54 @@ def _wrap(handler: Any, details: grpc.HandlerCallDetails, verifier: TokenVerifie
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class _GuardedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """A generic handler whose method handlers are guarded (once per method)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler[Any, Any], verifier: TokenVerifier) -> None:
+        self._inner = inner
+        self._verifier = verifier
+        self._guarded: dict[str, Any] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        method = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None
+            guarded = self._guarded[method] = _guarded(handler, method, self._verifier)
+        return guarded
+
+
+class _GuardingRegistrar:
+    """What the generated ``add_*Servicer_to_server`` functions register with: passes their
+    method handlers on to the real server, guarded.
+
+    Guarding at registration rather than in a ``grpc.aio`` interceptor matters on the hot
+    path: an interceptor runs a coroutine and builds a new method handler on every call.
+    """
+
+    def __init__(self, server: grpc.aio.Server, verifier: TokenVerifier) -> None:
+        self._server = server
+        self._verifier = verifier
+
+    def add_generic_rpc_handlers(
+        self, handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(
+            [_GuardedGenericHandler(h, self._verifier) for h in handlers]
+        )
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service,
+            {
+                name: _guarded(handler, f"/{service}/{name}", self._verifier)
+                for name, handler in handlers.items()
+            },
+        )
 
 
 class GrpcServer:
@@ -183,11 +223,12 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._services = list(services)
-        self._server = grpc.aio.server(interceptors=[ServiceInterceptor(verifier)], options=options)
+        self._server = grpc.aio.server(options=options)
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        registrar = _GuardingRegistrar(self._server, verifier)
         for svc in self._services:
-            svc.add_to_server(svc.servicer, self._server)
+            svc.add_to_server(svc.servicer, registrar)
         names = [s.full_name for s in self._services]
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server

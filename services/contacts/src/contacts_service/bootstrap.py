@@ -10,7 +10,9 @@ from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
+from contacts_service.adapters.contact_cache import ContactCache
 from contacts_service.adapters.mongo import MongoContactRepository, MongoDefinitionsRepository
+from contacts_service.entrypoints.change_feed import ChangeFeed
 from contacts_service.entrypoints.consumer import ProfileConsumer
 from contacts_service.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
 from contacts_service.service_layer.contacts import ContactsService, ProfileIngestion
@@ -22,12 +24,17 @@ from contacts_service.settings import ContactsSettings
 class Contacts:
     runtime: ServiceRuntime
     consumer: ProfileConsumer | None
+    change_feed: ChangeFeed | None
+    contact_cache: ContactCache
 
 
 def bootstrap(settings: ContactsSettings) -> Contacts:
     client, db = connect(settings)
     definitions_repo = MongoDefinitionsRepository(db)
-    contacts_repo = MongoContactRepository(db)
+    contact_cache = ContactCache(
+        max_entries=settings.cache_max_entries, max_age=settings.cache_max_age_seconds
+    )
+    contacts_repo = MongoContactRepository(db, cache=contact_cache)
     cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds)
     servicer = ContactsServicer(
         ContactsService(contacts_repo, cache), DefinitionsService(definitions_repo, cache)
@@ -53,6 +60,10 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
             offset_reset=settings.consumer_offset_reset,
         )
         background.append(consumer.run)
+    change_feed = None
+    if settings.cache_max_entries:
+        change_feed = ChangeFeed(contact_cache, bootstrap_servers=settings.kafka_bootstrap_servers)
+        background.append(change_feed.run)
 
     async def close_db() -> None:
         await client.close()
@@ -64,4 +75,4 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
-    return Contacts(runtime, consumer)
+    return Contacts(runtime, consumer, change_feed, contact_cache)

@@ -23,3 +23,15 @@ class ContactsSettings(ServiceSettings):
         description="How long a replica serves cached attribute definitions before re-reading "
         "them; bounds how stale another replica's card order/toggles can be. 0 = never cache.",
     )
+    cache_max_entries: int = Field(
+        200_000,
+        ge=0,
+        description="Contact documents each replica keeps for card and contact reads (about "
+        "1 KB each), fresh through inbox.contacts.changes.v1. 0 = no cache.",
+    )
+    cache_max_age_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Longest a cached contact is served; only matters for changes that were "
+        "not announced on inbox.contacts.changes.v1 (e.g. a manual database edit).",
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 from contacts_service.adapters.mongo import MongoDefinitionsRepository
-from contacts_service.bootstrap import bootstrap
+from contacts_service.bootstrap import Contacts, bootstrap
 from contacts_service.domain.attributes import Definitions
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -158,6 +158,56 @@ async def test_reorder_and_toggle_change_the_card_for_every_agent_at_once(
             # The other replica: within its cache bound (0.5 s here).
             for token in agents:
                 await wait_card(other_stub, token, contact, lambda c: card_keys(c) == expected)
+    finally:
+        await other.runtime.stop()
+
+
+async def test_a_profile_change_reaches_cached_cards_on_every_replica_at_once(
+    running: Running,
+    infra: Infra,
+    jwt_secret: str,
+    stub: Stub,
+    publish: Publish,
+    make_token: Any,
+    unique: Callable[[str], str],
+) -> None:
+    org, contact = unique("org"), unique("contact")
+    token = make_token(org, "agent-1")
+    await publish(org, contact, {"name": "Ann"}, at=T0)
+    await wait_card(stub, token, contact, lambda c: card_values(c).get("name") == "Ann")
+    # A second replica without a consumer: it learns of changes only from the change feed.
+    other = bootstrap(
+        settings_for(infra, jwt_secret, running.settings.mongodb_database, consume=False)
+    )
+    await other.runtime.start()
+    try:
+        assert other.change_feed is not None
+        await asyncio.wait_for(other.change_feed.ready.wait(), timeout=30)
+        async with grpc.aio.insecure_channel(other.runtime.grpc.address) as channel:
+            other_stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+            for s, service in ((stub, running.service), (other_stub, other)):
+
+                async def cached(s: Stub = s, service: Contacts = service) -> bool:
+                    card = await s.GetContactCard(
+                        pb.GetContactCardRequest(contact_id=contact), metadata=bearer(token)
+                    )
+                    assert card_values(card)["name"] == "Ann"
+                    return (org, contact) in service.contact_cache
+
+                await wait_until(cached, timeout=10, interval=0.05)  # served from memory now
+
+            await publish(org, contact, {"name": "Anna"}, at=T0 + timedelta(seconds=1))
+            started = asyncio.get_running_loop().time()
+            for s in (stub, other_stub):
+                await wait_card(s, token, contact, lambda c: card_values(c)["name"] == "Anna")
+            # Far inside the entries' 300 s age limit: the change notice did it.
+            assert asyncio.get_running_loop().time() - started < 5
+            # A late, older update changes nothing, so nothing goes stale either.
+            await publish(org, contact, {"name": "Old"}, at=T0 - timedelta(seconds=1))
+            await publish(org, contact, {"language": "de"}, at=T0 + timedelta(seconds=2))
+            for s in (stub, other_stub):
+                card = await wait_card(s, token, contact, lambda c: "language" in card_values(c))
+                assert card_values(card) == {"name": "Anna", "language": "de"}
     finally:
         await other.runtime.stop()
 

@@ -2,11 +2,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from contacts_service.entrypoints.consumer import ProfileConsumer
-from contacts_service.service_layer.contacts import RawProfile
-from inbox_contracts import CloudEvent
-from inbox_contracts.events import ContactProfileUpserted
-from inbox_kit.kafka import H_ERROR, DeadLetters
+from contacts_service.entrypoints.consumer import ProfileConsumer, change_notices
+from contacts_service.service_layer.contacts import IngestResult, RawProfile
+from inbox_contracts import CloudEvent, decode
+from inbox_contracts.events import ContactProfileUpserted, ContactsChanged
+from inbox_kit.kafka import H_ERROR
 
 
 def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
@@ -38,12 +38,13 @@ class FakeIngestion:
     def __init__(self) -> None:
         self.stored: list[str] = []
 
-    async def ingest(self, profiles: Sequence[RawProfile]) -> dict[int, str]:
+    async def ingest(self, profiles: Sequence[RawProfile]) -> IngestResult:
         if any(p.contact_id == "poison" for p in profiles):
             raise ValueError("cannot store this one")
         rejected = {i: "bad" for i, p in enumerate(profiles) if p.contact_id == "invalid"}
-        self.stored += [p.contact_id for i, p in enumerate(profiles) if i not in rejected]
-        return rejected
+        stored = [p.contact_id for i, p in enumerate(profiles) if i not in rejected]
+        self.stored += stored
+        return IngestResult(rejected, {"org": stored} if stored else {})
 
 
 async def test_a_batch_failing_for_a_non_transient_reason_is_isolated_record_by_record() -> None:
@@ -61,15 +62,32 @@ async def test_a_batch_failing_for_a_non_transient_reason_is_isolated_record_by_
         record(3, profile("invalid")),
         record(4, profile("b")),
     ]
-    await consumer._process_until_done(records, DeadLetters(publish, "g"))
+    await consumer._process_until_done(records, publish)
     assert ingestion.stored == ["a", "b"]
-    assert [(t, v) for t, v, _ in sent] == [
+    dead = [(t, v, h) for t, v, h in sent if t.endswith(".dlq")]
+    assert [(t, v) for t, v, _ in dead] == [
         ("inbox.contacts.v1.dlq", records[1].value),
         ("inbox.contacts.v1.dlq", records[2].value),
         ("inbox.contacts.v1.dlq", records[3].value),
     ]
-    assert sent[0][2][H_ERROR] == "cannot store this one"
-    assert sent[2][2][H_ERROR] == "bad"
+    assert dead[0][2][H_ERROR] == "cannot store this one"
+    assert dead[2][2][H_ERROR] == "bad"
+    # Every stored contact was announced, and nothing else.
+    announced = [decode(v).data for t, v, _ in sent if t == "inbox.contacts.changes.v1"]
+    assert all(isinstance(n, ContactsChanged) and n.org_id == "org" for n in announced)
+    assert sorted(c for n in announced for c in n.contact_ids) == ["a", "b"]  # type: ignore[attr-defined]
+
+
+def test_change_notices_name_at_most_1000_contacts_each_and_one_org_each() -> None:
+    notices = change_notices({"org-a": [f"c{i}" for i in range(2500)], "org-b": ["x"]})
+    assert [(n.data.org_id, len(n.data.contact_ids)) for n in notices] == [
+        ("org-a", 1000),
+        ("org-a", 1000),
+        ("org-a", 500),
+        ("org-b", 1),
+    ]
+    assert [c for n in notices[:3] for c in n.data.contact_ids] == [f"c{i}" for i in range(2500)]
+    assert all(n.key == n.data.org_id.encode() for n in notices)
 
 
 def test_lock_contention_and_outages_are_transient_but_bugs_are_not() -> None:

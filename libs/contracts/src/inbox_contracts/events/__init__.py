@@ -1,6 +1,10 @@
 """Event payloads (CloudEvents ``data``) of every topic. See ``inbox_contracts.topics``."""
 
-from inbox_contracts.events.contacts import ChannelIdentity, ContactProfileUpserted
+from inbox_contracts.events.contacts import (
+    ChannelIdentity,
+    ContactProfileUpserted,
+    ContactsChanged,
+)
 from inbox_contracts.events.conversations import (
     ConversationAssigned,
     ConversationResolved,
@@ -31,6 +35,7 @@ __all__ = [
     "Availability",
     "ChannelIdentity",
     "ContactProfileUpserted",
+    "ContactsChanged",
     "ConversationAssigned",
     "ConversationAutoUnassigned",
     "ConversationResolved",

@@ -48,3 +48,33 @@ class ContactProfileUpserted(EventData):
         default_factory=dict, description="Attribute key → value; `null` clears."
     )
     identities: list[ChannelIdentity] = Field(default_factory=list)
+
+
+class ContactsChanged(EventData):
+    """The contacts service stored a change to these contacts' profiles.
+
+    Published on ``inbox.contacts.changes.v1`` after the change is stored (at least once; a
+    redelivered profile update announces its contacts again). It carries ids only: read the
+    current profile over gRPC. The contacts service's replicas use it to drop cached cards;
+    other services may use it the same way.
+    """
+
+    event_type: ClassVar[str] = "inbox.contacts.contacts_changed.v1"
+    subject_field: ClassVar[str] = "org_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "contact_ids": ["contact-7", "contact-8"],
+                    "occurred_at": "2026-11-26T08:00:01Z",
+                }
+            ]
+        }
+    )
+
+    contact_ids: list[str] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Contacts of `org_id` whose stored profile changed (at most 1,000).",
+    )

@@ -28,14 +28,18 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
+import bson
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo import InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from contacts_service.adapters.contact_cache import ContactCache
 from contacts_service.domain.attributes import AttributeDefinition, AttributeType, Definitions
 from contacts_service.domain.contact import Contact, Entry, Identity, ProfileChange
 
@@ -187,16 +191,38 @@ async def insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> l
 
 
 class MongoContactRepository:
-    def __init__(self, db: AsyncDatabase[Doc], *, read_concurrency: int = 16) -> None:
+    """Contacts and identities. Reads of contacts go through ``cache`` (off when omitted)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        cache: ContactCache | None = None,
+        read_concurrency: int = 16,
+    ) -> None:
         self._contacts: AsyncCollection[Doc] = db["contacts"]
+        self._raw_contacts = cast(
+            AsyncCollection[RawBSONDocument],
+            db.get_collection("contacts", codec_options=CodecOptions(RawBSONDocument)),
+        )
         self._identities: AsyncCollection[Doc] = db["identities"]
+        self._cache = cache if cache is not None else ContactCache(max_entries=0, max_age=0)
         self._read_concurrency = read_concurrency
 
     async def get(self, org_id: str, contact_id: str) -> Contact | None:
-        doc = await self._contacts.find_one({"_id": contact_doc_id(org_id, contact_id)})
-        if doc is None or doc.get("org_id") != org_id:
+        raw = await self._cache.get(
+            (org_id, contact_id), lambda: self._read_raw(org_id, contact_id)
+        )
+        if raw is None:
+            return None
+        doc = bson.decode(raw)
+        if doc.get("org_id") != org_id:
             return None
         return _contact_from_doc(doc)
+
+    async def _read_raw(self, org_id: str, contact_id: str) -> bytes | None:
+        doc = await self._raw_contacts.find_one({"_id": contact_doc_id(org_id, contact_id)})
+        return None if doc is None else bytes(doc.raw)
 
     async def get_many(self, org_id: str, contact_ids: Sequence[str]) -> list[Contact]:
         # Exact _id finds, a bounded number in flight: ``{_id: {$in: ...}}`` is a full scan

@@ -2,7 +2,9 @@
 
 Own aiokafka loop (instead of the kit's one-message-at-a-time ``subscribe``) so a batch of
 records costs a handful of database round trips. Same conventions as the kit: at least once
-(offsets committed after the batch is stored or dead-lettered), malformed or invalid messages
+(offsets committed after the batch is stored, announced on ``inbox.contacts.changes.v1`` and
+dead-lettered — so a crash in between replays the batch, announcements included), malformed
+or invalid messages
 are copied unchanged to ``inbox.contacts.v1.dlq`` with the reason in ``x-dlq-*`` headers
 (immediately: a validation error will not go away by retrying), and infrastructure failures
 are retried until they succeed — never dead-lettered.
@@ -13,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
-from inbox_contracts.events import ContactProfileUpserted
-from inbox_contracts.topics import CONTACTS
-from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy
+from inbox_contracts.events import ContactProfileUpserted, ContactsChanged
+from inbox_contracts.topics import CONTACT_CHANGES, CONTACTS
+from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RawPublish, RetryPolicy
 from pymongo.errors import ConnectionFailure
 
 from contacts_service.service_layer.contacts import ProfileIngestion, RawProfile
@@ -52,6 +55,27 @@ def to_raw_profile(event: CloudEvent[EventData]) -> RawProfile:
         attributes=data.attributes,
         identities=tuple((i.channel, i.handle) for i in data.identities),
     )
+
+
+#: Contacts named per ContactsChanged notice (the event's limit).
+NOTICE_CHUNK = 1000
+
+
+def change_notices(changed: dict[str, list[str]]) -> list[CloudEvent[ContactsChanged]]:
+    """ContactsChanged events announcing ``changed`` (org → contact ids), ≤ 1,000 ids each."""
+    now = datetime.now(UTC)
+    return [
+        CloudEvent.wrap(
+            ContactsChanged(
+                org_id=org_id,
+                contact_ids=contact_ids[start : start + NOTICE_CHUNK],
+                occurred_at=now,
+            ),
+            source="/contacts",
+        )
+        for org_id, contact_ids in changed.items()
+        for start in range(0, len(contact_ids), NOTICE_CHUNK)
+    ]
 
 
 class ProfileConsumer:
@@ -92,7 +116,7 @@ class ProfileConsumer:
         try:
             await consumer.start()
             try:
-                dead_letters = DeadLetters(_raw_publish(producer), self._group_id)
+                publish = _raw_publish(producer)
                 while True:
                     batches = await consumer.getmany(
                         timeout_ms=500 if self.ready.is_set() else 100,
@@ -105,7 +129,7 @@ class ProfileConsumer:
                     records = [r for batch in batches.values() for r in batch]
                     if not records:
                         continue
-                    await self._process_until_done(records, dead_letters)
+                    await self._process_until_done(records, publish)
                     try:
                         await consumer.commit()
                     except CommitFailedError:
@@ -115,16 +139,17 @@ class ProfileConsumer:
         finally:
             await producer.stop()
 
-    async def _process_until_done(self, records: list[Record], dead_letters: DeadLetters) -> None:
+    async def _process_until_done(self, records: list[Record], publish: RawPublish) -> None:
         """Retry outages forever; if the batch fails for another reason, isolate the culprit:
         process record by record and dead-letter the ones that still fail."""
+        dead_letters = DeadLetters(publish, self._group_id)
         try:
-            await self._retrying(lambda: self.process(records, dead_letters))
+            await self._retrying(lambda: self.process(records, publish))
         except Exception:
             log.exception("batch failed; processing it record by record")
             for record in records:
                 try:
-                    await self._retrying(partial(self.process, [record], dead_letters))
+                    await self._retrying(partial(self.process, [record], publish))
                 except Exception as exc:
                     await self._retrying(partial(dead_letters.send, record, exc, 1))
                     CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
@@ -142,8 +167,8 @@ class ProfileConsumer:
                 log.warning("transient failure; retrying", exc_info=True)
                 await asyncio.sleep(min(self._retry_backoff * attempt, 5.0))
 
-    async def process(self, records: list[Record], dead_letters: DeadLetters) -> None:
-        """Store the valid records and dead-letter the rest. Idempotent."""
+    async def process(self, records: list[Record], publish: RawPublish) -> None:
+        """Store and announce the valid records, dead-letter the rest. Idempotent."""
         profiles: list[RawProfile] = []
         sources: list[Record] = []
         failures: list[tuple[Record, BaseException]] = []
@@ -153,9 +178,16 @@ class ProfileConsumer:
                 sources.append(record)
             except (MalformedEvent, PermanentError) as exc:
                 failures.append((record, exc))
-        rejected = await self._ingestion.ingest(profiles)
-        for index, reason in sorted(rejected.items()):
+        result = await self._ingestion.ingest(profiles)
+        await asyncio.gather(
+            *(
+                publish(CONTACT_CHANGES.name, notice.to_json_bytes(), notice.key, {})
+                for notice in change_notices(result.changed)
+            )
+        )
+        for index, reason in sorted(result.rejected.items()):
             failures.append((sources[index], PermanentError(reason)))
+        dead_letters = DeadLetters(publish, self._group_id)
         for record, error in failures:
             await dead_letters.send(record, error, attempts=1)
             CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
@@ -164,7 +196,7 @@ class ProfileConsumer:
             CONSUMED.labels(CONTACTS.name, self._group_id, Outcome.PROCESSED).inc(processed)
 
 
-def _raw_publish(producer: AIOKafkaProducer) -> Any:
+def _raw_publish(producer: AIOKafkaProducer) -> RawPublish:
     async def publish(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
         await producer.send_and_wait(
             topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]

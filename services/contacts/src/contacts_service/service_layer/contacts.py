@@ -114,17 +114,25 @@ class RawProfile:
     identities: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class IngestResult:
+    #: Index in the batch → why that profile was refused (it changed nothing).
+    rejected: dict[int, str]
+    #: org id → ids of its contacts that the batch stored changes for.
+    changed: dict[str, list[str]]
+
+
 @dataclass
 class ProfileIngestion:
     contacts: ContactRepository
     definitions: DefinitionsCache
 
-    async def ingest(self, profiles: Sequence[RawProfile]) -> dict[int, str]:
+    async def ingest(self, profiles: Sequence[RawProfile]) -> IngestResult:
         """Validate and store a batch of profile updates.
 
-        Returns the rejected ones (index in ``profiles`` → reason); those change nothing. The
-        valid ones are stored (grouped per contact, in order) before this returns. Raises only
-        for infrastructure failures; then nothing is lost by retrying the whole batch.
+        The valid ones are stored (grouped per contact, in order) before this returns; the
+        rejected ones change nothing. Raises only for infrastructure failures; then nothing is
+        lost by retrying the whole batch.
         """
         rejected: dict[int, str] = {}
         groups: dict[tuple[str, str], list[ProfileChange]] = {}
@@ -149,4 +157,7 @@ class ProfileIngestion:
             groups.setdefault((profile.org_id, profile.contact_id), []).append(change)
         if groups:
             await self.contacts.apply(list(groups.values()))
-        return rejected
+        changed: dict[str, list[str]] = {}
+        for org_id, contact_id in groups:
+            changed.setdefault(org_id, []).append(contact_id)
+        return IngestResult(rejected, changed)

@@ -1,0 +1,74 @@
+"""Reader of ``inbox.contacts.changes.v1`` that keeps this replica's contact cache fresh.
+
+Every replica reads every partition (no consumer group: each needs all notices) from the end
+as of its start — earlier changes are already in the database, which the empty cache reads
+through to. The cache only turns on once the positions are resolved and turns off whenever
+this loop stops (the runtime restarts it), see ``adapters.contact_cache``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer
+from inbox_contracts import MalformedEvent, decode
+from inbox_contracts.events import ContactsChanged
+from inbox_contracts.topics import CONTACT_CHANGES
+
+from contacts_service.adapters.contact_cache import ContactCache
+
+log = logging.getLogger(__name__)
+
+
+class ChangeFeed:
+    def __init__(self, cache: ContactCache, *, bootstrap_servers: str) -> None:
+        self._cache = cache
+        self._bootstrap = bootstrap_servers
+        #: Set while the feed is positioned and the cache is on.
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        # Without a group, aiokafka assigns itself every partition of the topic; with no
+        # committed offsets, "latest" starts each at its end.
+        consumer = AIOKafkaConsumer(
+            CONTACT_CHANGES.name,
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            client_id="contacts-change-feed",
+        )
+        await consumer.start()
+        try:
+            while not self.ready.is_set():
+                batches = await consumer.getmany(timeout_ms=100)
+                assert not batches, "nothing is read before the positions are resolved"
+                if consumer.assignment():
+                    for tp in consumer.assignment():
+                        await consumer.position(tp)
+                    self._cache.enable()
+                    self.ready.set()
+            log.info("contact cache on", extra={"partitions": len(consumer.assignment())})
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        self._apply(record.value or b"")
+        finally:
+            self.ready.clear()
+            self._cache.disable()
+            await consumer.stop()
+
+    def _apply(self, value: bytes) -> None:
+        try:
+            event = decode(value)
+        except MalformedEvent:
+            # Whatever it named is unknown: start over rather than risk serving a stale card.
+            log.warning("malformed change notice; clearing the contact cache", exc_info=True)
+            self._cache.disable()
+            self._cache.enable()
+            return
+        data = event.data
+        if isinstance(data, ContactsChanged):  # other (future) types announce nothing we cache
+            self._cache.invalidate((data.org_id, contact_id) for contact_id in data.contact_ids)
