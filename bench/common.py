@@ -59,6 +59,30 @@ class LoadResult:
         return percentile(self.latencies_ms, 99)
 
 
+def throughput_metric(
+    name: str,
+    result: LoadResult,
+    baseline: LoadResult,
+    *,
+    target: str,
+    min_ratio: float | None = None,
+) -> Metric:
+    """``result``'s throughput and latency, with its ratio to ``baseline`` measured in the same
+    run; ``met`` if a ``min_ratio`` is given, reached without errors."""
+    ratio = result.throughput / baseline.throughput if baseline.throughput else 0.0
+    return Metric(
+        name,
+        round(result.throughput, 1),
+        "calls/s",
+        baseline_value=round(baseline.throughput, 1),
+        ratio=round(ratio, 3),
+        p50_ms=round(result.p50_ms, 2),
+        p99_ms=round(result.p99_ms, 2),
+        target=target,
+        met=None if min_ratio is None else ratio >= min_ratio and result.errors == 0,
+    )
+
+
 def percentile(samples: list[float], pct: float) -> float:
     if not samples:
         return float("nan")

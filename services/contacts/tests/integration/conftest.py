@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +70,34 @@ async def running(infra: Infra, jwt_secret: str, contacts_db_name: str) -> Async
     await asyncio.wait_for(service.change_feed.ready.wait(), timeout=30)
     yield Running(service, service.runtime.grpc.address, settings)
     await service.runtime.stop()
+
+
+Replica = tuple[Contacts, contacts_pb2_grpc.ContactsServiceStub]
+
+
+@pytest.fixture
+def second_replica(
+    running: Running, infra: Infra, jwt_secret: str
+) -> Callable[..., AbstractAsyncContextManager[Replica]]:
+    """Starts another replica on the same database — without a profile consumer, so it learns
+    of changes only through the database and the change feed — and a stub for it."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Replica]:
+        settings = settings_for(
+            infra, jwt_secret, running.settings.mongodb_database, consume=False, **overrides
+        )
+        other = bootstrap(settings)
+        await other.runtime.start()
+        try:
+            if other.change_feed is not None:
+                await asyncio.wait_for(other.change_feed.ready.wait(), timeout=30)
+            async with grpc.aio.insecure_channel(other.runtime.grpc.address) as channel:
+                yield other, contacts_pb2_grpc.ContactsServiceStub(channel)
+        finally:
+            await other.runtime.stop()
+
+    return start
 
 
 @pytest.fixture

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
 from contacts_service.adapters.mongo import MongoDefinitionsRepository
-from contacts_service.bootstrap import Contacts, bootstrap
+from contacts_service.bootstrap import Contacts
 from contacts_service.domain.attributes import Definitions
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -19,11 +20,12 @@ from inbox_kit import kafka as kit_kafka
 from inbox_testing import Infra, TopicProbe, bearer, wait_until
 from pymongo import AsyncMongoClient
 
-from .conftest import Publish, Running, settings_for
+from .conftest import Publish, Replica, Running
 
 pytestmark = pytest.mark.infra
 
 Stub = contacts_pb2_grpc.ContactsServiceStub
+SecondReplica = Callable[..., AbstractAsyncContextManager[Replica]]
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
@@ -104,9 +106,7 @@ async def test_a_contact_ingested_from_kafka_appears_on_the_card(
 
 
 async def test_reorder_and_toggle_change_the_card_for_every_agent_at_once(
-    running: Running,
-    infra: Infra,
-    jwt_secret: str,
+    second_replica: SecondReplica,
     stub: Stub,
     publish: Publish,
     make_token: Any,
@@ -117,55 +117,37 @@ async def test_reorder_and_toggle_change_the_card_for_every_agent_at_once(
     agents = [make_token(org, f"agent-{i}") for i in range(3)]
     await publish(org, contact, {"name": "Ann", "membership": "gold", "account_number": "A-1"})
     await wait_card(stub, agents[0], contact, lambda c: bool(card_values(c)))
-    # A second replica (no consumer) on the same database, with its own definitions cache.
-    other = bootstrap(
-        settings_for(
-            infra,
-            jwt_secret,
-            running.settings.mongodb_database,
-            consume=False,
-            definitions_cache_seconds=0.5,
+    async with second_replica(definitions_cache_seconds=0.5) as (_, other_stub):
+        await other_stub.GetContactCard(  # warm its definitions cache with the initial order
+            pb.GetContactCardRequest(contact_id=contact), metadata=bearer(agents[0])
         )
-    )
-    await other.runtime.start()
-    try:
-        async with grpc.aio.insecure_channel(other.runtime.grpc.address) as channel:
-            other_stub = contacts_pb2_grpc.ContactsServiceStub(channel)
-            await other_stub.GetContactCard(  # warm its cache with the initial order
-                pb.GetContactCardRequest(contact_id=contact), metadata=bearer(agents[0])
+        listed = await stub.ListAttributeDefinitions(
+            pb.ListAttributeDefinitionsRequest(), metadata=bearer(admin)
+        )
+        new_order = ["membership", "account_number", "name", "phone", "email", "language"]
+        await stub.ReorderAttributeDefinitions(
+            pb.ReorderAttributeDefinitionsRequest(keys=new_order, expected_version=listed.version),
+            metadata=bearer(admin),
+        )
+        await stub.UpdateAttributeDefinition(
+            pb.UpdateAttributeDefinitionRequest(key="phone", enabled=False),
+            metadata=bearer(admin),
+        )
+        expected = ["membership", "account_number", "name", "email", "language"]
+        for token in agents:  # the replica that took the writes: immediately
+            card = await stub.GetContactCard(
+                pb.GetContactCardRequest(contact_id=contact), metadata=bearer(token)
             )
-            listed = await stub.ListAttributeDefinitions(
-                pb.ListAttributeDefinitionsRequest(), metadata=bearer(admin)
-            )
-            new_order = ["membership", "account_number", "name", "phone", "email", "language"]
-            await stub.ReorderAttributeDefinitions(
-                pb.ReorderAttributeDefinitionsRequest(
-                    keys=new_order, expected_version=listed.version
-                ),
-                metadata=bearer(admin),
-            )
-            await stub.UpdateAttributeDefinition(
-                pb.UpdateAttributeDefinitionRequest(key="phone", enabled=False),
-                metadata=bearer(admin),
-            )
-            expected = ["membership", "account_number", "name", "email", "language"]
-            for token in agents:  # the replica that took the writes: immediately
-                card = await stub.GetContactCard(
-                    pb.GetContactCardRequest(contact_id=contact), metadata=bearer(token)
-                )
-                assert card_keys(card) == expected
-                assert card.definitions_version == listed.version + 2
-            # The other replica: within its cache bound (0.5 s here).
-            for token in agents:
-                await wait_card(other_stub, token, contact, lambda c: card_keys(c) == expected)
-    finally:
-        await other.runtime.stop()
+            assert card_keys(card) == expected
+            assert card.definitions_version == listed.version + 2
+        # The other replica: within its cache bound (0.5 s here).
+        for token in agents:
+            await wait_card(other_stub, token, contact, lambda c: card_keys(c) == expected)
 
 
 async def test_a_profile_change_reaches_cached_cards_on_every_replica_at_once(
     running: Running,
-    infra: Infra,
-    jwt_secret: str,
+    second_replica: SecondReplica,
     stub: Stub,
     publish: Publish,
     make_token: Any,
@@ -175,41 +157,30 @@ async def test_a_profile_change_reaches_cached_cards_on_every_replica_at_once(
     token = make_token(org, "agent-1")
     await publish(org, contact, {"name": "Ann"}, at=T0)
     await wait_card(stub, token, contact, lambda c: card_values(c).get("name") == "Ann")
-    # A second replica without a consumer: it learns of changes only from the change feed.
-    other = bootstrap(
-        settings_for(infra, jwt_secret, running.settings.mongodb_database, consume=False)
-    )
-    await other.runtime.start()
-    try:
-        assert other.change_feed is not None
-        await asyncio.wait_for(other.change_feed.ready.wait(), timeout=30)
-        async with grpc.aio.insecure_channel(other.runtime.grpc.address) as channel:
-            other_stub = contacts_pb2_grpc.ContactsServiceStub(channel)
-            for s, service in ((stub, running.service), (other_stub, other)):
+    async with second_replica() as (other, other_stub):
+        for s, service in ((stub, running.service), (other_stub, other)):
 
-                async def cached(s: Stub = s, service: Contacts = service) -> bool:
-                    card = await s.GetContactCard(
-                        pb.GetContactCardRequest(contact_id=contact), metadata=bearer(token)
-                    )
-                    assert card_values(card)["name"] == "Ann"
-                    return (org, contact) in service.contact_cache
+            async def cached(s: Stub = s, service: Contacts = service) -> bool:
+                card = await s.GetContactCard(
+                    pb.GetContactCardRequest(contact_id=contact), metadata=bearer(token)
+                )
+                assert card_values(card)["name"] == "Ann"
+                return (org, contact) in service.contact_cache
 
-                await wait_until(cached, timeout=10, interval=0.05)  # served from memory now
+            await wait_until(cached, timeout=10, interval=0.05)  # served from memory now
 
-            await publish(org, contact, {"name": "Anna"}, at=T0 + timedelta(seconds=1))
-            started = asyncio.get_running_loop().time()
-            for s in (stub, other_stub):
-                await wait_card(s, token, contact, lambda c: card_values(c)["name"] == "Anna")
-            # Far inside the entries' 300 s age limit: the change notice did it.
-            assert asyncio.get_running_loop().time() - started < 5
-            # A late, older update changes nothing, so nothing goes stale either.
-            await publish(org, contact, {"name": "Old"}, at=T0 - timedelta(seconds=1))
-            await publish(org, contact, {"language": "de"}, at=T0 + timedelta(seconds=2))
-            for s in (stub, other_stub):
-                card = await wait_card(s, token, contact, lambda c: "language" in card_values(c))
-                assert card_values(card) == {"name": "Anna", "language": "de"}
-    finally:
-        await other.runtime.stop()
+        await publish(org, contact, {"name": "Anna"}, at=T0 + timedelta(seconds=1))
+        started = asyncio.get_running_loop().time()
+        for s in (stub, other_stub):
+            await wait_card(s, token, contact, lambda c: card_values(c)["name"] == "Anna")
+        # Far inside the entries' 300 s age limit: the change notice did it.
+        assert asyncio.get_running_loop().time() - started < 5
+        # A late, older update changes nothing, so nothing goes stale either.
+        await publish(org, contact, {"name": "Old"}, at=T0 - timedelta(seconds=1))
+        await publish(org, contact, {"language": "de"}, at=T0 + timedelta(seconds=2))
+        for s in (stub, other_stub):
+            card = await wait_card(s, token, contact, lambda c: "language" in card_values(c))
+            assert card_values(card) == {"name": "Anna", "language": "de"}
 
 
 async def test_invalid_and_malformed_messages_are_dead_lettered_and_later_ones_apply(
