@@ -36,7 +36,7 @@ from replies_service.domain.model import Collection, CollectionKind, SavedReply,
 
 from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
 
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789-0123456789-xx"  # HS256 wants >= 32 bytes
 ORG = f"bench-org-{uuid.uuid4().hex[:6]}"
 TEAMS = [f"team-{i}" for i in range(10)]
 CHANNELS = [f"channel-{i}" for i in range(5)]

@@ -1,8 +1,12 @@
 """The contact cache's freshness rules (no I/O: loads are coroutines the tests control)."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from contacts_service.adapters.contact_cache import ContactCache
+from contacts_service.entrypoints.change_feed import ChangeFeed
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import ContactsChanged
 
 KEY = ("org", "c1")
 
@@ -123,3 +127,16 @@ async def test_unknown_contacts_are_not_cached_and_zero_entries_means_off() -> N
     off = ContactCache(max_entries=0, max_age=60)
     off.enable()
     assert not off.enabled
+
+
+async def test_the_change_feed_drops_named_contacts_and_everything_on_a_malformed_notice() -> None:
+    store, c = Store(), cache()
+    feed = ChangeFeed(c, bootstrap_servers="unused")
+    for contact_id in ("c1", "c2", "c3"):
+        await c.get(("org", contact_id), store.load)
+    await c.get(("other-org", "c1"), store.load)
+    notice = ContactsChanged(org_id="org", contact_ids=["c1", "c2"], occurred_at=datetime.now(UTC))
+    feed._apply(CloudEvent.wrap(notice, source="/tests").to_json_bytes())
+    assert [("org", "c3") in c, ("other-org", "c1") in c, len(c)] == [True, True, 2]
+    feed._apply(b"{not json")
+    assert len(c) == 0 and c.enabled

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from inbox_contracts import MalformedEvent, decode
 from inbox_contracts.events import ContactsChanged
 from inbox_contracts.topics import CONTACT_CHANGES
@@ -19,6 +21,9 @@ from inbox_contracts.topics import CONTACT_CHANGES
 from contacts_service.adapters.contact_cache import ContactCache
 
 log = logging.getLogger(__name__)
+
+#: Seconds without partitions before the feed says so (once) in the log.
+NOT_READY_WARNING = 30.0
 
 
 class ChangeFeed:
@@ -41,9 +46,16 @@ class ChangeFeed:
         )
         await consumer.start()
         try:
+            waiting_since = time.monotonic()
             while not self.ready.is_set():
-                batches = await consumer.getmany(timeout_ms=100)
-                assert not batches, "nothing is read before the positions are resolved"
+                self._apply_all(await consumer.getmany(timeout_ms=100))  # harmless: cache off
+                if waiting_since and time.monotonic() - waiting_since > NOT_READY_WARNING:
+                    log.warning(
+                        "contact cache still off: no partitions of %s assigned yet "
+                        "(does the topic exist?)",
+                        CONTACT_CHANGES.name,
+                    )
+                    waiting_since = 0.0
                 if consumer.assignment():
                     for tp in consumer.assignment():
                         await consumer.position(tp)
@@ -51,14 +63,16 @@ class ChangeFeed:
                     self.ready.set()
             log.info("contact cache on", extra={"partitions": len(consumer.assignment())})
             while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    for record in records:
-                        self._apply(record.value or b"")
+                self._apply_all(await consumer.getmany(timeout_ms=1000))
         finally:
             self.ready.clear()
             self._cache.disable()
             await consumer.stop()
+
+    def _apply_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        for records in batches.values():
+            for record in records:
+                self._apply(record.value or b"")
 
     def _apply(self, value: bytes) -> None:
         try:
