@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from inbox_contracts import MalformedEvent, decode
 from inbox_contracts.events import ContactsChanged
 from inbox_contracts.topics import CONTACT_CHANGES
+from prometheus_client import Gauge
 
 from contacts_service.adapters.contact_cache import ContactCache
 
@@ -24,6 +25,21 @@ log = logging.getLogger(__name__)
 
 #: Seconds without partitions before the feed says so (once) in the log.
 NOT_READY_WARNING = 30.0
+
+
+LAG = Gauge(
+    "contacts_change_feed_lag_messages",
+    "Change notices published but not yet applied to this replica's contact cache.",
+)
+
+
+async def _lag(consumer: AIOKafkaConsumer) -> int:
+    lag = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)  # as of the last fetch response
+        if highwater is not None:
+            lag += max(0, highwater - await consumer.position(tp))
+    return lag
 
 
 class ChangeFeed:
@@ -64,6 +80,7 @@ class ChangeFeed:
             log.info("contact cache on", extra={"partitions": len(consumer.assignment())})
             while True:
                 self._apply_all(await consumer.getmany(timeout_ms=1000))
+                LAG.set(await _lag(consumer))
         finally:
             self.ready.clear()
             self._cache.disable()
