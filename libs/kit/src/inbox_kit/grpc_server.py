@@ -211,7 +211,7 @@ class _GuardingRegistrar:
 
 
 class GrpcServer:
-    """Owns a ``grpc.aio.Server`` with health, reflection and the service interceptor."""
+    """Owns a ``grpc.aio.Server`` with health, reflection and the guarded services."""
 
     def __init__(
         self,

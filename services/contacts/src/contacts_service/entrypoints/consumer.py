@@ -4,10 +4,9 @@ Own aiokafka loop (instead of the kit's one-message-at-a-time ``subscribe``) so 
 records costs a handful of database round trips. Same conventions as the kit: at least once
 (offsets committed after the batch is stored, announced on ``inbox.contacts.changes.v1`` and
 dead-lettered — so a crash in between replays the batch, announcements included), malformed
-or invalid messages
-are copied unchanged to ``inbox.contacts.v1.dlq`` with the reason in ``x-dlq-*`` headers
-(immediately: a validation error will not go away by retrying), and infrastructure failures
-are retried until they succeed — never dead-lettered.
+or invalid messages are copied unchanged to ``inbox.contacts.v1.dlq`` with the reason in
+``x-dlq-*`` headers (immediately: a validation error will not go away by retrying), and
+infrastructure failures are retried until they succeed — never dead-lettered.
 """
 
 from __future__ import annotations
