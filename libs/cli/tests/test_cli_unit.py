@@ -109,3 +109,19 @@ def test_publish_contact_rejects_malformed_attributes() -> None:
     result = runner.invoke(main.app, ["publish", "contact", "c1", "--attr", "novalue"])
     assert result.exit_code != 0
     assert "key=value" in result.output
+
+
+def test_the_demo_summary_points_at_a_replaying_backlog_only_when_a_wait_timed_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inbox_cli.demo import Demo, StepResult, summary
+
+    demo = Demo(timeout=1)
+    demo.results.append(StepResult("f", "card", 1.0, False, "card: not seen within 1s (last: x)"))
+    assert summary(demo, 1.0) == 1
+    assert "INBOX_RUN_ISOLATION" in capsys.readouterr().out
+    other = Demo(timeout=1)
+    other.results.append(StepResult("f", "reorder", 0.1, False, "ABORTED: stale version"))
+    other.results.append(StepResult("f", "ok step", 0.1, True))
+    assert summary(other, 1.0) == 1
+    assert "INBOX_RUN_ISOLATION" not in capsys.readouterr().out

@@ -578,6 +578,10 @@ async def run(timeout: float, only: set[int]) -> int:
     return summary(demo, time.perf_counter() - started)
 
 
+#: How the demo's waits say that something did not happen in time.
+_TIMED_OUT = ("not seen within", "no matching event on")
+
+
 def summary(demo: Demo, total: float) -> int:
     failed = [r for r in demo.results if not r.ok]
     print(f"\n{BOLD}== Summary{RESET}")
@@ -585,6 +589,12 @@ def summary(demo: Demo, total: float) -> int:
         mark = f"{GREEN}ok{RESET}  " if r.ok else f"{RED}FAIL{RESET}"
         print(f"{mark} {r.seconds * 1000:8.0f} ms  {r.title}")
     print(f"{len(demo.results) - len(failed)} passed, {len(failed)} failed in {total:.1f}s")
+    if any(marker in r.detail for r in failed for marker in _TIMED_OUT):
+        print(
+            f"{DIM}Events not seen in time: if this broker has old traffic (e.g. a benchmark's "
+            "100k profiles), the stack's consumer groups may still be replaying it. Restart "
+            f"the stack with INBOX_RUN_ISOLATION=<name> (see docs/operations.md).{RESET}"
+        )
     return 1 if failed else 0
 
 
