@@ -158,7 +158,7 @@ async def fresh_groups(s: RoutingSettings) -> None:
 
 
 def owner_records() -> float:
-    return REGISTRY.get_sample_value("routing_records_total", {"loop": "owner"}) or 0.0
+    return REGISTRY.get_sample_value("inbox_kafka_batch_records_total", {"loop": "owner"}) or 0.0
 
 
 async def drop(database: str) -> None:

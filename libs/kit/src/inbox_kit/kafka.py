@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -185,17 +185,26 @@ def broker_raw_publish(broker: KafkaBroker) -> RawPublish:
     return publish
 
 
+def producer_raw_publish(producer: AIOKafkaProducer) -> RawPublish:
+    """``RawPublish`` through a plain aiokafka producer (waits for the broker's ack)."""
+
+    async def publish(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
+        await producer.send_and_wait(
+            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        )
+
+    return publish
+
+
+def cloudevent_headers(event: CloudEvent[Any]) -> dict[str, str]:
+    """The binding headers every CloudEvent we publish carries (the body is the full event)."""
+    return {"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_type": event.type, "ce_id": event.id}
+
+
 async def publish_event(broker: KafkaBroker, topic: Topic, event: CloudEvent[Any]) -> None:
     """Publish a CloudEvent on ``topic``, keyed by its subject (the aggregate id)."""
     await broker.publish(
-        event.to_json_bytes(),
-        topic=topic.name,
-        key=event.key,
-        headers={
-            "content-type": CLOUDEVENTS_CONTENT_TYPE,
-            "ce_type": event.type,
-            "ce_id": event.id,
-        },
+        event.to_json_bytes(), topic=topic.name, key=event.key, headers=cloudevent_headers(event)
     )
 
 

@@ -66,7 +66,7 @@ async def running(infra: Infra, jwt_secret: str, contacts_db_name: str) -> Async
     await service.runtime.start()
     assert service.consumer is not None
     assert service.change_feed is not None
-    await asyncio.wait_for(service.consumer.ready.wait(), timeout=30)
+    await service.consumer.ready(timeout=30)
     await asyncio.wait_for(service.change_feed.ready.wait(), timeout=30)
     yield Running(service, service.runtime.grpc.address, settings)
     await service.runtime.stop()

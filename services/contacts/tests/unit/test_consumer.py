@@ -54,7 +54,12 @@ async def test_a_batch_failing_for_a_non_transient_reason_is_isolated_record_by_
         sent.append((topic, value, headers))
 
     ingestion = FakeIngestion()
-    consumer = ProfileConsumer(ingestion, bootstrap_servers="unused", group_id="g")  # type: ignore[arg-type]
+    consumer = ProfileConsumer(
+        ingestion,  # type: ignore[arg-type]
+        bootstrap_servers="unused",
+        group_id="g",
+        publish=publish,
+    )
     records = [
         record(0, profile("a")),
         record(1, profile("poison")),
@@ -62,7 +67,7 @@ async def test_a_batch_failing_for_a_non_transient_reason_is_isolated_record_by_
         record(3, profile("invalid")),
         record(4, profile("b")),
     ]
-    await consumer._process_until_done(records, publish)
+    await consumer.loop.process(records)
     assert ingestion.stored == ["a", "b"]
     dead = [(t, v, h) for t, v, h in sent if t.endswith(".dlq")]
     assert [(t, v) for t, v, _ in dead] == [

@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from inbox.routing.v1 import routing_pb2_grpc
-from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
 from inbox_kit.auth import TokenVerifier
+from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import DeadLetters
+from inbox_kit.kafka import DeadLetters, producer_raw_publish
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.kafka import KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
-from routing_service.entrypoints.consumers import BatchConsumer, Record
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.owner import ConversationOwner, Delivery
 from routing_service.service_layer.presence import PresenceRecorder
@@ -28,6 +26,9 @@ from routing_service.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "inbox.routing.v1.RoutingService"
+#: Routing answers within ms, so its fetches do not wait long for more data; the heartbeat is
+#: frequent and the session generous because a take-over can hold the loop for seconds.
+LOW_LATENCY = {"fetch_max_wait_ms": 50, "session_timeout_ms": 30000, "heartbeat_interval_ms": 1000}
 
 
 @dataclass
@@ -87,17 +88,12 @@ def build(settings: RoutingSettings) -> Routing:
             owner = ConversationOwner(store, publisher, views)
             routing.owner = owner
             recorder = PresenceRecorder(store, publisher, len(partitions))
-            dead_letters_owner = DeadLetters(publisher.raw_publish, settings.consumer_group)
-            dead_letters_presence = DeadLetters(
-                publisher.raw_publish, settings.presence_consumer_group
-            )
+            raw_publish = producer_raw_publish(publisher.producer)
 
-            async def handle_owned(batch: Sequence[tuple[Record, CloudEvent[EventData]]]) -> None:
+            async def handle_owned(batch: Batch) -> None:
                 await owner.handle([Delivery(r.partition, e) for r, e in batch])
 
-            async def handle_presence(
-                batch: Sequence[tuple[Record, CloudEvent[EventData]]],
-            ) -> None:
+            async def handle_presence(batch: Batch) -> None:
                 await recorder.handle([e for _, e in batch])
 
             async def assigned(parts: set[int]) -> None:
@@ -112,12 +108,13 @@ def build(settings: RoutingSettings) -> Routing:
                 topics=[MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name],
                 group_id=settings.consumer_group,
                 handler=handle_owned,
-                dead_letters=dead_letters_owner,
+                dead_letters=DeadLetters(raw_publish, settings.consumer_group),
                 on_assigned=assigned,
                 on_revoked=revoked,
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
                 lock=owner_lock,
+                consumer_options=LOW_LATENCY,
             )
             routing.loops = [owner_loop]
             presence_loop = BatchConsumer(
@@ -126,9 +123,10 @@ def build(settings: RoutingSettings) -> Routing:
                 topics=[PRESENCE.name],
                 group_id=settings.presence_consumer_group,
                 handler=handle_presence,
-                dead_letters=dead_letters_presence,
+                dead_letters=DeadLetters(raw_publish, settings.presence_consumer_group),
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
+                consumer_options=LOW_LATENCY,
             )
             routing.loops.append(presence_loop)
             await asyncio.gather(owner_loop.run(), presence_loop.run(), views.run())

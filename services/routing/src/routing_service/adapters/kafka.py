@@ -14,7 +14,7 @@ from inbox_contracts.events import (
     ConversationAutoUnassigned,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
-from inbox_kit.kafka import CLOUDEVENTS_CONTENT_TYPE
+from inbox_kit.kafka import cloudevent_headers
 
 from routing_service.domain.model import Decision
 
@@ -38,11 +38,7 @@ def decision_event(d: Decision) -> CloudEvent[ConversationAutoUnassigned]:
 
 
 def _headers(event: CloudEvent[Any]) -> list[tuple[str, bytes]]:
-    return [
-        ("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()),
-        ("ce_type", event.type.encode()),
-        ("ce_id", event.id.encode()),
-    ]
+    return [(k, v.encode()) for k, v in cloudevent_headers(event).items()]
 
 
 class KafkaPublisher:
@@ -96,10 +92,3 @@ class KafkaPublisher:
                 )
             )
         await asyncio.gather(*futures)
-
-    async def raw_publish(
-        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
-    ) -> None:
-        await self.producer.send_and_wait(
-            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-        )

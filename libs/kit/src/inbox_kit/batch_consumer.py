@@ -1,15 +1,21 @@
-"""Kafka consumers of the routing service: batch loops over aiokafka.
+"""A batch consumer over aiokafka, for loops where one database round trip per message is
+too slow (``inbox_kit.kafka.subscribe`` handles one message at a time).
 
-- the **owner** loop (group ``routing``): messages, conversations and routing commands, with
-  the range assignor so that partition *p* of all three topics (same key, same partition
-  count) belongs to one instance: the single writer of those conversations;
-- the **presence** loop (group ``routing-presence``): records agent timelines, asks for sweeps.
+Same conventions as ``inbox_kit.kafka``, per batch: poll a batch, decode it, hand the valid
+events to the handler in one call, dead-letter what cannot be processed, then commit the
+batch's offsets (at least once). In detail:
 
-Each loop polls a batch, decodes it (malformed records go to ``<topic>.dlq``), hands the valid
-events to the service layer in one call, and commits the batch's offsets afterwards (at least
-once). If the batch handler fails for a non-transient reason, the batch is replayed record by
-record through ``inbox_kit.kafka.process_record`` so only the poison record is dead-lettered.
-A transient failure (database or broker down) seeks back and retries the same batch.
+- the handler may *refuse* records (e.g. an invalid value): they are dead-lettered at once,
+  without retries — a validation error does not go away;
+- a transient failure (database or broker down, lock contention) retries the whole batch
+  until it succeeds: never dead-lettered;
+- any other failure replays the batch record by record through
+  ``inbox_kit.kafka.process_record``, so only the poison record is dead-lettered;
+- dead letters go out in record order, malformed records (not a CloudEvent) included.
+
+Partition callbacks (``on_assigned`` / ``on_revoked``) run under ``lock``, never inside
+aiokafka's rebalance callback for long: a slow take-over there would stop heartbeats and get
+the member evicted.
 """
 
 from __future__ import annotations
@@ -17,30 +23,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeAlias
+from collections import Counter as TopicCounter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
-from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy, process_record
 from prometheus_client import Counter, Histogram
+
+from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy, process_record
 
 log = logging.getLogger(__name__)
 
-BATCHES = Histogram(
-    "routing_batch_seconds",
+BATCH_SECONDS = Histogram(
+    "inbox_kafka_batch_seconds",
     "Time to handle one consumed batch",
     ["loop"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-RECORDS = Counter("routing_records_total", "Records handled", ["loop"])
+BATCH_RECORDS = Counter("inbox_kafka_batch_records_total", "Records handled", ["loop"])
 
-DEFAULT_POLICY = RetryPolicy()
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
-BatchHandler = Callable[[Sequence[tuple[Record, CloudEvent[EventData]]]], Awaitable[None]]
+Batch = Sequence[tuple[Record, CloudEvent[EventData]]]
+#: Handles a batch; returns the records it refuses, with the reason (or None: none refused).
+BatchHandler = Callable[[Batch], Awaitable[Sequence[tuple[Record, Exception]] | None]]
 PartitionsCallback = Callable[[set[int]], Awaitable[None]]
 
 
@@ -57,10 +66,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._loop.on_revoked(parts)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        # Only noted here: the take-over (loading state) runs in the poll loop before the next
-        # batch. aiokafka stops heartbeating while this callback runs, so a take-over longer
-        # than the session timeout here would get the member evicted (and the take-over
-        # repeated after the rebalance).
+        # Only noted here: the take-over runs in the poll loop before the next batch.
         self._loop.to_take_over |= {tp.partition for tp in assigned}
 
 
@@ -78,11 +84,11 @@ class BatchConsumer:
         on_revoked: PartitionsCallback | None = None,
         max_records: int = 1000,
         poll_timeout_ms: int = 100,
-        policy: RetryPolicy = DEFAULT_POLICY,
+        policy: RetryPolicy | None = None,
         initial_offset: str = "earliest",
         lock: asyncio.Lock | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._initial_offset = initial_offset
         self.name = name
         self._bootstrap = bootstrap
         self._topics = list(topics)
@@ -93,38 +99,27 @@ class BatchConsumer:
         self.on_revoked = on_revoked
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
-        self._policy = policy
+        self._policy = policy or RetryPolicy()
+        self._initial_offset = initial_offset
+        self._consumer_options = dict(consumer_options or {})
         #: Held while a batch is handled and during rebalance callbacks.
         self.lock = lock or asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         #: Set once the first assignment was taken over (state loaded).
         self.assigned_once = asyncio.Event()
-        #: Partitions assigned but whose state is not loaded yet (see ``_take_over``).
+        #: Partitions assigned but not taken over yet (see ``_take_over``).
         self.to_take_over: set[int] = set()
-
-    async def _take_over(self) -> None:
-        """Load the state of newly assigned partitions (call with ``lock`` held)."""
-        consumer = self.consumer
-        if consumer is None or not consumer.assignment():
-            return
-        parts = set(self.to_take_over)
-        self.to_take_over.clear()
-        if parts and self.on_assigned is not None:
-            await self.on_assigned(parts)
-        self.assigned_once.set()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
-            client_id=f"routing-{self.name}",
+            client_id=f"{self._group_id}-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset=self._initial_offset,
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self._max_records,
-            fetch_max_wait_ms=50,
-            session_timeout_ms=30000,
-            heartbeat_interval_ms=1000,
+            **self._consumer_options,
         )
         self.consumer = consumer
         consumer.subscribe(self._topics, listener=_Listener(self))
@@ -140,7 +135,7 @@ class BatchConsumer:
                 if not batches:
                     continue
                 async with self.lock:
-                    # a rebalance may have assigned partitions (load them first) or taken
+                    # a rebalance may have assigned partitions (take them over first) or taken
                     # partitions away while we polled
                     await self._take_over()
                     live = {tp: recs for tp, recs in batches.items() if tp in consumer.assignment()}
@@ -168,24 +163,46 @@ class BatchConsumer:
                 raise TimeoutError(f"{self.name} consumer got no partitions in {timeout}s")
             await asyncio.sleep(0.05)
 
+    async def _take_over(self) -> None:
+        """Hand newly assigned partitions to ``on_assigned`` (call with ``lock`` held)."""
+        consumer = self.consumer
+        if consumer is None or not consumer.assignment():
+            return
+        parts = set(self.to_take_over)
+        self.to_take_over.clear()
+        if parts and self.on_assigned is not None:
+            await self.on_assigned(parts)
+        self.assigned_once.set()
+
     async def _handle(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Record]]
     ) -> None:
         started = time.perf_counter()
         records = [r for recs in batches.values() for r in recs]
+        await self.process(records)
+        try:
+            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+        except CommitFailedError:
+            # we lost the partitions meanwhile; the new owner redelivers (handling is idempotent)
+            log.warning("commit failed after a rebalance; the batch will be redelivered")
+        BATCH_RECORDS.labels(self.name).inc(len(records))
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Handle ``records`` until each is processed or dead-lettered (transient failures
+        are retried until they pass). Idempotent if the handler is."""
         valid: list[tuple[Record, CloudEvent[EventData]]] = []
+        failed: list[tuple[Record, Exception]] = []
         for record in records:
             try:
                 valid.append((record, decode(record.value or b"")))
             except MalformedEvent as exc:
-                await self._dead_letters.send(record, exc, attempts=1)
-                CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
+                failed.append((record, exc))
         attempt = 0
         while True:
             attempt += 1
             try:
-                if valid:
-                    await self._handler(valid)
+                refused = await self._handler(valid) if valid else None
                 break
             except Exception as exc:
                 if self._policy.is_transient(exc):
@@ -193,23 +210,27 @@ class BatchConsumer:
                     await asyncio.sleep(min(5.0, self._policy.backoff_seconds * attempt))
                     continue
                 log.warning("batch failed; replaying it record by record", exc_info=True)
-                await self._one_by_one(valid)
-                break
-        try:
-            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
-        except CommitFailedError:
-            # we lost the partitions meanwhile; the new owner redelivers (handling is idempotent)
-            log.warning("commit failed after a rebalance; the batch will be redelivered")
-        RECORDS.labels(self.name).inc(len(records))
-        BATCHES.labels(self.name).observe(time.perf_counter() - started)
+                await self._one_by_one(records)
+                return
+        failed += refused or ()
+        position = {id(record): i for i, record in enumerate(records)}
+        for record, error in sorted(failed, key=lambda f: position[id(f[0])]):
+            await self._dead_letter(record, error)
+        dead = {id(record) for record, _ in failed}
+        processed = TopicCounter(r.topic for r in records if id(r) not in dead)
+        for topic, count in processed.items():
+            CONSUMED.labels(topic, self._group_id, Outcome.PROCESSED).inc(count)
 
-    async def _one_by_one(self, valid: list[tuple[Record, CloudEvent[EventData]]]) -> None:
-        for record, event in valid:
+    async def _dead_letter(self, record: Record, error: BaseException) -> None:
+        await self._dead_letters.send(record, error, attempts=1)
+        CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
 
-            async def single(
-                _: CloudEvent[EventData], rec: Record = record, ev: CloudEvent[EventData] = event
-            ) -> None:
-                await self._handler([(rec, ev)])
+    async def _one_by_one(self, records: Sequence[Record]) -> None:
+        for record in records:
+
+            async def single(event: CloudEvent[EventData], rec: Record = record) -> None:
+                for refused, error in await self._handler([(rec, event)]) or ():
+                    await self._dead_letter(refused, error)
 
             while True:
                 try:
