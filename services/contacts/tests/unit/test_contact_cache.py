@@ -140,3 +140,14 @@ async def test_the_change_feed_drops_named_contacts_and_everything_on_a_malforme
     assert [("org", "c3") in c, ("other-org", "c1") in c, len(c)] == [True, True, 2]
     feed._apply(b"{not json")
     assert len(c) == 0 and c.enabled
+
+
+async def test_clear_also_drops_what_loads_in_flight_would_bring_back() -> None:
+    store, c = Store(), cache()
+    store.gate = asyncio.Event()
+    in_flight = asyncio.create_task(c.get(KEY, store.load))
+    await asyncio.sleep(0)
+    c.clear()
+    store.gate.set()
+    assert await in_flight == b"v1"
+    assert len(c) == 0 and c.enabled

@@ -74,6 +74,13 @@ class ContactCache:
         self._enabled_at = self._epoch
         self._enabled = True
 
+    def clear(self) -> None:
+        """Forget everything, loads in flight included (they started before this)."""
+        self._entries.clear()
+        self._epoch += 1
+        self._enabled_at = self._epoch
+        ENTRIES.set(0)
+
     def disable(self) -> None:
         """The change feed stopped: forget everything and read through until re-enabled."""
         self._enabled = False

@@ -97,8 +97,7 @@ class ChangeFeed:
         except MalformedEvent:
             # Whatever it named is unknown: start over rather than risk serving a stale card.
             log.warning("malformed change notice; clearing the contact cache", exc_info=True)
-            self._cache.disable()
-            self._cache.enable()
+            self._cache.clear()
             return
         data = event.data
         if isinstance(data, ContactsChanged):  # other (future) types announce nothing we cache
