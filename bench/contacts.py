@@ -24,7 +24,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from inbox_contracts import CloudEvent
 from inbox_contracts.events import ChannelIdentity, ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.auth import mint_token
-from inbox_testing import stop_process
+from inbox_testing import free_port, stop_process
 from pymongo import AsyncMongoClient
 
 from bench.common import (
@@ -65,12 +64,6 @@ FIRST_READS_TIMEOUT = 300.0
 SECRET = "bench-secret-0123456789-0123456789-xx"
 ORG = "org-bench"
 SERVICE_NAME = "inbox.contacts.v1.ContactsService"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def profile(i: int) -> CloudEvent[ContactProfileUpserted]:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -31,7 +30,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import mint_token
-from inbox_testing import stop_process, wait_serving
+from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 
 from bench.common import LoadResult, Metric, closed_loop, start_canned_server, write_results
@@ -99,12 +98,6 @@ async def _canned_main() -> None:
     await server.stop(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _spawn(args: list[str], env: dict[str, str], *, capture: bool) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args], env=env, stdout=subprocess.PIPE if capture else None
@@ -137,7 +130,7 @@ async def _servers(database: str) -> Any:
         return
 
     mongodb_uri = PresenceSettings().mongodb_uri
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PRESENCE_MONGODB_DATABASE": database,

@@ -16,7 +16,6 @@ import asyncio
 import gc
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import grpc
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_kit.auth import mint_token
-from inbox_testing import stop_process, wait_serving
+from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 from replies_service.adapters.mongo import MongoReplyStore
 from replies_service.domain.model import Collection, CollectionKind, SavedReply, shortcut_key
@@ -81,12 +80,6 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
 CLOSED_SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 OPEN_SECONDS = float(os.environ.get("BENCH_OPEN_SECONDS", "20"))
 P99_TARGET_MS = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def seed(mongodb_uri: str, database: str) -> int:

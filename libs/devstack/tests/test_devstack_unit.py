@@ -22,19 +22,14 @@ from inbox_devstack import (
     kafka,
     topic_names,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from inbox_testing import free_port
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> DevstackConfig:
-    ports = {_free_port() for _ in range(3)}
+    ports = {free_port() for _ in range(3)}
     while len(ports) < 3:
-        ports.add(_free_port())
+        ports.add(free_port())
     k, c, m = sorted(ports)
     return DevstackConfig.from_env(
         {

@@ -4,7 +4,6 @@ gRPC server, FerretDB, Kafka), the real contacts service as a subprocess, contac
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,16 +19,18 @@ from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.kafka import make_broker, publish_event
-from inbox_testing import TEST_JWT_SECRET, Infra, bearer, stop_process, wait_serving, wait_until
+from inbox_testing import (
+    TEST_JWT_SECRET,
+    Infra,
+    bearer,
+    free_port,
+    stop_process,
+    wait_serving,
+    wait_until,
+)
 from pymongo import AsyncMongoClient, MongoClient
 from replies_service.bootstrap import App, bootstrap
 from replies_service.settings import RepliesSettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

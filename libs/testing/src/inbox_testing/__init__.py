@@ -3,13 +3,14 @@
 from inbox_testing.infra import Infra
 from inbox_testing.kafka_probe import TopicProbe, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET, bearer
-from inbox_testing.processes import stop_process, wait_serving
+from inbox_testing.processes import free_port, stop_process, wait_serving
 
 __all__ = [
     "TEST_JWT_SECRET",
     "Infra",
     "TopicProbe",
     "bearer",
+    "free_port",
     "stop_process",
     "wait_serving",
     "wait_until",

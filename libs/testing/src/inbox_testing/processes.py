@@ -1,13 +1,22 @@
-"""Service processes for end-to-end tests and benchmarks: wait until serving, stop cleanly."""
+"""Service processes for end-to-end tests and benchmarks: a free port, wait until serving,
+stop cleanly."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_serving(address: str, process: subprocess.Popen[bytes], *, timeout: float = 60) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,21 +19,15 @@ from inbox.contacts.v1 import contacts_pb2_grpc
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
-from inbox_testing import Infra, bearer, wait_until
+from inbox_testing import Infra, bearer, free_port, wait_until
 from pymongo import MongoClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def process(infra: Infra, jwt_secret: str) -> Iterator[str]:
-    port, database = _free_port(), f"test_contacts_e2e_{uuid.uuid4().hex[:8]}"
+    port, database = free_port(), f"test_contacts_e2e_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "CONTACTS_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,

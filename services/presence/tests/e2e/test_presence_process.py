@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,18 +15,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox_contracts.topics import PRESENCE
-from inbox_testing import TEST_JWT_SECRET, Infra, TopicProbe
+from inbox_testing import TEST_JWT_SECRET, Infra, TopicProbe, free_port
 from presence_service.domain.model import AgentRef, event_id_for, transition_key
 from presence_test_helpers import FAST, SIGNED_IN, SIGNED_OUT, Client, event, logical, of
 from pymongo import MongoClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:
@@ -100,7 +93,7 @@ async def test_kill9_between_store_and_publish_event_arrives_after_restart(
     """Simulation (honest): the first process runs with publishing disabled, so it stores the
     transitions (= its outbox) and publishes nothing - exactly the state a crash between the
     store and the publish leaves. Then it is SIGKILLed and a normal process starts."""
-    port = _free_port()
+    port = free_port()
     org, agent = unique("org"), unique("agent")
     async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
         first = Proc(infra, database, port, publish_enabled="false")
@@ -127,7 +120,7 @@ async def test_kill9_between_store_and_publish_event_arrives_after_restart(
 async def test_kill9_with_live_sessions_no_spurious_sign_out_and_expiry_still_fires(
     infra: Infra, database: str, procs: list[Proc], make_token, unique
 ) -> None:
-    port = _free_port()
+    port = free_port()
     org, stays, leaves = unique("org"), unique("agent"), unique("agent")
     timing = {"session_timeout_seconds": 4.0, "heartbeat_interval_seconds": 1.0}
     first = Proc(infra, database, port, **timing)
@@ -177,8 +170,8 @@ async def test_kill9_with_live_sessions_no_spurious_sign_out_and_expiry_still_fi
 async def test_two_replica_processes_one_transition_per_sign_out(
     infra: Infra, database: str, procs: list[Proc], make_token, unique
 ) -> None:
-    p1 = Proc(infra, database, _free_port())
-    p2 = Proc(infra, database, _free_port())
+    p1 = Proc(infra, database, free_port())
+    p2 = Proc(infra, database, free_port())
     procs += [p1, p2]
     await asyncio.gather(p1.ready(), p2.ready())
     org = unique("org")

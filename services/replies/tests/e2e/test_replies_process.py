@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,15 +15,8 @@ import grpc
 import pytest
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc
-from inbox_testing import TEST_JWT_SECRET, Infra, bearer, stop_process, wait_until
+from inbox_testing import TEST_JWT_SECRET, Infra, bearer, free_port, stop_process, wait_until
 from pymongo import MongoClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 

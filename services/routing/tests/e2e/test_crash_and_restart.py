@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,7 +23,7 @@ from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, stop_process, wait_until
+from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
 from pymongo import AsyncMongoClient
 from routing_service.testing import (
     assigned,
@@ -36,12 +35,6 @@ from routing_service.testing import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def topic_of(e: CloudEvent[EventData]) -> str:

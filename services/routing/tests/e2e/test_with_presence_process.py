@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,16 +22,10 @@ from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, stop_process, wait_until
+from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
 from routing_service.testing import assigned, inbound, outbound, signed_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
