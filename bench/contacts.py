@@ -41,7 +41,7 @@ from inbox_contracts import CloudEvent
 from inbox_contracts.events import ChannelIdentity, ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
 from inbox_kit.auth import mint_token
-from inbox_testing import free_port, stop_process
+from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 
 from bench.common import (
@@ -131,22 +131,6 @@ def start_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[byte
     return subprocess.Popen(
         [sys.executable, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL
     )
-
-
-async def wait_ready(stub: contacts_pb2_grpc.ContactsServiceAsyncStub, token: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            await stub.ListAttributeDefinitions(
-                pb.ListAttributeDefinitionsRequest(),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=2,
-            )
-            return
-        except grpc.aio.AioRpcError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.3)
 
 
 async def wait_consumer(
@@ -244,7 +228,7 @@ async def run() -> list[Metric]:
         await producer.start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = contacts_pb2_grpc.ContactsServiceStub(channel)
-            await wait_ready(stub, token)
+            await asyncio.to_thread(wait_serving, f"127.0.0.1:{port}", service)
             await wait_consumer(stub, token, producer)
 
             # -- 1. time to ingest N profiles ---------------------------------------------
