@@ -25,6 +25,7 @@ from inbox_contracts.events import (
     FollowUpDue,
     InboundMessageReceived,
     OutboundMessageSent,
+    PresenceProgressed,
     SavedReplyUsed,
 )
 
@@ -50,8 +51,9 @@ PRESENCE = Topic(
     key="agent_id",
     producers=("presence",),
     consumers=("routing",),
-    event_types=(AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged),
-    description="Agent sign-in / sign-out transitions and availability changes.",
+    event_types=(AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged, PresenceProgressed),
+    description="Agent sign-in / sign-out transitions and availability changes, plus "
+    "per-partition event-time progress marks (PresenceProgressed, on explicit partitions).",
 )
 MESSAGES = Topic(
     name="inbox.messages.v1",

@@ -17,6 +17,7 @@ from inbox_contracts.events.presence import (
     AgentSignedIn,
     AgentSignedOut,
     Availability,
+    PresenceProgressed,
     SignOutReason,
 )
 from inbox_contracts.events.replies import SavedReplyUsed
@@ -43,6 +44,7 @@ __all__ = [
     "FollowUpDue",
     "InboundMessageReceived",
     "OutboundMessageSent",
+    "PresenceProgressed",
     "SavedReplyUsed",
     "SignOutReason",
 ]

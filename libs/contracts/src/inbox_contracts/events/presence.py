@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from inbox_contracts.envelope import EventData
 
@@ -34,6 +34,7 @@ class AgentSignedIn(EventData):
                     "org_id": "org-acme",
                     "agent_id": "agent-ana",
                     "session_id": "5f0c1e7a-3f7e-4b7c-9c55-0d8a3c2b1e01",
+                    "teams": ["team-billing"],
                     "occurred_at": "2026-11-25T09:00:00Z",
                 }
             ]
@@ -42,6 +43,12 @@ class AgentSignedIn(EventData):
 
     agent_id: str = Field(min_length=1, description="The agent who signed in.")
     session_id: str = Field(min_length=1, description="The session whose start made it so.")
+    teams: list[str] = Field(
+        default_factory=list,
+        description="The agent's teams at sign-in (the token's `teams` claim). Added in v1 "
+        "additively: older producers omit it (read as no teams). Routing's automatic "
+        "assignment uses it for team membership.",
+    )
 
 
 class AgentSignedOut(EventData):
@@ -91,3 +98,45 @@ class AgentAvailabilityChanged(EventData):
 
     agent_id: str = Field(min_length=1)
     availability: Availability
+
+
+PROGRESS_ORG_ID = "_all"
+"""``org_id`` of a progress mark: marks are about a partition, not about one tenant."""
+
+
+class PresenceProgressed(EventData):
+    """Progress mark: presence has appended to this partition every transition it will ever
+    publish there with ``occurred_at`` <= ``watermark``.
+
+    Published by presence to an explicit partition of ``inbox.presence.v1`` (key = the
+    partition number as text), also while idle (at least every 50 ms per partition), so that a
+    consumer knows how far event time on that partition is final. ``occurred_at`` equals
+    ``watermark``. Marks of one partition never go backwards in a consumer's view if it keeps
+    the maximum it has seen. Not tenant-scoped: ``org_id`` is always ``_all``. Consumers that
+    do not track event-time progress ignore this type.
+    """
+
+    event_type: ClassVar[str] = "inbox.presence.progress.v1"
+    subject_field: ClassVar[str] = "partition_key"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "_all",
+                    "partition_key": "3",
+                    "partition": 3,
+                    "watermark": "2026-11-25T09:00:00.250Z",
+                    "occurred_at": "2026-11-25T09:00:00.250Z",
+                }
+            ]
+        }
+    )
+
+    partition_key: str = Field(
+        min_length=1, description="The partition number as text (CloudEvents subject, key)."
+    )
+    partition: int = Field(ge=0, description="Partition of inbox.presence.v1 this mark is on.")
+    watermark: AwareDatetime = Field(
+        description="Every transition with occurred_at <= watermark bound for this partition "
+        "was appended to it before this mark."
+    )
