@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -48,6 +49,7 @@ class RepartitionTopicMismatch(RuntimeError):
     """The repartition topic is missing or has another partition count than its source."""
 
 
+@lru_cache(maxsize=65_536)
 def partition_for(subject: str, partitions: int) -> int:
     """The partition of ``subject`` under Kafka's default (murmur2) partitioner."""
     hashed: int = murmur2(subject.encode())
