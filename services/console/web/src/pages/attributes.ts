@@ -79,24 +79,23 @@ export function attributesPage(main: HTMLElement): void {
   }
 
   function startDrag(event: PointerEvent, li: HTMLLIElement): void {
-    if (!reordering) return;
+    if (!reordering || event.button !== 0) return;
     event.preventDefault();
-    const handle = event.currentTarget as HTMLElement;
-    handle.setPointerCapture(event.pointerId);
     li.classList.add("dragging");
+    // Listen on the window, not the handle: moving the item in the DOM drops pointer capture.
     const onMove = (e: PointerEvent): void => {
       const siblings = [...list.children].filter((c) => c !== li) as HTMLElement[];
-      const after = siblings.find((s) => {
+      const before = siblings.find((s) => {
         const box = s.getBoundingClientRect();
         return e.clientY < box.top + box.height / 2;
       });
-      if (after) list.insertBefore(li, after);
-      else list.append(li);
+      if (before === undefined && list.lastElementChild !== li) list.append(li);
+      else if (before !== undefined && li.nextElementSibling !== before) list.insertBefore(li, before);
     };
     const onUp = (): void => {
-      handle.removeEventListener("pointermove", onMove);
-      handle.removeEventListener("pointerup", onUp);
-      handle.removeEventListener("pointercancel", onUp);
+      window.removeEventListener("pointermove", onMove);
+      window.removeEventListener("pointerup", onUp);
+      window.removeEventListener("pointercancel", onUp);
       li.classList.remove("dragging");
       const keys = [...list.children].map((c) => (c as HTMLElement).dataset.key);
       order = keys.map((k) => order.find((d) => d.key === k) as AttributeDefinition);
@@ -104,9 +103,9 @@ export function attributesPage(main: HTMLElement): void {
       renderList();
       note.info(`${li.dataset.label} moved to position ${position} of ${keys.length}.`);
     };
-    handle.addEventListener("pointermove", onMove);
-    handle.addEventListener("pointerup", onUp);
-    handle.addEventListener("pointercancel", onUp);
+    window.addEventListener("pointermove", onMove);
+    window.addEventListener("pointerup", onUp);
+    window.addEventListener("pointercancel", onUp);
   }
 
   function renameForm(def: AttributeDefinition, li: HTMLLIElement): void {

@@ -28,11 +28,13 @@ export function livePage(main: HTMLElement): () => void {
     h(
       "thead",
       {},
-      h("tr", {}, ...["Conversation", "Queue", "Assignee", "Assigned by", "Updated", ""].map((t) => h("th", { scope: "col" }, t))),
+      h("tr", {}, ...["Conversation", "Queue", "Assignee", "Assigned by", "Updated"].map((t) => h("th", { scope: "col" }, t)),
+        h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions"))),
     ),
     rows,
   );
-  const changes = h("ol", { class: "change-log", id: "change-log", role: "log", "aria-label": "Assignment changes" });
+  const changes = h("ol", { class: "change-log", id: "change-log" });
+  const changeLog = h("div", { role: "log", "aria-label": "Assignment changes" }, changes);
   const agents = h("ul", { class: "agent-list", id: "signed-in-agents", "aria-label": "Signed-in agents" });
   const audit = h("section", { class: "card", id: "audit-panel", "aria-labelledby": "audit-title" });
   audit.append(h("h2", { id: "audit-title" }, "Audit trail"), h("p", { class: "hint" }, "Choose a conversation."));
@@ -217,7 +219,7 @@ export function livePage(main: HTMLElement): () => void {
         { class: "side" },
         h("section", { class: "card", "aria-labelledby": "agents-title" }, h("h2", { id: "agents-title" }, "Signed-in agents"), agents),
         audit,
-        h("section", { class: "card", "aria-labelledby": "changes-title" }, h("h2", { id: "changes-title" }, "Recent changes"), changes),
+        h("section", { class: "card", "aria-labelledby": "changes-title" }, h("h2", { id: "changes-title" }, "Recent changes"), changeLog),
       ),
     ),
   );
