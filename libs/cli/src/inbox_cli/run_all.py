@@ -318,7 +318,7 @@ def managed_pid(cfg: DevstackConfig, spec: ServiceSpec) -> int | None:
 
 
 def describe(running: Sequence[Running], cfg: DevstackConfig, timings: Mapping[str, float]) -> str:
-    lines = [f"{'service':<9} {'pid':>7}  {'gRPC':<16} {'metrics':<32} {'healthy in':>10}  log"]
+    lines = [f"{'service':<9} {'pid':>7}  {'address':<16} {'metrics':<32} {'healthy in':>10}  log"]
     for r in running:
         took = timings.get(r.spec.name)
         lines.append(
