@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inbox.contacts.v1 import contacts_pb2_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import EventPublisher
@@ -48,7 +48,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
                 SERVICE_NAME, contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )

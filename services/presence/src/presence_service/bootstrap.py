@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
@@ -46,7 +46,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
                 PresenceServicer(presence),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )

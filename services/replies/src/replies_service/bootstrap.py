@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_contracts.topics import REPLIES
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import BatchConsumer, per_event
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
@@ -72,7 +72,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
                 RepliesServicer(deps),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
@@ -67,7 +67,7 @@ def build(settings: RoutingSettings) -> Routing:
                 RoutingServicer(store),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
