@@ -1,9 +1,10 @@
 """Readiness from dependencies: a process is *ready* while MongoDB and Kafka answer.
 
 Every ``PROBE_INTERVAL_SECONDS`` the runtime pings each dependency (MongoDB ``ping``, a Kafka
-metadata request), each with ``PROBE_TIMEOUT_SECONDS``; any failure turns readiness off (gRPC
-health ``""`` and every service name → ``NOT_SERVING``), the next round where all answer turns it
-back on — within ~3 s either way, without a restart. Liveness (health service ``liveness``)
+metadata request), each with ``PROBE_TIMEOUT_SECONDS``; ``FAILURES_TO_TRIP`` failed rounds in a
+row (one slow answer under load is not an outage) turn readiness off (gRPC health ``""`` and
+every service name → ``NOT_SERVING``) — within ~5 s —, the first round where all answer turns
+it back on (within ~3 s), without a restart. Liveness (health service ``liveness``)
 stays ``SERVING`` while the process runs: a dependency outage is not cured by restarting us.
 Metrics: ``inbox_dependency_up{dependency}`` (1/0) and ``inbox_ready`` (1/0).
 """
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 2.0
+FAILURES_TO_TRIP = 2
 
 DEPENDENCY_UP = Gauge(
     "inbox_dependency_up",
@@ -75,11 +77,14 @@ class DependencyProbe:
         *,
         interval: float = PROBE_INTERVAL_SECONDS,
         timeout: float = PROBE_TIMEOUT_SECONDS,
+        failures_to_trip: int = FAILURES_TO_TRIP,
     ) -> None:
         self._checks = dict(checks)
         self._on_change = on_change
         self._interval = interval
         self._timeout = timeout
+        self._failures_to_trip = failures_to_trip
+        self._failed_rounds = 0
         self.ready: bool | None = None
 
     async def probe_once(self) -> bool:
@@ -93,7 +98,11 @@ class DependencyProbe:
             DEPENDENCY_UP.labels(name).set(1 if up else 0)
             if not up and self.ready is not False:
                 log.warning("dependency down", extra={"dependency": name, "error": repr(result)})
-        ready = all(not isinstance(r, BaseException) for r in results)
+        answered = all(not isinstance(r, BaseException) for r in results)
+        self._failed_rounds = 0 if answered else self._failed_rounds + 1
+        ready = answered or (
+            self.ready is not False and self._failed_rounds < self._failures_to_trip
+        )
         if ready != self.ready:
             self.ready = ready
             READY.set(1 if ready else 0)
