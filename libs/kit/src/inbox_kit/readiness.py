@@ -37,11 +37,32 @@ Check = Callable[[], Awaitable[object]]
 OnChange = Callable[[bool], Awaitable[None]]
 
 
-def mongo_check(client: AsyncMongoClient[Any]) -> Check:
-    async def ping() -> object:
-        return await client.admin.command("ping")
+class MongoCheck:
+    """``ping`` through a client of its own (one connection), so that the probe does not queue
+    behind the service's own busy connection pool: it asks whether the database answers."""
 
-    return ping
+    def __init__(self, uri: str, *, client_id: str) -> None:
+        self._uri = uri
+        self._client_id = client_id
+        self._client: AsyncMongoClient[Any] | None = None
+
+    async def __call__(self) -> object:
+        if self._client is None:
+            timeout_ms = int(PROBE_TIMEOUT_SECONDS * 1000)
+            self._client = AsyncMongoClient(
+                self._uri,
+                maxPoolSize=1,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=timeout_ms,
+                appname=f"{self._client_id}-readiness",
+            )
+        return await self._client.admin.command("ping")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
 
 class KafkaCheck:
@@ -97,7 +118,9 @@ class DependencyProbe:
             up = not isinstance(result, BaseException)
             DEPENDENCY_UP.labels(name).set(1 if up else 0)
             if not up and self.ready is not False:
-                log.warning("dependency down", extra={"dependency": name, "error": repr(result)})
+                log.warning(
+                    "dependency %s did not answer: %r", name, result, extra={"dependency": name}
+                )
         answered = all(not isinstance(r, BaseException) for r in results)
         self._failed_rounds = 0 if answered else self._failed_rounds + 1
         ready = answered or (
@@ -117,15 +140,13 @@ class DependencyProbe:
                 await asyncio.sleep(self._interval)
         finally:
             for check in self._checks.values():
-                if isinstance(check, KafkaCheck):
+                if isinstance(check, KafkaCheck | MongoCheck):
                     await check.close()
 
 
-def standard_checks(
-    mongo: AsyncMongoClient[Any], kafka_bootstrap: str, *, client_id: str
-) -> dict[str, Check]:
+def standard_checks(mongodb_uri: str, kafka_bootstrap: str, *, client_id: str) -> dict[str, Check]:
     """The two dependencies every service has."""
     return {
-        "mongodb": mongo_check(mongo),
+        "mongodb": MongoCheck(mongodb_uri, client_id=client_id),
         "kafka": KafkaCheck(kafka_bootstrap, client_id=client_id),
     }
