@@ -33,7 +33,6 @@ from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.bootstrap import Routing, build
 from routing_service.domain.model import (
     ConversationEntry,
-    ConversationLog,
     EntryKind,
     PresenceEntry,
     SettingChange,
@@ -219,7 +218,6 @@ async def seed(
     for cid, entries in convs.items():
         part = partition_of(cid)
         rows += [JournalRow(org, cid, part, e) for e in entries]
-        lg = ConversationLog(org, cid, part, {e.event_id: e for e in entries})
         agents = agents_of(entries)
         result = fold(
             org,
@@ -227,7 +225,7 @@ async def seed(
             entries,
             timelines={a: presence.get(a, []) for a in agents},
             settings=settings,
-            presence_horizon=lg.stream_time(),
+            final_until=max(e.occurred_at for e in entries),
         )
         assert not result.new_decisions
         views.append(ConversationView(part, result.state, result.audit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import (
@@ -16,18 +16,28 @@ from inbox_contracts.events import (
     FollowUpDue,
     InboundMessageReceived,
     OutboundMessageSent,
+    PresenceProgressed,
     SignOutReason,
 )
+from inbox_contracts.events.presence import PROGRESS_ORG_ID
+from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
 
 from routing_service.adapters.memory import (
     InMemoryStore,
+    InMemoryViews,
     QueueingCommandPublisher,
     RecordingDecisionPublisher,
 )
 from routing_service.domain.model import SettingChange, decision_id
+from routing_service.domain.progress import MarkTracker
 from routing_service.domain.reference import HistoryEvent, run_reference
-from routing_service.service_layer.owner import BatchOutcome, ConversationOwner, Delivery
-from routing_service.service_layer.presence import PresenceRecorder
+from routing_service.service_layer.owner import (
+    BatchOutcome,
+    ConversationOwner,
+    Delivery,
+    EventTime,
+)
+from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.translate import conversation_entry
 
 SRC = "/inbox/test"
@@ -139,42 +149,127 @@ def signed_out(
     )
 
 
-def partition_of(conversation_id: str, partitions: int) -> int:
-    return zlib.crc32(conversation_id.encode()) % partitions
+def partition_of(key: str, partitions: int) -> int:
+    return zlib.crc32(key.encode()) % partitions
+
+
+#: "Every input complete": the clock of the rule tests, where decisions are taken at once.
+FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class SimClock:
+    """A settable clock: the simulated wall time of consumption."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def always_caught_up(*_: object) -> bool:
+    """The simulated consumers always have everything that was produced so far."""
+    return True
+
+
+def progress_mark(partition: int, watermark: datetime) -> CloudEvent[EventData]:
+    return CloudEvent.wrap(
+        PresenceProgressed(
+            org_id=PROGRESS_ORG_ID,
+            partition_key=str(partition),
+            partition=partition,
+            watermark=watermark,
+            occurred_at=watermark,
+        ),
+        source=SRC,
+    )
 
 
 class InMemoryRouting:
     """The real service layer (owner + presence recorder) over in-memory adapters.
 
-    ``deliver`` feeds one event the way a consumer would; sweep commands produced by the
-    presence recorder wait in ``commands.pending`` until ``deliver_commands``.
+    ``deliver`` feeds one event the way a consumer would; commands produced by the presence
+    recorder (sweeps, relayed progress) wait in ``commands.pending`` until ``deliver_commands``.
+
+    ``instant=True`` (rule tests): the clock stands in the far future and presence progress is
+    complete, so every decision is final at once. ``instant=False`` (event-time tests): the
+    clock is ``clock.now``, presence progress comes only from the marks delivered, and
+    ``drain`` completes every input at the end.
     """
 
-    def __init__(self, partitions: int = 3) -> None:
+    def __init__(
+        self,
+        partitions: int = 3,
+        *,
+        presence_partitions: int = 1,
+        lateness: timedelta = timedelta(0),
+        instant: bool = True,
+        start_time: datetime = FAR_FUTURE,
+    ) -> None:
         self.partitions = partitions
+        self.presence_partitions = presence_partitions
+        self.instant = instant
+        self.clock = SimClock(FAR_FUTURE if instant else start_time)
+        self.event_time = EventTime(lateness, clock=self.clock, caught_up=always_caught_up)
         self.store = InMemoryStore()
         self.decisions = RecordingDecisionPublisher()
         self.commands = QueueingCommandPublisher()
-        self.owner = ConversationOwner(self.store, self.decisions)
-        self.recorder = PresenceRecorder(self.store, self.commands, partitions)
+        self.owner = self._new_owner()
+        self.recorder = PresenceRecorder(
+            self.store,
+            self.commands,
+            partitions=partitions,
+            presence_partitions=presence_partitions,
+            marks=MarkTracker(timeout=timedelta(days=3650), lateness=lateness),
+            caught_up=always_caught_up,
+            clock=self.clock,
+        )
+        self.recorder.assigned(set(range(presence_partitions)))
         self.started = False
+
+    def _new_owner(self) -> ConversationOwner:
+        return ConversationOwner(
+            self.store, self.decisions, InMemoryViews(self.store), self.event_time
+        )
 
     async def start(self) -> None:
         await self.owner.assign(range(self.partitions))
+        if self.instant:
+            await self.complete_presence()
         self.started = True
+
+    async def complete_presence(self) -> None:
+        """Presence progress at the far future on every presence partition, relayed."""
+        for p in range(self.presence_partitions):
+            await self.recorder.handle([PresenceRecord(p, progress_mark(p, FAR_FUTURE))])
+        await self.recorder.relay()
+        await self.deliver_commands()
+
+    async def drain(self) -> None:
+        """Every input complete: take every decision still waiting for progress."""
+        await self.deliver_commands()
+        await self.complete_presence()
+        self.clock.now = FAR_FUTURE
+        await self.owner.release_due()
 
     async def set_setting(self, org: str, enabled: bool, at: datetime) -> None:
         await self.store.append_setting(org, SettingChange(at, enabled, "admin-1"))
 
-    async def deliver(self, event: CloudEvent[EventData]) -> BatchOutcome | None:
+    async def deliver(
+        self, event: CloudEvent[EventData], *, partition: int | None = None
+    ) -> BatchOutcome | None:
+        """Presence events go to the recorder (on ``partition``, by default the key's)."""
         if event.type.startswith("inbox.presence."):
-            await self.recorder.handle([event])
+            p = partition_of(event.subject, self.presence_partitions)
+            p = p if partition is None else partition
+            await self.recorder.handle([PresenceRecord(p, event)])
             return None
-        p = partition_of(event.subject, self.partitions)
-        return await self.owner.handle([Delivery(p, event)])
+        return await self.deliver_batch([event])
 
     async def deliver_batch(self, events: list[CloudEvent[EventData]]) -> BatchOutcome:
-        deliveries = [Delivery(partition_of(e.subject, self.partitions), e) for e in events]
+        deliveries = [
+            Delivery(topic_of(e), partition_of(e.subject, self.partitions), e) for e in events
+        ]
         return await self.owner.handle(deliveries)
 
     async def deliver_commands(self, count: int | None = None) -> None:
@@ -183,18 +278,30 @@ class InMemoryRouting:
         rest = [] if count is None else pending[count:]
         self.commands.pending = rest
         if take:
-            await self.owner.handle([Delivery(c.data.partition, c) for c in take])
+            await self.owner.handle(
+                [Delivery(ROUTING_COMMANDS.name, c.data.partition, c) for c in take]
+            )
 
     async def crash_and_restart(self) -> None:
         """Lose all memory; a fresh owner takes the partitions over from the store."""
-        self.owner = ConversationOwner(self.store, self.decisions)
+        self.owner = self._new_owner()
         await self.owner.assign(range(self.partitions))
+        if self.instant:
+            await self.complete_presence()
 
     def state(self, org: str, conv: str) -> tuple[str | None, str | None]:
         v = self.store.views.get((org, conv))
         if v is None:
             return (None, None)
         return (v.state.queue.value if v.state.queue else None, v.state.assignee_id)
+
+
+def topic_of(event: CloudEvent[EventData]) -> str:
+    """The topic an event of ours travels on."""
+    for topic in (MESSAGES, CONVERSATIONS, PRESENCE):
+        if type(event.data) in topic.event_types:
+            return topic.name
+    raise ValueError(event.type)
 
 
 def to_history(event: CloudEvent[EventData]) -> HistoryEvent:

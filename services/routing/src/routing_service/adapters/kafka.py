@@ -1,22 +1,24 @@
-"""Kafka adapters: the decision/command publisher (aiokafka, idempotent, acks=all)."""
+"""Kafka adapters: the decision/command publisher (aiokafka, idempotent, acks=all), and the
+end-offset probe the event-time progress uses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
-    AgentSweepRequested,
     AutoUnassignReason,
     ConversationAutoUnassigned,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
+from inbox_kit.batch_consumer import BatchConsumer
 from inbox_kit.kafka import cloudevent_headers
 
 from routing_service.domain.model import Decision
+from routing_service.service_layer.ports import Command
 
 SOURCE = "/inbox/routing"
 
@@ -79,7 +81,7 @@ class KafkaPublisher:
             )
         await asyncio.gather(*futures)
 
-    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+    async def publish_commands(self, commands: Sequence[Command]) -> None:
         futures = []
         for c in commands:
             futures.append(
@@ -92,3 +94,27 @@ class KafkaPublisher:
                 )
             )
         await asyncio.gather(*futures)
+
+
+def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool]]:
+    """Has ``loop``'s consumer handed out every record up to the partition's end offset?
+
+    Compares the position (after the records returned so far) with the high watermark of the
+    latest fetch response; no request is made. False while unknown (not assigned, not fetched).
+    """
+
+    async def caught_up(topic: str, partition: int) -> bool:
+        consumer = loop.consumer
+        tp = TopicPartition(topic, partition)
+        if consumer is None or tp not in consumer.assignment():
+            return False
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 0.05)
+        except Exception:
+            return False
+        return bool(position >= highwater)
+
+    return caught_up

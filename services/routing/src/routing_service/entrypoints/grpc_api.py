@@ -13,7 +13,7 @@ from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument, NotFound
 
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
-from routing_service.service_layer.ports import ConversationView, RoutingStore
+from routing_service.service_layer.ports import ConversationView, ReadStore
 
 _QUEUE_TO_PB = {
     Queue.NEW: pb.CONVERSATION_QUEUE_NEW,
@@ -90,7 +90,7 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, store: RoutingStore) -> None:
+    def __init__(self, store: ReadStore) -> None:
         self._store = store
 
     async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:
