@@ -46,13 +46,14 @@ class RoutingSettings(ServiceSettings):
         "consumer relays presence progress, when no batch arrives.",
     )
     session_timeout_ms: int = Field(
-        4000,
+        6000,
         ge=1000,
         description="Kafka consumer session timeout: a killed instance's partitions move to "
-        "the others after at most this long.",
+        "the others after at most this long. Brokers refuse values below their "
+        "group.min.session.timeout.ms (default 6000).",
     )
     heartbeat_interval_ms: int = Field(
-        500, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
+        1000, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
     )
 
     @property

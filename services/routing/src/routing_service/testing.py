@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
-from inbox_contracts import CloudEvent, EventData
+from aiokafka import AIOKafkaProducer
+from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
     AgentSignedIn,
     AgentSignedOut,
@@ -183,6 +186,51 @@ def progress_mark(partition: int, watermark: datetime) -> CloudEvent[EventData]:
         ),
         source=SRC,
     )
+
+
+class ProgressMarks:
+    """Publishes presence progress marks the way presence does: every ``interval`` on every
+    partition of inbox.presence.v1, watermark = now - ``margin`` (or ``hold`` if earlier).
+
+    Publish presence events through the same ``producer`` (one producer keeps partition
+    order), stamped no earlier than ``margin`` before they are sent, or set ``hold`` first.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        interval: float = 0.05,
+        margin: timedelta = timedelta(milliseconds=50),
+    ) -> None:
+        self._producer = producer
+        self._interval = interval
+        self._margin = margin
+        self.hold: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ProgressMarks:
+        partitions = sorted(await self._producer.partitions_for(PRESENCE.name))
+        self._task = asyncio.create_task(self._run(partitions))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, partitions: list[int]) -> None:
+        while True:
+            watermark = utc_now() - self._margin
+            if self.hold is not None:
+                watermark = min(watermark, self.hold)
+            for p in partitions:
+                mark = progress_mark(p, watermark)
+                await self._producer.send(
+                    PRESENCE.name, mark.to_json_bytes(), key=str(p).encode(), partition=p
+                )
+            await asyncio.sleep(self._interval)
 
 
 class InMemoryRouting:
