@@ -11,11 +11,13 @@ from datetime import timedelta
 
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import DeadLetters, producer_raw_publish
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import DeadLetters
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.kafka import KafkaPublisher, end_offset_probe
@@ -89,13 +91,18 @@ def build(settings: RoutingSettings) -> Routing:
                 RoutingServicer(store),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
     routing = Routing(
         runtime=ServiceRuntime(
-            "routing", grpc_server, shutdown_grace_seconds=settings.shutdown_grace_seconds
+            "routing",
+            grpc_server,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            dependencies=standard_checks(
+                client, settings.kafka_bootstrap_servers, client_id="routing"
+            ),
         ),
         store=store,
         publisher=publisher,
@@ -110,7 +117,8 @@ def build(settings: RoutingSettings) -> Routing:
             owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
             views = ViewWriter(store, exclusive=owner_lock)
             routing.views = views
-            raw_publish = producer_raw_publish(publisher.producer)
+            raw_publish = publisher.publish_raw
+            decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
             options = consumer_options(settings)
             tick = settings.progress_tick_ms / 1000
 
@@ -147,6 +155,8 @@ def build(settings: RoutingSettings) -> Routing:
                 initial_offset=settings.initial_offset,
                 lock=owner_lock,
                 consumer_options=options,
+                decoder=decoder,
+                repartition=raw_publish,
             )
             owner = ConversationOwner(
                 store,
@@ -169,6 +179,7 @@ def build(settings: RoutingSettings) -> Routing:
                 initial_offset=settings.initial_offset,
                 lock=presence_lock,
                 consumer_options=options,
+                decoder=decoder,
             )
             presence_probe = end_offset_probe(presence_loop)
 
@@ -187,13 +198,14 @@ def build(settings: RoutingSettings) -> Routing:
                 caught_up=presence_caught_up,
             )
             routing.loops.append(presence_loop)
-            await asyncio.gather(
-                owner_loop.run(),
-                presence_loop.run(),
-                views.run(),
-                every(tick, owner_lock, owner.release_due),
-                every(tick, presence_lock, recorder.relay),
-            )
+            # a task group, not gather: if one loop fails, the others are cancelled with it
+            # (the runtime restarts the whole set) instead of running on without a producer
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(owner_loop.run())
+                loops.create_task(presence_loop.run())
+                loops.create_task(views.run())
+                loops.create_task(every(tick, owner_lock, owner.release_due))
+                loops.create_task(every(tick, presence_lock, recorder.relay))
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()

@@ -18,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from inbox_contracts import utc_now
 from inbox_contracts.topics import MESSAGES, ROUTING
 from inbox_testing import TopicProbe, wait_until
-from routing_service.testing import (
+from routing_testing import (
     ProgressMarks,
     assigned,
     inbound,

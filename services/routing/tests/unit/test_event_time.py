@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from routing_service.domain.progress import MarkTracker, PresenceProgress, stream_progress
 from routing_service.service_layer.presence import MisplacedMark, PresenceRecord
-from routing_service.testing import (
+from routing_testing import (
     InMemoryRouting,
     assigned,
     inbound,

@@ -23,8 +23,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inbox_contracts import CloudEvent, EventData
-from routing_service.domain.reference import HistoryEvent, run_reference
-from routing_service.testing import (
+from routing_testing import (
     InMemoryRouting,
     assigned,
     follow_up,
@@ -37,6 +36,7 @@ from routing_service.testing import (
     signed_out,
     unassigned,
 )
+from routing_testing.reference import HistoryEvent, run_reference
 
 ORG = "org-p"
 AGENTS = ("ana", "bob")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from routing_service.domain.model import AuditKind, Reason
-from routing_service.testing import (
+from routing_testing import (
     InMemoryRouting,
     assigned,
     follow_up,

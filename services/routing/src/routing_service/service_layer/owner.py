@@ -57,7 +57,31 @@ log = logging.getLogger(__name__)
 FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
 #: Has the consumer reached the end offset of (topic, partition)?
 CaughtUp = Callable[[str, int], Awaitable[bool]]
-CONVERSATION_STREAMS = (MESSAGES.name, CONVERSATIONS.name)
+#: The conversation inputs of a partition: each source topic and its repartition topic (records
+#: a producer with another partitioner put elsewhere, forwarded by the kit), by source topic.
+SOURCE_OF = {
+    name: topic.name
+    for topic in (MESSAGES, CONVERSATIONS)
+    for name in (topic.name, topic.repartition)
+}
+
+
+@dataclass(frozen=True)
+class Finals:
+    """Progress at one instant: presence, and each conversation input (topic, partition)."""
+
+    presence: datetime | None
+    inputs: dict[tuple[str, int], datetime | None]
+
+    def until(self, partition: int, via: dict[str, str]) -> datetime | None:
+        """Up to when the decisions of a conversation on ``partition`` are final, given the
+        input each of its streams arrives on (``via``: source topic -> topic; default the
+        source topic itself)."""
+        streams = (
+            self.inputs.get((via.get(source, source), partition))
+            for source in (MESSAGES.name, CONVERSATIONS.name)
+        )
+        return earliest([self.presence, *streams])
 
 
 async def never_caught_up(topic: str, partition: int) -> bool:
@@ -108,6 +132,8 @@ class ConversationOwner:
         #: Latest occurred_at consumed per conversation input (topic, partition).
         self._heads: dict[tuple[str, int], datetime] = {}
         self.presence = PresenceProgress()
+        #: Per conversation: the topic each of its streams arrives on, if not the source topic.
+        self._via: dict[ConversationKey, dict[str, str]] = {}
         #: Conversations with a decision beyond progress, and when it is due (event time).
         self.due: dict[ConversationKey, datetime] = {}
         #: Known in memory but not stored yet. After a transient failure the consumer retries
@@ -138,6 +164,7 @@ class ConversationOwner:
         )
         for row in journal:
             self._index(row.org_id, row.conversation_id, row.partition, row.entry)
+            self._note_route((row.org_id, row.conversation_id), row.topic)
         unpublished: list[DecisionRow] = []
         for drow in decisions:
             d = drow.decision
@@ -184,6 +211,7 @@ class ConversationOwner:
             del self.logs[k]
             self._written.pop(k, None)
             self.due.pop(k, None)
+            self._via.pop(k, None)
         for head in [h for h in self._heads if h[1] in parts]:
             del self._heads[head]
         # the next owner re-derives these from the redelivered (uncommitted) records
@@ -213,10 +241,12 @@ class ConversationOwner:
                     if self.logs[key].partition == data.partition:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
+                key = (data.org_id, data.subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
+                self._note_route(key, delivery.topic)
                 if self._index(data.org_id, data.subject, delivery.partition, entry):
-                    self._unjournaled[(data.org_id, data.subject, entry.event_id)] = JournalRow(
-                        data.org_id, data.subject, delivery.partition, entry
+                    self._unjournaled[(*key, entry.event_id)] = JournalRow(
+                        data.org_id, data.subject, delivery.partition, entry, delivery.topic
                     )
                 else:
                     duplicates += 1
@@ -243,32 +273,41 @@ class ConversationOwner:
     # -- event time -----------------------------------------------------------------------------
 
     def _advance_head(self, topic: str, partition: int, at: datetime) -> None:
+        if SOURCE_OF.get(topic) != topic:
+            # a repartition topic interleaves records forwarded from several partitions: its
+            # order is no event-time order, so only "caught up" counts for it
+            return
         head = self._heads.get((topic, partition))
         if head is None or head < at:
             self._heads[(topic, partition)] = at
 
-    async def _final_until(self) -> dict[int, datetime | None]:
-        """Per owned partition: the event time up to which its decisions are final."""
+    def _note_route(self, key: ConversationKey, topic: str) -> None:
+        source = SOURCE_OF.get(topic)
+        if source is None or topic == source:
+            return
+        self._via.setdefault(key, {})[source] = topic
+
+    async def _final_until(self) -> Finals:
+        """Progress of every input of the owned partitions, now."""
         now = self._time.clock()
-        presence = self.presence.value()
-        finals: dict[int, datetime | None] = {}
+        inputs: dict[tuple[str, int], datetime | None] = {}
         for p in self.owned:
-            streams = [
-                stream_progress(
+            for topic in SOURCE_OF:
+                inputs[(topic, p)] = stream_progress(
                     self._heads.get((topic, p)),
                     caught_up=await self._time.caught_up(topic, p),
                     now=now,
                     lateness=self._time.lateness,
                 )
-                for topic in CONVERSATION_STREAMS
-            ]
-            finals[p] = earliest([presence, *streams])
-        return finals
+        return Finals(self.presence.value(), inputs)
 
-    def _due_now(self, finals: dict[int, datetime | None]) -> list[ConversationKey]:
+    def _final_for(self, key: ConversationKey, finals: Finals) -> datetime | None:
+        return finals.until(self.logs[key].partition, self._via.get(key, {}))
+
+    def _due_now(self, finals: Finals) -> list[ConversationKey]:
         out = []
         for key, at in self.due.items():
-            final = finals.get(self.logs[key].partition)
+            final = self._final_for(key, finals)
             if final is not None and at <= final:
                 out.append(key)
         return out
@@ -303,7 +342,7 @@ class ConversationOwner:
         self,
         keys: Sequence[ConversationKey],
         inputs: FoldInputs,
-        finals: dict[int, datetime | None],
+        finals: Finals,
     ) -> BatchOutcome:
         outcome = BatchOutcome()
         timelines, settings = inputs
@@ -319,7 +358,7 @@ class ConversationOwner:
                 timelines={a: timelines.get((lg.org_id, a), []) for a in agents},
                 settings=settings.get(lg.org_id, no_settings),
                 facts=lg.facts.values(),
-                final_until=finals.get(lg.partition),
+                final_until=self._final_for(key, finals),
             )
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d

@@ -29,6 +29,8 @@ class JournalRow:
     conversation_id: str
     partition: int
     entry: ConversationEntry
+    #: The topic it was consumed from (a source topic or its repartition topic).
+    topic: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Event builders and an in-memory routing pipeline, for tests and benchmarks."""
+"""Test support for routing (not imported by the service): event builders, the in-memory
+routing pipeline (the real service layer over in-memory adapters), presence progress marks,
+and the reference model (``routing_testing.reference``)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from inbox_contracts.events import (
 )
 from inbox_contracts.events.presence import PROGRESS_ORG_ID
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
-
 from routing_service.adapters.memory import (
     InMemoryStore,
     InMemoryViews,
@@ -33,7 +34,6 @@ from routing_service.adapters.memory import (
 )
 from routing_service.domain.model import SettingChange, decision_id
 from routing_service.domain.progress import MarkTracker
-from routing_service.domain.reference import HistoryEvent, run_reference
 from routing_service.service_layer.owner import (
     BatchOutcome,
     ConversationOwner,
@@ -42,6 +42,8 @@ from routing_service.service_layer.owner import (
 )
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.translate import conversation_entry
+
+from routing_testing.reference import HistoryEvent, run_reference
 
 SRC = "/inbox/test"
 
