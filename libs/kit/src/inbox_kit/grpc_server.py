@@ -232,6 +232,11 @@ class _GuardingRegistrar:
         )
 
 
+#: Health service name of liveness: SERVING from start to stop, whatever the dependencies do.
+#: ``""`` and the service names report readiness (``inbox_kit.readiness``).
+LIVENESS_SERVICE = "liveness"
+
+
 class GrpcServer:
     """Owns a ``grpc.aio.Server`` with health, reflection and the guarded services."""
 
@@ -245,6 +250,7 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._services = list(services)
+        self._serving = False
         self._server = grpc.aio.server(options=options)
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -266,11 +272,14 @@ class GrpcServer:
         log.info("gRPC serving", extra={"address": self.address})
 
     async def set_serving(self, serving: bool) -> None:
-        state = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        """Lifecycle: liveness and readiness together (start, graceful stop)."""
+        self._serving = serving
+        await self._health.set(LIVENESS_SERVICE, _state(serving))
+        await self.set_ready(serving)
+
+    async def set_ready(self, ready: bool) -> None:
+        """Readiness (health ``""`` and every service name); never ready while stopping."""
+        state = _state(ready and self._serving)
         await self._health.set("", state)
         for svc in self._services:
             await self._health.set(svc.full_name, state)
@@ -278,6 +287,14 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         await self.set_serving(False)
         await self._server.stop(grace)
+
+
+def _state(serving: bool) -> Any:
+    return (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
 
 
 async def wait_for_shutdown_signal() -> None:

@@ -10,6 +10,7 @@ from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from contacts_service.adapters.contact_cache import ContactCache
@@ -83,5 +84,8 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         background=background,
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="contacts"
+        ),
     )
     return Contacts(runtime, consumer, change_feed, contact_cache)

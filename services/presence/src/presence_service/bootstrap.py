@@ -7,6 +7,7 @@ from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from presence_service.adapters.kafka import KafkaEventPublisher
@@ -60,5 +61,8 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         background=background,
         cleanups=[close_mongo],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="presence"
+        ),
     )
     return runtime, presence

@@ -12,6 +12,7 @@ from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters, EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from replies_service.adapters.contacts_grpc import GrpcContactDirectory
@@ -91,5 +92,8 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         background=[ensure_indexes, *consumers],
         cleanups=[close],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id=settings.service_name
+        ),
     )
     return App(runtime=runtime, deps=deps, store=store)

@@ -15,6 +15,7 @@ from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.kafka import KafkaPublisher
@@ -72,7 +73,12 @@ def build(settings: RoutingSettings) -> Routing:
     )
     routing = Routing(
         runtime=ServiceRuntime(
-            "routing", grpc_server, shutdown_grace_seconds=settings.shutdown_grace_seconds
+            "routing",
+            grpc_server,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            dependencies=standard_checks(
+                client, settings.kafka_bootstrap_servers, client_id="routing"
+            ),
         ),
         store=store,
         publisher=publisher,
