@@ -16,8 +16,16 @@ $(TOOLS_DIR)/venv/bin/uv:
 	python3 -m venv $(TOOLS_DIR)/venv
 	$(TOOLS_DIR)/venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-setup: $(UV) ## install Python dependencies from uv.lock
+NODE_TOOLS := tools/node/node_modules/.package-lock.json
+
+setup: $(UV) $(NODE_TOOLS) ## install Python dependencies from uv.lock, contract checkers from package-lock.json
 	$(UV) sync --locked --all-packages
+
+# The AsyncAPI parser and buf (npm, exact versions from the committed lock; cache ~/.npm).
+# --ignore-scripts: neither needs an install script, and one dependency's only reports usage.
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node 18+) is required" >&2; exit 1; }
+	npm ci --prefix tools/node --ignore-scripts --no-audit --no-fund --loglevel=error
 
 up: setup ## start Kafka + FerretDB and the four services in the background (logs, pids: .devstack/)
 	$(RUN) inbox-run up
