@@ -55,7 +55,7 @@ def _compare(
     if "const" in old and old.get("const") != new.get("const"):
         problems.append(f"{where}: const changed from {old['const']!r} to {new.get('const')!r}")
     if "enum" in old:
-        still_allowed: list[Any] = new.get("enum", old["enum"])
+        still_allowed: list[Any] = new["enum"] if "enum" in new else old["enum"]
         removed = [v for v in old["enum"] if v not in still_allowed]
         if removed:
             problems.append(f"{where}: enum values removed: {removed}")
