@@ -261,6 +261,8 @@ def build_spec() -> dict[str, Any]:
                 f"Dead letters: `{topic.dead_letter}`."
             ),
             "messages": channel_messages,
+            "x-producers": list(topic.producers),
+            "x-consumers": list(topic.consumers),
             "bindings": {
                 "kafka": {
                     "topic": topic.name,
