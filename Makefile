@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS_DIR)/venv/bin/uv)
 RUN := $(UV) run --locked
 NAME ?=
 
-.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi bench clean
+.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi settings-docs schemas bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ asyncapi: setup ## write docs/asyncapi.yaml from the event contracts
 
 bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies)
 	$(RUN) python -m bench $(NAME)
+
+settings-docs: setup ## write docs/configuration.md and .env.example from the services' settings
+	$(RUN) python tools/settings_docs.py
 
 schemas: setup ## snapshot event schemas after an intentional additive contract change
 	$(RUN) python tools/snapshot_schemas.py
