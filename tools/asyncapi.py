@@ -23,7 +23,9 @@ import yaml
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import TOPICS, Topic
 from inbox_devstack.topics import DEFAULT_PARTITIONS
+from inbox_kit import inbound as kit_inbound
 from inbox_kit import kafka as kit_kafka
+from inbox_kit import repartition as kit_repartition
 
 CHANGELOG = Path(__file__).resolve().parent.parent / "CHANGELOG.md"
 KAFKA_BINDING = "0.5.0"
@@ -36,40 +38,63 @@ PARTITIONING = (
     "Partition = `murmur2(key bytes) & 0x7fffffff % partitions`: the default partitioner of "
     "the Java client, which aiokafka (our producers) uses too. librdkafka-based clients "
     "(kcat, confluent-kafka, most Go/Node/.NET clients) default to `consistent_random` "
-    "(CRC32) and must be configured with `partitioner=murmur2_random`, so that events of one "
-    "aggregate, and the related topics that share a key, land on the same partition number."
+    "(CRC32): configure them with `partitioner=murmur2_random`. Correctness does not depend "
+    "on it: a consumer that finds a record on a partition its `subject` does not hash to "
+    "forwards it, unchanged, to the internal `<topic>.repartition` topic (an extra hop of "
+    "latency), so placement follows the `subject`, never the producer."
 )
 
 DESCRIPTION = f"""\
 The events of the inbox backend on Kafka, generated from the code (`make asyncapi`).
 
-**Envelope.** Every message value is one CloudEvents 1.0 event in *structured mode*: the
-whole event (`specversion`, `id`, `source`, `type`, `time`, `subject`, `data`) is the JSON
-value, content type `{CONTENT_TYPE}`. `type` selects the message (one message per type below,
-`type` is a `const`); `time` must equal `data.occurred_at` (event time: all decisions use it);
-`subject` must equal the aggregate id named in each message, which is also the Kafka key.
-`id` identifies the fact: re-publish a retried fact with the same `id`, consumers
-deduplicate on it. Unknown envelope attributes (CloudEvents extensions) are allowed.
+**Envelope.** Every message is one CloudEvents 1.0 event. *Structured mode* (what our
+producers and the examples use): the whole event (`specversion`, `id`, `source`, `type`,
+`time`, `subject`, `data`) is the JSON value, content type `{CONTENT_TYPE}`. *Binary mode*
+(the CloudEvents SDKs' Kafka default) is accepted too: the attributes in `ce_specversion`,
+`ce_id`, `ce_source`, `ce_type`, `ce_time`, `ce_subject` headers, the value is `data` alone
+with `content-type: application/json`. `type` selects the message (one message per type
+below, `type` is a `const`; a topic accepts only the types listed on it); `time` must equal
+`data.occurred_at` (event time: all decisions use it) and may be at most
+`<PREFIX>EVENT_TIME_MAX_SKEW_SECONDS` (default 300) ahead of the consumer's clock; `subject`
+must equal the aggregate id named in each message, which is also the Kafka key. `id`
+identifies the fact: re-publish a retried fact with the same `id`, consumers deduplicate on
+it. Unknown envelope attributes (CloudEvents extensions) are allowed; consumers ignore
+unknown `data` fields (a later additive version), producers should not send them.
 
 **Key and partitioning.** The key is the UTF-8 `subject`. {PARTITIONING}
 
 **Headers.** Our producers add `content-type: {kit_kafka.CLOUDEVENTS_CONTENT_TYPE}`,
-`ce_type` and `ce_id` (copies of `type` and `id`, for routing without parsing the value).
-Consumers read the value; other producers should set `content-type` and may set the others.
+`ce_type` and `ce_id` (copies of `type` and `id`, for filtering without parsing the value).
+Other structured-mode producers should set `content-type` and may set the others.
 
 **Delivery.** Consumers are at least once (offsets are committed after processing) and
-idempotent. A value that is not a valid event of a type listed on its topic (not JSON, unknown
-`type`, a field failing validation, `time` differing from `data.occurred_at`, `subject`
-differing from the aggregate id), or that still fails after bounded retries, is copied
-unchanged to the topic's dead-letter topic `<topic>.dlq` with `x-dlq-*` headers saying why
-(see the `DeadLetter` message); the partition goes on. Database or broker outages are never
-dead-lettered: the message is redelivered.
+idempotent. A record that cannot be applied (not JSON, a type not listed on its topic, a field
+failing validation, `time` differing from `data.occurred_at` or too far in the future,
+`subject` differing from the aggregate id, a value the service refuses), or that still fails
+after bounded retries, is copied unchanged to the topic's dead-letter topic `<topic>.dlq`
+with `x-dlq-*` headers saying why (see the `DeadLetter` message; `x-dlq-reason` is a stable
+code); the partition goes on. Database or broker outages are never dead-lettered: the record
+is redelivered.
 
 **Compatibility.** Within `v1` changes are additive only (new optional fields, new event types,
-new topics); a breaking change gets a new `v2` type and topic. See CHANGELOG.md.
+new enum values, new topics); a breaking change gets a new `v2` type and topic. See
+CHANGELOG.md.
 """
 
+#: Every ``x-dlq-reason`` code (the constants named REASON_* of the kit's consumer modules).
+DEAD_LETTER_REASONS = sorted(
+    {
+        value
+        for module in (kit_kafka, kit_inbound)
+        for name, value in vars(module).items()
+        if name.startswith("REASON_") and isinstance(value, str)
+    }
+)
+
 DEAD_LETTER_HEADERS: dict[str, str] = {
+    kit_kafka.H_REASON: "Why, as a stable code: "
+    + ", ".join(f"`{r}`" for r in DEAD_LETTER_REASONS)
+    + ".",
     kit_kafka.H_ERROR: "Why the message could not be processed (at most 2,000 characters).",
     kit_kafka.H_ERROR_TYPE: "The error's class, e.g. `MalformedEvent`.",
     kit_kafka.H_TOPIC: "The topic the message was consumed from.",
@@ -151,7 +176,7 @@ def _example(model: type[EventData], topic: Topic) -> list[dict[str, Any]]:
             {
                 "name": f"{model.__name__}-{index + 1}",
                 "summary": f"A valid `{model.event_type}` event, key `{event.subject}`.",
-                "headers": kit_kafka.cloudevent_headers(event),
+                "headers": kit_kafka.cloudevent_headers(event.type, event.id),
                 "payload": json.loads(event.to_json_bytes()),
             }
         )
@@ -222,6 +247,7 @@ def _dead_letter_message() -> dict[str, Any]:
             "required": sorted(DEAD_LETTER_HEADERS),
             "properties": {
                 name: {"type": "string", "description": text}
+                | ({"enum": DEAD_LETTER_REASONS} if name == kit_kafka.H_REASON else {})
                 for name, text in DEAD_LETTER_HEADERS.items()
             },
         },
@@ -237,89 +263,126 @@ def _operation_id(action: str, topic_name: str) -> str:
     return action + "-" + topic_name.replace(".", "-")
 
 
-def build_spec() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    messages: dict[str, Any] = {"DeadLetter": _dead_letter_message()}
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    for topic in TOPICS:
-        channel_messages = {}
-        for model in topic.event_types:
-            message_id = _message_id(model)
-            if message_id in messages:
-                raise ValueError(f"two event types are both named {message_id!r}")
-            messages[message_id] = _message(model, topic, schemas)
-            channel_messages[message_id] = {"$ref": f"#/components/messages/{message_id}"}
-        types = ", ".join(f"`{m.event_type}`" for m in topic.event_types)
-        channels[_channel_id(topic.name)] = {
+def _companions(topic: Topic) -> str:
+    text = (
+        f"Dead letters: `{topic.dead_letter}`."
+        if topic.dead_lettered
+        else ("No dead-letter topic (a record its readers cannot use is skipped).")
+    )
+    if topic.repartitioned:
+        text += (
+            f" Records on a partition their `subject` does not hash to are forwarded to the "
+            f"internal topic `{topic.repartition}`."
+        )
+    return text
+
+
+def _kafka_channel(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "topic": name,
+            "partitions": DEFAULT_PARTITIONS,
+            "bindingVersion": KAFKA_BINDING,
+            **extra,
+        }
+    }
+
+
+def _refs(channel: str, message_ids: list[str]) -> list[dict[str, str]]:
+    return [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in message_ids]
+
+
+def _topic_channels(topic: Topic, message_ids: list[str]) -> dict[str, Any]:
+    """The topic's channel and its companions (dead letters, repartition)."""
+    types = ", ".join(f"`{m.event_type}`" for m in topic.event_types)
+    channel_messages = {m: {"$ref": f"#/components/messages/{m}"} for m in message_ids}
+    channels: dict[str, Any] = {
+        _channel_id(topic.name): {
             "address": topic.name,
             "title": topic.name,
             "description": (
                 f"{topic.description}\n\nEvent types: {types}. Key: `{topic.key}`. "
                 f"Producers: {', '.join(topic.producers)}. "
-                f"Consumers: {', '.join(topic.consumers)}. "
-                f"Dead letters: `{topic.dead_letter}`."
+                f"Consumers: {', '.join(topic.consumers)}. {_companions(topic)}"
             ),
             "messages": channel_messages,
             "x-producers": list(topic.producers),
             "x-consumers": list(topic.consumers),
-            "bindings": {
-                "kafka": {
-                    "topic": topic.name,
-                    "partitions": DEFAULT_PARTITIONS,
-                    "bindingVersion": KAFKA_BINDING,
-                    "x-partitioner": "murmur2",
-                    "x-partitioning": PARTITIONING,
-                }
-            },
+            "bindings": _kafka_channel(
+                topic.name, **{"x-partitioner": "murmur2", "x-partitioning": PARTITIONING}
+            ),
         }
+    }
+    if topic.dead_lettered:
         channels[_channel_id(topic.dead_letter)] = {
             "address": topic.dead_letter,
             "title": topic.dead_letter,
             "description": f"Dead letters of `{topic.name}` (same key, value and headers, plus "
             "the `x-dlq-*` headers).",
             "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
-            "bindings": {
-                "kafka": {
-                    "topic": topic.dead_letter,
-                    "partitions": DEFAULT_PARTITIONS,
-                    "bindingVersion": KAFKA_BINDING,
-                }
-            },
+            "bindings": _kafka_channel(topic.dead_letter),
         }
-        ours = [c for c in topic.consumers if c.split()[0] in OUR_SERVICES]
-        if ours:
-            operations[_operation_id("receive", topic.name)] = {
-                "action": "receive",
-                "title": f"{', '.join(ours)} consume {topic.name}",
-                "summary": f"Consumed by {', '.join(ours)} (at least once).",
-                "channel": {"$ref": f"#/channels/{_channel_id(topic.name)}"},
-                "messages": [
-                    {"$ref": f"#/channels/{_channel_id(topic.name)}/messages/{m}"}
-                    for m in channel_messages
-                ],
-            }
-            operations[_operation_id("dead-letter", topic.name)] = {
-                "action": "send",
-                "title": f"Dead-letter {topic.name}",
-                "summary": f"What {', '.join(ours)} could not process goes to {topic.dead_letter}.",
-                "channel": {"$ref": f"#/channels/{_channel_id(topic.dead_letter)}"},
-                "messages": [
-                    {"$ref": f"#/channels/{_channel_id(topic.dead_letter)}/messages/DeadLetter"}
-                ],
-            }
-        ours_producing = [p for p in topic.producers if p in OUR_SERVICES]
-        if ours_producing:
-            operations[_operation_id("send", topic.name)] = {
-                "action": "send",
-                "title": f"{', '.join(ours_producing)} publish {topic.name}",
-                "summary": f"Published by {', '.join(ours_producing)}.",
-                "channel": {"$ref": f"#/channels/{_channel_id(topic.name)}"},
-                "messages": [
-                    {"$ref": f"#/channels/{_channel_id(topic.name)}/messages/{m}"}
-                    for m in channel_messages
-                ],
-            }
+    if topic.repartitioned:
+        channels[_channel_id(topic.repartition)] = {
+            "address": topic.repartition,
+            "title": topic.repartition,
+            "description": f"Internal: records of `{topic.name}` found on a partition their "
+            "`subject` does not hash to (murmur2), forwarded unchanged to partition "
+            f"`murmur2(subject) % partitions`, with header "
+            f"`{kit_repartition.H_REPARTITIONED_FROM}: <topic>/<partition>/<offset>`. Read "
+            f"by the same consumer group as `{topic.name}`. Never publish to it.",
+            "messages": channel_messages,
+            "bindings": _kafka_channel(topic.repartition),
+        }
+    return channels
+
+
+def _topic_operations(topic: Topic, message_ids: list[str]) -> dict[str, Any]:
+    operations: dict[str, Any] = {}
+    ours = [c for c in topic.consumers if c.split()[0] in OUR_SERVICES]
+    if ours:
+        operations[_operation_id("receive", topic.name)] = {
+            "action": "receive",
+            "title": f"{', '.join(ours)} consume {topic.name}",
+            "summary": f"Consumed by {', '.join(ours)} (at least once).",
+            "channel": {"$ref": f"#/channels/{_channel_id(topic.name)}"},
+            "messages": _refs(_channel_id(topic.name), message_ids),
+        }
+    if ours and topic.dead_lettered:
+        operations[_operation_id("dead-letter", topic.name)] = {
+            "action": "send",
+            "title": f"Dead-letter {topic.name}",
+            "summary": f"What {', '.join(ours)} could not process goes to {topic.dead_letter}.",
+            "channel": {"$ref": f"#/channels/{_channel_id(topic.dead_letter)}"},
+            "messages": _refs(_channel_id(topic.dead_letter), ["DeadLetter"]),
+        }
+    ours_producing = [p for p in topic.producers if p in OUR_SERVICES]
+    if ours_producing:
+        operations[_operation_id("send", topic.name)] = {
+            "action": "send",
+            "title": f"{', '.join(ours_producing)} publish {topic.name}",
+            "summary": f"Published by {', '.join(ours_producing)}.",
+            "channel": {"$ref": f"#/channels/{_channel_id(topic.name)}"},
+            "messages": _refs(_channel_id(topic.name), message_ids),
+        }
+    return operations
+
+
+def build_spec() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {"DeadLetter": _dead_letter_message()}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic in TOPICS:
+        message_ids = []
+        for model in topic.event_types:
+            message_id = _message_id(model)
+            if message_id in messages:
+                raise ValueError(f"two event types are both named {message_id!r}")
+            messages[message_id] = _message(model, topic, schemas)
+            message_ids.append(message_id)
+        channels.update(_topic_channels(topic, message_ids))
+        operations.update(_topic_operations(topic, message_ids))
     return {
         "asyncapi": "3.0.0",
         "info": {

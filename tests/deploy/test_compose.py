@@ -49,7 +49,7 @@ def test_schema_check_catches_mistakes(
 
 def test_topic_job_creates_every_registered_topic(compose: dict[str, Any]) -> None:
     script = compose["services"]["topics"]["command"][0]
-    listed = re.findall(r"\binbox\.[a-z.]+?\.v1(?:\.dlq)?\b", script)
+    listed = re.findall(r"\binbox\.[a-z.]+?\.v1(?:\.dlq|\.repartition)?\b", script)
     assert sorted(listed) == sorted(ALL_TOPIC_NAMES)
     assert "--partitions 6" in script and "--if-not-exists" in script
     assert compose["services"]["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"

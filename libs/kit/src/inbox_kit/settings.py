@@ -6,6 +6,8 @@ reads ``PRESENCE_GRPC_PORT``, ``PRESENCE_KAFKA_BOOTSTRAP_SERVERS`` and so on.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,3 +42,12 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         10.0, description="On SIGTERM: how long in-flight gRPC calls may finish."
     )
+    event_time_max_skew_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A consumed event whose time is more than this ahead of the consumer's "
+        "clock is dead-lettered with reason event_time_in_future.",
+    )
+
+    def max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.event_time_max_skew_seconds)

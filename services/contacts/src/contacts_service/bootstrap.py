@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from inbox.contacts.v1 import contacts_pb2_grpc
 from inbox_kit.auth import TokenVerifier
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
@@ -49,11 +51,15 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="contacts")
+    decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
     consumer = None
     background: list[BackgroundTask] = []
     if settings.consume:
-        consumer = ProfileConsumer(
+        consumer = ProfileConsumer.over(
+            publisher,
             ProfileIngestion(contacts_repo, DefinitionsCache(definitions_repo, ttl=1.0)),
+            decoder=decoder,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
             max_batch=settings.consumer_max_batch,
@@ -62,7 +68,9 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         background.append(consumer.run)
     change_feed = None
     if settings.cache_max_entries:
-        change_feed = ChangeFeed(contact_cache, bootstrap_servers=settings.kafka_bootstrap_servers)
+        change_feed = ChangeFeed(
+            contact_cache, bootstrap_servers=settings.kafka_bootstrap_servers, decoder=decoder
+        )
         background.append(change_feed.run)
 
     async def close_db() -> None:
@@ -71,6 +79,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
     runtime = ServiceRuntime(
         name="contacts",
         grpc=grpc,
+        publisher=publisher if consumer is not None else None,
         background=background,
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,

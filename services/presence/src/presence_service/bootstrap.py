@@ -5,7 +5,7 @@ from __future__ import annotations
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import TokenVerifier
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import make_broker
+from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import ServiceRuntime
 
@@ -32,10 +32,10 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="presence")
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     background = [sweeper(presence, settings)]
     if settings.publish_enabled:
-        background.append(relay(presence, KafkaEventPublisher(broker), settings))
+        background.append(relay(presence, KafkaEventPublisher(publisher), settings))
 
     grpc_server = GrpcServer(
         [
@@ -56,7 +56,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     runtime = ServiceRuntime(
         name="presence",
         grpc=grpc_server,
-        broker=broker,
+        publisher=publisher,
         background=background,
         cleanups=[close_mongo],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
