@@ -37,10 +37,12 @@ from inbox_kit.errors import Code, Unauthenticated, carries_code
 log = logging.getLogger(__name__)
 
 GRPC_CALLS = Counter("inbox_grpc_calls_total", "gRPC calls served", ["method", "code"])
+#: Every call ends in one sample, failures included: a call the client gave up on (deadline or
+#: cancel) is observed with code DEADLINE_EXCEEDED / CANCELLED when the server notices.
 GRPC_LATENCY = Histogram(
     "inbox_grpc_call_seconds",
-    "gRPC call latency",
-    ["method"],
+    "gRPC call latency (server side, by status code)",
+    ["method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
@@ -111,7 +113,19 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     """``handler`` (grpc.aio behaviours are coroutines / async generators) with auth, error
     mapping and metrics around it. Built once per method, so a call pays for none of it."""
     calls_ok = GRPC_CALLS.labels(method, "OK")
-    latency = GRPC_LATENCY.labels(method)
+    latency_ok = GRPC_LATENCY.labels(method, "OK")
+
+    def record(code: str, started: float) -> None:
+        GRPC_CALLS.labels(method, code).inc()
+        GRPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
+
+    def failure_code(exc: BaseException, context: Any) -> str:
+        if isinstance(exc, asyncio.CancelledError):
+            # grpc.aio cancels the handler when the client's deadline passes or it cancels.
+            remaining = context.time_remaining()
+            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        return str(getattr(exc, "code", "")) if carries_code(exc) else "INTERNAL"
+
     domain = error_domain(method)
 
     def enter(context: Any) -> contextvars.Token[Principal]:
@@ -124,10 +138,8 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
     async def fail(context: Any, exc: Exception) -> None:
         if carries_code(exc):
-            GRPC_CALLS.labels(method, str(getattr(exc, "code", ""))).inc()
             await context.abort_with_status(_status_for(exc, domain))
         log.exception("unhandled error in %s", method)
-        GRPC_CALLS.labels(method, "INTERNAL").inc()
         await context.abort_with_status(_internal_status(domain))
 
     if handler.unary_unary or handler.stream_unary:
@@ -141,10 +153,14 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
                     response = await inner(request, context)
                 finally:
                     reset_current_principal(principal_token)
+            except asyncio.CancelledError as exc:
+                record(failure_code(exc, context), started)
+                raise
             except Exception as exc:
+                record(failure_code(exc, context), started)
                 await fail(context, exc)
             calls_ok.inc()
-            latency.observe(time.perf_counter() - started)
+            latency_ok.observe(time.perf_counter() - started)
             return response
 
         factory = (
@@ -161,6 +177,7 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
+        started = time.perf_counter()
         try:
             principal_token = enter(context)
             try:
@@ -168,9 +185,14 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
                     yield item
             finally:
                 reset_current_principal(principal_token)
+        except asyncio.CancelledError as exc:
+            record(failure_code(exc, context), started)
+            raise
         except Exception as exc:
+            record(failure_code(exc, context), started)
             await fail(context, exc)
         calls_ok.inc()
+        latency_ok.observe(time.perf_counter() - started)
 
     factory = (
         grpc.unary_stream_rpc_method_handler
