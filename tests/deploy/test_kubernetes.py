@@ -92,8 +92,9 @@ def test_schema_check_rejects_a_broken_manifest(base: list[dict[str, Any]]) -> N
 def test_each_service_has_its_workload_objects(
     base: list[dict[str, Any]], services: dict[str, dict[str, Any]]
 ) -> None:
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+    for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert set(by_kind(base, kind)) == set(services), kind
+    assert set(by_kind(base, "Service")) == set(services) | {"contacts-headless"}
     assert set(by_kind(base, "ConfigMap")) == {f"{n}-config" for n in services}
     assert set(by_kind(base, "Secret")) == {"inbox-secrets"}
 
@@ -292,9 +293,25 @@ def test_the_servicemonitor_scrapes_every_service_metrics_port(
     (monitor,) = by_kind(production, "ServiceMonitor").values()
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["endpoints"]
+    scraped = set()
     for name, service in by_kind(production, "Service").items():
         assert selector.items() <= service["metadata"]["labels"].items(), name
-        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}, name
+        if endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}:
+            scraped.add(name)
+    # the headless contacts Service has no metrics port: its pods are not scraped twice
+    assert scraped == {"presence", "routing", "contacts", "replies"}
+
+
+def test_replies_balances_calls_over_contacts_replicas_through_the_headless_service(
+    base: list[dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    headless = by_kind(base, "Service")["contacts-headless"]["spec"]
+    assert headless["clusterIP"] == "None"
+    pod_labels = by_kind(base, "Deployment")["contacts"]["spec"]["template"]["metadata"]["labels"]
+    assert headless["selector"].items() <= pod_labels.items()
+    assert [p["port"] for p in headless["ports"]] == [services["contacts"]["grpc"]]
+    address = by_kind(base, "ConfigMap")["replies-config"]["data"]["REPLIES_CONTACTS_ADDRESS"]
+    assert address == f"dns:///contacts-headless:{services['contacts']['grpc']}"
 
 
 def _metric_names_in_code(repo: Path) -> set[str]:

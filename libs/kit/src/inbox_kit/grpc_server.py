@@ -33,6 +33,11 @@ from inbox_kit.auth import (
     set_current_principal,
 )
 from inbox_kit.errors import Code, Unauthenticated, carries_code
+from inbox_kit.grpc_client import (
+    MAX_MESSAGE_BYTES,
+    reset_incoming_deadline,
+    set_incoming_deadline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,23 @@ GRPC_LATENCY = Histogram(
     "gRPC call latency (server side, by status code)",
     ["method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+#: grpc.aio.server options of every service (``options`` passed to GrpcServer override them).
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Ping idle clients every 2 min, drop them after 20 s without an answer.
+    ("grpc.keepalive_time_ms", 120_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Accept client keepalive pings every 10 s or more, also without calls in flight.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Close connections after 5 min (30 s grace for calls in flight) so long-lived clients
+    # re-resolve and spread over replicas added since.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
 )
 
 
@@ -128,13 +150,19 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
     domain = error_domain(method)
 
-    def enter(context: Any) -> contextvars.Token[Principal]:
+    def enter(context: Any) -> tuple[contextvars.Token[Principal], Any]:
         token = _bearer(context.invocation_metadata())
         if token is None:
             raise Unauthenticated(
                 "missing bearer token in the authorization metadata", reason="TOKEN_MISSING"
             )
-        return set_current_principal(verifier.verify(token))
+        principal = set_current_principal(verifier.verify(token))
+        # calls made while serving this one inherit what is left of its deadline
+        return principal, set_incoming_deadline(context.time_remaining())
+
+    def leave(tokens: tuple[contextvars.Token[Principal], Any]) -> None:
+        reset_current_principal(tokens[0])
+        reset_incoming_deadline(tokens[1])
 
     async def fail(context: Any, exc: Exception) -> None:
         if carries_code(exc):
@@ -148,11 +176,11 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
-                principal_token = enter(context)
+                tokens = enter(context)
                 try:
                     response = await inner(request, context)
                 finally:
-                    reset_current_principal(principal_token)
+                    leave(tokens)
             except asyncio.CancelledError as exc:
                 record(failure_code(exc, context), started)
                 raise
@@ -179,12 +207,12 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
         try:
-            principal_token = enter(context)
+            tokens = enter(context)
             try:
                 async for item in inner_stream(request, context):
                     yield item
             finally:
-                reset_current_principal(principal_token)
+                leave(tokens)
         except asyncio.CancelledError as exc:
             record(failure_code(exc, context), started)
             raise
@@ -273,7 +301,7 @@ class GrpcServer:
     ) -> None:
         self._services = list(services)
         self._serving = False
-        self._server = grpc.aio.server(options=options)
+        self._server = grpc.aio.server(options=[*SERVER_OPTIONS, *options])
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         registrar = _GuardingRegistrar(self._server, verifier)
