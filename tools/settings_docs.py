@@ -38,7 +38,7 @@ Variables of the local tooling are documented where they are used: `make run` / 
 (`INBOX_PORT_OFFSET`, `INBOX_JWT_SECRET`, `INBOX_RUN_*`: [operations.md](operations.md)),
 the devstack (`DEVSTACK_*`: [libs/devstack](../libs/devstack/README.md)), the test session
 (`KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URI`, `INBOX_TEST_INFRA`, `INBOX_KEEP_STACK`:
-[README](../README.md#tests)). Token claims: see the README's Contracts section.
+[README](../README.md#tests)). Token claims and JWKS settings: [authorization.md](authorization.md).
 """
 
 
