@@ -406,8 +406,17 @@ def build_spec() -> dict[str, Any]:
     }
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes shared objects out in full: plain YAML without anchors, for every tool."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def build_document() -> str:
-    return yaml.safe_dump(build_spec(), sort_keys=False, width=100, allow_unicode=True)
+    return yaml.dump(
+        build_spec(), Dumper=_NoAliasDumper, sort_keys=False, width=100, allow_unicode=True
+    )
 
 
 def main(argv: list[str]) -> int:
