@@ -5,6 +5,7 @@ user's token is forwarded as is, and the dev login exists only in development mo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -247,3 +248,35 @@ async def test_dev_login_mints_a_short_lived_token_the_services_accept(grpc_addr
         card = await http.get("/api/contacts/c-2", headers={"authorization": f"Bearer {token}"})
         assert card.json()["contact_id"] == "c-2@org-9/boss"
     await backends.close()
+
+
+async def test_readiness_follows_the_services_grpc_health(grpc_address: str) -> None:
+    up = Backends({"contacts": grpc_address}, timeout=5)
+    down = Backends({"contacts": grpc_address, "routing": "127.0.0.1:9"}, timeout=5)
+    for backends, status, state in ((up, 200, "ready"), (down, 503, "not ready")):
+        backends.open()
+        app = create_app(ConsoleSettings(), backends)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        ) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            reply = await http.get("/readyz")
+        await backends.close()
+        assert (reply.status_code, reply.json()["status"]) == (status, state)
+    assert reply.json()["services"] == {"contacts": "SERVING", "routing": "UNREACHABLE"}
+
+
+async def test_serves_the_built_console_with_a_strict_csp(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>console</title>")
+    for settings, expected in (
+        (ConsoleSettings(static_dir=str(tmp_path)), "<title>console</title>"),
+        (ConsoleSettings(static_dir=str(tmp_path / "missing")), "not built"),
+    ):
+        app = create_app(settings, Backends({}, timeout=1))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        ) as http:
+            page = await http.get("/")
+        assert page.status_code == 200 and expected in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert page.headers["x-frame-options"] == "DENY"
