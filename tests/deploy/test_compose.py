@@ -75,7 +75,11 @@ def test_services_are_configured_and_gated_on_healthy_dependencies(
         assert (repo / svc["build"]["dockerfile"]).is_file()
         assert svc["build"]["context"] == "."
         env = svc["environment"]
-        assert all(key.startswith(prefix) for key in env), f"{name}: env keys need {prefix}"
+        shared = {"INBOX_DEVELOPMENT_MODE"}  # the one switch every service reads unprefixed
+        assert all(key.startswith(prefix) or key in shared for key in env), (
+            f"{name}: env keys need {prefix}"
+        )
+        assert env["INBOX_DEVELOPMENT_MODE"].startswith("${INBOX_DEVELOPMENT_MODE:-")
         assert env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
         assert env[f"{prefix}MONGODB_URI"].startswith("mongodb://mongo:27017")
         assert env[f"{prefix}GRPC_HOST"] == "0.0.0.0"

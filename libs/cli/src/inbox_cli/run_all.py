@@ -43,6 +43,7 @@ from inbox_devstack.process import (
     tail,
     write_pid,
 )
+from inbox_kit.auth import DEVELOPMENT_MODE_ENV, DEVELOPMENT_SECRET
 
 from inbox_cli.config import HOST, RUNNABLE, SERVICES, ServiceSpec, jwt_secret
 
@@ -77,6 +78,8 @@ def service_env(
     env[f"{p}GRPC_PORT"] = str(spec.grpc_port(env))
     env[f"{p}METRICS_PORT"] = str(spec.metrics_port(env))
     env[f"{p}JWT_SECRET"] = jwt_secret(env)
+    if env[f"{p}JWT_SECRET"] == DEVELOPMENT_SECRET:
+        env.setdefault(DEVELOPMENT_MODE_ENV, "1")  # a local stack; services refuse it otherwise
     if spec.name == "replies":
         contacts = next(s for s in SERVICES if s.name == "contacts")
         env["REPLIES_CONTACTS_ADDRESS"] = contacts.address(env)

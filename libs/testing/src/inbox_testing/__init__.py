@@ -1,4 +1,4 @@
-"""Test harness shared by the workspace's test suites."""
+"""Test harness shared by the workspace's test suites (``inbox_testing.poison``: poison records)."""
 
 from inbox_testing.infra import Infra
 from inbox_testing.kafka_probe import TopicProbe, wait_until

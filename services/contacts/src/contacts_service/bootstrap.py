@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inbox.contacts.v1 import contacts_pb2_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from contacts_service.adapters.contact_cache import ContactCache
@@ -47,7 +48,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
                 SERVICE_NAME, contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
@@ -83,5 +84,8 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         background=background,
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="contacts"
+        ),
     )
     return Contacts(runtime, consumer, change_feed, contact_cache)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_contracts.topics import REPLIES
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import BatchConsumer, per_event
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters, EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from replies_service.adapters.contacts_grpc import GrpcContactDirectory
@@ -71,7 +72,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
                 RepliesServicer(deps),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
@@ -91,5 +92,8 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         background=[ensure_indexes, *consumers],
         cleanups=[close],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id=settings.service_name
+        ),
     )
     return App(runtime=runtime, deps=deps, store=store)
