@@ -1,11 +1,11 @@
-"""``python -m bench [NAME]``: run one benchmark (presence, routing, contacts, replies) or all."""
+"""``python -m bench [NAME]``: one benchmark (see NAMES) or all of them."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-NAMES = ("presence", "routing", "contacts", "replies")
+NAMES = ("presence", "routing", "contacts", "replies", "console")
 
 
 def main(argv: list[str]) -> int:
