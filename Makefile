@@ -64,10 +64,11 @@ test: setup browser ## set up everything and run all tests on the real stack (br
 test-fast: setup ## unit tests only (no infrastructure)
 	$(RUN) pytest -m "not infra and not e2e"
 
-lint: setup ## ruff (all code) + mypy --strict (libs, services, tools, bench; tests: ruff only)
+lint: setup ## ruff (all code) + mypy --strict (libs, services, tools, bench; tests: ruff only) + import contracts
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs/*/src services/*/src tools bench
+	$(RUN) lint-imports
 
 format: setup
 	$(RUN) ruff check --fix .

@@ -266,6 +266,11 @@ async function main() {
       await page.locator("#preview-contact").fill(SEED.contact);
       await hit.getByRole("button", { name: "Preview Refund policy" }).click();
       await page.locator("#reply-preview", { hasText: `Hi ${SEED.contact_name}, refunds take 5 days.` }).waitFor();
+      await page.getByRole("button", { name: "Edit Refund policy" }).click();
+      const edit = page.getByRole("form", { name: "Edit Refund policy" });
+      await edit.getByLabel("Title").fill("Refund policy (EU)");
+      await edit.getByRole("button", { name: "Save reply" }).click();
+      await page.locator("#reply-list li", { hasText: "Refund policy (EU)" }).waitFor();
       await axeCheck(page, "replies");
       await screenshot(page, "replies");
     });

@@ -32,6 +32,7 @@ class DevLogin:
     role: Role
     teams: tuple[str, ...]
     channels: tuple[str, ...]
+    name: str = ""
 
 
 def parse_login(body: Any) -> DevLogin:
@@ -44,7 +45,12 @@ def parse_login(body: Any) -> DevLogin:
         role = Role(raw_role)
     except ValueError:
         raise LoginRefused(invalid_argument("role", "must be 'agent' or 'admin'")) from None
-    return DevLogin(org_id, agent_id, role, _ids(body, "teams"), _ids(body, "channels"))
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_ID:
+        raise LoginRefused(invalid_argument("name", f"a string of at most {MAX_ID} characters"))
+    return DevLogin(
+        org_id, agent_id, role, _ids(body, "teams"), _ids(body, "channels"), name.strip()
+    )
 
 
 def _identifier(body: dict[str, Any], name: str) -> str:
@@ -81,6 +87,8 @@ def mint_dev_token(login: DevLogin, *, secret: str, ttl_seconds: int) -> dict[st
         agent_id=login.agent_id,
         role=login.role,
         teams=login.teams,
+        channels=login.channels,
+        name=login.name,
         ttl_seconds=ttl_seconds,
     )
     return {
@@ -91,4 +99,5 @@ def mint_dev_token(login: DevLogin, *, secret: str, ttl_seconds: int) -> dict[st
         "role": str(login.role),
         "teams": list(login.teams),
         "channels": list(login.channels),
+        "name": login.name,
     }
