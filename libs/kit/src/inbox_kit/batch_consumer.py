@@ -63,7 +63,8 @@ BATCH_RECORDS = Counter("inbox_kafka_batch_records_total", "Records handled", ["
 CONSUMER_LAG = Gauge(
     "inbox_kafka_consumer_lag_messages",
     "Records on an assigned partition after this consumer's position (high watermark minus "
-    "position), per group and partition; refreshed at most every LAG_REPORT_SECONDS",
+    "position), per group and partition; refreshed after a poll, at most every "
+    "LAG_REPORT_SECONDS",
     ["group", "topic", "partition"],
 )
 #: How often a consumer refreshes its lag gauges (they are read locally, no broker round trip).
@@ -195,15 +196,15 @@ class BatchConsumer:
         now = time.monotonic()
         if now - self._lag_reported_at < LAG_REPORT_SECONDS:
             return
-        self._lag_reported_at = now
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
-                continue  # nothing fetched from it yet
+                continue  # nothing fetched from it yet: report at the next poll
             position = await consumer.position(tp)  # known locally once fetching
             CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
                 max(0, highwater - position)
             )
+            self._lag_reported_at = now
 
     def forget_lag(self, partitions: set[TopicPartition]) -> None:
         """Drop the gauges of partitions this consumer no longer owns (another member reports)."""
