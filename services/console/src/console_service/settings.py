@@ -13,8 +13,8 @@ class ConsoleSettings(BaseSettings):
 
     model_config = service_config("CONSOLE_")
 
-    service_name: str = "console"
-    http_host: str = "127.0.0.1"
+    service_name: str = Field("console", description="Name in logs (`service`).")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free port.")
     presence_address: str = Field("127.0.0.1:50061", description="presence gRPC host:port.")
     routing_address: str = Field("127.0.0.1:50062", description="routing gRPC host:port.")
@@ -41,4 +41,4 @@ class ConsoleSettings(BaseSettings):
         description="Directory of the built web console (index.html); empty: the package's "
         "web/dist next to the sources, if built.",
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR (JSON logs).")
