@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-NAMES = ("presence", "routing", "contacts", "replies")
+NAMES = ("presence", "routing", "contacts", "replies", "console")
 SERVICE_PREFIXES = ("PRESENCE_", "ROUTING_", "CONTACTS_", "REPLIES_")
 
 
