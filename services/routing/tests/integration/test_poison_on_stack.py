@@ -19,7 +19,7 @@ from inbox_testing.poison import (
     send_poison,
     with_unknown_fields,
 )
-from routing_service.testing import assigned, inbound, signed_in, signed_out
+from routing_testing import assigned, inbound, signed_in, signed_out
 
 from .test_delivery_on_stack import converged
 
