@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import TokenVerifier
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -12,7 +14,7 @@ from inbox_kit.runtime import ServiceRuntime
 from presence_service.adapters.kafka import KafkaEventPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.adapters.write_gate import WriteGate
-from presence_service.entrypoints.background import relay, sweeper
+from presence_service.entrypoints.background import expirer, persister, relay, sweeper
 from presence_service.entrypoints.grpc_api import PresenceServicer
 from presence_service.service_layer import handlers
 from presence_service.service_layer.handlers import Presence
@@ -25,15 +27,16 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     """Build the runtime (not started) and the handlers' context."""
     settings = settings or PresenceSettings()
     client, db = connect(settings)
-    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency))
+    replica_id = uuid.uuid4().hex
+    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
     await store.ensure_indexes()
-    presence = Presence(store=store, timing=settings.timing())
+    presence = Presence(store=store, timing=settings.timing(), replica_id=replica_id)
     # Detect a full outage before serving: heartbeats that arrive now must not be judged
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="presence")
-    background = [sweeper(presence, settings)]
+    background = [sweeper(presence, settings), expirer(presence), persister(presence, settings)]
     if settings.publish_enabled:
         background.append(relay(presence, KafkaEventPublisher(broker), settings))
 
@@ -53,12 +56,15 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     async def close_mongo() -> None:
         await client.close()
 
+    async def write_back_heartbeats() -> None:  # a graceful stop loses no heartbeat progress
+        await handlers.persist_progress(presence, everything=True)
+
     runtime = ServiceRuntime(
         name="presence",
         grpc=grpc_server,
         broker=broker,
         background=background,
-        cleanups=[close_mongo],
+        cleanups=[close_mongo, write_back_heartbeats],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
     return runtime, presence

@@ -36,11 +36,28 @@ class PresenceSettings(ServiceSettings):
         description="Slack before a sweeper ends a session (clock skew, in-flight "
         "heartbeats). Detection ≤ timeout + grace + sweep interval (51 s by default).",
     )
+    heartbeat_persist_interval_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="A replica writes a session's heartbeat progress to the database at most "
+        "this often (coalesced, bulk). 0 = min(heartbeat interval, (timeout - heartbeat "
+        "interval) / 2). Must keep heartbeat interval + persist interval + persist tick below "
+        "the timeout.",
+    )
+    handover_grace_seconds: float = Field(
+        0.25,
+        ge=0,
+        description="The replica serving a session decides its expiry this long after the "
+        "deadline (room for another replica's write of a heartbeat it took over).",
+    )
     relay_scan_interval_seconds: float = Field(
         2.0, gt=0, description="How often the outbox relay scans for unpublished events."
     )
     relay_min_age_seconds: float = Field(
-        1.0, ge=0, description="Scans skip records younger than this (the fast path has them)."
+        5.0,
+        ge=0,
+        description="Scans skip records younger than this (the claiming replica's fast path "
+        "has them; its own scan also skips what its fast path holds).",
     )
     outage_after_seconds: float = Field(
         0.0,
@@ -62,11 +79,23 @@ class PresenceSettings(ServiceSettings):
         "process that dies between storing a transition and publishing it).",
     )
 
+    def persist_interval(self) -> float:
+        return self.heartbeat_persist_interval_seconds or min(
+            self.heartbeat_interval_seconds,
+            (self.session_timeout_seconds - self.heartbeat_interval_seconds) / 2,
+        )
+
+    def persist_tick(self) -> float:
+        return min(1.0, self.persist_interval() / 4)
+
     def timing(self) -> Timing:
         return Timing(
             heartbeat_interval=timedelta(seconds=self.heartbeat_interval_seconds),
             session_timeout=timedelta(seconds=self.session_timeout_seconds),
             expiry_grace=timedelta(seconds=self.expiry_grace_seconds),
+            persist_interval=timedelta(seconds=self.persist_interval()),
+            persist_tick=timedelta(seconds=self.persist_tick()),
+            handover_grace=timedelta(seconds=self.handover_grace_seconds),
         )
 
     def outage_threshold(self) -> float:

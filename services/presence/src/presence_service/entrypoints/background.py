@@ -1,4 +1,5 @@
-"""Background loops every replica runs: the expiry sweeper and the outbox relay."""
+"""Background loops every replica runs: expiry of its own sessions, heartbeat write-back,
+the sweeper of orphaned sessions and the outbox relay."""
 
 from __future__ import annotations
 
@@ -30,6 +31,36 @@ def sweeper(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[N
             await asyncio.sleep(settings.sweep_interval_seconds)
 
     return run_sweeper
+
+
+#: How often a replica looks at the deadlines of the sessions it serves.
+EXPIRY_TICK_SECONDS = 0.02
+
+
+def expirer(p: Presence) -> Callable[[], Awaitable[None]]:
+    async def run_expirer() -> None:
+        while True:  # request-path priority: a late decision holds the progress mark back
+            try:
+                ended = await handlers.expire_overdue(p)
+                if ended:
+                    log.info("expired %d sessions", ended)
+            except Exception:
+                log.exception("expiry check failed; will retry")
+            await asyncio.sleep(EXPIRY_TICK_SECONDS)
+
+    return run_expirer
+
+
+def persister(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
+    async def run_persister() -> None:
+        while True:  # request-path priority: a stored heartbeat must not lag past the bound
+            try:
+                await handlers.persist_progress(p)
+            except Exception:
+                log.exception("heartbeat write-back failed; will retry")
+            await asyncio.sleep(settings.persist_tick())
+
+    return run_persister
 
 
 def relay(

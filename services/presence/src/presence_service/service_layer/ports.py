@@ -25,6 +25,8 @@ class OutboxRecord:
     #: Outbox key of the agent's previous transition: published first, to keep per-agent order.
     prev_key: str | None = None
     published: bool = False
+    #: Transitions: the event's ``occurred_at`` (holds the progress watermark until published).
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class PresenceStore(Protocol):
     async def touch_session(
         self, session_id: str, last_heartbeat: datetime, expires_at: datetime
     ) -> None: ...
+    async def persist_heartbeats(
+        self, progress: list[tuple[str, datetime, datetime]]
+    ) -> set[str]: ...
     async def delete_session(self, session_id: str) -> None: ...
     async def sessions_of(self, agents: list[AgentRef]) -> list[Session]: ...
     async def overdue_sessions(self, before: datetime, limit: int) -> list[Session]: ...
