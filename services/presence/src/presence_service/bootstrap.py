@@ -11,12 +11,18 @@ from inbox_kit.kafka import make_broker
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import ServiceRuntime
 
-from presence_service.adapters.kafka import KafkaEventPublisher
+from presence_service.adapters.kafka import KafkaEventPublisher, KafkaProgressPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.adapters.write_gate import WriteGate
-from presence_service.entrypoints.background import expirer, persister, relay, sweeper
+from presence_service.entrypoints.background import (
+    expirer,
+    persister,
+    progress_marks,
+    relay,
+    sweeper,
+)
 from presence_service.entrypoints.grpc_api import PresenceServicer
-from presence_service.service_layer import handlers
+from presence_service.service_layer import handlers, marks
 from presence_service.service_layer.handlers import Presence
 from presence_service.settings import PresenceSettings
 
@@ -35,8 +41,21 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
+    # Known as a replica before claiming anything: the progress marks wait for its floor.
+    await presence.store.write_floor(presence.clock(), presence.clock())
+
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="presence")
-    background = [sweeper(presence, settings), expirer(presence), persister(presence, settings)]
+    progress = (
+        KafkaProgressPublisher(settings.kafka_bootstrap_servers)
+        if settings.publish_enabled
+        else None
+    )
+    background = [
+        sweeper(presence, settings),
+        expirer(presence),
+        persister(presence, settings),
+        progress_marks(presence, progress, settings),
+    ]
     if settings.publish_enabled:
         background.append(relay(presence, KafkaEventPublisher(broker), settings))
 
@@ -58,6 +77,9 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
 
     async def write_back_heartbeats() -> None:  # a graceful stop loses no heartbeat progress
         await handlers.persist_progress(presence, everything=True)
+        await marks.leave(presence)
+        if progress is not None:
+            await progress.stop()
 
     runtime = ServiceRuntime(
         name="presence",

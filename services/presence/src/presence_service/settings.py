@@ -8,6 +8,7 @@ from inbox_kit.settings import ServiceSettings, service_config
 from pydantic import Field
 
 from presence_service.domain.model import Timing
+from presence_service.service_layer.marks import MarkTiming
 
 
 class PresenceSettings(ServiceSettings):
@@ -65,6 +66,22 @@ class PresenceSettings(ServiceSettings):
         description="No replica alive for longer than this = an outage after which sessions get "
         "a fresh timeout. 0 = max(3 sweep intervals, heartbeat interval).",
     )
+    progress_interval_seconds: float = Field(
+        0.025,
+        gt=0,
+        le=0.05,
+        description="How often progress marks (PresenceProgressed) are published on every "
+        "partition (also while idle), and how often each replica writes its progress floor.",
+    )
+    progress_replica_ttl_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="A replica whose progress floor is older than this is taken for dead: "
+        "the marks then wait only for what it left behind in the store.",
+    )
+    progress_lease_seconds: float = Field(
+        1.0, gt=0, description="Lease of the replica that publishes the progress marks."
+    )
     mongodb_write_concurrency: int = Field(
         1,
         ge=1,
@@ -87,6 +104,13 @@ class PresenceSettings(ServiceSettings):
 
     def persist_tick(self) -> float:
         return min(1.0, self.persist_interval() / 4)
+
+    def mark_timing(self) -> MarkTiming:
+        return MarkTiming(
+            interval=timedelta(seconds=self.progress_interval_seconds),
+            replica_ttl=timedelta(seconds=self.progress_replica_ttl_seconds),
+            lease_ttl=timedelta(seconds=self.progress_lease_seconds),
+        )
 
     def timing(self) -> Timing:
         return Timing(

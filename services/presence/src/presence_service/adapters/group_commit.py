@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 #: Items per bulk command. FerretDB v1 holds one pooled connection per update of a bulk write
 #: until the command ends and hangs at ~100 (ENGINEERING.md §6): stay well below.
-MAX_BULK = 64
+MAX_BULK = 32
 
 
 def chunks(items: Sequence[T], size: int = MAX_BULK) -> Iterator[Sequence[T]]:

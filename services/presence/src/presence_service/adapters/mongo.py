@@ -42,7 +42,7 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
-from presence_service.service_layer.ports import AgentAvailability, OutboxRecord
+from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 Doc = dict[str, Any]
 
@@ -171,6 +171,7 @@ class MongoPresenceStore:
         self._heads = db["heads"]
         self._availability = db["availability"]
         self._state = db["service_state"]
+        self._floors = db["progress_floors"]
         self._session_inserts = GroupCommit[Session](self._gate, self._insert_sessions)
         self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
         self._claims = GroupCommit[Claim](self._gate, self._insert_claims)
@@ -307,6 +308,8 @@ class MongoPresenceStore:
         await self._ends.create_index([("agent_key", ASCENDING), ("ended_at", ASCENDING)])
         await self._outbox.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
         await self._pending.create_index([("created_at", ASCENDING)])
+        await self._pending.create_index([("replica", ASCENDING), ("occurred_at", ASCENDING)])
+        await self._sessions.create_index([("replica", ASCENDING), ("expires_at", ASCENDING)])
         await self._heads.create_index(
             [("org_id", ASCENDING), ("signed_in", ASCENDING), ("agent_id", ASCENDING)]
         )
@@ -532,3 +535,45 @@ class MongoPresenceStore:
                     {"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True
                 )
             )
+
+    # ------------------------------------------------------------------ progress
+    async def write_floor(self, floor: datetime, at: datetime) -> None:
+        """This replica's progress floor as of ``at`` (see ``service_layer.progress``)."""
+        async with self._gate.slot():
+            await self._floors.replace_one(
+                {"_id": self.replica_id}, {"floor": floor, "at": at}, upsert=True
+            )
+
+    async def drop_floor(self, replica_id: str) -> None:
+        async with self._gate.slot():
+            await self._floors.delete_one({"_id": replica_id})
+
+    async def floors(self) -> list[ReplicaFloor]:
+        return [ReplicaFloor(d["_id"], d["floor"], d["at"]) async for d in self._floors.find({})]
+
+    async def orphan_floor(self, replica_id: str) -> datetime | None:
+        """The earliest event time a transition could still get from what a dead replica left
+        behind: the stored deadline of its sessions nobody took over, and its unpublished
+        records. None once nothing is left."""
+        session = await self._sessions.find_one(
+            {"replica": replica_id}, {"expires_at": 1}, sort=[("expires_at", ASCENDING)]
+        )
+        marker = await self._pending.find_one(
+            {"replica": replica_id}, {"occurred_at": 1}, sort=[("occurred_at", ASCENDING)]
+        )
+        found = [d[f] for d, f in ((session, "expires_at"), (marker, "occurred_at")) if d]
+        return min(found) if found else None
+
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Hold the named lease until ``until`` if it is free, expired or already ours. Not
+        atomic on FerretDB: two holders may overlap briefly (callers must tolerate that)."""
+        doc = await self._state.find_one({"_id": name})
+        if doc is not None and doc["holder"] != holder and doc["until"] > now:
+            return False
+        async with self._gate.slot():
+            await upsert(
+                lambda: self._state.update_one(
+                    {"_id": name}, {"$set": {"holder": holder, "until": until}}, upsert=True
+                )
+            )
+        return True

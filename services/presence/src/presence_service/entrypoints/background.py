@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from presence_service.adapters.write_gate import mark_background
-from presence_service.service_layer import handlers, outbox
+from presence_service.service_layer import handlers, marks, outbox
 from presence_service.service_layer.handlers import Presence
-from presence_service.service_layer.ports import EventPublisher
+from presence_service.service_layer.ports import EventPublisher, ProgressPublisher
 from presence_service.settings import PresenceSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,15 @@ def persister(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable
             await asyncio.sleep(settings.persist_tick())
 
     return run_persister
+
+
+def progress_marks(
+    p: Presence, publisher: ProgressPublisher | None, settings: PresenceSettings
+) -> Callable[[], Awaitable[None]]:
+    async def run_progress_marks() -> None:
+        await marks.run_marks(p, publisher, settings.mark_timing())
+
+    return run_progress_marks
 
 
 def relay(

@@ -30,6 +30,15 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True)
+class ReplicaFloor:
+    """A replica's progress floor as it last wrote it."""
+
+    replica_id: str
+    floor: datetime
+    at: datetime
+
+
+@dataclass(frozen=True)
 class AgentAvailability:
     availability: Availability
     changed_at: datetime
@@ -74,7 +83,19 @@ class PresenceStore(Protocol):
     async def mark_alive(self, now: datetime) -> datetime | None: ...
     async def outage_resumed_at(self) -> datetime | None: ...
     async def record_outage_resumed(self, at: datetime) -> None: ...
+    # progress marks
+    async def write_floor(self, floor: datetime, at: datetime) -> None: ...
+    async def drop_floor(self, replica_id: str) -> None: ...
+    async def floors(self) -> list[ReplicaFloor]: ...
+    async def orphan_floor(self, replica_id: str) -> datetime | None: ...
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool: ...
 
 
 class EventPublisher(Protocol):
     async def publish(self, record: OutboxRecord) -> None: ...
+
+
+class ProgressPublisher(Protocol):
+    async def publish_marks(self, watermark: datetime) -> None:
+        """One progress mark on every partition of the presence topic."""
+        ...

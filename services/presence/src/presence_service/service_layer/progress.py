@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+
+from presence_service.service_layer.ports import ReplicaFloor
+
+#: Stored and published times have millisecond precision.
+TICK = timedelta(milliseconds=1)
 
 
 class ProgressFloor:
@@ -55,7 +60,36 @@ class ProgressFloor:
         return key in self._fast_path
 
     def floor(self, now: datetime, earliest_deadline: datetime | None) -> datetime:
+        """Strictly below everything that may still come: a transition may carry exactly
+        ``now`` (same millisecond) or exactly a held time."""
         candidates = [now, *self._holds.values(), *self._unpublished.values()]
         if earliest_deadline is not None:
             candidates.append(earliest_deadline)
-        return min(candidates)
+        return min(candidates) - TICK
+
+
+def global_watermark(
+    own_floor: datetime,
+    own_id: str,
+    floors: list[ReplicaFloor],
+    orphans: Mapping[str, datetime | None],
+    now: datetime,
+    replica_ttl: timedelta,
+) -> datetime:
+    """The event time up to which every replica has appended all its transitions.
+
+    - a live replica (floor written within ``replica_ttl``) contributes its floor: floors
+      only rise, so the last one written is a lower bound of its current one;
+    - a dead replica claims nothing any more; what it left behind (sessions nobody took
+      over, records nobody published) is in the store: ``orphans[id]``, its earliest event
+      time (None: nothing left). Until that was looked at, its last floor holds.
+    """
+    candidates = [own_floor]
+    for f in floors:
+        if f.replica_id == own_id:
+            continue
+        if now - f.at <= replica_ttl or f.replica_id not in orphans:
+            candidates.append(f.floor)
+        elif (left := orphans[f.replica_id]) is not None:
+            candidates.append(left)
+    return min(candidates)
