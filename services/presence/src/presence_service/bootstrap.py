@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import TokenVerifier
@@ -19,6 +20,7 @@ from presence_service.entrypoints.background import (
     persister,
     progress_marks,
     relay,
+    retention,
     sweeper,
 )
 from presence_service.entrypoints.grpc_api import PresenceServicer
@@ -36,7 +38,13 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     replica_id = uuid.uuid4().hex
     store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
     await store.ensure_indexes()
-    presence = Presence(store=store, timing=settings.timing(), replica_id=replica_id)
+    await store.ensure_ttl_indexes(timedelta(seconds=settings.retention_seconds))
+    presence = Presence(
+        store=store,
+        timing=settings.timing(),
+        replica_id=replica_id,
+        replica_ttl=timedelta(seconds=settings.progress_replica_ttl_seconds),
+    )
     # Detect a full outage before serving: heartbeats that arrive now must not be judged
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
@@ -55,6 +63,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         expirer(presence),
         persister(presence, settings),
         progress_marks(presence, progress, settings),
+        retention(presence, settings),
     ]
     if settings.publish_enabled:
         background.append(relay(presence, KafkaEventPublisher(broker), settings))

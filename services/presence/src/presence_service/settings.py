@@ -67,7 +67,7 @@ class PresenceSettings(ServiceSettings):
         "a fresh timeout. 0 = max(3 sweep intervals, heartbeat interval).",
     )
     progress_interval_seconds: float = Field(
-        0.025,
+        0.04,
         gt=0,
         le=0.05,
         description="How often progress marks (PresenceProgressed) are published on every "
@@ -81,6 +81,18 @@ class PresenceSettings(ServiceSettings):
     )
     progress_lease_seconds: float = Field(
         1.0, gt=0, description="Lease of the replica that publishes the progress marks."
+    )
+    retention_seconds: float = Field(
+        30 * 24 * 3600.0,
+        gt=0,
+        description="Published outbox records (the transition log except each agent's latest "
+        "transition) and session ends older than this are deleted. Default 30 days.",
+    )
+    retention_interval_seconds: float = Field(
+        300.0, gt=0, description="How often each replica runs one bounded pruning round."
+    )
+    retention_batch: int = Field(
+        1000, ge=1, le=100_000, description="At most this many documents per collection per round."
     )
     mongodb_write_concurrency: int = Field(
         1,

@@ -47,18 +47,26 @@ async def test_marks_arrive_while_idle_and_never_overtake_a_transition(
         )
         for agent in (expires, leaves, forced):
             await probe.wait_for(of(agent, SIGNED_OUT), timeout=15)
+        mine = [event(r) for r in probe.records if event(r)["data"].get("org_id") == org]
+        latest = max(datetime.fromisoformat(e["data"]["occurred_at"]) for e in mine)
+
+        def passed() -> set[int]:  # partitions whose marks passed every transition
+            return {p for p, w in check_marks_never_overtake(probe.records, org) if w >= latest}
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while passed() != {r.partition for r in probe.records} and (
+            asyncio.get_running_loop().time() < deadline
+        ):
+            await probe.drain(0.2)
         idle_from = datetime.now(UTC)
         await probe.drain(1.5)  # idle: marks keep coming
         await probe.drain(0.5)
-    marks = check_marks_never_overtake(probe.records, org)
+    check_marks_never_overtake(probe.records, org)
+    partitions = {r.partition for r in probe.records}
+    assert passed() == partitions
     # the sign-in carries the token's teams (sorted)
     [signed_in] = [event(r) for r in probe.records if of(forced, SIGNED_IN)(r)]
     assert signed_in["data"]["teams"] == ["team-a", "team-b"]
-    transitions = [event(r) for r in probe.records if event(r)["data"].get("org_id") == org]
-    latest = max(datetime.fromisoformat(e["data"]["occurred_at"]) for e in transitions)
-    partitions = {r.partition for r in probe.records}
-    for partition in partitions:  # every partition's marks passed every transition
-        assert max(w for p, w in marks if p == partition) > latest, partition
     idle = [r for r in probe.records if event(r)["type"] == PROGRESS]
     idle = [r for r in idle if r.timestamp / 1000 >= idle_from.timestamp()]
     for partition in partitions:

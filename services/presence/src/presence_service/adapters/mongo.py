@@ -22,6 +22,7 @@ Writes go through a ``WriteGate`` (see ``write_gate``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from presence_service.domain.model import (
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 Doc = dict[str, Any]
+log = logging.getLogger(__name__)
 
 #: A pending marker whose record never got stored is dropped after this long.
 STALE_MARKER = timedelta(hours=1)
@@ -181,6 +183,7 @@ class MongoPresenceStore:
             self._gate, lambda docs: self._insert_many(self._ends, docs)
         )
         self._session_deletes = GroupCommit[str](self._gate, self._delete_sessions)
+        self._hint_writes: set[asyncio.Task[None]] = set()
 
     async def _delete_sessions(self, session_ids: list[str]) -> list[BaseException | None]:
         unique = list(dict.fromkeys(session_ids))
@@ -438,8 +441,16 @@ class MongoPresenceStore:
             await self._claims.submit((self._marker(record), doc))
         except DuplicateKeyError:
             return False
-        await self._update_head(transition)
+        # The hint is a lower bound readers probe forward from: move it off the request path.
+        task = asyncio.create_task(self._update_head(transition))
+        self._hint_writes.add(task)
+        task.add_done_callback(self._hint_written)
         return True
+
+    def _hint_written(self, task: asyncio.Task[None]) -> None:
+        self._hint_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("head hint write failed (readers probe past it)", exc_info=task.exception())
 
     async def signed_in_heads(
         self, org_id: str, after_agent_id: str, limit: int
@@ -577,3 +588,49 @@ class MongoPresenceStore:
                 )
             )
         return True
+
+    # ------------------------------------------------------------------ retention
+    async def ensure_ttl_indexes(self, retention: timedelta) -> bool:
+        """MongoDB drops old session ends by itself; FerretDB has no TTL (the pruning task
+        covers both). Returns whether the server accepted the TTL index."""
+        try:
+            await self._ends.create_index(
+                [("ended_at", ASCENDING)],
+                expireAfterSeconds=int(retention.total_seconds()),
+                name="ended_at_ttl",
+            )
+        except Exception:
+            return False
+        return True
+
+    async def prune(self, cutoff: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` published outbox records and session ends older than
+        ``cutoff``; an agent's latest transition (its head) is always kept: its number is
+        where the log continues and its event id must never be reused. Returns the counts."""
+        records = [
+            d
+            async for d in self._outbox.find(
+                {"published": True, "created_at": {"$lt": cutoff}},
+                {"_id": 1, "kind": 1, "agent_key": 1, "seq": 1},
+            ).limit(limit)
+        ]
+        heads: dict[str, int] = {}
+        doomed: list[str] = []
+        for d in records:
+            if d.get("kind") == "transition":
+                key = d["agent_key"]
+                if key not in heads:
+                    hint = await self._heads.find_one({"_id": key}, {"seq": 1})
+                    heads[key] = hint["seq"] if hint else 0
+                if d["seq"] >= heads[key]:
+                    continue  # the head (or newer than the hint): kept
+            doomed.append(d["_id"])
+        ends = [
+            d["_id"]
+            async for d in self._ends.find({"ended_at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)
+        ]
+        for collection, ids in ((self._outbox, doomed), (self._ends, ends)):
+            for chunk in chunks(ids):
+                async with self._gate.slot():
+                    await collection.bulk_write([DeleteOne({"_id": i}) for i in chunk])
+        return len(doomed), len(ends)

@@ -72,6 +72,22 @@ def progress_marks(
     return run_progress_marks
 
 
+def retention(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
+    async def run_retention() -> None:
+        mark_background()
+        keep = timedelta(seconds=settings.retention_seconds)
+        while True:
+            await asyncio.sleep(settings.retention_interval_seconds)
+            try:
+                records, ends = await handlers.prune_once(p, keep, settings.retention_batch)
+                if records or ends:
+                    log.info("pruned %d outbox records and %d session ends", records, ends)
+            except Exception:
+                log.exception("retention round failed; will retry")
+
+    return run_retention
+
+
 def relay(
     p: Presence, publisher: EventPublisher, settings: PresenceSettings
 ) -> Callable[[], Awaitable[None]]:

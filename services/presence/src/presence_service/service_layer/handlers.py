@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -97,14 +97,38 @@ class Presence:
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
 
+    #: A replica whose progress floor is older than this is taken for dead.
+    replica_ttl: timedelta = timedelta(seconds=5)
+    _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
+
     def __post_init__(self) -> None:
         self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+
+    async def alive_replicas(self) -> frozenset[str]:
+        """Replicas that wrote their progress floor within ``replica_ttl`` (cached 200 ms)."""
+        now = self.clock()
+        if self._alive is None or now >= self._alive[0]:
+            floors = await self.store.floors()
+            alive = frozenset(f.replica_id for f in floors if now - f.at <= self.replica_ttl)
+            self._alive = (now + timedelta(milliseconds=200), alive | {self.replica_id})
+        return self._alive[1]
 
     def learn_seq(self, agent: AgentRef, seq: int) -> None:
         if seq > self.known_seq.get(agent, 0):
             if len(self.known_seq) >= MAX_KNOWN_AGENTS:
                 self.known_seq.clear()  # crude bound; it is only a hint
             self.known_seq[agent] = seq
+
+
+async def _orphaned_and_overdue(p: Presence, s: Session, now: datetime) -> bool:
+    """Judged from the store by an actor that does not serve ``s``: overdue (with the slack
+    of ``is_expired_for_others``) and served by no live replica. A live replica ends the
+    sessions it serves itself, exactly, whatever its write-back lag."""
+    if not is_expired_for_others(s, now, p.resumed_at, p.timing):
+        return False
+    if s.replica == p.replica_id:
+        return s.session_id not in p.live
+    return s.replica not in await p.alive_replicas()
 
 
 # ---------------------------------------------------------------------------- event records
@@ -174,7 +198,7 @@ async def _live_sessions(p: Presence, agent: AgentRef, now: datetime) -> list[Se
                 p.live.remove(s.session_id)
             else:
                 live.append(local.snapshot())
-        elif is_expired_for_others(s, now, p.resumed_at, p.timing):
+        elif await _orphaned_and_overdue(p, s, now):
             await p.store.claim_end(expiry_end(s))
             await p.store.delete_session(s.session_id)
             p.live.remove(s.session_id)
@@ -278,6 +302,7 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         # Is the agent signed in already (the usual case: another tab, a reload)? The log
         # head decides; probing from the known transition number is one ``_id`` read.
         known = p.known_seq.get(session.agent)
+        head: Transition | None = None
         if known is None:  # first time here: start from the stored hint
             head = await p.store.head(session.agent)
             seq = head.seq if head else 0
@@ -285,8 +310,20 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
             seq = await p.store.probe_seq(session.agent, known)
         p.learn_seq(session.agent, seq)
         if not is_signed_in_seq(seq):
-            await reconcile(p, session.agent)
+            if known is not None:  # only the number was probed
+                head = await p.store.head(session.agent)
+            await _sign_in_transition(p, session, head)
     return session
+
+
+async def _sign_in_transition(p: Presence, session: Session, head: Transition | None) -> None:
+    """Claim the sign-in without scanning the agent's sessions (a scan on FerretDB). Safe
+    because the session was stored before the log was read: any concurrent actor that
+    reconciles this agent sees it live, and one that ends it afterwards reconciles last. A
+    lost claim (someone else moved the log) falls back to the full reconcile."""
+    wanted = next_transition(session.agent, head, [session], [])
+    if wanted is not None and not await _claim(p, wanted):
+        await reconcile(p, session.agent)
 
 
 async def _own_session(p: Presence, principal: Principal, session_id: str) -> Session:
@@ -321,7 +358,7 @@ async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datet
         p.live.beat(session_id, now)
         return now + p.timing.session_timeout
     session = await _own_session(p, principal, session_id)
-    if is_expired_for_others(session, now, p.resumed_at, p.timing):
+    if await _orphaned_and_overdue(p, session, now):
         with p.progress.hold(session.expires_at):
             await end_session(p, expiry_end(session))
         raise SessionEnded(session_id)
@@ -484,10 +521,10 @@ async def sweep_once(p: Presence, limit: int = 500) -> int:
     cutoff = now - p.timing.expiry_grace - p.timing.persist_lag
     ended = 0
     for s in await p.store.overdue_sessions(cutoff, limit):
-        if s.session_id in p.live or not is_expired_for_others(s, now, p.resumed_at, p.timing):
-            continue  # served here, or deferred after an outage
+        if s.session_id in p.live or not await _orphaned_and_overdue(p, s, now):
+            continue  # served here or by another live replica, or deferred after an outage
         fresh = await p.store.get_session(s.session_id)  # a heartbeat may have just landed
-        if fresh is None or not is_expired_for_others(fresh, now, p.resumed_at, p.timing):
+        if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
             continue
         with p.progress.hold(fresh.expires_at):
             if await p.store.claim_end(expiry_end(fresh)):
@@ -548,3 +585,9 @@ async def refresh_liveness(p: Presence, outage_after_seconds: float) -> None:
         log.warning("service was down since %s: deferring expiries", previous.isoformat())
         await p.store.record_outage_resumed(now)
     p.resumed_at = await p.store.outage_resumed_at()
+
+
+async def prune_once(p: Presence, retention: timedelta, limit: int) -> tuple[int, int]:
+    """One bounded retention round (works without TTL indexes): published records and
+    session ends older than ``retention``; every agent's head transition stays."""
+    return await p.store.prune(p.clock() - retention, limit)
