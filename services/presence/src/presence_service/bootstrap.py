@@ -6,10 +6,11 @@ import uuid
 from datetime import timedelta
 
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import make_broker
+from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from presence_service.adapters.kafka import KafkaEventPublisher, KafkaProgressPublisher
@@ -52,12 +53,8 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     # Known as a replica before claiming anything: the progress marks wait for its floor.
     await presence.store.write_floor(presence.clock(), presence.clock())
 
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="presence")
-    progress = (
-        KafkaProgressPublisher(settings.kafka_bootstrap_servers)
-        if settings.publish_enabled
-        else None
-    )
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
+    progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None
     background = [
         sweeper(presence, settings),
         expirer(presence),
@@ -66,7 +63,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         retention(presence, settings),
     ]
     if settings.publish_enabled:
-        background.append(relay(presence, KafkaEventPublisher(broker), settings))
+        background.append(relay(presence, KafkaEventPublisher(publisher), settings))
 
     grpc_server = GrpcServer(
         [
@@ -76,7 +73,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
                 PresenceServicer(presence),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
@@ -87,15 +84,16 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     async def write_back_heartbeats() -> None:  # a graceful stop loses no heartbeat progress
         await handlers.persist_progress(presence, everything=True)
         await marks.leave(presence)
-        if progress is not None:
-            await progress.stop()
 
     runtime = ServiceRuntime(
         name="presence",
         grpc=grpc_server,
-        broker=broker,
+        publisher=publisher,
         background=background,
         cleanups=[close_mongo, write_back_heartbeats],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="presence"
+        ),
     )
     return runtime, presence

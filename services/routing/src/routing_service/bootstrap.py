@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import DeadLetters, producer_raw_publish
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import DeadLetters
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.kafka import KafkaPublisher
@@ -65,13 +67,18 @@ def build(settings: RoutingSettings) -> Routing:
                 RoutingServicer(store),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
     routing = Routing(
         runtime=ServiceRuntime(
-            "routing", grpc_server, shutdown_grace_seconds=settings.shutdown_grace_seconds
+            "routing",
+            grpc_server,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            dependencies=standard_checks(
+                client, settings.kafka_bootstrap_servers, client_id="routing"
+            ),
         ),
         store=store,
         publisher=publisher,
@@ -88,7 +95,8 @@ def build(settings: RoutingSettings) -> Routing:
             owner = ConversationOwner(store, publisher, views)
             routing.owner = owner
             recorder = PresenceRecorder(store, publisher, len(partitions))
-            raw_publish = producer_raw_publish(publisher.producer)
+            raw_publish = publisher.publish_raw
+            decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
 
             async def handle_owned(batch: Batch) -> None:
                 await owner.handle([Delivery(r.partition, e) for r, e in batch])
@@ -115,6 +123,8 @@ def build(settings: RoutingSettings) -> Routing:
                 initial_offset=settings.initial_offset,
                 lock=owner_lock,
                 consumer_options=LOW_LATENCY,
+                decoder=decoder,
+                repartition=raw_publish,
             )
             routing.loops = [owner_loop]
             presence_loop = BatchConsumer(
@@ -127,6 +137,7 @@ def build(settings: RoutingSettings) -> Routing:
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
                 consumer_options=LOW_LATENCY,
+                decoder=decoder,
             )
             routing.loops.append(presence_loop)
             await asyncio.gather(owner_loop.run(), presence_loop.run(), views.run())

@@ -11,29 +11,23 @@ an idle service writes each item alone, with no added delay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from inbox_kit.mongo import MAX_BULK_OPERATIONS
 
 from presence_service.adapters.write_gate import WriteGate
 
 T = TypeVar("T")
-
-#: Items per bulk command. FerretDB v1 holds one pooled connection per update of a bulk write
-#: until the command ends and hangs at ~100 (ENGINEERING.md §6): stay well below.
-MAX_BULK = 32
-
-
-def chunks(items: Sequence[T], size: int = MAX_BULK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
 
 #: Flush a batch; return, per item, None (done) or the exception to raise to its caller.
 Flush = Callable[[list[T]], Awaitable[list[BaseException | None]]]
 
 
 class GroupCommit(Generic[T]):
-    def __init__(self, gate: WriteGate, flush: Flush[T], *, max_batch: int = MAX_BULK) -> None:
+    def __init__(
+        self, gate: WriteGate, flush: Flush[T], *, max_batch: int = MAX_BULK_OPERATIONS
+    ) -> None:
         self._gate = gate
         self._flush = flush
         self._max_batch = max_batch

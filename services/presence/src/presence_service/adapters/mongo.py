@@ -27,12 +27,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
-from inbox_kit.mongo import upsert
+from inbox_kit.mongo import chunked, upsert
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from presence_service.adapters.group_commit import GroupCommit, chunks
+from presence_service.adapters.group_commit import GroupCommit
 from presence_service.adapters.write_gate import WriteGate
 from presence_service.domain.model import (
     KEY_SEPARATOR,
@@ -282,7 +282,7 @@ class MongoPresenceStore:
         """Write heartbeat progress back (bulk ``_id`` updates, <= ``MAX_BULK`` per command);
         returns the sessions no longer stored (ended meanwhile, maybe by another replica)."""
         missing: set[str] = set()
-        for chunk in chunks(progress):
+        for chunk in chunked(progress):
             ops = [
                 UpdateOne(
                     {"_id": sid},
@@ -630,7 +630,7 @@ class MongoPresenceStore:
             async for d in self._ends.find({"ended_at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)
         ]
         for collection, ids in ((self._outbox, doomed), (self._ends, ends)):
-            for chunk in chunks(ids):
+            for chunk in chunked(ids):
                 async with self._gate.slot():
                     await collection.bulk_write([DeleteOne({"_id": i}) for i in chunk])
         return len(doomed), len(ends)

@@ -1,12 +1,10 @@
-"""Kafka adapters: the decision/command publisher (aiokafka, idempotent, acks=all)."""
+"""Kafka adapters: the decision/command publisher (the kit's one producer)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
     AgentSweepRequested,
@@ -14,7 +12,7 @@ from inbox_contracts.events import (
     ConversationAutoUnassigned,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
-from inbox_kit.kafka import cloudevent_headers
+from inbox_kit.kafka import EventPublisher
 
 from routing_service.domain.model import Decision
 
@@ -37,58 +35,16 @@ def decision_event(d: Decision) -> CloudEvent[ConversationAutoUnassigned]:
     )
 
 
-def _headers(event: CloudEvent[Any]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in cloudevent_headers(event).items()]
-
-
-class KafkaPublisher:
+class KafkaPublisher(EventPublisher):
     """Publishes decisions (keyed by conversation) and sweep commands (explicit partition)."""
 
     def __init__(self, bootstrap: str, *, client_id: str = "routing") -> None:
-        self._bootstrap = bootstrap
-        self._client_id = client_id
-        self._producer: AIOKafkaProducer | None = None
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        assert self._producer is not None, "start() first"
-        return self._producer
-
-    async def start(self) -> None:
-        # created here: aiokafka objects need the running event loop
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-        )
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self.producer.stop()
+        super().__init__(bootstrap, client_id=client_id)
 
     async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
-        futures = []
-        for d in decisions:
-            event = decision_event(d)
-            futures.append(
-                await self.producer.send(
-                    ROUTING.name, event.to_json_bytes(), key=event.key, headers=_headers(event)
-                )
-            )
-        await asyncio.gather(*futures)
+        await self.publish_many(ROUTING, [decision_event(d) for d in decisions])
 
     async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
-        futures = []
-        for c in commands:
-            futures.append(
-                await self.producer.send(
-                    ROUTING_COMMANDS.name,
-                    c.to_json_bytes(),
-                    key=c.key,
-                    partition=c.data.partition,
-                    headers=_headers(c),
-                )
-            )
-        await asyncio.gather(*futures)
+        await asyncio.gather(
+            *(self.publish(ROUTING_COMMANDS, c, partition=c.data.partition) for c in commands)
+        )
