@@ -82,6 +82,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         await client.close()
 
     async def write_back_heartbeats() -> None:  # a graceful stop loses no heartbeat progress
+        await presence.settle()
         await handlers.persist_progress(presence, everything=True)
         await marks.leave(presence)
 

@@ -74,7 +74,7 @@ class PresenceSettings(ServiceSettings):
         "partition (also while idle), and how often each replica writes its progress floor.",
     )
     progress_replica_ttl_seconds: float = Field(
-        5.0,
+        10.0,
         gt=0,
         description="A replica whose progress floor is older than this is taken for dead: "
         "the marks then wait only for what it left behind in the store.",

@@ -529,7 +529,7 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ liveness
     async def mark_alive(self, now: datetime) -> datetime | None:
         doc = await self._state.find_one({"_id": "alive"})
-        async with self._gate.slot():
+        async with self._gate.slot(urgent=True):  # starved, it would look like an outage
             await upsert(
                 lambda: self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
             )
@@ -550,10 +550,11 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ progress
     async def write_floor(self, floor: datetime, at: datetime) -> None:
         """This replica's progress floor as of ``at`` (see ``service_layer.progress``)."""
-        async with self._gate.slot():
-            await self._floors.replace_one(
-                {"_id": self.replica_id}, {"floor": floor, "at": at}, upsert=True
-            )
+        # not gated: a floor stuck behind a burst of writes would make this replica look
+        # dead to the marks publisher (one tiny concurrent write is worth SQLite's retry)
+        await self._floors.replace_one(
+            {"_id": self.replica_id}, {"floor": floor, "at": at}, upsert=True
+        )
 
     async def drop_floor(self, replica_id: str) -> None:
         async with self._gate.slot():

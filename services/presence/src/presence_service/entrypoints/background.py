@@ -39,14 +39,24 @@ EXPIRY_TICK_SECONDS = 0.02
 
 def expirer(p: Presence) -> Callable[[], Awaitable[None]]:
     async def run_expirer() -> None:
-        while True:  # request-path priority: a late decision holds the progress mark back
-            try:
-                ended = await handlers.expire_overdue(p)
-                if ended:
-                    log.info("expired %d sessions", ended)
-            except Exception:
-                log.exception("expiry check failed; will retry")
-            await asyncio.sleep(EXPIRY_TICK_SECONDS)
+        # request-path priority: a late decision holds the progress mark back. A round does
+        # not wait for the previous one: sessions due meanwhile are not queued behind it.
+        rounds: set[asyncio.Task[int]] = set()
+
+        def done(task: asyncio.Task[int]) -> None:
+            rounds.discard(task)
+            if not task.cancelled() and task.exception() is None and task.result():
+                log.info("expired %d sessions", task.result())
+
+        try:
+            while True:
+                task = asyncio.create_task(handlers.expire_overdue(p))
+                rounds.add(task)
+                task.add_done_callback(done)
+                await asyncio.sleep(EXPIRY_TICK_SECONDS)
+        finally:
+            for task in rounds:
+                task.cancel()
 
     return run_expirer
 

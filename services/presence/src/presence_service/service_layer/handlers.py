@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -97,11 +98,29 @@ class Presence:
     progress: ProgressFloor = field(default_factory=ProgressFloor)
 
     #: A replica whose progress floor is older than this is taken for dead.
-    replica_ttl: timedelta = timedelta(seconds=5)
+    replica_ttl: timedelta = timedelta(seconds=10)
     _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
+    _spawned: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+
+    def spawn(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a write that nothing waits for (errors are logged; the relay scan and the
+        next reader repair what a lost one leaves)."""
+        task = asyncio.create_task(write)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[None]) -> None:
+        self._spawned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background write failed", exc_info=task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the writes nothing waited for (graceful stop)."""
+        while self._spawned:
+            await asyncio.gather(*self._spawned, return_exceptions=True)
 
     async def alive_replicas(self) -> frozenset[str]:
         """Replicas that wrote their progress floor within ``replica_ttl`` (cached 200 ms)."""
@@ -217,7 +236,7 @@ async def _claim(p: Presence, t: Transition) -> bool:
     record = transition_record(t, p.clock())
     p.progress.claiming(record.key, t.occurred_at)
     if not await p.store.claim_transition(t, record):
-        p.progress.published(record.key)  # lost the race: the winner holds it
+        p.progress.lost(record.key)  # the winner holds it
         return False
     log.info(
         "agent %s",
@@ -502,30 +521,35 @@ async def sweep_once(p: Presence, limit: int = 500) -> int:
     return ended
 
 
-async def expire_overdue(p: Presence) -> int:
+async def expire_overdue(p: Presence, concurrency: int = 32) -> int:
     """Decide the sessions this replica serves whose deadline (latest heartbeat here +
     timeout) passed ``handover_grace`` ago: if the store shows this replica's own last write,
     nobody heartbeated the session elsewhere since, and it ends at exactly that deadline;
-    otherwise another replica serves it now (or ended it) and it is dropped from memory."""
-    ended = 0
-    for local in p.live.overdue(p.clock(), p.timing.handover_grace):
+    otherwise another replica serves it now (or ended it) and it is dropped from memory.
+    Up to ``concurrency`` at once (their writes share group commits)."""
+    due = p.live.overdue(p.clock(), p.timing.handover_grace)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def decide(local: LocalSession) -> bool:
         sid = local.session.session_id
-        try:
-            stored = await p.store.get_session(sid)
-            if (
-                stored is None
-                or stored.replica != p.replica_id
-                or (stored.last_heartbeat > local.persisted)
-            ):
-                p.live.remove(sid)
-                continue
-            with p.progress.hold(local.deadline):
-                if await end_session(p, _expired(local)):
-                    ended += 1
-        except Exception:
-            p.live.keep(local)  # decide again on the next round
-            raise
-    return ended
+        async with slots:
+            try:
+                stored = await p.store.get_session(sid)
+                if (
+                    stored is None
+                    or stored.replica != p.replica_id
+                    or (stored.last_heartbeat > local.persisted)
+                ):
+                    p.live.remove(sid)
+                    return False
+                with p.progress.hold(local.deadline):
+                    return await end_session(p, _expired(local))
+            except Exception:
+                p.live.keep(local)  # decide again on the next round
+                log.exception("expiry check failed; will retry", extra={"session_id": sid})
+                return False
+
+    return sum(await asyncio.gather(*(decide(local) for local in due)))
 
 
 async def persist_progress(p: Presence, *, everything: bool = False) -> int:

@@ -28,7 +28,11 @@ async def publish_record(p: Presence, publisher: EventPublisher, record: OutboxR
     """Publish ``record`` after any unpublished predecessors of the same agent."""
     chain = [record]
     prev_key = record.prev_key
-    while prev_key is not None and len(chain) < MAX_CHAIN:
+    while (
+        prev_key is not None
+        and len(chain) < MAX_CHAIN
+        and not p.progress.recently_published(prev_key)
+    ):
         prev = await p.store.get_outbox(prev_key)
         if prev is None or prev.published:
             break
@@ -37,7 +41,9 @@ async def publish_record(p: Presence, publisher: EventPublisher, record: OutboxR
     for item in reversed(chain):
         await publisher.publish(item)
         p.progress.published(item.key)
-        await p.store.mark_published(item.key, p.clock())
+        # the stored flag is for other replicas' scans and restarts: off the publish path
+        # (under a burst the write gate would hold every next publish back)
+        p.spawn(p.store.mark_published(item.key, p.clock()))
 
 
 async def publish_batch(

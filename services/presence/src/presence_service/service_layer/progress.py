@@ -14,6 +14,7 @@ Everything else it does later starts with a fresh clock read, i.e. after ``now``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,8 @@ from presence_service.service_layer.ports import ReplicaFloor
 
 #: Stored and published times have millisecond precision.
 TICK = timedelta(milliseconds=1)
+#: How many published keys a replica remembers (the relay's per-agent order check).
+RECENT_KEYS = 10_000
 
 
 class ProgressFloor:
@@ -31,6 +34,8 @@ class ProgressFloor:
         self._ids = itertools.count()
         self._unpublished: dict[str, datetime] = {}
         self._fast_path: set[str] = set()
+        self._claimers: dict[str, int] = {}
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @contextlib.contextmanager
     def hold(self, at: datetime) -> Iterator[None]:
@@ -44,12 +49,32 @@ class ProgressFloor:
 
     def claiming(self, key: str, occurred_at: datetime) -> None:
         self._unpublished[key] = occurred_at
+        self._claimers[key] = self._claimers.get(key, 0) + 1
         self._fast_path.add(key)
 
-    def published(self, key: str) -> None:
-        """Kafka acknowledged the record (or this replica lost the claim to another)."""
+    def lost(self, key: str) -> None:
+        """This claim lost to another. If the winner is a concurrent claim of this same
+        replica, its hold must stay until the record is published."""
+        left = self._claimers.get(key, 1) - 1
+        if left > 0:
+            self._claimers[key] = left
+            return
+        self._claimers.pop(key, None)
         self._unpublished.pop(key, None)
         self._fast_path.discard(key)
+
+    def published(self, key: str) -> None:
+        """Kafka acknowledged the record."""
+        self._claimers.pop(key, None)
+        self._unpublished.pop(key, None)
+        self._fast_path.discard(key)
+        self._recent[key] = None
+        if len(self._recent) > RECENT_KEYS:
+            self._recent.popitem(last=False)
+
+    def recently_published(self, key: str) -> bool:
+        """Published by this replica lately (its stored flag may still be on its way)."""
+        return key in self._recent
 
     def hand_to_scan(self, key: str) -> None:
         """The fast path failed: the scan publishes it (the floor keeps holding)."""
