@@ -33,6 +33,7 @@ from inbox_contracts.events import (
     InboundMessageReceived,
     OutboundMessageSent,
     PresenceProgressed,
+    PresenceProgressRelayed,
     SavedReplyUsed,
 )
 
@@ -112,10 +113,11 @@ ROUTING_COMMANDS = Topic(
     key="agent_id (published to an explicit partition)",
     producers=("routing",),
     consumers=("routing",),
-    event_types=(AgentSweepRequested,),
+    event_types=(AgentSweepRequested, PresenceProgressRelayed),
     description="Internal routing commands: after a sign-out, one sweep request per partition "
-    "of the conversation topics, consumed by the owner of that partition. Same partition count "
-    "as inbox.messages.v1 and inbox.conversations.v1.",
+    "of the conversation topics, consumed by the owner of that partition; and presence "
+    "event-time progress relayed to every partition. Same partition count as "
+    "inbox.messages.v1 and inbox.conversations.v1.",
 )
 CONTACTS = Topic(
     name="inbox.contacts.v1",

@@ -94,7 +94,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         cleanups=[close_mongo, write_back_heartbeats],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
-            client, settings.kafka_bootstrap_servers, client_id="presence"
+            settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="presence"
         ),
     )
     return runtime, presence

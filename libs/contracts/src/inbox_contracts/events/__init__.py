@@ -25,6 +25,8 @@ from inbox_contracts.events.routing import (
     AgentSweepRequested,
     AutoUnassignReason,
     ConversationAutoUnassigned,
+    PresenceMark,
+    PresenceProgressRelayed,
 )
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "FollowUpDue",
     "InboundMessageReceived",
     "OutboundMessageSent",
+    "PresenceMark",
+    "PresenceProgressRelayed",
     "PresenceProgressed",
     "SavedReplyUsed",
     "SignOutReason",

@@ -1,20 +1,23 @@
-"""Kafka adapters: the decision/command publisher (the kit's one producer)."""
+"""Kafka adapters: the decision/command publisher (the kit's one producer), and the
+end-offset probe the event-time progress uses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from aiokafka import TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
-    AgentSweepRequested,
     AutoUnassignReason,
     ConversationAutoUnassigned,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
+from inbox_kit.batch_consumer import BatchConsumer
 from inbox_kit.kafka import EventPublisher
 
 from routing_service.domain.model import Decision
+from routing_service.service_layer.ports import Command
 
 SOURCE = "/inbox/routing"
 
@@ -44,7 +47,31 @@ class KafkaPublisher(EventPublisher):
     async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
         await self.publish_many(ROUTING, [decision_event(d) for d in decisions])
 
-    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+    async def publish_commands(self, commands: Sequence[Command]) -> None:
         await asyncio.gather(
             *(self.publish(ROUTING_COMMANDS, c, partition=c.data.partition) for c in commands)
         )
+
+
+def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool]]:
+    """Has ``loop``'s consumer handed out every record up to the partition's end offset?
+
+    Compares the position (after the records returned so far) with the high watermark of the
+    latest fetch response; no request is made. False while unknown (not assigned, not fetched).
+    """
+
+    async def caught_up(topic: str, partition: int) -> bool:
+        consumer = loop.consumer
+        tp = TopicPartition(topic, partition)
+        if consumer is None or tp not in consumer.assignment():
+            return False
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 0.05)
+        except Exception:
+            return False
+        return bool(position >= highwater)
+
+    return caught_up

@@ -14,7 +14,7 @@ from inbox_kit.errors import InvalidArgument, NotFound
 from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
-from routing_service.service_layer.ports import ConversationView, RoutingStore
+from routing_service.service_layer.ports import ConversationView, ReadStore
 
 _QUEUE_TO_PB = {
     Queue.NEW: pb.CONVERSATION_QUEUE_NEW,
@@ -78,7 +78,7 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, store: RoutingStore) -> None:
+    def __init__(self, store: ReadStore) -> None:
         self._store = store
 
     async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:
