@@ -29,13 +29,18 @@ class PresenceSettings(ServiceSettings):
         "heartbeats: absorbs a reload or a phone briefly in the background.",
     )
     sweep_interval_seconds: float = Field(
-        5.0, gt=0, description="How often each replica looks for expired sessions."
+        5.0,
+        gt=0,
+        description="How often each replica looks for expired sessions no live replica serves "
+        "(a killed replica's).",
     )
     expiry_grace_seconds: float = Field(
         1.0,
         ge=0,
-        description="Slack before a sweeper ends a session (clock skew, in-flight "
-        "heartbeats). Detection ≤ timeout + grace + sweep interval (51 s by default).",
+        description="Slack before an actor that does not serve a session (sweeper, another "
+        "replica) ends it: clock skew, in-flight heartbeats. Detection of a dead client: "
+        "timeout + handover grace when its replica is up; at most timeout + persist interval "
+        "+ persist tick + grace + sweep interval when that replica was killed too.",
     )
     heartbeat_persist_interval_seconds: float = Field(
         0.0,
