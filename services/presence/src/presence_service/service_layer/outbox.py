@@ -81,8 +81,13 @@ async def publish_pending(
     pending = await p.store.unpublished(p.clock() - min_age, limit, full_scan=full_scan)
     done: set[str] = set()
     for record in pending:  # ordered by agent and sequence
-        if record.key in done or p.progress.is_in_flight(record.key):
-            continue  # the fast path holds it: publishing it here too would duplicate it
+        if (
+            record.key in done
+            or p.progress.is_in_flight(record.key)
+            or p.progress.recently_published(record.key)
+        ):
+            continue  # the fast path holds it, or published it and its stored flag is on
+            # its way (behind a burst of writes): publishing it here would duplicate it
         await publish_record(p, publisher, record)
         done.add(record.key)
     if pending:
