@@ -12,7 +12,7 @@ import grpc
 import httpx
 import jwt
 import pytest
-from console_service.adapters.grpc_backends import Backends
+from console_service.adapters.grpc_backends import GrpcBackends
 from console_service.domain.problems import HTTP_STATUS, Problem
 from console_service.entrypoints.http_app import create_app
 from console_service.settings import ConsoleSettings
@@ -73,8 +73,8 @@ async def grpc_address() -> AsyncIterator[str]:
     await server.stop(0)
 
 
-async def _client(address: str, *, dev_mode: bool) -> tuple[httpx.AsyncClient, Backends]:
-    backends = Backends({"contacts": address}, timeout=5)
+async def _client(address: str, *, dev_mode: bool) -> tuple[httpx.AsyncClient, GrpcBackends]:
+    backends = GrpcBackends({"contacts": address}, timeout=5)
     backends.open()  # httpx's ASGI transport does not run the app's lifespan
     settings = ConsoleSettings(dev_mode=dev_mode, jwt_secret=SecretStr(SECRET))
     app = create_app(settings, backends)
@@ -205,7 +205,7 @@ async def test_unknown_api_route_is_a_json_404(client: httpx.AsyncClient) -> Non
 
 async def test_unreachable_service_is_503(client: httpx.AsyncClient) -> None:
     # routing is not configured in this client's backends: port 9 refuses connections
-    backends = Backends({"routing": "127.0.0.1:9"}, timeout=2)
+    backends = GrpcBackends({"routing": "127.0.0.1:9"}, timeout=2)
     backends.open()
     app = create_app(ConsoleSettings(), backends)
     async with httpx.AsyncClient(
@@ -258,8 +258,8 @@ async def test_dev_login_mints_a_short_lived_token_the_services_accept(grpc_addr
 
 
 async def test_readiness_follows_the_services_grpc_health(grpc_address: str) -> None:
-    up = Backends({"contacts": grpc_address}, timeout=5)
-    down = Backends({"contacts": grpc_address, "routing": "127.0.0.1:9"}, timeout=5)
+    up = GrpcBackends({"contacts": grpc_address}, timeout=5)
+    down = GrpcBackends({"contacts": grpc_address, "routing": "127.0.0.1:9"}, timeout=5)
     for backends, status, state in ((up, 200, "ready"), (down, 503, "not ready")):
         backends.open()
         app = create_app(ConsoleSettings(), backends)
@@ -279,7 +279,7 @@ async def test_serves_the_built_console_with_a_strict_csp(tmp_path: Path) -> Non
         (ConsoleSettings(static_dir=str(tmp_path)), "<title>console</title>"),
         (ConsoleSettings(static_dir=str(tmp_path / "missing")), "not built"),
     ):
-        app = create_app(settings, Backends({}, timeout=1))
+        app = create_app(settings, GrpcBackends({}, timeout=1))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://console.test"
         ) as http:

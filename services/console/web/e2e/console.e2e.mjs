@@ -294,6 +294,20 @@ async function main() {
       await axeCheck(page, "login");
       await screenshot(page, "login");
     });
+
+    await step("an agent is refused admin writes, with the service's message", async () => {
+      await page.getByLabel("Organization id").fill(SEED.org);
+      await page.getByLabel("Agent id").fill(SEED.agent);
+      await page.getByLabel("Role").selectOption("agent");
+      await page.locator("#dev-login button[type=submit]").click();
+      await page.locator("#who", { hasText: "agent" }).waitFor();
+      await page.goto(`${BASE}/#/routing`);
+      const toggle = page.getByRole("switch", { name: "Remove assignment when an agent signs out" });
+      await eventually(async () => (await toggle.getAttribute("aria-checked")) === "true", "agents may read it");
+      await toggle.click();
+      await page.getByRole("alert").filter({ hasText: "admin" }).waitFor();
+      expect((await toggle.getAttribute("aria-checked")) === "true", "the setting did not change");
+    });
   } catch (exc) {
     await page.screenshot({ path: path.join(ARTIFACTS, "failure.png"), fullPage: true }).catch(() => {});
     console.log(`RESULT ${JSON.stringify({ ...result, error: String(exc.stack ?? exc) })}`);

@@ -62,7 +62,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
         cleanups=[close_mongo],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
-            client, settings.kafka_bootstrap_servers, client_id="presence"
+            settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="presence"
         ),
     )
     return runtime, presence

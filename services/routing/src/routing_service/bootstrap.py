@@ -101,7 +101,7 @@ def build(settings: RoutingSettings) -> Routing:
             grpc_server,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             dependencies=standard_checks(
-                client, settings.kafka_bootstrap_servers, client_id="routing"
+                settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="routing"
             ),
         ),
         store=store,
@@ -198,14 +198,20 @@ def build(settings: RoutingSettings) -> Routing:
                 caught_up=presence_caught_up,
             )
             routing.loops.append(presence_loop)
-            # a task group, not gather: if one loop fails, the others are cancelled with it
-            # (the runtime restarts the whole set) instead of running on without a producer
-            async with asyncio.TaskGroup() as loops:
-                loops.create_task(owner_loop.run())
-                loops.create_task(presence_loop.run())
-                loops.create_task(views.run())
-                loops.create_task(every(tick, owner_lock, owner.release_due))
-                loops.create_task(every(tick, presence_lock, recorder.relay))
+            loops = [
+                asyncio.create_task(owner_loop.run()),
+                asyncio.create_task(presence_loop.run()),
+                asyncio.create_task(views.run()),
+                asyncio.create_task(every(tick, owner_lock, owner.release_due)),
+                asyncio.create_task(every(tick, presence_lock, recorder.relay)),
+            ]
+            try:
+                await asyncio.gather(*loops)
+            finally:
+                # if one loop failed, the others go with it (the runtime restarts the set)
+                # instead of running on without a producer
+                for task in loops:
+                    task.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()
