@@ -101,7 +101,7 @@ def build(settings: RoutingSettings) -> Routing:
             grpc_server,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             dependencies=standard_checks(
-                client, settings.kafka_bootstrap_servers, client_id="routing"
+                settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="routing"
             ),
         ),
         store=store,
