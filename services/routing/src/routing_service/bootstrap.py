@@ -212,6 +212,9 @@ def build(settings: RoutingSettings) -> Routing:
                 # instead of running on without a producer
                 for task in loops:
                     task.cancel()
+                # the consumers leave their groups (revoke callbacks take the locks) before
+                # the producer stops; bounded, so a stuck leave cannot hold up the shutdown
+                await asyncio.wait(loops, timeout=10)
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()
