@@ -20,7 +20,7 @@ from inbox_contracts.topics import TOPICS
 def build_document() -> str:
     broker = KafkaBroker("127.0.0.1:9092", description="Inbox Kafka cluster")
     for topic in TOPICS:
-        envelopes: list[Any] = [CloudEvent.__class_getitem__(cls) for cls in topic.event_types]
+        envelopes: list[Any] = [CloudEvent.__class_getitem__(cls) for cls in topic.carried_types]
         schema = envelopes[0] if len(envelopes) == 1 else Union[tuple(envelopes)]  # noqa: UP007
         broker.publisher(
             topic.name,

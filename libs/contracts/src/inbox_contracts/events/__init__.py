@@ -5,6 +5,12 @@ from inbox_contracts.events.contacts import (
     ContactProfileUpserted,
     ContactsChanged,
 )
+from inbox_contracts.events.dispatch import (
+    AssignmentProposed,
+    AssignmentSettingsChanged,
+    ConversationDispatchChanged,
+    ProposalRefusal,
+)
 from inbox_contracts.events.conversations import (
     ConversationAssigned,
     ConversationResolved,
@@ -23,7 +29,9 @@ from inbox_contracts.events.presence import (
 from inbox_contracts.events.replies import SavedReplyUsed
 from inbox_contracts.events.routing import (
     AgentSweepRequested,
+    AutoAssignReason,
     AutoUnassignReason,
+    ConversationAutoAssigned,
     ConversationAutoUnassigned,
 )
 
@@ -32,19 +40,25 @@ __all__ = [
     "AgentSignedIn",
     "AgentSignedOut",
     "AgentSweepRequested",
+    "AssignmentProposed",
+    "AssignmentSettingsChanged",
+    "AutoAssignReason",
     "AutoUnassignReason",
     "Availability",
     "ChannelIdentity",
     "ContactProfileUpserted",
     "ContactsChanged",
     "ConversationAssigned",
+    "ConversationAutoAssigned",
     "ConversationAutoUnassigned",
+    "ConversationDispatchChanged",
     "ConversationResolved",
     "ConversationUnassigned",
     "FollowUpDue",
     "InboundMessageReceived",
     "OutboundMessageSent",
     "PresenceProgressed",
+    "ProposalRefusal",
     "SavedReplyUsed",
     "SignOutReason",
 ]
