@@ -7,8 +7,16 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
+from inbox_contracts.topics import (
+    CONVERSATIONS,
+    MESSAGES,
+    PRESENCE,
+    ROUTING_COMMANDS,
+    ROUTING_DISPATCH,
+    ROUTING_PROPOSALS,
+)
 from inbox_kit.auth import TokenVerifier
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -16,9 +24,12 @@ from inbox_kit.kafka import DeadLetters, producer_raw_publish
 from inbox_kit.mongo import connect
 from inbox_kit.runtime import ServiceRuntime
 
+from routing_service.adapters.dispatch_store import MongoDispatchStore
 from routing_service.adapters.kafka import KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.entrypoints.grpc_api import RoutingServicer
+from routing_service.service_layer.auto_assign import AutoAssigner
+from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
 from routing_service.service_layer.owner import ConversationOwner, Delivery
 from routing_service.service_layer.presence import PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
@@ -38,14 +49,16 @@ class Routing:
     runtime: ServiceRuntime
     store: MongoRoutingStore
     publisher: KafkaPublisher
+    dispatch_store: MongoDispatchStore
     owner: ConversationOwner | None = None
     views: ViewWriter | None = None
+    dispatcher: Dispatcher | None = None
     loops: list[BatchConsumer] = field(default_factory=list)
 
     async def ready(self, timeout: float = 30.0) -> None:
-        """Both consumers have partitions with resolved positions."""
+        """All consumers have partitions with resolved positions."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.loops) < 2:
+        while len(self.loops) < 3:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("routing consumers did not start")
             await asyncio.sleep(0.05)
@@ -56,13 +69,14 @@ class Routing:
 def build(settings: RoutingSettings) -> Routing:
     client, db = connect(settings)
     store = MongoRoutingStore(db)
+    dispatch_store = MongoDispatchStore(db)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
         [
             ServiceRegistration(
                 SERVICE_NAME,
                 routing_pb2_grpc.add_RoutingServiceServicer_to_server,
-                RoutingServicer(store),
+                RoutingServicer(store, dispatch_store, publisher),
             )
         ],
         verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
@@ -75,6 +89,7 @@ def build(settings: RoutingSettings) -> Routing:
         ),
         store=store,
         publisher=publisher,
+        dispatch_store=dispatch_store,
     )
 
     async def consume() -> None:
@@ -85,9 +100,16 @@ def build(settings: RoutingSettings) -> Routing:
             owner_lock = asyncio.Lock()
             views = ViewWriter(store, exclusive=owner_lock)
             routing.views = views
-            owner = ConversationOwner(store, publisher, views)
+            assigner = AutoAssigner(publisher, store.timelines)
+            owner = ConversationOwner(store, publisher, views, assigner)
             routing.owner = owner
-            recorder = PresenceRecorder(store, publisher, len(partitions))
+            recorder = PresenceRecorder(store, publisher, len(partitions), publisher)
+            dispatcher = Dispatcher(
+                dispatch_store,
+                publisher,
+                snapshot_seconds=settings.dispatch_snapshot_seconds,
+            )
+            routing.dispatcher = dispatcher
             raw_publish = producer_raw_publish(publisher.producer)
 
             async def handle_owned(batch: Batch) -> None:
@@ -102,10 +124,38 @@ def build(settings: RoutingSettings) -> Routing:
             async def revoked(parts: set[int]) -> None:
                 await owner.revoke(parts)
 
+            async def handle_dispatch(batch: Batch) -> None:
+                await dispatcher.handle(
+                    [DispatchRecord(r.partition, r.offset, e) for r, e in batch]
+                )
+
+            async def seek(partition: int, offset: int | None) -> int:
+                consumer = dispatch_loop.consumer
+                assert consumer is not None
+                tp = TopicPartition(ROUTING_DISPATCH.name, partition)
+                if offset is not None:
+                    consumer.seek(tp, offset)
+                elif settings.initial_offset == "earliest":
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    await consumer.seek_to_end(tp)
+                return int(await consumer.position(tp))
+
+            async def dispatch_assigned(parts: set[int]) -> None:
+                await dispatcher.assign(parts, seek)
+
+            async def dispatch_revoked(parts: set[int]) -> None:
+                await dispatcher.revoke(parts)
+
             owner_loop = BatchConsumer(
                 name="owner",
                 bootstrap=settings.kafka_bootstrap_servers,
-                topics=[MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name],
+                topics=[
+                    MESSAGES.name,
+                    CONVERSATIONS.name,
+                    ROUTING_COMMANDS.name,
+                    ROUTING_PROPOSALS.name,
+                ],
                 group_id=settings.consumer_group,
                 handler=handle_owned,
                 dead_letters=DeadLetters(raw_publish, settings.consumer_group),
@@ -129,7 +179,23 @@ def build(settings: RoutingSettings) -> Routing:
                 consumer_options=LOW_LATENCY,
             )
             routing.loops.append(presence_loop)
-            await asyncio.gather(owner_loop.run(), presence_loop.run(), views.run())
+            dispatch_loop = BatchConsumer(
+                name="dispatcher",
+                bootstrap=settings.kafka_bootstrap_servers,
+                topics=[ROUTING_DISPATCH.name],
+                group_id=settings.dispatcher_consumer_group,
+                handler=handle_dispatch,
+                dead_letters=DeadLetters(raw_publish, settings.dispatcher_consumer_group),
+                on_assigned=dispatch_assigned,
+                on_revoked=dispatch_revoked,
+                max_records=settings.batch_max_records,
+                initial_offset="earliest",
+                consumer_options=LOW_LATENCY,
+            )
+            routing.loops.append(dispatch_loop)
+            await asyncio.gather(
+                owner_loop.run(), presence_loop.run(), dispatch_loop.run(), views.run()
+            )
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()

@@ -10,10 +10,12 @@ from aiokafka import AIOKafkaProducer
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
     AgentSweepRequested,
+    AssignmentProposed,
     AutoUnassignReason,
+    ConversationAutoAssigned,
     ConversationAutoUnassigned,
 )
-from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
+from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS, ROUTING_DISPATCH, ROUTING_PROPOSALS
 from inbox_kit.kafka import cloudevent_headers
 
 from routing_service.domain.model import Decision
@@ -77,6 +79,45 @@ class KafkaPublisher:
                     ROUTING.name, event.to_json_bytes(), key=event.key, headers=_headers(event)
                 )
             )
+        await asyncio.gather(*futures)
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """To the dispatcher, keyed by org: one ordered stream per org."""
+        futures = [
+            await self.producer.send(
+                ROUTING_DISPATCH.name,
+                e.to_json_bytes(),
+                key=e.data.org_id.encode(),
+                headers=_headers(e),
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        futures = [
+            await self.producer.send(
+                ROUTING.name, e.to_json_bytes(), key=e.key, headers=_headers(e)
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+        """To the partition that holds the conversation (whatever partitioner its producers
+        used), so its owner reviews it."""
+        futures = [
+            await self.producer.send(
+                ROUTING_PROPOSALS.name,
+                p.to_json_bytes(),
+                key=p.key,
+                partition=p.data.partition,
+                headers=_headers(p),
+            )
+            for p in proposals
+        ]
         await asyncio.gather(*futures)
 
     async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:

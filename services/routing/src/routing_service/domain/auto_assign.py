@@ -26,6 +26,7 @@ from routing_service.domain.model import (
 )
 
 AUTO_ASSIGNED_TYPE = "inbox.routing.auto_assigned.v1"
+AUTO_UNASSIGNED_TYPE = "inbox.routing.auto_unassigned.v1"
 ROUTING_ACTOR = "routing"
 NEVER_SIGNED_IN = datetime.min.replace(tzinfo=UTC)
 
@@ -40,6 +41,10 @@ class DispatchView:
     waiting_since: datetime | None
     waiting_cause: str | None
     version: int
+    #: The event behind the current state: what started the waiting, else the latest change.
+    cause: tuple[str, str]
+    #: Event time of the latest change.
+    at: datetime
 
     @property
     def waiting(self) -> bool:
@@ -63,7 +68,7 @@ class DispatchView:
 
 def waiting_period(
     state: ConversationState, audit: Sequence[AuditEntry]
-) -> tuple[datetime, str] | None:
+) -> tuple[datetime, str, AuditEntry] | None:
     """When the current waiting period (NEW and unassigned) started and what started it
     (None: not waiting). Replays the audit trail; a published unassignment that no longer
     removed anything (its assignment was replaced meanwhile) is in the trail too, so it
@@ -72,7 +77,7 @@ def waiting_period(
         return None
     queue: Queue | None = None
     assignee: str | None = None
-    start: tuple[datetime, str] | None = None
+    start: tuple[datetime, str, AuditEntry] | None = None
     for a in audit:
         if a.kind in (AuditKind.CREATED, AuditKind.QUEUE_MOVED):
             queue = a.to_queue
@@ -84,12 +89,16 @@ def waiting_period(
             assignee = None
         if queue is Queue.NEW and assignee is None:
             if start is None:
-                start = (a.occurred_at, f"{a.kind.value}:{a.decision_id or a.event_id}")
+                start = (a.occurred_at, f"{a.kind.value}:{a.decision_id or a.event_id}", a)
         else:
             start = None
     if start is None and audit:  # the replay disagrees with the fold: trust the fold
         last = audit[-1]
-        start = (last.occurred_at, f"{last.kind.value}:{last.decision_id or last.event_id}")
+        start = (
+            last.occurred_at,
+            f"{last.kind.value}:{last.decision_id or last.event_id}",
+            last,
+        )
     return start
 
 
@@ -105,6 +114,14 @@ def channel_of(entries: Sequence[ConversationEntry]) -> str | None:
 def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
     s = result.state
     period = waiting_period(s, result.audit)
+    behind = period[2] if period else (result.audit[-1] if result.audit else None)
+    if behind is None:
+        cause = ("", "")
+    elif behind.kind is AuditKind.AUTO_UNASSIGNED and behind.decision_id:
+        cause = (behind.decision_id, AUTO_UNASSIGNED_TYPE)
+    else:
+        cause = (behind.event_id, behind.event_type)
+    at = s.updated_at or lg.stream_time() or datetime.now(UTC)
     return DispatchView(
         queue=s.queue.value if s.queue is not None else Queue.NEW.value,
         assignee_id=s.assignee_id,
@@ -112,6 +129,8 @@ def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
         waiting_since=period[0] if period else None,
         waiting_cause=period[1] if period else None,
         version=len(lg.entries) + len(lg.facts),
+        cause=cause,
+        at=at,
     )
 
 

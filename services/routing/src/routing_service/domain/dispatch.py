@@ -146,6 +146,8 @@ class Proposal:
     #: on the channel it was judged for (the team follows the channel).
     waiting_cause: str
     channel_id: str | None
+    team: str
+    waiting_since: datetime
     reason: AssignReason
     cause: Cause
     occurred_at: datetime
@@ -465,6 +467,7 @@ class OrgDispatcher:
 
     def _propose(self, slot: ConversationSlot, agent: AgentSlot) -> Proposal:
         assert slot.waiting_cause is not None and slot.started_waiting is not None
+        assert slot.waiting_since is not None
         assert self.clock is not None
         conv_seq, conv_cause = slot.started_waiting
         if agent.became_eligible is not None and agent.became_eligible[0] > conv_seq:
@@ -479,6 +482,8 @@ class OrgDispatcher:
             agent.agent_id,
             slot.waiting_cause,
             slot.channel_id,
+            self.settings.team_of(slot.channel_id),
+            slot.waiting_since,
             reason,
             cause,
             self.clock,

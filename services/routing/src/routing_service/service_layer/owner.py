@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from inbox_contracts import CloudEvent
-from inbox_contracts.events import AgentSweepRequested
+from inbox_contracts.events import AgentSweepRequested, AssignmentProposed
 
 from routing_service.domain.model import (
     ConversationLog,
@@ -33,6 +33,7 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
+from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
     ConversationKey,
@@ -77,9 +78,12 @@ class ConversationOwner:
         store: RoutingStore,
         publisher: DecisionPublisher,
         views: ViewWriter | None = None,
+        assigner: AutoAssigner | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        #: Automatic assignment's hook (PRODUCT.md §4); None: not wired (older tests).
+        self._assigner = assigner
         #: None: write the read model inline (tests); else asynchronously.
         self._views = views
         self.logs: dict[ConversationKey, ConversationLog] = {}
@@ -162,6 +166,8 @@ class ConversationOwner:
         parts = set(partitions)
         if self._views is not None:
             self._views.drop(parts)
+        if self._assigner is not None:
+            self._assigner.forget(parts)
         self.owned -= parts
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
         for k in gone:
@@ -185,10 +191,14 @@ class ConversationOwner:
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         touched: dict[ConversationKey, None] = {}
         sweeps: list[SweepRow] = []
+        proposals: list[CloudEvent[AssignmentProposed]] = []
         duplicates = 0
         for delivery in deliveries:
             event = delivery.event
             data = event.data
+            if isinstance(data, AssignmentProposed):
+                proposals.append(event)
+                continue
             if isinstance(data, AgentSweepRequested):
                 sweeps.append(
                     SweepRow(event.id, data.partition, data.org_id, data.agent_id, data.occurred_at)
@@ -217,7 +227,26 @@ class ConversationOwner:
         # uses the in-memory log); both are stored before any decision is recorded.
         outcome = await self._refold(list(touched), persist=self._persist_inputs(sweeps))
         outcome.duplicates = duplicates
+        if proposals and self._assigner is not None:
+            # reviewed against the state after this batch's other events
+            outcome.decisions += (await self._apply_proposals(proposals)).decisions
         return outcome
+
+    async def _apply_proposals(
+        self, proposals: Sequence[CloudEvent[AssignmentProposed]]
+    ) -> BatchOutcome:
+        assert self._assigner is not None
+        accepted, again = await self._assigner.review(proposals, self.logs)
+        keys: dict[ConversationKey, None] = dict.fromkeys(again)
+        for lg, entry in accepted:
+            key = (lg.org_id, lg.conversation_id)
+            if lg.add(entry):
+                row = JournalRow(lg.org_id, lg.conversation_id, lg.partition, entry)
+                self._unjournaled[(lg.org_id, lg.conversation_id, entry.event_id)] = row
+                assert entry.assignee_id is not None
+                self._by_agent[(lg.org_id, entry.assignee_id)].add(key)
+            keys[key] = None
+        return await self._refold(list(keys), persist=self._persist_inputs([]))
 
     async def _fold_inputs(self, keys: Sequence[ConversationKey]) -> FoldInputs:
         """Presence timelines of every agent these conversations involve, and org settings."""
@@ -255,6 +284,8 @@ class ConversationOwner:
             if persist is not None:
                 await persist
             outcome.decisions = await self._record_and_publish()
+            if self._assigner is not None:
+                await self._assigner.flush()
             return outcome
         if inputs is None:
             inputs, _ = await asyncio.gather(
@@ -281,6 +312,8 @@ class ConversationOwner:
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
                 new_rows.append(DecisionRow(lg.partition, d))
+            if self._assigner is not None:
+                self._assigner.observe(lg, result)
             view = ConversationView(lg.partition, result.state, result.audit)
             if result.state.exists and self._written.get(key) != view.fingerprint:
                 views.append(view)
@@ -300,6 +333,10 @@ class ConversationOwner:
             for v in views:
                 self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
             outcome.views_written = len(views)
+        if self._assigner is not None:
+            # after the decisions: an R1/R2 unassignment is published before the dispatcher
+            # can hand the conversation to someone else
+            await self._assigner.flush()
         return outcome
 
     async def _record_and_publish(self) -> list[Decision]:

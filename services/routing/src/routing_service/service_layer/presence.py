@@ -13,8 +13,14 @@ import uuid
 from collections.abc import Sequence
 
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.events import AgentSignedOut, AgentSweepRequested
+from inbox_contracts.events import (
+    AgentAvailabilityChanged,
+    AgentSignedIn,
+    AgentSignedOut,
+    AgentSweepRequested,
+)
 
+from routing_service.service_layer.auto_assign import DispatchPublisher
 from routing_service.service_layer.ports import CommandPublisher, RoutingStore
 from routing_service.service_layer.translate import presence_entry
 
@@ -45,15 +51,26 @@ def sweep_commands(
 
 
 class PresenceRecorder:
-    def __init__(self, store: RoutingStore, commands: CommandPublisher, partitions: int) -> None:
+    def __init__(
+        self,
+        store: RoutingStore,
+        commands: CommandPublisher,
+        partitions: int,
+        dispatch: DispatchPublisher | None = None,
+    ) -> None:
         self._store = store
         self._commands = commands
         self._partitions = partitions
+        #: automatic assignment: presence re-published to the dispatcher, keyed by org
+        self._dispatch = dispatch
 
     async def handle(self, events: Sequence[CloudEvent[EventData]]) -> int:
         """Record the batch, then publish the sweeps; returns the number of commands."""
         commands: list[CloudEvent[AgentSweepRequested]] = []
+        rekeyed: list[CloudEvent[EventData]] = []
         for event in events:
+            if isinstance(event.data, (AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged)):
+                rekeyed.append(event)
             entry = presence_entry(event)
             if entry is None:
                 continue  # availability never removes assignments
@@ -63,4 +80,8 @@ class PresenceRecorder:
                 commands.extend(sweep_commands(event, self._partitions))
         if commands:
             await self._commands.publish_commands(commands)
+        if rekeyed and self._dispatch is not None:
+            # after the timeline is stored: an owner never sees a proposal for an agent
+            # whose sign-in it does not know yet
+            await self._dispatch.publish_dispatch_inputs(rekeyed)
         return len(commands)
