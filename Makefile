@@ -6,7 +6,11 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS_DIR)/venv/bin/uv)
 RUN := $(UV) run --locked
 NAME ?=
 
-.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi bench clean
+CONSOLE_WEB := services/console/web
+CONSOLE_WEB_SOURCES := $(CONSOLE_WEB)/package-lock.json $(CONSOLE_WEB)/index.html \
+	$(CONSOLE_WEB)/vite.config.ts $(CONSOLE_WEB)/tsconfig.json $(wildcard $(CONSOLE_WEB)/src/*.* $(CONSOLE_WEB)/src/*/*.*)
+
+.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi bench clean console-web browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,8 +20,18 @@ $(TOOLS_DIR)/venv/bin/uv:
 	python3 -m venv $(TOOLS_DIR)/venv
 	$(TOOLS_DIR)/venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-setup: $(UV) ## install Python dependencies from uv.lock
+setup: $(UV) console-web ## install Python dependencies from uv.lock, build the web console
 	$(UV) sync --locked --all-packages
+
+console-web: $(CONSOLE_WEB)/dist/index.html ## build the web console (npm ci + vite; only when its sources changed)
+
+$(CONSOLE_WEB)/dist/index.html: $(CONSOLE_WEB_SOURCES)
+	@command -v npm >/dev/null || { echo "npm (Node 20+) is required to build the web console" >&2; exit 1; }
+	cd $(CONSOLE_WEB) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && npm run build --silent
+	@touch $@
+
+browser: ## install Debian's chromium for the browser tests when missing (needs root or sudo)
+	tools/ensure_chromium.sh
 
 up: setup ## start Kafka + FerretDB and the four services in the background (logs, pids: .devstack/)
 	$(RUN) inbox-run up
@@ -37,7 +51,7 @@ run: setup ## start everything in the foreground, wait until healthy, stream log
 demo: setup ## walk through every PRODUCT.md feature against the running stack (make run/up first)
 	$(RUN) inbox-demo
 
-test: setup ## set up everything and run all tests on the real stack
+test: setup browser ## set up everything and run all tests on the real stack (browser tests included)
 	$(RUN) pytest
 
 test-fast: setup ## unit tests only (no infrastructure)

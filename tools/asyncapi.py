@@ -14,7 +14,19 @@ import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from inbox_contracts import CloudEvent
-from inbox_contracts.topics import TOPICS
+from inbox_contracts.topics import TOPICS, Topic
+
+
+def _companions(topic: Topic) -> str:
+    dead_letters = (
+        f"Dead letters: `{topic.dead_letter}`." if topic.dead_lettered else "No dead-letter topic."
+    )
+    if not topic.repartitioned:
+        return dead_letters
+    return (
+        f"{dead_letters} Misplaced records (partition not murmur2(subject)) are forwarded to the "
+        f"internal topic `{topic.repartition}` (same partition count)."
+    )
 
 
 def build_document() -> str:
@@ -27,7 +39,7 @@ def build_document() -> str:
             title=topic.name,
             description=(
                 f"{topic.description} Key: `{topic.key}`. Producers: {', '.join(topic.producers)}."
-                f" Consumers: {', '.join(topic.consumers)}. Dead letters: `{topic.dead_letter}`."
+                f" Consumers: {', '.join(topic.consumers)}. {_companions(topic)}"
             ),
             schema=schema,
         )

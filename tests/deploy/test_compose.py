@@ -49,7 +49,7 @@ def test_schema_check_catches_mistakes(
 
 def test_topic_job_creates_every_registered_topic(compose: dict[str, Any]) -> None:
     script = compose["services"]["topics"]["command"][0]
-    listed = re.findall(r"\binbox\.[a-z.]+?\.v1(?:\.dlq)?\b", script)
+    listed = re.findall(r"\binbox\.[a-z.]+?\.v1(?:\.dlq|\.repartition)?\b", script)
     assert sorted(listed) == sorted(ALL_TOPIC_NAMES)
     assert "--partitions 6" in script and "--if-not-exists" in script
     assert compose["services"]["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
@@ -75,7 +75,11 @@ def test_services_are_configured_and_gated_on_healthy_dependencies(
         assert (repo / svc["build"]["dockerfile"]).is_file()
         assert svc["build"]["context"] == "."
         env = svc["environment"]
-        assert all(key.startswith(prefix) for key in env), f"{name}: env keys need {prefix}"
+        shared = {"INBOX_DEVELOPMENT_MODE"}  # the one switch every service reads unprefixed
+        assert all(key.startswith(prefix) or key in shared for key in env), (
+            f"{name}: env keys need {prefix}"
+        )
+        assert env["INBOX_DEVELOPMENT_MODE"].startswith("${INBOX_DEVELOPMENT_MODE:-")
         assert env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
         assert env[f"{prefix}MONGODB_URI"].startswith("mongodb://mongo:27017")
         assert env[f"{prefix}GRPC_HOST"] == "0.0.0.0"

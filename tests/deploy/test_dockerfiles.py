@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 NAMES = ["presence", "routing", "contacts", "replies"]
+#: Every image: the four gRPC services and the console edge (HTTP; its own essentials test).
+IMAGES = [*NAMES, "console"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def workspace_members(repo: Path) -> list[str]:
     return members
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", IMAGES)
 def test_hadolint_passes(repo: Path, name: str) -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run(
@@ -109,7 +111,7 @@ def test_dockerfile_essentials(
     assert cmd == f'["inbox-{name}"]' and f"inbox-{name}" in scripts
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", IMAGES)
 def test_every_workspace_member_manifest_is_copied(repo: Path, name: str) -> None:
     """uv checks the lock against all members: a member added later must be copied too."""
     copied = {
@@ -144,7 +146,28 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_console_dockerfile_essentials(repo: Path) -> None:
+    stages = parse(repo / "services" / "console" / "Dockerfile")
+    text = (repo / "services" / "console" / "Dockerfile").read_text()
+    runtime = stages[-1]
+    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim", text)
+    assert runtime[0].args.startswith("${PYTHON_IMAGE}")
+    web = next(s for s in stages if " AS web" in s[0].args)
+    assert any(i.keyword == "RUN" and "npm ci" in i.args for i in web)
+    copies = [i.args for i in runtime if i.keyword == "COPY"]
+    assert {c.split()[0] for c in copies} <= {"--from=build", "--from=web"}
+    assert any("/app/.venv" in c for c in copies) and any("/web/dist" in c for c in copies)
+    users = [i.args for i in runtime if i.keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+    env = " ".join(i.args for i in runtime if i.keyword == "ENV")
+    # never the development login in an image
+    assert "CONSOLE_DEV_MODE=false" in env and "CONSOLE_HTTP_HOST=0.0.0.0" in env
+    healthchecks = [i.args for i in runtime if i.keyword == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and "/healthz" in healthchecks[0]
+    assert [i.args for i in runtime if i.keyword == "CMD"][-1] == '["inbox-console"]'
+
+
+@pytest.mark.parametrize("name", IMAGES)
 def test_build_stage_replays_without_docker(repo: Path, tmp_path: Path, name: str) -> None:
     """Replay the build stage's COPY and ``uv sync`` steps in a scratch context: the locked,
     non-editable install works and yields a self-contained venv with the console script."""

@@ -94,6 +94,10 @@ def test_deployments_probe_grpc_health_and_take_config_from_configmap_and_secret
         (container,) = pod["containers"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == cfg["grpc"], (name, probe)
+        # liveness = the process runs; readiness ("" = default) = its dependencies answer
+        assert container["livenessProbe"]["grpc"]["service"] == "liveness", name
+        assert container["startupProbe"]["grpc"]["service"] == "liveness", name
+        assert "service" not in container["readinessProbe"]["grpc"], name
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports == {"grpc": cfg["grpc"], "metrics": cfg["metrics"]}
         resources = container["resources"]

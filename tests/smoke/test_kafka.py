@@ -15,6 +15,7 @@ from inbox_contracts.events import InboundMessageReceived
 from inbox_contracts.topics import MESSAGES, Topic
 from inbox_devstack import create_topics
 from inbox_kit import kafka as kit_kafka
+from inbox_kit.batch_consumer import BatchConsumer, per_event
 from inbox_testing import Infra, TopicProbe, wait_until
 
 pytestmark = pytest.mark.infra
@@ -87,7 +88,29 @@ async def test_produce_consume_commit_then_resume_after_the_commit(
         await again.stop()
 
 
-async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malformed(
+async def _consuming(
+    infra: Infra,
+    topic: Topic,
+    group: str,
+    handler: kit_kafka.EventHandler,
+    publisher: kit_kafka.EventPublisher,
+    policy: kit_kafka.RetryPolicy | None = None,
+) -> tuple[BatchConsumer, asyncio.Task[None]]:
+    consumer = BatchConsumer(
+        name="smoke",
+        bootstrap=infra.kafka_bootstrap,
+        topics=[topic.name],
+        group_id=group,
+        handler=per_event(handler),
+        dead_letters=kit_kafka.DeadLetters(publisher.publish_raw, group),
+        policy=policy,
+    )
+    task = asyncio.create_task(consumer.run())
+    await consumer.ready()
+    return consumer, task
+
+
+async def test_the_kit_consumer_handles_valid_events_and_dead_letters_malformed(
     infra: Infra, unique: Callable[[str], str], private_topic: Topic
 ) -> None:
     org = unique("org")
@@ -97,30 +120,32 @@ async def test_faststream_subscriber_handles_valid_events_and_dead_letters_malfo
         if event.data.org_id == org:
             handled.append(event)
 
-    broker = kit_kafka.make_broker(infra.kafka_bootstrap, client_id="smoke")
-    kit_kafka.subscribe(broker, [private_topic], group_id=unique("smoke-fs"), handler=handler)
+    publisher = kit_kafka.EventPublisher(infra.kafka_bootstrap, client_id="smoke")
+    await publisher.start()
     # Everything goes to one partition (same key), so order on it is: good, bad, good.
     conversation = unique("conv")
     before, after = _inbound(org, conversation), _inbound(org, conversation)
 
     async with TopicProbe(infra.kafka_bootstrap, private_topic.dead_letter) as dlq:
-        await broker.start()
+        _, task = await _consuming(infra, private_topic, unique("smoke-fs"), handler, publisher)
         try:
-            await kit_kafka.publish_event(broker, private_topic, before)
-            await broker.publish(
-                b'{"oops": true', topic=private_topic.name, key=conversation.encode()
+            await publisher.publish(private_topic, before)
+            await publisher.publish_raw(
+                private_topic.name, b'{"oops": true', conversation.encode(), {}
             )
-            await kit_kafka.publish_event(broker, private_topic, after)
+            await publisher.publish(private_topic, after)
             await wait_until(lambda: len(handled) == 2, timeout=30)
             dead = await dlq.wait_for(lambda r: r.key == conversation.encode(), count=1, timeout=15)
         finally:
-            await broker.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await publisher.stop()
 
     assert [e.id for e in handled] == [before.id, after.id]
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert dead[0].value == b'{"oops": true'
     assert headers[kit_kafka.H_TOPIC] == private_topic.name
-    assert headers[kit_kafka.H_ERROR_TYPE] == "MalformedEvent"
+    assert headers[kit_kafka.H_REASON] == "not_json"
     assert "not JSON" in headers[kit_kafka.H_ERROR]
 
 
@@ -135,23 +160,24 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
             attempts.append(event.id)
             raise ValueError("poison")
 
-    broker = kit_kafka.make_broker(infra.kafka_bootstrap, client_id="smoke")
-    kit_kafka.subscribe(
-        broker,
-        [private_topic],
-        group_id=unique("smoke-retry"),
-        handler=failing,
-        policy=kit_kafka.RetryPolicy(max_attempts=3, backoff_seconds=0.01),
-    )
+    publisher = kit_kafka.EventPublisher(infra.kafka_bootstrap, client_id="smoke")
+    await publisher.start()
     event = _inbound(org, unique("conv"))
+    policy = kit_kafka.RetryPolicy(max_attempts=3, backoff_seconds=0.01)
     async with TopicProbe(infra.kafka_bootstrap, private_topic.dead_letter) as dlq:
-        await broker.start()
+        _, task = await _consuming(
+            infra, private_topic, unique("smoke-retry"), failing, publisher, policy
+        )
         try:
-            await kit_kafka.publish_event(broker, private_topic, event)
+            await publisher.publish(private_topic, event)
             dead = await dlq.wait_for(lambda r: r.key == event.key, timeout=30)
         finally:
-            await broker.stop()
-    assert attempts == [event.id] * 3
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await publisher.stop()
+    # one attempt as part of its batch, then three on its own
+    assert attempts == [event.id] * 4
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert headers[kit_kafka.H_ATTEMPTS] == "3"
+    assert headers[kit_kafka.H_REASON] == kit_kafka.REASON_HANDLER_FAILED
     assert json.loads(dead[0].value)["id"] == event.id

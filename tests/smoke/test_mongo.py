@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from inbox_kit import mongo as kit_mongo
 from inbox_kit.mongo import upsert
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 pytestmark = pytest.mark.infra
 
@@ -60,3 +62,38 @@ async def test_racing_upserts_of_a_new_document_all_succeed_with_the_kit_helper(
         doc = await state.find_one({"_id": doc_id})
         assert doc is not None and doc["at"] in range(4)
     assert await state.count_documents({}) == 20
+
+
+async def test_a_500_update_bulk_write_completes_and_the_database_stays_usable(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Regression for FerretDB v1's connection leak (ENGINEERING.md §6): unpatched, a bulk write
+    of >= 100 updates to existing documents hung the database for good. The devstack build
+    patches it (libs/devstack ``ferret.PATCHES``); our code caps bulk writes anyway."""
+    docs = mongo_db["bulk_regression"]
+    await docs.insert_many([{"_id": f"d{i}", "n": 0} for i in range(500)])
+    result = await asyncio.wait_for(
+        docs.bulk_write(
+            [UpdateOne({"_id": f"d{i}"}, {"$set": {"n": i + 1}}) for i in range(500)], ordered=False
+        ),
+        timeout=60,
+    )
+    assert result.modified_count == 500
+    assert await asyncio.wait_for(docs.find_one({"_id": "d499"}), 10) == {"_id": "d499", "n": 500}
+
+
+async def test_the_kit_bulk_write_caps_commands_and_reports_errors_like_one_call(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    docs = mongo_db["capped"]
+    await docs.insert_many([{"_id": "d70"}, {"_id": "d140"}])
+    with pytest.raises(BulkWriteError) as failed:
+        await kit_mongo.insert_many(docs, [{"_id": f"d{i}"} for i in range(200)])
+    # the duplicates sit in the 2nd and 3rd command of 64: indexes still point into the input
+    assert sorted(e["index"] for e in failed.value.details["writeErrors"]) == [70, 140]
+    assert failed.value.details["nInserted"] == 198
+    totals = await kit_mongo.bulk_write(
+        docs, [UpdateOne({"_id": f"d{i}"}, {"$set": {"n": i}}) for i in range(200)]
+    )
+    assert (totals["nMatched"], totals["nModified"]) == (200, 200)
+    assert kit_mongo.MAX_BULK_OPERATIONS <= 64

@@ -125,3 +125,22 @@ def test_the_demo_summary_points_at_a_replaying_backlog_only_when_a_wait_timed_o
     other.results.append(StepResult("f", "ok step", 0.1, True))
     assert summary(other, 1.0) == 1
     assert "INBOX_RUN_ISOLATION" not in capsys.readouterr().out
+
+
+def test_console_edge_env_points_at_the_four_services_in_dev_mode(tmp_path: Path) -> None:
+    cfg = DevstackConfig(devstack_dir=tmp_path, kafka_port=19092, mongo_port=27018)
+    base = {"INBOX_PORT_OFFSET": "100", "INBOX_JWT_SECRET": "shared"}
+    env = run_all.service_env(config.CONSOLE, cfg, base)
+    assert env["CONSOLE_HTTP_PORT"] == "8180"
+    assert env["CONSOLE_JWT_SECRET"] == "shared"
+    assert env["CONSOLE_DEV_MODE"] == "true"
+    assert env["CONSOLE_ROUTING_ADDRESS"] == "127.0.0.1:50162"
+    assert env["CONSOLE_REPLIES_ADDRESS"] == "127.0.0.1:50164"
+    assert config.CONSOLE.metrics_port(base) == 0
+    off = run_all.service_env(config.CONSOLE, cfg, {**base, "CONSOLE_DEV_MODE": "false"})
+    assert off["CONSOLE_DEV_MODE"] == "false"
+
+
+def test_run_starts_the_console_last_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INBOX_RUN_SERVICES", raising=False)
+    assert [s.name for s in run_all.selected()][-1] == "console"

@@ -98,10 +98,15 @@ def test_cluster_id_generated_once(cfg: DevstackConfig) -> None:
     assert kafka.cluster_id(cfg) == cid
 
 
-def test_topic_names_include_dead_letters() -> None:
+def test_topic_names_include_dead_letters_and_repartition_topics() -> None:
     names = topic_names()
     assert "inbox.presence.v1" in names and "inbox.presence.v1.dlq" in names
-    assert all(f"{n}.dlq" in names for n in names if not n.endswith(".dlq"))
+    assert "inbox.messages.v1.repartition" in names
+    assert "inbox.contacts.v1.repartition" in names
+    # the change feed is read by every replica and has no dead-letter topic
+    assert "inbox.contacts.changes.v1.dlq" not in names
+    sources = [n for n in names if not n.endswith((".dlq", ".repartition"))]
+    assert all(f"{n}.dlq" in names for n in sources if n != "inbox.contacts.changes.v1")
 
 
 def test_missing_tools_are_named(

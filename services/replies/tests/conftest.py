@@ -18,7 +18,7 @@ from inbox.replies.v1 import replies_pb2_grpc
 from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_contracts.topics import CONTACTS
-from inbox_kit.kafka import make_broker, publish_event
+from inbox_kit.kafka import EventPublisher
 from inbox_testing import (
     TEST_JWT_SECRET,
     Infra,
@@ -111,8 +111,8 @@ async def replies(replies_app: App) -> AsyncIterator[replies_pb2_grpc.RepliesSer
 @pytest.fixture(scope="session")
 async def seed_contact(infra: Infra, contacts_service: ContactsProcess) -> AsyncIterator[Any]:
     """Publish a ContactProfileUpserted and wait until the contacts API returns it."""
-    broker = make_broker(infra.kafka_bootstrap, client_id="replies-tests")
-    await broker.start()
+    publisher = EventPublisher(infra.kafka_bootstrap, client_id="replies-tests")
+    await publisher.start()
     channel = grpc.aio.insecure_channel(contacts_service.address)
     stub = contacts_pb2_grpc.ContactsServiceStub(channel)
 
@@ -127,7 +127,7 @@ async def seed_contact(infra: Infra, contacts_service: ContactsProcess) -> Async
         async def present() -> bool:
             # republish until seen: the contacts consumer starts at "latest" and may not have
             # joined its group when the first copy was produced (upserts are idempotent)
-            await publish_event(broker, CONTACTS, event)
+            await publisher.publish(CONTACTS, event)
             try:
                 got = await stub.BatchGetContacts(
                     contacts_pb2.BatchGetContactsRequest(contact_ids=[contact_id]),
@@ -144,4 +144,4 @@ async def seed_contact(infra: Infra, contacts_service: ContactsProcess) -> Async
         yield seed
     finally:
         await channel.close(None)
-        await broker.stop()
+        await publisher.stop()

@@ -32,9 +32,18 @@ from inbox_cli.config import BY_NAME, jwt_secret
 SOURCE = "/inbox/inboxctl"
 
 
-def token(org_id: str, agent_id: str, role: str = "agent", teams: Sequence[str] = ()) -> str:
+def token(
+    org_id: str,
+    agent_id: str,
+    role: str = "agent",
+    teams: Sequence[str] = (),
+    *,
+    channels: Sequence[str] = (),
+) -> str:
     """A development bearer token signed with the stack's shared secret."""
-    return mint_token(jwt_secret(), org_id=org_id, agent_id=agent_id, role=role, teams=tuple(teams))
+    return mint_token(
+        jwt_secret(), org_id=org_id, agent_id=agent_id, role=role, teams=teams, channels=channels
+    )
 
 
 def bearer(tok: str) -> tuple[tuple[str, str]]:

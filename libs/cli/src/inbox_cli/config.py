@@ -9,6 +9,9 @@ call them). Defaults are the documented ports; every value is overridable by env
 - ``INBOX_JWT_SECRET``: the HS256 secret shared by all services and the CLI (default: the
   kit's development secret);
 - ``INBOX_KAFKA_BOOTSTRAP`` / ``INBOX_MONGODB_URI``: infrastructure (default: the devstack's).
+
+Besides the four gRPC services, ``inbox-run`` starts the console edge (HTTP, ``CONSOLE_HTTP_PORT``,
+default 8080), which calls them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ class ServiceSpec:
     grpc_service: str
     #: Settings (without prefix) naming the Kafka consumer groups it joins → their defaults.
     consumer_groups: dict[str, str]
+    #: ``grpc`` (health: grpc.health.v1) or ``http`` (health: ``GET /healthz``; the console).
+    protocol: str = "grpc"
+
+    @property
+    def port_setting(self) -> str:
+        """The setting (without prefix) of the port it listens on."""
+        return "GRPC_PORT" if self.protocol == "grpc" else "HTTP_PORT"
+
+    @property
+    def host_setting(self) -> str:
+        return "GRPC_HOST" if self.protocol == "grpc" else "HTTP_HOST"
 
     @property
     def module(self) -> str:
@@ -38,10 +52,12 @@ class ServiceSpec:
 
     def grpc_port(self, env: Mapping[str, str] | None = None) -> int:
         env = os.environ if env is None else env
-        return _port(env, f"{self.prefix}GRPC_PORT", self.default_grpc_port)
+        return _port(env, f"{self.prefix}{self.port_setting}", self.default_grpc_port)
 
     def metrics_port(self, env: Mapping[str, str] | None = None) -> int:
         env = os.environ if env is None else env
+        if not self.default_metrics_port:
+            return 0
         return _port(env, f"{self.prefix}METRICS_PORT", self.default_metrics_port)
 
     def address(self, env: Mapping[str, str] | None = None) -> str:
@@ -85,6 +101,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
 )
 BY_NAME: dict[str, ServiceSpec] = {s.name: s for s in SERVICES}
+#: The console edge: HTTP/JSON for browsers over the four gRPC APIs; serves the web console.
+CONSOLE = ServiceSpec("console", "CONSOLE_", 8080, 0, "", {}, protocol="http")
+#: Everything ``inbox-run`` starts, in start order (the console last: it calls the others).
+RUNNABLE: tuple[ServiceSpec, ...] = (*SERVICES, CONSOLE)
 
 
 def jwt_secret(env: Mapping[str, str] | None = None) -> str:

@@ -61,12 +61,15 @@ class Ctx:
     agent: str = "agent-dev"
     role: str = "agent"
     teams: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
     token: str | None = None
     json: bool = False
     timeout: float = 10.0
 
     def bearer(self) -> tuple[tuple[str, str]]:
-        tok = self.token or api.token(self.org, self.agent, self.role, self.teams)
+        tok = self.token or api.token(
+            self.org, self.agent, self.role, self.teams, channels=self.channels
+        )
         return api.bearer(tok)
 
 
@@ -86,6 +89,14 @@ def _global(
         list[str] | None,
         typer.Option("--team", envvar="INBOX_TEAMS", help="Team id (repeatable)."),
     ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            envvar="INBOX_CHANNELS",
+            help="Channel id the agent may answer on (repeatable; the token's channels claim).",
+        ),
+    ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="INBOX_TOKEN", help="Use this bearer token as is.")
     ] = None,
@@ -97,6 +108,7 @@ def _global(
     """Global identity and output options (put them before the command)."""
     STATE.org, STATE.agent, STATE.role = org, agent, role
     STATE.teams = [t for item in team or [] for t in item.split(",") if t]
+    STATE.channels = [c for item in channel or [] for c in item.split(",") if c]
     STATE.token, STATE.json, STATE.timeout = token, json_output, timeout
 
 
@@ -170,7 +182,7 @@ def call(service: str, factory: Callable[[grpc.Channel], Any], method: str, requ
 def token_cmd(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
-    """Mint a development bearer token for --org/--agent/--role/--team."""
+    """Mint a development bearer token (HS256, exp = now + ttl) with --team and --channel."""
     from inbox_kit.auth import mint_token
 
     from inbox_cli.config import jwt_secret
@@ -181,10 +193,21 @@ def token_cmd(
         agent_id=STATE.agent,
         role=STATE.role,
         teams=tuple(STATE.teams),
+        channels=tuple(STATE.channels),
         ttl_seconds=ttl,
     )
     if STATE.json:
-        emit({"token": tok, "org": STATE.org, "agent": STATE.agent, "role": STATE.role})
+        emit(
+            {
+                "token": tok,
+                "org": STATE.org,
+                "agent": STATE.agent,
+                "role": STATE.role,
+                "teams": STATE.teams,
+                "channels": STATE.channels,
+                "expires_in": ttl,
+            }
+        )
     else:
         print(tok)
 
@@ -820,7 +843,7 @@ def publish_contact(
 
 
 _GLOBAL_FLAGS = {"--json"}
-_GLOBAL_OPTIONS = {"--org", "--agent", "--role", "--team", "--token", "--timeout"}
+_GLOBAL_OPTIONS = {"--org", "--agent", "--role", "--team", "--channel", "--token", "--timeout"}
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:

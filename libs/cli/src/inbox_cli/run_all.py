@@ -1,4 +1,5 @@
-"""Run the whole backend locally: devstack (Kafka + FerretDB) and the four service processes.
+"""Run the whole backend locally: devstack (Kafka + FerretDB), the four service processes and the
+console edge (HTTP, serves the web console; started last, it calls the four).
 
     inbox-run run        # foreground: start, wait until healthy, stream logs; Ctrl-C stops all
     inbox-run up         # background: same, with pid files + logs under .devstack/
@@ -42,14 +43,15 @@ from inbox_devstack.process import (
     tail,
     write_pid,
 )
+from inbox_kit.auth import DEVELOPMENT_MODE_ENV, DEVELOPMENT_SECRET
 
-from inbox_cli.config import HOST, SERVICES, ServiceSpec, jwt_secret
+from inbox_cli.config import HOST, RUNNABLE, SERVICES, ServiceSpec, jwt_secret
 
 log = logging.getLogger("inbox-run")
 
 HEALTH_TIMEOUT = float(os.environ.get("INBOX_RUN_HEALTH_TIMEOUT", "120"))
 STOP_TIMEOUT = 20.0
-COLORS = {"presence": "36", "routing": "35", "contacts": "33", "replies": "32"}
+COLORS = {"presence": "36", "routing": "35", "contacts": "33", "replies": "32", "console": "34"}
 
 
 # --- configuration of one service process -------------------------------------------------
@@ -68,12 +70,16 @@ def service_env(
     """
     env = dict(os.environ if base is None else base)
     p = spec.prefix
+    if spec.protocol == "http":
+        return console_env(spec, env)
     env[f"{p}KAFKA_BOOTSTRAP_SERVERS"] = env.get("INBOX_KAFKA_BOOTSTRAP") or cfg.kafka_bootstrap
     env[f"{p}MONGODB_URI"] = env.get("INBOX_MONGODB_URI") or cfg.mongodb_uri
     env[f"{p}GRPC_HOST"] = HOST
     env[f"{p}GRPC_PORT"] = str(spec.grpc_port(env))
     env[f"{p}METRICS_PORT"] = str(spec.metrics_port(env))
     env[f"{p}JWT_SECRET"] = jwt_secret(env)
+    if env[f"{p}JWT_SECRET"] == DEVELOPMENT_SECRET:
+        env.setdefault(DEVELOPMENT_MODE_ENV, "1")  # a local stack; services refuse it otherwise
     if spec.name == "replies":
         contacts = next(s for s in SERVICES if s.name == "contacts")
         env["REPLIES_CONTACTS_ADDRESS"] = contacts.address(env)
@@ -89,6 +95,20 @@ def service_env(
     return env
 
 
+def console_env(spec: ServiceSpec, env: dict[str, str]) -> dict[str, str]:
+    """The console edge: where the four services listen; development mode (dev login) on
+    unless ``CONSOLE_DEV_MODE`` says otherwise — ``inbox-run`` is a development tool."""
+    p = spec.prefix
+    env[f"{p}HTTP_HOST"] = HOST
+    env[f"{p}HTTP_PORT"] = str(spec.grpc_port(env))
+    env[f"{p}JWT_SECRET"] = jwt_secret(env)
+    env.setdefault(f"{p}DEV_MODE", "true")
+    for service in SERVICES:
+        env[f"{p}{service.name.upper()}_ADDRESS"] = service.address(env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
 def consumer_groups(spec: ServiceSpec, env: Mapping[str, str]) -> list[str]:
     return [
         env.get(f"{spec.prefix}{setting}") or default
@@ -97,15 +117,15 @@ def consumer_groups(spec: ServiceSpec, env: Mapping[str, str]) -> list[str]:
 
 
 def selected() -> tuple[ServiceSpec, ...]:
-    """``INBOX_RUN_SERVICES=contacts,replies`` runs a subset (default: all four)."""
+    """``INBOX_RUN_SERVICES=contacts,replies`` runs a subset (default: all four and the console)."""
     raw = os.environ.get("INBOX_RUN_SERVICES", "").strip()
     if not raw:
-        return SERVICES
+        return RUNNABLE
     names = {n.strip() for n in raw.split(",") if n.strip()}
-    unknown = names - {s.name for s in SERVICES}
+    unknown = names - {s.name for s in RUNNABLE}
     if unknown:
         raise StartupFailed(f"INBOX_RUN_SERVICES: unknown service(s) {sorted(unknown)}")
-    return tuple(s for s in SERVICES if s.name in names)
+    return tuple(s for s in RUNNABLE if s.name in names)
 
 
 def command(spec: ServiceSpec) -> list[str]:
@@ -120,6 +140,22 @@ def is_our_service(spec: ServiceSpec) -> Callable[[list[str]], bool]:
 
 
 # --- health ---------------------------------------------------------------------------------
+
+
+def http_health(address: str, timeout: float = 1.0) -> str:
+    """The console edge's liveness (``GET /healthz``), in gRPC health's words."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=timeout) as reply:
+            return "SERVING" if reply.status == 200 else "NOT_SERVING"
+    except (urllib.error.URLError, OSError):
+        return "UNREACHABLE"
+
+
+def spec_health(spec: ServiceSpec, address: str, timeout: float = 1.0) -> str:
+    return (http_health if spec.protocol == "http" else health)(address, timeout)
 
 
 def health(address: str, timeout: float = 1.0) -> str:
@@ -169,19 +205,25 @@ class Running:
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.env[f'{self.spec.prefix}GRPC_PORT']}"
+        return f"{HOST}:{self.env[f'{self.spec.prefix}{self.spec.port_setting}']}"
 
     @property
     def kafka(self) -> str:
-        return self.env[f"{self.spec.prefix}KAFKA_BOOTSTRAP_SERVERS"]
+        return self.env.get(f"{self.spec.prefix}KAFKA_BOOTSTRAP_SERVERS", "-")
 
     @property
     def mongodb(self) -> str:
-        return self.env[f"{self.spec.prefix}MONGODB_URI"]
+        return self.env.get(f"{self.spec.prefix}MONGODB_URI", "-")
 
     @property
     def metrics(self) -> str:
-        return f"http://{HOST}:{self.env[f'{self.spec.prefix}METRICS_PORT']}/metrics"
+        port = self.env.get(f"{self.spec.prefix}METRICS_PORT")
+        return f"http://{HOST}:{port}/metrics" if port else "-"
+
+    @property
+    def url(self) -> str | None:
+        """The browser URL (the console edge only)."""
+        return f"http://{self.address}/" if self.spec.protocol == "http" else None
 
 
 class StartupFailed(RuntimeError):
@@ -212,7 +254,7 @@ def wait_healthy(
                     f"{r.spec.name} (pid {r.pid}) exited during start-up; last log lines:\n"
                     + tail(r.log_file, 25)
                 )
-            if health(r.address, timeout=1.0) != "SERVING":
+            if spec_health(r.spec, r.address, timeout=1.0) != "SERVING":
                 continue
             if not all(group_ready(bootstrap, g) for g in consumer_groups(r.spec, r.env)):
                 continue
@@ -231,7 +273,9 @@ def check_ports_free(env_for: Callable[[ServiceSpec], Mapping[str, str]]) -> Non
     busy = []
     for spec in selected():
         env = env_for(spec)
-        for key in ("GRPC_PORT", "METRICS_PORT"):
+        for key in (spec.port_setting, "METRICS_PORT"):
+            if f"{spec.prefix}{key}" not in env:
+                continue
             port = int(env[f"{spec.prefix}{key}"])
             if port_open(HOST, port, timeout=0.2):
                 busy.append(f"{spec.name} {key.lower()} {HOST}:{port}")
@@ -277,7 +321,7 @@ def managed_pid(cfg: DevstackConfig, spec: ServiceSpec) -> int | None:
 
 
 def describe(running: Sequence[Running], cfg: DevstackConfig, timings: Mapping[str, float]) -> str:
-    lines = [f"{'service':<9} {'pid':>7}  {'gRPC':<16} {'metrics':<32} {'healthy in':>10}  log"]
+    lines = [f"{'service':<9} {'pid':>7}  {'address':<16} {'metrics':<32} {'healthy in':>10}  log"]
     for r in running:
         took = timings.get(r.spec.name)
         lines.append(
@@ -286,6 +330,10 @@ def describe(running: Sequence[Running], cfg: DevstackConfig, timings: Mapping[s
         )
     lines.append(f"kafka     {running[0].kafka if running else cfg.kafka_bootstrap}")
     lines.append(f"mongodb   {running[0].mongodb if running else cfg.mongodb_uri}")
+    for r in running:
+        if r.url:
+            dev = r.env.get(f"{r.spec.prefix}DEV_MODE", "").lower() in {"1", "true", "yes", "on"}
+            lines.append(f"console   {r.url}" + ("   (development login on)" if dev else ""))
     lines.append("try:      uv run inboxctl --help   |   make demo")
     return "\n".join(lines)
 
@@ -482,7 +530,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     cfg = DevstackConfig.from_env()
-    for spec in reversed(SERVICES):
+    for spec in reversed(RUNNABLE):
         pid = read_pid(pid_file(cfg, spec))
         if pid is None:
             continue
@@ -501,20 +549,20 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = DevstackConfig.from_env()
     rows = []
-    for spec in SERVICES:
+    for spec in RUNNABLE:
         pid = managed_pid(cfg, spec)
         env = saved_env(cfg, spec) if pid else {}
         address = (
-            env.get(f"{spec.prefix}GRPC_HOST", HOST)
+            env.get(f"{spec.prefix}{spec.host_setting}", HOST)
             + ":"
-            + str(env.get(f"{spec.prefix}GRPC_PORT", spec.grpc_port()))
+            + str(env.get(f"{spec.prefix}{spec.port_setting}", spec.grpc_port()))
         )
         rows.append(
             {
                 "service": spec.name,
                 "pid": pid,
                 "address": address,
-                "health": health(address, timeout=1.0),
+                "health": spec_health(spec, address, timeout=1.0),
                 "log": str(log_file(cfg, spec)),
             }
         )
@@ -536,10 +584,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="inbox-run",
-        description="Run Kafka + FerretDB (devstack) and the four inbox services locally.",
+        description="Run Kafka + FerretDB (devstack), the four inbox services and the console "
+        "edge locally.",
         epilog="Ports: presence 50061, routing 50062, contacts 50063, replies 50064 (metrics "
-        "9461-9464); override with <PREFIX>GRPC_PORT / <PREFIX>METRICS_PORT or "
-        "INBOX_PORT_OFFSET. INBOX_JWT_SECRET sets the shared token secret.",
+        "9461-9464), console http://127.0.0.1:8080/; override with <PREFIX>GRPC_PORT / "
+        "<PREFIX>METRICS_PORT / CONSOLE_HTTP_PORT or INBOX_PORT_OFFSET. INBOX_JWT_SECRET sets the "
+        "shared token secret.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="foreground: start all, wait healthy, stream logs")

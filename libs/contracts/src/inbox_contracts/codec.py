@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from copy import deepcopy
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -10,13 +12,28 @@ from pydantic import ValidationError
 from inbox_contracts.envelope import CloudEvent, EventData
 from inbox_contracts.topics import EVENT_TYPES
 
+#: Passes of "drop the fields the model does not know, validate again" (one suffices in
+#: practice: pydantic reports every unknown field of a document in one validation).
+_PRUNE_PASSES = 3
+
 
 class MalformedEvent(ValueError):
     """The bytes are not a valid CloudEvent of a known type. Goes to the dead-letter topic."""
 
 
-def decode(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
-    """Parse and validate an envelope, typing ``data`` by the envelope's ``type``."""
+def decode(
+    raw: bytes | str | dict[str, Any],
+    *,
+    ignore_unknown_fields: bool = False,
+    known_types: Iterable[str] | None = None,
+) -> CloudEvent[EventData]:
+    """Parse and validate an envelope, typing ``data`` by the envelope's ``type``.
+
+    Our models refuse unknown ``data`` fields (what *we* publish stays exact). A consumer passes
+    ``ignore_unknown_fields=True`` (the tolerant reader): a field added to a ``v1`` event later
+    is dropped instead of failing the event, at any nesting depth. ``known_types`` restricts the
+    accepted types (e.g. to one topic's); the error then names the valid ones.
+    """
     try:
         obj = raw if isinstance(raw, dict) else json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -24,11 +41,31 @@ def decode(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
     if not isinstance(obj, dict):
         raise MalformedEvent("envelope must be a JSON object")
     event_type = obj.get("type")
+    allowed = sorted(known_types) if known_types is not None else sorted(EVENT_TYPES)
     data_cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
-    if data_cls is None:
-        raise MalformedEvent(f"unknown event type {event_type!r}")
-    try:
-        envelope_cls = cast(type[CloudEvent[EventData]], CloudEvent.__class_getitem__(data_cls))
-        return envelope_cls.model_validate(obj)
-    except ValidationError as exc:
-        raise MalformedEvent(str(exc)) from exc
+    if data_cls is None or event_type not in allowed:
+        raise MalformedEvent(
+            f"unknown event type {event_type!r}; valid types: {', '.join(allowed)}"
+        )
+    envelope_cls = cast(type[CloudEvent[EventData]], CloudEvent.__class_getitem__(data_cls))
+    for _ in range(_PRUNE_PASSES):
+        try:
+            return envelope_cls.model_validate(obj)
+        except ValidationError as exc:
+            unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if not ignore_unknown_fields or not unknown:
+                raise MalformedEvent(str(exc)) from exc
+            obj = _without(obj, unknown)
+    raise MalformedEvent("unknown fields could not be dropped")
+
+
+def _without(obj: dict[str, Any], paths: list[tuple[int | str, ...]]) -> dict[str, Any]:
+    """A copy of ``obj`` without the values at ``paths`` (pydantic error locations)."""
+    copy: dict[str, Any] = deepcopy(obj)
+    for path in paths:
+        node: Any = copy
+        for step in path[:-1]:
+            node = node[step]
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return copy

@@ -1,9 +1,16 @@
 """The topic registry: every Kafka topic we own, who writes it, who reads it, what is on it.
 
 Each topic carries CloudEvents JSON (``inbox_contracts.envelope``) keyed by the aggregate id,
-so all events of one aggregate land on one partition in order. Each topic has a dead-letter
-topic ``<name>.dlq`` that receives messages a consumer could not process, unchanged, with the
-error in headers (see ``inbox_kit.kafka``).
+so all events of one aggregate land on one partition in order. Each consumed topic has a
+dead-letter topic ``<name>.dlq`` that receives messages a consumer could not process, unchanged,
+with the error in headers (see ``inbox_kit.kafka``); the change feed
+``inbox.contacts.changes.v1`` has none (its readers clear their cache instead).
+
+Topics that outside producers write and a single-writer consumer reads have an internal
+**repartition topic** ``<name>.repartition`` (same partition count): a record found on a
+partition its subject does not murmur2-hash to (a librdkafka producer's CRC32 partitioner, a key
+that is not the subject) is forwarded there, to partition ``murmur2(subject) % partitions``,
+and consumed from there by the same consumer group (``inbox_kit.repartition``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from inbox_contracts.events import (
 )
 
 DLQ_SUFFIX = ".dlq"
+REPARTITION_SUFFIX = ".repartition"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,10 @@ class Topic:
     consumers: tuple[str, ...]
     event_types: tuple[type[EventData], ...]
     description: str
+    #: Whether consumers copy what they cannot process to ``dead_letter``.
+    dead_lettered: bool = True
+    #: Whether the consumer re-routes misplaced records through ``repartition``.
+    repartitioned: bool = False
     #: Event types of another topic that this one also carries, re-published unchanged
     #: (same id, type and data; only the key may differ). Their home is the other topic.
     republished: tuple[type[EventData], ...] = ()
@@ -56,6 +68,20 @@ class Topic:
     @property
     def dead_letter(self) -> str:
         return self.name + DLQ_SUFFIX
+
+    @property
+    def repartition(self) -> str:
+        """The internal topic misplaced records are forwarded to (same partition count)."""
+        return self.name + REPARTITION_SUFFIX
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """This topic and the topics that go with it (dead letters, repartition)."""
+        return (
+            self.name,
+            *((self.dead_letter,) if self.dead_lettered else ()),
+            *((self.repartition,) if self.repartitioned else ()),
+        )
 
 
 PRESENCE = Topic(
@@ -74,6 +100,7 @@ MESSAGES = Topic(
     consumers=("routing",),
     event_types=(InboundMessageReceived, OutboundMessageSent),
     description="Inbound messages from contacts and outbound replies by agents.",
+    repartitioned=True,
 )
 CONVERSATIONS = Topic(
     name="inbox.conversations.v1",
@@ -82,6 +109,7 @@ CONVERSATIONS = Topic(
     consumers=("routing",),
     event_types=(ConversationAssigned, ConversationUnassigned, ConversationResolved, FollowUpDue),
     description="Manual assignment changes, resolves and follow-up reminders.",
+    repartitioned=True,
 )
 ROUTING = Topic(
     name="inbox.routing.v1",
@@ -131,6 +159,7 @@ CONTACTS = Topic(
     consumers=("contacts",),
     event_types=(ContactProfileUpserted,),
     description="Contact profile creates and partial updates.",
+    repartitioned=True,
 )
 CONTACT_CHANGES = Topic(
     name="inbox.contacts.changes.v1",
@@ -140,7 +169,9 @@ CONTACT_CHANGES = Topic(
     event_types=(ContactsChanged,),
     description="Which contacts' stored profiles changed, published after they are stored "
     "(ids only, at least once). Every contacts replica reads all partitions to drop cached "
-    "cards.",
+    "cards; a notice it cannot read (malformed, unknown type, event time in the future) clears "
+    "that replica's whole card cache instead of being dead-lettered.",
+    dead_lettered=False,
 )
 REPLIES = Topic(
     name="inbox.replies.v1",
@@ -163,7 +194,7 @@ TOPICS: tuple[Topic, ...] = (
     CONTACT_CHANGES,
     REPLIES,
 )
-ALL_TOPIC_NAMES: list[str] = [n for t in TOPICS for n in (t.name, t.dead_letter)]
+ALL_TOPIC_NAMES: list[str] = [n for t in TOPICS for n in t.names]
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_type: cls for topic in TOPICS for cls in topic.event_types
 }

@@ -82,6 +82,44 @@ PATCHES: tuple[SourcePatch, ...] = (
             ),
         ),
     ),
+    SourcePatch(
+        path="internal/handler/msg_update.go",
+        old=(
+            "\t\tcloser := iterator.NewMultiCloser()\n"
+            "\t\tdefer closer.Close()\n"
+            "\n"
+            "\t\tcloser.Add(res.Iter)\n"
+        ),
+        new=(
+            "\t\t// inbox devstack patch: closed right after this update (below), not deferred\n"
+            "\t\t// to the end of the command: each open query holds one pooled connection.\n"
+            "\t\tcloser := iterator.NewMultiCloser()\n"
+            "\n"
+            "\t\tcloser.Add(res.Iter)\n"
+        ),
+        why=(
+            "MsgUpdate runs the updates of one command in a loop and deferred closing each "
+            "update's query iterator to the end of the whole command, so an update command "
+            "with N updates held N SQLite connections at once. With N >= the pool size (100) "
+            "the command waited for a connection it held itself: that database hung for good. "
+            "Closing each iterator as soon as its update is done keeps one connection per "
+            "command."
+        ),
+    ),
+    SourcePatch(
+        path="internal/handler/msg_update.go",
+        old=(
+            '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'
+            "\t\tif err != nil {\n"
+        ),
+        new=(
+            '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'
+            "\t\tcloser.Close() // inbox devstack patch: see above\n"
+            "\n"
+            "\t\tif err != nil {\n"
+        ),
+        why="The other half of the previous patch: close this update's query now.",
+    ),
 )
 
 

@@ -17,21 +17,28 @@ FALLBACK_TOPICS: tuple[str, ...] = (
     "inbox.messages.v1",
     "inbox.conversations.v1",
     "inbox.routing.v1",
+    "inbox.routing.commands.v1",
     "inbox.contacts.v1",
     "inbox.contacts.changes.v1",
     "inbox.replies.v1",
 )
 
+REPARTITIONED_FALLBACK = ("inbox.messages.v1", "inbox.conversations.v1", "inbox.contacts.v1")
+
 
 def topic_names() -> list[str]:
     """Topics to create: ``inbox_contracts.topics.ALL_TOPIC_NAMES`` when importable.
 
-    Falls back to the seven inbox topics plus a ``<name>.dlq`` dead-letter topic for each.
+    Falls back to the inbox topics plus a ``<name>.dlq`` dead-letter topic for each (and the
+    internal ``.repartition`` topics of the topics that outside producers write).
     """
     try:
         from inbox_contracts.topics import ALL_TOPIC_NAMES
     except ImportError:
-        return [n for base in FALLBACK_TOPICS for n in (base, f"{base}.dlq")]
+        return [
+            *(n for base in FALLBACK_TOPICS for n in (base, f"{base}.dlq")),
+            *(f"{base}.repartition" for base in REPARTITIONED_FALLBACK),
+        ]
     return list(ALL_TOPIC_NAMES)
 
 

@@ -1,17 +1,20 @@
-"""A batch consumer over aiokafka, for loops where one database round trip per message is
-too slow (``inbox_kit.kafka.subscribe`` handles one message at a time).
+"""The one consumer path of every consumer group: a batch consumer over aiokafka.
 
-Same conventions as ``inbox_kit.kafka``, per batch: poll a batch, decode it, hand the valid
-events to the handler in one call, dead-letter what cannot be processed, then commit the
-batch's offsets (at least once). In detail:
+Polls a batch, decodes it (``inbox_kit.inbound``: structured or binary CloudEvents, unknown
+fields ignored, only the topic's types, no event time from the future), forwards misplaced
+records to their repartition topic (``inbox_kit.repartition``), hands the valid events to the
+handler in one call, dead-letters what cannot be processed, then commits the batch's offsets
+(at least once). In detail:
 
 - the handler may *refuse* records (e.g. an invalid value): they are dead-lettered at once,
   without retries — a validation error does not go away;
 - a transient failure (database or broker down, lock contention) retries the whole batch
   until it succeeds: never dead-lettered;
-- any other failure replays the batch record by record through
-  ``inbox_kit.kafka.process_record``, so only the poison record is dead-lettered;
-- dead letters go out in record order, malformed records (not a CloudEvent) included.
+- any other failure replays the batch record by record, with bounded retries, so only the
+  poison record is dead-lettered;
+- dead letters go out in record order, undecodable records included.
+
+A handler of one event at a time is wrapped with ``per_event``.
 
 Partition callbacks (``on_assigned`` / ``on_revoked``) run under ``lock``, never inside
 aiokafka's rebalance callback for long: a slow take-over there would stop heartbeats and get
@@ -31,10 +34,21 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
-from inbox_contracts import CloudEvent, EventData, MalformedEvent, decode
+from inbox_contracts import CloudEvent, EventData
 from prometheus_client import Counter, Histogram
 
-from inbox_kit.kafka import CONSUMED, DeadLetters, Outcome, RetryPolicy, process_record
+from inbox_kit.inbound import InboundDecoder, Undecodable
+from inbox_kit.kafka import (
+    CONSUMED,
+    REASON_REFUSED,
+    DeadLetters,
+    EventHandler,
+    Outcome,
+    PartitionedPublish,
+    RetryPolicy,
+    handle_with_retries,
+)
+from inbox_kit.repartition import Repartitioner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +65,16 @@ Batch = Sequence[tuple[Record, CloudEvent[EventData]]]
 #: Handles a batch; returns the records it refuses, with the reason (or None: none refused).
 BatchHandler = Callable[[Batch], Awaitable[Sequence[tuple[Record, Exception]] | None]]
 PartitionsCallback = Callable[[set[int]], Awaitable[None]]
+
+
+def per_event(handler: EventHandler) -> BatchHandler:
+    """A batch handler that hands the events to ``handler`` one at a time, in order."""
+
+    async def handle(batch: Batch) -> None:
+        for _, event in batch:
+            await handler(event)
+
+    return handle
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -88,10 +112,21 @@ class BatchConsumer:
         initial_offset: str = "earliest",
         lock: asyncio.Lock | None = None,
         consumer_options: Mapping[str, Any] | None = None,
+        decoder: InboundDecoder | None = None,
+        repartition: PartitionedPublish | None = None,
     ) -> None:
+        """``repartition`` (a publish to an explicit partition) turns on re-routing of records
+        on a partition their subject does not hash to, for the registry topics marked
+        ``repartitioned``; their repartition topics are then consumed too."""
         self.name = name
         self._bootstrap = bootstrap
+        self._decoder = decoder or InboundDecoder()
+        self._repartitioner = (
+            Repartitioner(repartition, self._partition_count) if repartition is not None else None
+        )
         self._topics = list(topics)
+        if self._repartitioner is not None:
+            self._topics += self._repartitioner.internal_topics(topics)
         self._group_id = group_id
         self._handler = handler
         self._dead_letters = dead_letters
@@ -188,16 +223,22 @@ class BatchConsumer:
         BATCH_RECORDS.labels(self.name).inc(len(records))
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
+    def _partition_count(self, topic: str) -> int | None:
+        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
+        return len(parts) if parts else None
+
     async def process(self, records: Sequence[Record]) -> None:
-        """Handle ``records`` until each is processed or dead-lettered (transient failures
-        are retried until they pass). Idempotent if the handler is."""
+        """Handle ``records`` until each is processed, forwarded or dead-lettered (transient
+        failures are retried until they pass). Idempotent if the handler is."""
         valid: list[tuple[Record, CloudEvent[EventData]]] = []
-        failed: list[tuple[Record, Exception]] = []
+        failed: list[tuple[Record, Exception, str]] = []
         for record in records:
             try:
-                valid.append((record, decode(record.value or b"")))
-            except MalformedEvent as exc:
-                failed.append((record, exc))
+                valid.append((record, self._decoder.decode(record)))
+            except Undecodable as exc:
+                failed.append((record, exc, exc.reason))
+        if self._repartitioner is not None and valid:
+            valid = await self._retrying(self._repartitioner.forward_misplaced, valid)
         attempt = 0
         while True:
             attempt += 1
@@ -210,32 +251,68 @@ class BatchConsumer:
                     await asyncio.sleep(min(5.0, self._policy.backoff_seconds * attempt))
                     continue
                 log.warning("batch failed; replaying it record by record", exc_info=True)
-                await self._one_by_one(records)
+                await self._one_by_one(records, valid, failed)
                 return
-        failed += refused or ()
-        position = {id(record): i for i, record in enumerate(records)}
-        for record, error in sorted(failed, key=lambda f: position[id(f[0])]):
-            await self._dead_letter(record, error)
-        dead = {id(record) for record, _ in failed}
-        processed = TopicCounter(r.topic for r in records if id(r) not in dead)
+        failed += [(record, error, REASON_REFUSED) for record, error in refused or ()]
+        await self._dead_letter_in_order(records, failed)
+        dead = {id(record) for record, _, _ in failed}
+        handled = {id(record) for record, _ in valid}
+        processed = TopicCounter(r.topic for r in records if id(r) in handled and id(r) not in dead)
         for topic, count in processed.items():
             CONSUMED.labels(topic, self._group_id, Outcome.PROCESSED).inc(count)
 
-    async def _dead_letter(self, record: Record, error: BaseException) -> None:
-        await self._dead_letters.send(record, error, attempts=1)
+    async def _retrying(
+        self,
+        step: Callable[[Batch], Awaitable[list[tuple[Record, CloudEvent[EventData]]]]],
+        batch: Batch,
+    ) -> list[tuple[Record, CloudEvent[EventData]]]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await step(batch)
+            except Exception as exc:
+                if not self._policy.is_transient(exc):
+                    raise
+                log.warning("transient failure while forwarding; retrying", exc_info=True)
+                await asyncio.sleep(min(5.0, self._policy.backoff_seconds * attempt))
+
+    async def _dead_letter_in_order(
+        self, records: Sequence[Record], failed: Sequence[tuple[Record, Exception, str]]
+    ) -> None:
+        position = {id(record): i for i, record in enumerate(records)}
+        for record, error, reason in sorted(failed, key=lambda f: position[id(f[0])]):
+            await self._dead_letter(record, error, reason)
+
+    async def _dead_letter(self, record: Record, error: BaseException, reason: str) -> None:
+        await self._dead_letters.send(record, error, attempts=1, reason=reason)
         CONSUMED.labels(record.topic, self._group_id, Outcome.DEAD_LETTERED).inc()
 
-    async def _one_by_one(self, records: Sequence[Record]) -> None:
+    async def _one_by_one(
+        self,
+        records: Sequence[Record],
+        valid: Sequence[tuple[Record, CloudEvent[EventData]]],
+        undecodable: Sequence[tuple[Record, Exception, str]],
+    ) -> None:
+        events = {id(record): event for record, event in valid}
+        errors = {id(record): (error, reason) for record, error, reason in undecodable}
         for record in records:
+            if id(record) in errors:
+                await self._dead_letter(record, *errors[id(record)])
+                continue
+            if id(record) not in events:
+                continue  # forwarded to its repartition topic
+            event = events[id(record)]
 
             async def single(event: CloudEvent[EventData], rec: Record = record) -> None:
                 for refused, error in await self._handler([(rec, event)]) or ():
-                    await self._dead_letter(refused, error)
+                    await self._dead_letter(refused, error, REASON_REFUSED)
 
             while True:
                 try:
-                    await process_record(
+                    await handle_with_retries(
                         record,
+                        event,
                         single,
                         dead_letters=self._dead_letters,
                         group_id=self._group_id,

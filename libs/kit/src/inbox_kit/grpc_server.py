@@ -32,7 +32,7 @@ from inbox_kit.auth import (
     reset_current_principal,
     set_current_principal,
 )
-from inbox_kit.errors import DomainError, InvalidArgument, Unauthenticated
+from inbox_kit.errors import Code, Unauthenticated, carries_code
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +55,46 @@ class ServiceRegistration:
     servicer: Any
 
 
-def _status_for(exc: DomainError) -> grpc.Status:
-    detail = any_pb2.Any()
-    if isinstance(exc, InvalidArgument):
-        detail.Pack(
+def error_domain(method: str) -> str:
+    """``/inbox.presence.v1.PresenceService/SignIn`` → ``inbox.presence.v1`` (AIP-193)."""
+    service = method.lstrip("/").partition("/")[0]
+    return service.rpartition(".")[0] or "inbox"
+
+
+def _status_for(exc: BaseException, domain: str = "inbox") -> grpc.Status:
+    """The status of a domain error (``inbox_kit.errors.carries_code``): its code, and an
+    ``ErrorInfo`` with its reason and ``domain``; a ``BadRequest`` naming the field for
+    ``INVALID_ARGUMENT``."""
+    code = Code(getattr(exc, "code", Code.INVALID_ARGUMENT))
+    reason = str(getattr(exc, "reason", "") or code.value)
+    message = str(getattr(exc, "message", "") or exc)
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain))
+    details = [info]
+    field = getattr(exc, "field", None)
+    if isinstance(field, str):
+        bad_request = any_pb2.Any()
+        bad_request.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=exc.field, description=exc.description
+                        field=field, description=str(getattr(exc, "description", message))
                     )
                 ]
             )
         )
-    else:
-        detail.Pack(error_details_pb2.ErrorInfo(reason=type(exc).__name__, domain="inbox"))
-    status = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=[detail])
+        details.append(bad_request)
+    status = status_pb2.Status(code=getattr(code_pb2, code.value), message=message, details=details)
     return rpc_status.to_status(status)
 
 
-def _internal_status() -> grpc.Status:
+def _internal_status(domain: str = "inbox") -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=domain))
     return rpc_status.to_status(
-        status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see server logs")
+        status_pb2.Status(
+            code=code_pb2.INTERNAL, message="internal error; see server logs", details=[info]
+        )
     )
 
 
@@ -93,20 +112,23 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     mapping and metrics around it. Built once per method, so a call pays for none of it."""
     calls_ok = GRPC_CALLS.labels(method, "OK")
     latency = GRPC_LATENCY.labels(method)
+    domain = error_domain(method)
 
     def enter(context: Any) -> contextvars.Token[Principal]:
         token = _bearer(context.invocation_metadata())
         if token is None:
-            raise Unauthenticated("missing bearer token in the authorization metadata")
+            raise Unauthenticated(
+                "missing bearer token in the authorization metadata", reason="TOKEN_MISSING"
+            )
         return set_current_principal(verifier.verify(token))
 
     async def fail(context: Any, exc: Exception) -> None:
-        if isinstance(exc, DomainError):
-            GRPC_CALLS.labels(method, exc.code.name).inc()
-            await context.abort_with_status(_status_for(exc))
+        if carries_code(exc):
+            GRPC_CALLS.labels(method, str(getattr(exc, "code", ""))).inc()
+            await context.abort_with_status(_status_for(exc, domain))
         log.exception("unhandled error in %s", method)
         GRPC_CALLS.labels(method, "INTERNAL").inc()
-        await context.abort_with_status(_internal_status())
+        await context.abort_with_status(_internal_status(domain))
 
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
@@ -210,6 +232,11 @@ class _GuardingRegistrar:
         )
 
 
+#: Health service name of liveness: SERVING from start to stop, whatever the dependencies do.
+#: ``""`` and the service names report readiness (``inbox_kit.readiness``).
+LIVENESS_SERVICE = "liveness"
+
+
 class GrpcServer:
     """Owns a ``grpc.aio.Server`` with health, reflection and the guarded services."""
 
@@ -223,6 +250,7 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._services = list(services)
+        self._serving = False
         self._server = grpc.aio.server(options=options)
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -244,11 +272,14 @@ class GrpcServer:
         log.info("gRPC serving", extra={"address": self.address})
 
     async def set_serving(self, serving: bool) -> None:
-        state = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        """Lifecycle: liveness and readiness together (start, graceful stop)."""
+        self._serving = serving
+        await self._health.set(LIVENESS_SERVICE, _state(serving))
+        await self.set_ready(serving)
+
+    async def set_ready(self, ready: bool) -> None:
+        """Readiness (health ``""`` and every service name); never ready while stopping."""
+        state = _state(ready and self._serving)
         await self._health.set("", state)
         for svc in self._services:
             await self._health.set(svc.full_name, state)
@@ -256,6 +287,14 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         await self.set_serving(False)
         await self._server.stop(grace)
+
+
+def _state(serving: bool) -> Any:
+    return (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
 
 
 async def wait_for_shutdown_signal() -> None:

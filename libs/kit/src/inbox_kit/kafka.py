@@ -1,17 +1,20 @@
 """The Kafka conventions every consumer and producer follows.
 
-Consuming is **at least once**: an offset is committed only after its message was processed
-(or dead-lettered). A handler that raises is retried a few times; a message that still fails,
-or that is not a valid CloudEvent, is copied unchanged to ``<topic>.dlq`` with the error in
-headers and the partition moves on. Outages (database or broker unreachable) are not the
+Consuming is **at least once** and goes through one path, ``inbox_kit.batch_consumer``: an
+offset is committed only after its message was processed (or dead-lettered). A handler that
+raises is retried a few times; a message that still fails, or that ``inbox_kit.inbound`` cannot
+decode, is copied unchanged to ``<topic>.dlq`` with the error in headers (``x-dlq-reason`` a
+stable code) and the partition moves on. Outages (database or broker unreachable) are not the
 message's fault: they are never dead-lettered; the message is redelivered until it succeeds.
+
+Publishing goes through one ``EventPublisher`` per process (one idempotent ``acks=all``
+producer) that adds the CloudEvents Kafka-binding headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +23,8 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic, decode
-from inbox_contracts.topics import DLQ_SUFFIX
+from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic
+from inbox_contracts.topics import DLQ_SUFFIX, REPARTITION_SUFFIX
 from prometheus_client import Counter
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
@@ -39,6 +39,7 @@ CONSUMED = Counter(
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 #: Headers on a dead-lettered message (the original headers are kept too).
+H_REASON = "x-dlq-reason"
 H_ERROR = "x-dlq-error"
 H_ERROR_TYPE = "x-dlq-error-type"
 H_TOPIC = "x-dlq-source-topic"
@@ -47,6 +48,11 @@ H_OFFSET = "x-dlq-source-offset"
 H_GROUP = "x-dlq-consumer-group"
 H_ATTEMPTS = "x-dlq-attempts"
 H_FAILED_AT = "x-dlq-failed-at"
+
+#: ``x-dlq-reason`` of a record the handler refused (an invalid value for this service).
+REASON_REFUSED = "refused"
+#: ``x-dlq-reason`` of a record whose handler kept failing (a bug or an unexpected value).
+REASON_HANDLER_FAILED = "handler_failed"
 
 
 class Outcome(StrEnum):
@@ -87,6 +93,20 @@ class RawPublish(Protocol):
     ) -> None: ...
 
 
+class PartitionedPublish(Protocol):
+    """Publish to an explicit partition (repartitioning, per-partition commands)."""
+
+    async def __call__(
+        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str], partition: int
+    ) -> None: ...
+
+
+def reason_of(error: BaseException, default: str) -> str:
+    """The ``x-dlq-reason`` code of ``error`` (decoding errors carry their own)."""
+    reason = getattr(error, "reason", None)
+    return reason if isinstance(reason, str) else default
+
+
 class DeadLetters:
     """Copies a failed record, unchanged, to its topic's dead-letter topic."""
 
@@ -95,13 +115,22 @@ class DeadLetters:
         self._group_id = group_id
 
     async def send(
-        self, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int
+        self,
+        record: ConsumerRecord[Any, Any],
+        error: BaseException,
+        attempts: int,
+        *,
+        reason: str = REASON_HANDLER_FAILED,
     ) -> None:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers.update(
             {
+                H_REASON: reason_of(error, reason),
                 H_ERROR: str(error)[:2000],
-                H_ERROR_TYPE: type(error).__name__,
+                # every decoding failure keeps the documented type name
+                H_ERROR_TYPE: "MalformedEvent"
+                if isinstance(error, MalformedEvent)
+                else type(error).__name__,
                 H_TOPIC: record.topic,
                 H_PARTITION: str(record.partition),
                 H_OFFSET: str(record.offset),
@@ -110,37 +139,39 @@ class DeadLetters:
                 H_FAILED_AT: datetime.now(UTC).isoformat(),
             }
         )
-        await self._publish(record.topic + DLQ_SUFFIX, record.value or b"", record.key, headers)
+        await self._publish(
+            dead_letter_topic(record.topic), record.value or b"", record.key, headers
+        )
         log.warning(
             "dead-lettered message",
             extra={
                 "topic": record.topic,
                 "partition": record.partition,
                 "offset": record.offset,
+                "reason": headers[H_REASON],
                 "error": str(error)[:500],
             },
         )
 
 
-async def process_record(
+def dead_letter_topic(topic: str) -> str:
+    """``<topic>.dlq``; a repartition topic's records go to its source topic's dead letters."""
+    return topic.removesuffix(REPARTITION_SUFFIX) + DLQ_SUFFIX
+
+
+async def handle_with_retries(
     record: ConsumerRecord[Any, Any],
+    event: CloudEvent[EventData],
     handler: EventHandler,
     *,
     dead_letters: DeadLetters,
     group_id: str,
     policy: RetryPolicy = RetryPolicy(),
 ) -> Outcome:
-    """Decode, handle with bounded retries, dead-letter if hopeless.
+    """Handle one decoded record with bounded retries; dead-letter it if hopeless.
 
     Raises only for transient errors, so the caller does not commit and the record comes back.
     """
-    try:
-        event = decode(record.value or b"")
-    except MalformedEvent as exc:
-        await dead_letters.send(record, exc, attempts=1)
-        CONSUMED.labels(record.topic, group_id, Outcome.DEAD_LETTERED).inc()
-        return Outcome.DEAD_LETTERED
-
     for attempt in range(1, policy.max_attempts + 1):
         try:
             await handler(event)
@@ -167,75 +198,96 @@ async def process_record(
     raise AssertionError("unreachable")
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
-    """A FastStream broker whose producer waits for all replicas and is idempotent."""
-    return KafkaBroker(
-        bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        logger=logging.getLogger(f"{client_id}.faststream"),
-    )
+def cloudevent_headers(event_type: str, event_id: str) -> dict[str, str]:
+    """The binding headers every CloudEvent we publish carries (structured mode: the body is
+    the full event; ``ce_type``/``ce_id`` let tools filter without parsing it)."""
+    return {"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_type": event_type, "ce_id": event_id}
 
 
-def broker_raw_publish(broker: KafkaBroker) -> RawPublish:
-    async def publish(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
-        await broker.publish(value, topic=topic, key=key, headers=headers)
+class EventPublisher:
+    """The process's one Kafka producer (idempotent, ``acks=all``): the ``Publisher`` port's
+    implementation every service uses. Events go out keyed by their subject, with the
+    CloudEvents headers; ``publish_raw`` sends bytes as they are (dead letters, forwarding)."""
 
-    return publish
+    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 2) -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._linger_ms = linger_ms
+        self._producer: AIOKafkaProducer | None = None
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "start() first"
+        return self._producer
 
-def producer_raw_publish(producer: AIOKafkaProducer) -> RawPublish:
-    """``RawPublish`` through a plain aiokafka producer (waits for the broker's ack)."""
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
 
-    async def publish(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
-        await producer.send_and_wait(
-            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+    async def start(self) -> None:
+        # created here: aiokafka objects need the running event loop
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._linger_ms,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def publish(
+        self, topic: Topic | str, event: CloudEvent[Any], *, partition: int | None = None
+    ) -> None:
+        await self.publish_many(topic, [event], partition=partition)
+
+    async def publish_many(
+        self,
+        topic: Topic | str,
+        events: Sequence[CloudEvent[Any]],
+        *,
+        partition: int | None = None,
+    ) -> None:
+        """Send all, then wait for every acknowledgement (one round trip for many)."""
+        name = topic if isinstance(topic, str) else topic.name
+        futures = [
+            await self.producer.send(
+                name,
+                event.to_json_bytes(),
+                key=event.key,
+                partition=partition,
+                headers=_encoded(cloudevent_headers(event.type, event.id)),
+            )
+            for event in events
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_serialized(
+        self, topic: str, payload: bytes, *, key: bytes | None, event_type: str, event_id: str
+    ) -> None:
+        """Publish an event already serialized (e.g. stored in an outbox)."""
+        await self.publish_raw(topic, payload, key, cloudevent_headers(event_type, event_id))
+
+    async def publish_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: dict[str, str],
+        partition: int | None = None,
+    ) -> None:
+        await self.producer.send_and_wait(
+            topic, value, key=key, partition=partition, headers=_encoded(headers)
         )
 
-    return publish
+    async def partitions(self, topic: str) -> int:
+        return len(await self.producer.partitions_for(topic))
 
 
-def cloudevent_headers(event: CloudEvent[Any]) -> dict[str, str]:
-    """The binding headers every CloudEvent we publish carries (the body is the full event)."""
-    return {"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_type": event.type, "ce_id": event.id}
-
-
-async def publish_event(broker: KafkaBroker, topic: Topic, event: CloudEvent[Any]) -> None:
-    """Publish a CloudEvent on ``topic``, keyed by its subject (the aggregate id)."""
-    await broker.publish(
-        event.to_json_bytes(), topic=topic.name, key=event.key, headers=cloudevent_headers(event)
-    )
-
-
-def subscribe(
-    broker: KafkaBroker,
-    topics: Sequence[Topic],
-    *,
-    group_id: str,
-    handler: EventHandler,
-    policy: RetryPolicy = RetryPolicy(),
-    **subscriber_options: Any,
-) -> None:
-    """Register an at-least-once FastStream subscriber for ``topics``.
-
-    The offset is committed after ``handler`` returns (or the message was dead-lettered); on a
-    transient error the consumer seeks back so the message is redelivered.
-    """
-    dead_letters = DeadLetters(broker_raw_publish(broker), group_id)
-
-    @broker.subscriber(  # type: ignore[untyped-decorator,unused-ignore]
-        *(t.name for t in topics),
-        group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        **subscriber_options,
-    )
-    async def consume(message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert isinstance(record, ConsumerRecord)
-        started = time.perf_counter()
-        await process_record(
-            record, handler, dead_letters=dead_letters, group_id=group_id, policy=policy
-        )
-        log.debug("consumed", extra={"seconds": time.perf_counter() - started})
+def _encoded(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    return [(k, v.encode()) for k, v in headers.items()]

@@ -1,13 +1,22 @@
-"""The MongoDB client. PyMongo's native async API (Motor's successor)."""
+"""The MongoDB client (PyMongo's native async API, Motor's successor) and capped bulk writes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import (
+    AsyncMongoClient,
+    DeleteMany,
+    DeleteOne,
+    InsertOne,
+    ReplaceOne,
+    UpdateMany,
+    UpdateOne,
+)
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from inbox_kit.settings import ServiceSettings
 
@@ -36,3 +45,62 @@ async def upsert(write: Callable[[], Awaitable[T]]) -> T:
         return await write()
     except DuplicateKeyError:
         return await write()
+
+
+#: The most operations one bulk write (or insert_many) sends in one command. FerretDB v1
+#: (unpatched) keeps one pooled connection per update of a command until it ends, and its
+#: SQLite pool is 100: a bulk write of >= ~100 updates hangs that database for good
+#: (ENGINEERING.md §6). The devstack's FerretDB is patched, production MongoDB has no such
+#: limit, but every bulk write stays capped so any MongoDB-wire backend is safe.
+MAX_BULK_OPERATIONS = 64
+
+
+def chunked(items: Sequence[T], size: int = MAX_BULK_OPERATIONS) -> list[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+async def bulk_write(
+    collection: AsyncCollection[Any],
+    operations: Sequence[_WriteOp],
+    *,
+    ordered: bool = False,
+) -> dict[str, int]:
+    """``collection.bulk_write`` in commands of at most ``MAX_BULK_OPERATIONS``.
+
+    Returns the summed counts (``nInserted``, ``nMatched``, ``nModified``, ``nUpserted``,
+    ``nRemoved``). Write errors of every command are raised together as one
+    ``BulkWriteError`` whose ``index`` values point into ``operations`` (unordered: every
+    command runs; ordered: the first failing command stops the rest), like a single call.
+    """
+    totals = dict.fromkeys(_COUNTS, 0)
+    errors: list[dict[str, Any]] = []
+    for start in range(0, len(operations), MAX_BULK_OPERATIONS):
+        chunk = list(operations[start : start + MAX_BULK_OPERATIONS])
+        details: Mapping[str, Any]
+        try:
+            result = await collection.bulk_write(chunk, ordered=ordered)
+            details = result.bulk_api_result
+        except BulkWriteError as exc:
+            details = exc.details
+            errors += [{**e, "index": int(e["index"]) + start} for e in details["writeErrors"]]
+        for name in _COUNTS:
+            totals[name] += int(details.get(name, 0))
+        if errors and ordered:
+            break
+    if errors:
+        raise BulkWriteError({**totals, "writeErrors": errors, "writeConcernErrors": []})
+    return totals
+
+
+async def insert_many(
+    collection: AsyncCollection[Any], documents: Sequence[dict[str, Any]], *, ordered: bool = False
+) -> int:
+    """Insert in commands of at most ``MAX_BULK_OPERATIONS``; return how many were inserted.
+    Errors as ``bulk_write``."""
+    totals = await bulk_write(collection, [InsertOne(d) for d in documents], ordered=ordered)
+    return totals["nInserted"]
+
+
+_COUNTS = ("nInserted", "nMatched", "nModified", "nUpserted", "nRemoved")
+_WriteOp = InsertOne[Any] | UpdateOne | UpdateMany | ReplaceOne[Any] | DeleteOne | DeleteMany

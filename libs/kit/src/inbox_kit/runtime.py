@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from faststream.kafka import KafkaBroker
-
 from inbox_kit.grpc_server import GrpcServer, wait_for_shutdown_signal
+from inbox_kit.kafka import EventPublisher
+from inbox_kit.readiness import Check, DependencyProbe
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +26,26 @@ Cleanup = Callable[[], Awaitable[None]]
 class ServiceRuntime:
     name: str
     grpc: GrpcServer
-    broker: KafkaBroker | None = None
+    #: The process's one producer; started first, stopped after every loop that uses it.
+    publisher: EventPublisher | None = None
     #: Long-running loops (sweepers, outbox relays); cancelled on stop.
     background: list[BackgroundTask] = field(default_factory=list)
     #: Run after everything else stopped, e.g. closing the database client.
     cleanups: list[Cleanup] = field(default_factory=list)
     shutdown_grace_seconds: float = 10.0
+    #: Dependencies whose outage turns readiness off (``inbox_kit.readiness``).
+    dependencies: Mapping[str, Check] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
-        if self.broker is not None:
-            await self.broker.start()
+        if self.publisher is not None:
+            await self.publisher.start()
         for loop_fn in self.background:
             self._tasks.append(asyncio.create_task(_supervised(loop_fn), name=loop_fn.__qualname__))
         await self.grpc.start()
+        if self.dependencies:
+            probe = DependencyProbe(self.dependencies, self.grpc.set_ready)
+            self._tasks.append(asyncio.create_task(_supervised(probe.run), name="readiness"))
         log.info("service started", extra={"grpc": self.grpc.address})
 
     async def stop(self) -> None:
@@ -50,8 +56,8 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.broker is not None:
-            await self.broker.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
         for cleanup in reversed(self.cleanups):
             await cleanup()
         log.info("service stopped")

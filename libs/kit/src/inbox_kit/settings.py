@@ -6,8 +6,12 @@ reads ``PRESENCE_GRPC_PORT``, ``PRESENCE_KAFKA_BOOTSTRAP_SERVERS`` and so on.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from datetime import timedelta
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inbox_kit.auth import DEFAULT_MAX_LIFETIME_SECONDS, DEVELOPMENT_MODE_ENV, DEVELOPMENT_SECRET
 
 
 def service_config(env_prefix: str) -> SettingsConfigDict:
@@ -25,8 +29,44 @@ class ServiceSettings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     jwt_secret: SecretStr = Field(
-        SecretStr("inbox-development-secret-change-me-please"),
-        description="HS256 secret for bearer tokens. The default is for local development only.",
+        SecretStr(DEVELOPMENT_SECRET),
+        description=(
+            "HS256 secret for development/test bearer tokens. The default is refused unless "
+            "INBOX_DEVELOPMENT_MODE=1 (or a JWKS is set, which then disables HS256)."
+        ),
+    )
+    jwt_jwks_url: str = Field(
+        "", description="Identity provider's JWKS URL: RS256/ES256 tokens, keys by kid."
+    )
+    jwt_jwks_file: str = Field("", description="A JWKS JSON file instead of a URL.")
+    jwt_issuer: str = Field("", description="When set, tokens must carry this iss.")
+    jwt_audience: str = Field("", description="When set, tokens must carry this aud.")
+    jwt_max_lifetime_seconds: int = Field(
+        DEFAULT_MAX_LIFETIME_SECONDS,
+        gt=0,
+        description="Longest accepted token lifetime (exp - iat, or exp - now without iat).",
+    )
+    development_mode: bool = Field(
+        False,
+        validation_alias=AliasChoices("development_mode", DEVELOPMENT_MODE_ENV),
+        description="INBOX_DEVELOPMENT_MODE=1: accept the built-in development secret.",
     )
     log_level: str = "INFO"
     shutdown_grace_seconds: float = 10.0
+    event_time_max_skew_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A consumed event whose time is more than this ahead of the consumer's "
+        "clock is dead-lettered with reason event_time_in_future.",
+    )
+
+    def max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.event_time_max_skew_seconds)
+
+    @property
+    def env_prefix(self) -> str:
+        return str(self.model_config.get("env_prefix", ""))
+
+    @property
+    def jwt_secret_value(self) -> str:
+        return self.jwt_secret.get_secret_value()

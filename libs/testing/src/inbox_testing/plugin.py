@@ -50,9 +50,22 @@ TokenFactory = Callable[..., str]
 @pytest.fixture(scope="session")
 def make_token(jwt_secret: str) -> TokenFactory:
     def make(
-        org_id: str, agent_id: str, role: Role | str = Role.AGENT, teams: tuple[str, ...] = ()
+        org_id: str,
+        agent_id: str,
+        role: Role | str = Role.AGENT,
+        teams: tuple[str, ...] = (),
+        channels: tuple[str, ...] = (),
+        name: str = "",
     ) -> str:
-        return mint_token(jwt_secret, org_id=org_id, agent_id=agent_id, role=role, teams=teams)
+        return mint_token(
+            jwt_secret,
+            org_id=org_id,
+            agent_id=agent_id,
+            role=role,
+            teams=teams,
+            channels=channels,
+            name=name,
+        )
 
     return make
 

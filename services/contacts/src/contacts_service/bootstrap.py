@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inbox.contacts.v1 import contacts_pb2_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from contacts_service.adapters.contact_cache import ContactCache
@@ -45,15 +48,19 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
                 SERVICE_NAME, contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="contacts")
+    decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
     consumer = None
     background: list[BackgroundTask] = []
     if settings.consume:
-        consumer = ProfileConsumer(
+        consumer = ProfileConsumer.over(
+            publisher,
             ProfileIngestion(contacts_repo, DefinitionsCache(definitions_repo, ttl=1.0)),
+            decoder=decoder,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
             max_batch=settings.consumer_max_batch,
@@ -62,7 +69,9 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         background.append(consumer.run)
     change_feed = None
     if settings.cache_max_entries:
-        change_feed = ChangeFeed(contact_cache, bootstrap_servers=settings.kafka_bootstrap_servers)
+        change_feed = ChangeFeed(
+            contact_cache, bootstrap_servers=settings.kafka_bootstrap_servers, decoder=decoder
+        )
         background.append(change_feed.run)
 
     async def close_db() -> None:
@@ -71,8 +80,12 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
     runtime = ServiceRuntime(
         name="contacts",
         grpc=grpc,
+        publisher=publisher if consumer is not None else None,
         background=background,
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="contacts"
+        ),
     )
     return Contacts(runtime, consumer, change_feed, contact_cache)

@@ -7,6 +7,8 @@ from contacts_service.adapters.contact_cache import ContactCache
 from contacts_service.entrypoints.change_feed import ChangeFeed
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactsChanged
+from inbox_contracts.topics import CONTACT_CHANGES
+from inbox_testing import consumer_record
 
 KEY = ("org", "c1")
 
@@ -136,9 +138,13 @@ async def test_the_change_feed_drops_named_contacts_and_everything_on_a_malforme
         await c.get(("org", contact_id), store.load)
     await c.get(("other-org", "c1"), store.load)
     notice = ContactsChanged(org_id="org", contact_ids=["c1", "c2"], occurred_at=datetime.now(UTC))
-    feed._apply(CloudEvent.wrap(notice, source="/tests").to_json_bytes())
+    feed._apply(
+        consumer_record(
+            CONTACT_CHANGES.name, CloudEvent.wrap(notice, source="/tests").to_json_bytes()
+        )
+    )
     assert [("org", "c3") in c, ("other-org", "c1") in c, len(c)] == [True, True, 2]
-    feed._apply(b"{not json")
+    feed._apply(consumer_record(CONTACT_CHANGES.name, b"{not json"))
     assert len(c) == 0 and c.enabled
 
 

@@ -11,7 +11,12 @@ from contacts_service.domain.attributes import (
     validate_value,
 )
 from contacts_service.domain.contact import Contact, Identity, validate_change
-from inbox_kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from contacts_service.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import make_broker
+from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from presence_service.adapters.kafka import KafkaEventPublisher
@@ -32,10 +33,10 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="presence")
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     background = [sweeper(presence, settings)]
     if settings.publish_enabled:
-        background.append(relay(presence, KafkaEventPublisher(broker), settings))
+        background.append(relay(presence, KafkaEventPublisher(publisher), settings))
 
     grpc_server = GrpcServer(
         [
@@ -45,7 +46,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
                 PresenceServicer(presence),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
@@ -56,9 +57,12 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     runtime = ServiceRuntime(
         name="presence",
         grpc=grpc_server,
-        broker=broker,
+        publisher=publisher,
         background=background,
         cleanups=[close_mongo],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id="presence"
+        ),
     )
     return runtime, presence

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox_contracts.topics import REPLIES
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
+from inbox_kit.batch_consumer import BatchConsumer, per_event
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import make_broker, subscribe
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import DeadLetters, EventPublisher
 from inbox_kit.mongo import connect
-from inbox_kit.runtime import ServiceRuntime
+from inbox_kit.readiness import standard_checks
+from inbox_kit.runtime import BackgroundTask, ServiceRuntime
 
 from replies_service.adapters.contacts_grpc import GrpcContactDirectory
 from replies_service.adapters.mongo import MongoReplyStore
@@ -35,7 +38,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
     settings = settings or RepliesSettings()
     client, db = connect(settings)
     store = MongoReplyStore(db)
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
     contacts = GrpcContactDirectory(
         settings.contacts_address, timeout_seconds=settings.contacts_timeout_seconds
     )
@@ -46,9 +49,21 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         usage_full_refresh_seconds=settings.usage_full_refresh_seconds,
         revision_max_age_seconds=settings.revision_max_age_seconds,
     )
-    deps = Deps(store=store, index=index, contacts=contacts, publisher=KafkaUsagePublisher(broker))
+    deps = Deps(
+        store=store, index=index, contacts=contacts, publisher=KafkaUsagePublisher(publisher)
+    )
+    consumers: list[BackgroundTask] = []
     if consume:
-        subscribe(broker, [REPLIES], group_id=settings.consumer_group, handler=usage_handler(deps))
+        usage = BatchConsumer(
+            name="usage",
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=[REPLIES.name],
+            group_id=settings.consumer_group,
+            handler=per_event(usage_handler(deps)),
+            dead_letters=DeadLetters(publisher.publish_raw, settings.consumer_group),
+            decoder=InboundDecoder(max_future_skew=settings.max_future_skew()),
+        )
+        consumers.append(usage.run)
     grpc_server = GrpcServer(
         [
             ServiceRegistration(
@@ -57,7 +72,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
                 RepliesServicer(deps),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
@@ -73,9 +88,12 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
     runtime = ServiceRuntime(
         name=settings.service_name,
         grpc=grpc_server,
-        broker=broker,
-        background=[ensure_indexes],
+        publisher=publisher,
+        background=[ensure_indexes, *consumers],
         cleanups=[close],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        dependencies=standard_checks(
+            client, settings.kafka_bootstrap_servers, client_id=settings.service_name
+        ),
     )
     return App(runtime=runtime, deps=deps, store=store)

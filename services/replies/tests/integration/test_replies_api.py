@@ -26,7 +26,7 @@ class World:
         self.org = unique("org")
         self.other_org = unique("org")
         self.admin = make_token(self.org, "boss", role="admin", teams=("t-admin",))
-        self.ana = make_token(self.org, "ana", teams=("t-sales",))
+        self.ana = make_token(self.org, "ana", teams=("t-sales",), channels=("wa-1",))
         self.bob = make_token(self.org, "bob", teams=("t-support",))
         self.eve = make_token(self.other_org, "eve", role="admin", teams=("t-sales",))
 
@@ -138,6 +138,30 @@ async def test_visibility_matrix_for_list_search_get_and_render(
         pb.RenderReplyRequest(reply_id=r_wa, channel_id="wa-1"), metadata=bearer(world.ana)
     )
     assert rendered.text == "wa"
+    # bob's token grants no channel: naming wa-1 behaves as if nothing were shared with it
+    assert {r.reply.reply_id for r in await search(replies, world.bob, "hello", "wa-1")} == {
+        r_support,
+        r_bob,
+    }
+    listed_bob = await replies.ListCollections(
+        pb.ListCollectionsRequest(channel_id="wa-1"), metadata=bearer(world.bob)
+    )
+    assert wa not in {c.collection_id for c in listed_bob.collections}
+    for call in (
+        replies.GetReply(
+            pb.GetReplyRequest(reply_id=r_wa, channel_id="wa-1"), metadata=bearer(world.bob)
+        ),
+        replies.RenderReply(
+            pb.RenderReplyRequest(reply_id=r_wa, channel_id="wa-1"), metadata=bearer(world.bob)
+        ),
+        replies.RecordReplyUsed(
+            pb.RecordReplyUsedRequest(reply_id=r_wa, channel_id="wa-1"), metadata=bearer(world.bob)
+        ),
+        replies.ListReplies(
+            pb.ListRepliesRequest(collection_id=wa, channel_id="wa-1"), metadata=bearer(world.bob)
+        ),
+    ):
+        await expect_code(grpc.StatusCode.NOT_FOUND, call)
     page = await replies.ListReplies(
         pb.ListRepliesRequest(collection_id=sales), metadata=bearer(world.ana)
     )

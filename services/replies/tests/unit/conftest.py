@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import SavedReplyUsed
+from inbox_kit.auth import Principal
 from replies_service.domain.model import Collection, SavedReply
 from replies_service.service_layer.handlers import Deps
 from replies_service.service_layer.search_index import SearchIndex
@@ -103,9 +104,9 @@ class FakeContacts:
     calls: list[tuple[str, str]] = field(default_factory=list)
     org_of_token: dict[str, str] = field(default_factory=dict)
 
-    async def get_contact(self, contact_id: str, *, bearer_token: str) -> Mapping[str, str] | None:
-        self.calls.append((contact_id, bearer_token))
-        org = self.org_of_token.get(bearer_token, "")
+    async def get_contact(self, contact_id: str, *, caller: Principal) -> Mapping[str, str] | None:
+        self.calls.append((contact_id, caller.bearer_token))
+        org = self.org_of_token.get(caller.bearer_token, "")
         return self.contacts.get((org, contact_id))
 
 

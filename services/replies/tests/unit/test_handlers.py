@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from inbox_kit.auth import Principal, Role
 from inbox_kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from replies_service.domain import errors as domain_errors
 from replies_service.domain.model import Viewer
 from replies_service.domain.search import Match
 from replies_service.service_layer import handlers as h
@@ -61,9 +63,7 @@ async def test_visibility_matrix(deps: Deps) -> None:
         with pytest.raises(NotFound):
             await h.get_reply(deps, ANA, invisible)
         with pytest.raises(NotFound):
-            await h.render_reply(
-                deps, ANA, reply_id=invisible, contact_id="", agent_name="", bearer_token="t"
-            )
+            await h.render_reply(deps, ANA, caller("t"), reply_id=invisible, contact_id="")
     assert (await h.get_reply(deps, ana_wa, r_wa)).reply.title == "wa"
     with pytest.raises(NotFound):
         await h.list_replies(
@@ -143,7 +143,7 @@ async def test_invalid_input_names_the_field(
     deps: Deps, field: str, kwargs: dict[str, Any]
 ) -> None:
     args: dict[str, Any] = {"title": "t", "body": "b", "shortcut": "", "tags": ()} | kwargs
-    with pytest.raises(InvalidArgument) as exc:
+    with pytest.raises(domain_errors.InvalidArgument) as exc:
         await h.create_reply(deps, ANA, collection_id="", **args)
     assert exc.value.field == field
 
@@ -183,6 +183,13 @@ async def test_paging_lists_every_reply_once(deps: Deps) -> None:
     assert exc.value.field == "page_token"
 
 
+def caller(token: str, name: str = "") -> Principal:
+    """ANA's verified principal carrying ``token``."""
+    return Principal(
+        "org", "ana", Role.AGENT, frozenset({"t-sales"}), name=name, bearer_token=token
+    )
+
+
 async def test_render_uses_contacts_port_with_callers_token(deps: Deps, contacts: Any) -> None:
     contacts.org_of_token["tok"] = "org"
     contacts.contacts[("org", "c1")] = {"name": "Maria Muster", "plan": "gold"}
@@ -194,15 +201,13 @@ async def test_render_uses_contacts_port_with_callers_token(deps: Deps, contacts
         body='Hi {{contact.first_name | fallback: "there"}}, {{contact.plan}} '
         '{{contact.city}} {{contact.zip | fallback: "?"}} -- {{agent.name}}',
     )
-    out = await h.render_reply(
-        deps, ANA, reply_id=r, contact_id="c1", agent_name="", bearer_token="tok"
-    )
+    out = await h.render_reply(deps, ANA, caller("tok"), reply_id=r, contact_id="c1")
     assert out.rendered.text == "Hi Maria, gold  ? -- ana"
     assert out.rendered.missing == ("contact.city",)
     assert out.rendered.fallbacks == ("contact.zip",)
     assert contacts.calls == [("c1", "tok")]
     unknown = await h.render_reply(
-        deps, ANA, reply_id=r, contact_id="nobody", agent_name="Ana A.", bearer_token="tok"
+        deps, ANA, caller("tok", name="Ana A."), reply_id=r, contact_id="nobody"
     )
     assert not unknown.contact_found
     assert unknown.rendered.text.startswith("Hi there,")

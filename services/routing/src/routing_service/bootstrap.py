@@ -17,11 +17,13 @@ from inbox_contracts.topics import (
     ROUTING_DISPATCH,
     ROUTING_PROPOSALS,
 )
-from inbox_kit.auth import TokenVerifier
+from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
-from inbox_kit.kafka import DeadLetters, producer_raw_publish
+from inbox_kit.inbound import InboundDecoder
+from inbox_kit.kafka import DeadLetters
 from inbox_kit.mongo import connect
+from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.dispatch_store import MongoDispatchStore
@@ -79,13 +81,18 @@ def build(settings: RoutingSettings) -> Routing:
                 RoutingServicer(store, dispatch_store, publisher),
             )
         ],
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        verifier=verifier_from_settings(settings),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
     routing = Routing(
         runtime=ServiceRuntime(
-            "routing", grpc_server, shutdown_grace_seconds=settings.shutdown_grace_seconds
+            "routing",
+            grpc_server,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            dependencies=standard_checks(
+                client, settings.kafka_bootstrap_servers, client_id="routing"
+            ),
         ),
         store=store,
         publisher=publisher,
@@ -110,7 +117,8 @@ def build(settings: RoutingSettings) -> Routing:
                 snapshot_seconds=settings.dispatch_snapshot_seconds,
             )
             routing.dispatcher = dispatcher
-            raw_publish = producer_raw_publish(publisher.producer)
+            raw_publish = publisher.publish_raw
+            decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
 
             async def handle_owned(batch: Batch) -> None:
                 await owner.handle([Delivery(r.partition, e) for r, e in batch])
@@ -165,6 +173,8 @@ def build(settings: RoutingSettings) -> Routing:
                 initial_offset=settings.initial_offset,
                 lock=owner_lock,
                 consumer_options=LOW_LATENCY,
+                decoder=decoder,
+                repartition=raw_publish,
             )
             routing.loops = [owner_loop]
             presence_loop = BatchConsumer(
@@ -177,6 +187,7 @@ def build(settings: RoutingSettings) -> Routing:
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
                 consumer_options=LOW_LATENCY,
+                decoder=decoder,
             )
             routing.loops.append(presence_loop)
             dispatch_loop = BatchConsumer(

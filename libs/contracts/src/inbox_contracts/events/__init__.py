@@ -5,17 +5,17 @@ from inbox_contracts.events.contacts import (
     ContactProfileUpserted,
     ContactsChanged,
 )
-from inbox_contracts.events.dispatch import (
-    AssignmentProposed,
-    AssignmentSettingsChanged,
-    ConversationDispatchChanged,
-    ProposalRefusal,
-)
 from inbox_contracts.events.conversations import (
     ConversationAssigned,
     ConversationResolved,
     ConversationUnassigned,
     FollowUpDue,
+)
+from inbox_contracts.events.dispatch import (
+    AssignmentProposed,
+    AssignmentSettingsChanged,
+    ConversationDispatchChanged,
+    ProposalRefusal,
 )
 from inbox_contracts.events.messages import InboundMessageReceived, OutboundMessageSent
 from inbox_contracts.events.presence import (

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import bson
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
-from pymongo import InsertOne
+from inbox_kit.mongo import insert_many
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -176,12 +176,12 @@ def _contact_from_doc(doc: Doc) -> Contact:
 
 
 async def insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> list[int]:
-    """Insert ``docs`` (one unordered bulk insert); return the positions of those whose
+    """Insert ``docs`` (unordered, capped bulk inserts); return the positions of those whose
     ``_id`` already existed (the only write errors tolerated)."""
     if not docs:
         return []
     try:
-        await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
+        await insert_many(collection, docs)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):

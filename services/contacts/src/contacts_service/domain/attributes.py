@@ -17,7 +17,12 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from inbox_kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from contacts_service.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_LABEL = 100
@@ -135,16 +140,20 @@ class Definitions:
     def _require(self, key: str) -> AttributeDefinition:
         found = self.get(key)
         if found is None:
-            raise NotFound(f"attribute {key!r} does not exist")
+            raise NotFound(f"attribute {key!r} does not exist", reason="ATTRIBUTE_NOT_FOUND")
         return found
 
     # -- changes (each returns the next version) ----------------------------------------------
 
     def create(self, definition: AttributeDefinition) -> Definitions:
         if self.get(definition.key) is not None:
-            raise AlreadyExists(f"attribute {definition.key!r} already exists")
+            raise AlreadyExists(
+                f"attribute {definition.key!r} already exists", reason="ATTRIBUTE_EXISTS"
+            )
         if len(self.items) >= MAX_ATTRIBUTES:
-            raise FailedPrecondition(f"an org has at most {MAX_ATTRIBUTES} attributes")
+            raise FailedPrecondition(
+                f"an org has at most {MAX_ATTRIBUTES} attributes", reason="ATTRIBUTE_LIMIT"
+            )
         return self._next((*self.items, replace(definition, built_in=False)))
 
     def update(
@@ -170,7 +179,7 @@ class Definitions:
         if current.built_in:
             raise FailedPrecondition(
                 f"built-in attribute {key!r} cannot be deleted; disable it instead",
-                reason="BUILT_IN",
+                reason="ATTRIBUTE_BUILT_IN",
             )
         return self._next(d for d in self.items if d.key != key)
 

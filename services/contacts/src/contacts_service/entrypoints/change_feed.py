@@ -2,8 +2,13 @@
 
 Every replica reads every partition (no consumer group: each needs all notices) from the end
 as of its start — earlier changes are already in the database, which the empty cache reads
-through to. The cache only turns on once the positions are resolved and turns off whenever
-this loop stops (the runtime restarts it), see ``adapters.contact_cache``.
+through to. Records are decoded by the kit's one inbound path (``inbox_kit.inbound``: both
+CloudEvents modes, unknown fields ignored, no event time from the future). A notice it cannot
+decode is **not dead-lettered** (every replica reads it; the topic has no dead-letter topic):
+whatever it named is unknown, so this replica clears its whole card cache (counted in
+``contacts_change_feed_undecodable_total``). The cache only turns on once the positions are
+resolved and turns off whenever this loop stops (the runtime restarts it), see
+``adapters.contact_cache``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from inbox_contracts import MalformedEvent, decode
 from inbox_contracts.events import ContactsChanged
 from inbox_contracts.topics import CONTACT_CHANGES
-from prometheus_client import Gauge
+from inbox_kit.inbound import InboundDecoder, Undecodable
+from prometheus_client import Counter, Gauge
 
 from contacts_service.adapters.contact_cache import ContactCache
 
@@ -32,6 +37,12 @@ LAG = Gauge(
     "Change notices published but not yet applied to this replica's contact cache.",
 )
 
+UNDECODABLE = Counter(
+    "contacts_change_feed_undecodable_total",
+    "Change notices this replica could not decode (each cleared its contact cache).",
+    ["reason"],
+)
+
 
 async def _lag(consumer: AIOKafkaConsumer) -> int:
     lag = 0
@@ -43,8 +54,11 @@ async def _lag(consumer: AIOKafkaConsumer) -> int:
 
 
 class ChangeFeed:
-    def __init__(self, cache: ContactCache, *, bootstrap_servers: str) -> None:
+    def __init__(
+        self, cache: ContactCache, *, bootstrap_servers: str, decoder: InboundDecoder | None = None
+    ) -> None:
         self._cache = cache
+        self._decoder = decoder or InboundDecoder()
         self._bootstrap = bootstrap_servers
         #: Set while the feed is positioned and the cache is on.
         self.ready = asyncio.Event()
@@ -89,14 +103,15 @@ class ChangeFeed:
     def _apply_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         for records in batches.values():
             for record in records:
-                self._apply(record.value or b"")
+                self._apply(record)
 
-    def _apply(self, value: bytes) -> None:
+    def _apply(self, record: ConsumerRecord[Any, Any]) -> None:
         try:
-            event = decode(value)
-        except MalformedEvent:
+            event = self._decoder.decode(record)
+        except Undecodable as exc:
             # Whatever it named is unknown: start over rather than risk serving a stale card.
-            log.warning("malformed change notice; clearing the contact cache", exc_info=True)
+            log.warning("undecodable change notice; clearing the contact cache", exc_info=True)
+            UNDECODABLE.labels(exc.reason).inc()
             self._cache.clear()
             return
         data = event.data

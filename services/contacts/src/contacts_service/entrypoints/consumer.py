@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import ContactProfileUpserted, ContactsChanged
 from inbox_contracts.topics import CONTACT_CHANGES, CONTACTS
 from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
+from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import (
     DeadLetters,
+    EventPublisher,
+    PartitionedPublish,
     RawPublish,
     RetryPolicy,
     cloudevent_headers,
-    producer_raw_publish,
 )
 from pymongo.errors import ConnectionFailure
 
@@ -82,14 +84,15 @@ class ProfileConsumer:
         *,
         bootstrap_servers: str,
         group_id: str,
+        publish: RawPublish,
+        repartition: PartitionedPublish | None = None,
+        decoder: InboundDecoder | None = None,
         max_batch: int = 500,
         offset_reset: str = "earliest",
-        publish: RawPublish | None = None,
     ) -> None:
-        """``publish`` sends dead letters and change notices; by default through a producer
-        of this consumer's own, started by ``run``."""
+        """``publish`` sends dead letters and change notices (the process's ``EventPublisher``
+        in production); ``repartition`` forwards misplaced profiles (``inbox_kit.repartition``)."""
         self._ingestion = ingestion
-        self._bootstrap = bootstrap_servers
         self._publish = publish
         self.loop = BatchConsumer(
             name="profiles",
@@ -97,11 +100,22 @@ class ProfileConsumer:
             topics=[CONTACTS.name],
             group_id=group_id,
             handler=self.handle,
-            dead_letters=DeadLetters(self._send, group_id),
+            dead_letters=DeadLetters(publish, group_id),
             max_records=max_batch,
             policy=_POLICY,
             initial_offset=offset_reset,
             consumer_options={"max_partition_fetch_bytes": 4 * 1024 * 1024},
+            decoder=decoder,
+            repartition=repartition,
+        )
+
+    @classmethod
+    def over(
+        cls, publisher: EventPublisher, ingestion: ProfileIngestion, **options: Any
+    ) -> ProfileConsumer:
+        """A consumer that publishes and repartitions through ``publisher``."""
+        return cls(
+            ingestion, publish=publisher.publish_raw, repartition=publisher.publish_raw, **options
         )
 
     async def ready(self, timeout: float = 30.0) -> None:
@@ -109,25 +123,7 @@ class ProfileConsumer:
         await self.loop.ready(timeout)
 
     async def run(self) -> None:
-        if self._publish is not None:
-            await self.loop.run()
-            return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
-        )
-        await producer.start()
-        self._publish = producer_raw_publish(producer)
-        try:
-            await self.loop.run()
-        finally:
-            self._publish = None
-            await producer.stop()
-
-    async def _send(
-        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
-    ) -> None:
-        assert self._publish is not None, "run() first"
-        await self._publish(topic, value, key, headers)
+        await self.loop.run()
 
     async def handle(self, batch: Batch) -> list[tuple[Record, Exception]]:
         """Store and announce the valid profiles; return the refused records with the reason."""
@@ -143,11 +139,11 @@ class ProfileConsumer:
         result = await self._ingestion.ingest(profiles)
         await asyncio.gather(
             *(
-                self._send(
+                self._publish(
                     CONTACT_CHANGES.name,
                     notice.to_json_bytes(),
                     notice.key,
-                    cloudevent_headers(notice),
+                    cloudevent_headers(notice.type, notice.id),
                 )
                 for notice in change_notices(result.changed)
             )

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from inbox_kit.auth import Principal
-from inbox_kit.errors import InvalidArgument, NotFound
+from inbox_kit.errors import NotFound
+from inbox_kit.validation import require_id, require_ids
 
 from contacts_service.domain.attributes import (
     AttributeDefinition,
@@ -28,7 +29,6 @@ from contacts_service.service_layer.definitions import DefinitionsCache
 from contacts_service.service_layer.ports import ContactRepository
 
 MAX_BATCH = 100
-MAX_ID = 256
 
 
 @dataclass(frozen=True)
@@ -44,24 +44,16 @@ class Card:
     fields: list[CardField]
 
 
-def validate_id(value: str, field: str) -> str:
-    if not value or not value.strip():
-        raise InvalidArgument(field, "must not be empty")
-    if len(value) > MAX_ID:
-        raise InvalidArgument(field, f"at most {MAX_ID} characters")
-    return value
-
-
 @dataclass
 class ContactsService:
     contacts: ContactRepository
     definitions: DefinitionsCache
 
     async def card(self, principal: Principal, contact_id: str) -> Card:
-        validate_id(contact_id, "contact_id")
+        require_id("contact_id", contact_id)
         contact = await self.contacts.get(principal.org_id, contact_id)
         if contact is None:
-            raise NotFound(f"contact {contact_id!r} not found")
+            raise NotFound(f"contact {contact_id!r} not found", reason="CONTACT_NOT_FOUND")
         definitions = await self.definitions.get(principal.org_id)
         fields = []
         for definition in definitions.enabled():
@@ -73,19 +65,16 @@ class ContactsService:
         return Card(contact, definitions.version, fields)
 
     async def get(self, principal: Principal, contact_id: str) -> tuple[Contact, Definitions]:
-        validate_id(contact_id, "contact_id")
+        require_id("contact_id", contact_id)
         contact = await self.contacts.get(principal.org_id, contact_id)
         if contact is None:
-            raise NotFound(f"contact {contact_id!r} not found")
+            raise NotFound(f"contact {contact_id!r} not found", reason="CONTACT_NOT_FOUND")
         return contact, await self.definitions.get(principal.org_id)
 
     async def batch_get(
         self, principal: Principal, contact_ids: Sequence[str]
     ) -> tuple[list[Contact], Definitions]:
-        if len(contact_ids) > MAX_BATCH:
-            raise InvalidArgument("contact_ids", f"at most {MAX_BATCH} ids per call")
-        for contact_id in contact_ids:
-            validate_id(contact_id, "contact_ids")
+        require_ids("contact_ids", contact_ids, max_count=MAX_BATCH)
         unique = list(dict.fromkeys(contact_ids))
         contacts = await self.contacts.get_many(principal.org_id, unique) if unique else []
         return contacts, await self.definitions.get(principal.org_id)
@@ -93,12 +82,15 @@ class ContactsService:
     async def find_by_identity(
         self, principal: Principal, channel: str, handle: str
     ) -> tuple[Contact, Definitions]:
-        validate_id(channel, "channel")
-        validate_id(handle, "handle")
+        require_id("channel", channel)
+        require_id("handle", handle)
         identity = Identity(channel.strip(), handle.strip())
         contact = await self.contacts.find_by_identity(principal.org_id, identity)
         if contact is None:
-            raise NotFound(f"no contact with {identity.channel} identity {identity.handle!r}")
+            raise NotFound(
+                f"no contact with {identity.channel} identity {identity.handle!r}",
+                reason="CONTACT_NOT_FOUND",
+            )
         return contact, await self.definitions.get(principal.org_id)
 
 

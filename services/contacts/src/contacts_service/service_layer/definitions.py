@@ -167,5 +167,6 @@ class DefinitionsService:
 def _stale(expected: int, actual: int) -> Aborted:
     return Aborted(
         f"the attribute definitions changed since you loaded them (you had version {expected}, "
-        f"now {actual}); reload the list and try again"
+        f"now {actual}); reload the list and try again",
+        reason="VERSION_STALE",
     )

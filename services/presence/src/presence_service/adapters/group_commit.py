@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from inbox_kit.mongo import MAX_BULK_OPERATIONS
+
 from presence_service.adapters.write_gate import WriteGate
 
 T = TypeVar("T")
@@ -23,7 +25,9 @@ Flush = Callable[[list[T]], Awaitable[list[BaseException | None]]]
 
 
 class GroupCommit(Generic[T]):
-    def __init__(self, gate: WriteGate, flush: Flush[T], *, max_batch: int = 256) -> None:
+    def __init__(
+        self, gate: WriteGate, flush: Flush[T], *, max_batch: int = MAX_BULK_OPERATIONS
+    ) -> None:
         self._gate = gate
         self._flush = flush
         self._max_batch = max_batch

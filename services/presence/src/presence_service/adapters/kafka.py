@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
-from inbox_kit.kafka import CLOUDEVENTS_CONTENT_TYPE
+from inbox_kit.kafka import EventPublisher
 
 from presence_service.service_layer.ports import OutboxRecord
 
 
 class KafkaEventPublisher:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
 
     async def publish(self, record: OutboxRecord) -> None:
-        await self._broker.publish(
+        await self._publisher.publish_serialized(
+            record.topic,
             record.payload,
-            topic=record.topic,
             key=record.kafka_key,
-            headers={
-                "content-type": CLOUDEVENTS_CONTENT_TYPE,
-                "ce_type": record.event_type,
-                "ce_id": record.event_id,
-            },
+            event_type=record.event_type,
+            event_id=record.event_id,
         )

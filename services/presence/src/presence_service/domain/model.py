@@ -19,7 +19,6 @@ from inbox_contracts.events import SignOutReason
 #: Namespace of the deterministic event ids (uuid5 of the outbox key).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d6a52-59a4-4c55-a7c4-7d3c0b1f5e11")
 
-MAX_ID_LENGTH = 200
 KEY_SEPARATOR = "\x1f"
 
 
@@ -175,15 +174,4 @@ def next_transition(
         else:  # ended sessions are unknown (should not happen): sign out now-ish, explicitly
             at, session_id, reason = head.occurred_at, head.session_id, EndReason.EXPLICIT
         return Transition(agent, seq + 1, False, max(at, head.occurred_at), session_id, reason)
-    return None
-
-
-def validate_id(field: str, value: str) -> str | None:
-    """Why ``value`` is not a usable id, or None if it is."""
-    if not value or not value.strip():
-        return "must not be empty"
-    if len(value) > MAX_ID_LENGTH:
-        return f"must be at most {MAX_ID_LENGTH} characters"
-    if any(ord(c) < 32 for c in value):
-        return "must not contain control characters"
     return None

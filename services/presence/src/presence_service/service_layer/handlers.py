@@ -11,8 +11,6 @@ Concurrency model (several replicas, non-atomic updates in FerretDB):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import uuid
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from inbox_contracts.events import (
 from inbox_contracts.topics import PRESENCE
 from inbox_kit.auth import Principal
 from inbox_kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from inbox_kit.validation import PageTokens, page_size, require_id, require_ids
 
 from presence_service.domain.model import (
     AgentRef,
@@ -44,7 +43,6 @@ from presence_service.domain.model import (
     is_signed_in_seq,
     next_transition,
     transition_key,
-    validate_id,
 )
 from presence_service.service_layer.ports import (
     AgentAvailability,
@@ -59,6 +57,7 @@ MAX_RECONCILE_ROUNDS = 16
 MAX_BATCH = 500
 DEFAULT_PAGE = 100
 MAX_KNOWN_AGENTS = 100_000
+SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
 
 
 class SessionEnded(FailedPrecondition):
@@ -215,12 +214,6 @@ async def end_session(p: Presence, end: SessionEnd) -> bool:
 # ---------------------------------------------------------------------------- use cases
 
 
-def _require_id(field_name: str, value: str) -> str:
-    if problem := validate_id(field_name, value):
-        raise InvalidArgument(field_name, problem)
-    return value
-
-
 def me(principal: Principal) -> AgentRef:
     return AgentRef(principal.org_id, principal.agent_id)
 
@@ -253,7 +246,7 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
 
 
 async def _own_session(p: Presence, principal: Principal, session_id: str) -> Session:
-    _require_id("session_id", session_id)
+    require_id("session_id", session_id)
     session, end = await asyncio.gather(
         p.store.get_session(session_id), p.store.get_end(session_id)
     )
@@ -263,7 +256,7 @@ async def _own_session(p: Presence, principal: Principal, session_id: str) -> Se
             await end_session(p, end)
         raise SessionEnded(session_id)
     if session is None or session.agent != agent:
-        raise NotFound(f"session {session_id} not found")
+        raise NotFound(f"session {session_id} not found", reason="SESSION_NOT_FOUND")
     return session
 
 
@@ -291,10 +284,10 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
 
 async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> int:
     principal.require_admin()
-    agent = AgentRef(principal.org_id, _require_id("agent_id", agent_id))
+    agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
     head = await p.store.head(agent)
     if head is None:
-        raise NotFound(f"agent {agent_id} not found")
+        raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     now = p.clock()
     ended = 0
     for s in await p.store.sessions_of([agent]):
@@ -338,12 +331,7 @@ async def _current_heads(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
 async def get_presence(
     p: Presence, principal: Principal, agent_ids: list[str]
 ) -> list[PresenceView]:
-    if not agent_ids:
-        raise InvalidArgument("agent_ids", "must list at least one agent id")
-    if len(agent_ids) > MAX_BATCH:
-        raise InvalidArgument("agent_ids", f"at most {MAX_BATCH} ids per call")
-    for i, agent_id in enumerate(agent_ids):
-        _require_id(f"agent_ids[{i}]", agent_id)
+    require_ids("agent_ids", agent_ids, min_count=1, max_count=MAX_BATCH)
     agents = [AgentRef(principal.org_id, a) for a in dict.fromkeys(agent_ids)]
     heads, avail, sessions = await asyncio.gather(
         _current_heads(p, agents), p.store.availabilities(agents), p.store.sessions_of(agents)
@@ -369,12 +357,11 @@ async def get_presence(
 
 
 async def list_signed_in(
-    p: Presence, principal: Principal, page_size: int, page_token: str
+    p: Presence, principal: Principal, requested_size: int, page_token: str
 ) -> tuple[list[PresenceView], str]:
-    if page_size < 0 or page_size > MAX_BATCH:
-        raise InvalidArgument("page_size", f"must be between 0 and {MAX_BATCH}")
-    size = page_size or DEFAULT_PAGE
-    after = _decode_token(page_token)
+    size = page_size(requested_size, default=DEFAULT_PAGE, maximum=MAX_BATCH)
+    cursor = SIGNED_IN_PAGES.decode(page_token)
+    after = cursor.text(0) if cursor else ""
     heads = await p.store.signed_in_heads(principal.org_id, after, size + 1)
     more = len(heads) > size
     heads = heads[:size]
@@ -389,27 +376,8 @@ async def list_signed_in(
         )
         for h in heads
     ]
-    token = _encode_token(heads[-1].agent.agent_id) if more and heads else ""
+    token = SIGNED_IN_PAGES.encode([heads[-1].agent.agent_id]) if more and heads else ""
     return views, token
-
-
-_TOKEN_PREFIX = "after:"
-
-
-def _encode_token(after_agent_id: str) -> str:
-    return base64.urlsafe_b64encode((_TOKEN_PREFIX + after_agent_id).encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    if not text.startswith(_TOKEN_PREFIX):
-        raise InvalidArgument("page_token", "not a token returned by this service")
-    return text[len(_TOKEN_PREFIX) :]
 
 
 # ---------------------------------------------------------------------------- background

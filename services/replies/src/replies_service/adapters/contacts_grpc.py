@@ -1,7 +1,7 @@
 """The contacts port over gRPC: ``inbox.contacts.v1.ContactsService/BatchGetContacts``.
 
-The calling agent's own bearer token is forwarded, so the contacts service applies its own
-org scoping: a contact of another org is simply absent.
+The calling agent's own (verified) bearer token is forwarded, so the contacts service applies
+its own org scoping: a contact of another org is simply absent.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import grpc
 from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from inbox_kit.auth import Principal
 from inbox_kit.errors import FailedPrecondition
 
 
@@ -40,11 +41,11 @@ class GrpcContactDirectory:
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub
 
-    async def get_contact(self, contact_id: str, *, bearer_token: str) -> Mapping[str, str] | None:
+    async def get_contact(self, contact_id: str, *, caller: Principal) -> Mapping[str, str] | None:
         try:
             response = await self._client().BatchGetContacts(
                 contacts_pb2.BatchGetContactsRequest(contact_ids=[contact_id]),
-                metadata=(("authorization", f"Bearer {bearer_token}"),),
+                metadata=(("authorization", f"Bearer {caller.bearer_token}"),),
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:

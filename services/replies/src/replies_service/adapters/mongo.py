@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from inbox_kit.mongo import upsert
+from inbox_kit.mongo import insert_many, upsert
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -76,7 +76,7 @@ class MongoReplyStore:
     async def insert_replies(self, replies: list[SavedReply]) -> None:
         """Bulk insert (seeding, benchmarks)."""
         if replies:
-            await self._replies.insert_many([_reply_doc(r) for r in replies], ordered=False)
+            await insert_many(self._replies, [_reply_doc(r) for r in replies])
 
     async def save_reply(self, reply: SavedReply) -> None:
         await self._replies.replace_one({"_id": reply.reply_id}, _reply_doc(reply))

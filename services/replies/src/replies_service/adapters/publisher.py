@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import SavedReplyUsed
 from inbox_contracts.topics import REPLIES
-from inbox_kit.kafka import publish_event
+from inbox_kit.kafka import EventPublisher
 
 
 class KafkaUsagePublisher:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
 
     async def publish_used(self, event: CloudEvent[SavedReplyUsed]) -> None:
-        await publish_event(self._broker, REPLIES, event)
+        await self._publisher.publish(REPLIES, event)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from inbox_kit.errors import InvalidArgument
+from replies_service.domain.errors import InvalidArgument
 
 TITLE_MAX = 500
 BODY_MAX = 2000
@@ -41,6 +41,12 @@ class Viewer:
     @property
     def personal_collection_id(self) -> str:
         return personal_collection_id(self.org_id, self.agent_id)
+
+
+def usable_channel(requested: str, granted: Iterable[str]) -> str:
+    """The channel a viewer answers on: ``requested`` if their token grants it, else none —
+    so a channel the caller may not use behaves as if nothing were shared with it."""
+    return requested if requested and requested in granted else ""
 
 
 def personal_collection_id(org_id: str, agent_id: str) -> str:

@@ -7,19 +7,17 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-import jwt
 from google.protobuf.timestamp_pb2 import Timestamp
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc as pb_grpc
 from inbox_kit.auth import current_principal
-from inbox_kit.errors import InvalidArgument, Unauthenticated
+from inbox_kit.validation import optional_id
 
-from replies_service.domain.model import ID_MAX, Collection, CollectionKind, Viewer
+from replies_service.domain.model import Collection, CollectionKind, Viewer, usable_channel
 from replies_service.service_layer import handlers
 from replies_service.service_layer.handlers import Deps, ReplyView
 
 Context = grpc.aio.ServicerContext[Any, Any]
-AGENT_NAME_CLAIM = "name"
 
 _KIND = {
     CollectionKind.PERSONAL: pb.COLLECTION_KIND_PERSONAL,
@@ -28,28 +26,10 @@ _KIND = {
 
 
 def _viewer(channel_id: str = "") -> Viewer:
-    if len(channel_id) > ID_MAX:
-        raise InvalidArgument("channel_id", f"must be at most {ID_MAX} characters")
+    """The caller, answering on ``channel_id`` — only if the token grants that channel."""
+    optional_id("channel_id", channel_id)
     p = current_principal()
-    return Viewer(p.org_id, p.agent_id, p.is_admin, p.teams, channel_id)
-
-
-def _bearer_token(context: Context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            return text.partition(" ")[2].strip()
-    raise Unauthenticated("missing bearer token")
-
-
-def _agent_name(token: str) -> str:
-    """The ``name`` claim of the (already verified) token, if any."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return ""
-    name = claims.get(AGENT_NAME_CLAIM)
-    return name.strip() if isinstance(name, str) else ""
+    return Viewer(p.org_id, p.agent_id, p.is_admin, p.teams, usable_channel(channel_id, p.channels))
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -204,14 +184,12 @@ class RepliesServicer(pb_grpc.RepliesServiceServicer):
     async def RenderReply(
         self, request: pb.RenderReplyRequest, context: Context
     ) -> pb.RenderReplyResponse:
-        token = _bearer_token(context)
         result = await handlers.render_reply(
             self._deps,
             _viewer(request.channel_id),
+            current_principal(),
             reply_id=request.reply_id,
             contact_id=request.contact_id,
-            agent_name=_agent_name(token),
-            bearer_token=token,
         )
         return pb.RenderReplyResponse(
             text=result.rendered.text,

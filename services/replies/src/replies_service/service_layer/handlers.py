@@ -6,9 +6,6 @@ org revision after every write (so every replica's search index reloads).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -16,13 +13,15 @@ from datetime import datetime
 
 from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import SavedReplyUsed
+from inbox_kit.auth import Principal
 from inbox_kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from inbox_kit.validation import PageTokens, optional_id
+from inbox_kit.validation import page_size as kit_page_size
 
 from replies_service.domain import template
 from replies_service.domain.model import (
     BODY_MAX,
     DESCRIPTION_MAX,
-    ID_MAX,
     NAME_MAX,
     TITLE_MAX,
     Collection,
@@ -42,6 +41,8 @@ from replies_service.service_layer.search_index import SearchIndex, reply_list
 
 EVENT_SOURCE = "/inbox/replies"
 PAGE_MAX = 100
+REPLY_PAGES = PageTokens("replies.list", 2)
+SEARCH_PAGES = PageTokens("replies.search", 1)
 
 
 @dataclass
@@ -109,7 +110,9 @@ async def update_collection(
 ) -> Collection:
     collection = await _writable_collection(deps, viewer, collection_id)
     if collection.kind is CollectionKind.PERSONAL:
-        raise PermissionDenied("a personal collection cannot be renamed or shared")
+        raise PermissionDenied(
+            "a personal collection cannot be renamed or shared", reason="PERSONAL_COLLECTION_FIXED"
+        )
     require_text("name", name, NAME_MAX)
     require_text("description", description, DESCRIPTION_MAX, allow_empty=True)
     teams, channels = _sharing(team_ids, channel_ids)
@@ -129,7 +132,9 @@ async def update_collection(
 async def delete_collection(deps: Deps, viewer: Viewer, collection_id: str) -> int:
     collection = await _writable_collection(deps, viewer, collection_id)
     if collection.kind is CollectionKind.PERSONAL:
-        raise PermissionDenied("a personal collection cannot be deleted")
+        raise PermissionDenied(
+            "a personal collection cannot be deleted", reason="PERSONAL_COLLECTION_FIXED"
+        )
     replies = await deps.store.replies_in_collection(collection.collection_id)
     # Collection first: its replies become invisible at once, even if we crash mid-way
     # (orphans are never shown; stale shortcut claims are taken over, see _claim).
@@ -167,20 +172,22 @@ async def _visible_collection(deps: Deps, viewer: Viewer, collection_id: str) ->
         return await _personal_collection(deps, viewer)
     collection = await deps.store.get_collection(collection_id)
     if collection is None or not collection.readable_by(viewer):
-        raise NotFound(f"collection {collection_id} not found")
+        raise NotFound(f"collection {collection_id} not found", reason="COLLECTION_NOT_FOUND")
     return collection
 
 
 async def _writable_collection(deps: Deps, viewer: Viewer, collection_id: str) -> Collection:
     collection = await _visible_collection(deps, viewer, collection_id)
     if not collection.writable_by(viewer):
-        raise PermissionDenied("only admins manage shared collections and their replies")
+        raise PermissionDenied(
+            "only admins manage shared collections and their replies", reason="ADMIN_REQUIRED"
+        )
     return collection
 
 
 def _require_admin(viewer: Viewer) -> None:
     if not viewer.is_admin:
-        raise PermissionDenied("this operation needs the admin role")
+        raise PermissionDenied("this operation needs the admin role", reason="ADMIN_REQUIRED")
 
 
 # --------------------------------------------------------------------------- replies
@@ -289,10 +296,13 @@ async def _claim(deps: Deps, key: str, reply: SavedReply) -> None:
         if current is not None and current.shortcut_key == key:
             raise AlreadyExists(
                 f"shortcut /{reply.shortcut} is already used by another reply "
-                f"({_scope_text(reply.collection_kind)})"
+                f"({_scope_text(reply.collection_kind)})",
+                reason="SHORTCUT_TAKEN",
             )
         await deps.store.release_shortcut(key, holder)
-    raise AlreadyExists(f"shortcut /{reply.shortcut} is being claimed concurrently; retry")
+    raise AlreadyExists(
+        f"shortcut /{reply.shortcut} is being claimed concurrently; retry", reason="SHORTCUT_TAKEN"
+    )
 
 
 def _scope_text(kind: CollectionKind) -> str:
@@ -310,7 +320,7 @@ async def _visible_reply(
         collection = await deps.store.get_collection(reply.collection_id)
         if collection is not None and collection.readable_by(viewer):
             return reply, collection
-    raise NotFound(f"reply {reply_id} not found")
+    raise NotFound(f"reply {reply_id} not found", reason="REPLY_NOT_FOUND")
 
 
 async def _writable_reply(
@@ -318,7 +328,9 @@ async def _writable_reply(
 ) -> tuple[SavedReply, Collection]:
     reply, collection = await _visible_reply(deps, viewer, reply_id)
     if not collection.writable_by(viewer):
-        raise PermissionDenied("only admins manage shared collections and their replies")
+        raise PermissionDenied(
+            "only admins manage shared collections and their replies", reason="ADMIN_REQUIRED"
+        )
     return reply, collection
 
 
@@ -336,28 +348,6 @@ async def get_reply(deps: Deps, viewer: Viewer, reply_id: str) -> ReplyView:
 # --------------------------------------------------------------------------- paging
 
 
-def _page_size(requested: int, default: int) -> int:
-    if requested < 0 or requested > PAGE_MAX:
-        raise InvalidArgument("page_size", f"must be between 0 and {PAGE_MAX}")
-    return requested or default
-
-
-def encode_token(payload: dict[str, object]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
-
-
-def decode_token(token: str) -> dict[str, object]:
-    if not token:
-        return {}
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidArgument("page_token", "malformed page token") from exc
-    if not isinstance(payload, dict):
-        raise InvalidArgument("page_token", "malformed page token")
-    return payload
-
-
 @dataclass(frozen=True)
 class Page:
     items: list[ReplyView]
@@ -367,8 +357,8 @@ class Page:
 async def list_replies(
     deps: Deps, viewer: Viewer, *, collection_id: str, page_size: int, page_token: str
 ) -> Page:
-    size = _page_size(page_size, 50)
-    after = decode_token(page_token)
+    size = kit_page_size(page_size, default=50, maximum=PAGE_MAX)
+    after = REPLY_PAGES.decode(page_token)
     collection = await _visible_collection(deps, viewer, collection_id)
     snapshot = await deps.index.snapshot(viewer.org_id)
     replies = sorted(
@@ -376,12 +366,12 @@ async def list_replies(
         key=lambda r: (r.title.lower(), r.reply_id),
     )
     if after:
-        last = (str(after.get("t", "")), str(after.get("id", "")))
+        last = (after.text(0), after.text(1))
         replies = [r for r in replies if (r.title.lower(), r.reply_id) > last]
     page = replies[:size]
     token = ""
     if len(replies) > size:
-        token = encode_token({"t": page[-1].title.lower(), "id": page[-1].reply_id})
+        token = REPLY_PAGES.encode([page[-1].title.lower(), page[-1].reply_id])
     return Page([ReplyView(r, snapshot.usage.get(r.reply_id, 0)) for r in page], token)
 
 
@@ -401,16 +391,15 @@ async def search_replies(
     deps: Deps, viewer: Viewer, *, query: str, page_size: int, page_token: str
 ) -> SearchPage:
     parsed = Query.parse(query)
-    size = _page_size(page_size, 20)
-    offset_raw = decode_token(page_token).get("o", 0)
-    if not isinstance(offset_raw, int) or offset_raw < 0:
-        raise InvalidArgument("page_token", "malformed page token")
+    size = kit_page_size(page_size, default=20, maximum=PAGE_MAX)
+    cursor = SEARCH_PAGES.decode(page_token)
+    offset_raw = cursor.offset(0) if cursor else 0
     snapshot = await deps.index.snapshot(viewer.org_id)
     ranked, total = top_matches(
         snapshot.visible_entries(viewer), parsed, snapshot.usage, offset_raw + size
     )
     page = ranked[offset_raw : offset_raw + size]
-    token = encode_token({"o": offset_raw + size}) if total > offset_raw + size else ""
+    token = SEARCH_PAGES.encode([offset_raw + size]) if total > offset_raw + size else ""
     hits = [
         SearchHit(ReplyView(item.reply, snapshot.usage.get(item.reply.reply_id, 0)), kind)
         for item, kind in page
@@ -430,14 +419,13 @@ class RenderResult:
 async def render_reply(
     deps: Deps,
     viewer: Viewer,
+    caller: Principal,
     *,
     reply_id: str,
     contact_id: str,
-    agent_name: str,
-    bearer_token: str,
 ) -> RenderResult:
-    if len(contact_id) > ID_MAX:
-        raise InvalidArgument("contact_id", f"must be at most {ID_MAX} characters")
+    """``caller`` is the verified principal: contacts are read on its behalf."""
+    optional_id("contact_id", contact_id)
     reply, _ = await _visible_reply(deps, viewer, reply_id)
     parts = template.parse(reply.body)
     needs_contact = any(
@@ -446,13 +434,13 @@ async def render_reply(
     attributes: dict[str, str] = {}
     found = False
     if contact_id and needs_contact:
-        contact = await deps.contacts.get_contact(contact_id, bearer_token=bearer_token)
+        contact = await deps.contacts.get_contact(contact_id, caller=caller)
         if contact is not None:
             found = True
             attributes = dict(contact)
     elif contact_id:
         found = True  # not looked up: the template reads no contact field
-    agent = {"name": agent_name or viewer.agent_id, "id": viewer.agent_id}
+    agent = {"name": caller.name or viewer.agent_id, "id": viewer.agent_id}
     rendered = template.render(parts, contact=template.contact_values(attributes), agent=agent)
     return RenderResult(rendered, found)
 
@@ -467,8 +455,7 @@ async def record_reply_used(
 ) -> str:
     if len(use_id) > 100:
         raise InvalidArgument("use_id", "must be at most 100 characters")
-    if len(conversation_id) > ID_MAX:
-        raise InvalidArgument("conversation_id", f"must be at most {ID_MAX} characters")
+    optional_id("conversation_id", conversation_id)
     reply, _ = await _visible_reply(deps, viewer, reply_id)
     event_id = (
         str(uuid.uuid5(uuid.NAMESPACE_URL, f"{viewer.org_id}/{viewer.agent_id}/{use_id}"))

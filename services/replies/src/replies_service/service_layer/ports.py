@@ -7,6 +7,7 @@ from typing import Protocol
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import SavedReplyUsed
+from inbox_kit.auth import Principal
 
 from replies_service.domain.model import Collection, SavedReply
 
@@ -59,8 +60,9 @@ class ReplyStore(Protocol):
 class ContactDirectory(Protocol):
     """Contact attributes (as display text) from the contacts service."""
 
-    async def get_contact(self, contact_id: str, *, bearer_token: str) -> Mapping[str, str] | None:
-        """Attribute key → display value; None when the contact is unknown (or other org)."""
+    async def get_contact(self, contact_id: str, *, caller: Principal) -> Mapping[str, str] | None:
+        """Attribute key → display value, read on ``caller``'s behalf; None when the contact
+        is unknown (or of another org)."""
         ...
 
 

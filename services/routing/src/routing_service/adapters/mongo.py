@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from inbox_kit.mongo import upsert
+from inbox_kit.mongo import bulk_write, insert_many, upsert
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -76,8 +76,7 @@ async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> in
     if not docs:
         return 0
     try:
-        result = await collection.insert_many(list(docs), ordered=False)
-        return len(result.inserted_ids)
+        return await insert_many(collection, docs)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
@@ -248,15 +247,15 @@ class MongoRoutingStore:
             (fresh if key in new_keys else existing).append(_view_doc(v))
         if fresh:
             try:
-                await self._views.insert_many(fresh, ordered=False)
+                await insert_many(self._views, fresh)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
                 existing.extend(fresh[e["index"]] for e in errors)
         if existing:
-            await self._views.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing], ordered=False
+            await bulk_write(
+                self._views, [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing]
             )
 
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:

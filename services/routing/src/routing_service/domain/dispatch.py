@@ -153,9 +153,15 @@ class Proposal:
     occurred_at: datetime
 
 
-def proposal_id(org_id: str, conversation_id: str, waiting_cause: str, agent_id: str) -> str:
+def proposal_id(
+    org_id: str, conversation_id: str, waiting_cause: str, agent_id: str, seq: int
+) -> str:
+    """Unique per proposal (``seq``: the dispatcher's input count, the same on a replay): an
+    answer to an earlier proposal must never be taken for the answer to a later one."""
     return str(
-        uuid.uuid5(PROPOSAL_NAMESPACE, f"{org_id}|{conversation_id}|{waiting_cause}|{agent_id}")
+        uuid.uuid5(
+            PROPOSAL_NAMESPACE, f"{org_id}|{conversation_id}|{waiting_cause}|{agent_id}|{seq}"
+        )
     )
 
 
@@ -475,7 +481,9 @@ class OrgDispatcher:
         else:
             reason, cause = AssignReason.CONVERSATION_WAITING, conv_cause
         p = Proposal(
-            proposal_id(self.org_id, slot.conversation_id, slot.waiting_cause, agent.agent_id),
+            proposal_id(
+                self.org_id, slot.conversation_id, slot.waiting_cause, agent.agent_id, self.seq
+            ),
             self.org_id,
             slot.conversation_id,
             slot.partition,

@@ -152,7 +152,7 @@ class ReferenceDispatcher:
                     cause = self.states[cid].waiting_cause
                     assert cause is not None
                     made = RefProposal(
-                        proposal_id(self.org_id, cid, cause, agent),
+                        proposal_id(self.org_id, cid, cause, agent, self.step),
                         cid,
                         agent,
                         cause,

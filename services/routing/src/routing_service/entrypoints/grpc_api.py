@@ -11,6 +11,7 @@ from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import utc_now
 from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument, NotFound
+from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
 from routing_service.domain.dispatch import AssignReason
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
@@ -44,7 +45,8 @@ _ASSIGN_REASON_TO_PB = {
     AssignReason.AGENT_AVAILABLE.value: pb.AUTO_ASSIGN_REASON_AGENT_AVAILABLE,
 }
 MAX_PAGE = 500
-MAX_ID = 200
+CONVERSATION_PAGES = PageTokens("routing.conversations", 1)
+AUDIT_PAGES = PageTokens("routing.audit", 1)
 
 
 def _ts(dt: datetime | None) -> Timestamp | None:
@@ -53,20 +55,6 @@ def _ts(dt: datetime | None) -> Timestamp | None:
     t = Timestamp()
     t.FromDatetime(dt)
     return t
-
-
-def _page_size(value: int, default: int) -> int:
-    if value < 0 or value > MAX_PAGE:
-        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
-    return value or default
-
-
-def _conversation_id(value: str) -> str:
-    if not value.strip():
-        raise InvalidArgument("conversation_id", "is required")
-    if len(value) > MAX_ID:
-        raise InvalidArgument("conversation_id", f"at most {MAX_ID} characters")
-    return value
 
 
 def conversation_pb(v: ConversationView) -> pb.Conversation:
@@ -137,9 +125,11 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
 
     async def _view(self, conversation_id: str) -> ConversationView:
         org_id = current_principal().org_id
-        view = await self._store.get_view(org_id, _conversation_id(conversation_id))
+        view = await self._store.get_view(org_id, require_id("conversation_id", conversation_id))
         if view is None:
-            raise NotFound(f"conversation {conversation_id!r} not found")
+            raise NotFound(
+                f"conversation {conversation_id!r} not found", reason="CONVERSATION_NOT_FOUND"
+            )
         return view
 
     async def GetConversation(
@@ -154,36 +144,32 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
         org_id = current_principal().org_id
         if request.queue not in (0, *_PB_TO_QUEUE):
             raise InvalidArgument("queue", "unknown queue")
-        if len(request.assignee_id) > MAX_ID:
-            raise InvalidArgument("assignee_id", f"at most {MAX_ID} characters")
-        if len(request.page_token) > MAX_ID:
-            raise InvalidArgument("page_token", "not a token of ours")
+        assignee_id = optional_id("assignee_id", request.assignee_id)
+        size = page_size(request.page_size, default=50, maximum=MAX_PAGE)
+        cursor = CONVERSATION_PAGES.decode(request.page_token)
         queue = _PB_TO_QUEUE[request.queue].value if request.queue else None
         page = await self._store.list_views(
             org_id,
             queue=queue,
-            assignee_id=request.assignee_id or None,
-            page_size=_page_size(request.page_size, 50),
-            page_token=request.page_token,
+            assignee_id=assignee_id or None,
+            page_size=size,
+            page_token=cursor.text(0) if cursor else "",
         )
         return pb.ListConversationsResponse(
             conversations=[conversation_pb(v) for v in page.views],
-            next_page_token=page.next_token,
+            next_page_token=CONVERSATION_PAGES.encode([page.next_token]) if page.next_token else "",
         )
 
     async def GetAuditTrail(
         self, request: pb.GetAuditTrailRequest, context: Any
     ) -> pb.GetAuditTrailResponse:
-        size = _page_size(request.page_size, 100)
-        start = 0
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise InvalidArgument("page_token", "not a token of ours")
-            start = int(request.page_token)
+        size = page_size(request.page_size, default=100, maximum=MAX_PAGE)
+        cursor = AUDIT_PAGES.decode(request.page_token)
+        start = cursor.offset(0) if cursor else 0
         view = await self._view(request.conversation_id)
         chosen = view.audit[start : start + size]
         more = start + size < len(view.audit)
         return pb.GetAuditTrailResponse(
             entries=[audit_pb(a) for a in chosen],
-            next_page_token=str(start + size) if more else "",
+            next_page_token=AUDIT_PAGES.encode([start + size]) if more else "",
         )

@@ -1,0 +1,122 @@
+"""Readiness from dependencies: a process is *ready* while MongoDB and Kafka answer.
+
+Every ``PROBE_INTERVAL_SECONDS`` the runtime pings each dependency (MongoDB ``ping``, a Kafka
+metadata request), each with ``PROBE_TIMEOUT_SECONDS``; any failure turns readiness off (gRPC
+health ``""`` and every service name → ``NOT_SERVING``), the next round where all answer turns it
+back on — within ~3 s either way, without a restart. Liveness (health service ``liveness``)
+stays ``SERVING`` while the process runs: a dependency outage is not cured by restarting us.
+Metrics: ``inbox_dependency_up{dependency}`` (1/0) and ``inbox_ready`` (1/0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiokafka.client import AIOKafkaClient
+from prometheus_client import Gauge
+from pymongo import AsyncMongoClient
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 2.0
+
+DEPENDENCY_UP = Gauge(
+    "inbox_dependency_up",
+    "1 while the dependency answered the last readiness probe, 0 while it did not.",
+    ["dependency"],
+)
+READY = Gauge("inbox_ready", "1 while this process reports ready (all dependencies up).")
+
+Check = Callable[[], Awaitable[object]]
+OnChange = Callable[[bool], Awaitable[None]]
+
+
+def mongo_check(client: AsyncMongoClient[Any]) -> Check:
+    async def ping() -> object:
+        return await client.admin.command("ping")
+
+    return ping
+
+
+class KafkaCheck:
+    """A metadata request to the cluster, through a small client of its own."""
+
+    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._client: AIOKafkaClient | None = None
+
+    async def __call__(self) -> object:
+        if self._client is None:
+            client = AIOKafkaClient(
+                bootstrap_servers=self._bootstrap,
+                client_id=f"{self._client_id}-readiness",
+                request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000),
+            )
+            await client.bootstrap()
+            self._client = client
+        return await self._client.fetch_all_metadata()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+
+class DependencyProbe:
+    def __init__(
+        self,
+        checks: Mapping[str, Check],
+        on_change: OnChange,
+        *,
+        interval: float = PROBE_INTERVAL_SECONDS,
+        timeout: float = PROBE_TIMEOUT_SECONDS,
+    ) -> None:
+        self._checks = dict(checks)
+        self._on_change = on_change
+        self._interval = interval
+        self._timeout = timeout
+        self.ready: bool | None = None
+
+    async def probe_once(self) -> bool:
+        names = list(self._checks)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._checks[n](), self._timeout) for n in names),
+            return_exceptions=True,
+        )
+        for name, result in zip(names, results, strict=True):
+            up = not isinstance(result, BaseException)
+            DEPENDENCY_UP.labels(name).set(1 if up else 0)
+            if not up and self.ready is not False:
+                log.warning("dependency down", extra={"dependency": name, "error": repr(result)})
+        ready = all(not isinstance(r, BaseException) for r in results)
+        if ready != self.ready:
+            self.ready = ready
+            READY.set(1 if ready else 0)
+            log.info("readiness changed", extra={"ready": ready})
+            await self._on_change(ready)
+        return ready
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.probe_once()
+                await asyncio.sleep(self._interval)
+        finally:
+            for check in self._checks.values():
+                if isinstance(check, KafkaCheck):
+                    await check.close()
+
+
+def standard_checks(
+    mongo: AsyncMongoClient[Any], kafka_bootstrap: str, *, client_id: str
+) -> dict[str, Check]:
+    """The two dependencies every service has."""
+    return {
+        "mongodb": mongo_check(mongo),
+        "kafka": KafkaCheck(kafka_bootstrap, client_id=client_id),
+    }
