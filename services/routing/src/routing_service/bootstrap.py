@@ -205,7 +205,11 @@ def build(settings: RoutingSettings) -> Routing:
             )
             routing.loops.append(dispatch_loop)
             await asyncio.gather(
-                owner_loop.run(), presence_loop.run(), dispatch_loop.run(), views.run()
+                owner_loop.run(),
+                presence_loop.run(),
+                dispatch_loop.run(),
+                views.run(),
+                dispatcher.run(),
             )
         finally:
             with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ pointing at complete old chunks.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -234,7 +235,8 @@ class MongoDispatchStore:
         ]
         for i, chunk in enumerate(chunks):
             await self._chunks.insert_one(
-                {"_id": f"{snap.partition}|{generation}|{i}", "records": chunk}
+                # one JSON string: FerretDB v1 stores no nested arrays
+                {"_id": f"{snap.partition}|{generation}|{i}", "records": json.dumps(chunk)}
             )
         await self._headers.replace_one(
             {"_id": header_id},
@@ -261,7 +263,7 @@ class MongoDispatchStore:
                 for i in range(int(header["chunks"]))
             )
         )
-        records = [r for d in docs if d is not None for r in d["records"]]
+        records = [r for d in docs if d is not None for r in json.loads(d["records"])]
         return PartitionState(partition, int(header["next_offset"]), orgs_from(records))
 
     # -- read views -----------------------------------------------------------------------------

@@ -267,6 +267,12 @@ class Dispatcher:
         if self._background is not None:
             await asyncio.gather(self._background, return_exceptions=True)
 
+    async def run(self) -> None:
+        """Persist on time also when no records arrive (the last change of a burst)."""
+        while True:
+            await asyncio.sleep(self._view_seconds / 2)
+            self._maybe_persist()  # synchronous up to the background task: no lock needed
+
     async def flush(self) -> None:
         """Persist everything now (tests, shutdown)."""
         await self._wait_background()
