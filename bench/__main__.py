@@ -1,11 +1,12 @@
-"""``python -m bench [NAME]``: run one benchmark (presence, routing, contacts, replies) or all."""
+"""``python -m bench [NAME]``: run one benchmark (presence, routing, contacts, replies,
+assignment) or all."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-NAMES = ("presence", "routing", "contacts", "replies")
+NAMES = ("presence", "routing", "contacts", "replies", "assignment")
 
 
 def main(argv: list[str]) -> int:
