@@ -270,7 +270,7 @@ class MongoDispatchStore:
 
     def assignment_view(self, org: OrgDispatcher) -> Doc:
         waiting = []
-        for slot, why in org.waiting()[:VIEW_WAITING_LIMIT]:
+        for slot, why in org.waiting(VIEW_WAITING_LIMIT):
             waiting.append(
                 {
                     "conversation_id": slot.conversation_id,

@@ -258,6 +258,9 @@ class OrgDispatcher:
         self.load: dict[str, int] = {}
         #: team -> heap of (waiting_since, conversation id) (lazy: re-checked when popped)
         self._queues: dict[str, list[tuple[datetime, str]]] = {}
+        #: team -> heap of (held, last automatic assignment, agent id) of present members
+        #: (lazy: an entry is stale once the agent's rank changed)
+        self._ranked: dict[str, list[tuple[int, int, str]]] = {}
         self.seq = 0
         self.clock: datetime | None = None
 
@@ -358,6 +361,7 @@ class OrgDispatcher:
             a.available = kind is PresenceKind.AVAILABLE
         if a.present() and (not before or kind is PresenceKind.SIGNED_IN):
             a.became_eligible = (self.seq, cause)
+        self._touch(agent_id)
 
     def _settings(self, e: SettingsChanged) -> None:
         key = (e.occurred_at, e.cause.event_id)
@@ -383,8 +387,32 @@ class OrgDispatcher:
             a = self.agents.get(before)
             if a is not None and a.present():
                 a.became_eligible = (self.seq, cause)
+            self._touch(before)
         if after is not None:
             self.load[after] = self.load.get(after, 0) + 1
+            self._touch(after)
+
+    def _touch(self, agent_id: str) -> None:
+        """The agent's rank changed: index it again (older index entries go stale)."""
+        a = self.agents.get(agent_id)
+        if a is None or not a.present():
+            return
+        key = (self.held(agent_id), a.last_auto, agent_id)
+        for team in (ORG_WIDE, *a.teams):
+            heap = self._ranked.get(team)
+            if heap is None:
+                continue  # indexed in full when first needed
+            heapq.heappush(heap, key)
+            if len(heap) > 4 * len(self.agents) + 64:
+                self._reindex(team)
+
+    def _reindex(self, team: str) -> None:
+        self._ranked[team] = [
+            (self.held(a.agent_id), a.last_auto, a.agent_id)
+            for a in self.agents.values()
+            if a.present() and a.in_team(team)
+        ]
+        heapq.heapify(self._ranked[team])
 
     def _set_pending(self, slot: ConversationSlot, proposal: Proposal | None) -> None:
         holder = slot.holder()
@@ -422,15 +450,28 @@ class OrgDispatcher:
         return cap is None or self.held(a.agent_id) < cap
 
     def best_agent(self, team: str) -> AgentSlot | None:
-        best: AgentSlot | None = None
-        best_key: tuple[int, int, str] | None = None
-        for a in self.agents.values():
-            if not (a.present() and a.in_team(team) and self.has_room(a, team)):
+        """The eligible agent with the fewest held, then the oldest last automatic
+        assignment, then the id. Agents are ranked in a heap per team (stale entries dropped
+        as they surface); all of a team's agents share its capacity, so if the best ranked
+        has no room, nobody has."""
+        if team not in self._ranked:
+            self._reindex(team)
+        heap = self._ranked[team]
+        while heap:
+            held, last, agent_id = heap[0]
+            a = self.agents.get(agent_id)
+            if (
+                a is None
+                or not a.present()
+                or not a.in_team(team)
+                or self.held(agent_id) != held
+                or a.last_auto != last
+            ):
+                heapq.heappop(heap)
                 continue
-            key = (self.held(a.agent_id), a.last_auto, a.agent_id)
-            if best_key is None or key < best_key:
-                best, best_key = a, key
-        return best
+            cap = self.settings.capacity(team)
+            return a if cap is None or held < cap else None
+        return None
 
     def _dispatch(self) -> list[Proposal]:
         if not self.settings.enabled:
@@ -498,17 +539,28 @@ class OrgDispatcher:
         )
         agent.last_auto = self.seq
         self._set_pending(slot, p)
+        self._touch(agent.agent_id)
         return p
 
     # -- reads -------------------------------------------------------------------------------
 
-    def waiting(self) -> list[tuple[ConversationSlot, WaitReason]]:
+    def waiting(self, limit: int | None = None) -> list[tuple[ConversationSlot, WaitReason]]:
         """Waiting conversations, oldest first, each with why it waits."""
         slots = sorted(
             (s for s in self.conversations.values() if s.waiting),
             key=lambda s: (s.waiting_since, s.conversation_id),
-        )
-        return [(s, self.wait_reason(s)) for s in slots]
+        )[:limit]
+        by_team: dict[str, WaitReason] = {}
+        out = []
+        for s in slots:
+            team = self.settings.team_of(s.channel_id)
+            if s.pending is not None:
+                out.append((s, self.wait_reason(s)))
+                continue
+            if team not in by_team:
+                by_team[team] = self.wait_reason(s)
+            out.append((s, by_team[team]))
+        return out
 
     def wait_reason(self, slot: ConversationSlot) -> WaitReason:
         team = self.settings.team_of(slot.channel_id)
@@ -543,6 +595,8 @@ class OrgDispatcher:
         return copy
 
     def rebuild_queues(self) -> None:
+        """Rebuild the indexes (queues, agent ranking) from the state (after a restore)."""
+        self._ranked.clear()
         self._queues.clear()
         for slot in self.conversations.values():
             if slot.waiting:
