@@ -285,7 +285,7 @@ class OrgDispatcher:
             and slot.pending is not None
             and e.proposal_id == slot.pending.proposal_id
         ):
-            self._set_pending(slot, None)
+            self._set_pending(slot, None, e.cause)
         if e.refusal is Refusal.AGENT_SIGNED_OUT and e.refused_agent_id and e.agent_signed_out_at:
             self._presence(
                 e.refused_agent_id, PresenceKind.SIGNED_OUT, e.agent_signed_out_at, e.cause
@@ -322,7 +322,7 @@ class OrgDispatcher:
         self._moved(holder, slot.holder(), e.cause)
         if slot.pending is not None and not _still_for(slot, slot.pending):
             # that waiting period is over: the owner can only refuse the proposal now
-            self._set_pending(slot, None)
+            self._set_pending(slot, None, e.cause)
         if slot.waiting and (
             not was_waiting or before != (slot.waiting_cause, slot.waiting_since, slot.channel_id)
         ):
@@ -414,10 +414,9 @@ class OrgDispatcher:
         ]
         heapq.heapify(self._ranked[team])
 
-    def _set_pending(self, slot: ConversationSlot, proposal: Proposal | None) -> None:
+    def _set_pending(self, slot: ConversationSlot, proposal: Proposal | None, cause: Cause) -> None:
         holder = slot.holder()
         slot.pending = proposal
-        cause = proposal.cause if proposal is not None else Cause("", "")
         self._moved(holder, slot.holder(), cause)
         if proposal is None and slot.waiting:
             self._enqueue(slot)
@@ -538,7 +537,7 @@ class OrgDispatcher:
             self.clock,
         )
         agent.last_auto = self.seq
-        self._set_pending(slot, p)
+        self._set_pending(slot, p, cause)
         self._touch(agent.agent_id)
         return p
 

@@ -139,8 +139,9 @@ def proposal_event(p: Proposal) -> CloudEvent[AssignmentProposed]:
             team=p.team,
             waiting_since=p.waiting_since,
             reason=AutoAssignReason(p.reason.value),
-            cause_event_id=p.cause.event_id,
-            cause_event_type=p.cause.event_type,
+            # never empty on the wire, even for a state restored from an older snapshot
+            cause_event_id=p.cause.event_id or p.waiting_cause,
+            cause_event_type=p.cause.event_type or "unknown",
             occurred_at=p.occurred_at,
         ),
         source=SOURCE,
@@ -173,6 +174,7 @@ class Dispatcher:
         self._snapshot_spacing = snapshot_seconds
         self._last_views = time.monotonic()
         self._background: asyncio.Task[None] | None = None
+        self._outbox: list[CloudEvent[AssignmentProposed]] = []
         self.proposed = 0
 
     # -- partition ownership --------------------------------------------------------------------
@@ -225,9 +227,14 @@ class Dispatcher:
                 org = state.orgs[org_id] = OrgDispatcher(org_id)
             proposals += org.apply(inp)
             state.changed_orgs.add(org_id)
-        if proposals:
-            await self._publisher.publish_proposals([proposal_event(p) for p in proposals])
-            self.proposed += len(proposals)
+        # made but not published yet (a failed publish is retried with the same batch, whose
+        # records are then already applied: the outbox is what carries them over)
+        self._outbox += [proposal_event(p) for p in proposals]
+        if self._outbox:
+            out = list(self._outbox)
+            await self._publisher.publish_proposals(out)
+            del self._outbox[: len(out)]
+            self.proposed += len(out)
         self._maybe_persist()
         return proposals
 
