@@ -9,8 +9,9 @@ NAME ?=
 CONSOLE_WEB := services/console/web
 CONSOLE_WEB_SOURCES := $(CONSOLE_WEB)/package-lock.json $(CONSOLE_WEB)/index.html \
 	$(CONSOLE_WEB)/vite.config.ts $(CONSOLE_WEB)/tsconfig.json $(wildcard $(CONSOLE_WEB)/src/*.* $(CONSOLE_WEB)/src/*/*.*)
+NODE_TOOLS := tools/node/node_modules/.package-lock.json
 
-.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi bench clean console-web browser
+.PHONY: help setup up down status run demo infra test test-fast lint format proto asyncapi settings-docs schemas bench clean console-web browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,8 +21,14 @@ $(TOOLS_DIR)/venv/bin/uv:
 	python3 -m venv $(TOOLS_DIR)/venv
 	$(TOOLS_DIR)/venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-setup: $(UV) console-web ## install Python dependencies from uv.lock, build the web console
+setup: $(UV) console-web $(NODE_TOOLS) ## install Python dependencies from uv.lock, build the web console, contract checkers
 	$(UV) sync --locked --all-packages
+
+# The AsyncAPI parser and buf (npm, exact versions from the committed lock; cache ~/.npm).
+# --ignore-scripts: neither needs an install script, and one dependency's only reports usage.
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node 20+) is required" >&2; exit 1; }
+	npm ci --prefix tools/node --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error
 
 console-web: $(CONSOLE_WEB)/dist/index.html ## build the web console (npm ci + vite; only when its sources changed)
 
@@ -57,10 +64,11 @@ test: setup browser ## set up everything and run all tests on the real stack (br
 test-fast: setup ## unit tests only (no infrastructure)
 	$(RUN) pytest -m "not infra and not e2e"
 
-lint: setup ## ruff (all code) + mypy --strict (libs, services, tools, bench; tests: ruff only)
+lint: setup ## ruff (all code) + mypy --strict (libs, services, tools, bench; tests: ruff only) + import contracts
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs/*/src services/*/src tools bench
+	$(RUN) lint-imports
 
 format: setup
 	$(RUN) ruff check --fix .
@@ -74,6 +82,9 @@ asyncapi: setup ## write docs/asyncapi.yaml from the event contracts
 
 bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies|assignment)
 	$(RUN) python -m bench $(NAME)
+
+settings-docs: setup ## write docs/configuration.md and .env.example from the services' settings
+	$(RUN) python tools/settings_docs.py
 
 schemas: setup ## snapshot event schemas after an intentional additive contract change
 	$(RUN) python tools/snapshot_schemas.py

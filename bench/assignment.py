@@ -36,7 +36,7 @@ from inbox_contracts.topics import (
 from routing_service.bootstrap import Routing, build
 from routing_service.domain.model import SettingChange
 from routing_service.settings import RoutingSettings
-from routing_service.testing import assigned, inbound, signed_in, signed_out
+from routing_testing import assigned, inbound, signed_in, signed_out
 
 from bench.common import Metric, percentile, write_results
 from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe

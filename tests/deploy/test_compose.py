@@ -104,3 +104,12 @@ def test_host_ports_bind_to_loopback_only(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_kafka_images_match_the_devstack_version(compose: dict[str, Any]) -> None:
+    from inbox_devstack.kafka import KAFKA_VERSION
+
+    images = {
+        s["image"] for s in compose["services"].values() if s.get("image", "").startswith("apache/")
+    }
+    assert images == {f"apache/kafka:{KAFKA_VERSION}"}

@@ -1,10 +1,16 @@
 """deploy/: the kustomize base and the staging overlay render, pass the Kubernetes JSON schemas
-(strict: unknown fields are errors) and are wired correctly."""
+(strict: unknown fields are errors) and are wired correctly. The production overlay adds the
+components: monitoring (ServiceMonitor, PrometheusRule, Grafana dashboard) and KEDA
+autoscaling; they pass their CRDs' schemas, the alerts pass ``promtool test rules``, and
+everything refers to real services, metrics and settings."""
 
 from __future__ import annotations
 
 import copy
 import importlib
+import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,8 @@ K8S_VERSION = "1.33.0"
 #: Services that consume Kafka: replicas beyond the partition count (6) would sit idle.
 KAFKA_CONSUMERS = {"routing", "contacts"}
 PARTITIONS = 6
+#: API groups of the custom resources in deploy/components (checked against their CRDs).
+CUSTOM_API_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
 
 
 def render(kustomize: Path, path: Path) -> list[dict[str, Any]]:
@@ -46,8 +54,14 @@ def test_every_manifest_file_passes_the_schema(repo: Path) -> None:
     checked = 0
     for path in sorted((repo / "deploy").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") == "Kustomization" or "op" in str(doc)[:10]:
+            if (
+                not doc
+                or doc.get("kind") in ("Kustomization", "Component")
+                or "op" in str(doc)[:10]
+            ):
                 continue
+            if doc.get("apiVersion", "").startswith(CUSTOM_API_GROUPS):
+                continue  # custom resources: test_custom_resources_pass_their_crd_schemas
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             checked += 1
     assert checked >= 4 * 5 + 2
@@ -78,8 +92,9 @@ def test_schema_check_rejects_a_broken_manifest(base: list[dict[str, Any]]) -> N
 def test_each_service_has_its_workload_objects(
     base: list[dict[str, Any]], services: dict[str, dict[str, Any]]
 ) -> None:
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+    for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert set(by_kind(base, kind)) == set(services), kind
+    assert set(by_kind(base, "Service")) == set(services) | {"contacts-headless"}
     assert set(by_kind(base, "ConfigMap")) == {f"{n}-config" for n in services}
     assert set(by_kind(base, "Secret")) == {"inbox-secrets"}
 
@@ -189,3 +204,164 @@ def test_staging_overlay_sets_namespace_images_and_addresses(
     assert all(
         h["spec"]["maxReplicas"] == 3 for h in by_kind(staging, "HorizontalPodAutoscaler").values()
     )
+
+
+# --- deploy/components (production overlay) ---
+
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "components" / "monitoring"
+NODE_TOOLS = Path(__file__).resolve().parents[2] / "tools" / "node"
+
+
+@pytest.fixture(scope="module")
+def production(kustomize: Path, repo: Path) -> list[dict[str, Any]]:
+    return render(kustomize, repo / "deploy" / "overlays" / "production")
+
+
+def _validate_crds(docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    if not (NODE_TOOLS / "node_modules").is_dir():
+        pytest.fail("the checkers are not installed: run `make setup`")
+    return subprocess.run(
+        ["node", str(NODE_TOOLS / "validate-crds.mjs")],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_renders_builtin_objects_that_pass_the_strict_schema(
+    production: list[dict[str, Any]],
+) -> None:
+    builtin = [d for d in production if not d["apiVersion"].startswith(CUSTOM_API_GROUPS)]
+    for doc in builtin:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert by_kind(production, "Deployment").keys() == {
+        "presence",
+        "routing",
+        "contacts",
+        "replies",
+    }
+
+
+def test_custom_resources_pass_their_crd_schemas(production: list[dict[str, Any]]) -> None:
+    result = _validate_crds(production)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("valid ") == 4, result.stdout  # 2 ScaledObjects, rule, monitor
+
+
+def test_the_crd_check_rejects_a_broken_resource(production: list[dict[str, Any]]) -> None:
+    (scaled,) = [d for d in production if d["kind"] == "ScaledObject"][:1]
+    broken = json.loads(json.dumps(scaled))
+    broken["spec"]["maxReplicaCount"] = "six"
+    result = _validate_crds([broken])
+    assert result.returncode == 1
+    assert "maxReplicaCount must be integer" in result.stdout
+
+
+def test_keda_replaces_the_cpu_hpa_of_the_kafka_consumers_only(
+    production: list[dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    from contacts_service.settings import ContactsSettings
+    from routing_service.settings import RoutingSettings
+
+    groups = {
+        "routing": {RoutingSettings().consumer_group, RoutingSettings().presence_consumer_group},
+        "contacts": {ContactsSettings().consumer_group},
+    }
+    assert set(by_kind(production, "HorizontalPodAutoscaler")) == {"presence", "replies"}
+    scaled = by_kind(production, "ScaledObject")
+    assert set(scaled) == set(groups)
+    configmaps = by_kind(production, "ConfigMap")
+    for name, obj in scaled.items():
+        spec = obj["spec"]
+        assert spec["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        assert 2 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= PARTITIONS
+        kafka = [t["metadata"] for t in spec["triggers"] if t["type"] == "kafka"]
+        assert {t["consumerGroup"] for t in kafka} == groups[name]
+        env = configmaps[f"{name}-config"]["data"]
+        assert all(t["bootstrapServersFromEnv"] in env for t in kafka)
+        assert any(t["type"] == "cpu" for t in spec["triggers"]), "gRPC reads scale on CPU"
+
+
+def test_the_servicemonitor_scrapes_every_service_metrics_port(
+    production: list[dict[str, Any]],
+) -> None:
+    (monitor,) = by_kind(production, "ServiceMonitor").values()
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    scraped = set()
+    for name, service in by_kind(production, "Service").items():
+        assert selector.items() <= service["metadata"]["labels"].items(), name
+        if endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}:
+            scraped.add(name)
+    # the headless contacts Service has no metrics port: its pods are not scraped twice
+    assert scraped == {"presence", "routing", "contacts", "replies"}
+
+
+def test_replies_balances_calls_over_contacts_replicas_through_the_headless_service(
+    base: list[dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    headless = by_kind(base, "Service")["contacts-headless"]["spec"]
+    assert headless["clusterIP"] == "None"
+    pod_labels = by_kind(base, "Deployment")["contacts"]["spec"]["template"]["metadata"]["labels"]
+    assert headless["selector"].items() <= pod_labels.items()
+    assert [p["port"] for p in headless["ports"]] == [services["contacts"]["grpc"]]
+    address = by_kind(base, "ConfigMap")["replies-config"]["data"]["REPLIES_CONTACTS_ADDRESS"]
+    assert address == f"dns:///contacts-headless:{services['contacts']['grpc']}"
+
+
+def _metric_names_in_code(repo: Path) -> set[str]:
+    names: set[str] = set()
+    for path in [*repo.glob("libs/kit/src/**/*.py"), *repo.glob("services/*/src/**/*.py")]:
+        text = path.read_text()
+        names |= set(re.findall(r'(?:Counter|Histogram|Gauge)\(\s*"([a-z_]+)"', text))
+    return names
+
+
+def _referenced_metrics(expr: str) -> set[str]:
+    found = set(re.findall(r"\b((?:inbox|contacts|replies|routing|presence)_[a-z_]+)", expr))
+    return {re.sub(r"_(bucket|sum|count|total)$", "", m) for m in found} | {
+        m for m in found if m.endswith("_total")
+    }
+
+
+def test_alerts_and_dashboard_use_metrics_the_code_exports(repo: Path) -> None:
+    exported = _metric_names_in_code(repo)
+    exported |= {n.removesuffix("_total") for n in exported}
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    dashboard = json.loads((MONITORING / "dashboards" / "inbox.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    unknown = {m for e in exprs for m in _referenced_metrics(e)} - exported
+    assert not unknown, f"not exported by any service: {unknown}"
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_alert_rules_pass_promtool_unit_tests(promtool: Path, tmp_path: Path) -> None:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    shutil.copy(Path(__file__).with_name("alerts_test.yaml"), tmp_path / "alerts_test.yaml")
+    check = subprocess.run(
+        [str(promtool), "check", "rules", "rules.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    tested = subprocess.run(
+        [str(promtool), "test", "rules", "alerts_test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    tests = yaml.safe_load((tmp_path / "alerts_test.yaml").read_text())["tests"]
+    covered = {c["alertname"] for t in tests for c in t.get("alert_rule_test", [])}
+    assert covered == alerts, f"alerts without a promtool test: {alerts - covered}"

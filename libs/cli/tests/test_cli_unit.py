@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import typer
 from inbox_cli import config, main, run_all
@@ -37,12 +38,20 @@ def test_every_command_has_help() -> None:
 def test_token_is_accepted_by_the_services_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INBOX_JWT_SECRET", "s3cret-for-this-test-only-0123456789")
     result = runner.invoke(
-        main.app, ["--org", "acme", "--agent", "ana", "--role", "admin", "--team", "a,b", "token"]
+        main.app,
+        [
+            *("--org", "acme", "--agent", "ana", "--role", "admin", "--team", "a,b"),
+            *("--channel", "wa-1", "--channel", "fb-2", "token", "--ttl", "600"),
+        ],
     )
     assert result.exit_code == 0, result.output
-    principal = TokenVerifier("s3cret-for-this-test-only-0123456789").verify(result.output.strip())
+    token = result.output.strip()
+    principal = TokenVerifier("s3cret-for-this-test-only-0123456789").verify(token)
     assert (principal.org_id, principal.agent_id, principal.is_admin) == ("acme", "ana", True)
     assert principal.teams == {"a", "b"}
+    assert principal.channels == {"wa-1", "fb-2"}
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 600
 
 
 def test_global_options_may_follow_the_command() -> None:

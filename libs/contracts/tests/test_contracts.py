@@ -83,23 +83,75 @@ def test_envelope_time_must_match_event_time() -> None:
         decode(body)
 
 
-def _type_of(prop: dict[str, Any]) -> Any:
-    return {k: prop.get(k) for k in ("type", "$ref", "anyOf", "enum", "format") if k in prop}
-
-
 @pytest.mark.parametrize("snapshot", sorted(SNAPSHOTS.glob("*.json")), ids=lambda p: p.stem)
 def test_no_breaking_change_against_the_v1_snapshot(snapshot: Path) -> None:
     event_type = snapshot.stem
     assert event_type in EVENT_TYPES, f"event type {event_type} was removed"
     old = json.loads(snapshot.read_text())
     new = EVENT_TYPES[event_type].model_json_schema()
-    for name, prop in old["properties"].items():
-        assert name in new["properties"], f"{event_type}: field {name} was removed"
-        assert _type_of(new["properties"][name]) == _type_of(prop), (
-            f"{event_type}: field {name} changed type"
-        )
-    added_required = set(new.get("required", [])) - set(old.get("required", []))
-    assert not added_required, f"{event_type}: new required fields {added_required}"
+    assert _load_tool("schema_compat").breaking_changes(old, new) == []
+
+
+_OLD_NESTED: dict[str, Any] = {
+    "$defs": {
+        "Reason": {"enum": ["explicit", "expired"], "type": "string"},
+        "Identity": {
+            "properties": {"channel": {"type": "string"}, "handle": {"type": "string"}},
+            "required": ["channel"],
+            "type": "object",
+        },
+    },
+    "properties": {
+        "reason": {"$ref": "#/$defs/Reason"},
+        "identities": {"items": {"$ref": "#/$defs/Identity"}, "type": "array"},
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+    },
+    "required": ["reason"],
+    "type": "object",
+}
+
+
+def _changed(change: Any) -> dict[str, Any]:
+    schema = json.loads(json.dumps(_OLD_NESTED))
+    change(schema)
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda s: s["$defs"]["Reason"]["enum"].remove("expired"), "reason: enum values removed"),
+        (
+            lambda s: s["$defs"]["Identity"]["properties"].pop("handle"),
+            "identities[items].handle: field removed",
+        ),
+        (
+            lambda s: s["$defs"]["Identity"]["properties"]["handle"].update(type="integer"),
+            "identities[items].handle: type changed",
+        ),
+        (
+            lambda s: s["$defs"]["Identity"]["required"].append("handle"),
+            "identities[items]: new required fields",
+        ),
+        (
+            lambda s: s["properties"]["note"].update(anyOf=[{"type": "integer"}, {"type": "null"}]),
+            "note|0: type changed",
+        ),
+        (lambda s: s["required"].append("note"), "(root): new required fields"),
+    ],
+)
+def test_the_schema_diff_catches_nested_and_enum_breaks(change: Any, problem: str) -> None:
+    problems = _load_tool("schema_compat").breaking_changes(_OLD_NESTED, _changed(change))
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_the_schema_diff_allows_additive_changes() -> None:
+    def grow(s: dict[str, Any]) -> None:
+        s["$defs"]["Reason"]["enum"].append("forced")
+        s["$defs"]["Identity"]["properties"]["verified"] = {"type": "boolean"}
+        s["properties"]["teams"] = {"items": {"type": "string"}, "type": "array"}
+
+    assert _load_tool("schema_compat").breaking_changes(_OLD_NESTED, _changed(grow)) == []
 
 
 def test_every_event_type_has_a_snapshot() -> None:

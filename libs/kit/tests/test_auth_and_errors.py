@@ -10,8 +10,15 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from inbox_kit.auth import Role, TokenVerifier, mint_token
-from inbox_kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from inbox_kit.grpc_server import _status_for
+from inbox_kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    carries_code,
+)
+from inbox_kit.grpc_server import _status_for, error_domain
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -88,3 +95,37 @@ def test_verified_tokens_are_cached_but_expire_with_the_token() -> None:
     with pytest.raises(Unauthenticated) as expired:
         verifier.verify(token)
     assert expired.value.reason == "TOKEN_EXPIRED"
+
+
+def _error_info(status: grpc.Status) -> error_details_pb2.ErrorInfo:
+    rich = rpc_status.from_call(_FakeCall(status))
+    assert rich is not None
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in rich.details)
+    return info
+
+
+def test_error_info_carries_the_raise_sites_reason_and_the_services_domain() -> None:
+    domain = error_domain("/inbox.presence.v1.PresenceService/Heartbeat")
+    assert domain == "inbox.presence.v1"
+    status = _status_for(FailedPrecondition("ended", reason="SESSION_ENDED"), domain)
+    assert status.code is grpc.StatusCode.FAILED_PRECONDITION
+    info = _error_info(status)
+    assert (info.reason, info.domain) == ("SESSION_ENDED", "inbox.presence.v1")
+    assert _error_info(_status_for(NotFound("x"), domain)).reason == "NOT_FOUND"
+    bad_page = InvalidArgument("page_token", "no", reason="PAGE_TOKEN_INVALID")
+    assert _error_info(_status_for(bad_page, domain)).reason == "PAGE_TOKEN_INVALID"
+
+
+class _DomainRule(Exception):
+    """A domain's own error: no kit import, just the two plain attributes."""
+
+    code = "ALREADY_EXISTS"
+    reason = "ATTRIBUTE_EXISTS"
+
+
+def test_a_domains_own_error_class_is_mapped_by_its_plain_code() -> None:
+    assert carries_code(_DomainRule("taken")) and not carries_code(ValueError("x"))
+    status = _status_for(_DomainRule("taken"), "inbox.contacts.v1")
+    assert status.code is grpc.StatusCode.ALREADY_EXISTS
+    assert _error_info(status).reason == "ATTRIBUTE_EXISTS"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -11,6 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inbox_kit.auth import TokenVerifier, current_principal, mint_token
 from inbox_kit.errors import InvalidArgument
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_testing import wait_until
+from prometheus_client import REGISTRY
 
 SECRET = "kit-test-secret-0123456789abcdefgh"
 SERVICE = "inbox.test.v1.EchoService"
@@ -23,12 +26,23 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> 
     return f"{principal.org_id}/{principal.agent_id}: ".encode() + request
 
 
+async def _never_answers(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    await asyncio.wait_for(asyncio.Event().wait(), timeout=30)  # until the client gives up
+    return request
+
+
 def _register(servicer: Any, server: grpc.aio.Server) -> None:
-    handler = grpc.unary_unary_rpc_method_handler(
-        _echo, request_deserializer=lambda b: b, response_serializer=lambda b: b
-    )
+    def unary(behaviour: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=lambda b: b, response_serializer=lambda b: b
+        )
+
     server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})]
+        [
+            grpc.method_handlers_generic_handler(
+                SERVICE, {"Echo": unary(_echo), "Slow": unary(_never_answers)}
+            )
+        ]
     )
 
 
@@ -105,3 +119,51 @@ async def test_stopping_flips_health_to_not_serving() -> None:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     await srv.stop(0)
     assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _samples(metric: str, method_suffix: str) -> dict[tuple[str, str], float]:
+    """(sample name, code) -> value of the kit's gRPC metrics for methods ending in ``suffix``."""
+    values: dict[tuple[str, str], float] = {}
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name.startswith(metric) and sample.labels.get("method", "").endswith(
+                method_suffix
+            ):
+                key = (sample.name, sample.labels.get("code", ""))
+                values[key] = values.get(key, 0.0) + sample.value
+    return values
+
+
+async def test_a_call_past_its_deadline_is_counted_with_its_latency(server: GrpcServer) -> None:
+    token = mint_token(SECRET, org_id="acme", agent_id="ana")
+    before = _samples("inbox_grpc_call", "/Slow")
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/Slow", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as timed_out:
+            await call(b"x", metadata=(("authorization", f"Bearer {token}"),), timeout=0.3)
+    assert timed_out.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def counted() -> dict[tuple[str, str], float] | None:
+        now = _samples("inbox_grpc_call", "/Slow")
+        key = ("inbox_grpc_calls_total", "DEADLINE_EXCEEDED")
+        return now if now.get(key, 0) == before.get(key, 0) + 1 else None
+
+    after = await wait_until(counted, timeout=10)
+    observed = ("inbox_grpc_call_seconds_count", "DEADLINE_EXCEEDED")
+    assert after[observed] == before.get(observed, 0) + 1
+    elapsed = after[("inbox_grpc_call_seconds_sum", "DEADLINE_EXCEEDED")] - before.get(
+        ("inbox_grpc_call_seconds_sum", "DEADLINE_EXCEEDED"), 0
+    )
+    assert 0.2 <= elapsed < 10
+
+
+async def test_a_refused_call_is_counted_with_its_code_and_latency(server: GrpcServer) -> None:
+    before = _samples("inbox_grpc_call", "/Echo")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _echo_call(server.address, b"hi", None)
+    after = _samples("inbox_grpc_call", "/Echo")
+    for name in ("inbox_grpc_calls_total", "inbox_grpc_call_seconds_count"):
+        key = (name, "UNAUTHENTICATED")
+        assert after[key] == before.get(key, 0) + 1

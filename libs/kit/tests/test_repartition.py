@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import InboundMessageReceived
 from inbox_contracts.topics import MESSAGES, PRESENCE
-from inbox_kit.repartition import H_REPARTITIONED_FROM, Repartitioner, partition_for
+from inbox_kit.repartition import (
+    H_REPARTITIONED_FROM,
+    Repartitioner,
+    RepartitionTopicMismatch,
+    partition_for,
+)
 from inbox_testing import consumer_record
 
 
@@ -62,3 +68,18 @@ async def test_misplaced_records_are_forwarded_keyed_by_subject_and_the_rest_kep
     assert partition == partition_for("conv-b", 6)
     assert headers[H_REPARTITIONED_FROM] == f"{MESSAGES.name}/{wrong}/7"
     assert Repartitioner.internal_topics([MESSAGES.name, PRESENCE.name]) == [MESSAGES.repartition]
+
+
+async def test_a_repartition_topic_with_another_partition_count_stops_the_consumer() -> None:
+    async def publish(
+        topic: str, value: bytes, key: bytes | None, headers: dict[str, str], partition: int
+    ) -> None:
+        raise AssertionError("must not forward")
+
+    counts = {MESSAGES.name: 6, MESSAGES.repartition: 1}
+    repartitioner = Repartitioner(publish, counts.get)
+    away = message("conv-b")
+    wrong = (partition_for("conv-b", 6) + 1) % 6
+    record = consumer_record(MESSAGES.name, away.to_json_bytes(), partition=wrong)
+    with pytest.raises(RepartitionTopicMismatch, match="partition count"):
+        await repartitioner.forward_misplaced([(record, away)])

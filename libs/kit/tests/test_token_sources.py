@@ -164,3 +164,14 @@ def test_the_development_secret_is_refused_outside_development_mode(
     assert dev.verify(token).org_id == "o"
     proper = verifier_from_settings(ServiceSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     assert proper.verify(mint_token(SECRET, org_id="o", agent_id="a")).org_id == "o"
+
+
+def test_with_a_jwks_the_development_secret_only_disables_hs256(
+    jwks: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INBOX_DEVELOPMENT_MODE", raising=False)
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+    verifier = verifier_from_settings(ServiceSettings(jwt_jwks_file=str(path)))
+    dev_token = mint_token(DEVELOPMENT_SECRET, org_id="o", agent_id="a")
+    assert reason_of(verifier, dev_token) == "TOKEN_INVALID"

@@ -37,6 +37,7 @@ from inbox_contracts.events import (
     InboundMessageReceived,
     OutboundMessageSent,
     PresenceProgressed,
+    PresenceProgressRelayed,
     SavedReplyUsed,
 )
 
@@ -125,10 +126,11 @@ ROUTING_COMMANDS = Topic(
     key="agent_id (published to an explicit partition)",
     producers=("routing",),
     consumers=("routing",),
-    event_types=(AgentSweepRequested,),
+    event_types=(AgentSweepRequested, PresenceProgressRelayed),
     description="Internal routing commands: after a sign-out, one sweep request per partition "
-    "of the conversation topics, consumed by the owner of that partition. Same partition count "
-    "as inbox.messages.v1 and inbox.conversations.v1.",
+    "of the conversation topics, consumed by the owner of that partition; and presence "
+    "event-time progress relayed to every partition. Same partition count as "
+    "inbox.messages.v1 and inbox.conversations.v1.",
 )
 ROUTING_DISPATCH = Topic(
     name="inbox.routing.dispatch.v1",

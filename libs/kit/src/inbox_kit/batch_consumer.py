@@ -24,6 +24,7 @@ the member evicted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter as TopicCounter
@@ -35,7 +36,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 from inbox_contracts import CloudEvent, EventData
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from inbox_kit.inbound import InboundDecoder, Undecodable
 from inbox_kit.kafka import (
@@ -59,6 +60,15 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 BATCH_RECORDS = Counter("inbox_kafka_batch_records_total", "Records handled", ["loop"])
+CONSUMER_LAG = Gauge(
+    "inbox_kafka_consumer_lag_messages",
+    "Records on an assigned partition after this consumer's position (high watermark minus "
+    "position), per group and partition; refreshed after a poll, at most every "
+    "LAG_REPORT_SECONDS",
+    ["group", "topic", "partition"],
+)
+#: How often a consumer refreshes its lag gauges (they are read locally, no broker round trip).
+LAG_REPORT_SECONDS = 1.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Batch = Sequence[tuple[Record, CloudEvent[EventData]]]
@@ -83,6 +93,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # wait for the batch in flight (it commits at its end), then let go
+        self._loop.forget_lag(revoked)
         async with self._loop.lock:
             parts = {tp.partition for tp in revoked}
             self._loop.to_take_over -= parts
@@ -144,6 +155,7 @@ class BatchConsumer:
         self.assigned_once = asyncio.Event()
         #: Partitions assigned but not taken over yet (see ``_take_over``).
         self.to_take_over: set[int] = set()
+        self._lag_reported_at = 0.0
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -167,6 +179,7 @@ class BatchConsumer:
                 batches = await consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_records
                 )
+                await self._report_lag(consumer)
                 if not batches:
                     continue
                 async with self.lock:
@@ -178,6 +191,26 @@ class BatchConsumer:
                         await self._handle(consumer, live)
         finally:
             await consumer.stop()
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_REPORT_SECONDS:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched from it yet: report at the next poll
+            position = await consumer.position(tp)  # known locally once fetching
+            CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+            self._lag_reported_at = now
+
+    def forget_lag(self, partitions: set[TopicPartition]) -> None:
+        """Drop the gauges of partitions this consumer no longer owns (another member reports)."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self._group_id, tp.topic, str(tp.partition))
 
     async def ready(self, timeout: float = 30.0) -> set[TopicPartition]:
         """Wait for an assignment and resolve its positions (for tests and benchmarks)."""

@@ -33,15 +33,39 @@ from inbox_kit.auth import (
     set_current_principal,
 )
 from inbox_kit.errors import Code, Unauthenticated, carries_code
+from inbox_kit.grpc_client import (
+    MAX_MESSAGE_BYTES,
+    reset_incoming_deadline,
+    set_incoming_deadline,
+)
 
 log = logging.getLogger(__name__)
 
 GRPC_CALLS = Counter("inbox_grpc_calls_total", "gRPC calls served", ["method", "code"])
+#: Every call ends in one sample, failures included: a call the client gave up on (deadline or
+#: cancel) is observed with code DEADLINE_EXCEEDED / CANCELLED when the server notices.
 GRPC_LATENCY = Histogram(
     "inbox_grpc_call_seconds",
-    "gRPC call latency",
-    ["method"],
+    "gRPC call latency (server side, by status code)",
+    ["method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+#: grpc.aio.server options of every service (``options`` passed to GrpcServer override them).
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Ping idle clients every 2 min, drop them after 20 s without an answer.
+    ("grpc.keepalive_time_ms", 120_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Accept client keepalive pings every 10 s or more, also without calls in flight.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Close connections after 5 min (30 s grace for calls in flight) so long-lived clients
+    # re-resolve and spread over replicas added since.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
 )
 
 
@@ -111,23 +135,39 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     """``handler`` (grpc.aio behaviours are coroutines / async generators) with auth, error
     mapping and metrics around it. Built once per method, so a call pays for none of it."""
     calls_ok = GRPC_CALLS.labels(method, "OK")
-    latency = GRPC_LATENCY.labels(method)
+    latency_ok = GRPC_LATENCY.labels(method, "OK")
+
+    def record(code: str, started: float) -> None:
+        GRPC_CALLS.labels(method, code).inc()
+        GRPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
+
+    def failure_code(exc: BaseException, context: Any) -> str:
+        if isinstance(exc, asyncio.CancelledError):
+            # grpc.aio cancels the handler when the client's deadline passes or it cancels.
+            remaining = context.time_remaining()
+            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        return str(getattr(exc, "code", "")) if carries_code(exc) else "INTERNAL"
+
     domain = error_domain(method)
 
-    def enter(context: Any) -> contextvars.Token[Principal]:
+    def enter(context: Any) -> tuple[contextvars.Token[Principal], Any]:
         token = _bearer(context.invocation_metadata())
         if token is None:
             raise Unauthenticated(
                 "missing bearer token in the authorization metadata", reason="TOKEN_MISSING"
             )
-        return set_current_principal(verifier.verify(token))
+        principal = set_current_principal(verifier.verify(token))
+        # calls made while serving this one inherit what is left of its deadline
+        return principal, set_incoming_deadline(context.time_remaining())
+
+    def leave(tokens: tuple[contextvars.Token[Principal], Any]) -> None:
+        reset_current_principal(tokens[0])
+        reset_incoming_deadline(tokens[1])
 
     async def fail(context: Any, exc: Exception) -> None:
         if carries_code(exc):
-            GRPC_CALLS.labels(method, str(getattr(exc, "code", ""))).inc()
             await context.abort_with_status(_status_for(exc, domain))
         log.exception("unhandled error in %s", method)
-        GRPC_CALLS.labels(method, "INTERNAL").inc()
         await context.abort_with_status(_internal_status(domain))
 
     if handler.unary_unary or handler.stream_unary:
@@ -136,15 +176,19 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
-                principal_token = enter(context)
+                tokens = enter(context)
                 try:
                     response = await inner(request, context)
                 finally:
-                    reset_current_principal(principal_token)
+                    leave(tokens)
+            except asyncio.CancelledError as exc:
+                record(failure_code(exc, context), started)
+                raise
             except Exception as exc:
+                record(failure_code(exc, context), started)
                 await fail(context, exc)
             calls_ok.inc()
-            latency.observe(time.perf_counter() - started)
+            latency_ok.observe(time.perf_counter() - started)
             return response
 
         factory = (
@@ -161,16 +205,22 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
+        started = time.perf_counter()
         try:
-            principal_token = enter(context)
+            tokens = enter(context)
             try:
                 async for item in inner_stream(request, context):
                     yield item
             finally:
-                reset_current_principal(principal_token)
+                leave(tokens)
+        except asyncio.CancelledError as exc:
+            record(failure_code(exc, context), started)
+            raise
         except Exception as exc:
+            record(failure_code(exc, context), started)
             await fail(context, exc)
         calls_ok.inc()
+        latency_ok.observe(time.perf_counter() - started)
 
     factory = (
         grpc.unary_stream_rpc_method_handler
@@ -251,7 +301,7 @@ class GrpcServer:
     ) -> None:
         self._services = list(services)
         self._serving = False
-        self._server = grpc.aio.server(options=options)
+        self._server = grpc.aio.server(options=[*SERVER_OPTIONS, *options])
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         registrar = _GuardingRegistrar(self._server, verifier)

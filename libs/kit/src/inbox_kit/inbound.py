@@ -21,13 +21,12 @@ A refused record raises ``Undecodable`` whose ``reason`` is the dead-letter reas
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord
 from inbox_contracts import TOPICS, CloudEvent, EventData, MalformedEvent, decode, utc_now
-from inbox_contracts.topics import EVENT_TYPES
 
 #: Reason codes (``x-dlq-reason``) of records that cannot be decoded.
 REASON_NOT_JSON = "not_json"
@@ -39,8 +38,8 @@ REASON_UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
 #: Default for ``<PREFIX>EVENT_TIME_MAX_SKEW_SECONDS``.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 
-_TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
-    name: tuple(cls.event_type for cls in topic.carried_types)
+_TYPES_BY_TOPIC: dict[str, frozenset[str]] = {
+    name: frozenset(cls.event_type for cls in topic.carried_types)
     for topic in TOPICS
     for name in topic.names
 }
@@ -56,9 +55,9 @@ class Undecodable(MalformedEvent):
         self.reason = reason
 
 
-def valid_types(topic: str) -> Iterable[str]:
-    """Event types accepted on ``topic`` (every known type on a topic outside the registry)."""
-    return _TYPES_BY_TOPIC.get(topic, tuple(EVENT_TYPES))
+def valid_types(topic: str) -> frozenset[str] | None:
+    """Event types accepted on ``topic`` (None: any known type, on a topic outside the registry)."""
+    return _TYPES_BY_TOPIC.get(topic)
 
 
 class InboundDecoder:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -44,6 +45,11 @@ _REPARTITION_OF = {t.name: t.repartition for t in TOPICS if t.repartitioned}
 Pair = tuple[ConsumerRecord[Any, Any], CloudEvent[EventData]]
 
 
+class RepartitionTopicMismatch(RuntimeError):
+    """The repartition topic is missing or has another partition count than its source."""
+
+
+@lru_cache(maxsize=65_536)
 def partition_for(subject: str, partitions: int) -> int:
     """The partition of ``subject`` under Kafka's default (murmur2) partitioner."""
     hashed: int = murmur2(subject.encode())
@@ -91,4 +97,13 @@ class Repartitioner:
         if partitions is None:
             return None
         target = partition_for(event.subject, partitions)
-        return None if target == record.partition else target
+        if target == record.partition:
+            return None
+        internal = _REPARTITION_OF[record.topic]
+        if self._partition_count(internal) != partitions:
+            # a configuration error, not a bad record: stop loudly instead of mis-routing
+            raise RepartitionTopicMismatch(
+                f"{internal} must exist with the partition count of {record.topic} "
+                f"({partitions}); it has {self._partition_count(internal)}"
+            )
+        return target

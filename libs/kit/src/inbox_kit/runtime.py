@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from inbox_kit.grpc_server import GrpcServer, wait_for_shutdown_signal
 from inbox_kit.kafka import EventPublisher
+from inbox_kit.process import outage
 from inbox_kit.readiness import Check, DependencyProbe
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,29 @@ class ServiceRuntime:
 
 
 async def _supervised(loop_fn: BackgroundTask) -> None:
-    """Keep a background loop alive: log a crash and restart it after a pause."""
+    """Keep a background loop alive: log a crash and restart it after a pause.
+
+    An unreachable MongoDB or Kafka is an outage, not a bug: one line per retry, no traceback,
+    and the pause grows to 10 s.
+    """
+    pause = 1.0
     while True:
         try:
             await loop_fn()
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception(
-                "background task crashed; restarting", extra={"task": loop_fn.__qualname__}
-            )
-            await asyncio.sleep(1.0)
+        except Exception as error:
+            what = outage(error)
+            if what is None:
+                pause = 1.0
+                log.exception(
+                    "background task crashed; restarting", extra={"task": loop_fn.__qualname__}
+                )
+            else:
+                log.warning(
+                    f"{what}; retrying in {pause:.0f} s", extra={"task": loop_fn.__qualname__}
+                )
+            await asyncio.sleep(pause)
+            if what is not None:
+                pause = min(pause * 2, 10.0)

@@ -21,11 +21,19 @@ def service_config(env_prefix: str) -> SettingsConfigDict:
 class ServiceSettings(BaseSettings):
     model_config = service_config("INBOX_")
 
-    service_name: str = "inbox"
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    service_name: str = Field(
+        "inbox", description="Name in logs (`service`), metrics and client ids."
+    )
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers, comma-separated host:port."
+    )
+    mongodb_uri: str = Field(
+        "mongodb://127.0.0.1:27017/", description="MongoDB connection string (a secret in k8s)."
+    )
     mongodb_database: str = Field("inbox", description="Database name; one per service.")
-    grpc_host: str = "127.0.0.1"
+    grpc_host: str = Field(
+        "127.0.0.1", description="Address the gRPC and metrics servers bind (0.0.0.0 in pods)."
+    )
     grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     jwt_secret: SecretStr = Field(
@@ -51,8 +59,10 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("development_mode", DEVELOPMENT_MODE_ENV),
         description="INBOX_DEVELOPMENT_MODE=1: accept the built-in development secret.",
     )
-    log_level: str = "INFO"
-    shutdown_grace_seconds: float = 10.0
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR (JSON logs).")
+    shutdown_grace_seconds: float = Field(
+        10.0, description="On SIGTERM: how long in-flight gRPC calls may finish."
+    )
     event_time_max_skew_seconds: float = Field(
         300.0,
         gt=0,

@@ -62,7 +62,7 @@ def _containers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engin
     from testcontainers.mongodb import MongoDbContainer
 
     with (
-        KafkaContainer("apache/kafka:4.1.0").with_kraft() as kafka,
+        KafkaContainer("apache/kafka:4.4.0").with_kraft() as kafka,
         MongoDbContainer("mongo:8.0") as mongo,
     ):
         bootstrap = kafka.get_bootstrap_server()

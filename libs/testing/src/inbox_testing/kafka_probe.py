@@ -42,6 +42,17 @@ class TopicProbe:
             self.records.extend(batch)
         return self.records
 
+    async def read_to_end(self, timeout: float = 15.0) -> list[ConsumerRecord[bytes, bytes]]:
+        """Consume up to the end offsets as of now: everything published before this call."""
+        tps = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any([await self._consumer.position(tp) < ends[tp] for tp in tps]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {self._topic} to its end in {timeout}s")
+            await self.drain(0.1)
+        return self.records
+
     async def wait_for(
         self,
         predicate: Callable[[ConsumerRecord[bytes, bytes]], bool],

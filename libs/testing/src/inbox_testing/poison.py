@@ -88,4 +88,11 @@ async def send_poison(
 
 
 def reasons_of(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[str]:
+    """The sorted ``x-dlq-reason`` headers of dead letters."""
     return sorted(dict(r.headers)["x-dlq-reason"].decode() for r in records)
+
+
+#: What ``reasons_of`` returns for the dead letters of all of ``poison_cases``.
+EXPECTED_REASONS = sorted(
+    ["not_json", "invalid_event", "unknown_type", "event_time_in_future", "not_json"]
+)

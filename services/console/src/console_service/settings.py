@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inbox_kit.auth import DEVELOPMENT_MODE_ENV, DEVELOPMENT_SECRET
 from inbox_kit.settings import service_config
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings
@@ -12,8 +13,8 @@ class ConsoleSettings(BaseSettings):
 
     model_config = service_config("CONSOLE_")
 
-    service_name: str = "console"
-    http_host: str = "127.0.0.1"
+    service_name: str = Field("console", description="Name in logs (`service`).")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free port.")
     presence_address: str = Field("127.0.0.1:50061", description="presence gRPC host:port.")
     routing_address: str = Field("127.0.0.1:50062", description="routing gRPC host:port.")
@@ -22,13 +23,13 @@ class ConsoleSettings(BaseSettings):
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of each gRPC call.")
     dev_mode: bool = Field(
         False,
-        validation_alias=AliasChoices("dev_mode", "CONSOLE_DEV_MODE", "INBOX_DEVELOPMENT_MODE"),
+        validation_alias=AliasChoices("dev_mode", "CONSOLE_DEV_MODE", DEVELOPMENT_MODE_ENV),
         description="Development mode (CONSOLE_DEV_MODE, or the stack-wide "
         "INBOX_DEVELOPMENT_MODE): enables POST /api/dev/login, which mints tokens with the "
         "shared HS256 secret. Never set in production (tokens come from the IdP there).",
     )
     jwt_secret: SecretStr = Field(
-        SecretStr("inbox-development-secret-change-me-please"),
+        SecretStr(DEVELOPMENT_SECRET),
         description="HS256 secret the dev login signs with (dev mode only; the edge never "
         "verifies tokens itself — the services do).",
     )
@@ -40,4 +41,4 @@ class ConsoleSettings(BaseSettings):
         description="Directory of the built web console (index.html); empty: the package's "
         "web/dist next to the sources, if built.",
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR (JSON logs).")

@@ -5,13 +5,14 @@ user's token is forwarded as is, and the dev login exists only in development mo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import jwt
 import pytest
-from console_service.adapters.grpc_backends import Backends
+from console_service.adapters.grpc_backends import GrpcBackends
 from console_service.domain.problems import HTTP_STATUS, Problem
 from console_service.entrypoints.http_app import create_app
 from console_service.settings import ConsoleSettings
@@ -72,8 +73,8 @@ async def grpc_address() -> AsyncIterator[str]:
     await server.stop(0)
 
 
-async def _client(address: str, *, dev_mode: bool) -> tuple[httpx.AsyncClient, Backends]:
-    backends = Backends({"contacts": address}, timeout=5)
+async def _client(address: str, *, dev_mode: bool) -> tuple[httpx.AsyncClient, GrpcBackends]:
+    backends = GrpcBackends({"contacts": address}, timeout=5)
     backends.open()  # httpx's ASGI transport does not run the app's lifespan
     settings = ConsoleSettings(dev_mode=dev_mode, jwt_secret=SecretStr(SECRET))
     app = create_app(settings, backends)
@@ -150,8 +151,7 @@ async def test_invalid_argument_carries_the_field(client: httpx.AsyncClient) -> 
 
 async def test_error_info_reason_is_passed_on(client: httpx.AsyncClient) -> None:
     error = (await client.get("/api/contacts/built-in", headers=_auth())).json()["error"]
-    # the kit's ErrorInfo reason: the domain reason, or the error class name on older kits
-    assert error["reason"] in {"BUILT_IN", "FailedPrecondition"}
+    assert error["reason"] == "BUILT_IN"
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ async def test_unknown_api_route_is_a_json_404(client: httpx.AsyncClient) -> Non
 
 async def test_unreachable_service_is_503(client: httpx.AsyncClient) -> None:
     # routing is not configured in this client's backends: port 9 refuses connections
-    backends = Backends({"routing": "127.0.0.1:9"}, timeout=2)
+    backends = GrpcBackends({"routing": "127.0.0.1:9"}, timeout=2)
     backends.open()
     app = create_app(ConsoleSettings(), backends)
     async with httpx.AsyncClient(
@@ -232,7 +232,14 @@ async def test_dev_login_mints_a_short_lived_token_the_services_accept(grpc_addr
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "agent_id"
         minted = await http.post(
             "/api/dev/login",
-            json={"org_id": "org-9", "agent_id": "boss", "role": "admin", "teams": ["t1"]},
+            json={
+                "org_id": "org-9",
+                "agent_id": "boss",
+                "role": "admin",
+                "teams": ["t1"],
+                "channels": ["ch-1", "ch-2"],
+                "name": "The Boss",
+            },
         )
         assert minted.status_code == 200, minted.text
         token = minted.json()["token"]
@@ -243,7 +250,40 @@ async def test_dev_login_mints_a_short_lived_token_the_services_accept(grpc_addr
             "admin",
             ["t1"],
         )
+        assert (claims["channels"], claims["name"]) == (["ch-1", "ch-2"], "The Boss")
         assert 0 < claims["exp"] - claims["iat"] <= ConsoleSettings().dev_token_ttl_seconds
         card = await http.get("/api/contacts/c-2", headers={"authorization": f"Bearer {token}"})
         assert card.json()["contact_id"] == "c-2@org-9/boss"
     await backends.close()
+
+
+async def test_readiness_follows_the_services_grpc_health(grpc_address: str) -> None:
+    up = GrpcBackends({"contacts": grpc_address}, timeout=5)
+    down = GrpcBackends({"contacts": grpc_address, "routing": "127.0.0.1:9"}, timeout=5)
+    for backends, status, state in ((up, 200, "ready"), (down, 503, "not ready")):
+        backends.open()
+        app = create_app(ConsoleSettings(), backends)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        ) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            reply = await http.get("/readyz")
+        await backends.close()
+        assert (reply.status_code, reply.json()["status"]) == (status, state)
+    assert reply.json()["services"] == {"contacts": "SERVING", "routing": "UNREACHABLE"}
+
+
+async def test_serves_the_built_console_with_a_strict_csp(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>console</title>")
+    for settings, expected in (
+        (ConsoleSettings(static_dir=str(tmp_path)), "<title>console</title>"),
+        (ConsoleSettings(static_dir=str(tmp_path / "missing")), "not built"),
+    ):
+        app = create_app(settings, GrpcBackends({}, timeout=1))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        ) as http:
+            page = await http.get("/")
+        assert page.status_code == 200 and expected in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert page.headers["x-frame-options"] == "DENY"

@@ -266,6 +266,11 @@ async function main() {
       await page.locator("#preview-contact").fill(SEED.contact);
       await hit.getByRole("button", { name: "Preview Refund policy" }).click();
       await page.locator("#reply-preview", { hasText: `Hi ${SEED.contact_name}, refunds take 5 days.` }).waitFor();
+      await page.getByRole("button", { name: "Edit Refund policy" }).click();
+      const edit = page.getByRole("form", { name: "Edit Refund policy" });
+      await edit.getByLabel("Title").fill("Refund policy (EU)");
+      await edit.getByRole("button", { name: "Save reply" }).click();
+      await page.locator("#reply-list li", { hasText: "Refund policy (EU)" }).waitFor();
       await axeCheck(page, "replies");
       await screenshot(page, "replies");
     });
@@ -288,6 +293,20 @@ async function main() {
       await page.locator("#dev-login").waitFor();
       await axeCheck(page, "login");
       await screenshot(page, "login");
+    });
+
+    await step("an agent is refused admin writes, with the service's message", async () => {
+      await page.getByLabel("Organization id").fill(SEED.org);
+      await page.getByLabel("Agent id").fill(SEED.agent);
+      await page.getByLabel("Role").selectOption("agent");
+      await page.locator("#dev-login button[type=submit]").click();
+      await page.locator("#who", { hasText: "agent" }).waitFor();
+      await page.goto(`${BASE}/#/routing`);
+      const toggle = page.getByRole("switch", { name: "Remove assignment when an agent signs out" });
+      await eventually(async () => (await toggle.getAttribute("aria-checked")) === "true", "agents may read it");
+      await toggle.click();
+      await page.getByRole("alert").filter({ hasText: "admin" }).waitFor();
+      expect((await toggle.getAttribute("aria-checked")) === "true", "the setting did not change");
     });
   } catch (exc) {
     await page.screenshot({ path: path.join(ARTIFACTS, "failure.png"), fullPage: true }).catch(() => {});

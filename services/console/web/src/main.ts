@@ -54,6 +54,7 @@ async function renderLogin(message?: string): Promise<void> {
       h("option", { value: "admin", selected: true }, "admin"),
       h("option", { value: "agent" }, "agent"),
     );
+    const name = h("input", { name: "name", value: "", autocomplete: "name" });
     const teams = h("input", { name: "teams", value: "" });
     const channels = h("input", { name: "channels", value: "" });
     const devForm = h(
@@ -64,6 +65,7 @@ async function renderLogin(message?: string): Promise<void> {
       field("Organization id", org),
       field("Agent id", agent),
       field("Role", role),
+      field("Display name", name, "Optional; fills {{agent.name}} in saved replies."),
       field("Teams", teams, "Comma-separated team ids."),
       field("Channels", channels, "Comma-separated channel ids the agent may answer on."),
       h("button", { type: "submit", class: "primary" }, "Sign in"),
@@ -75,6 +77,7 @@ async function renderLogin(message?: string): Promise<void> {
           org_id: org.value,
           agent_id: agent.value,
           role: role.value,
+          name: name.value,
           teams: splitList(teams.value),
           channels: splitList(channels.value),
         });

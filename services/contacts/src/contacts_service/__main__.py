@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
+from inbox_kit.process import run_service
 
 from contacts_service.bootstrap import bootstrap
 from contacts_service.settings import ContactsSettings
@@ -16,7 +15,7 @@ def main() -> None:
     configure_logging("contacts", settings.log_level)
     if settings.metrics_port:
         start_metrics_server(settings.grpc_host, settings.metrics_port)
-    asyncio.run(_serve(settings))
+    run_service(settings, lambda: _serve(settings))
 
 
 async def _serve(settings: ContactsSettings) -> None:

@@ -13,10 +13,16 @@ class ContactsSettings(ServiceSettings):
     mongodb_database: str = "inbox_contacts"
     grpc_port: int = Field(50063, ge=0, le=65535)
     metrics_port: int = Field(9463, ge=0, le=65535)
-    consumer_group: str = "contacts"
+    consumer_group: str = Field("contacts", description="Kafka group of the profile ingestion.")
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")
-    consumer_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
-    consumer_max_batch: int = Field(20_000, ge=1, le=50_000)
+    consumer_offset_reset: str = Field(
+        "earliest",
+        pattern="^(earliest|latest)$",
+        description="Where a group without committed offsets starts (tests: latest).",
+    )
+    consumer_max_batch: int = Field(
+        20_000, ge=1, le=50_000, description="Profile events handled per consumed batch."
+    )
     definitions_cache_seconds: float = Field(
         1.0,
         ge=0,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
+from inbox_kit.process import run_service
 
 from presence_service.bootstrap import bootstrap
 from presence_service.settings import PresenceSettings
@@ -20,7 +19,7 @@ def main() -> None:
     settings = PresenceSettings()
     configure_logging("presence", settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
-    asyncio.run(_run(settings))
+    run_service(settings, lambda: _run(settings))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
+from inbox_kit.process import run_service
 
 from replies_service.bootstrap import bootstrap
 from replies_service.settings import RepliesSettings
@@ -25,7 +25,7 @@ def main() -> None:
     settings = RepliesSettings()
     configure_logging(settings.service_name, settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_service(settings, lambda: serve(settings))
 
 
 if __name__ == "__main__":

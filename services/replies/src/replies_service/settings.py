@@ -14,8 +14,17 @@ class RepliesSettings(ServiceSettings):
     grpc_port: int = Field(50064, ge=0, le=65535)
     metrics_port: int = Field(9464, ge=0, le=65535)
     consumer_group: str = Field("replies", description="Kafka group counting reply usage.")
-    contacts_address: str = Field("127.0.0.1:50063", description="contacts gRPC host:port.")
-    contacts_timeout_seconds: float = Field(2.0, gt=0)
+    contacts_address: str = Field(
+        "127.0.0.1:50063",
+        description="contacts gRPC target: host:port, or dns:///<headless service>:port to "
+        "balance calls over every contacts replica (round_robin).",
+    )
+    contacts_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Deadline of a BatchGetContacts call made to render a reply; shorter when "
+        "the incoming call has less time left.",
+    )
     usage_refresh_seconds: float = Field(
         5.0, ge=0, description="How stale the usage tie-breaker of search may get."
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
+from inbox_kit.process import run_service
 
 from routing_service.bootstrap import build
 from routing_service.settings import RoutingSettings
@@ -15,7 +14,7 @@ def main() -> None:
     settings = RoutingSettings()
     configure_logging("routing", settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
-    asyncio.run(_serve(settings))
+    run_service(settings, lambda: _serve(settings))
 
 
 async def _serve(settings: RoutingSettings) -> None:

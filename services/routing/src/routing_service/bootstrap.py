@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
@@ -18,7 +20,7 @@ from inbox_contracts.topics import (
     ROUTING_PROPOSALS,
 )
 from inbox_kit.auth import verifier_from_settings
-from inbox_kit.batch_consumer import Batch, BatchConsumer
+from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters
@@ -27,21 +29,43 @@ from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.dispatch_store import MongoDispatchStore
-from routing_service.adapters.kafka import KafkaPublisher
+from routing_service.adapters.kafka import KafkaPublisher, end_offset_probe
 from routing_service.adapters.mongo import MongoRoutingStore
+from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
-from routing_service.service_layer.owner import ConversationOwner, Delivery
-from routing_service.service_layer.presence import PresenceRecorder
+from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
+from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "inbox.routing.v1.RoutingService"
-#: Routing answers within ms, so its fetches do not wait long for more data; the heartbeat is
-#: frequent and the session generous because a take-over can hold the loop for seconds.
-LOW_LATENCY = {"fetch_max_wait_ms": 50, "session_timeout_ms": 30000, "heartbeat_interval_ms": 1000}
+
+
+def consumer_options(settings: RoutingSettings) -> dict[str, int]:
+    """Routing answers within ms, so its fetches do not wait long for more data. The session
+    timeout bounds how long a killed instance's partitions stay unowned (README, "Recovery");
+    the take-over runs in the poll loop, which yields, so heartbeats go on during it."""
+    return {
+        "fetch_max_wait_ms": 50,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+    }
+
+
+async def every(
+    seconds: float, lock: asyncio.Lock, action: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``action`` under ``lock`` every ``seconds``; a failure is logged and retried."""
+    while True:
+        await asyncio.sleep(seconds)
+        async with lock:
+            try:
+                await action()
+            except Exception:
+                log.warning("periodic %s failed; retrying", action, exc_info=True)
 
 
 @dataclass
@@ -104,33 +128,39 @@ def build(settings: RoutingSettings) -> Routing:
         await publisher.start()
         try:
             partitions = await publisher.producer.partitions_for(MESSAGES.name)
-            owner_lock = asyncio.Lock()
+            presence_partitions = await publisher.producer.partitions_for(PRESENCE.name)
+            owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
             views = ViewWriter(store, exclusive=owner_lock)
             routing.views = views
-            assigner = AutoAssigner(publisher, store.timelines)
-            owner = ConversationOwner(store, publisher, views, assigner)
-            routing.owner = owner
-            recorder = PresenceRecorder(store, publisher, len(partitions), publisher)
-            dispatcher = Dispatcher(
-                dispatch_store,
-                publisher,
-                snapshot_seconds=settings.dispatch_snapshot_seconds,
-            )
-            routing.dispatcher = dispatcher
             raw_publish = publisher.publish_raw
             decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
+            options = consumer_options(settings)
+            tick = settings.progress_tick_ms / 1000
 
             async def handle_owned(batch: Batch) -> None:
-                await owner.handle([Delivery(r.partition, e) for r, e in batch])
+                await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
 
-            async def handle_presence(batch: Batch) -> None:
-                await recorder.handle([e for _, e in batch])
+            async def handle_presence(batch: Batch) -> list[tuple[Record, Exception]]:
+                records = {id(e): r for r, e in batch}
+                refused = await recorder.handle([PresenceRecord(r.partition, e) for r, e in batch])
+                return [(records[id(pr.event)], exc) for pr, exc in refused]
 
             async def assigned(parts: set[int]) -> None:
                 await owner.assign(parts)
 
             async def revoked(parts: set[int]) -> None:
                 await owner.revoke(parts)
+
+            async def presence_assigned(parts: set[int]) -> None:
+                recorder.assigned(parts)
+
+            async def presence_revoked(parts: set[int]) -> None:
+                recorder.revoked(parts)
+
+            dispatcher = Dispatcher(
+                dispatch_store, publisher, snapshot_seconds=settings.dispatch_snapshot_seconds
+            )
+            routing.dispatcher = dispatcher
 
             async def handle_dispatch(batch: Batch) -> None:
                 await dispatcher.handle(
@@ -172,10 +202,18 @@ def build(settings: RoutingSettings) -> Routing:
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
                 lock=owner_lock,
-                consumer_options=LOW_LATENCY,
+                consumer_options=options,
                 decoder=decoder,
                 repartition=raw_publish,
             )
+            owner = ConversationOwner(
+                store,
+                publisher,
+                views,
+                EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
+                AutoAssigner(publisher, store.timelines),
+            )
+            routing.owner = owner
             routing.loops = [owner_loop]
             presence_loop = BatchConsumer(
                 name="presence",
@@ -184,10 +222,30 @@ def build(settings: RoutingSettings) -> Routing:
                 group_id=settings.presence_consumer_group,
                 handler=handle_presence,
                 dead_letters=DeadLetters(raw_publish, settings.presence_consumer_group),
+                on_assigned=presence_assigned,
+                on_revoked=presence_revoked,
                 max_records=settings.batch_max_records,
                 initial_offset=settings.initial_offset,
-                consumer_options=LOW_LATENCY,
+                lock=presence_lock,
+                consumer_options=options,
                 decoder=decoder,
+            )
+            presence_probe = end_offset_probe(presence_loop)
+
+            async def presence_caught_up(partition: int) -> bool:
+                return await presence_probe(PRESENCE.name, partition)
+
+            recorder = PresenceRecorder(
+                store,
+                publisher,
+                partitions=len(partitions),
+                presence_partitions=len(presence_partitions),
+                marks=MarkTracker(
+                    timeout=timedelta(milliseconds=settings.presence_mark_timeout_ms),
+                    lateness=settings.allowed_lateness,
+                ),
+                caught_up=presence_caught_up,
+                dispatch=publisher,
             )
             routing.loops.append(presence_loop)
             dispatch_loop = BatchConsumer(
@@ -200,17 +258,25 @@ def build(settings: RoutingSettings) -> Routing:
                 on_assigned=dispatch_assigned,
                 on_revoked=dispatch_revoked,
                 max_records=settings.batch_max_records,
-                initial_offset="earliest",
-                consumer_options=LOW_LATENCY,
+                consumer_options=options,
             )
             routing.loops.append(dispatch_loop)
-            await asyncio.gather(
-                owner_loop.run(),
-                presence_loop.run(),
-                dispatch_loop.run(),
-                views.run(),
-                dispatcher.run(),
-            )
+            loops = [
+                asyncio.create_task(owner_loop.run()),
+                asyncio.create_task(presence_loop.run()),
+                asyncio.create_task(views.run()),
+                asyncio.create_task(dispatch_loop.run()),
+                asyncio.create_task(dispatcher.run()),
+                asyncio.create_task(every(tick, owner_lock, owner.release_due)),
+                asyncio.create_task(every(tick, presence_lock, recorder.relay)),
+            ]
+            try:
+                await asyncio.gather(*loops)
+            finally:
+                # if one loop failed, the others go with it (the runtime restarts the set)
+                # instead of running on without a producer
+                for task in loops:
+                    task.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()

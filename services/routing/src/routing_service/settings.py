@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from inbox_kit.settings import ServiceSettings, service_config
@@ -32,3 +33,36 @@ class RoutingSettings(ServiceSettings):
         "earliest (nothing is missed); tests on a shared broker: latest.",
     )
     batch_max_records: int = Field(1000, ge=1, description="Records per consumed batch.")
+    allowed_lateness_ms: int = Field(
+        500,
+        ge=0,
+        description="Allowed lateness L of the messages and conversations topics (and of "
+        "presence while it publishes no progress marks): a decision at event time t is taken "
+        "once those inputs have progressed past t; an event later than L may find it taken.",
+    )
+    presence_mark_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        description="A presence partition without a progress mark for this long falls back to "
+        "wall clock - allowed lateness as its progress (presence down or not publishing marks).",
+    )
+    progress_tick_ms: int = Field(
+        20,
+        ge=1,
+        description="How often the owner takes decisions that became final, and the presence "
+        "consumer relays presence progress, when no batch arrives.",
+    )
+    session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="Kafka consumer session timeout: a killed instance's partitions move to "
+        "the others after at most this long. Brokers refuse values below their "
+        "group.min.session.timeout.ms (default 6000).",
+    )
+    heartbeat_interval_ms: int = Field(
+        1000, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
+    )
+
+    @property
+    def allowed_lateness(self) -> timedelta:
+        return timedelta(milliseconds=self.allowed_lateness_ms)

@@ -33,7 +33,7 @@ from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
 from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
 from pymongo import AsyncMongoClient
-from routing_service.testing import inbound, resolved, signed_in, signed_out
+from routing_testing import inbound, resolved, signed_in, signed_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 CAPACITY = 3

@@ -25,7 +25,7 @@ from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
 from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
 from pymongo import AsyncMongoClient
-from routing_service.testing import (
+from routing_testing import (
     assigned,
     expected_outcome,
     inbound,

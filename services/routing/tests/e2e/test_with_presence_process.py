@@ -23,7 +23,7 @@ from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
 from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
-from routing_service.testing import assigned, inbound, outbound, signed_out
+from routing_testing import assigned, inbound, outbound, signed_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 

@@ -11,7 +11,7 @@ import pytest
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import MESSAGES, ROUTING
 from inbox_testing import TopicProbe, wait_until
-from routing_service.testing import (
+from routing_testing import (
     assigned,
     expected_outcome,
     follow_up,

@@ -18,7 +18,7 @@ from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.topics import MESSAGES, ROUTING
 from inbox_kit.repartition import partition_for
 from inbox_testing import TopicProbe, wait_until
-from routing_service.testing import expected_outcome
+from routing_testing import expected_outcome
 
 from .conftest import topic_of
 from .test_delivery_on_stack import converged, scenario

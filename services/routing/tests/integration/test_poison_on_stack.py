@@ -12,21 +12,18 @@ from inbox_contracts import utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
 from inbox_testing import TopicProbe, wait_until
 from inbox_testing.poison import (
+    EXPECTED_REASONS,
     binary_mode,
     poison_cases,
     reasons_of,
     send_poison,
     with_unknown_fields,
 )
-from routing_service.testing import assigned, inbound, signed_in, signed_out
+from routing_testing import assigned, inbound, signed_in, signed_out
 
 from .test_delivery_on_stack import converged
 
 pytestmark = pytest.mark.infra
-
-EXPECTED_REASONS = sorted(
-    ["not_json", "invalid_event", "unknown_type", "event_time_in_future", "not_json"]
-)
 
 
 async def test_poison_is_parked_per_topic_and_what_follows_on_the_key_applies(

@@ -11,7 +11,7 @@ from inbox.routing.v1 import routing_pb2 as pb
 from inbox_contracts import utc_now
 from inbox_contracts.topics import ROUTING
 from inbox_testing import TopicProbe, bearer, wait_until
-from routing_service.testing import (
+from routing_testing import (
     assigned,
     follow_up,
     inbound,

@@ -36,6 +36,7 @@ from routing_service.domain.auto_assign import (
     auto_assignment,
     channel_of,
     dispatch_view,
+    latest_event_time,
     review,
     signed_out_at,
 )
@@ -52,7 +53,6 @@ from routing_service.domain.dispatch import (
     Refusal,
     SettingsChanged,
 )
-from routing_service.domain.dispatch_reference import ReferenceDispatcher
 from routing_service.domain.model import (
     ConversationEntry,
     ConversationLog,
@@ -63,9 +63,11 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
+from routing_testing.dispatch_reference import ReferenceDispatcher
 
 ORG = "org-d"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+FINAL = datetime.max.replace(tzinfo=UTC)
 AGENTS = ("ana", "bob", "cem", "dia")
 CONVS = ("c1", "c2", "c3", "c4", "c5", "c6")
 CHANNELS = ("ch-billing", "ch-sales", "ch-other")
@@ -153,6 +155,7 @@ class Owner:
             },
             settings=self.remove_assignment,
             facts=lg.facts.values(),
+            final_until=FINAL,  # everything delivered is final here (event time: issue 14)
         )
         for d in result.new_decisions:
             lg.facts[d.decision_id] = d
@@ -256,7 +259,10 @@ class Owner:
             cause_event_id=p.cause.event_id,
             cause_event_type=p.cause.event_type,
             proposed_at=p.occurred_at,
-            known=[lg.stream_time(), *(p.occurred_at for p in self.timelines.get(p.agent_id, []))],
+            known=[
+                latest_event_time(lg),
+                *(p.occurred_at for p in self.timelines.get(p.agent_id, [])),
+            ],
         )
         lg.add(entry)
         self.accepted.append(p)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from routing_service.domain.model import AuditKind, Reason
-from routing_service.testing import (
+from routing_testing import (
     InMemoryRouting,
     assigned,
     follow_up,
@@ -157,7 +157,12 @@ async def test_setting_is_taken_as_of_event_time() -> None:
     "order", ["presence_first", "message_first", "conversations_topic_lagging"]
 )
 async def test_outcome_does_not_depend_on_topic_order(order: str) -> None:
-    r = await routing()
+    """On event time (the clock stands still, so only the inputs' progress counts): the R1 of
+    the sign-out at t4 waits until the conversation streams are past t4, by then the outbound
+    at t3 is known and it is PENDING; the R2 at t5 is the only decision."""
+    r = InMemoryRouting(instant=False, start_time=T0)
+    await r.start()
+    await r.set_setting(ORG, True, T0 - timedelta(days=1))
     sin, out = signed_in(ORG, "ana", t(0)), signed_out(ORG, "ana", t(4))
     conv_events = [
         inbound(ORG, "c", t(1)),
@@ -179,6 +184,7 @@ async def test_outcome_does_not_depend_on_topic_order(order: str) -> None:
             await r.deliver(e)
         await r.deliver_commands()
         await r.deliver(conv_events[1])
+    await r.drain()
     assert r.state(ORG, "c") == ("NEW", None)
     [d] = r.decisions.published
     assert d.reason is Reason.R2_MOVED_TO_NEW and d.cause_event_id == conv_events[3].id

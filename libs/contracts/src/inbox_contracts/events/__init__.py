@@ -33,6 +33,8 @@ from inbox_contracts.events.routing import (
     AutoUnassignReason,
     ConversationAutoAssigned,
     ConversationAutoUnassigned,
+    PresenceMark,
+    PresenceProgressRelayed,
 )
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "FollowUpDue",
     "InboundMessageReceived",
     "OutboundMessageSent",
+    "PresenceMark",
+    "PresenceProgressRelayed",
     "PresenceProgressed",
     "ProposalRefusal",
     "SavedReplyUsed",

@@ -43,11 +43,15 @@ class ContactProfileUpserted(EventData):
         }
     )
 
-    contact_id: str = Field(min_length=1)
+    contact_id: str = Field(
+        min_length=1, description="The contact (Kafka key and CloudEvents subject)."
+    )
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="Attribute key → value; `null` clears."
     )
-    identities: list[ChannelIdentity] = Field(default_factory=list)
+    identities: list[ChannelIdentity] = Field(
+        default_factory=list, description="Channel identities to add to the contact."
+    )
 
 
 class ContactsChanged(EventData):

@@ -30,7 +30,9 @@ class ConversationAssigned(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
     assignee_id: str = Field(min_length=1, description="The agent it is now assigned to.")
     assigned_by: str = Field(min_length=1, description="Who assigned it (agent id or `system`).")
 
@@ -53,8 +55,10 @@ class ConversationUnassigned(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    unassigned_by: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
+    unassigned_by: str = Field(min_length=1, description="Who unassigned it (agent id).")
 
 
 class ConversationResolved(EventData):
@@ -75,8 +79,10 @@ class ConversationResolved(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    resolved_by: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
+    resolved_by: str = Field(min_length=1, description="Who resolved it (agent id).")
 
 
 class FollowUpDue(EventData):
@@ -97,5 +103,7 @@ class FollowUpDue(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    reminder_id: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
+    reminder_id: str = Field(min_length=1, description="The reminder that fired.")

@@ -27,8 +27,10 @@ class InboundMessageReceived(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    message_id: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
+    message_id: str = Field(min_length=1, description="The message, unique per conversation.")
     channel_id: str = Field(min_length=1, description="The connected account it came in on.")
     contact_id: str = Field(min_length=1, description="The customer who wrote.")
 
@@ -53,7 +55,9 @@ class OutboundMessageSent(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    message_id: str = Field(min_length=1)
-    channel_id: str = Field(min_length=1)
+    conversation_id: str = Field(
+        min_length=1, description="The conversation (Kafka key and CloudEvents subject)."
+    )
+    message_id: str = Field(min_length=1, description="The message, unique per conversation.")
+    channel_id: str = Field(min_length=1, description="The connected account it was sent on.")
     agent_id: str = Field(min_length=1, description="The agent who replied.")

@@ -96,8 +96,10 @@ class AgentAvailabilityChanged(EventData):
         }
     )
 
-    agent_id: str = Field(min_length=1)
-    availability: Availability
+    agent_id: str = Field(
+        min_length=1, description="The agent (Kafka key and CloudEvents subject)."
+    )
+    availability: Availability = Field(description="available or away.")
 
 
 PROGRESS_ORG_ID = "_all"

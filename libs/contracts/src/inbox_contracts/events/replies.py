@@ -27,7 +27,9 @@ class SavedReplyUsed(EventData):
         }
     )
 
-    reply_id: str = Field(min_length=1)
-    collection_id: str = Field(min_length=1)
-    agent_id: str = Field(min_length=1)
+    reply_id: str = Field(
+        min_length=1, description="The saved reply (Kafka key and CloudEvents subject)."
+    )
+    collection_id: str = Field(min_length=1, description="The collection it belongs to.")
+    agent_id: str = Field(min_length=1, description="The agent who used it.")
     conversation_id: str | None = Field(None, description="Conversation it was used in, if any.")

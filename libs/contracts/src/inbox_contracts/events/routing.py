@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from inbox_contracts.envelope import EventData
 
@@ -73,6 +73,62 @@ class AgentSweepRequested(EventData):
     partition: int = Field(ge=0, description="Partition of the conversation topics to sweep.")
     cause_event_id: str = Field(min_length=1, description="CloudEvents id of the presence event.")
     cause_event_type: str = Field(min_length=1, description="Its CloudEvents type.")
+
+
+class PresenceMark(BaseModel):
+    """How far event time is final on one partition of ``inbox.presence.v1``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    partition: int = Field(ge=0, description="Partition of inbox.presence.v1.")
+    progress: AwareDatetime = Field(
+        description="Every presence transition on that partition with occurred_at <= progress "
+        "is recorded in routing's presence timelines."
+    )
+
+
+class PresenceProgressRelayed(EventData):
+    """Internal routing command: presence progress, relayed to the conversation owners.
+
+    Published by routing's presence consumer to every partition of
+    ``inbox.routing.commands.v1`` (explicit partition) after it recorded the presence
+    transitions the marks cover: from ``PresenceProgressed`` marks, or, for a presence
+    partition without a mark for ``ROUTING_PRESENCE_MARK_TIMEOUT_MS``, from its wall clock
+    minus the allowed lateness (see the routing README, "Decisions on event time"). Owners keep
+    the maximum per presence partition and wait for the minimum over all of them. Not
+    tenant-scoped: ``org_id`` is always ``_all``.
+    """
+
+    event_type: ClassVar[str] = "inbox.routing.presence_progress_relayed.v1"
+    subject_field: ClassVar[str] = "partition_key"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "_all",
+                    "partition_key": "3",
+                    "partition": 3,
+                    "presence_partitions": 6,
+                    "marks": [
+                        {"partition": 0, "progress": "2026-11-25T09:00:00.250Z"},
+                        {"partition": 1, "progress": "2026-11-25T09:00:00.240Z"},
+                    ],
+                    "occurred_at": "2026-11-25T09:00:00.260Z",
+                }
+            ]
+        }
+    )
+
+    partition_key: str = Field(
+        min_length=1, description="The command partition number as text (subject, key)."
+    )
+    partition: int = Field(ge=0, description="Partition of inbox.routing.commands.v1.")
+    presence_partitions: int = Field(
+        ge=1, description="Partition count of inbox.presence.v1 (how many marks to wait for)."
+    )
+    marks: list[PresenceMark] = Field(
+        description="Progress of the presence partitions this relaying consumer owns."
+    )
 
 
 class AutoAssignReason(StrEnum):

@@ -19,7 +19,7 @@ from inbox.presence.v1 import presence_pb2_grpc
 from inbox.replies.v1 import replies_pb2_grpc
 from inbox.routing.v1 import routing_pb2_grpc
 
-from console_service.domain.problems import FieldViolation, Problem
+from console_service.domain.problems import FieldViolation, Problem, ProblemError
 
 STUBS: dict[str, Any] = {
     "presence": presence_pb2_grpc.PresenceServiceStub,
@@ -28,14 +28,6 @@ STUBS: dict[str, Any] = {
     "replies": replies_pb2_grpc.RepliesServiceStub,
 }
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-class BackendError(Exception):
-    """A gRPC call failed; ``problem`` is what the HTTP client is told."""
-
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
 
 
 def problem_from_rpc_error(error: grpc.RpcError) -> Problem:
@@ -71,8 +63,9 @@ class Backend:
     stub: Any
 
 
-class Backends:
-    """One channel per service (HTTP/2 multiplexes every browser's calls over it)."""
+class GrpcBackends:
+    """One channel per service (HTTP/2 multiplexes every browser's calls over it); the
+    ``service_layer.ports.Backends`` the edge runs with."""
 
     def __init__(self, addresses: Mapping[str, str], *, timeout: float) -> None:
         self._addresses = dict(addresses)
@@ -95,7 +88,7 @@ class Backends:
         try:
             response: Message = await method(request, metadata=metadata, timeout=self._timeout)
         except grpc.RpcError as exc:
-            raise BackendError(problem_from_rpc_error(exc)) from exc
+            raise ProblemError(problem_from_rpc_error(exc)) from exc
         return response
 
     async def health(self) -> dict[str, str]:

@@ -70,6 +70,15 @@ class Problem:
         return {"error": error}
 
 
+class ProblemError(Exception):
+    """A request failed; ``problem`` is what the HTTP client is told. Raised by the edge's own
+    checks and by the gRPC adapter alike, so the HTTP layer handles one kind of failure."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
 def invalid_argument(field_name: str, description: str) -> Problem:
     """A request the edge itself refuses before calling anything (bad JSON, unknown field)."""
     return Problem(

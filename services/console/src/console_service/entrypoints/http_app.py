@@ -22,21 +22,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console_service.adapters.grpc_backends import BackendError, Backends
-from console_service.domain.problems import Problem, invalid_argument
-from console_service.service_layer.api_routes import (
-    ROUTES,
-    ApiRoute,
-    RequestRefused,
-    build_request,
-    to_json,
-)
-from console_service.service_layer.dev_login import (
-    LoginRefused,
-    dev_login_disabled,
-    mint_dev_token,
-    parse_login,
-)
+from console_service.domain.problems import Problem, ProblemError, invalid_argument
+from console_service.service_layer.api_routes import ROUTES, ApiRoute, build_request, to_json
+from console_service.service_layer.dev_login import dev_login_disabled, mint_dev_token, parse_login
+from console_service.service_layer.ports import Backends
 from console_service.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +63,7 @@ async def read_json(request: Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise RequestRefused(invalid_argument("body", f"not valid JSON: {exc}")) from exc
+        raise ProblemError(invalid_argument("body", f"not valid JSON: {exc}")) from exc
 
 
 def api_endpoint(route: ApiRoute, backends: Backends) -> Callable[[Request], Awaitable[Response]]:
@@ -88,24 +77,15 @@ def api_endpoint(route: ApiRoute, backends: Backends) -> Callable[[Request], Awa
                 body=body,
             )
             response = await backends.call(route.service, route.rpc, message, bearer_token(request))
-        except (RequestRefused, BackendError) as exc:
+        except ProblemError as exc:
             return problem_response(exc.problem)
         return JSONResponse(to_json(response))
 
     return endpoint
 
 
-def create_app(settings: ConsoleSettings, backends: Backends | None = None) -> Starlette:
-    """The edge. ``backends`` defaults to channels to the configured service addresses."""
-    backends = backends or Backends(
-        {
-            "presence": settings.presence_address,
-            "routing": settings.routing_address,
-            "contacts": settings.contacts_address,
-            "replies": settings.replies_address,
-        },
-        timeout=settings.grpc_timeout_seconds,
-    )
+def create_app(settings: ConsoleSettings, backends: Backends) -> Starlette:
+    """The edge over ``backends`` (opened and closed with the app's lifespan)."""
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -123,7 +103,7 @@ def create_app(settings: ConsoleSettings, backends: Backends | None = None) -> S
             return problem_response(dev_login_disabled())
         try:
             login = parse_login(await read_json(request))
-        except (RequestRefused, LoginRefused) as exc:
+        except ProblemError as exc:
             return problem_response(exc.problem)
         log.info("dev login", extra={"org_id": login.org_id, "agent_id": login.agent_id})
         return JSONResponse(

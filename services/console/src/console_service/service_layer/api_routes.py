@@ -21,7 +21,7 @@ from inbox.presence.v1 import presence_pb2 as presence
 from inbox.replies.v1 import replies_pb2 as replies
 from inbox.routing.v1 import routing_pb2 as routing
 
-from console_service.domain.problems import Problem, invalid_argument
+from console_service.domain.problems import ProblemError, invalid_argument
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,6 @@ _NO_FIELD = re.compile(r'has no field named "([^"]+)"')
 _BAD_FIELD = re.compile(r"Failed to parse (\w+) field")
 
 
-class RequestRefused(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
-
-
 def build_request(
     route: ApiRoute,
     *,
@@ -110,20 +104,20 @@ def build_request(
     query: Sequence[tuple[str, str]],
     body: Any,
 ) -> Message:
-    """The gRPC request message for one HTTP request; :class:`RequestRefused` if malformed."""
+    """The gRPC request message for one HTTP request; :class:`ProblemError` if malformed."""
     fields: dict[str, Any] = {}
     if route.takes_body:
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise RequestRefused(invalid_argument("body", "must be a JSON object"))
+            raise ProblemError(invalid_argument("body", "must be a JSON object"))
         fields.update(body)
     else:
         descriptor = route.request_type.DESCRIPTOR
         for key, value in query:
             proto_field = descriptor.fields_by_name.get(key)
             if proto_field is None:
-                raise RequestRefused(invalid_argument(key, "unknown query parameter"))
+                raise ProblemError(invalid_argument(key, "unknown query parameter"))
             if proto_field.is_repeated:
                 fields.setdefault(key, []).append(value)
             else:
@@ -134,7 +128,7 @@ def build_request(
     except json_format.ParseError as exc:
         text = str(exc)
         match = _NO_FIELD.search(text) or _BAD_FIELD.search(text)
-        raise RequestRefused(invalid_argument(match.group(1) if match else "body", text)) from exc
+        raise ProblemError(invalid_argument(match.group(1) if match else "body", text)) from exc
 
 
 def to_json(message: Message) -> dict[str, Any]:

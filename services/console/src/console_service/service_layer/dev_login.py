@@ -13,16 +13,10 @@ from typing import Any
 
 from inbox_kit.auth import Role, mint_token
 
-from console_service.domain.problems import Problem, invalid_argument
+from console_service.domain.problems import Problem, ProblemError, invalid_argument
 
 MAX_ID = 100
 MAX_LIST = 100
-
-
-class LoginRefused(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -32,36 +26,42 @@ class DevLogin:
     role: Role
     teams: tuple[str, ...]
     channels: tuple[str, ...]
+    name: str = ""
 
 
 def parse_login(body: Any) -> DevLogin:
     if not isinstance(body, dict):
-        raise LoginRefused(invalid_argument("body", "must be a JSON object"))
+        raise ProblemError(invalid_argument("body", "must be a JSON object"))
     org_id = _identifier(body, "org_id")
     agent_id = _identifier(body, "agent_id")
     raw_role = body.get("role", "agent")
     try:
         role = Role(raw_role)
     except ValueError:
-        raise LoginRefused(invalid_argument("role", "must be 'agent' or 'admin'")) from None
-    return DevLogin(org_id, agent_id, role, _ids(body, "teams"), _ids(body, "channels"))
+        raise ProblemError(invalid_argument("role", "must be 'agent' or 'admin'")) from None
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_ID:
+        raise ProblemError(invalid_argument("name", f"a string of at most {MAX_ID} characters"))
+    return DevLogin(
+        org_id, agent_id, role, _ids(body, "teams"), _ids(body, "channels"), name.strip()
+    )
 
 
 def _identifier(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise LoginRefused(invalid_argument(name, "required (a non-empty string)"))
+        raise ProblemError(invalid_argument(name, "required (a non-empty string)"))
     if len(value) > MAX_ID:
-        raise LoginRefused(invalid_argument(name, f"at most {MAX_ID} characters"))
+        raise ProblemError(invalid_argument(name, f"at most {MAX_ID} characters"))
     return value.strip()
 
 
 def _ids(body: dict[str, Any], name: str) -> tuple[str, ...]:
     value = body.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise LoginRefused(invalid_argument(name, "must be a list of non-empty strings"))
+        raise ProblemError(invalid_argument(name, "must be a list of non-empty strings"))
     if len(value) > MAX_LIST:
-        raise LoginRefused(invalid_argument(name, f"at most {MAX_LIST} entries"))
+        raise ProblemError(invalid_argument(name, f"at most {MAX_LIST} entries"))
     return tuple(dict.fromkeys(v.strip() for v in value))
 
 
@@ -81,6 +81,8 @@ def mint_dev_token(login: DevLogin, *, secret: str, ttl_seconds: int) -> dict[st
         agent_id=login.agent_id,
         role=login.role,
         teams=login.teams,
+        channels=login.channels,
+        name=login.name,
         ttl_seconds=ttl_seconds,
     )
     return {
@@ -91,4 +93,5 @@ def mint_dev_token(login: DevLogin, *, secret: str, ttl_seconds: int) -> dict[st
         "role": str(login.role),
         "teams": list(login.teams),
         "channels": list(login.channels),
+        "name": login.name,
     }

@@ -136,8 +136,42 @@ export function repliesPage(main: HTMLElement): void {
     return form;
   }
 
+  function editReply(r: SavedReply, item: HTMLElement): void {
+    const title = h("input", { name: "title", value: r.title, required: true, maxlength: 500 });
+    const body = h("textarea", { name: "body", required: true, maxlength: 2000, rows: 4 });
+    body.value = r.body;
+    const shortcut = h("input", { name: "shortcut", value: r.shortcut });
+    const tags = h("input", { name: "tags", value: r.tags.join(", ") });
+    const form = h(
+      "form",
+      { class: "sub-form", "aria-label": `Edit ${r.title}` },
+      field("Title", title),
+      field("Body", body),
+      h("div", { class: "grid" }, field("Shortcut", shortcut), field("Tags", tags, "Comma-separated.")),
+      h("button", { type: "submit", class: "primary" }, "Save reply"),
+      h("button", { type: "button", onclick: () => void renderDetail() }, "Cancel"),
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await api("PUT", `/replies/${q(r.reply_id)}`, {
+          title: title.value,
+          body: body.value,
+          shortcut: shortcut.value,
+          tags: splitList(tags.value),
+        });
+        await renderDetail();
+        note.info(`Saved “${title.value}”.`);
+      } catch (exc) {
+        note.fail(exc);
+      }
+    });
+    item.replaceChildren(form);
+    title.focus();
+  }
+
   function replyItem(r: SavedReply): HTMLElement {
-    return h(
+    const item = h(
       "li",
       { "data-reply": r.reply_id },
       h(
@@ -152,6 +186,7 @@ export function repliesPage(main: HTMLElement): void {
         "div",
         { class: "toolbar" },
         h("button", { type: "button", onclick: () => void preview(r), "aria-label": `Preview ${r.title}` }, "Preview"),
+        h("button", { type: "button", onclick: () => editReply(r, item), "aria-label": `Edit ${r.title}` }, "Edit"),
         h(
           "button",
           {
@@ -173,6 +208,7 @@ export function repliesPage(main: HTMLElement): void {
         ),
       ),
     );
+    return item;
   }
 
   function replyForm(c: Collection): HTMLElement {

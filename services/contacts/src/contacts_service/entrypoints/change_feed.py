@@ -24,7 +24,7 @@ from inbox_contracts.topics import CONTACT_CHANGES
 from inbox_kit.inbound import InboundDecoder, Undecodable
 from prometheus_client import Counter, Gauge
 
-from contacts_service.adapters.contact_cache import ContactCache
+from contacts_service.service_layer.ports import CardCacheControl
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,11 @@ async def _lag(consumer: AIOKafkaConsumer) -> int:
 
 class ChangeFeed:
     def __init__(
-        self, cache: ContactCache, *, bootstrap_servers: str, decoder: InboundDecoder | None = None
+        self,
+        cache: CardCacheControl,
+        *,
+        bootstrap_servers: str,
+        decoder: InboundDecoder | None = None,
     ) -> None:
         self._cache = cache
         self._decoder = decoder or InboundDecoder()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from contacts_service.domain.attributes import Definitions
@@ -29,3 +29,12 @@ class ContactRepository(Protocol):
 
     async def apply(self, changes: Sequence[Sequence[ProfileChange]]) -> None:
         """Merge each group of changes (all of one contact, in order) into stored contacts."""
+
+
+class CardCacheControl(Protocol):
+    """What the change feed needs of a replica's contact cache (``adapters.contact_cache``)."""
+
+    def enable(self) -> None: ...
+    def disable(self) -> None: ...
+    def clear(self) -> None: ...
+    def invalidate(self, keys: Iterable[tuple[str, str]]) -> None: ...

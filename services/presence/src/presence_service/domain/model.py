@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from inbox_contracts.events import SignOutReason
-
 #: Namespace of the deterministic event ids (uuid5 of the outbox key).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d6a52-59a4-4c55-a7c4-7d3c0b1f5e11")
 
@@ -26,9 +24,6 @@ class EndReason(StrEnum):
     EXPLICIT = "explicit"
     EXPIRED = "expired"
     FORCED = "forced"
-
-    def as_sign_out_reason(self) -> SignOutReason:
-        return SignOutReason(self.value)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from inbox_contracts.events import (
     AgentSignedIn,
     AgentSignedOut,
     Availability,
+    SignOutReason,
 )
 from inbox_contracts.topics import PRESENCE
 from inbox_kit.auth import Principal
@@ -133,7 +134,7 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
             org_id=t.agent.org_id,
             agent_id=t.agent.agent_id,
             session_id=t.session_id,
-            reason=(t.reason or EndReason.EXPLICIT).as_sign_out_reason(),
+            reason=SignOutReason((t.reason or EndReason.EXPLICIT).value),
             occurred_at=t.occurred_at,
         )
     prev = transition_key(t.agent, t.seq - 1) if t.seq > 1 else None

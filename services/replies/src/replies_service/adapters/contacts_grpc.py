@@ -1,7 +1,10 @@
 """The contacts port over gRPC: ``inbox.contacts.v1.ContactsService/BatchGetContacts``.
 
 The calling agent's own (verified) bearer token is forwarded, so the contacts service applies
-its own org scoping: a contact of another org is simply absent.
+its own org scoping: a contact of another org is simply absent. The channel follows the kit's
+client conventions (``inbox_kit.grpc_client``): round_robin over the addresses of
+``REPLIES_CONTACTS_ADDRESS`` (``dns:///contacts-headless:50063`` in Kubernetes), retries of this
+idempotent read on UNAVAILABLE, and a timeout that never outlives the incoming call's deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import grpc
 from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from inbox_kit.auth import Principal
 from inbox_kit.errors import FailedPrecondition
+from inbox_kit.grpc_client import insecure_channel, outgoing_timeout
+
+CONTACTS_SERVICE = "inbox.contacts.v1.ContactsService"
 
 
 def display_value(value: contacts_pb2.AttributeValue) -> str:
@@ -37,7 +43,9 @@ class GrpcContactDirectory:
 
     def _client(self) -> contacts_pb2_grpc.ContactsServiceAsyncStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self._address)
+            self._channel = insecure_channel(
+                self._address, service=CONTACTS_SERVICE, idempotent_methods=["BatchGetContacts"]
+            )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub
 
@@ -46,7 +54,7 @@ class GrpcContactDirectory:
             response = await self._client().BatchGetContacts(
                 contacts_pb2.BatchGetContactsRequest(contact_ids=[contact_id]),
                 metadata=(("authorization", f"Bearer {caller.bearer_token}"),),
-                timeout=self._timeout,
+                timeout=outgoing_timeout(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND,):

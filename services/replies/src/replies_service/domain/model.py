@@ -17,7 +17,6 @@ DESCRIPTION_MAX = 2000
 TAG_MAX = 50
 TAGS_MAX = 20
 SHARING_IDS_MAX = 100
-ID_MAX = 200
 SHORTCUT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 PERSONAL_COLLECTION_NAME = "Personal"
@@ -189,22 +188,3 @@ def require_text(field_name: str, value: str, max_len: int, *, allow_empty: bool
             field_name, f"must be at most {max_len} characters (got {len(value)})"
         )
     return value
-
-
-def require_id(field_name: str, value: str) -> str:
-    if not value:
-        raise InvalidArgument(field_name, "is required")
-    if len(value) > ID_MAX:
-        raise InvalidArgument(field_name, f"must be at most {ID_MAX} characters")
-    return value
-
-
-def normalize_ids(field_name: str, values: Iterable[str]) -> tuple[str, ...]:
-    ids: dict[str, None] = {}
-    for value in values:
-        if not value or len(value) > ID_MAX:
-            raise InvalidArgument(field_name, f"ids must be 1..{ID_MAX} characters")
-        ids[value] = None
-    if len(ids) > SHARING_IDS_MAX:
-        raise InvalidArgument(field_name, f"at most {SHARING_IDS_MAX} ids")
-    return tuple(sorted(ids))

@@ -15,7 +15,13 @@ from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import SavedReplyUsed
 from inbox_kit.auth import Principal
 from inbox_kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from inbox_kit.validation import PageTokens, optional_id
+from inbox_kit.validation import (
+    MAX_ID_LENGTH,
+    PageTokens,
+    optional_id,
+    require_id,
+    require_ids,
+)
 from inbox_kit.validation import page_size as kit_page_size
 
 from replies_service.domain import template
@@ -23,16 +29,15 @@ from replies_service.domain.model import (
     BODY_MAX,
     DESCRIPTION_MAX,
     NAME_MAX,
+    SHARING_IDS_MAX,
     TITLE_MAX,
     Collection,
     CollectionKind,
     ReplyDraft,
     SavedReply,
     Viewer,
-    normalize_ids,
     normalize_shortcut,
     normalize_tags,
-    require_id,
     require_text,
 )
 from replies_service.domain.search import Match, Query, top_matches
@@ -41,6 +46,8 @@ from replies_service.service_layer.search_index import SearchIndex, reply_list
 
 EVENT_SOURCE = "/inbox/replies"
 PAGE_MAX = 100
+#: ``{org_id}:personal:{agent_id}`` of two ids at their longest.
+COLLECTION_ID_MAX = 2 * MAX_ID_LENGTH + 16
 REPLY_PAGES = PageTokens("replies.list", 2)
 SEARCH_PAGES = PageTokens("replies.search", 1)
 
@@ -65,7 +72,11 @@ async def _committed(deps: Deps, org_id: str) -> None:
 
 
 def _sharing(team_ids: Sequence[str], channel_ids: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    return normalize_ids("team_ids", team_ids), normalize_ids("channel_ids", channel_ids)
+    return _sharing_ids("team_ids", team_ids), _sharing_ids("channel_ids", channel_ids)
+
+
+def _sharing_ids(field: str, values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(require_ids(field, values, max_count=SHARING_IDS_MAX))))
 
 
 async def create_collection(
@@ -167,7 +178,7 @@ async def _personal_collection(deps: Deps, viewer: Viewer) -> Collection:
 
 
 async def _visible_collection(deps: Deps, viewer: Viewer, collection_id: str) -> Collection:
-    require_id("collection_id", collection_id)
+    require_id("collection_id", collection_id, max_length=COLLECTION_ID_MAX)
     if collection_id == viewer.personal_collection_id:
         return await _personal_collection(deps, viewer)
     collection = await deps.store.get_collection(collection_id)

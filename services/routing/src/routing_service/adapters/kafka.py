@@ -1,23 +1,26 @@
-"""Kafka adapters: the decision/command publisher (the kit's one producer)."""
+"""Kafka adapters: the decision/command publisher (the kit's one producer), and the
+end-offset probe the event-time progress uses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
-    AgentSweepRequested,
     AssignmentProposed,
     AutoUnassignReason,
     ConversationAutoAssigned,
     ConversationAutoUnassigned,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS, ROUTING_DISPATCH, ROUTING_PROPOSALS
+from inbox_kit.batch_consumer import BatchConsumer
 from inbox_kit.kafka import EventPublisher, cloudevent_headers
 
 from routing_service.domain.model import Decision
+from routing_service.service_layer.ports import Command
 
 SOURCE = "/inbox/routing"
 
@@ -73,7 +76,31 @@ class KafkaPublisher(EventPublisher):
             *(self.publish(ROUTING_PROPOSALS, p, partition=p.data.partition) for p in proposals)
         )
 
-    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+    async def publish_commands(self, commands: Sequence[Command]) -> None:
         await asyncio.gather(
             *(self.publish(ROUTING_COMMANDS, c, partition=c.data.partition) for c in commands)
         )
+
+
+def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool]]:
+    """Has ``loop``'s consumer handed out every record up to the partition's end offset?
+
+    Compares the position (after the records returned so far) with the high watermark of the
+    latest fetch response; no request is made. False while unknown (not assigned, not fetched).
+    """
+
+    async def caught_up(topic: str, partition: int) -> bool:
+        consumer = loop.consumer
+        tp = TopicPartition(topic, partition)
+        if consumer is None or tp not in consumer.assignment():
+            return False
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 0.05)
+        except Exception:
+            return False
+        return bool(position >= highwater)
+
+    return caught_up

@@ -5,9 +5,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 
-from inbox_contracts import CloudEvent
-from inbox_contracts.events import AgentSweepRequested
-
 from routing_service.domain.model import (
     Decision,
     PresenceEntry,
@@ -16,12 +13,12 @@ from routing_service.domain.model import (
 )
 from routing_service.service_layer.ports import (
     AgentKey,
+    Command,
     ConversationKey,
     ConversationView,
     DecisionRow,
     JournalRow,
     Page,
-    SweepRow,
 )
 
 
@@ -33,14 +30,6 @@ class InMemoryStore:
         self.views: dict[ConversationKey, ConversationView] = {}
         self.presence: dict[AgentKey, dict[str, PresenceEntry]] = {}
         self.settings_by_org: dict[str, SettingsHistory] = {}
-        self.sweeps: dict[str, SweepRow] = {}
-
-    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]:
-        return [r for r in self.sweeps.values() if r.partition in partitions]
-
-    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None:
-        for r in rows:
-            self.sweeps.setdefault(r.command_id, r)
 
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
         return [r for r in self.journal.values() if r.partition in partitions]
@@ -115,6 +104,20 @@ class InMemoryStore:
         return Page([self.views[k] for k in chosen], chosen[-1][1] if more and chosen else "")
 
 
+class InMemoryViews:
+    """Writes the owner's views into the in-memory store at once (no background writer)."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    def submit(self, views: Iterable[ConversationView], new_keys: set[ConversationKey]) -> None:
+        for v in views:
+            self._store.views[v.key] = v
+
+    def drop(self, partitions: set[int]) -> None:
+        return None
+
+
 class RecordingDecisionPublisher:
     def __init__(self) -> None:
         self.published: list[Decision] = []
@@ -125,7 +128,7 @@ class RecordingDecisionPublisher:
 
 class QueueingCommandPublisher:
     def __init__(self) -> None:
-        self.pending: list[CloudEvent[AgentSweepRequested]] = []
+        self.pending: list[Command] = []
 
-    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+    async def publish_commands(self, commands: Sequence[Command]) -> None:
         self.pending.extend(commands)

@@ -43,7 +43,6 @@ from routing_service.service_layer.ports import (
     DecisionRow,
     JournalRow,
     Page,
-    SweepRow,
 )
 
 Doc = dict[str, Any]
@@ -101,13 +100,12 @@ class MongoRoutingStore:
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
-        self._sweeps = db["sweeps"]
         self._views = db["conversations"]
         self._presence = db["presence"]
         self._settings = db["settings"]
 
     async def ensure_indexes(self) -> None:
-        for coll in (self._journal, self._decisions, self._published, self._sweeps, self._views):
+        for coll in (self._journal, self._decisions, self._published, self._views):
             await coll.create_index([("partition", ASCENDING)])
         await self._views.create_index(
             [
@@ -138,7 +136,11 @@ class MongoRoutingStore:
                 cause_event_id=d.get("cause_event_id"),
                 cause_event_type=d.get("cause_event_type"),
             )
-            rows.append(JournalRow(d["org_id"], d["conversation_id"], d["partition"], entry))
+            rows.append(
+                JournalRow(
+                    d["org_id"], d["conversation_id"], d["partition"], entry, d.get("topic", "")
+                )
+            )
         return rows
 
     async def append_journal(self, rows: Sequence[JournalRow]) -> None:
@@ -154,6 +156,7 @@ class MongoRoutingStore:
                 "at": _ts(r.entry.occurred_at),
                 "actor": r.entry.actor,
                 "assignee_id": r.entry.assignee_id,
+                "topic": r.topic,
                 **_optional_entry_fields(r.entry),
             }
             for r in rows
@@ -204,27 +207,6 @@ class MongoRoutingStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         docs = [{"_id": r.decision.decision_id, "partition": r.partition} for r in rows]
         await insert_ignoring_duplicates(self._published, docs)
-
-    # -- sweeps -------------------------------------------------------------------------------
-
-    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]:
-        return [
-            SweepRow(d["_id"], d["partition"], d["org_id"], d["agent_id"], _dt(d["at"]))
-            async for d in self._sweeps.find({"partition": {"$in": list(partitions)}})
-        ]
-
-    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None:
-        docs = [
-            {
-                "_id": r.command_id,
-                "partition": r.partition,
-                "org_id": r.org_id,
-                "agent_id": r.agent_id,
-                "at": _ts(r.occurred_at),
-            }
-            for r in rows
-        ]
-        await insert_ignoring_duplicates(self._sweeps, docs)
 
     # -- read model -----------------------------------------------------------------------------
 

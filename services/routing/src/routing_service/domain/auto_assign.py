@@ -121,7 +121,7 @@ def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
         cause = (behind.decision_id, AUTO_UNASSIGNED_TYPE)
     else:
         cause = (behind.event_id, behind.event_type)
-    at = s.updated_at or lg.stream_time() or datetime.now(UTC)
+    at = s.updated_at or latest_event_time(lg) or datetime.now(UTC)
     return DispatchView(
         queue=s.queue.value if s.queue is not None else Queue.NEW.value,
         assignee_id=s.assignee_id,
@@ -132,6 +132,11 @@ def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
         cause=cause,
         at=at,
     )
+
+
+def latest_event_time(lg: ConversationLog) -> datetime | None:
+    """Event time of the latest event known of the conversation."""
+    return max((e.occurred_at for e in lg.entries.values()), default=None)
 
 
 def signed_out_at(timeline: Sequence[PresenceEntry]) -> datetime | None:

@@ -210,6 +210,8 @@ class FoldResult:
     #: Decisions the fold takes that are not among the facts yet (to publish).
     new_decisions: tuple[Decision, ...]
     audit: tuple[AuditEntry, ...]
+    #: Event time of the earliest decision beyond ``final_until`` (None: nothing pending).
+    pending_at: datetime | None = None
 
 
 def _signed_in(timeline: Sequence[PresenceEntry], key: tuple[datetime, int, str]) -> bool:
@@ -231,18 +233,18 @@ def fold(
     timelines: Mapping[str, Sequence[PresenceEntry]],
     settings: SettingsHistory,
     facts: Iterable[Decision] = (),
-    presence_horizon: datetime | None = None,
+    final_until: datetime | None = None,
 ) -> FoldResult:
     """Replay everything known about one conversation in event-time order.
 
     ``timelines`` must hold (sorted) presence of every agent that appears as assignee in
     ``entries`` or ``facts``; missing agents count as never signed in.
 
-    Sign-outs later than ``presence_horizon`` are not acted on (R1) yet: the owner sets it to
-    the later of the conversation's own stream time (its latest event) and the latest
-    sign-out of its agents whose sweep command it has handled, so a sign-out recorded ahead
-    of the conversation's events waits for its sweep command instead of being decided on a
-    history that may still be incomplete.
+    Only decisions at event time <= ``final_until`` are taken (None: none yet): beyond it an
+    input could still bring an event that changes them (see ``domain.progress``). A later
+    decision is not applied; ``FoldResult.pending_at`` tells when the earliest one would be
+    due, so the owner folds again once progress has reached it. Facts (decisions already
+    taken) always apply.
     """
     fact_by_id = {f.decision_id: f for f in facts}
     items: list[tuple[tuple[object, ...], object, str | None]] = []
@@ -252,7 +254,7 @@ def fold(
         items.append((f.sort_key, f, None))
     for agent, timeline in timelines.items():
         for p in timeline:
-            if not p.signed_in and (presence_horizon is None or p.occurred_at <= presence_horizon):
+            if not p.signed_in:
                 items.append(((*p.sort_key, 0), p, agent))
             # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
     items.sort(key=lambda it: it[0])
@@ -261,13 +263,18 @@ def fold(
     audit: list[AuditEntry] = []
     new: list[Decision] = []
     applied: set[str] = set()
+    pending_at: datetime | None = None
 
     def unassign_by_rule(
         reason: Reason, cause_id: str, cause_type: str, at: datetime, rank: int
     ) -> None:
-        nonlocal s
+        nonlocal s, pending_at
         assert s.assignee_id is not None and s.assignment_id is not None
         did = decision_id(cause_id, org_id, conversation_id, reason)
+        if did not in fact_by_id and (final_until is None or at > final_until):
+            # not final yet: an event that could still come may change it
+            pending_at = at if pending_at is None else min(pending_at, at)
+            return
         d = fact_by_id.get(did) or Decision(
             did,
             org_id,
@@ -435,7 +442,7 @@ def fold(
         elif e.kind is EntryKind.RESOLVED:
             move(Queue.RESOLVED, e)
             unassign_by_hand(e)
-    return FoldResult(s, tuple(new), tuple(audit))
+    return FoldResult(s, tuple(new), tuple(audit), pending_at)
 
 
 def agents_of(entries: Iterable[ConversationEntry], facts: Iterable[Decision] = ()) -> set[str]:
@@ -454,10 +461,6 @@ class ConversationLog:
     partition: int
     entries: dict[str, ConversationEntry] = field(default_factory=dict)
     facts: dict[str, Decision] = field(default_factory=dict)
-
-    def stream_time(self) -> datetime | None:
-        """Event time of the latest event known for this conversation."""
-        return max((e.occurred_at for e in self.entries.values()), default=None)
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""

@@ -20,7 +20,7 @@ from routing_service.entrypoints.assignment_api import (
     AssignmentStore,
     SettingsPublisher,
 )
-from routing_service.service_layer.ports import ConversationView, RoutingStore
+from routing_service.service_layer.ports import ConversationView, ReadStore
 
 _QUEUE_TO_PB = {
     Queue.NEW: pb.CONVERSATION_QUEUE_NEW,
@@ -93,7 +93,7 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
 
 class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
     def __init__(
-        self, store: RoutingStore, assignment: AssignmentStore, publisher: SettingsPublisher
+        self, store: ReadStore, assignment: AssignmentStore, publisher: SettingsPublisher
     ) -> None:
         AssignmentRpcs.__init__(self, assignment, publisher)
         self._store = store

@@ -34,6 +34,7 @@ from routing_service.domain.auto_assign import (
     DispatchView,
     auto_assignment,
     dispatch_view,
+    latest_event_time,
     review,
     signed_out_at,
 )
@@ -150,7 +151,7 @@ class AutoAssigner:
                 cause_event_id=p.cause_event_id,
                 cause_event_type=p.cause_event_type,
                 proposed_at=p.occurred_at,
-                known=[lg.stream_time(), *(t.occurred_at for t in timeline)],
+                known=[latest_event_time(lg), *(t.occurred_at for t in timeline)],
             )
             accepted.append((lg, entry))
             self._answers[key] = _Answer(p, event.id)

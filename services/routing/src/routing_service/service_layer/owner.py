@@ -2,13 +2,17 @@
 
 Consumes messages, conversations and routing-command events in batches. For every touched
 conversation it re-folds everything known (its events, its assignees' presence timelines, the
-org's setting history, the decisions already published) and persists, in this order:
+org's setting history, the decisions already taken) and persists, in this order:
 1. new journal entries (insert-only, unique per event: a redelivery is a no-op);
 2. new decisions (insert-only, deterministic ids: the "facts");
 3. publishes the decisions and waits for the broker, then marks them published;
 4. the read model (queue, assignee, audit trail) of the conversations that changed.
 Offsets are committed by the caller after ``handle`` returned, so a crash anywhere in between
 redelivers the batch, which re-derives the same decisions with the same ids.
+
+Decisions are taken on event time and only once final (``domain.progress``): a fold that finds
+a decision beyond the partition's progress notes when it is due; ``release_due`` (called by a
+timer, and by every batch) folds those conversations again once progress has reached it.
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from inbox_contracts import CloudEvent
-from inbox_contracts.events import AgentSweepRequested, AssignmentProposed
+from inbox_contracts import CloudEvent, utc_now
+from inbox_contracts.events import (
+    AgentSweepRequested,
+    AssignmentProposed,
+    PresenceProgressRelayed,
+)
+from inbox_contracts.topics import CONVERSATIONS, MESSAGES
 
 from routing_service.domain.model import (
+    ConversationEntry,
     ConversationLog,
     Decision,
     PresenceEntry,
@@ -33,6 +43,7 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
+from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
@@ -41,26 +52,52 @@ from routing_service.service_layer.ports import (
     DecisionPublisher,
     DecisionRow,
     JournalRow,
-    RoutingStore,
-    SweepRow,
+    OwnerStore,
+    ViewSink,
 )
 from routing_service.service_layer.translate import conversation_entry
-from routing_service.service_layer.views import ViewWriter
 
 log = logging.getLogger(__name__)
 
-
-async def _nothing() -> dict[Any, Any]:
-    return {}
-
-
 FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
+#: Has the consumer reached the end offset of (topic, partition)?
+CaughtUp = Callable[[str, int], Awaitable[bool]]
+#: The conversation inputs of a partition: each source topic and its repartition topic (records
+#: a producer with another partitioner put elsewhere, forwarded by the kit), by source topic.
+SOURCE_OF = {
+    name: topic.name
+    for topic in (MESSAGES, CONVERSATIONS)
+    for name in (topic.name, topic.repartition)
+}
+
+
+@dataclass(frozen=True)
+class Finals:
+    """Progress at one instant: presence, and each conversation input (topic, partition)."""
+
+    presence: datetime | None
+    inputs: dict[tuple[str, int], datetime | None]
+
+    def until(self, partition: int, via: dict[str, str]) -> datetime | None:
+        """Up to when the decisions of a conversation on ``partition`` are final, given the
+        input each of its streams arrives on (``via``: source topic -> topic; default the
+        source topic itself)."""
+        streams = (
+            self.inputs.get((via.get(source, source), partition))
+            for source in (MESSAGES.name, CONVERSATIONS.name)
+        )
+        return earliest([self.presence, *streams])
+
+
+async def never_caught_up(topic: str, partition: int) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One consumed record: its partition and decoded event."""
+    """One consumed record: its topic, partition and decoded event."""
 
+    topic: str
     partition: int
     event: CloudEvent[Any]
 
@@ -72,26 +109,41 @@ class BatchOutcome:
     duplicates: int = 0
 
 
+@dataclass(frozen=True)
+class EventTime:
+    """How the owner tells event time: the allowed lateness and the clocks it trusts."""
+
+    lateness: timedelta = timedelta(milliseconds=500)
+    clock: Callable[[], datetime] = utc_now
+    caught_up: CaughtUp = never_caught_up
+
+
 class ConversationOwner:
     def __init__(
         self,
-        store: RoutingStore,
+        store: OwnerStore,
         publisher: DecisionPublisher,
-        views: ViewWriter | None = None,
+        views: ViewSink,
+        event_time: EventTime | None = None,
         assigner: AutoAssigner | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
-        #: Automatic assignment's hook (PRODUCT.md §4); None: not wired (older tests).
-        self._assigner = assigner
-        #: None: write the read model inline (tests); else asynchronously.
         self._views = views
+        #: Automatic assignment's hook (PRODUCT.md §4); None: not wired.
+        self._assigner = assigner
+        self._time = event_time or EventTime()
         self.logs: dict[ConversationKey, ConversationLog] = {}
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
         self._written: dict[ConversationKey, str] = {}
         self.owned: set[int] = set()
-        #: (partition, org, agent) -> latest sign-out whose sweep this owner handled.
-        self._swept: dict[tuple[int, str, str], datetime] = {}
+        #: Latest occurred_at consumed per conversation input (topic, partition).
+        self._heads: dict[tuple[str, int], datetime] = {}
+        self.presence = PresenceProgress()
+        #: Per conversation: the topic each of its streams arrives on, if not the source topic.
+        self._via: dict[ConversationKey, dict[str, str]] = {}
+        #: Conversations with a decision beyond progress, and when it is due (event time).
+        self.due: dict[ConversationKey, datetime] = {}
         #: Known in memory but not stored yet. After a transient failure the consumer retries
         #: the batch in this process: its events are duplicates by then and its decisions
         #: facts already, so what is pending here is written by the retry (or the next
@@ -105,25 +157,22 @@ class ConversationOwner:
     async def assign(self, partitions: Iterable[int]) -> BatchOutcome:
         """Take over partitions: load their journal and facts, then re-fold all of them.
 
-        The re-fold publishes any decision a crash left unpublished and repairs stale views.
+        The re-fold publishes any final decision a crash left unpublished, notes the pending
+        ones, and repairs stale views.
         """
         parts = sorted(set(partitions) - self.owned)
         if not parts:
             return BatchOutcome()
         started = time.perf_counter()
         self.owned.update(parts)
-        journal, decisions, sweeps, fingerprints_loaded = await asyncio.gather(
+        journal, decisions, fingerprints = await asyncio.gather(
             self._store.load_journal(parts),
             self._store.load_decisions(parts),
-            self._store.load_sweeps(parts),
             self._store.load_view_fingerprints(parts),
         )
         for row in journal:
-            self._log_for(row.org_id, row.conversation_id, row.partition).add(row.entry)
-            if row.entry.assignee_id is not None:
-                self._by_agent[(row.org_id, row.entry.assignee_id)].add(
-                    (row.org_id, row.conversation_id)
-                )
+            self._index(row.org_id, row.conversation_id, row.partition, row.entry)
+            self._note_route((row.org_id, row.conversation_id), row.topic)
         unpublished: list[DecisionRow] = []
         for drow in decisions:
             d = drow.decision
@@ -131,10 +180,8 @@ class ConversationOwner:
             self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
             if not drow.published:
                 unpublished.append(drow)
-        for srow in sweeps:
-            self._note_sweep(srow.partition, srow.org_id, srow.agent_id, srow.occurred_at)
         loaded = time.perf_counter()
-        self._written.update(fingerprints_loaded)
+        self._written.update(fingerprints)
         if unpublished:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
             await self._store.mark_published(unpublished)
@@ -143,9 +190,10 @@ class ConversationOwner:
         # the timelines and settings of all these conversations, read once (not per chunk:
         # at 50,000 conversations that was 100 rounds of point reads)
         inputs = await self._fold_inputs(keys)
+        finals = await self._final_until()
         for i in range(0, len(keys), 500):
             # in chunks, yielding, so the consumer's heartbeats go on during a big take-over
-            part = await self._refold(keys[i : i + 500], inputs=inputs)
+            part = await self._refold(keys[i : i + 500], inputs, finals)
             outcome.decisions += part.decisions
             outcome.views_written += part.views_written
             await asyncio.sleep(0)
@@ -164,8 +212,7 @@ class ConversationOwner:
 
     async def revoke(self, partitions: Iterable[int]) -> None:
         parts = set(partitions)
-        if self._views is not None:
-            self._views.drop(parts)
+        self._views.drop(parts)
         if self._assigner is not None:
             self._assigner.forget(parts)
         self.owned -= parts
@@ -173,8 +220,10 @@ class ConversationOwner:
         for k in gone:
             del self.logs[k]
             self._written.pop(k, None)
-        for sk in [k for k in self._swept if k[0] in parts]:
-            del self._swept[sk]
+            self.due.pop(k, None)
+            self._via.pop(k, None)
+        for head in [h for h in self._heads if h[1] in parts]:
+            del self._heads[head]
         # the next owner re-derives these from the redelivered (uncommitted) records
         for jk in [k for k, row in self._unjournaled.items() if row.partition in parts]:
             del self._unjournaled[jk]
@@ -189,64 +238,114 @@ class ConversationOwner:
     # -- handling -----------------------------------------------------------------------------
 
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
+        """Take a batch in, then fold what it touched and whatever became due."""
         touched: dict[ConversationKey, None] = {}
-        sweeps: list[SweepRow] = []
         proposals: list[CloudEvent[AssignmentProposed]] = []
         duplicates = 0
         for delivery in deliveries:
-            event = delivery.event
-            data = event.data
+            data = delivery.event.data
             if isinstance(data, AssignmentProposed):
-                proposals.append(event)
-                continue
-            if isinstance(data, AgentSweepRequested):
-                sweeps.append(
-                    SweepRow(event.id, data.partition, data.org_id, data.agent_id, data.occurred_at)
-                )
-                self._note_sweep(data.partition, data.org_id, data.agent_id, data.occurred_at)
+                proposals.append(delivery.event)
+            elif isinstance(data, PresenceProgressRelayed):
+                marks = {m.partition: m.progress for m in data.marks}
+                self.presence.observe(data.presence_partitions, marks)
+            elif isinstance(data, AgentSweepRequested):
                 for key in self._by_agent.get((data.org_id, data.agent_id), ()):
                     if self.logs[key].partition == data.partition:
                         touched[key] = None
-                continue
-            entry = conversation_entry(event)
-            if entry is None:
-                continue
-            cid = data.subject
-            lg = self._log_for(data.org_id, cid, delivery.partition)
-            if lg.add(entry):
-                row = JournalRow(data.org_id, cid, delivery.partition, entry)
-                self._unjournaled[(data.org_id, cid, entry.event_id)] = row
-                if entry.assignee_id is not None:
-                    self._by_agent[(data.org_id, entry.assignee_id)].add((data.org_id, cid))
-            else:
-                duplicates += 1
-            # duplicates are re-folded too: after a crash the redelivered event is the
-            # trigger to finish what the crashed attempt started.
-            touched[(data.org_id, cid)] = None
-        # the journal and sweep marks are written while the fold's inputs are read (the fold
-        # uses the in-memory log); both are stored before any decision is recorded.
-        outcome = await self._refold(list(touched), persist=self._persist_inputs(sweeps))
+            elif (entry := conversation_entry(delivery.event)) is not None:
+                key = (data.org_id, data.subject)
+                self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
+                self._note_route(key, delivery.topic)
+                if self._index(data.org_id, data.subject, delivery.partition, entry):
+                    self._unjournaled[(*key, entry.event_id)] = JournalRow(
+                        data.org_id, data.subject, delivery.partition, entry, delivery.topic
+                    )
+                else:
+                    duplicates += 1
+                # duplicates are folded again too: after a crash the redelivered event is the
+                # trigger to finish what the crashed attempt started.
+                touched[(data.org_id, data.subject)] = None
+        finals = await self._final_until()
+        keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
+        # the journal is written while the fold's inputs are read (the fold uses the log in
+        # memory); both are done before any decision is recorded.
+        inputs, _ = await asyncio.gather(self._fold_inputs(keys), self._write_journal())
+        outcome = await self._refold(keys, inputs, finals)
         outcome.duplicates = duplicates
         if proposals and self._assigner is not None:
             # reviewed against the state after this batch's other events
-            outcome.decisions += (await self._apply_proposals(proposals)).decisions
+            more = await self._apply_proposals(proposals, finals)
+            outcome.decisions += more.decisions
         return outcome
 
     async def _apply_proposals(
-        self, proposals: Sequence[CloudEvent[AssignmentProposed]]
+        self, proposals: Sequence[CloudEvent[AssignmentProposed]], finals: Finals
     ) -> BatchOutcome:
         assert self._assigner is not None
         accepted, again = await self._assigner.review(proposals, self.logs)
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
         for lg, entry in accepted:
             key = (lg.org_id, lg.conversation_id)
-            if lg.add(entry):
-                row = JournalRow(lg.org_id, lg.conversation_id, lg.partition, entry)
-                self._unjournaled[(lg.org_id, lg.conversation_id, entry.event_id)] = row
-                assert entry.assignee_id is not None
-                self._by_agent[(lg.org_id, entry.assignee_id)].add(key)
+            if self._index(lg.org_id, lg.conversation_id, lg.partition, entry):
+                self._unjournaled[(*key, entry.event_id)] = JournalRow(
+                    lg.org_id, lg.conversation_id, lg.partition, entry
+                )
             keys[key] = None
-        return await self._refold(list(keys), persist=self._persist_inputs([]))
+        inputs, _ = await asyncio.gather(self._fold_inputs(list(keys)), self._write_journal())
+        return await self._refold(list(keys), inputs, finals)
+
+    async def release_due(self) -> BatchOutcome:
+        """Take the pending decisions whose time progress has reached (timer-driven)."""
+        finals = await self._final_until()
+        keys = self._due_now(finals)
+        if not keys and not self._unrecorded and not self._unpublished:
+            return BatchOutcome()
+        return await self._refold(keys, await self._fold_inputs(keys), finals)
+
+    # -- event time -----------------------------------------------------------------------------
+
+    def _advance_head(self, topic: str, partition: int, at: datetime) -> None:
+        if SOURCE_OF.get(topic) != topic:
+            # a repartition topic interleaves records forwarded from several partitions: its
+            # order is no event-time order, so only "caught up" counts for it
+            return
+        head = self._heads.get((topic, partition))
+        if head is None or head < at:
+            self._heads[(topic, partition)] = at
+
+    def _note_route(self, key: ConversationKey, topic: str) -> None:
+        source = SOURCE_OF.get(topic)
+        if source is None or topic == source:
+            return
+        self._via.setdefault(key, {})[source] = topic
+
+    async def _final_until(self) -> Finals:
+        """Progress of every input of the owned partitions, now."""
+        now = self._time.clock()
+        inputs: dict[tuple[str, int], datetime | None] = {}
+        for p in self.owned:
+            for topic in SOURCE_OF:
+                inputs[(topic, p)] = stream_progress(
+                    self._heads.get((topic, p)),
+                    caught_up=await self._time.caught_up(topic, p),
+                    now=now,
+                    lateness=self._time.lateness,
+                )
+        return Finals(self.presence.value(), inputs)
+
+    def _final_for(self, key: ConversationKey, finals: Finals) -> datetime | None:
+        return finals.until(self.logs[key].partition, self._via.get(key, {}))
+
+    def _due_now(self, finals: Finals) -> list[ConversationKey]:
+        out = []
+        for key, at in self.due.items():
+            final = self._final_for(key, finals)
+            if final is not None and at <= final:
+                out.append(key)
+        return out
+
+    # -- folding --------------------------------------------------------------------------------
 
     async def _fold_inputs(self, keys: Sequence[ConversationKey]) -> FoldInputs:
         """Presence timelines of every agent these conversations involve, and org settings."""
@@ -258,44 +357,29 @@ class ConversationOwner:
             if agents:
                 orgs.add(lg.org_id)
                 agent_keys.update((lg.org_id, a) for a in agents)
+        if not agent_keys:
+            return {}, {}
         timelines, settings = await asyncio.gather(
-            self._store.timelines(agent_keys) if agent_keys else _nothing(),
-            self._store.settings(orgs) if orgs else _nothing(),
+            self._store.timelines(agent_keys), self._store.settings(orgs)
         )
         return timelines, settings
 
-    async def _persist_inputs(self, sweeps: list[SweepRow]) -> None:
+    async def _write_journal(self) -> None:
         journal = dict(self._unjournaled)
         if journal:
             await self._store.append_journal(list(journal.values()))
             for jk in journal:
                 self._unjournaled.pop(jk, None)
-        if sweeps:
-            await self._store.record_sweeps(sweeps)
 
     async def _refold(
         self,
         keys: Sequence[ConversationKey],
-        persist: Coroutine[Any, Any, None] | None = None,
-        inputs: FoldInputs | None = None,
+        inputs: FoldInputs,
+        finals: Finals,
     ) -> BatchOutcome:
         outcome = BatchOutcome()
-        if not keys:
-            if persist is not None:
-                await persist
-            outcome.decisions = await self._record_and_publish()
-            if self._assigner is not None:
-                await self._assigner.flush()
-            return outcome
-        if inputs is None:
-            inputs, _ = await asyncio.gather(
-                self._fold_inputs(keys), persist if persist is not None else _nothing()
-            )
-        elif persist is not None:
-            await persist
         timelines, settings = inputs
         no_settings = SettingsHistory()
-        new_rows: list[DecisionRow] = []
         views: list[ConversationView] = []
         for key in keys:
             lg = self.logs[key]
@@ -307,31 +391,26 @@ class ConversationOwner:
                 timelines={a: timelines.get((lg.org_id, a), []) for a in agents},
                 settings=settings.get(lg.org_id, no_settings),
                 facts=lg.facts.values(),
-                presence_horizon=self._horizon(lg, agents),
+                final_until=self._final_for(key, finals),
             )
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
-                new_rows.append(DecisionRow(lg.partition, d))
+                self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
             if self._assigner is not None:
                 self._assigner.observe(lg, result)
+            if result.pending_at is None:
+                self.due.pop(key, None)
+            else:
+                self.due[key] = result.pending_at
             view = ConversationView(lg.partition, result.state, result.audit)
             if result.state.exists and self._written.get(key) != view.fingerprint:
                 views.append(view)
-        for r in new_rows:
-            self._unrecorded[r.decision.decision_id] = r
         outcome.decisions = await self._record_and_publish()
         if views:
-            new_keys = {
-                (v.state.org_id, v.state.conversation_id)
-                for v in views
-                if (v.state.org_id, v.state.conversation_id) not in self._written
-            }
-            if self._views is not None:
-                self._views.submit(views, new_keys)
-            else:
-                await self._store.write_views(views, new_keys=new_keys)
+            new_keys = {v.key for v in views if v.key not in self._written}
+            self._views.submit(views, new_keys)
             for v in views:
-                self._written[(v.state.org_id, v.state.conversation_id)] = v.fingerprint
+                self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
         if self._assigner is not None:
             # after the decisions: an R1/R2 unassignment is published before the dispatcher
@@ -356,15 +435,15 @@ class ConversationOwner:
             self._unpublished.pop(r.decision.decision_id, None)
         return [r.decision for r in rows]
 
-    def _note_sweep(self, partition: int, org_id: str, agent_id: str, at: datetime) -> None:
-        key = (partition, org_id, agent_id)
-        if key not in self._swept or self._swept[key] < at:
-            self._swept[key] = at
-
-    def _horizon(self, lg: ConversationLog, agents: set[str]) -> datetime | None:
-        times = [self._swept.get((lg.partition, lg.org_id, a)) for a in agents]
-        times.append(lg.stream_time())
-        return max((t for t in times if t is not None), default=None)
+    def _index(
+        self, org_id: str, conversation_id: str, partition: int, entry: ConversationEntry
+    ) -> bool:
+        """Add an event to the conversation's log (False: known already, a duplicate)."""
+        if not self._log_for(org_id, conversation_id, partition).add(entry):
+            return False
+        if entry.assignee_id is not None:
+            self._by_agent[(org_id, entry.assignee_id)].add((org_id, conversation_id))
+        return True
 
     def _log_for(self, org_id: str, conversation_id: str, partition: int) -> ConversationLog:
         key = (org_id, conversation_id)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from inbox_contracts import CloudEvent
-from inbox_contracts.events import AgentSweepRequested
+from inbox_contracts.events import AgentSweepRequested, PresenceProgressRelayed
 
 from routing_service.domain.model import (
     AuditEntry,
@@ -30,6 +29,8 @@ class JournalRow:
     conversation_id: str
     partition: int
     entry: ConversationEntry
+    #: The topic it was consumed from (a source topic or its repartition topic).
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,16 @@ class DecisionRow:
 
 
 @dataclass(frozen=True)
-class SweepRow:
-    """A sweep command the owner of ``partition`` handled (insert-only, id = command id)."""
-
-    command_id: str
-    partition: int
-    org_id: str
-    agent_id: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
 class ConversationView:
     """The materialised read model of one conversation (what gRPC serves)."""
 
     partition: int
     state: ConversationState
     audit: tuple[AuditEntry, ...]
+
+    @property
+    def key(self) -> ConversationKey:
+        return (self.state.org_id, self.state.conversation_id)
 
     @property
     def fingerprint(self) -> str:
@@ -72,8 +66,9 @@ class Page:
     next_token: str
 
 
-class RoutingStore(Protocol):
-    # -- owner side (one writer per conversation: the owner of its partition) --
+class OwnerStore(Protocol):
+    """What the conversation owner reads and writes (one writer per conversation)."""
+
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]: ...
     async def append_journal(self, rows: Sequence[JournalRow]) -> None:
         """Insert; rows whose event was stored before are ignored (idempotent)."""
@@ -81,25 +76,43 @@ class RoutingStore(Protocol):
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]: ...
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None: ...
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None: ...
-    async def load_sweeps(self, partitions: Sequence[int]) -> list[SweepRow]: ...
-    async def record_sweeps(self, rows: Sequence[SweepRow]) -> None: ...
     async def load_view_fingerprints(
         self, partitions: Sequence[int]
     ) -> dict[ConversationKey, str]: ...
+    async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
+        """Sorted presence of each agent (agents never seen are absent)."""
+
+    async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]: ...
+
+
+class ViewStore(Protocol):
+    """Where the read model is written (by the owner's view writer)."""
+
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
     ) -> None: ...
 
-    # -- presence side (one writer per agent: the owner of its presence partition) --
-    async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None: ...
-    async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
-        """Sorted presence of each agent (agents never seen are absent)."""
 
-    # -- settings --
+class ViewSink(Protocol):
+    """Takes the owner's changed views (written asynchronously in production)."""
+
+    def submit(self, views: Iterable[ConversationView], new_keys: set[ConversationKey]) -> None: ...
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget pending views of partitions given up."""
+
+
+class PresenceStore(Protocol):
+    """Presence timelines (one writer per agent: the owner of its presence partition)."""
+
+    async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None: ...
+
+
+class ReadStore(Protocol):
+    """What the gRPC API reads and the settings it writes."""
+
     async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]: ...
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory: ...
-
-    # -- reads --
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None: ...
     async def list_views(
         self,
@@ -117,6 +130,9 @@ class DecisionPublisher(Protocol):
         """Publish on inbox.routing.v1 and wait for the broker's acknowledgement."""
 
 
+Command = CloudEvent[AgentSweepRequested] | CloudEvent[PresenceProgressRelayed]
+
+
 class CommandPublisher(Protocol):
-    async def publish_commands(self, commands: Sequence[CloudEvent[AgentSweepRequested]]) -> None:
+    async def publish_commands(self, commands: Sequence[Command]) -> None:
         """Publish each command to ``data.partition`` of inbox.routing.commands.v1."""

@@ -1,31 +1,58 @@
-"""Routing's presence consumer: records each agent's timeline, then asks for sweeps.
+"""Routing's presence consumer: records each agent's timeline, asks for sweeps, relays progress.
 
 The timeline is written by the owner of the agent's presence partition only (one writer per
 agent). A sign-out triggers one ``AgentSweepRequested`` command per partition of the
-conversation topics; the owner of each partition re-folds that agent's conversations and takes
-the R1 decisions. Commands are derived deterministically (uuid5 of the sign-out id and the
-partition), so redelivery republishes the same command ids; handling one twice is harmless.
+conversation topics; the owner of each partition folds that agent's conversations again and
+takes the R1 decisions once they are final. Commands are derived deterministically (uuid5 of
+the sign-out id and the partition), so redelivery republishes the same command ids; handling
+one twice is harmless.
+
+Presence progress marks (``PresenceProgressed``) are noted only after the transitions before
+them in the batch are recorded; ``relay`` then tells every owner, through the commands topic,
+how far presence is recorded per presence partition (``domain.progress.MarkTracker``, with the
+wall-clock fallback for partitions without marks).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from inbox_contracts import CloudEvent, EventData
+from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
     AgentAvailabilityChanged,
     AgentSignedIn,
     AgentSignedOut,
     AgentSweepRequested,
+    PresenceMark,
+    PresenceProgressed,
+    PresenceProgressRelayed,
 )
+from inbox_contracts.events.presence import PROGRESS_ORG_ID
 
+from routing_service.domain.progress import MarkTracker
 from routing_service.service_layer.auto_assign import DispatchPublisher
-from routing_service.service_layer.ports import CommandPublisher, RoutingStore
+from routing_service.service_layer.ports import Command, CommandPublisher, PresenceStore
 from routing_service.service_layer.translate import presence_entry
 
+log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("0f4a0f0e-5d0e-4b55-9a8f-2c1f3b8e6d21")
 SOURCE = "/inbox/routing"
+
+
+class MisplacedMark(ValueError):
+    """A progress mark on a partition other than the one it is about: it proves nothing."""
+
+
+@dataclass(frozen=True)
+class PresenceRecord:
+    """One consumed presence record: its partition and decoded event."""
+
+    partition: int
+    event: CloudEvent[EventData]
 
 
 def sweep_commands(
@@ -53,35 +80,93 @@ def sweep_commands(
 class PresenceRecorder:
     def __init__(
         self,
-        store: RoutingStore,
+        store: PresenceStore,
         commands: CommandPublisher,
+        *,
         partitions: int,
+        presence_partitions: int,
+        marks: MarkTracker,
+        caught_up: Callable[[int], Awaitable[bool]],
+        clock: Callable[[], datetime] = utc_now,
         dispatch: DispatchPublisher | None = None,
     ) -> None:
         self._store = store
-        self._commands = commands
-        self._partitions = partitions
         #: automatic assignment: presence re-published to the dispatcher, keyed by org
         self._dispatch = dispatch
+        self._commands = commands
+        self._partitions = partitions
+        self._presence_partitions = presence_partitions
+        self._marks = marks
+        self._caught_up = caught_up
+        self._clock = clock
+        self._relayed: dict[int, datetime] = {}
 
-    async def handle(self, events: Sequence[CloudEvent[EventData]]) -> int:
-        """Record the batch, then publish the sweeps; returns the number of commands."""
-        commands: list[CloudEvent[AgentSweepRequested]] = []
+    def assigned(self, partitions: set[int]) -> None:
+        self._marks.assigned(partitions, self._clock())
+
+    def revoked(self, partitions: set[int]) -> None:
+        self._marks.revoked(partitions)
+        for p in partitions:
+            self._relayed.pop(p, None)
+
+    async def handle(
+        self, records: Sequence[PresenceRecord]
+    ) -> list[tuple[PresenceRecord, Exception]]:
+        """Record the batch, publish the sweeps, then note its marks; returns refused records."""
+        commands: list[Command] = []
+        marks: list[tuple[int, datetime]] = []
+        refused: list[tuple[PresenceRecord, Exception]] = []
         rekeyed: list[CloudEvent[EventData]] = []
-        for event in events:
-            if isinstance(event.data, (AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged)):
+        for record in records:
+            event, data = record.event, record.event.data
+            if isinstance(data, (AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged)):
                 rekeyed.append(event)
+            if isinstance(data, PresenceProgressed):
+                if data.partition != record.partition:
+                    refused.append((record, MisplacedMark(f"mark for {data.partition}")))
+                else:
+                    marks.append((record.partition, data.watermark))
+                continue
             entry = presence_entry(event)
             if entry is None:
                 continue  # availability never removes assignments
-            agent_id = event.data.subject
-            await self._store.record_presence(event.data.org_id, agent_id, entry)
+            await self._store.record_presence(data.org_id, data.subject, entry)
             if not entry.signed_in:
                 commands.extend(sweep_commands(event, self._partitions))
         if commands:
             await self._commands.publish_commands(commands)
         if rekeyed and self._dispatch is not None:
-            # after the timeline is stored: an owner never sees a proposal for an agent
+            # after the timelines are stored: an owner never sees a proposal for an agent
             # whose sign-in it does not know yet
             await self._dispatch.publish_dispatch_inputs(rekeyed)
+        now = self._clock()
+        for partition, watermark in marks:
+            self._marks.mark(partition, watermark, now)
+        return refused
+
+    async def relay(self) -> int:
+        """Tell every owner how far presence is recorded, if that moved; returns commands sent."""
+        owned = list(self._marks.latest)
+        caught_up = {p: await self._caught_up(p) for p in owned}
+        progress = self._marks.progress(self._clock(), caught_up)
+        if not progress or all(self._relayed.get(p) == t for p, t in progress.items()):
+            return 0
+        now = self._clock()
+        marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
+        commands: list[Command] = [
+            CloudEvent.wrap(
+                PresenceProgressRelayed(
+                    org_id=PROGRESS_ORG_ID,
+                    partition_key=str(p),
+                    partition=p,
+                    presence_partitions=self._presence_partitions,
+                    marks=marks,
+                    occurred_at=now,
+                ),
+                source=SOURCE,
+            )
+            for p in range(self._partitions)
+        ]
+        await self._commands.publish_commands(commands)
+        self._relayed.update(progress)
         return len(commands)

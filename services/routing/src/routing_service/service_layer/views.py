@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from itertools import islice
 
-from routing_service.service_layer.ports import ConversationKey, ConversationView, RoutingStore
+from routing_service.service_layer.ports import ConversationKey, ConversationView, ViewStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ChunkSizer:
 class ViewWriter:
     def __init__(
         self,
-        store: RoutingStore,
+        store: ViewStore,
         *,
         exclusive: asyncio.Lock | None = None,
         target_seconds: float = 0.01,

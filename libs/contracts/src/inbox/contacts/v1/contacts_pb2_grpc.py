@@ -91,6 +91,8 @@ class ContactsServiceServicer:
     def BatchGetContacts(self, request, context):
         """Contacts by id (up to 100). Unknown ids (or ids of another org) are simply absent.
         More than 100 ids, or an empty id, is INVALID_ARGUMENT (field `contact_ids`).
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_ids, contact_ids[i]).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +100,8 @@ class ContactsServiceServicer:
 
     def GetContact(self, request, context):
         """One contact by id. NOT_FOUND if unknown or of another org.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,6 +111,8 @@ class ContactsServiceServicer:
         """The contact card: the org's enabled attributes in the admin's order, with key, label,
         type and the contact's value (what the agent's side panel renders). NOT_FOUND if the
         contact is unknown or of another org.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +120,8 @@ class ContactsServiceServicer:
 
     def FindContactByIdentity(self, request, context):
         """The contact that owns a channel identity (channel + handle). NOT_FOUND if none.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (channel, handle); NOT_FOUND CONTACT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +130,8 @@ class ContactsServiceServicer:
     def ListAttributeDefinitions(self, request, context):
         """All attribute definitions of the org (enabled or not) in the admin's order, with the
         definitions version to pass back to ReorderAttributeDefinitions. Any role.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +140,10 @@ class ContactsServiceServicer:
     def CreateAttributeDefinition(self, request, context):
         """Admin: create a custom attribute; it goes to the end of the order. ALREADY_EXISTS if the
         key is taken (built-in or custom).
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, type, options);
+        ALREADY_EXISTS ATTRIBUTE_EXISTS; FAILED_PRECONDITION ATTRIBUTE_LIMIT; ABORTED
+        CONCURRENT_CHANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +152,9 @@ class ContactsServiceServicer:
     def UpdateAttributeDefinition(self, request, context):
         """Admin: change the label, the options (list type only) and/or enabled of one attribute.
         The key and type never change. NOT_FOUND if the key is unknown.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, options,
+        expected_version); NOT_FOUND ATTRIBUTE_NOT_FOUND; ABORTED VERSION_STALE, CONCURRENT_CHANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -146,6 +163,10 @@ class ContactsServiceServicer:
     def DeleteAttributeDefinition(self, request, context):
         """Admin: delete a custom attribute (built-ins cannot be deleted: FAILED_PRECONDITION;
         disable them instead). Stored values of the key are no longer shown anywhere.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, expected_version);
+        NOT_FOUND ATTRIBUTE_NOT_FOUND; FAILED_PRECONDITION ATTRIBUTE_BUILT_IN; ABORTED VERSION_STALE,
+        CONCURRENT_CHANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +176,9 @@ class ContactsServiceServicer:
         """Admin: submit the full new order (every key exactly once) together with the version the
         admin loaded. If the definitions changed since (another admin reordered, created, ...),
         the call is refused with ABORTED and nothing changes: reload and try again.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (keys, expected_version);
+        ABORTED VERSION_STALE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,36 +45,62 @@ class ContactsServiceStub:
     BatchGetContacts: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.BatchGetContactsRequest, _contacts_pb2.BatchGetContactsResponse]
     """Contacts by id (up to 100). Unknown ids (or ids of another org) are simply absent.
     More than 100 ids, or an empty id, is INVALID_ARGUMENT (field `contact_ids`).
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_ids, contact_ids[i]).
     """
     GetContact: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.GetContactRequest, _contacts_pb2.Contact]
-    """One contact by id. NOT_FOUND if unknown or of another org."""
+    """One contact by id. NOT_FOUND if unknown or of another org.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
+    """
     GetContactCard: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.GetContactCardRequest, _contacts_pb2.ContactCard]
     """The contact card: the org's enabled attributes in the admin's order, with key, label,
     type and the contact's value (what the agent's side panel renders). NOT_FOUND if the
     contact is unknown or of another org.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
     """
     FindContactByIdentity: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.FindContactByIdentityRequest, _contacts_pb2.Contact]
-    """The contact that owns a channel identity (channel + handle). NOT_FOUND if none."""
+    """The contact that owns a channel identity (channel + handle). NOT_FOUND if none.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (channel, handle); NOT_FOUND CONTACT_NOT_FOUND.
+    """
     ListAttributeDefinitions: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.ListAttributeDefinitionsRequest, _contacts_pb2.ListAttributeDefinitionsResponse]
     """All attribute definitions of the org (enabled or not) in the admin's order, with the
     definitions version to pass back to ReorderAttributeDefinitions. Any role.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    none beyond the common ones.
     """
     CreateAttributeDefinition: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.CreateAttributeDefinitionRequest, _contacts_pb2.AttributeDefinition]
     """Admin: create a custom attribute; it goes to the end of the order. ALREADY_EXISTS if the
     key is taken (built-in or custom).
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, type, options);
+    ALREADY_EXISTS ATTRIBUTE_EXISTS; FAILED_PRECONDITION ATTRIBUTE_LIMIT; ABORTED
+    CONCURRENT_CHANGE.
     """
     UpdateAttributeDefinition: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.UpdateAttributeDefinitionRequest, _contacts_pb2.AttributeDefinition]
     """Admin: change the label, the options (list type only) and/or enabled of one attribute.
     The key and type never change. NOT_FOUND if the key is unknown.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, options,
+    expected_version); NOT_FOUND ATTRIBUTE_NOT_FOUND; ABORTED VERSION_STALE, CONCURRENT_CHANGE.
     """
     DeleteAttributeDefinition: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.DeleteAttributeDefinitionRequest, _contacts_pb2.DeleteAttributeDefinitionResponse]
     """Admin: delete a custom attribute (built-ins cannot be deleted: FAILED_PRECONDITION;
     disable them instead). Stored values of the key are no longer shown anywhere.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, expected_version);
+    NOT_FOUND ATTRIBUTE_NOT_FOUND; FAILED_PRECONDITION ATTRIBUTE_BUILT_IN; ABORTED VERSION_STALE,
+    CONCURRENT_CHANGE.
     """
     ReorderAttributeDefinitions: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.ReorderAttributeDefinitionsRequest, _contacts_pb2.ListAttributeDefinitionsResponse]
     """Admin: submit the full new order (every key exactly once) together with the version the
     admin loaded. If the definitions changed since (another admin reordered, created, ...),
     the call is refused with ABORTED and nothing changes: reload and try again.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (keys, expected_version);
+    ABORTED VERSION_STALE.
     """
 
 @_typing.type_check_only
@@ -87,36 +113,62 @@ class ContactsServiceAsyncStub(ContactsServiceStub):
     BatchGetContacts: _aio.UnaryUnaryMultiCallable[_contacts_pb2.BatchGetContactsRequest, _contacts_pb2.BatchGetContactsResponse]  # type: ignore[assignment]
     """Contacts by id (up to 100). Unknown ids (or ids of another org) are simply absent.
     More than 100 ids, or an empty id, is INVALID_ARGUMENT (field `contact_ids`).
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_ids, contact_ids[i]).
     """
     GetContact: _aio.UnaryUnaryMultiCallable[_contacts_pb2.GetContactRequest, _contacts_pb2.Contact]  # type: ignore[assignment]
-    """One contact by id. NOT_FOUND if unknown or of another org."""
+    """One contact by id. NOT_FOUND if unknown or of another org.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
+    """
     GetContactCard: _aio.UnaryUnaryMultiCallable[_contacts_pb2.GetContactCardRequest, _contacts_pb2.ContactCard]  # type: ignore[assignment]
     """The contact card: the org's enabled attributes in the admin's order, with key, label,
     type and the contact's value (what the agent's side panel renders). NOT_FOUND if the
     contact is unknown or of another org.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
     """
     FindContactByIdentity: _aio.UnaryUnaryMultiCallable[_contacts_pb2.FindContactByIdentityRequest, _contacts_pb2.Contact]  # type: ignore[assignment]
-    """The contact that owns a channel identity (channel + handle). NOT_FOUND if none."""
+    """The contact that owns a channel identity (channel + handle). NOT_FOUND if none.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (channel, handle); NOT_FOUND CONTACT_NOT_FOUND.
+    """
     ListAttributeDefinitions: _aio.UnaryUnaryMultiCallable[_contacts_pb2.ListAttributeDefinitionsRequest, _contacts_pb2.ListAttributeDefinitionsResponse]  # type: ignore[assignment]
     """All attribute definitions of the org (enabled or not) in the admin's order, with the
     definitions version to pass back to ReorderAttributeDefinitions. Any role.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    none beyond the common ones.
     """
     CreateAttributeDefinition: _aio.UnaryUnaryMultiCallable[_contacts_pb2.CreateAttributeDefinitionRequest, _contacts_pb2.AttributeDefinition]  # type: ignore[assignment]
     """Admin: create a custom attribute; it goes to the end of the order. ALREADY_EXISTS if the
     key is taken (built-in or custom).
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, type, options);
+    ALREADY_EXISTS ATTRIBUTE_EXISTS; FAILED_PRECONDITION ATTRIBUTE_LIMIT; ABORTED
+    CONCURRENT_CHANGE.
     """
     UpdateAttributeDefinition: _aio.UnaryUnaryMultiCallable[_contacts_pb2.UpdateAttributeDefinitionRequest, _contacts_pb2.AttributeDefinition]  # type: ignore[assignment]
     """Admin: change the label, the options (list type only) and/or enabled of one attribute.
     The key and type never change. NOT_FOUND if the key is unknown.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, options,
+    expected_version); NOT_FOUND ATTRIBUTE_NOT_FOUND; ABORTED VERSION_STALE, CONCURRENT_CHANGE.
     """
     DeleteAttributeDefinition: _aio.UnaryUnaryMultiCallable[_contacts_pb2.DeleteAttributeDefinitionRequest, _contacts_pb2.DeleteAttributeDefinitionResponse]  # type: ignore[assignment]
     """Admin: delete a custom attribute (built-ins cannot be deleted: FAILED_PRECONDITION;
     disable them instead). Stored values of the key are no longer shown anywhere.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, expected_version);
+    NOT_FOUND ATTRIBUTE_NOT_FOUND; FAILED_PRECONDITION ATTRIBUTE_BUILT_IN; ABORTED VERSION_STALE,
+    CONCURRENT_CHANGE.
     """
     ReorderAttributeDefinitions: _aio.UnaryUnaryMultiCallable[_contacts_pb2.ReorderAttributeDefinitionsRequest, _contacts_pb2.ListAttributeDefinitionsResponse]  # type: ignore[assignment]
     """Admin: submit the full new order (every key exactly once) together with the version the
     admin loaded. If the definitions changed since (another admin reordered, created, ...),
     the call is refused with ABORTED and nothing changes: reload and try again.
+    Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (keys, expected_version);
+    ABORTED VERSION_STALE.
     """
 
 class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -132,6 +184,8 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_contacts_pb2.BatchGetContactsResponse, _abc.Awaitable[_contacts_pb2.BatchGetContactsResponse]]:
         """Contacts by id (up to 100). Unknown ids (or ids of another org) are simply absent.
         More than 100 ids, or an empty id, is INVALID_ARGUMENT (field `contact_ids`).
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_ids, contact_ids[i]).
         """
 
     @_abc_1.abstractmethod
@@ -140,7 +194,10 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _contacts_pb2.GetContactRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_contacts_pb2.Contact, _abc.Awaitable[_contacts_pb2.Contact]]:
-        """One contact by id. NOT_FOUND if unknown or of another org."""
+        """One contact by id. NOT_FOUND if unknown or of another org.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetContactCard(
@@ -151,6 +208,8 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The contact card: the org's enabled attributes in the admin's order, with key, label,
         type and the contact's value (what the agent's side panel renders). NOT_FOUND if the
         contact is unknown or of another org.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (contact_id); NOT_FOUND CONTACT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -159,7 +218,10 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _contacts_pb2.FindContactByIdentityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_contacts_pb2.Contact, _abc.Awaitable[_contacts_pb2.Contact]]:
-        """The contact that owns a channel identity (channel + handle). NOT_FOUND if none."""
+        """The contact that owns a channel identity (channel + handle). NOT_FOUND if none.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (channel, handle); NOT_FOUND CONTACT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListAttributeDefinitions(
@@ -169,6 +231,8 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_contacts_pb2.ListAttributeDefinitionsResponse, _abc.Awaitable[_contacts_pb2.ListAttributeDefinitionsResponse]]:
         """All attribute definitions of the org (enabled or not) in the admin's order, with the
         definitions version to pass back to ReorderAttributeDefinitions. Any role.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -179,6 +243,10 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_contacts_pb2.AttributeDefinition, _abc.Awaitable[_contacts_pb2.AttributeDefinition]]:
         """Admin: create a custom attribute; it goes to the end of the order. ALREADY_EXISTS if the
         key is taken (built-in or custom).
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, type, options);
+        ALREADY_EXISTS ATTRIBUTE_EXISTS; FAILED_PRECONDITION ATTRIBUTE_LIMIT; ABORTED
+        CONCURRENT_CHANGE.
         """
 
     @_abc_1.abstractmethod
@@ -189,6 +257,9 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_contacts_pb2.AttributeDefinition, _abc.Awaitable[_contacts_pb2.AttributeDefinition]]:
         """Admin: change the label, the options (list type only) and/or enabled of one attribute.
         The key and type never change. NOT_FOUND if the key is unknown.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, label, options,
+        expected_version); NOT_FOUND ATTRIBUTE_NOT_FOUND; ABORTED VERSION_STALE, CONCURRENT_CHANGE.
         """
 
     @_abc_1.abstractmethod
@@ -199,6 +270,10 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_contacts_pb2.DeleteAttributeDefinitionResponse, _abc.Awaitable[_contacts_pb2.DeleteAttributeDefinitionResponse]]:
         """Admin: delete a custom attribute (built-ins cannot be deleted: FAILED_PRECONDITION;
         disable them instead). Stored values of the key are no longer shown anywhere.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (key, expected_version);
+        NOT_FOUND ATTRIBUTE_NOT_FOUND; FAILED_PRECONDITION ATTRIBUTE_BUILT_IN; ABORTED VERSION_STALE,
+        CONCURRENT_CHANGE.
         """
 
     @_abc_1.abstractmethod
@@ -210,6 +285,9 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Admin: submit the full new order (every key exactly once) together with the version the
         admin loaded. If the definitions changed since (another admin reordered, created, ...),
         the call is refused with ABORTED and nothing changes: reload and try again.
+        Errors (ErrorInfo domain inbox.contacts.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (keys, expected_version);
+        ABORTED VERSION_STALE.
         """
 
 def add_ContactsServiceServicer_to_server(servicer: ContactsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

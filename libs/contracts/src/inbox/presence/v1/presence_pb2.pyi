@@ -3,7 +3,7 @@
 isort:skip_file
 Agent presence: sessions, heartbeats, sign-in / sign-out and availability.
 
-Every call needs a bearer token (org, agent, role). Agents act on themselves; admins may
+Every call needs a bearer token (claims org, sub, role, exp; see docs/authorization.md). Agents act on themselves; admins may
 also force-sign-out another agent of their own org. Nothing crosses orgs: an agent or a
 session of another org is reported as NOT_FOUND (existence is never leaked).
 
@@ -446,7 +446,9 @@ class ListSignedInAgentsRequest(_message.Message):
     page_size: _builtins.int
     """Maximum entries per page, 1..500; 0 means 100."""
     page_token: _builtins.str
-    """`next_page_token` of the previous page; empty for the first page."""
+    """Opaque `next_page_token` of the previous page; empty for the first page. Anything else:
+    INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID.
+    """
     def __init__(
         self,
         *,

@@ -80,6 +80,8 @@ class PresenceServiceServicer:
         """Start a new session for the calling agent. The client must then call Heartbeat every
         `heartbeat_interval`; a session without a heartbeat for `session_timeout` expires.
         Publishes AgentSignedIn if the agent had no live session.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (client_description).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,8 +89,11 @@ class PresenceServiceServicer:
 
     def Heartbeat(self, request, context):
         """Keep one of the caller's sessions alive. FAILED_PRECONDITION (ErrorInfo reason
-        `SessionEnded`) if the session has ended or expired: the client must sign in again.
+        `SESSION_ENDED`) if the session has ended or expired: the client must sign in again.
         NOT_FOUND if the session is unknown (or belongs to someone else).
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+        SESSION_ENDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +102,9 @@ class PresenceServiceServicer:
     def SignOut(self, request, context):
         """End one of the caller's sessions. Publishes AgentSignedOut (reason explicit) if it was the
         agent's last live session. FAILED_PRECONDITION if the session had already ended.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+        SESSION_ENDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +114,9 @@ class PresenceServiceServicer:
         """Admin only: end every live session of an agent of the caller's org. Publishes
         AgentSignedOut (reason forced) if the agent was signed in. NOT_FOUND if the agent never
         signed in in this org.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (agent_id); NOT_FOUND
+        AGENT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +125,8 @@ class PresenceServiceServicer:
     def SetAvailability(self, request, context):
         """Set the caller's availability (Available / Away). Stored and published as
         AgentAvailabilityChanged; it never signs the agent in or out.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (availability).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +135,8 @@ class PresenceServiceServicer:
     def GetPresence(self, request, context):
         """Presence of one or many agents of the caller's org, in request order. Agents that never
         signed in (including ids of other orgs) are reported as signed out without `since`.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (agent_ids, agent_ids[i]).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +144,8 @@ class PresenceServiceServicer:
 
     def ListSignedInAgents(self, request, context):
         """The signed-in agents of the caller's org, ordered by agent id, paged.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (page_size), PAGE_TOKEN_INVALID (page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

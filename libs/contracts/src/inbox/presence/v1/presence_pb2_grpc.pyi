@@ -3,7 +3,7 @@
 isort:skip_file
 Agent presence: sessions, heartbeats, sign-in / sign-out and availability.
 
-Every call needs a bearer token (org, agent, role). Agents act on themselves; admins may
+Every call needs a bearer token (claims org, sub, role, exp; see docs/authorization.md). Agents act on themselves; admins may
 also force-sign-out another agent of their own org. Nothing crosses orgs: an agent or a
 session of another org is reported as NOT_FOUND (existence is never leaked).
 
@@ -47,31 +47,49 @@ class PresenceServiceStub:
     """Start a new session for the calling agent. The client must then call Heartbeat every
     `heartbeat_interval`; a session without a heartbeat for `session_timeout` expires.
     Publishes AgentSignedIn if the agent had no live session.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (client_description).
     """
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_presence_pb2.HeartbeatRequest, _presence_pb2.HeartbeatResponse]
     """Keep one of the caller's sessions alive. FAILED_PRECONDITION (ErrorInfo reason
-    `SessionEnded`) if the session has ended or expired: the client must sign in again.
+    `SESSION_ENDED`) if the session has ended or expired: the client must sign in again.
     NOT_FOUND if the session is unknown (or belongs to someone else).
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+    SESSION_ENDED.
     """
     SignOut: _grpc.UnaryUnaryMultiCallable[_presence_pb2.SignOutRequest, _presence_pb2.SignOutResponse]
     """End one of the caller's sessions. Publishes AgentSignedOut (reason explicit) if it was the
     agent's last live session. FAILED_PRECONDITION if the session had already ended.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+    SESSION_ENDED.
     """
     ForceSignOut: _grpc.UnaryUnaryMultiCallable[_presence_pb2.ForceSignOutRequest, _presence_pb2.ForceSignOutResponse]
     """Admin only: end every live session of an agent of the caller's org. Publishes
     AgentSignedOut (reason forced) if the agent was signed in. NOT_FOUND if the agent never
     signed in in this org.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (agent_id); NOT_FOUND
+    AGENT_NOT_FOUND.
     """
     SetAvailability: _grpc.UnaryUnaryMultiCallable[_presence_pb2.SetAvailabilityRequest, _presence_pb2.SetAvailabilityResponse]
     """Set the caller's availability (Available / Away). Stored and published as
     AgentAvailabilityChanged; it never signs the agent in or out.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (availability).
     """
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_pb2.GetPresenceRequest, _presence_pb2.GetPresenceResponse]
     """Presence of one or many agents of the caller's org, in request order. Agents that never
     signed in (including ids of other orgs) are reported as signed out without `since`.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (agent_ids, agent_ids[i]).
     """
     ListSignedInAgents: _grpc.UnaryUnaryMultiCallable[_presence_pb2.ListSignedInAgentsRequest, _presence_pb2.ListSignedInAgentsResponse]
-    """The signed-in agents of the caller's org, ordered by agent id, paged."""
+    """The signed-in agents of the caller's org, ordered by agent id, paged.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (page_size), PAGE_TOKEN_INVALID (page_token).
+    """
 
 @_typing.type_check_only
 class PresenceServiceAsyncStub(PresenceServiceStub):
@@ -82,31 +100,49 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     """Start a new session for the calling agent. The client must then call Heartbeat every
     `heartbeat_interval`; a session without a heartbeat for `session_timeout` expires.
     Publishes AgentSignedIn if the agent had no live session.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (client_description).
     """
     Heartbeat: _aio.UnaryUnaryMultiCallable[_presence_pb2.HeartbeatRequest, _presence_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Keep one of the caller's sessions alive. FAILED_PRECONDITION (ErrorInfo reason
-    `SessionEnded`) if the session has ended or expired: the client must sign in again.
+    `SESSION_ENDED`) if the session has ended or expired: the client must sign in again.
     NOT_FOUND if the session is unknown (or belongs to someone else).
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+    SESSION_ENDED.
     """
     SignOut: _aio.UnaryUnaryMultiCallable[_presence_pb2.SignOutRequest, _presence_pb2.SignOutResponse]  # type: ignore[assignment]
     """End one of the caller's sessions. Publishes AgentSignedOut (reason explicit) if it was the
     agent's last live session. FAILED_PRECONDITION if the session had already ended.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+    SESSION_ENDED.
     """
     ForceSignOut: _aio.UnaryUnaryMultiCallable[_presence_pb2.ForceSignOutRequest, _presence_pb2.ForceSignOutResponse]  # type: ignore[assignment]
     """Admin only: end every live session of an agent of the caller's org. Publishes
     AgentSignedOut (reason forced) if the agent was signed in. NOT_FOUND if the agent never
     signed in in this org.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (agent_id); NOT_FOUND
+    AGENT_NOT_FOUND.
     """
     SetAvailability: _aio.UnaryUnaryMultiCallable[_presence_pb2.SetAvailabilityRequest, _presence_pb2.SetAvailabilityResponse]  # type: ignore[assignment]
     """Set the caller's availability (Available / Away). Stored and published as
     AgentAvailabilityChanged; it never signs the agent in or out.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (availability).
     """
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_pb2.GetPresenceRequest, _presence_pb2.GetPresenceResponse]  # type: ignore[assignment]
     """Presence of one or many agents of the caller's org, in request order. Agents that never
     signed in (including ids of other orgs) are reported as signed out without `since`.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (agent_ids, agent_ids[i]).
     """
     ListSignedInAgents: _aio.UnaryUnaryMultiCallable[_presence_pb2.ListSignedInAgentsRequest, _presence_pb2.ListSignedInAgentsResponse]  # type: ignore[assignment]
-    """The signed-in agents of the caller's org, ordered by agent id, paged."""
+    """The signed-in agents of the caller's org, ordered by agent id, paged.
+    Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (page_size), PAGE_TOKEN_INVALID (page_token).
+    """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Sessions and presence of the agents of the caller's org."""
@@ -120,6 +156,8 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Start a new session for the calling agent. The client must then call Heartbeat every
         `heartbeat_interval`; a session without a heartbeat for `session_timeout` expires.
         Publishes AgentSignedIn if the agent had no live session.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (client_description).
         """
 
     @_abc_1.abstractmethod
@@ -129,8 +167,11 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_presence_pb2.HeartbeatResponse, _abc.Awaitable[_presence_pb2.HeartbeatResponse]]:
         """Keep one of the caller's sessions alive. FAILED_PRECONDITION (ErrorInfo reason
-        `SessionEnded`) if the session has ended or expired: the client must sign in again.
+        `SESSION_ENDED`) if the session has ended or expired: the client must sign in again.
         NOT_FOUND if the session is unknown (or belongs to someone else).
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+        SESSION_ENDED.
         """
 
     @_abc_1.abstractmethod
@@ -141,6 +182,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_presence_pb2.SignOutResponse, _abc.Awaitable[_presence_pb2.SignOutResponse]]:
         """End one of the caller's sessions. Publishes AgentSignedOut (reason explicit) if it was the
         agent's last live session. FAILED_PRECONDITION if the session had already ended.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (session_id); NOT_FOUND SESSION_NOT_FOUND; FAILED_PRECONDITION
+        SESSION_ENDED.
         """
 
     @_abc_1.abstractmethod
@@ -152,6 +196,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Admin only: end every live session of an agent of the caller's org. Publishes
         AgentSignedOut (reason forced) if the agent was signed in. NOT_FOUND if the agent never
         signed in in this org.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (agent_id); NOT_FOUND
+        AGENT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -162,6 +209,8 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_presence_pb2.SetAvailabilityResponse, _abc.Awaitable[_presence_pb2.SetAvailabilityResponse]]:
         """Set the caller's availability (Available / Away). Stored and published as
         AgentAvailabilityChanged; it never signs the agent in or out.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (availability).
         """
 
     @_abc_1.abstractmethod
@@ -172,6 +221,8 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_presence_pb2.GetPresenceResponse, _abc.Awaitable[_presence_pb2.GetPresenceResponse]]:
         """Presence of one or many agents of the caller's org, in request order. Agents that never
         signed in (including ids of other orgs) are reported as signed out without `since`.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (agent_ids, agent_ids[i]).
         """
 
     @_abc_1.abstractmethod
@@ -180,6 +231,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_pb2.ListSignedInAgentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_presence_pb2.ListSignedInAgentsResponse, _abc.Awaitable[_presence_pb2.ListSignedInAgentsResponse]]:
-        """The signed-in agents of the caller's org, ordered by agent id, paged."""
+        """The signed-in agents of the caller's org, ordered by agent id, paged.
+        Errors (ErrorInfo domain inbox.presence.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (page_size), PAGE_TOKEN_INVALID (page_token).
+        """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -347,7 +347,7 @@ class ListCollectionsRequest(_message.Message):
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.str
     """Channel of the conversation being answered (optional): shared collections shared with
-    it become visible.
+    it become visible if the token's `channels` claim grants it.
     """
     def __init__(
         self,
@@ -518,7 +518,9 @@ class GetReplyRequest(_message.Message):
     reply_id: _builtins.str
     """Reply to read."""
     channel_id: _builtins.str
-    """Channel of the conversation being answered (optional), for channel-shared collections."""
+    """Channel of the conversation being answered (optional), for channel-shared collections;
+    only a channel in the token's `channels` claim counts.
+    """
     def __init__(
         self,
         *,
@@ -546,11 +548,15 @@ class ListRepliesRequest(_message.Message):
     collection_id: _builtins.str
     """Visible collection to list."""
     channel_id: _builtins.str
-    """Channel of the conversation being answered (optional), for channel-shared collections."""
+    """Channel of the conversation being answered (optional), for channel-shared collections;
+    only a channel in the token's `channels` claim counts.
+    """
     page_size: _builtins.int
     """Max replies per page (1..100; 0 means 50)."""
     page_token: _builtins.str
-    """Token from a previous response's next_page_token; empty for the first page."""
+    """Opaque token from a previous response's next_page_token (same request otherwise); empty
+    for the first page. Anything else: INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID.
+    """
     def __init__(
         self,
         *,
@@ -611,11 +617,15 @@ class SearchRepliesRequest(_message.Message):
     shortcut. Empty query lists every visible reply (ranked by usage).
     """
     channel_id: _builtins.str
-    """Channel of the conversation being answered (optional), for channel-shared collections."""
+    """Channel of the conversation being answered (optional), for channel-shared collections;
+    only a channel in the token's `channels` claim counts.
+    """
     page_size: _builtins.int
     """Max results (1..100; 0 means 20)."""
     page_token: _builtins.str
-    """Token from a previous response's next_page_token; empty for the first page."""
+    """Opaque token from a previous response's next_page_token (same request otherwise); empty
+    for the first page. Anything else: INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID.
+    """
     def __init__(
         self,
         *,
@@ -702,7 +712,9 @@ class RenderReplyRequest(_message.Message):
     contact_id: _builtins.str
     """Contact the reply is for (optional; without it every contact placeholder is missing)."""
     channel_id: _builtins.str
-    """Channel of the conversation being answered (optional), for channel-shared collections."""
+    """Channel of the conversation being answered (optional), for channel-shared collections;
+    only a channel in the token's `channels` claim counts.
+    """
     def __init__(
         self,
         *,
@@ -777,7 +789,9 @@ class RecordReplyUsedRequest(_message.Message):
     conversation_id: _builtins.str
     """Conversation it was used in (optional; goes into the SavedReplyUsed event)."""
     channel_id: _builtins.str
-    """Channel of the conversation being answered (optional), for channel-shared collections."""
+    """Channel of the conversation being answered (optional), for channel-shared collections;
+    only a channel in the token's `channels` claim counts.
+    """
     def __init__(
         self,
         *,

@@ -28,10 +28,12 @@ if _version_not_supported:
 class RepliesServiceStub:
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """
@@ -107,16 +109,21 @@ class RepliesServiceStub:
 class RepliesServiceServicer:
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """
 
     def CreateCollection(self, request, context):
         """Create a shared collection (admin only).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (name, description, team_ids,
+        channel_ids).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +131,9 @@ class RepliesServiceServicer:
 
     def UpdateCollection(self, request, context):
         """Replace a shared collection's name, description and sharing (admin only).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, name, description, team_ids, channel_ids);
+        NOT_FOUND COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +141,9 @@ class RepliesServiceServicer:
 
     def DeleteCollection(self, request, context):
         """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id); NOT_FOUND COLLECTION_NOT_FOUND;
+        PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +151,8 @@ class RepliesServiceServicer:
 
     def ListCollections(self, request, context):
         """Collections visible to the caller, their personal collection first (created on first use).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (channel_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +160,9 @@ class RepliesServiceServicer:
 
     def CreateReply(self, request, context):
         """Create a saved reply in a collection the caller may write.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, title, body, shortcut, tags); NOT_FOUND
+        COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +170,9 @@ class RepliesServiceServicer:
 
     def UpdateReply(self, request, context):
         """Replace a saved reply's title, body, shortcut and tags.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, title, body, shortcut, tags); NOT_FOUND
+        REPLY_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +180,9 @@ class RepliesServiceServicer:
 
     def DeleteReply(self, request, context):
         """Delete a saved reply (releases its shortcut).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id); NOT_FOUND REPLY_NOT_FOUND; PERMISSION_DENIED
+        ADMIN_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +190,8 @@ class RepliesServiceServicer:
 
     def GetReply(self, request, context):
         """One saved reply the caller can see.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, channel_id); NOT_FOUND REPLY_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +199,9 @@ class RepliesServiceServicer:
 
     def ListReplies(self, request, context):
         """Replies of one visible collection, ordered by title (case-insensitive), paged.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, channel_id, page_size), PAGE_TOKEN_INVALID
+        (page_token); NOT_FOUND COLLECTION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +210,8 @@ class RepliesServiceServicer:
     def SearchReplies(self, request, context):
         """Search the replies visible to the caller. Ranking: exact shortcut, shortcut prefix,
         title match, body match; ties broken by usage count (desc), then title.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (query, channel_id, page_size), PAGE_TOKEN_INVALID (page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,6 +219,9 @@ class RepliesServiceServicer:
 
     def RenderReply(self, request, context):
         """Fill a reply's placeholders from a contact (via the contacts service) and the caller.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, contact_id, channel_id); NOT_FOUND REPLY_NOT_FOUND;
+        FAILED_PRECONDITION CONTACTS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +229,9 @@ class RepliesServiceServicer:
 
     def RecordReplyUsed(self, request, context):
         """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, use_id, conversation_id, channel_id); NOT_FOUND
+        REPLY_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -274,10 +311,12 @@ def add_RepliesServiceServicer_to_server(servicer, server):
 class RepliesService:
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """

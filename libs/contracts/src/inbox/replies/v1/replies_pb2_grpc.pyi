@@ -29,10 +29,12 @@ GRPC_VERSION: str
 class RepliesServiceStub:
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """
@@ -42,79 +44,171 @@ class RepliesServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RepliesServiceAsyncStub: ...
     CreateCollection: _grpc.UnaryUnaryMultiCallable[_replies_pb2.CreateCollectionRequest, _replies_pb2.Collection]
-    """Create a shared collection (admin only)."""
+    """Create a shared collection (admin only).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (name, description, team_ids,
+    channel_ids).
+    """
     UpdateCollection: _grpc.UnaryUnaryMultiCallable[_replies_pb2.UpdateCollectionRequest, _replies_pb2.Collection]
-    """Replace a shared collection's name, description and sharing (admin only)."""
+    """Replace a shared collection's name, description and sharing (admin only).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, name, description, team_ids, channel_ids);
+    NOT_FOUND COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+    """
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_replies_pb2.DeleteCollectionRequest, _replies_pb2.DeleteCollectionResponse]
-    """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted)."""
+    """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id); NOT_FOUND COLLECTION_NOT_FOUND;
+    PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+    """
     ListCollections: _grpc.UnaryUnaryMultiCallable[_replies_pb2.ListCollectionsRequest, _replies_pb2.ListCollectionsResponse]
-    """Collections visible to the caller, their personal collection first (created on first use)."""
+    """Collections visible to the caller, their personal collection first (created on first use).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (channel_id).
+    """
     CreateReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.CreateReplyRequest, _replies_pb2.SavedReply]
-    """Create a saved reply in a collection the caller may write."""
+    """Create a saved reply in a collection the caller may write.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, title, body, shortcut, tags); NOT_FOUND
+    COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+    """
     UpdateReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.UpdateReplyRequest, _replies_pb2.SavedReply]
-    """Replace a saved reply's title, body, shortcut and tags."""
+    """Replace a saved reply's title, body, shortcut and tags.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, title, body, shortcut, tags); NOT_FOUND
+    REPLY_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+    """
     DeleteReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.DeleteReplyRequest, _replies_pb2.DeleteReplyResponse]
-    """Delete a saved reply (releases its shortcut)."""
+    """Delete a saved reply (releases its shortcut).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id); NOT_FOUND REPLY_NOT_FOUND; PERMISSION_DENIED
+    ADMIN_REQUIRED.
+    """
     GetReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.GetReplyRequest, _replies_pb2.SavedReply]
-    """One saved reply the caller can see."""
+    """One saved reply the caller can see.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, channel_id); NOT_FOUND REPLY_NOT_FOUND.
+    """
     ListReplies: _grpc.UnaryUnaryMultiCallable[_replies_pb2.ListRepliesRequest, _replies_pb2.ListRepliesResponse]
-    """Replies of one visible collection, ordered by title (case-insensitive), paged."""
+    """Replies of one visible collection, ordered by title (case-insensitive), paged.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, channel_id, page_size), PAGE_TOKEN_INVALID
+    (page_token); NOT_FOUND COLLECTION_NOT_FOUND.
+    """
     SearchReplies: _grpc.UnaryUnaryMultiCallable[_replies_pb2.SearchRepliesRequest, _replies_pb2.SearchRepliesResponse]
     """Search the replies visible to the caller. Ranking: exact shortcut, shortcut prefix,
     title match, body match; ties broken by usage count (desc), then title.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (query, channel_id, page_size), PAGE_TOKEN_INVALID (page_token).
     """
     RenderReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.RenderReplyRequest, _replies_pb2.RenderReplyResponse]
-    """Fill a reply's placeholders from a contact (via the contacts service) and the caller."""
+    """Fill a reply's placeholders from a contact (via the contacts service) and the caller.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, contact_id, channel_id); NOT_FOUND REPLY_NOT_FOUND;
+    FAILED_PRECONDITION CONTACTS_UNAVAILABLE.
+    """
     RecordReplyUsed: _grpc.UnaryUnaryMultiCallable[_replies_pb2.RecordReplyUsedRequest, _replies_pb2.RecordReplyUsedResponse]
-    """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed."""
+    """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, use_id, conversation_id, channel_id); NOT_FOUND
+    REPLY_NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RepliesServiceAsyncStub(RepliesServiceStub):
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCollection: _aio.UnaryUnaryMultiCallable[_replies_pb2.CreateCollectionRequest, _replies_pb2.Collection]  # type: ignore[assignment]
-    """Create a shared collection (admin only)."""
+    """Create a shared collection (admin only).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (name, description, team_ids,
+    channel_ids).
+    """
     UpdateCollection: _aio.UnaryUnaryMultiCallable[_replies_pb2.UpdateCollectionRequest, _replies_pb2.Collection]  # type: ignore[assignment]
-    """Replace a shared collection's name, description and sharing (admin only)."""
+    """Replace a shared collection's name, description and sharing (admin only).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, name, description, team_ids, channel_ids);
+    NOT_FOUND COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+    """
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_replies_pb2.DeleteCollectionRequest, _replies_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
-    """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted)."""
+    """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id); NOT_FOUND COLLECTION_NOT_FOUND;
+    PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+    """
     ListCollections: _aio.UnaryUnaryMultiCallable[_replies_pb2.ListCollectionsRequest, _replies_pb2.ListCollectionsResponse]  # type: ignore[assignment]
-    """Collections visible to the caller, their personal collection first (created on first use)."""
+    """Collections visible to the caller, their personal collection first (created on first use).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (channel_id).
+    """
     CreateReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.CreateReplyRequest, _replies_pb2.SavedReply]  # type: ignore[assignment]
-    """Create a saved reply in a collection the caller may write."""
+    """Create a saved reply in a collection the caller may write.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, title, body, shortcut, tags); NOT_FOUND
+    COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+    """
     UpdateReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.UpdateReplyRequest, _replies_pb2.SavedReply]  # type: ignore[assignment]
-    """Replace a saved reply's title, body, shortcut and tags."""
+    """Replace a saved reply's title, body, shortcut and tags.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, title, body, shortcut, tags); NOT_FOUND
+    REPLY_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+    """
     DeleteReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.DeleteReplyRequest, _replies_pb2.DeleteReplyResponse]  # type: ignore[assignment]
-    """Delete a saved reply (releases its shortcut)."""
+    """Delete a saved reply (releases its shortcut).
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id); NOT_FOUND REPLY_NOT_FOUND; PERMISSION_DENIED
+    ADMIN_REQUIRED.
+    """
     GetReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.GetReplyRequest, _replies_pb2.SavedReply]  # type: ignore[assignment]
-    """One saved reply the caller can see."""
+    """One saved reply the caller can see.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, channel_id); NOT_FOUND REPLY_NOT_FOUND.
+    """
     ListReplies: _aio.UnaryUnaryMultiCallable[_replies_pb2.ListRepliesRequest, _replies_pb2.ListRepliesResponse]  # type: ignore[assignment]
-    """Replies of one visible collection, ordered by title (case-insensitive), paged."""
+    """Replies of one visible collection, ordered by title (case-insensitive), paged.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (collection_id, channel_id, page_size), PAGE_TOKEN_INVALID
+    (page_token); NOT_FOUND COLLECTION_NOT_FOUND.
+    """
     SearchReplies: _aio.UnaryUnaryMultiCallable[_replies_pb2.SearchRepliesRequest, _replies_pb2.SearchRepliesResponse]  # type: ignore[assignment]
     """Search the replies visible to the caller. Ranking: exact shortcut, shortcut prefix,
     title match, body match; ties broken by usage count (desc), then title.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (query, channel_id, page_size), PAGE_TOKEN_INVALID (page_token).
     """
     RenderReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.RenderReplyRequest, _replies_pb2.RenderReplyResponse]  # type: ignore[assignment]
-    """Fill a reply's placeholders from a contact (via the contacts service) and the caller."""
+    """Fill a reply's placeholders from a contact (via the contacts service) and the caller.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, contact_id, channel_id); NOT_FOUND REPLY_NOT_FOUND;
+    FAILED_PRECONDITION CONTACTS_UNAVAILABLE.
+    """
     RecordReplyUsed: _aio.UnaryUnaryMultiCallable[_replies_pb2.RecordReplyUsedRequest, _replies_pb2.RecordReplyUsedResponse]  # type: ignore[assignment]
-    """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed."""
+    """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed.
+    Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (reply_id, use_id, conversation_id, channel_id); NOT_FOUND
+    REPLY_NOT_FOUND.
+    """
 
 class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Saved-reply collections, their replies, search, rendering and usage.
 
-    Every call needs a bearer token (org, agent, role, teams). Visibility is enforced on every
-    read and write: an agent sees their own personal collection, shared collections shared with
-    one of their teams, and (when the call names the conversation's `channel_id`) shared
-    collections shared with that channel. Anything invisible or in another org is NOT_FOUND.
+    Every call needs a bearer token (claims org, sub, role, teams, channels, exp; see
+    docs/authorization.md). Visibility is enforced on every read and write: an agent sees their
+    own personal collection, shared collections shared with one of their teams, and (when the
+    call names the conversation's `channel_id` and the token's `channels` claim grants that
+    channel) shared collections shared with that channel; a channel the token does not grant
+    behaves as if nothing were shared with it. Anything invisible or in another org is NOT_FOUND.
     Shared collections and their replies are written by admins only (PERMISSION_DENIED
     otherwise); a personal collection is written only by its owner.
     """
@@ -125,7 +219,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.CreateCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.Collection, _abc.Awaitable[_replies_pb2.Collection]]:
-        """Create a shared collection (admin only)."""
+        """Create a shared collection (admin only).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED; INVALID_ARGUMENT FIELD_INVALID (name, description, team_ids,
+        channel_ids).
+        """
 
     @_abc_1.abstractmethod
     def UpdateCollection(
@@ -133,7 +231,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.UpdateCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.Collection, _abc.Awaitable[_replies_pb2.Collection]]:
-        """Replace a shared collection's name, description and sharing (admin only)."""
+        """Replace a shared collection's name, description and sharing (admin only).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, name, description, team_ids, channel_ids);
+        NOT_FOUND COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+        """
 
     @_abc_1.abstractmethod
     def DeleteCollection(
@@ -141,7 +243,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.DeleteCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.DeleteCollectionResponse, _abc.Awaitable[_replies_pb2.DeleteCollectionResponse]]:
-        """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted)."""
+        """Delete a shared collection and every reply in it (admin only; personal ones cannot be deleted).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id); NOT_FOUND COLLECTION_NOT_FOUND;
+        PERMISSION_DENIED ADMIN_REQUIRED, PERSONAL_COLLECTION_FIXED.
+        """
 
     @_abc_1.abstractmethod
     def ListCollections(
@@ -149,7 +255,10 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.ListCollectionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.ListCollectionsResponse, _abc.Awaitable[_replies_pb2.ListCollectionsResponse]]:
-        """Collections visible to the caller, their personal collection first (created on first use)."""
+        """Collections visible to the caller, their personal collection first (created on first use).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (channel_id).
+        """
 
     @_abc_1.abstractmethod
     def CreateReply(
@@ -157,7 +266,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.CreateReplyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.SavedReply, _abc.Awaitable[_replies_pb2.SavedReply]]:
-        """Create a saved reply in a collection the caller may write."""
+        """Create a saved reply in a collection the caller may write.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, title, body, shortcut, tags); NOT_FOUND
+        COLLECTION_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+        """
 
     @_abc_1.abstractmethod
     def UpdateReply(
@@ -165,7 +278,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.UpdateReplyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.SavedReply, _abc.Awaitable[_replies_pb2.SavedReply]]:
-        """Replace a saved reply's title, body, shortcut and tags."""
+        """Replace a saved reply's title, body, shortcut and tags.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, title, body, shortcut, tags); NOT_FOUND
+        REPLY_NOT_FOUND; PERMISSION_DENIED ADMIN_REQUIRED; ALREADY_EXISTS SHORTCUT_TAKEN.
+        """
 
     @_abc_1.abstractmethod
     def DeleteReply(
@@ -173,7 +290,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.DeleteReplyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.DeleteReplyResponse, _abc.Awaitable[_replies_pb2.DeleteReplyResponse]]:
-        """Delete a saved reply (releases its shortcut)."""
+        """Delete a saved reply (releases its shortcut).
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id); NOT_FOUND REPLY_NOT_FOUND; PERMISSION_DENIED
+        ADMIN_REQUIRED.
+        """
 
     @_abc_1.abstractmethod
     def GetReply(
@@ -181,7 +302,10 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.GetReplyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.SavedReply, _abc.Awaitable[_replies_pb2.SavedReply]]:
-        """One saved reply the caller can see."""
+        """One saved reply the caller can see.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, channel_id); NOT_FOUND REPLY_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListReplies(
@@ -189,7 +313,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.ListRepliesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.ListRepliesResponse, _abc.Awaitable[_replies_pb2.ListRepliesResponse]]:
-        """Replies of one visible collection, ordered by title (case-insensitive), paged."""
+        """Replies of one visible collection, ordered by title (case-insensitive), paged.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (collection_id, channel_id, page_size), PAGE_TOKEN_INVALID
+        (page_token); NOT_FOUND COLLECTION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def SearchReplies(
@@ -199,6 +327,8 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_replies_pb2.SearchRepliesResponse, _abc.Awaitable[_replies_pb2.SearchRepliesResponse]]:
         """Search the replies visible to the caller. Ranking: exact shortcut, shortcut prefix,
         title match, body match; ties broken by usage count (desc), then title.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (query, channel_id, page_size), PAGE_TOKEN_INVALID (page_token).
         """
 
     @_abc_1.abstractmethod
@@ -207,7 +337,11 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.RenderReplyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.RenderReplyResponse, _abc.Awaitable[_replies_pb2.RenderReplyResponse]]:
-        """Fill a reply's placeholders from a contact (via the contacts service) and the caller."""
+        """Fill a reply's placeholders from a contact (via the contacts service) and the caller.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, contact_id, channel_id); NOT_FOUND REPLY_NOT_FOUND;
+        FAILED_PRECONDITION CONTACTS_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def RecordReplyUsed(
@@ -215,6 +349,10 @@ class RepliesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replies_pb2.RecordReplyUsedRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.RecordReplyUsedResponse, _abc.Awaitable[_replies_pb2.RecordReplyUsedResponse]]:
-        """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed."""
+        """Record that the caller used (inserted) a reply: counts it and publishes SavedReplyUsed.
+        Errors (ErrorInfo domain inbox.replies.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (reply_id, use_id, conversation_id, channel_id); NOT_FOUND
+        REPLY_NOT_FOUND.
+        """
 
 def add_RepliesServiceServicer_to_server(servicer: RepliesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

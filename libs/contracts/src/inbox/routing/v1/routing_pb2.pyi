@@ -336,7 +336,9 @@ class ListConversationsRequest(_message.Message):
     page_size: _builtins.int
     """Page size, 1-500; 0 means 50."""
     page_token: _builtins.str
-    """From a previous response's next_page_token; empty for the first page."""
+    """Opaque token from a previous response's next_page_token; empty for the first page.
+    Anything else: INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID.
+    """
     def __init__(
         self,
         *,
@@ -395,7 +397,9 @@ class GetAuditTrailRequest(_message.Message):
     page_size: _builtins.int
     """Page size, 1-500; 0 means 100."""
     page_token: _builtins.str
-    """From a previous response's next_page_token; empty for the first page."""
+    """Opaque token from a previous response's next_page_token; empty for the first page.
+    Anything else: INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID.
+    """
     def __init__(
         self,
         *,

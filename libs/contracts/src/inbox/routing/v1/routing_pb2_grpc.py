@@ -94,6 +94,8 @@ class RoutingServiceServicer:
 
     def GetRoutingSettings(self, request, context):
         """The org's routing settings. Any agent of the org may read them.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md): none
+        beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +104,8 @@ class RoutingServiceServicer:
     def UpdateRoutingSettings(self, request, context):
         """Change the org's routing settings (admin only). Takes effect from now (server time):
         events that occurred earlier are judged with the setting in force at their time.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +113,8 @@ class RoutingServiceServicer:
 
     def GetConversation(self, request, context):
         """One conversation: queue and assignee.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (conversation_id); NOT_FOUND CONVERSATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +122,9 @@ class RoutingServiceServicer:
 
     def ListConversations(self, request, context):
         """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (queue, assignee_id, page_size), PAGE_TOKEN_INVALID
+        (page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +132,9 @@ class RoutingServiceServicer:
 
     def GetAuditTrail(self, request, context):
         """Who changed this conversation's assignment or queue, when and why (oldest first).
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
+        NOT_FOUND CONVERSATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,17 +38,33 @@ class RoutingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RoutingServiceAsyncStub: ...
     GetRoutingSettings: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetRoutingSettingsRequest, _routing_pb2.RoutingSettings]
-    """The org's routing settings. Any agent of the org may read them."""
+    """The org's routing settings. Any agent of the org may read them.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md): none
+    beyond the common ones.
+    """
     UpdateRoutingSettings: _grpc.UnaryUnaryMultiCallable[_routing_pb2.UpdateRoutingSettingsRequest, _routing_pb2.RoutingSettings]
     """Change the org's routing settings (admin only). Takes effect from now (server time):
     events that occurred earlier are judged with the setting in force at their time.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED.
     """
     GetConversation: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetConversationRequest, _routing_pb2.GetConversationResponse]
-    """One conversation: queue and assignee."""
+    """One conversation: queue and assignee.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (conversation_id); NOT_FOUND CONVERSATION_NOT_FOUND.
+    """
     ListConversations: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListConversationsRequest, _routing_pb2.ListConversationsResponse]
-    """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id."""
+    """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (queue, assignee_id, page_size), PAGE_TOKEN_INVALID
+    (page_token).
+    """
     GetAuditTrail: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetAuditTrailRequest, _routing_pb2.GetAuditTrailResponse]
-    """Who changed this conversation's assignment or queue, when and why (oldest first)."""
+    """Who changed this conversation's assignment or queue, when and why (oldest first).
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
+    NOT_FOUND CONVERSATION_NOT_FOUND.
+    """
     GetAssignmentSettings: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]
     """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
     them. Off by default.
@@ -81,17 +97,33 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetRoutingSettings: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetRoutingSettingsRequest, _routing_pb2.RoutingSettings]  # type: ignore[assignment]
-    """The org's routing settings. Any agent of the org may read them."""
+    """The org's routing settings. Any agent of the org may read them.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md): none
+    beyond the common ones.
+    """
     UpdateRoutingSettings: _aio.UnaryUnaryMultiCallable[_routing_pb2.UpdateRoutingSettingsRequest, _routing_pb2.RoutingSettings]  # type: ignore[assignment]
     """Change the org's routing settings (admin only). Takes effect from now (server time):
     events that occurred earlier are judged with the setting in force at their time.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    PERMISSION_DENIED ADMIN_REQUIRED.
     """
     GetConversation: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetConversationRequest, _routing_pb2.GetConversationResponse]  # type: ignore[assignment]
-    """One conversation: queue and assignee."""
+    """One conversation: queue and assignee.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (conversation_id); NOT_FOUND CONVERSATION_NOT_FOUND.
+    """
     ListConversations: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListConversationsRequest, _routing_pb2.ListConversationsResponse]  # type: ignore[assignment]
-    """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id."""
+    """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id.
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (queue, assignee_id, page_size), PAGE_TOKEN_INVALID
+    (page_token).
+    """
     GetAuditTrail: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetAuditTrailRequest, _routing_pb2.GetAuditTrailResponse]  # type: ignore[assignment]
-    """Who changed this conversation's assignment or queue, when and why (oldest first)."""
+    """Who changed this conversation's assignment or queue, when and why (oldest first).
+    Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+    INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
+    NOT_FOUND CONVERSATION_NOT_FOUND.
+    """
     GetAssignmentSettings: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]  # type: ignore[assignment]
     """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
     them. Off by default.
@@ -127,7 +159,10 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.GetRoutingSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.RoutingSettings, _abc.Awaitable[_routing_pb2.RoutingSettings]]:
-        """The org's routing settings. Any agent of the org may read them."""
+        """The org's routing settings. Any agent of the org may read them.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md): none
+        beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def UpdateRoutingSettings(
@@ -137,6 +172,8 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_routing_pb2.RoutingSettings, _abc.Awaitable[_routing_pb2.RoutingSettings]]:
         """Change the org's routing settings (admin only). Takes effect from now (server time):
         events that occurred earlier are judged with the setting in force at their time.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        PERMISSION_DENIED ADMIN_REQUIRED.
         """
 
     @_abc_1.abstractmethod
@@ -145,7 +182,10 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.GetConversationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.GetConversationResponse, _abc.Awaitable[_routing_pb2.GetConversationResponse]]:
-        """One conversation: queue and assignee."""
+        """One conversation: queue and assignee.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (conversation_id); NOT_FOUND CONVERSATION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListConversations(
@@ -153,7 +193,11 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.ListConversationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.ListConversationsResponse, _abc.Awaitable[_routing_pb2.ListConversationsResponse]]:
-        """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id."""
+        """Conversations of the org, filtered by queue and/or assignee, ordered by conversation id.
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (queue, assignee_id, page_size), PAGE_TOKEN_INVALID
+        (page_token).
+        """
 
     @_abc_1.abstractmethod
     def GetAuditTrail(
@@ -161,7 +205,11 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.GetAuditTrailRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.GetAuditTrailResponse, _abc.Awaitable[_routing_pb2.GetAuditTrailResponse]]:
-        """Who changed this conversation's assignment or queue, when and why (oldest first)."""
+        """Who changed this conversation's assignment or queue, when and why (oldest first).
+        Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
+        INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
+        NOT_FOUND CONVERSATION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetAssignmentSettings(
