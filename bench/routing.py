@@ -20,6 +20,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
+from inbox_testing import free_port, stop_process, wait_serving
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
@@ -409,6 +413,117 @@ async def sweep_latency(producer: AIOKafkaProducer) -> tuple[list[float], float]
         await drop(s.mongodb_database)
 
 
+# --- (e) recovery after kill -9 ---------------------------------------------------------------
+
+RECOVERY_SECONDS = 20.0
+
+
+def routing_process(database: str, tag: str, grpc_port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ROUTING_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "ROUTING_MONGODB_URI": MONGO,
+        "ROUTING_MONGODB_DATABASE": database,
+        "ROUTING_GRPC_PORT": str(grpc_port),
+        "ROUTING_METRICS_PORT": "0",
+        "INBOX_DEVELOPMENT_MODE": "1",
+        "ROUTING_CONSUMER_GROUP": f"routing-bench-rc-{tag}",
+        "ROUTING_PRESENCE_CONSUMER_GROUP": f"routing-presence-bench-rc-{tag}",
+        "ROUTING_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "routing_service"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def recovery_after_kill(producer: AIOKafkaProducer) -> tuple[float, int, int]:
+    """Two instances in one group; kill -9 one; inbound messages keep coming on every
+    partition. Returns (seconds from the kill until every partition processes again: a view of
+    a message published after the kill appears, on the slowest partition), lost, published."""
+    tag = uuid.uuid4().hex[:8]
+    database = f"bench_routing_rc_{tag}"
+    s = settings_for(database, tag)
+    s = s.model_copy(
+        update={
+            "consumer_group": f"routing-bench-rc-{tag}",
+            "presence_consumer_group": f"routing-presence-bench-rc-{tag}",
+        }
+    )
+    await fresh_groups(s)
+    org = f"bench-rc-{tag}"
+    ports = [free_port(), free_port()]
+    procs = [routing_process(database, tag, port) for port in ports]
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
+    views = client[database]["conversations"]
+    sent: list[tuple[int, str, float]] = []  # (partition, conversation, publish time)
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            await asyncio.to_thread(wait_serving, f"127.0.0.1:{port}", proc)
+        # both members own partitions once a message of every partition has been processed
+        warm = {
+            p: next(f"w-{p}-{i}" for i in range(10_000) if partition_of(f"w-{p}-{i}") == p)
+            for p in range(PARTITIONS)
+        }
+        deadline = time.monotonic() + 120
+        while True:
+            for cid in warm.values():
+                e = inbound(org, cid, datetime.now(UTC))
+                await producer.send_and_wait(MESSAGES.name, e.to_json_bytes(), key=e.key)
+            await asyncio.sleep(1.0)
+            found = [await views.find_one({"_id": f"{org}|{c}"}) for c in warm.values()]
+            if all(found):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("routing instances did not start processing")
+        await asyncio.sleep(8)  # let the group settle (second member joined, rebalanced)
+        killed_at = time.monotonic()
+        os.kill(procs[0].pid, signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        recovered: dict[int, float] = {}  # partition -> seconds after the kill
+
+        async def watch() -> None:
+            while len(recovered) < PARTITIONS:
+                for p, cid, _at in list(sent):
+                    if p not in recovered and await views.find_one({"_id": f"{org}|{cid}"}):
+                        recovered[p] = time.monotonic() - killed_at
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        n = 0
+        while time.monotonic() - killed_at < RECOVERY_SECONDS:
+            for p in range(PARTITIONS):
+                cid = next(f"r-{n}-{i}" for i in range(10_000) if partition_of(f"r-{n}-{i}") == p)
+                e = inbound(org, cid, datetime.now(UTC))
+                await producer.send(MESSAGES.name, e.to_json_bytes(), key=e.key)
+                sent.append((p, cid, time.monotonic()))
+            n += 1
+            await asyncio.sleep(0.1)
+        await producer.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher, timeout=30)
+        pending = list(sent)
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            pending = [
+                (p, cid, at)
+                for p, cid, at in pending
+                if await views.find_one({"_id": f"{org}|{cid}"}) is None
+            ]
+            if pending:
+                await asyncio.sleep(0.5)
+        slowest = max(recovered.values()) if len(recovered) == PARTITIONS else float("inf")
+        return slowest, len(pending), len(sent)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                stop_process(proc)
+        await client.drop_database(database)
+        await client.close()
+
+
 async def run() -> list[Metric]:
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA, acks="all", linger_ms=5, max_batch_size=256 * 1024
@@ -471,6 +586,17 @@ async def run() -> list[Metric]:
             )
         )
         metrics.append(Metric("startup_with_50000_conversations", round(startup, 2), "s"))
+        recovery, lost, published = await recovery_after_kill(producer)
+        print(f"recovery after kill -9: {recovery:.2f}s, lost {lost} of {published}", flush=True)
+        metrics.append(
+            Metric(
+                "recovery_after_kill9_slowest_partition",
+                round(recovery, 2),
+                "s",
+                target="<= 5 s, 0 lost",
+                met=recovery <= 5 and lost == 0,
+            )
+        )
     finally:
         await producer.stop()
     return metrics

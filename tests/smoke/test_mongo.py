@@ -86,14 +86,14 @@ async def test_the_kit_bulk_write_caps_commands_and_reports_errors_like_one_call
     mongo_db: AsyncDatabase[dict[str, Any]],
 ) -> None:
     docs = mongo_db["capped"]
-    await docs.insert_many([{"_id": "d70"}, {"_id": "d140"}])
+    await docs.insert_many([{"_id": "d70"}, {"_id": "d1400"}])
     with pytest.raises(BulkWriteError) as failed:
-        await kit_mongo.insert_many(docs, [{"_id": f"d{i}"} for i in range(200)])
-    # the duplicates sit in the 2nd and 3rd command of 64: indexes still point into the input
-    assert sorted(e["index"] for e in failed.value.details["writeErrors"]) == [70, 140]
-    assert failed.value.details["nInserted"] == 198
+        await kit_mongo.insert_many(docs, [{"_id": f"d{i}"} for i in range(1500)])
+    # the duplicates sit in the 1st and 2nd insert command: indexes still point into the input
+    assert sorted(e["index"] for e in failed.value.details["writeErrors"]) == [70, 1400]
+    assert failed.value.details["nInserted"] == 1498
     totals = await kit_mongo.bulk_write(
         docs, [UpdateOne({"_id": f"d{i}"}, {"$set": {"n": i}}) for i in range(200)]
     )
     assert (totals["nMatched"], totals["nModified"]) == (200, 200)
-    assert kit_mongo.MAX_BULK_OPERATIONS <= 64
+    assert kit_mongo.MAX_BULK_OPERATIONS <= 64  # 200 updates went as 4 commands

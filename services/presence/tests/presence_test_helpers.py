@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -132,3 +133,38 @@ def presence_settings(infra: Infra, database: str, **overrides: Any) -> Presence
         **overrides,
     }
     return PresenceSettings(**values)
+
+
+PROGRESS = "inbox.presence.progress.v1"
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def check_marks_never_overtake(
+    records: list[ConsumerRecord[bytes, bytes]], org_id: str
+) -> list[tuple[int, datetime]]:
+    """Per partition, in offset order: a progress mark with watermark W must come after every
+    transition of ``org_id`` on that partition with occurred_at <= W. Returns the marks
+    (partition, watermark) seen."""
+    marks: list[tuple[int, datetime]] = []
+    by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
+    for r in records:
+        by_partition.setdefault(r.partition, []).append(r)
+    for partition, items in by_partition.items():
+        items.sort(key=lambda r: r.offset)
+        highest: datetime | None = None  # highest watermark seen so far on this partition
+        for r in items:
+            e = event(r)
+            if e["type"] == PROGRESS:
+                assert e["data"]["partition"] == partition and r.key == str(partition).encode()
+                w = _when(e["data"]["watermark"])
+                highest = w if highest is None else max(highest, w)
+                marks.append((partition, w))
+            elif e["type"] in (SIGNED_IN, SIGNED_OUT) and e["data"]["org_id"] == org_id:
+                occurred = _when(e["data"]["occurred_at"])
+                assert highest is None or occurred > highest, (
+                    f"{e['type']} at {occurred} appended after a mark at {highest}"
+                )
+    return marks

@@ -105,6 +105,22 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop.to_take_over |= {tp.partition for tp in assigned}
 
 
+def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's position on ``tp`` if it is known right now, else None.
+
+    ``AIOKafkaConsumer.position()`` waits for an unknown position (up to the request timeout,
+    40 s), which the poll loop must never do; aiokafka has no public non-blocking accessor, so
+    this reads the subscription state ``position()`` itself reads.
+    """
+    subscription = consumer._subscription.subscription
+    if subscription is None or not consumer._subscription.is_assigned(tp):
+        return None
+    state = subscription.assignment.state_value(tp)
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -179,7 +195,7 @@ class BatchConsumer:
                 batches = await consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_records
                 )
-                await self._report_lag(consumer)
+                self._report_lag(consumer)
                 if not batches:
                     continue
                 async with self.lock:
@@ -192,7 +208,7 @@ class BatchConsumer:
         finally:
             await consumer.stop()
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
         if now - self._lag_reported_at < LAG_REPORT_SECONDS:
             return
@@ -200,7 +216,9 @@ class BatchConsumer:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue  # nothing fetched from it yet: report at the next poll
-            position = await consumer.position(tp)  # known locally once fetching
+            position = _position_now(consumer, tp)
+            if position is None:
+                continue  # being reset or sought: report at the next poll
             CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
                 max(0, highwater - position)
             )

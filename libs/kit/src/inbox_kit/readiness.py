@@ -1,9 +1,10 @@
 """Readiness from dependencies: a process is *ready* while MongoDB and Kafka answer.
 
 Every ``PROBE_INTERVAL_SECONDS`` the runtime pings each dependency (MongoDB ``ping``, a Kafka
-metadata request), each with ``PROBE_TIMEOUT_SECONDS``; any failure turns readiness off (gRPC
-health ``""`` and every service name → ``NOT_SERVING``), the next round where all answer turns it
-back on — within ~3 s either way, without a restart. Liveness (health service ``liveness``)
+metadata request), each with ``PROBE_TIMEOUT_SECONDS``; ``FAILURES_TO_TRIP`` failed rounds in a
+row (one slow answer under load is not an outage) turn readiness off (gRPC health ``""`` and
+every service name → ``NOT_SERVING``) — within ~5 s —, the first round where all answer turns
+it back on (within ~3 s), without a restart. Liveness (health service ``liveness``)
 stays ``SERVING`` while the process runs: a dependency outage is not cured by restarting us.
 Metrics: ``inbox_dependency_up{dependency}`` (1/0) and ``inbox_ready`` (1/0).
 """
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 2.0
+FAILURES_TO_TRIP = 2
 
 DEPENDENCY_UP = Gauge(
     "inbox_dependency_up",
@@ -35,11 +37,32 @@ Check = Callable[[], Awaitable[object]]
 OnChange = Callable[[bool], Awaitable[None]]
 
 
-def mongo_check(client: AsyncMongoClient[Any]) -> Check:
-    async def ping() -> object:
-        return await client.admin.command("ping")
+class MongoCheck:
+    """``ping`` through a client of its own (one connection), so that the probe does not queue
+    behind the service's own busy connection pool: it asks whether the database answers."""
 
-    return ping
+    def __init__(self, uri: str, *, client_id: str) -> None:
+        self._uri = uri
+        self._client_id = client_id
+        self._client: AsyncMongoClient[Any] | None = None
+
+    async def __call__(self) -> object:
+        if self._client is None:
+            timeout_ms = int(PROBE_TIMEOUT_SECONDS * 1000)
+            self._client = AsyncMongoClient(
+                self._uri,
+                maxPoolSize=1,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=timeout_ms,
+                appname=f"{self._client_id}-readiness",
+            )
+        return await self._client.admin.command("ping")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
 
 class KafkaCheck:
@@ -75,11 +98,14 @@ class DependencyProbe:
         *,
         interval: float = PROBE_INTERVAL_SECONDS,
         timeout: float = PROBE_TIMEOUT_SECONDS,
+        failures_to_trip: int = FAILURES_TO_TRIP,
     ) -> None:
         self._checks = dict(checks)
         self._on_change = on_change
         self._interval = interval
         self._timeout = timeout
+        self._failures_to_trip = failures_to_trip
+        self._failed_rounds = 0
         self.ready: bool | None = None
 
     async def probe_once(self) -> bool:
@@ -92,8 +118,14 @@ class DependencyProbe:
             up = not isinstance(result, BaseException)
             DEPENDENCY_UP.labels(name).set(1 if up else 0)
             if not up and self.ready is not False:
-                log.warning("dependency down", extra={"dependency": name, "error": repr(result)})
-        ready = all(not isinstance(r, BaseException) for r in results)
+                log.warning(
+                    "dependency %s did not answer: %r", name, result, extra={"dependency": name}
+                )
+        answered = all(not isinstance(r, BaseException) for r in results)
+        self._failed_rounds = 0 if answered else self._failed_rounds + 1
+        ready = answered or (
+            self.ready is not False and self._failed_rounds < self._failures_to_trip
+        )
         if ready != self.ready:
             self.ready = ready
             READY.set(1 if ready else 0)
@@ -108,15 +140,13 @@ class DependencyProbe:
                 await asyncio.sleep(self._interval)
         finally:
             for check in self._checks.values():
-                if isinstance(check, KafkaCheck):
+                if isinstance(check, KafkaCheck | MongoCheck):
                     await check.close()
 
 
-def standard_checks(
-    mongo: AsyncMongoClient[Any], kafka_bootstrap: str, *, client_id: str
-) -> dict[str, Check]:
+def standard_checks(mongodb_uri: str, kafka_bootstrap: str, *, client_id: str) -> dict[str, Check]:
     """The two dependencies every service has."""
     return {
-        "mongodb": mongo_check(mongo),
+        "mongodb": MongoCheck(mongodb_uri, client_id=client_id),
         "kafka": KafkaCheck(kafka_bootstrap, client_id=client_id),
     }

@@ -85,7 +85,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
         cleanups=[close_db],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
-            client, settings.kafka_bootstrap_servers, client_id="contacts"
+            settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="contacts"
         ),
     )
     return Contacts(runtime, consumer, change_feed, contact_cache)

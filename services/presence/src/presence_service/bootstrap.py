@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import verifier_from_settings
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -10,12 +13,19 @@ from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
-from presence_service.adapters.kafka import KafkaEventPublisher
+from presence_service.adapters.kafka import KafkaEventPublisher, KafkaProgressPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.adapters.write_gate import WriteGate
-from presence_service.entrypoints.background import relay, sweeper
+from presence_service.entrypoints.background import (
+    expirer,
+    persister,
+    progress_marks,
+    relay,
+    retention,
+    sweeper,
+)
 from presence_service.entrypoints.grpc_api import PresenceServicer
-from presence_service.service_layer import handlers
+from presence_service.service_layer import handlers, marks
 from presence_service.service_layer.handlers import Presence
 from presence_service.settings import PresenceSettings
 
@@ -26,15 +36,32 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     """Build the runtime (not started) and the handlers' context."""
     settings = settings or PresenceSettings()
     client, db = connect(settings)
-    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency))
+    replica_id = uuid.uuid4().hex
+    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
     await store.ensure_indexes()
-    presence = Presence(store=store, timing=settings.timing())
+    await store.ensure_ttl_indexes(timedelta(seconds=settings.retention_seconds))
+    presence = Presence(
+        store=store,
+        timing=settings.timing(),
+        replica_id=replica_id,
+        replica_ttl=timedelta(seconds=settings.progress_replica_ttl_seconds),
+    )
     # Detect a full outage before serving: heartbeats that arrive now must not be judged
     # against deadlines that passed while nobody could heartbeat.
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
+    # Known as a replica before claiming anything: the progress marks wait for its floor.
+    await presence.store.write_floor(presence.clock(), presence.clock())
+
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
-    background = [sweeper(presence, settings)]
+    progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None
+    background = [
+        sweeper(presence, settings),
+        expirer(presence),
+        persister(presence, settings),
+        progress_marks(presence, progress, settings),
+        retention(presence, settings),
+    ]
     if settings.publish_enabled:
         background.append(relay(presence, KafkaEventPublisher(publisher), settings))
 
@@ -54,15 +81,20 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     async def close_mongo() -> None:
         await client.close()
 
+    async def write_back_heartbeats() -> None:  # a graceful stop loses no heartbeat progress
+        await presence.settle()
+        await handlers.persist_progress(presence, everything=True)
+        await marks.leave(presence)
+
     runtime = ServiceRuntime(
         name="presence",
         grpc=grpc_server,
         publisher=publisher,
         background=background,
-        cleanups=[close_mongo],
+        cleanups=[close_mongo, write_back_heartbeats],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
-            client, settings.kafka_bootstrap_servers, client_id="presence"
+            settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="presence"
         ),
     )
     return runtime, presence

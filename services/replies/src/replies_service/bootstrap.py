@@ -93,7 +93,7 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         cleanups=[close],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
-            client, settings.kafka_bootstrap_servers, client_id=settings.service_name
+            settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id=settings.service_name
         ),
     )
     return App(runtime=runtime, deps=deps, store=store)

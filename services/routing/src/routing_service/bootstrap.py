@@ -115,7 +115,7 @@ def build(settings: RoutingSettings) -> Routing:
             grpc_server,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             dependencies=standard_checks(
-                client, settings.kafka_bootstrap_servers, client_id="routing"
+                settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="routing"
             ),
         ),
         store=store,
@@ -277,6 +277,9 @@ def build(settings: RoutingSettings) -> Routing:
                 # instead of running on without a producer
                 for task in loops:
                     task.cancel()
+                # the consumers leave their groups (revoke callbacks take the locks) before
+                # the producer stops; bounded, so a stuck leave cannot hold up the shutdown
+                await asyncio.wait(loops, timeout=10)
         finally:
             with contextlib.suppress(Exception):
                 await publisher.stop()

@@ -1,10 +1,20 @@
-"""Publishes stored outbox records to Kafka (raw bytes: the record is the CloudEvent JSON)."""
+"""Publishes stored outbox records (raw bytes: the record is the CloudEvent JSON) and the
+progress marks to Kafka, through the process's one producer."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import PresenceProgressed
+from inbox_contracts.events.presence import PROGRESS_ORG_ID
+from inbox_contracts.topics import PRESENCE
 from inbox_kit.kafka import EventPublisher
 
 from presence_service.service_layer.ports import OutboxRecord
+
+SOURCE = "/inbox/presence"
 
 
 class KafkaEventPublisher:
@@ -18,4 +28,36 @@ class KafkaEventPublisher:
             key=record.kafka_key,
             event_type=record.event_type,
             event_id=record.event_id,
+        )
+
+
+class KafkaProgressPublisher:
+    """One ``PresenceProgressed`` per partition of the presence topic, on that partition
+    (key = the partition number as text)."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+        self._partitions: int | None = None
+
+    async def publish_marks(self, watermark: datetime) -> None:
+        if self._partitions is None:
+            self._partitions = await self._publisher.partitions(PRESENCE.name)
+        await asyncio.gather(
+            *(
+                self._publisher.publish(
+                    PRESENCE,
+                    CloudEvent.wrap(
+                        PresenceProgressed(
+                            org_id=PROGRESS_ORG_ID,
+                            partition_key=str(partition),
+                            partition=partition,
+                            watermark=watermark,
+                            occurred_at=watermark,
+                        ),
+                        source=SOURCE,
+                    ),
+                    partition=partition,
+                )
+                for partition in range(self._partitions)
+            )
         )

@@ -22,13 +22,13 @@ Writes go through a ``WriteGate`` (see ``write_gate``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
-from inbox_kit.mongo import upsert
-from pymongo import ASCENDING, UpdateOne
+from inbox_kit.mongo import chunked, upsert
+from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -43,9 +43,10 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
-from presence_service.service_layer.ports import AgentAvailability, OutboxRecord
+from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 Doc = dict[str, Any]
+log = logging.getLogger(__name__)
 
 #: A pending marker whose record never got stored is dropped after this long.
 STALE_MARKER = timedelta(hours=1)
@@ -65,6 +66,8 @@ def _session_doc(s: Session) -> Doc:
         "last_heartbeat": s.last_heartbeat,
         "expires_at": s.expires_at,
         "client_description": s.client_description,
+        "replica": s.replica,
+        "teams": list(s.teams),
     }
 
 
@@ -76,6 +79,8 @@ def _session(doc: Doc) -> Session:
         last_heartbeat=doc["last_heartbeat"],
         expires_at=doc["expires_at"],
         client_description=doc.get("client_description", ""),
+        replica=doc.get("replica", ""),
+        teams=tuple(doc.get("teams", ())),
     )
 
 
@@ -93,6 +98,7 @@ def _transition_fields(t: Transition) -> Doc:
         "occurred_at": t.occurred_at,
         "session_id": t.session_id,
         "reason": t.reason.value if t.reason else None,
+        "teams": list(t.teams),
     }
 
 
@@ -104,6 +110,7 @@ def _transition(doc: Doc) -> Transition:
         occurred_at=doc["occurred_at"],
         session_id=doc["session_id"],
         reason=EndReason(doc["reason"]) if doc.get("reason") else None,
+        teams=tuple(doc.get("teams", ())),
     )
 
 
@@ -132,13 +139,33 @@ def _outbox(doc: Doc) -> OutboxRecord:
         created_at=doc["created_at"],
         prev_key=doc.get("prev_key"),
         published=bool(doc.get("published")),
+        occurred_at=doc.get("occurred_at"),
     )
 
 
+def _write_outcomes(n: int, exc: BulkWriteError) -> list[BaseException | None]:
+    """Per item of a bulk command: None or the error of that item (duplicate keys as
+    ``DuplicateKeyError``)."""
+    outcomes: list[BaseException | None] = [None] * n
+    for error in exc.details.get("writeErrors", []):
+        code, message = error.get("code"), error.get("errmsg", "write failed")
+        outcomes[error["index"]] = (
+            DuplicateKeyError(message, code) if code == 11000 else RuntimeError(message)
+        )
+    return outcomes
+
+
+#: One claim: its pending marker and the outbox document.
+Claim = tuple[Doc, Doc]
+
+
 class MongoPresenceStore:
-    def __init__(self, db: AsyncDatabase[Doc], gate: WriteGate | None = None) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], gate: WriteGate | None = None, replica_id: str = ""
+    ) -> None:
         self._db = db
         self._gate = gate or WriteGate(1)
+        self.replica_id = replica_id
         self._sessions = db["sessions"]
         self._ends = db["session_ends"]
         self._outbox = db["outbox"]
@@ -146,20 +173,84 @@ class MongoPresenceStore:
         self._heads = db["heads"]
         self._availability = db["availability"]
         self._state = db["service_state"]
+        self._floors = db["progress_floors"]
         self._session_inserts = GroupCommit[Session](self._gate, self._insert_sessions)
         self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
+        self._claims = GroupCommit[Claim](self._gate, self._insert_claims)
+        self._head_writes = GroupCommit[Doc](self._gate, self._replace_heads)
+        self._publications = GroupCommit[tuple[str, datetime]](self._gate, self._mark_many)
+        self._end_inserts = GroupCommit[Doc](
+            self._gate, lambda docs: self._insert_many(self._ends, docs)
+        )
+        self._session_deletes = GroupCommit[str](self._gate, self._delete_sessions)
+        self._hint_writes: set[asyncio.Task[None]] = set()
+
+    async def _delete_sessions(self, session_ids: list[str]) -> list[BaseException | None]:
+        unique = list(dict.fromkeys(session_ids))
+        if len(unique) == 1:
+            await self._sessions.delete_one({"_id": unique[0]})
+        else:
+            await self._sessions.bulk_write([DeleteOne({"_id": s}) for s in unique], ordered=False)
+        return [None] * len(session_ids)
+
+    async def _insert_many(
+        self, collection: Any, docs: list[Doc], *, ignore_duplicates: bool = False
+    ) -> list[BaseException | None]:
+        try:
+            await collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            outcomes = _write_outcomes(len(docs), exc)
+            if ignore_duplicates:
+                return [None if isinstance(o, DuplicateKeyError) else o for o in outcomes]
+            return outcomes
+        return [None] * len(docs)
 
     async def _insert_sessions(self, sessions: list[Session]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = [None] * len(sessions)
+        return await self._insert_many(self._sessions, [_session_doc(s) for s in sessions])
+
+    async def _insert_claims(self, claims: list[Claim]) -> list[BaseException | None]:
+        """Markers first (so the relay's scan finds a record whatever happens next), then the
+        records: two commands for the whole batch."""
+        marker_outcomes = await self._insert_many(
+            self._pending, [m for m, _ in claims], ignore_duplicates=True
+        )
+        if any(o is not None for o in marker_outcomes):
+            return marker_outcomes
+        return await self._insert_many(self._outbox, [d for _, d in claims])
+
+    async def _replace_heads(self, heads: list[Doc]) -> list[BaseException | None]:
+        latest: dict[str, Doc] = {}
+        for doc in heads:  # the same agent twice in one batch: keep the later transition
+            if doc["_id"] not in latest or doc["seq"] > latest[doc["_id"]]["seq"]:
+                latest[doc["_id"]] = doc
+        docs = list(latest.values())
         try:
-            await self._sessions.insert_many([_session_doc(s) for s in sessions], ordered=False)
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                code, message = error.get("code"), error.get("errmsg", "insert failed")
-                outcomes[error["index"]] = (
-                    DuplicateKeyError(message, code) if code == 11000 else RuntimeError(message)
+            if len(docs) == 1:  # a plain command is cheaper than a bulk of one
+                await self._heads.replace_one({"_id": docs[0]["_id"]}, docs[0], upsert=True)
+            else:
+                await self._heads.bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False
                 )
-        return outcomes
+        except DuplicateKeyError as exc:
+            return [exc] * len(heads)
+        except BulkWriteError as exc:
+            by_id = dict(
+                zip((d["_id"] for d in docs), _write_outcomes(len(docs), exc), strict=True)
+            )
+            return [by_id[d["_id"]] for d in heads]
+        return [None] * len(heads)
+
+    async def _mark_many(self, items: list[tuple[str, datetime]]) -> list[BaseException | None]:
+        """Mark records published, then drop their pending markers (two commands)."""
+        await self._outbox.bulk_write(
+            [
+                UpdateOne({"_id": key}, {"$set": {"published": True, "published_at": at}})
+                for key, at in items
+            ],
+            ordered=False,
+        )
+        await self._pending.bulk_write([DeleteOne({"_id": key}) for key, _ in items], ordered=False)
+        return [None] * len(items)
 
     async def _touch_many(
         self, touches: list[tuple[str, datetime, datetime]]
@@ -169,7 +260,16 @@ class MongoPresenceStore:
             if session_id not in latest or beat > latest[session_id][0]:
                 latest[session_id] = (beat, expires)
         writes = [
-            ({"_id": sid}, {"$set": {"last_heartbeat": beat, "expires_at": expires}})
+            (
+                {"_id": sid},
+                {
+                    "$set": {
+                        "last_heartbeat": beat,
+                        "expires_at": expires,
+                        "replica": self.replica_id,
+                    }
+                },
+            )
             for sid, (beat, expires) in latest.items()
         ]
         if len(writes) == 1:
@@ -178,12 +278,41 @@ class MongoPresenceStore:
             await self._sessions.bulk_write([UpdateOne(f, u) for f, u in writes], ordered=False)
         return [None] * len(touches)
 
+    async def persist_heartbeats(self, progress: list[tuple[str, datetime, datetime]]) -> set[str]:
+        """Write heartbeat progress back (bulk ``_id`` updates, <= ``MAX_BULK`` per command);
+        returns the sessions no longer stored (ended meanwhile, maybe by another replica)."""
+        missing: set[str] = set()
+        for chunk in chunked(progress):
+            ops = [
+                UpdateOne(
+                    {"_id": sid},
+                    {
+                        "$set": {
+                            "last_heartbeat": beat,
+                            "expires_at": exp,
+                            "replica": self.replica_id,
+                        }
+                    },
+                )
+                for sid, beat, exp in chunk
+            ]
+            async with self._gate.slot():
+                result = await self._sessions.bulk_write(ops, ordered=False)
+            if result.matched_count < len(ops):  # rare: find which ones are gone
+                found = await asyncio.gather(
+                    *(self._sessions.find_one({"_id": sid}, {"_id": 1}) for sid, _, _ in chunk)
+                )
+                missing |= {sid for (sid, _, _), doc in zip(chunk, found, strict=True) if not doc}
+        return missing
+
     async def ensure_indexes(self) -> None:
         await self._sessions.create_index([("agent_key", ASCENDING)])
         await self._sessions.create_index([("expires_at", ASCENDING)])
         await self._ends.create_index([("agent_key", ASCENDING), ("ended_at", ASCENDING)])
         await self._outbox.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
         await self._pending.create_index([("created_at", ASCENDING)])
+        await self._pending.create_index([("replica", ASCENDING), ("occurred_at", ASCENDING)])
+        await self._sessions.create_index([("replica", ASCENDING), ("expires_at", ASCENDING)])
         await self._heads.create_index(
             [("org_id", ASCENDING), ("signed_in", ASCENDING), ("agent_id", ASCENDING)]
         )
@@ -202,8 +331,7 @@ class MongoPresenceStore:
         await self._touches.submit((session_id, last_heartbeat, expires_at))
 
     async def delete_session(self, session_id: str) -> None:
-        async with self._gate.slot():
-            await self._sessions.delete_one({"_id": session_id})
+        await self._session_deletes.submit(session_id)
 
     async def sessions_of(self, agents: list[AgentRef]) -> list[Session]:
         if not agents:
@@ -219,17 +347,16 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ ends
     async def claim_end(self, end: SessionEnd) -> bool:
         try:
-            async with self._gate.slot():
-                await self._ends.insert_one(
-                    {
-                        "_id": end.session_id,
-                        "agent_key": end.agent.key,
-                        "org_id": end.agent.org_id,
-                        "agent_id": end.agent.agent_id,
-                        "reason": end.reason.value,
-                        "ended_at": end.ended_at,
-                    }
-                )
+            await self._end_inserts.submit(
+                {
+                    "_id": end.session_id,
+                    "agent_key": end.agent.key,
+                    "org_id": end.agent.org_id,
+                    "agent_id": end.agent.agent_id,
+                    "reason": end.reason.value,
+                    "ended_at": end.ended_at,
+                }
+            )
         except DuplicateKeyError:
             return False
         return True
@@ -281,16 +408,15 @@ class MongoPresenceStore:
         return {a: t for a, t in zip(agents, latest, strict=True) if t is not None}
 
     async def _update_head(self, t: Transition) -> None:
-        """Move the hint to ``t`` (exact-``_id`` writes only). A slower writer may briefly
-        move it back; it then re-probes and moves it forward again, so once the writers are
-        done the hint is the head. Readers probe forward anyway: a stale hint only costs a
+        """Move the hint to ``t`` (exact-``_id`` writes only, grouped). A slower writer may
+        briefly move it back; it then re-probes and moves it forward again, so once the writers
+        are done the hint is the head. Readers probe forward anyway: a stale hint only costs a
         read, except for ``signed_in_heads`` (documented lag)."""
         while True:
             fields = _transition_fields(t)
             del fields["agent_key"]
             try:
-                async with self._gate.slot():
-                    await self._heads.replace_one({"_id": t.agent.key}, fields, upsert=True)
+                await self._head_writes.submit({"_id": t.agent.key, **fields})
             except DuplicateKeyError:  # a concurrent first upsert won: replace it now
                 continue
             newer = await self._outbox.find_one({"_id": transition_key(t.agent, t.seq + 1)})
@@ -298,16 +424,33 @@ class MongoPresenceStore:
                 return
             t = await self._probe_forward(t.agent, _transition(newer)) or _transition(newer)
 
+    def _marker(self, record: OutboxRecord) -> Doc:
+        """The "to publish" note stored *before* the record, so the relay's periodic scan
+        reads this small collection instead of the whole (ever-growing) outbox; it names the
+        replica and the event time (the progress watermark holds back on it)."""
+        return {
+            "_id": record.key,
+            "created_at": record.created_at,
+            "replica": self.replica_id,
+            "occurred_at": record.occurred_at or record.created_at,
+        }
+
     async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
         doc = _outbox_fields(record) | _transition_fields(transition) | {"kind": "transition"}
-        await self._mark_pending(record)
         try:
-            async with self._gate.slot():
-                await self._outbox.insert_one(doc)
+            await self._claims.submit((self._marker(record), doc))
         except DuplicateKeyError:
             return False
-        await self._update_head(transition)
+        # The hint is a lower bound readers probe forward from: move it off the request path.
+        task = asyncio.create_task(self._update_head(transition))
+        self._hint_writes.add(task)
+        task.add_done_callback(self._hint_written)
         return True
+
+    def _hint_written(self, task: asyncio.Task[None]) -> None:
+        self._hint_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("head hint write failed (readers probe past it)", exc_info=task.exception())
 
     async def signed_in_heads(
         self, org_id: str, after_agent_id: str, limit: int
@@ -320,22 +463,12 @@ class MongoPresenceStore:
 
     async def insert_outbox(self, record: OutboxRecord) -> None:
         key, _, _ = record.key.rpartition(KEY_SEPARATOR)
-        await self._mark_pending(record)
-        async with self._gate.slot():
-            await self._outbox.insert_one(
-                _outbox_fields(record) | {"kind": "event", "agent_key": key}
-            )
+        doc = _outbox_fields(record) | {"kind": "event", "agent_key": key}
+        await self._claims.submit((self._marker(record), doc))
 
     async def get_outbox(self, key: str) -> OutboxRecord | None:
         doc = await self._outbox.find_one({"_id": key})
         return _outbox(doc) if doc else None
-
-    async def _mark_pending(self, record: OutboxRecord) -> None:
-        """Note the record as "to publish" *before* storing it, so the relay's periodic scan
-        reads this small collection instead of the whole (ever-growing) outbox."""
-        with contextlib.suppress(DuplicateKeyError):  # a concurrent claimer noted it already
-            async with self._gate.slot():
-                await self._pending.insert_one({"_id": record.key, "created_at": record.created_at})
 
     async def unpublished(
         self, created_before: datetime, limit: int, *, full_scan: bool = False
@@ -365,11 +498,7 @@ class MongoPresenceStore:
             await self._pending.delete_one({"_id": key})
 
     async def mark_published(self, key: str, at: datetime) -> None:
-        async with self._gate.slot():
-            await self._outbox.update_one(
-                {"_id": key}, {"$set": {"published": True, "published_at": at}}
-            )
-        await self._unmark_pending(key)
+        await self._publications.submit((key, at))
 
     # ------------------------------------------------------------------ availability
     async def set_availability(self, agent: AgentRef, value: AgentAvailability) -> None:
@@ -400,7 +529,7 @@ class MongoPresenceStore:
     # ------------------------------------------------------------------ liveness
     async def mark_alive(self, now: datetime) -> datetime | None:
         doc = await self._state.find_one({"_id": "alive"})
-        async with self._gate.slot():
+        async with self._gate.slot(urgent=True):  # starved, it would look like an outage
             await upsert(
                 lambda: self._state.update_one({"_id": "alive"}, {"$set": {"at": now}}, upsert=True)
             )
@@ -417,3 +546,92 @@ class MongoPresenceStore:
                     {"_id": "outage"}, {"$set": {"resumed_at": at}}, upsert=True
                 )
             )
+
+    # ------------------------------------------------------------------ progress
+    async def write_floor(self, floor: datetime, at: datetime) -> None:
+        """This replica's progress floor as of ``at`` (see ``service_layer.progress``)."""
+        # not gated: a floor stuck behind a burst of writes would make this replica look
+        # dead to the marks publisher (one tiny concurrent write is worth SQLite's retry)
+        await self._floors.replace_one(
+            {"_id": self.replica_id}, {"floor": floor, "at": at}, upsert=True
+        )
+
+    async def drop_floor(self, replica_id: str) -> None:
+        async with self._gate.slot():
+            await self._floors.delete_one({"_id": replica_id})
+
+    async def floors(self) -> list[ReplicaFloor]:
+        return [ReplicaFloor(d["_id"], d["floor"], d["at"]) async for d in self._floors.find({})]
+
+    async def orphan_floor(self, replica_id: str) -> datetime | None:
+        """The earliest event time a transition could still get from what a dead replica left
+        behind: the stored deadline of its sessions nobody took over, and its unpublished
+        records. None once nothing is left."""
+        session = await self._sessions.find_one(
+            {"replica": replica_id}, {"expires_at": 1}, sort=[("expires_at", ASCENDING)]
+        )
+        marker = await self._pending.find_one(
+            {"replica": replica_id}, {"occurred_at": 1}, sort=[("occurred_at", ASCENDING)]
+        )
+        found = [d[f] for d, f in ((session, "expires_at"), (marker, "occurred_at")) if d]
+        return min(found) if found else None
+
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Hold the named lease until ``until`` if it is free, expired or already ours. Not
+        atomic on FerretDB: two holders may overlap briefly (callers must tolerate that)."""
+        doc = await self._state.find_one({"_id": name})
+        if doc is not None and doc["holder"] != holder and doc["until"] > now:
+            return False
+        async with self._gate.slot():
+            await upsert(
+                lambda: self._state.update_one(
+                    {"_id": name}, {"$set": {"holder": holder, "until": until}}, upsert=True
+                )
+            )
+        return True
+
+    # ------------------------------------------------------------------ retention
+    async def ensure_ttl_indexes(self, retention: timedelta) -> bool:
+        """MongoDB drops old session ends by itself; FerretDB has no TTL (the pruning task
+        covers both). Returns whether the server accepted the TTL index."""
+        try:
+            await self._ends.create_index(
+                [("ended_at", ASCENDING)],
+                expireAfterSeconds=int(retention.total_seconds()),
+                name="ended_at_ttl",
+            )
+        except Exception:
+            return False
+        return True
+
+    async def prune(self, cutoff: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` published outbox records and session ends older than
+        ``cutoff``; an agent's latest transition (its head) is always kept: its number is
+        where the log continues and its event id must never be reused. Returns the counts."""
+        records = [
+            d
+            async for d in self._outbox.find(
+                {"published": True, "created_at": {"$lt": cutoff}},
+                {"_id": 1, "kind": 1, "agent_key": 1, "seq": 1},
+            ).limit(limit)
+        ]
+        heads: dict[str, int] = {}
+        doomed: list[str] = []
+        for d in records:
+            if d.get("kind") == "transition":
+                key = d["agent_key"]
+                if key not in heads:
+                    hint = await self._heads.find_one({"_id": key}, {"seq": 1})
+                    heads[key] = hint["seq"] if hint else 0
+                if d["seq"] >= heads[key]:
+                    continue  # the head (or newer than the hint): kept
+            doomed.append(d["_id"])
+        ends = [
+            d["_id"]
+            async for d in self._ends.find({"ended_at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)
+        ]
+        for collection, ids in ((self._outbox, doomed), (self._ends, ends)):
+            for chunk in chunked(ids):
+                async with self._gate.slot():
+                    await collection.bulk_write([DeleteOne({"_id": i}) for i in chunk])
+        return len(doomed), len(ends)

@@ -25,7 +25,7 @@ _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "presence_background_io", default=False
 )
 
-FOREGROUND, BACKGROUND = 0, 1
+URGENT, FOREGROUND, BACKGROUND = -1, 0, 1
 
 
 def mark_background() -> None:
@@ -57,11 +57,11 @@ class WriteGate:
     def waiting(self) -> int:
         return sum(1 for *_, f in self._waiters if not f.done())
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, urgent: bool = False) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
-        priority = BACKGROUND if _BACKGROUND.get() else FOREGROUND
+        priority = URGENT if urgent else BACKGROUND if _BACKGROUND.get() else FOREGROUND
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
         if self._free > 0:  # waiters queued ahead may all be cancelled: hand over now
@@ -85,8 +85,10 @@ class WriteGate:
         self._wake()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._acquire()
+    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        """``urgent``: before every other waiting write (tiny liveness writes that must not
+        starve behind a burst, e.g. the progress floor)."""
+        await self._acquire(urgent)
         try:
             yield
         finally:

@@ -45,6 +45,10 @@ class Session:
     last_heartbeat: datetime
     expires_at: datetime
     client_description: str = ""
+    #: The replica that last wrote the session's heartbeat progress ("" = unknown).
+    replica: str = ""
+    #: The agent's teams at sign-in (the token's ``teams`` claim).
+    teams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Transition:
     occurred_at: datetime
     session_id: str
     reason: EndReason | None = None
+    #: Sign-ins: the teams of the session that made it so.
+    teams: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -99,12 +105,33 @@ class Timing:
     #: session expired; absorbs clock skew between replicas and in-flight heartbeats. The
     #: recorded end time is still ``expires_at`` (last heartbeat + timeout).
     expiry_grace: timedelta
+    #: A replica writes a session's heartbeat progress back at most this often (coalesced);
+    #: in between, the database may lag the latest heartbeat by up to ``persist_lag``.
+    persist_interval: timedelta = timedelta(0)
+    #: How often the write-back loop runs (due sessions wait at most this long).
+    persist_tick: timedelta = timedelta(0)
+    #: The replica serving a session decides its expiry this long after the deadline: room
+    #: for another replica's write of a heartbeat it took over just before the deadline.
+    handover_grace: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= timedelta(0) or self.session_timeout <= timedelta(0):
             raise ValueError("heartbeat interval and session timeout must be positive")
         if self.session_timeout < self.heartbeat_interval:
             raise ValueError("session timeout must be at least one heartbeat interval")
+        if self.persist_lag > timedelta(0) and (
+            self.heartbeat_interval + self.persist_lag >= self.session_timeout
+        ):
+            # see README "Heartbeats": a replica that served a session earlier must write its
+            # progress before the replica serving it now could decide on an older heartbeat
+            raise ValueError(
+                "heartbeat interval + persist interval + persist tick must be below the timeout"
+            )
+
+    @property
+    def persist_lag(self) -> timedelta:
+        """How far the stored heartbeat of a session served by a live replica may lag."""
+        return self.persist_interval + self.persist_tick
 
 
 def deadline(session: Session, resumed_at: datetime | None, timing: Timing) -> datetime:
@@ -126,7 +153,9 @@ def is_expired_for_owner(
 def is_expired_for_others(
     session: Session, now: datetime, resumed_at: datetime | None, timing: Timing
 ) -> bool:
-    return now > deadline(session, resumed_at, timing) + timing.expiry_grace
+    """Judged from the *stored* session by an actor that does not serve it: the replica that
+    does may hold up to ``persist_lag`` of heartbeat progress not written yet."""
+    return now > deadline(session, resumed_at, timing) + timing.persist_lag + timing.expiry_grace
 
 
 def expiry_end(session: Session) -> SessionEnd:
@@ -160,7 +189,7 @@ def next_transition(
     if live and not head_in:
         first = min(live, key=lambda s: (s.started_at, s.session_id))
         at = first.started_at if floor is None else max(first.started_at, floor)
-        return Transition(agent, seq + 1, True, at, first.session_id)
+        return Transition(agent, seq + 1, True, at, first.session_id, teams=first.teams)
     if not live and head_in:
         assert head is not None
         if ends_since_head:

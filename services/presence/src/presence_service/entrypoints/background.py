@@ -1,4 +1,5 @@
-"""Background loops every replica runs: the expiry sweeper and the outbox relay."""
+"""Background loops every replica runs: expiry of its own sessions, heartbeat write-back,
+the sweeper of orphaned sessions and the outbox relay."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from presence_service.adapters.write_gate import mark_background
-from presence_service.service_layer import handlers, outbox
+from presence_service.service_layer import handlers, marks, outbox
 from presence_service.service_layer.handlers import Presence
-from presence_service.service_layer.ports import EventPublisher
+from presence_service.service_layer.ports import EventPublisher, ProgressPublisher
 from presence_service.settings import PresenceSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,71 @@ def sweeper(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[N
             await asyncio.sleep(settings.sweep_interval_seconds)
 
     return run_sweeper
+
+
+#: How often a replica looks at the deadlines of the sessions it serves.
+EXPIRY_TICK_SECONDS = 0.02
+
+
+def expirer(p: Presence) -> Callable[[], Awaitable[None]]:
+    async def run_expirer() -> None:
+        # request-path priority: a late decision holds the progress mark back. A round does
+        # not wait for the previous one: sessions due meanwhile are not queued behind it.
+        rounds: set[asyncio.Task[int]] = set()
+
+        def done(task: asyncio.Task[int]) -> None:
+            rounds.discard(task)
+            if not task.cancelled() and task.exception() is None and task.result():
+                log.info("expired %d sessions", task.result())
+
+        try:
+            while True:
+                task = asyncio.create_task(handlers.expire_overdue(p))
+                rounds.add(task)
+                task.add_done_callback(done)
+                await asyncio.sleep(EXPIRY_TICK_SECONDS)
+        finally:
+            for task in rounds:
+                task.cancel()
+
+    return run_expirer
+
+
+def persister(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
+    async def run_persister() -> None:
+        while True:  # request-path priority: a stored heartbeat must not lag past the bound
+            try:
+                await handlers.persist_progress(p)
+            except Exception:
+                log.exception("heartbeat write-back failed; will retry")
+            await asyncio.sleep(settings.persist_tick())
+
+    return run_persister
+
+
+def progress_marks(
+    p: Presence, publisher: ProgressPublisher | None, settings: PresenceSettings
+) -> Callable[[], Awaitable[None]]:
+    async def run_progress_marks() -> None:
+        await marks.run_marks(p, publisher, settings.mark_timing())
+
+    return run_progress_marks
+
+
+def retention(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
+    async def run_retention() -> None:
+        mark_background()
+        keep = timedelta(seconds=settings.retention_seconds)
+        while True:
+            await asyncio.sleep(settings.retention_interval_seconds)
+            try:
+                records, ends = await handlers.prune_once(p, keep, settings.retention_batch)
+                if records or ends:
+                    log.info("pruned %d outbox records and %d session ends", records, ends)
+            except Exception:
+                log.exception("retention round failed; will retry")
+
+    return run_retention
 
 
 def relay(

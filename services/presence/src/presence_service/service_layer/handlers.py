@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -30,6 +31,7 @@ from inbox_kit.auth import Principal
 from inbox_kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from inbox_kit.validation import PageTokens, page_size, require_id, require_ids
 
+from presence_service.domain.live import LiveSessions, LocalSession
 from presence_service.domain.model import (
     AgentRef,
     EndReason,
@@ -40,7 +42,6 @@ from presence_service.domain.model import (
     event_id_for,
     expiry_end,
     is_expired_for_others,
-    is_expired_for_owner,
     is_signed_in_seq,
     next_transition,
     transition_key,
@@ -50,6 +51,7 @@ from presence_service.service_layer.ports import (
     OutboxRecord,
     PresenceStore,
 )
+from presence_service.service_layer.progress import ProgressFloor
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +91,63 @@ class Presence:
     #: Per agent, a transition number known to exist (a lower bound: the log only grows, so
     #: probing forward from it by ``_id`` finds the head, whatever other replicas did).
     known_seq: dict[AgentRef, int] = field(default_factory=dict)
+    #: This process's identity in stored sessions and progress marks.
+    replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The sessions this replica serves from memory (see ``domain.live``).
+    live: LiveSessions = field(init=False)
+    #: What holds this replica's progress watermark back (see ``progress``).
+    progress: ProgressFloor = field(default_factory=ProgressFloor)
+
+    #: A replica whose progress floor is older than this is taken for dead.
+    replica_ttl: timedelta = timedelta(seconds=10)
+    _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
+    _spawned: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+
+    def spawn(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a write that nothing waits for (errors are logged; the relay scan and the
+        next reader repair what a lost one leaves)."""
+        task = asyncio.create_task(write)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[None]) -> None:
+        self._spawned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background write failed", exc_info=task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the writes nothing waited for (graceful stop)."""
+        while self._spawned:
+            await asyncio.gather(*self._spawned, return_exceptions=True)
+
+    async def alive_replicas(self) -> frozenset[str]:
+        """Replicas that wrote their progress floor within ``replica_ttl`` (cached 200 ms)."""
+        now = self.clock()
+        if self._alive is None or now >= self._alive[0]:
+            floors = await self.store.floors()
+            alive = frozenset(f.replica_id for f in floors if now - f.at <= self.replica_ttl)
+            self._alive = (now + timedelta(milliseconds=200), alive | {self.replica_id})
+        return self._alive[1]
 
     def learn_seq(self, agent: AgentRef, seq: int) -> None:
         if seq > self.known_seq.get(agent, 0):
             if len(self.known_seq) >= MAX_KNOWN_AGENTS:
                 self.known_seq.clear()  # crude bound; it is only a hint
             self.known_seq[agent] = seq
+
+
+async def _orphaned_and_overdue(p: Presence, s: Session, now: datetime) -> bool:
+    """Judged from the store by an actor that does not serve ``s``: overdue (with the slack
+    of ``is_expired_for_others``) and served by no live replica. A live replica ends the
+    sessions it serves itself, exactly, whatever its write-back lag."""
+    if not is_expired_for_others(s, now, p.resumed_at, p.timing):
+        return False
+    if s.replica == p.replica_id:
+        return s.session_id not in p.live
+    return s.replica not in await p.alive_replicas()
 
 
 # ---------------------------------------------------------------------------- event records
@@ -127,6 +180,7 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
             org_id=t.agent.org_id,
             agent_id=t.agent.agent_id,
             session_id=t.session_id,
+            teams=sorted(t.teams),
             occurred_at=t.occurred_at,
         )
     else:
@@ -138,31 +192,52 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
             occurred_at=t.occurred_at,
         )
     prev = transition_key(t.agent, t.seq - 1) if t.seq > 1 else None
-    return _record(t.key, data, at=at, prev_key=prev)
+    return replace(_record(t.key, data, at=at, prev_key=prev), occurred_at=t.occurred_at)
 
 
 # ---------------------------------------------------------------------------- reconcile
 
 
 async def _live_sessions(p: Presence, agent: AgentRef, now: datetime) -> list[Session]:
-    """The agent's live sessions; overdue ones found on the way are ended as expired."""
+    """The agent's live sessions; overdue ones found on the way are ended as expired. A
+    session this replica serves is judged from memory (exact), others from the store (with
+    the slack of ``is_expired_for_others``)."""
     sessions = await p.store.sessions_of([agent])
     ended = await p.store.ended_ids([s.session_id for s in sessions])
     live: list[Session] = []
     for s in sessions:
+        local = p.live.get(s.session_id)
         if s.session_id in ended:
             await p.store.delete_session(s.session_id)  # finish an interrupted end
-        elif is_expired_for_others(s, now, p.resumed_at, p.timing):
+            p.live.remove(s.session_id)
+        elif local is not None and not local.deciding:
+            if now > local.deadline + p.timing.handover_grace:
+                await p.store.claim_end(_expired(local))
+                await p.store.delete_session(s.session_id)
+                p.live.remove(s.session_id)
+            else:
+                live.append(local.snapshot())
+        elif await _orphaned_and_overdue(p, s, now):
             await p.store.claim_end(expiry_end(s))
             await p.store.delete_session(s.session_id)
+            p.live.remove(s.session_id)
         else:
             live.append(s)
     return live
 
 
+def _expired(local: LocalSession) -> SessionEnd:
+    """A session served here ended at its latest heartbeat + timeout."""
+    return SessionEnd(
+        local.session.session_id, local.session.agent, EndReason.EXPIRED, local.deadline
+    )
+
+
 async def _claim(p: Presence, t: Transition) -> bool:
     record = transition_record(t, p.clock())
+    p.progress.claiming(record.key, t.occurred_at)
     if not await p.store.claim_transition(t, record):
+        p.progress.lost(record.key)  # the winner holds it
         return False
     log.info(
         "agent %s",
@@ -209,6 +284,7 @@ async def end_session(p: Presence, end: SessionEnd) -> bool:
     claimed = await p.store.claim_end(end)
     await p.store.delete_session(end.session_id)
     await reconcile(p, end.agent)
+    p.live.remove(end.session_id)
     return claimed
 
 
@@ -223,27 +299,44 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
     if len(client_description) > 200:
         raise InvalidArgument("client_description", "must be at most 200 characters")
     now = p.clock()
-    session = Session(
-        session_id=str(uuid.uuid4()),
-        agent=me(principal),
-        started_at=now,
-        last_heartbeat=now,
-        expires_at=now + p.timing.session_timeout,
-        client_description=client_description,
-    )
-    await p.store.insert_session(session)
-    # Is the agent signed in already (the usual case: another tab, a reload)? The log head
-    # decides; probing from the known transition number is one ``_id`` read.
-    known = p.known_seq.get(session.agent)
-    if known is None:  # first time here: start from the stored hint
-        head = await p.store.head(session.agent)
-        seq = head.seq if head else 0
-    else:
-        seq = await p.store.probe_seq(session.agent, known)
-    p.learn_seq(session.agent, seq)
-    if not is_signed_in_seq(seq):
-        await reconcile(p, session.agent)
+    with p.progress.hold(now):
+        session = Session(
+            session_id=str(uuid.uuid4()),
+            agent=me(principal),
+            started_at=now,
+            last_heartbeat=now,
+            expires_at=now + p.timing.session_timeout,
+            client_description=client_description,
+            replica=p.replica_id,
+            teams=tuple(sorted(principal.teams)),
+        )
+        await p.store.insert_session(session)
+        p.live.add(session, persisted=now)
+        # Is the agent signed in already (the usual case: another tab, a reload)? The log
+        # head decides; probing from the known transition number is one ``_id`` read.
+        known = p.known_seq.get(session.agent)
+        head: Transition | None = None
+        if known is None:  # first time here: start from the stored hint
+            head = await p.store.head(session.agent)
+            seq = head.seq if head else 0
+        else:
+            seq = await p.store.probe_seq(session.agent, known)
+        p.learn_seq(session.agent, seq)
+        if not is_signed_in_seq(seq):
+            if known is not None:  # only the number was probed
+                head = await p.store.head(session.agent)
+            await _sign_in_transition(p, session, head)
     return session
+
+
+async def _sign_in_transition(p: Presence, session: Session, head: Transition | None) -> None:
+    """Claim the sign-in without scanning the agent's sessions (a scan on FerretDB). Safe
+    because the session was stored before the log was read: any concurrent actor that
+    reconciles this agent sees it live, and one that ends it afterwards reconciles last. A
+    lost claim (someone else moved the log) falls back to the full reconcile."""
+    wanted = next_transition(session.agent, head, [session], [])
+    if wanted is not None and not await _claim(p, wanted):
+        await reconcile(p, session.agent)
 
 
 async def _own_session(p: Presence, principal: Principal, session_id: str) -> Session:
@@ -254,7 +347,9 @@ async def _own_session(p: Presence, principal: Principal, session_id: str) -> Se
     agent = me(principal)
     if end is not None and end.agent == agent:
         if session is not None:  # an end interrupted before cleanup: finish it
-            await end_session(p, end)
+            with p.progress.hold(end.ended_at):
+                await end_session(p, end)
+        p.live.remove(session_id)
         raise SessionEnded(session_id)
     if session is None or session.agent != agent:
         raise NotFound(f"session {session_id} not found", reason="SESSION_NOT_FOUND")
@@ -262,24 +357,43 @@ async def _own_session(p: Presence, principal: Principal, session_id: str) -> Se
 
 
 async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datetime:
-    session = await _own_session(p, principal, session_id)
+    """A session this replica serves: memory only (written back later, coalesced). Any other
+    session: read it, judge it with the other-actor slack, write the heartbeat through and
+    serve it from now on."""
+    require_id("session_id", session_id)
     now = p.clock()
-    if is_expired_for_owner(session, now, p.resumed_at, p.timing):
-        await end_session(p, expiry_end(session))
+    local = p.live.get(session_id)
+    if local is not None and not local.deciding and local.session.agent == me(principal):
+        if now > local.deadline:  # too late, even if the expiry check did not run yet
+            with p.progress.hold(local.deadline):
+                await end_session(p, _expired(local))
+            raise SessionEnded(session_id)
+        p.live.beat(session_id, now)
+        return now + p.timing.session_timeout
+    session = await _own_session(p, principal, session_id)
+    if await _orphaned_and_overdue(p, session, now):
+        with p.progress.hold(session.expires_at):
+            await end_session(p, expiry_end(session))
         raise SessionEnded(session_id)
     expires_at = now + p.timing.session_timeout
     await p.store.touch_session(session_id, now, expires_at)
+    taken = replace(session, last_heartbeat=now, expires_at=expires_at, replica=p.replica_id)
+    p.live.add(taken, persisted=now)
     return expires_at
 
 
 async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
     """End the session; True if the agent has no live session left."""
     session = await _own_session(p, principal, session_id)
-    end = SessionEnd(session.session_id, session.agent, EndReason.EXPLICIT, p.clock())
-    if not await p.store.claim_end(end):
-        raise SessionEnded(session_id)
-    await p.store.delete_session(session_id)
-    head = await reconcile(p, session.agent)
+    now = p.clock()
+    with p.progress.hold(now):
+        end = SessionEnd(session.session_id, session.agent, EndReason.EXPLICIT, now)
+        if not await p.store.claim_end(end):
+            p.live.remove(session_id)
+            raise SessionEnded(session_id)
+        await p.store.delete_session(session_id)
+        head = await reconcile(p, session.agent)
+        p.live.remove(session_id)
     return head is None or not head.signed_in
 
 
@@ -290,13 +404,15 @@ async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> in
     if head is None:
         raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     now = p.clock()
-    ended = 0
-    for s in await p.store.sessions_of([agent]):
-        if await p.store.claim_end(SessionEnd(s.session_id, agent, EndReason.FORCED, now)):
-            ended += 1
-        await p.store.delete_session(s.session_id)
-    await reconcile(p, agent)
-    return ended
+    with p.progress.hold(now):
+        sessions = await p.store.sessions_of([agent])
+        ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
+        claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
+        await asyncio.gather(*(p.store.delete_session(s.session_id) for s in sessions))
+        await reconcile(p, agent)
+        for s in sessions:
+            p.live.remove(s.session_id)
+    return sum(claimed)
 
 
 async def set_availability(
@@ -339,7 +455,8 @@ async def get_presence(
     )
     ended = await p.store.ended_ids([s.session_id for s in sessions])
     by_agent: dict[AgentRef, list[Session]] = {}
-    for s in sorted(sessions, key=lambda s: s.started_at):
+    served_here = [local.snapshot() if (local := p.live.get(s.session_id)) else s for s in sessions]
+    for s in sorted(served_here, key=lambda s: s.started_at):
         if s.session_id not in ended:
             by_agent.setdefault(s.agent, []).append(s)
     views = {}
@@ -385,24 +502,71 @@ async def list_signed_in(
 
 
 async def sweep_once(p: Presence, limit: int = 500) -> int:
-    """End every session whose heartbeats stopped; returns how many this call ended."""
+    """End stored sessions nobody serves any more (their replica died) once their stored
+    deadline is past by more than the other-actor slack; returns how many this call ended.
+    Sessions this replica serves are left to ``expire_overdue`` (exact, from memory)."""
     now = p.clock()
-    cutoff = now - p.timing.expiry_grace
+    cutoff = now - p.timing.expiry_grace - p.timing.persist_lag
     ended = 0
-    agents: set[AgentRef] = set()
     for s in await p.store.overdue_sessions(cutoff, limit):
-        if not is_expired_for_others(s, now, p.resumed_at, p.timing):
-            continue  # deferred after an outage
+        if s.session_id in p.live or not await _orphaned_and_overdue(p, s, now):
+            continue  # served here or by another live replica, or deferred after an outage
         fresh = await p.store.get_session(s.session_id)  # a heartbeat may have just landed
-        if fresh is None or not is_expired_for_others(fresh, now, p.resumed_at, p.timing):
+        if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
             continue
-        if await p.store.claim_end(expiry_end(fresh)):
-            ended += 1
-        await p.store.delete_session(s.session_id)
-        agents.add(s.agent)
-    for agent in agents:
-        await reconcile(p, agent)
+        with p.progress.hold(fresh.expires_at):
+            if await p.store.claim_end(expiry_end(fresh)):
+                ended += 1
+            await p.store.delete_session(s.session_id)
+            await reconcile(p, s.agent)
     return ended
+
+
+async def expire_overdue(p: Presence, concurrency: int = 32) -> int:
+    """Decide the sessions this replica serves whose deadline (latest heartbeat here +
+    timeout) passed ``handover_grace`` ago: if the store shows this replica's own last write,
+    nobody heartbeated the session elsewhere since, and it ends at exactly that deadline;
+    otherwise another replica serves it now (or ended it) and it is dropped from memory.
+    Up to ``concurrency`` at once (their writes share group commits)."""
+    due = p.live.overdue(p.clock(), p.timing.handover_grace)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def decide(local: LocalSession) -> bool:
+        sid = local.session.session_id
+        async with slots:
+            try:
+                stored = await p.store.get_session(sid)
+                if (
+                    stored is None
+                    or stored.replica != p.replica_id
+                    or (stored.last_heartbeat > local.persisted)
+                ):
+                    p.live.remove(sid)
+                    return False
+                with p.progress.hold(local.deadline):
+                    return await end_session(p, _expired(local))
+            except Exception:
+                p.live.keep(local)  # decide again on the next round
+                log.exception("expiry check failed; will retry", extra={"session_id": sid})
+                return False
+
+    return sum(await asyncio.gather(*(decide(local) for local in due)))
+
+
+async def persist_progress(p: Presence, *, everything: bool = False) -> int:
+    """Write back the heartbeat progress that is due (or all of it, at shutdown); sessions
+    found gone from the store were ended elsewhere and are dropped from memory."""
+    due = p.live.all_dirty() if everything else p.live.due_persists(p.clock(), limit=10_000)
+    if not due:
+        return 0
+    progress = [(e.session.session_id, e.last_heartbeat, e.deadline) for e in due]
+    missing = await p.store.persist_heartbeats(progress)
+    for entry, (sid, beat, _) in zip(due, progress, strict=True):
+        if sid in missing:
+            p.live.remove(sid)
+        else:
+            p.live.persisted(entry, beat)
+    return len(due)
 
 
 async def refresh_liveness(p: Presence, outage_after_seconds: float) -> None:
@@ -414,3 +578,9 @@ async def refresh_liveness(p: Presence, outage_after_seconds: float) -> None:
         log.warning("service was down since %s: deferring expiries", previous.isoformat())
         await p.store.record_outage_resumed(now)
     p.resumed_at = await p.store.outage_resumed_at()
+
+
+async def prune_once(p: Presence, retention: timedelta, limit: int) -> tuple[int, int]:
+    """One bounded retention round (works without TTL indexes): published records and
+    session ends older than ``retention``; every agent's head transition stays."""
+    return await p.store.prune(p.clock() - retention, limit)

@@ -86,7 +86,8 @@ def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool
     """Has ``loop``'s consumer handed out every record up to the partition's end offset?
 
     Compares the position (after the records returned so far) with the high watermark of the
-    latest fetch response; no request is made. False while unknown (not assigned, not fetched).
+    latest fetch response; no request is made, nothing is awaited. False while unknown (not
+    assigned, not fetched, no valid position yet).
     """
 
     async def caught_up(topic: str, partition: int) -> bool:
@@ -97,10 +98,13 @@ def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool
         highwater = consumer.highwater(tp)
         if highwater is None:
             return False
-        try:
-            position = await asyncio.wait_for(consumer.position(tp), 0.05)
-        except Exception:
+        # the position without awaiting it: ``consumer.position`` waits for a position reset
+        # (and leaves a waiting task behind when cancelled); a partition without a valid
+        # position yet is simply not caught up
+        assignment = consumer._subscription.subscription.assignment
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None or not state.has_valid_position:
             return False
-        return bool(position >= highwater)
+        return bool(state.position >= highwater)
 
     return caught_up
