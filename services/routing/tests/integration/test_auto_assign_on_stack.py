@@ -114,7 +114,7 @@ async def test_away_gets_nothing_capacity_full_waits_and_freed_capacity_takes_th
             signed_in(org, ana, s(0)), availability(org, ana, s(0.1), available=False)
         )
         await stack.publish(inbound(org, c1, s(0.2)))
-        got = await wait_until(lambda: _waiting_ids(client, org, [c1]), timeout=20)
+        got = await wait_until(lambda: _waiting_ids(client, org, [c1]), timeout=40)
         assert got.conversations[0].reason == "no eligible agent: 1 away"
         assert got.conversations[0].away == 1
         assert not assignments(await _drained(probe), org)  # Away: nothing new
@@ -124,7 +124,7 @@ async def test_away_gets_nothing_capacity_full_waits_and_freed_capacity_takes_th
         # capacity 1 is full: the next ones wait, the older first in the queue
         await stack.publish(inbound(org, c3, s(0.5)))
         await stack.publish(inbound(org, c2, s(0.4)))
-        got = await wait_until(lambda: _waiting_ids(client, org, [c2, c3]), timeout=20)
+        got = await wait_until(lambda: _waiting_ids(client, org, [c2, c3]), timeout=40)
         assert [w.conversation_id for w in got.conversations] == [c2, c3]
         assert got.conversations[0].reason == "no eligible agent: 1 at capacity"
         loads = await client.stub.ListAgentLoads(
@@ -136,7 +136,7 @@ async def test_away_gets_nothing_capacity_full_waits_and_freed_capacity_takes_th
         await stack.publish(resolved(org, c1, s(0.6)))
         await probe.wait_for(auto_assigned(org), count=2, timeout=20)
         assert assignments(probe, org) == {c1: ana, c2: ana}
-        got = await wait_until(lambda: _waiting_ids(client, org, [c3]), timeout=20)
+        got = await wait_until(lambda: _waiting_ids(client, org, [c3]), timeout=40)
         assert got.total == 1
 
 
@@ -231,7 +231,8 @@ async def _waiting_ids(
 
 async def _one_waiting(client: Any, org: str) -> pb.ListWaitingConversationsResponse | None:
     got = await waiting(client, org)
-    return got if got.total == 1 else None
+    settled = got.total == 1 and got.conversations[0].reason.startswith("no eligible")
+    return got if settled else None
 
 
 async def _drained(probe: TopicProbe) -> TopicProbe:
