@@ -381,6 +381,8 @@ def build_spec() -> dict[str, Any]:
                 raise ValueError(f"two event types are both named {message_id!r}")
             messages[message_id] = _message(model, topic, schemas)
             message_ids.append(message_id)
+        # re-published unchanged from their home topic (listed earlier): same message
+        message_ids += [_message_id(model) for model in topic.republished]
         channels.update(_topic_channels(topic, message_ids))
         operations.update(_topic_operations(topic, message_ids))
     return {

@@ -345,6 +345,127 @@ async def feature_remove_assignment(demo: Demo, who: People) -> None:
             notes.append(f"{conv_pending}: {pending['queue']}, unassigned")
 
 
+# --- 4. automatic assignment --------------------------------------------------------------------
+
+
+async def feature_automatic_assignment(demo: Demo, who: People) -> None:
+    from inbox.presence.v1 import presence_pb2
+    from inbox.routing.v1 import routing_pb2 as pb
+
+    from inbox_cli import routing_client as rc
+
+    demo.section("4. Automatic assignment (routing): oldest waiting first, within capacity")
+    routing, presence = stub("routing"), stub("presence")
+    org = who.org
+    ben_id, cleo_id = "agent-ben", "agent-cleo"
+    ben = api.bearer(api.token(org, ben_id, "agent", ["support"]))
+    cleo = api.bearer(api.token(org, cleo_id, "agent", ["support"]))
+    tag = uuid.uuid4().hex[:6]
+    c1, c2, c3 = (f"conv-aa{i}-{tag}" for i in (1, 2, 3))
+    channel, contact = "whatsapp-acme", f"contact-{tag}"
+
+    async with demo.step('admin turns on "Automatic assignment", capacity 1 per agent') as notes:
+        await rc.set_remove_assignment(routing, who.admin, True)
+        reply = await routing.UpdateAssignmentSettings(
+            pb.UpdateAssignmentSettingsRequest(enabled=True, default_capacity=1),
+            metadata=who.admin,
+        )
+        expect(reply.enabled and reply.default_capacity == 1, "settings not stored")
+        notes.append(
+            f"automatic assignment on, capacity {reply.default_capacity}, by {reply.updated_by}"
+        )
+
+    async with EventWatcher(api.kafka_bootstrap(), ROUTING) as watcher:
+
+        def auto_assigned(conv: str) -> Callable[[CloudEvent[EventData]], bool]:
+            def check(e: CloudEvent[EventData]) -> bool:
+                return (
+                    e.type == "inbox.routing.auto_assigned.v1"
+                    and e.data.org_id == org
+                    and getattr(e.data, "conversation_id", None) == conv
+                )
+
+            return check
+
+        async def waiting_reason(conv: str) -> str:
+            async def listed() -> Any:
+                return await routing.ListWaitingConversations(
+                    pb.ListWaitingConversationsRequest(), metadata=who.admin
+                )
+
+            reply = await demo.eventually(
+                listed,
+                lambda r: any(w.conversation_id == conv for w in r.conversations),
+                f"{conv} in the waiting queue",
+            )
+            return str(next(w.reason for w in reply.conversations if w.conversation_id == conv))
+
+        async with demo.step(f"{ben_id} and {cleo_id} sign in; a customer writes") as notes:
+            ben_session = (
+                await presence.SignIn(
+                    presence_pb2.SignInRequest(client_description="demo"), metadata=ben
+                )
+            ).session_id
+            await presence.SignIn(
+                presence_pb2.SignInRequest(client_description="demo"), metadata=cleo
+            )
+            await publish(api.inbound(org, c1, contact, channel))
+            event = await watcher.wait_for(auto_assigned(c1), demo.timeout)
+            first: Any = event.data
+            notes.append(f"{c1} -> {first.assignee_id} ({first.reason})")
+
+        async with demo.step(
+            "its agent signs out -> R1 unassigns it -> the next available agent gets it"
+        ) as notes:
+            holder = first.assignee_id
+            other_id = cleo_id if holder == ben_id else ben_id
+            holder_md = ben if holder == ben_id else cleo
+            if holder == ben_id:
+                await presence.SignOut(
+                    presence_pb2.SignOutRequest(session_id=ben_session), metadata=ben
+                )
+            else:
+                await presence.ForceSignOut(
+                    presence_pb2.ForceSignOutRequest(agent_id=holder), metadata=who.admin
+                )
+            event = await watcher.wait_for(
+                lambda e: auto_assigned(c1)(e) and getattr(e.data, "assignee_id", "") == other_id,
+                demo.timeout,
+            )
+            notes.append(f"{c1}: {holder} signed out -> {other_id} ({event.data.reason})")  # type: ignore[attr-defined]
+            await presence.SignIn(
+                presence_pb2.SignInRequest(client_description="demo"), metadata=holder_md
+            )
+
+        async with demo.step(
+            f"{holder} is Away, {other_id} at capacity -> a new one waits"
+        ) as notes:
+            await presence.SetAvailability(
+                presence_pb2.SetAvailabilityRequest(availability=presence_pb2.AVAILABILITY_AWAY),
+                metadata=holder_md,
+            )
+            await publish(api.inbound(org, c2, contact, channel))
+            reason = await waiting_reason(c2)
+            expect("away" in reason or "capacity" in reason, f"unexpected reason {reason!r}")
+            notes.append(f"{c2} waits: {reason}")
+            await publish(api.inbound(org, c3, contact, channel))
+            notes.append(f"{c3} waits: {await waiting_reason(c3)}")
+            loads = await routing.ListAgentLoads(pb.ListAgentLoadsRequest(), metadata=who.admin)
+            for a in loads.agents:
+                notes.append(
+                    f"{a.agent_id}: holds {a.held} of {a.capacity or 'unlimited'}, "
+                    f"available {a.available}"
+                )
+
+        async with demo.step(
+            f"{other_id} resolves {c1} -> capacity frees -> the oldest waiting ({c2}) is assigned"
+        ) as notes:
+            await publish(api.resolved(org, c1, other_id))
+            event = await watcher.wait_for(auto_assigned(c2), demo.timeout)
+            notes.append(f"{c2} -> {event.data.assignee_id} ({event.data.reason})")  # type: ignore[attr-defined]
+            notes.append(f"{c3} still waits: {await waiting_reason(c3)}")
+
+
 # --- 2. contact attributes --------------------------------------------------------------------
 
 
@@ -519,7 +640,12 @@ async def feature_saved_replies(demo: Demo, who: People, contact_id: str) -> Non
 # --- driver -----------------------------------------------------------------------------------
 
 
-NEEDS = {1: {"presence", "routing"}, 2: {"contacts"}, 3: {"contacts", "replies"}}
+NEEDS = {
+    1: {"presence", "routing"},
+    2: {"contacts"},
+    3: {"contacts", "replies"},
+    4: {"presence", "routing"},
+}
 
 
 async def check_health(demo: Demo, needed: set[str]) -> None:
@@ -557,6 +683,7 @@ async def run(timeout: float, only: set[int]) -> int:
         1: lambda: feature_remove_assignment(demo, who),
         2: lambda: feature_contact_attributes(demo, who, contact_id),
         3: lambda: feature_saved_replies(demo, who, contact_id),
+        4: lambda: feature_automatic_assignment(demo, who),
     }
     if 3 in only and 2 not in only:
         # Rendering needs the contact: publish the profile without the attribute steps.
@@ -612,14 +739,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="1,2,3",
+        default="1,2,3,4",
         help="features to walk through: 1 remove assignment, 2 contact attributes, "
-        "3 saved replies (default: all)",
+        "3 saved replies, 4 automatic assignment (default: all)",
     )
     args = parser.parse_args(argv)
     only = {int(n) for n in args.only.split(",") if n.strip()}
     if not only or not only <= set(NEEDS):
-        parser.error("--only takes a comma-separated subset of 1,2,3")
+        parser.error("--only takes a comma-separated subset of 1,2,3,4")
     import logging
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -416,6 +416,89 @@ def routing_set_remove_assignment(
     emit({"remove_assignment": value})
 
 
+@routing_app.command("assignment")
+def routing_assignment() -> None:
+    """The org's "Automatic assignment" settings (on/off, capacities, channel -> team)."""
+    from inbox.routing.v1 import routing_pb2 as pb  # type: ignore[import-not-found,unused-ignore]
+
+    md = STATE.bearer()
+    emit(
+        _routing_call(
+            lambda s: s.GetAssignmentSettings(pb.GetAssignmentSettingsRequest(), metadata=md)
+        )
+    )
+
+
+def _pairs(values: list[str], name: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key or not value:
+            err.print(f"error: {name} takes KEY=VALUE, got {v!r}")
+            raise typer.Exit(2)
+        out[key] = value
+    return out
+
+
+@routing_app.command("set-assignment")
+def routing_set_assignment(
+    enabled: Annotated[
+        bool,
+        typer.Argument(
+            help="true/on or false/off.",
+            parser=lambda v: str(v).lower() in {"1", "true", "on", "yes"},
+        ),
+    ],
+    capacity: Annotated[int, typer.Option(help="Default capacity per agent; 0 = unlimited.")] = 0,
+    team_capacity: Annotated[
+        list[str] | None, typer.Option(help="TEAM=N, repeatable: capacity for a team.")
+    ] = None,
+    channel_team: Annotated[
+        list[str] | None, typer.Option(help="CHANNEL=TEAM, repeatable: route a channel.")
+    ] = None,
+) -> None:
+    """Replace the "Automatic assignment" settings (admin; every value is set at once)."""
+    from inbox.routing.v1 import routing_pb2 as pb  # type: ignore[import-not-found,unused-ignore]
+
+    teams = {k: int(v) for k, v in _pairs(team_capacity or [], "--team-capacity").items()}
+    request = pb.UpdateAssignmentSettingsRequest(
+        enabled=enabled,
+        default_capacity=capacity,
+        team_capacities=teams,
+        channel_teams=_pairs(channel_team or [], "--channel-team"),
+    )
+    md = STATE.bearer()
+    emit(_routing_call(lambda s: s.UpdateAssignmentSettings(request, metadata=md)))
+
+
+@routing_app.command("waiting")
+def routing_waiting() -> None:
+    """Conversations waiting for automatic assignment, oldest first, with why they wait."""
+    from inbox.routing.v1 import routing_pb2 as pb  # type: ignore[import-not-found,unused-ignore]
+
+    md = STATE.bearer()
+    reply = _routing_call(
+        lambda s: s.ListWaitingConversations(pb.ListWaitingConversationsRequest(), metadata=md)
+    )
+    rows = [api.to_dict(w) for w in reply.conversations]
+    emit(
+        rows,
+        columns=["conversation_id", "waiting_since", "team", "reason"],
+        title=f"{reply.total} waiting",
+    )
+
+
+@routing_app.command("loads")
+def routing_loads() -> None:
+    """Each agent's load (conversations held) and capacity, as the dispatcher sees them."""
+    from inbox.routing.v1 import routing_pb2 as pb  # type: ignore[import-not-found,unused-ignore]
+
+    md = STATE.bearer()
+    reply = _routing_call(lambda s: s.ListAgentLoads(pb.ListAgentLoadsRequest(), metadata=md))
+    rows = [api.to_dict(a) for a in reply.agents]
+    emit(rows, columns=["agent_id", "signed_in", "available", "teams", "held", "capacity"])
+
+
 # --- contacts -------------------------------------------------------------------------------
 
 

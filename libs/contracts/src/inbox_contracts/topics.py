@@ -23,10 +23,14 @@ from inbox_contracts.events import (
     AgentSignedIn,
     AgentSignedOut,
     AgentSweepRequested,
+    AssignmentProposed,
+    AssignmentSettingsChanged,
     ContactProfileUpserted,
     ContactsChanged,
     ConversationAssigned,
+    ConversationAutoAssigned,
     ConversationAutoUnassigned,
+    ConversationDispatchChanged,
     ConversationResolved,
     ConversationUnassigned,
     FollowUpDue,
@@ -53,6 +57,14 @@ class Topic:
     dead_lettered: bool = True
     #: Whether the consumer re-routes misplaced records through ``repartition``.
     repartitioned: bool = False
+    #: Event types of another topic that this one also carries, re-published unchanged
+    #: (same id, type and data; only the key may differ). Their home is the other topic.
+    republished: tuple[type[EventData], ...] = ()
+
+    @property
+    def carried_types(self) -> tuple[type[EventData], ...]:
+        """Everything a consumer of this topic may read."""
+        return self.event_types + self.republished
 
     @property
     def dead_letter(self) -> str:
@@ -105,8 +117,9 @@ ROUTING = Topic(
     key="conversation_id",
     producers=("routing",),
     consumers=("inbox app backend", "analytics"),
-    event_types=(ConversationAutoUnassigned,),
-    description="Automatic routing decisions (remove assignment on sign-out).",
+    event_types=(ConversationAutoUnassigned, ConversationAutoAssigned),
+    description="Automatic routing decisions: remove assignment on sign-out (R1/R2) and "
+    "automatic assignment (PRODUCT.md §4).",
 )
 ROUTING_COMMANDS = Topic(
     name="inbox.routing.commands.v1",
@@ -118,6 +131,28 @@ ROUTING_COMMANDS = Topic(
     "of the conversation topics, consumed by the owner of that partition; and presence "
     "event-time progress relayed to every partition. Same partition count as "
     "inbox.messages.v1 and inbox.conversations.v1.",
+)
+ROUTING_DISPATCH = Topic(
+    name="inbox.routing.dispatch.v1",
+    key="org_id",
+    producers=("routing",),
+    consumers=("routing (dispatcher)",),
+    event_types=(ConversationDispatchChanged, AssignmentSettingsChanged),
+    republished=(AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged),
+    description="Internal: the automatic-assignment dispatcher's one ordered input per org "
+    "(keyed by org_id): conversation state changes from routing's conversation owners, the "
+    "presence events routing consumed (re-published unchanged, re-keyed by org) and settings "
+    "changes. The dispatcher's state is a pure function of this stream (snapshot + replay).",
+)
+ROUTING_PROPOSALS = Topic(
+    name="inbox.routing.proposals.v1",
+    key="conversation_id (published to an explicit partition: the conversation's)",
+    producers=("routing",),
+    consumers=("routing",),
+    event_types=(AssignmentProposed,),
+    description="Internal: assignment proposals, to the partition of the conversation topics "
+    "that holds the conversation; its owner accepts or refuses each one. Same partition "
+    "count as inbox.messages.v1 and inbox.conversations.v1.",
 )
 CONTACTS = Topic(
     name="inbox.contacts.v1",
@@ -155,6 +190,8 @@ TOPICS: tuple[Topic, ...] = (
     CONVERSATIONS,
     ROUTING,
     ROUTING_COMMANDS,
+    ROUTING_DISPATCH,
+    ROUTING_PROPOSALS,
     CONTACTS,
     CONTACT_CHANGES,
     REPLIES,

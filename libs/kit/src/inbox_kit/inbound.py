@@ -39,7 +39,7 @@ REASON_UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 _TYPES_BY_TOPIC: dict[str, frozenset[str]] = {
-    name: frozenset(cls.event_type for cls in topic.event_types)
+    name: frozenset(cls.event_type for cls in topic.carried_types)
     for topic in TOPICS
     for name in topic.names
 }

@@ -9,8 +9,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
+from inbox_contracts.topics import (
+    CONVERSATIONS,
+    MESSAGES,
+    PRESENCE,
+    ROUTING_COMMANDS,
+    ROUTING_DISPATCH,
+    ROUTING_PROPOSALS,
+)
 from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -20,10 +28,13 @@ from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
+from routing_service.adapters.dispatch_store import MongoDispatchStore
 from routing_service.adapters.kafka import KafkaPublisher, end_offset_probe
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
+from routing_service.service_layer.auto_assign import AutoAssigner
+from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
@@ -64,14 +75,16 @@ class Routing:
     runtime: ServiceRuntime
     store: MongoRoutingStore
     publisher: KafkaPublisher
+    dispatch_store: MongoDispatchStore
     owner: ConversationOwner | None = None
     views: ViewWriter | None = None
+    dispatcher: Dispatcher | None = None
     loops: list[BatchConsumer] = field(default_factory=list)
 
     async def ready(self, timeout: float = 30.0) -> None:
-        """Both consumers have partitions with resolved positions."""
+        """All consumers have partitions with resolved positions."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.loops) < 2:
+        while len(self.loops) < 3:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("routing consumers did not start")
             await asyncio.sleep(0.05)
@@ -82,13 +95,14 @@ class Routing:
 def build(settings: RoutingSettings) -> Routing:
     client, db = connect(settings)
     store = MongoRoutingStore(db)
+    dispatch_store = MongoDispatchStore(db)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
         [
             ServiceRegistration(
                 SERVICE_NAME,
                 routing_pb2_grpc.add_RoutingServiceServicer_to_server,
-                RoutingServicer(store),
+                RoutingServicer(store, dispatch_store, publisher),
             )
         ],
         verifier=verifier_from_settings(settings),
@@ -106,6 +120,7 @@ def build(settings: RoutingSettings) -> Routing:
         ),
         store=store,
         publisher=publisher,
+        dispatch_store=dispatch_store,
     )
 
     async def consume() -> None:
@@ -142,10 +157,43 @@ def build(settings: RoutingSettings) -> Routing:
             async def presence_revoked(parts: set[int]) -> None:
                 recorder.revoked(parts)
 
+            dispatcher = Dispatcher(
+                dispatch_store, publisher, snapshot_seconds=settings.dispatch_snapshot_seconds
+            )
+            routing.dispatcher = dispatcher
+
+            async def handle_dispatch(batch: Batch) -> None:
+                await dispatcher.handle(
+                    [DispatchRecord(r.partition, r.offset, e) for r, e in batch]
+                )
+
+            async def seek(partition: int, offset: int | None) -> int:
+                consumer = dispatch_loop.consumer
+                assert consumer is not None
+                tp = TopicPartition(ROUTING_DISPATCH.name, partition)
+                if offset is not None:
+                    consumer.seek(tp, offset)
+                elif settings.initial_offset == "earliest":
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    await consumer.seek_to_end(tp)
+                return int(await consumer.position(tp))
+
+            async def dispatch_assigned(parts: set[int]) -> None:
+                await dispatcher.assign(parts, seek)
+
+            async def dispatch_revoked(parts: set[int]) -> None:
+                await dispatcher.revoke(parts)
+
             owner_loop = BatchConsumer(
                 name="owner",
                 bootstrap=settings.kafka_bootstrap_servers,
-                topics=[MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name],
+                topics=[
+                    MESSAGES.name,
+                    CONVERSATIONS.name,
+                    ROUTING_COMMANDS.name,
+                    ROUTING_PROPOSALS.name,
+                ],
                 group_id=settings.consumer_group,
                 handler=handle_owned,
                 dead_letters=DeadLetters(raw_publish, settings.consumer_group),
@@ -163,6 +211,7 @@ def build(settings: RoutingSettings) -> Routing:
                 publisher,
                 views,
                 EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
+                AutoAssigner(publisher, store.timelines),
             )
             routing.owner = owner
             routing.loops = [owner_loop]
@@ -196,12 +245,28 @@ def build(settings: RoutingSettings) -> Routing:
                     lateness=settings.allowed_lateness,
                 ),
                 caught_up=presence_caught_up,
+                dispatch=publisher,
             )
             routing.loops.append(presence_loop)
+            dispatch_loop = BatchConsumer(
+                name="dispatcher",
+                bootstrap=settings.kafka_bootstrap_servers,
+                topics=[ROUTING_DISPATCH.name],
+                group_id=settings.dispatcher_consumer_group,
+                handler=handle_dispatch,
+                dead_letters=DeadLetters(raw_publish, settings.dispatcher_consumer_group),
+                on_assigned=dispatch_assigned,
+                on_revoked=dispatch_revoked,
+                max_records=settings.batch_max_records,
+                consumer_options=options,
+            )
+            routing.loops.append(dispatch_loop)
             loops = [
                 asyncio.create_task(owner_loop.run()),
                 asyncio.create_task(presence_loop.run()),
                 asyncio.create_task(views.run()),
+                asyncio.create_task(dispatch_loop.run()),
+                asyncio.create_task(dispatcher.run()),
                 asyncio.create_task(every(tick, owner_lock, owner.release_due)),
                 asyncio.create_task(every(tick, presence_lock, recorder.relay)),
             ]

@@ -20,6 +20,13 @@ class RoutingSettings(ServiceSettings):
     presence_consumer_group: str = Field(
         "routing-presence", description="Group of the presence timeline recorders."
     )
+    dispatcher_consumer_group: str = Field(
+        "routing-dispatcher",
+        description="Group of the automatic-assignment dispatchers (one writer per org).",
+    )
+    dispatch_snapshot_seconds: float = Field(
+        5.0, gt=0, description="How often the dispatcher snapshots its state (bounds replay)."
+    )
     initial_offset: Literal["earliest", "latest"] = Field(
         "earliest",
         description="Where a consumer group without committed offsets starts. Production: "

@@ -8,13 +8,16 @@ import asyncio
 import contextlib
 import uuid
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
+    AgentAvailabilityChanged,
     AgentSignedIn,
     AgentSignedOut,
+    Availability,
     ConversationAssigned,
     ConversationResolved,
     ConversationUnassigned,
@@ -53,14 +56,14 @@ def _id(event_id: str | None) -> str:
 
 
 def inbound(
-    org: str, conv: str, at: datetime, event_id: str | None = None
+    org: str, conv: str, at: datetime, event_id: str | None = None, channel: str = "ch-1"
 ) -> CloudEvent[EventData]:
     return CloudEvent.wrap(
         InboundMessageReceived(
             org_id=org,
             conversation_id=conv,
             message_id=f"m-{uuid.uuid4().hex[:8]}",
-            channel_id="ch-1",
+            channel_id=channel,
             contact_id="contact-1",
             occurred_at=at,
         ),
@@ -129,10 +132,31 @@ def resolved(
 
 
 def signed_in(
-    org: str, agent: str, at: datetime, event_id: str | None = None
+    org: str,
+    agent: str,
+    at: datetime,
+    event_id: str | None = None,
+    teams: Sequence[str] = (),
 ) -> CloudEvent[EventData]:
     return CloudEvent.wrap(
-        AgentSignedIn(org_id=org, agent_id=agent, session_id="s-1", occurred_at=at),
+        AgentSignedIn(
+            org_id=org, agent_id=agent, session_id="s-1", teams=list(teams), occurred_at=at
+        ),
+        source=SRC,
+        event_id=_id(event_id),
+    )
+
+
+def availability(
+    org: str, agent: str, at: datetime, *, available: bool, event_id: str | None = None
+) -> CloudEvent[EventData]:
+    return CloudEvent.wrap(
+        AgentAvailabilityChanged(
+            org_id=org,
+            agent_id=agent,
+            availability=Availability.AVAILABLE if available else Availability.AWAY,
+            occurred_at=at,
+        ),
         source=SRC,
         event_id=_id(event_id),
     )

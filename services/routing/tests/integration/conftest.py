@@ -46,6 +46,7 @@ class Stack:
             "jwt_secret": self.secret,
             "consumer_group": self.groups[0],
             "presence_consumer_group": self.groups[1],
+            "dispatcher_consumer_group": f"{self.groups[0]}-dispatcher",
             "initial_offset": "latest",
             "shutdown_grace_seconds": 0.5,
         }

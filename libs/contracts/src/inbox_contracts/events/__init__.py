@@ -11,6 +11,12 @@ from inbox_contracts.events.conversations import (
     ConversationUnassigned,
     FollowUpDue,
 )
+from inbox_contracts.events.dispatch import (
+    AssignmentProposed,
+    AssignmentSettingsChanged,
+    ConversationDispatchChanged,
+    ProposalRefusal,
+)
 from inbox_contracts.events.messages import InboundMessageReceived, OutboundMessageSent
 from inbox_contracts.events.presence import (
     AgentAvailabilityChanged,
@@ -23,7 +29,9 @@ from inbox_contracts.events.presence import (
 from inbox_contracts.events.replies import SavedReplyUsed
 from inbox_contracts.events.routing import (
     AgentSweepRequested,
+    AutoAssignReason,
     AutoUnassignReason,
+    ConversationAutoAssigned,
     ConversationAutoUnassigned,
     PresenceMark,
     PresenceProgressRelayed,
@@ -34,13 +42,18 @@ __all__ = [
     "AgentSignedIn",
     "AgentSignedOut",
     "AgentSweepRequested",
+    "AssignmentProposed",
+    "AssignmentSettingsChanged",
+    "AutoAssignReason",
     "AutoUnassignReason",
     "Availability",
     "ChannelIdentity",
     "ContactProfileUpserted",
     "ContactsChanged",
     "ConversationAssigned",
+    "ConversationAutoAssigned",
     "ConversationAutoUnassigned",
+    "ConversationDispatchChanged",
     "ConversationResolved",
     "ConversationUnassigned",
     "FollowUpDue",
@@ -49,6 +62,7 @@ __all__ = [
     "PresenceMark",
     "PresenceProgressRelayed",
     "PresenceProgressed",
+    "ProposalRefusal",
     "SavedReplyUsed",
     "SignOutReason",
 ]

@@ -129,3 +129,58 @@ class PresenceProgressRelayed(EventData):
     marks: list[PresenceMark] = Field(
         description="Progress of the presence partitions this relaying consumer owns."
     )
+
+
+class AutoAssignReason(StrEnum):
+    CONVERSATION_WAITING = "conversation_waiting"
+    """The conversation started waiting (new inbound, unassigned by hand, by R1/R2, or a
+    resolve followed by a new inbound) and an eligible agent had room."""
+    AGENT_AVAILABLE = "agent_available"
+    """An agent became eligible (signed in, Away -> Available, capacity freed by a resolve, an
+    unassignment or a hand-over, capacity raised, automatic assignment turned on)."""
+
+
+class ConversationAutoAssigned(EventData):
+    """Routing assigned the conversation automatically (the org's "Automatic assignment").
+
+    Published once routing's owner of the conversation accepted the dispatcher's proposal
+    (the conversation was still waiting, the agent still signed in). The id is deterministic
+    (the proposal id): a redelivery after a crash re-publishes the same id.
+    """
+
+    event_type: ClassVar[str] = "inbox.routing.auto_assigned.v1"
+    subject_field: ClassVar[str] = "conversation_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "conversation_id": "conv-42",
+                    "assignee_id": "agent-bob",
+                    "team": "team-billing",
+                    "reason": "conversation_waiting",
+                    "cause_event_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                    "cause_event_type": "inbox.messages.inbound_received.v1",
+                    "waiting_since": "2026-11-25T17:31:05Z",
+                    "occurred_at": "2026-11-25T17:31:05.042Z",
+                }
+            ]
+        }
+    )
+
+    conversation_id: str = Field(min_length=1)
+    assignee_id: str = Field(min_length=1, description="The agent it is now assigned to.")
+    team: str = Field(
+        default="",
+        description="The team it waited for (its channel's team); empty: the whole org.",
+    )
+    reason: AutoAssignReason
+    cause_event_id: str = Field(
+        min_length=1,
+        description="CloudEvents id of the event that made it possible: what started the "
+        "waiting (`conversation_waiting`) or what made the agent eligible (`agent_available`).",
+    )
+    cause_event_type: str = Field(min_length=1, description="Its CloudEvents type.")
+    waiting_since: AwareDatetime = Field(
+        description="When the conversation started waiting (event time)."
+    )

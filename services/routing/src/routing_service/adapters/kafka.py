@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiokafka import TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
+    AssignmentProposed,
     AutoUnassignReason,
+    ConversationAutoAssigned,
     ConversationAutoUnassigned,
 )
-from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS
+from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS, ROUTING_DISPATCH, ROUTING_PROPOSALS
 from inbox_kit.batch_consumer import BatchConsumer
-from inbox_kit.kafka import EventPublisher
+from inbox_kit.kafka import EventPublisher, cloudevent_headers
 
 from routing_service.domain.model import Decision
 from routing_service.service_layer.ports import Command
@@ -46,6 +49,32 @@ class KafkaPublisher(EventPublisher):
 
     async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
         await self.publish_many(ROUTING, [decision_event(d) for d in decisions])
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """To the dispatcher, keyed by org (one ordered stream per org), whatever the event's
+        own subject (presence events are re-published unchanged)."""
+        futures = [
+            await self.producer.send(
+                ROUTING_DISPATCH.name,
+                e.to_json_bytes(),
+                key=e.data.org_id.encode(),
+                headers=[(k, v.encode()) for k, v in cloudevent_headers(e.type, e.id).items()],
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        await self.publish_many(ROUTING, events)
+
+    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+        """To the partition that holds the conversation (whatever partitioner its producers
+        used), so its owner reviews it."""
+        await asyncio.gather(
+            *(self.publish(ROUTING_PROPOSALS, p, partition=p.data.partition) for p in proposals)
+        )
 
     async def publish_commands(self, commands: Sequence[Command]) -> None:
         await asyncio.gather(

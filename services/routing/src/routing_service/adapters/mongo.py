@@ -131,6 +131,10 @@ class MongoRoutingStore:
                 _dt(d["at"]),
                 d["actor"],
                 d.get("assignee_id"),
+                channel_id=d.get("channel_id"),
+                reason=d.get("reason"),
+                cause_event_id=d.get("cause_event_id"),
+                cause_event_type=d.get("cause_event_type"),
             )
             rows.append(
                 JournalRow(
@@ -153,6 +157,7 @@ class MongoRoutingStore:
                 "actor": r.entry.actor,
                 "assignee_id": r.entry.assignee_id,
                 "topic": r.topic,
+                **_optional_entry_fields(r.entry),
             }
             for r in rows
         ]
@@ -336,6 +341,17 @@ def _history(d: Doc) -> SettingsHistory:
     )
 
 
+def _optional_entry_fields(e: ConversationEntry) -> Doc:
+    """Fields only some entries have (stored only when set: older journals lack them)."""
+    fields = {
+        "channel_id": e.channel_id,
+        "reason": e.reason,
+        "cause_event_id": e.cause_event_id,
+        "cause_event_type": e.cause_event_type,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _audit_doc(a: AuditEntry) -> Doc:
     return {
         "kind": a.kind.value,
@@ -349,6 +365,7 @@ def _audit_doc(a: AuditEntry) -> Doc:
         "previous_assignee_id": a.previous_assignee_id,
         "reason": a.reason.value if a.reason else None,
         "decision_id": a.decision_id,
+        "assign_reason": a.assign_reason,
     }
 
 
@@ -365,6 +382,7 @@ def _audit_from(d: Doc) -> AuditEntry:
         d.get("previous_assignee_id"),
         Reason(d["reason"]) if d.get("reason") else None,
         d.get("decision_id"),
+        d.get("assign_reason"),
     )
 
 

@@ -33,6 +33,8 @@ class EntryKind(StrEnum):
     ASSIGNED = "assigned"
     UNASSIGNED = "unassigned"
     RESOLVED = "resolved"
+    #: Accepted automatic assignment (PRODUCT.md §4); event id = the proposal id.
+    AUTO_ASSIGNED = "auto_assigned"
 
 
 class Reason(StrEnum):
@@ -46,6 +48,7 @@ class AuditKind(StrEnum):
     ASSIGNED = "assigned"
     UNASSIGNED = "unassigned"
     AUTO_UNASSIGNED = "auto_unassigned"
+    AUTO_ASSIGNED = "auto_assigned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,14 @@ class ConversationEntry:
     #: Who did it: contact id (inbound), agent id (outbound, assign, unassign, resolve),
     #: reminder id (follow-up).
     actor: str
-    #: The new assignee (ASSIGNED only).
+    #: The new assignee (ASSIGNED, AUTO_ASSIGNED).
     assignee_id: str | None = None
+    #: The channel it happened on (messages), for automatic assignment's team routing.
+    channel_id: str | None = None
+    #: AUTO_ASSIGNED only: why, and the event that caused it.
+    reason: str | None = None
+    cause_event_id: str | None = None
+    cause_event_type: str | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -128,6 +137,8 @@ class AuditEntry:
     previous_assignee_id: str | None = None
     reason: Reason | None = None
     decision_id: str | None = None
+    #: AUTO_ASSIGNED: why routing assigned it (``AssignReason`` value).
+    assign_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,20 +398,35 @@ def fold(
         elif e.kind is EntryKind.OUTBOUND:
             if s.queue is Queue.NEW:
                 move(Queue.PENDING, e)
-        elif e.kind is EntryKind.ASSIGNED:
+        elif e.kind in (EntryKind.ASSIGNED, EntryKind.AUTO_ASSIGNED):
             assert e.assignee_id is not None
             signed_in = _signed_in(timelines.get(e.assignee_id, ()), e.sort_key)
-            audit.append(
-                AuditEntry(
-                    AuditKind.ASSIGNED,
-                    e.occurred_at,
-                    e.actor,
-                    e.event_id,
-                    e.event_type,
-                    assignee_id=e.assignee_id,
-                    previous_assignee_id=s.assignee_id,
+            if e.kind is EntryKind.AUTO_ASSIGNED:
+                audit.append(
+                    AuditEntry(
+                        AuditKind.AUTO_ASSIGNED,
+                        e.occurred_at,
+                        e.actor,
+                        e.cause_event_id or e.event_id,
+                        e.cause_event_type or e.event_type,
+                        assignee_id=e.assignee_id,
+                        previous_assignee_id=s.assignee_id,
+                        decision_id=e.event_id,
+                        assign_reason=e.reason,
+                    )
                 )
-            )
+            else:
+                audit.append(
+                    AuditEntry(
+                        AuditKind.ASSIGNED,
+                        e.occurred_at,
+                        e.actor,
+                        e.event_id,
+                        e.event_type,
+                        assignee_id=e.assignee_id,
+                        previous_assignee_id=s.assignee_id,
+                    )
+                )
             s = replace(
                 s,
                 assignee_id=e.assignee_id,

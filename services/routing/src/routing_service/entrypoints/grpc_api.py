@@ -13,7 +13,13 @@ from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument, NotFound
 from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
+from routing_service.domain.dispatch import AssignReason
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
+from routing_service.entrypoints.assignment_api import (
+    AssignmentRpcs,
+    AssignmentStore,
+    SettingsPublisher,
+)
 from routing_service.service_layer.ports import ConversationView, ReadStore
 
 _QUEUE_TO_PB = {
@@ -32,6 +38,11 @@ _KIND_TO_PB = {
     AuditKind.ASSIGNED: pb.AUDIT_ENTRY_KIND_ASSIGNED,
     AuditKind.UNASSIGNED: pb.AUDIT_ENTRY_KIND_UNASSIGNED,
     AuditKind.AUTO_UNASSIGNED: pb.AUDIT_ENTRY_KIND_AUTO_UNASSIGNED,
+    AuditKind.AUTO_ASSIGNED: pb.AUDIT_ENTRY_KIND_AUTO_ASSIGNED,
+}
+_ASSIGN_REASON_TO_PB = {
+    AssignReason.CONVERSATION_WAITING.value: pb.AUTO_ASSIGN_REASON_CONVERSATION_WAITING,
+    AssignReason.AGENT_AVAILABLE.value: pb.AUTO_ASSIGN_REASON_AGENT_AVAILABLE,
 }
 MAX_PAGE = 500
 CONVERSATION_PAGES = PageTokens("routing.conversations", 1)
@@ -74,11 +85,17 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
         previous_assignee_id=a.previous_assignee_id or "",
         reason=_REASON_TO_PB[a.reason] if a.reason else pb.AUTO_UNASSIGN_REASON_UNSPECIFIED,
         decision_id=a.decision_id or "",
+        auto_assign_reason=_ASSIGN_REASON_TO_PB.get(
+            a.assign_reason or "", pb.AUTO_ASSIGN_REASON_UNSPECIFIED
+        ),
     )
 
 
-class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, store: ReadStore) -> None:
+class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
+    def __init__(
+        self, store: ReadStore, assignment: AssignmentStore, publisher: SettingsPublisher
+    ) -> None:
+        AssignmentRpcs.__init__(self, assignment, publisher)
         self._store = store
 
     async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:

@@ -27,7 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts import CloudEvent, utc_now
-from inbox_contracts.events import AgentSweepRequested, PresenceProgressRelayed
+from inbox_contracts.events import (
+    AgentSweepRequested,
+    AssignmentProposed,
+    PresenceProgressRelayed,
+)
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES
 
 from routing_service.domain.model import (
@@ -40,6 +44,7 @@ from routing_service.domain.model import (
     fold,
 )
 from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
+from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
     ConversationKey,
@@ -120,10 +125,13 @@ class ConversationOwner:
         publisher: DecisionPublisher,
         views: ViewSink,
         event_time: EventTime | None = None,
+        assigner: AutoAssigner | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._views = views
+        #: Automatic assignment's hook (PRODUCT.md §4); None: not wired.
+        self._assigner = assigner
         self._time = event_time or EventTime()
         self.logs: dict[ConversationKey, ConversationLog] = {}
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
@@ -205,6 +213,8 @@ class ConversationOwner:
     async def revoke(self, partitions: Iterable[int]) -> None:
         parts = set(partitions)
         self._views.drop(parts)
+        if self._assigner is not None:
+            self._assigner.forget(parts)
         self.owned -= parts
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
         for k in gone:
@@ -230,10 +240,13 @@ class ConversationOwner:
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         """Take a batch in, then fold what it touched and whatever became due."""
         touched: dict[ConversationKey, None] = {}
+        proposals: list[CloudEvent[AssignmentProposed]] = []
         duplicates = 0
         for delivery in deliveries:
             data = delivery.event.data
-            if isinstance(data, PresenceProgressRelayed):
+            if isinstance(data, AssignmentProposed):
+                proposals.append(delivery.event)
+            elif isinstance(data, PresenceProgressRelayed):
                 marks = {m.partition: m.progress for m in data.marks}
                 self.presence.observe(data.presence_partitions, marks)
             elif isinstance(data, AgentSweepRequested):
@@ -260,7 +273,27 @@ class ConversationOwner:
         inputs, _ = await asyncio.gather(self._fold_inputs(keys), self._write_journal())
         outcome = await self._refold(keys, inputs, finals)
         outcome.duplicates = duplicates
+        if proposals and self._assigner is not None:
+            # reviewed against the state after this batch's other events
+            more = await self._apply_proposals(proposals, finals)
+            outcome.decisions += more.decisions
         return outcome
+
+    async def _apply_proposals(
+        self, proposals: Sequence[CloudEvent[AssignmentProposed]], finals: Finals
+    ) -> BatchOutcome:
+        assert self._assigner is not None
+        accepted, again = await self._assigner.review(proposals, self.logs)
+        keys: dict[ConversationKey, None] = dict.fromkeys(again)
+        for lg, entry in accepted:
+            key = (lg.org_id, lg.conversation_id)
+            if self._index(lg.org_id, lg.conversation_id, lg.partition, entry):
+                self._unjournaled[(*key, entry.event_id)] = JournalRow(
+                    lg.org_id, lg.conversation_id, lg.partition, entry
+                )
+            keys[key] = None
+        inputs, _ = await asyncio.gather(self._fold_inputs(list(keys)), self._write_journal())
+        return await self._refold(list(keys), inputs, finals)
 
     async def release_due(self) -> BatchOutcome:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
@@ -363,6 +396,8 @@ class ConversationOwner:
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
+            if self._assigner is not None:
+                self._assigner.observe(lg, result)
             if result.pending_at is None:
                 self.due.pop(key, None)
             else:
@@ -377,6 +412,10 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
+        if self._assigner is not None:
+            # after the decisions: an R1/R2 unassignment is published before the dispatcher
+            # can hand the conversation to someone else
+            await self._assigner.flush()
         return outcome
 
     async def _record_and_publish(self) -> list[Decision]:

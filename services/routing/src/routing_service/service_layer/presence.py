@@ -23,6 +23,8 @@ from datetime import datetime
 
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
+    AgentAvailabilityChanged,
+    AgentSignedIn,
     AgentSignedOut,
     AgentSweepRequested,
     PresenceMark,
@@ -32,6 +34,7 @@ from inbox_contracts.events import (
 from inbox_contracts.events.presence import PROGRESS_ORG_ID
 
 from routing_service.domain.progress import MarkTracker
+from routing_service.service_layer.auto_assign import DispatchPublisher
 from routing_service.service_layer.ports import Command, CommandPublisher, PresenceStore
 from routing_service.service_layer.translate import presence_entry
 
@@ -85,8 +88,11 @@ class PresenceRecorder:
         marks: MarkTracker,
         caught_up: Callable[[int], Awaitable[bool]],
         clock: Callable[[], datetime] = utc_now,
+        dispatch: DispatchPublisher | None = None,
     ) -> None:
         self._store = store
+        #: automatic assignment: presence re-published to the dispatcher, keyed by org
+        self._dispatch = dispatch
         self._commands = commands
         self._partitions = partitions
         self._presence_partitions = presence_partitions
@@ -110,8 +116,11 @@ class PresenceRecorder:
         commands: list[Command] = []
         marks: list[tuple[int, datetime]] = []
         refused: list[tuple[PresenceRecord, Exception]] = []
+        rekeyed: list[CloudEvent[EventData]] = []
         for record in records:
             event, data = record.event, record.event.data
+            if isinstance(data, (AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged)):
+                rekeyed.append(event)
             if isinstance(data, PresenceProgressed):
                 if data.partition != record.partition:
                     refused.append((record, MisplacedMark(f"mark for {data.partition}")))
@@ -126,6 +135,10 @@ class PresenceRecorder:
                 commands.extend(sweep_commands(event, self._partitions))
         if commands:
             await self._commands.publish_commands(commands)
+        if rekeyed and self._dispatch is not None:
+            # after the timelines are stored: an owner never sees a proposal for an agent
+            # whose sign-in it does not know yet
+            await self._dispatch.publish_dispatch_inputs(rekeyed)
         now = self._clock()
         for partition, watermark in marks:
             self._marks.mark(partition, watermark, now)

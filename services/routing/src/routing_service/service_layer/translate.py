@@ -22,9 +22,13 @@ def conversation_entry(event: CloudEvent[EventData]) -> ConversationEntry | None
     d = event.data
     at = d.occurred_at
     if isinstance(d, InboundMessageReceived):
-        return ConversationEntry(event.id, event.type, EntryKind.INBOUND, at, d.contact_id)
+        return ConversationEntry(
+            event.id, event.type, EntryKind.INBOUND, at, d.contact_id, channel_id=d.channel_id
+        )
     if isinstance(d, OutboundMessageSent):
-        return ConversationEntry(event.id, event.type, EntryKind.OUTBOUND, at, d.agent_id)
+        return ConversationEntry(
+            event.id, event.type, EntryKind.OUTBOUND, at, d.agent_id, channel_id=d.channel_id
+        )
     if isinstance(d, FollowUpDue):
         return ConversationEntry(event.id, event.type, EntryKind.FOLLOW_UP, at, d.reminder_id)
     if isinstance(d, ConversationAssigned):

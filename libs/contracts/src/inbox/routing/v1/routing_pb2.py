@@ -25,19 +25,31 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einbox/routing/v1/routing.proto\x12\x10inbox.routing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x0fRoutingSettings\x12%\n\x1dremove_assignment_on_sign_out\x18\x01 \x01(\x08\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x03 \x01(\t\"\x1b\n\x19GetRoutingSettingsRequest\"E\n\x1cUpdateRoutingSettingsRequest\x12%\n\x1dremove_assignment_on_sign_out\x18\x01 \x01(\x08\"\x90\x02\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x32\n\x05queue\x18\x02 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x03 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ssigned_by\x18\x05 \x01(\t\x12(\n assignee_signed_in_at_assignment\x18\x06 \x01(\x08\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"O\n\x17GetConversationResponse\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.inbox.routing.v1.Conversation\"\x8a\x01\n\x18ListConversationsRequest\x12\x32\n\x05queue\x18\x01 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"k\n\x19ListConversationsResponse\x12\x35\n\rconversations\x18\x01 \x03(\x0b\x32\x1e.inbox.routing.v1.Conversation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x14GetAuditTrailRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x9c\x03\n\nAuditEntry\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .inbox.routing.v1.AuditEntryKind\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61use_event_type\x18\x05 \x01(\t\x12\x37\n\nfrom_queue\x18\x06 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x35\n\x08to_queue\x18\x07 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x08 \x01(\t\x12\x1c\n\x14previous_assignee_id\x18\t \x01(\t\x12\x34\n\x06reason\x18\n \x01(\x0e\x32$.inbox.routing.v1.AutoUnassignReason\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0b \x01(\t\"_\n\x15GetAuditTrailResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.inbox.routing.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x94\x01\n\x11\x43onversationQueue\x12\"\n\x1e\x43ONVERSATION_QUEUE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONVERSATION_QUEUE_NEW\x10\x01\x12\x1e\n\x1a\x43ONVERSATION_QUEUE_PENDING\x10\x02\x12\x1f\n\x1b\x43ONVERSATION_QUEUE_RESOLVED\x10\x03*\x9d\x01\n\x12\x41utoUnassignReason\x12$\n AUTO_UNASSIGN_REASON_UNSPECIFIED\x10\x00\x12)\n%AUTO_UNASSIGN_REASON_AGENT_SIGNED_OUT\x10\x01\x12\x36\n2AUTO_UNASSIGN_REASON_MOVED_TO_NEW_WHILE_SIGNED_OUT\x10\x02*\xd8\x01\n\x0e\x41uditEntryKind\x12 \n\x1c\x41UDIT_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIT_ENTRY_KIND_CREATED\x10\x01\x12 \n\x1c\x41UDIT_ENTRY_KIND_QUEUE_MOVED\x10\x02\x12\x1d\n\x19\x41UDIT_ENTRY_KIND_ASSIGNED\x10\x03\x12\x1f\n\x1b\x41UDIT_ENTRY_KIND_UNASSIGNED\x10\x04\x12$\n AUDIT_ENTRY_KIND_AUTO_UNASSIGNED\x10\x05\x32\x9a\x04\n\x0eRoutingService\x12\x64\n\x12GetRoutingSettings\x12+.inbox.routing.v1.GetRoutingSettingsRequest\x1a!.inbox.routing.v1.RoutingSettings\x12j\n\x15UpdateRoutingSettings\x12..inbox.routing.v1.UpdateRoutingSettingsRequest\x1a!.inbox.routing.v1.RoutingSettings\x12\x66\n\x0fGetConversation\x12(.inbox.routing.v1.GetConversationRequest\x1a).inbox.routing.v1.GetConversationResponse\x12l\n\x11ListConversations\x12*.inbox.routing.v1.ListConversationsRequest\x1a+.inbox.routing.v1.ListConversationsResponse\x12`\n\rGetAuditTrail\x12&.inbox.routing.v1.GetAuditTrailRequest\x1a\'.inbox.routing.v1.GetAuditTrailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einbox/routing/v1/routing.proto\x12\x10inbox.routing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x0fRoutingSettings\x12%\n\x1dremove_assignment_on_sign_out\x18\x01 \x01(\x08\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x03 \x01(\t\"\x1b\n\x19GetRoutingSettingsRequest\"E\n\x1cUpdateRoutingSettingsRequest\x12%\n\x1dremove_assignment_on_sign_out\x18\x01 \x01(\x08\"\x90\x02\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x32\n\x05queue\x18\x02 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x03 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ssigned_by\x18\x05 \x01(\t\x12(\n assignee_signed_in_at_assignment\x18\x06 \x01(\x08\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"O\n\x17GetConversationResponse\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.inbox.routing.v1.Conversation\"\x8a\x01\n\x18ListConversationsRequest\x12\x32\n\x05queue\x18\x01 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"k\n\x19ListConversationsResponse\x12\x35\n\rconversations\x18\x01 \x03(\x0b\x32\x1e.inbox.routing.v1.Conversation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x14GetAuditTrailRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xdc\x03\n\nAuditEntry\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .inbox.routing.v1.AuditEntryKind\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61use_event_type\x18\x05 \x01(\t\x12\x37\n\nfrom_queue\x18\x06 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x35\n\x08to_queue\x18\x07 \x01(\x0e\x32#.inbox.routing.v1.ConversationQueue\x12\x13\n\x0b\x61ssignee_id\x18\x08 \x01(\t\x12\x1c\n\x14previous_assignee_id\x18\t \x01(\t\x12\x34\n\x06reason\x18\n \x01(\x0e\x32$.inbox.routing.v1.AutoUnassignReason\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0b \x01(\t\x12>\n\x12\x61uto_assign_reason\x18\x0c \x01(\x0e\x32\".inbox.routing.v1.AutoAssignReason\"_\n\x15GetAuditTrailResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.inbox.routing.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x91\x03\n\x12\x41ssignmentSettings\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x18\n\x10\x64\x65\x66\x61ult_capacity\x18\x02 \x01(\x05\x12Q\n\x0fteam_capacities\x18\x03 \x03(\x0b\x32\x38.inbox.routing.v1.AssignmentSettings.TeamCapacitiesEntry\x12M\n\rchannel_teams\x18\x04 \x03(\x0b\x32\x36.inbox.routing.v1.AssignmentSettings.ChannelTeamsEntry\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\x1a\x35\n\x13TeamCapacitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x33\n\x11\x43hannelTeamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1e\n\x1cGetAssignmentSettingsRequest\"\xf4\x02\n\x1fUpdateAssignmentSettingsRequest\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x18\n\x10\x64\x65\x66\x61ult_capacity\x18\x02 \x01(\x05\x12^\n\x0fteam_capacities\x18\x03 \x03(\x0b\x32\x45.inbox.routing.v1.UpdateAssignmentSettingsRequest.TeamCapacitiesEntry\x12Z\n\rchannel_teams\x18\x04 \x03(\x0b\x32\x43.inbox.routing.v1.UpdateAssignmentSettingsRequest.ChannelTeamsEntry\x1a\x35\n\x13TeamCapacitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x33\n\x11\x43hannelTeamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x1fListWaitingConversationsRequest\"\xca\x01\n\x13WaitingConversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x31\n\rwaiting_since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x12\n\nchannel_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0b\x61t_capacity\x18\x06 \x01(\x05\x12\x0c\n\x04\x61way\x18\x07 \x01(\x05\x12\x12\n\nsigned_out\x18\x08 \x01(\x05\"\x9a\x01\n ListWaitingConversationsResponse\x12<\n\rconversations\x18\x01 \x03(\x0b\x32%.inbox.routing.v1.WaitingConversation\x12\r\n\x05total\x18\x02 \x01(\x05\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15ListAgentLoadsRequest\"\xf3\x01\n\tAgentLoad\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tsigned_in\x18\x02 \x01(\x08\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\r\n\x05teams\x18\x04 \x03(\t\x12\x0c\n\x04held\x18\x05 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12H\n\x0fteam_capacities\x18\x07 \x03(\x0b\x32/.inbox.routing.v1.AgentLoad.TeamCapacitiesEntry\x1a\x35\n\x13TeamCapacitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"p\n\x16ListAgentLoadsResponse\x12+\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.inbox.routing.v1.AgentLoad\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x94\x01\n\x11\x43onversationQueue\x12\"\n\x1e\x43ONVERSATION_QUEUE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONVERSATION_QUEUE_NEW\x10\x01\x12\x1e\n\x1a\x43ONVERSATION_QUEUE_PENDING\x10\x02\x12\x1f\n\x1b\x43ONVERSATION_QUEUE_RESOLVED\x10\x03*\x9d\x01\n\x12\x41utoUnassignReason\x12$\n AUTO_UNASSIGN_REASON_UNSPECIFIED\x10\x00\x12)\n%AUTO_UNASSIGN_REASON_AGENT_SIGNED_OUT\x10\x01\x12\x36\n2AUTO_UNASSIGN_REASON_MOVED_TO_NEW_WHILE_SIGNED_OUT\x10\x02*\xfc\x01\n\x0e\x41uditEntryKind\x12 \n\x1c\x41UDIT_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIT_ENTRY_KIND_CREATED\x10\x01\x12 \n\x1c\x41UDIT_ENTRY_KIND_QUEUE_MOVED\x10\x02\x12\x1d\n\x19\x41UDIT_ENTRY_KIND_ASSIGNED\x10\x03\x12\x1f\n\x1b\x41UDIT_ENTRY_KIND_UNASSIGNED\x10\x04\x12$\n AUDIT_ENTRY_KIND_AUTO_UNASSIGNED\x10\x05\x12\"\n\x1e\x41UDIT_ENTRY_KIND_AUTO_ASSIGNED\x10\x06*\x8b\x01\n\x10\x41utoAssignReason\x12\"\n\x1e\x41UTO_ASSIGN_REASON_UNSPECIFIED\x10\x00\x12+\n\'AUTO_ASSIGN_REASON_CONVERSATION_WAITING\x10\x01\x12&\n\"AUTO_ASSIGN_REASON_AGENT_AVAILABLE\x10\x02\x32\xe7\x07\n\x0eRoutingService\x12\x64\n\x12GetRoutingSettings\x12+.inbox.routing.v1.GetRoutingSettingsRequest\x1a!.inbox.routing.v1.RoutingSettings\x12j\n\x15UpdateRoutingSettings\x12..inbox.routing.v1.UpdateRoutingSettingsRequest\x1a!.inbox.routing.v1.RoutingSettings\x12\x66\n\x0fGetConversation\x12(.inbox.routing.v1.GetConversationRequest\x1a).inbox.routing.v1.GetConversationResponse\x12l\n\x11ListConversations\x12*.inbox.routing.v1.ListConversationsRequest\x1a+.inbox.routing.v1.ListConversationsResponse\x12`\n\rGetAuditTrail\x12&.inbox.routing.v1.GetAuditTrailRequest\x1a\'.inbox.routing.v1.GetAuditTrailResponse\x12m\n\x15GetAssignmentSettings\x12..inbox.routing.v1.GetAssignmentSettingsRequest\x1a$.inbox.routing.v1.AssignmentSettings\x12s\n\x18UpdateAssignmentSettings\x12\x31.inbox.routing.v1.UpdateAssignmentSettingsRequest\x1a$.inbox.routing.v1.AssignmentSettings\x12\x81\x01\n\x18ListWaitingConversations\x12\x31.inbox.routing.v1.ListWaitingConversationsRequest\x1a\x32.inbox.routing.v1.ListWaitingConversationsResponse\x12\x63\n\x0eListAgentLoads\x12\'.inbox.routing.v1.ListAgentLoadsRequest\x1a(.inbox.routing.v1.ListAgentLoadsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inbox.routing.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONVERSATIONQUEUE']._serialized_start=1569
-  _globals['_CONVERSATIONQUEUE']._serialized_end=1717
-  _globals['_AUTOUNASSIGNREASON']._serialized_start=1720
-  _globals['_AUTOUNASSIGNREASON']._serialized_end=1877
-  _globals['_AUDITENTRYKIND']._serialized_start=1880
-  _globals['_AUDITENTRYKIND']._serialized_end=2096
+  _globals['_ASSIGNMENTSETTINGS_TEAMCAPACITIESENTRY']._loaded_options = None
+  _globals['_ASSIGNMENTSETTINGS_TEAMCAPACITIESENTRY']._serialized_options = b'8\001'
+  _globals['_ASSIGNMENTSETTINGS_CHANNELTEAMSENTRY']._loaded_options = None
+  _globals['_ASSIGNMENTSETTINGS_CHANNELTEAMSENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_TEAMCAPACITIESENTRY']._loaded_options = None
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_TEAMCAPACITIESENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_CHANNELTEAMSENTRY']._loaded_options = None
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_CHANNELTEAMSENTRY']._serialized_options = b'8\001'
+  _globals['_AGENTLOAD_TEAMCAPACITIESENTRY']._loaded_options = None
+  _globals['_AGENTLOAD_TEAMCAPACITIESENTRY']._serialized_options = b'8\001'
+  _globals['_CONVERSATIONQUEUE']._serialized_start=3226
+  _globals['_CONVERSATIONQUEUE']._serialized_end=3374
+  _globals['_AUTOUNASSIGNREASON']._serialized_start=3377
+  _globals['_AUTOUNASSIGNREASON']._serialized_end=3534
+  _globals['_AUDITENTRYKIND']._serialized_start=3537
+  _globals['_AUDITENTRYKIND']._serialized_end=3789
+  _globals['_AUTOASSIGNREASON']._serialized_start=3792
+  _globals['_AUTOASSIGNREASON']._serialized_end=3931
   _globals['_ROUTINGSETTINGS']._serialized_start=85
   _globals['_ROUTINGSETTINGS']._serialized_end=209
   _globals['_GETROUTINGSETTINGSREQUEST']._serialized_start=211
@@ -57,9 +69,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETAUDITTRAILREQUEST']._serialized_start=968
   _globals['_GETAUDITTRAILREQUEST']._serialized_end=1054
   _globals['_AUDITENTRY']._serialized_start=1057
-  _globals['_AUDITENTRY']._serialized_end=1469
-  _globals['_GETAUDITTRAILRESPONSE']._serialized_start=1471
-  _globals['_GETAUDITTRAILRESPONSE']._serialized_end=1566
-  _globals['_ROUTINGSERVICE']._serialized_start=2099
-  _globals['_ROUTINGSERVICE']._serialized_end=2637
+  _globals['_AUDITENTRY']._serialized_end=1533
+  _globals['_GETAUDITTRAILRESPONSE']._serialized_start=1535
+  _globals['_GETAUDITTRAILRESPONSE']._serialized_end=1630
+  _globals['_ASSIGNMENTSETTINGS']._serialized_start=1633
+  _globals['_ASSIGNMENTSETTINGS']._serialized_end=2034
+  _globals['_ASSIGNMENTSETTINGS_TEAMCAPACITIESENTRY']._serialized_start=1928
+  _globals['_ASSIGNMENTSETTINGS_TEAMCAPACITIESENTRY']._serialized_end=1981
+  _globals['_ASSIGNMENTSETTINGS_CHANNELTEAMSENTRY']._serialized_start=1983
+  _globals['_ASSIGNMENTSETTINGS_CHANNELTEAMSENTRY']._serialized_end=2034
+  _globals['_GETASSIGNMENTSETTINGSREQUEST']._serialized_start=2036
+  _globals['_GETASSIGNMENTSETTINGSREQUEST']._serialized_end=2066
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST']._serialized_start=2069
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST']._serialized_end=2441
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_TEAMCAPACITIESENTRY']._serialized_start=1928
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_TEAMCAPACITIESENTRY']._serialized_end=1981
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_CHANNELTEAMSENTRY']._serialized_start=1983
+  _globals['_UPDATEASSIGNMENTSETTINGSREQUEST_CHANNELTEAMSENTRY']._serialized_end=2034
+  _globals['_LISTWAITINGCONVERSATIONSREQUEST']._serialized_start=2443
+  _globals['_LISTWAITINGCONVERSATIONSREQUEST']._serialized_end=2476
+  _globals['_WAITINGCONVERSATION']._serialized_start=2479
+  _globals['_WAITINGCONVERSATION']._serialized_end=2681
+  _globals['_LISTWAITINGCONVERSATIONSRESPONSE']._serialized_start=2684
+  _globals['_LISTWAITINGCONVERSATIONSRESPONSE']._serialized_end=2838
+  _globals['_LISTAGENTLOADSREQUEST']._serialized_start=2840
+  _globals['_LISTAGENTLOADSREQUEST']._serialized_end=2863
+  _globals['_AGENTLOAD']._serialized_start=2866
+  _globals['_AGENTLOAD']._serialized_end=3109
+  _globals['_AGENTLOAD_TEAMCAPACITIESENTRY']._serialized_start=1928
+  _globals['_AGENTLOAD_TEAMCAPACITIESENTRY']._serialized_end=1981
+  _globals['_LISTAGENTLOADSRESPONSE']._serialized_start=3111
+  _globals['_LISTAGENTLOADSRESPONSE']._serialized_end=3223
+  _globals['_ROUTINGSERVICE']._serialized_start=3934
+  _globals['_ROUTINGSERVICE']._serialized_end=4933
 # @@protoc_insertion_point(module_scope)

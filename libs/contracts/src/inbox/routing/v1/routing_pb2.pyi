@@ -90,6 +90,10 @@ class _AuditEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditE
     """Unassigned by hand or by resolving (actor); previous_assignee_id says whom."""
     AUDIT_ENTRY_KIND_AUTO_UNASSIGNED: _AuditEntryKind.ValueType  # 5
     """Unassigned automatically by routing (reason, cause_event_id, decision_id)."""
+    AUDIT_ENTRY_KIND_AUTO_ASSIGNED: _AuditEntryKind.ValueType  # 6
+    """Assigned automatically by routing to assignee_id (auto_assign_reason, cause_event_id,
+    decision_id = the id of the published inbox.routing.auto_assigned.v1 event).
+    """
 
 class AuditEntryKind(_AuditEntryKind, metaclass=_AuditEntryKindEnumTypeWrapper):
     """Kind of an audit trail entry."""
@@ -106,7 +110,43 @@ AUDIT_ENTRY_KIND_UNASSIGNED: AuditEntryKind.ValueType  # 4
 """Unassigned by hand or by resolving (actor); previous_assignee_id says whom."""
 AUDIT_ENTRY_KIND_AUTO_UNASSIGNED: AuditEntryKind.ValueType  # 5
 """Unassigned automatically by routing (reason, cause_event_id, decision_id)."""
+AUDIT_ENTRY_KIND_AUTO_ASSIGNED: AuditEntryKind.ValueType  # 6
+"""Assigned automatically by routing to assignee_id (auto_assign_reason, cause_event_id,
+decision_id = the id of the published inbox.routing.auto_assigned.v1 event).
+"""
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
+
+class _AutoAssignReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AutoAssignReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AutoAssignReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUTO_ASSIGN_REASON_UNSPECIFIED: _AutoAssignReason.ValueType  # 0
+    """Not an automatic assignment."""
+    AUTO_ASSIGN_REASON_CONVERSATION_WAITING: _AutoAssignReason.ValueType  # 1
+    """The conversation started waiting and an eligible agent had room (cause: what started
+    the waiting: an inbound message, an unassignment by hand or by R1/R2, a follow-up).
+    """
+    AUTO_ASSIGN_REASON_AGENT_AVAILABLE: _AutoAssignReason.ValueType  # 2
+    """An agent became eligible (cause: their sign-in, Away -> Available, a resolve or
+    unassignment that freed capacity, a settings change).
+    """
+
+class AutoAssignReason(_AutoAssignReason, metaclass=_AutoAssignReasonEnumTypeWrapper):
+    """Why routing assigned a conversation automatically."""
+
+AUTO_ASSIGN_REASON_UNSPECIFIED: AutoAssignReason.ValueType  # 0
+"""Not an automatic assignment."""
+AUTO_ASSIGN_REASON_CONVERSATION_WAITING: AutoAssignReason.ValueType  # 1
+"""The conversation started waiting and an eligible agent had room (cause: what started
+the waiting: an inbound message, an unassignment by hand or by R1/R2, a follow-up).
+"""
+AUTO_ASSIGN_REASON_AGENT_AVAILABLE: AutoAssignReason.ValueType  # 2
+"""An agent became eligible (cause: their sign-in, Away -> Available, a resolve or
+unassignment that freed capacity, a settings change).
+"""
+Global___AutoAssignReason: _TypeAlias = AutoAssignReason  # noqa: Y015
 
 @_typing.final
 class RoutingSettings(_message.Message):
@@ -392,6 +432,7 @@ class AuditEntry(_message.Message):
     PREVIOUS_ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     DECISION_ID_FIELD_NUMBER: _builtins.int
+    AUTO_ASSIGN_REASON_FIELD_NUMBER: _builtins.int
     kind: Global___AuditEntryKind.ValueType
     """What happened."""
     actor: _builtins.str
@@ -411,7 +452,11 @@ class AuditEntry(_message.Message):
     reason: Global___AutoUnassignReason.ValueType
     """Why (AUTO_UNASSIGNED)."""
     decision_id: _builtins.str
-    """Id of the published inbox.routing.auto_unassigned.v1 event (AUTO_UNASSIGNED)."""
+    """Id of the published inbox.routing.auto_unassigned.v1 event (AUTO_UNASSIGNED), or of the
+    inbox.routing.auto_assigned.v1 event (AUTO_ASSIGNED).
+    """
+    auto_assign_reason: Global___AutoAssignReason.ValueType
+    """Why (AUTO_ASSIGNED)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened (event time)."""
@@ -430,10 +475,11 @@ class AuditEntry(_message.Message):
         previous_assignee_id: _builtins.str = ...,
         reason: Global___AutoUnassignReason.ValueType = ...,
         decision_id: _builtins.str = ...,
+        auto_assign_reason: Global___AutoAssignReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee_id", b"assignee_id", "cause_event_id", b"cause_event_id", "cause_event_type", b"cause_event_type", "decision_id", b"decision_id", "from_queue", b"from_queue", "kind", b"kind", "occurred_at", b"occurred_at", "previous_assignee_id", b"previous_assignee_id", "reason", b"reason", "to_queue", b"to_queue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "assignee_id", b"assignee_id", "auto_assign_reason", b"auto_assign_reason", "cause_event_id", b"cause_event_id", "cause_event_type", b"cause_event_type", "decision_id", b"decision_id", "from_queue", b"from_queue", "kind", b"kind", "occurred_at", b"occurred_at", "previous_assignee_id", b"previous_assignee_id", "reason", b"reason", "to_queue", b"to_queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -466,3 +512,412 @@ class GetAuditTrailResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAuditTrailResponse: _TypeAlias = GetAuditTrailResponse  # noqa: Y015
+
+@_typing.final
+class AssignmentSettings(_message.Message):
+    """The org's "Automatic assignment" settings (PRODUCT.md §4)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TeamCapacitiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ChannelTeamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    DEFAULT_CAPACITY_FIELD_NUMBER: _builtins.int
+    TEAM_CAPACITIES_FIELD_NUMBER: _builtins.int
+    CHANNEL_TEAMS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Automatic assignment on/off. Off by default."""
+    default_capacity: _builtins.int
+    """Capacity of every agent: the most conversations (NEW + PENDING) they may hold before
+    nothing more is assigned to them automatically. 0 = unlimited (the default).
+    """
+    updated_by: _builtins.str
+    """Agent id of the admin who changed it last; empty if never changed."""
+    @_builtins.property
+    def team_capacities(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Team id -> capacity for conversations waiting for that team (overrides the default)."""
+
+    @_builtins.property
+    def channel_teams(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Channel id -> team id: a conversation on that channel waits for that team's agents
+        (members per the `teams` claim of their sign-in). Unmapped channels: the whole org.
+        """
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the current value took effect; unset if never changed."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        default_capacity: _builtins.int = ...,
+        team_capacities: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        channel_teams: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_teams", b"channel_teams", "default_capacity", b"default_capacity", "enabled", b"enabled", "team_capacities", b"team_capacities", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignmentSettings: _TypeAlias = AssignmentSettings  # noqa: Y015
+
+@_typing.final
+class GetAssignmentSettingsRequest(_message.Message):
+    """Request of GetAssignmentSettings (the org comes from the token)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssignmentSettingsRequest: _TypeAlias = GetAssignmentSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAssignmentSettingsRequest(_message.Message):
+    """Request of UpdateAssignmentSettings: the complete new settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TeamCapacitiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ChannelTeamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    DEFAULT_CAPACITY_FIELD_NUMBER: _builtins.int
+    TEAM_CAPACITIES_FIELD_NUMBER: _builtins.int
+    CHANNEL_TEAMS_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """On/off."""
+    default_capacity: _builtins.int
+    """0..10000; 0 = unlimited."""
+    @_builtins.property
+    def team_capacities(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Team id -> capacity 1..10000 (0 removes the override)."""
+
+    @_builtins.property
+    def channel_teams(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Channel id -> team id."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        default_capacity: _builtins.int = ...,
+        team_capacities: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        channel_teams: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_teams", b"channel_teams", "default_capacity", b"default_capacity", "enabled", b"enabled", "team_capacities", b"team_capacities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAssignmentSettingsRequest: _TypeAlias = UpdateAssignmentSettingsRequest  # noqa: Y015
+
+@_typing.final
+class ListWaitingConversationsRequest(_message.Message):
+    """Request of ListWaitingConversations (the org comes from the token)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWaitingConversationsRequest: _TypeAlias = ListWaitingConversationsRequest  # noqa: Y015
+
+@_typing.final
+class WaitingConversation(_message.Message):
+    """One conversation waiting for automatic assignment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    WAITING_SINCE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_CAPACITY_FIELD_NUMBER: _builtins.int
+    AWAY_FIELD_NUMBER: _builtins.int
+    SIGNED_OUT_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    """The conversation id."""
+    team: _builtins.str
+    """The team it waits for; empty: the whole org."""
+    channel_id: _builtins.str
+    """Channel of its latest message."""
+    reason: _builtins.str
+    """Why it waits, for people: e.g. "no eligible agent: 2 at capacity, 1 away",
+    "automatic assignment is off", "proposed to an agent, awaiting confirmation".
+    """
+    at_capacity: _builtins.int
+    """Agents of the team signed in and Available but at capacity."""
+    away: _builtins.int
+    """Agents of the team signed in but Away."""
+    signed_out: _builtins.int
+    """Agents of the team the dispatcher knows who are signed out."""
+    @_builtins.property
+    def waiting_since(self) -> _timestamp_pb2.Timestamp:
+        """When it started waiting (event time)."""
+
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        waiting_since: _timestamp_pb2.Timestamp | None = ...,
+        team: _builtins.str = ...,
+        channel_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at_capacity: _builtins.int = ...,
+        away: _builtins.int = ...,
+        signed_out: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["waiting_since", b"waiting_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_capacity", b"at_capacity", "away", b"away", "channel_id", b"channel_id", "conversation_id", b"conversation_id", "reason", b"reason", "signed_out", b"signed_out", "team", b"team", "waiting_since", b"waiting_since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingConversation: _TypeAlias = WaitingConversation  # noqa: Y015
+
+@_typing.final
+class ListWaitingConversationsResponse(_message.Message):
+    """Response of ListWaitingConversations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """How many wait in all."""
+    @_builtins.property
+    def conversations(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitingConversation]:
+        """Oldest first (waiting_since, then conversation id); at most 500."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Event time the dispatcher's view reflects; unset if it knows nothing of the org yet."""
+
+    def __init__(
+        self,
+        *,
+        conversations: _abc.Iterable[Global___WaitingConversation] | None = ...,
+        total: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "conversations", b"conversations", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWaitingConversationsResponse: _TypeAlias = ListWaitingConversationsResponse  # noqa: Y015
+
+@_typing.final
+class ListAgentLoadsRequest(_message.Message):
+    """Request of ListAgentLoads (the org comes from the token)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgentLoadsRequest: _TypeAlias = ListAgentLoadsRequest  # noqa: Y015
+
+@_typing.final
+class AgentLoad(_message.Message):
+    """One agent's load and capacity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TeamCapacitiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    SIGNED_IN_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    TEAMS_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    TEAM_CAPACITIES_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    """The agent id."""
+    signed_in: _builtins.bool
+    """Signed in (per presence)."""
+    available: _builtins.bool
+    """Availability Available (false: Away)."""
+    held: _builtins.int
+    """Conversations they hold: NEW + PENDING assigned to them, plus proposals not confirmed."""
+    capacity: _builtins.int
+    """The org's default capacity; 0 = unlimited."""
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Teams (the `teams` of their latest sign-in)."""
+
+    @_builtins.property
+    def team_capacities(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Capacity overrides of their teams (team id -> capacity)."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        signed_in: _builtins.bool = ...,
+        available: _builtins.bool = ...,
+        teams: _abc.Iterable[_builtins.str] | None = ...,
+        held: _builtins.int = ...,
+        capacity: _builtins.int = ...,
+        team_capacities: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "available", b"available", "capacity", b"capacity", "held", b"held", "signed_in", b"signed_in", "team_capacities", b"team_capacities", "teams", b"teams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentLoad: _TypeAlias = AgentLoad  # noqa: Y015
+
+@_typing.final
+class ListAgentLoadsResponse(_message.Message):
+    """Response of ListAgentLoads."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENTS_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentLoad]:
+        """Ordered by agent id."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Event time the dispatcher's view reflects; unset if it knows nothing of the org yet."""
+
+    def __init__(
+        self,
+        *,
+        agents: _abc.Iterable[Global___AgentLoad] | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "as_of", b"as_of"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgentLoadsResponse: _TypeAlias = ListAgentLoadsResponse  # noqa: Y015

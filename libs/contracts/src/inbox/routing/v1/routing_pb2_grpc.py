@@ -63,6 +63,26 @@ class RoutingServiceStub:
                 request_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailRequest.SerializeToString,
                 response_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailResponse.FromString,
                 _registered_method=True)
+        self.GetAssignmentSettings = channel.unary_unary(
+                '/inbox.routing.v1.RoutingService/GetAssignmentSettings',
+                request_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAssignmentSettingsRequest.SerializeToString,
+                response_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.FromString,
+                _registered_method=True)
+        self.UpdateAssignmentSettings = channel.unary_unary(
+                '/inbox.routing.v1.RoutingService/UpdateAssignmentSettings',
+                request_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.UpdateAssignmentSettingsRequest.SerializeToString,
+                response_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.FromString,
+                _registered_method=True)
+        self.ListWaitingConversations = channel.unary_unary(
+                '/inbox.routing.v1.RoutingService/ListWaitingConversations',
+                request_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsRequest.SerializeToString,
+                response_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsResponse.FromString,
+                _registered_method=True)
+        self.ListAgentLoads = channel.unary_unary(
+                '/inbox.routing.v1.RoutingService/ListAgentLoads',
+                request_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsRequest.SerializeToString,
+                response_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -120,6 +140,43 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAssignmentSettings(self, request, context):
+        """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
+        them. Off by default.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAssignmentSettings(self, request, context):
+        """Replace the org's automatic-assignment settings (admin only; every field is set, an
+        empty map clears it). Takes effect from now (server time) in the order the dispatcher
+        receives it; each change is kept in the settings history (who, when, what).
+        INVALID_ARGUMENT: a negative or too large capacity (0..10000), an empty or too long
+        (> 200 characters) team or channel id, more than 1,000 entries in a map.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWaitingConversations(self, request, context):
+        """The conversations waiting for automatic assignment (NEW, unassigned), oldest first, each
+        with why it waits. At most the 500 oldest; eventually consistent (the dispatcher's view,
+        written about every 0.5 s while it changes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentLoads(self, request, context):
+        """Each agent the dispatcher knows (from presence): signed in, availability, teams, how many
+        conversations they hold (NEW + PENDING assigned to them, plus proposals not yet confirmed)
+        and their capacity. Ordered by agent id. Same freshness as ListWaitingConversations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +204,26 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.GetAuditTrail,
                     request_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailRequest.FromString,
                     response_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailResponse.SerializeToString,
+            ),
+            'GetAssignmentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAssignmentSettings,
+                    request_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.GetAssignmentSettingsRequest.FromString,
+                    response_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.SerializeToString,
+            ),
+            'UpdateAssignmentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAssignmentSettings,
+                    request_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.UpdateAssignmentSettingsRequest.FromString,
+                    response_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.SerializeToString,
+            ),
+            'ListWaitingConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWaitingConversations,
+                    request_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsRequest.FromString,
+                    response_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsResponse.SerializeToString,
+            ),
+            'ListAgentLoads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentLoads,
+                    request_deserializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsRequest.FromString,
+                    response_serializer=inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -288,6 +365,114 @@ class RoutingService:
             '/inbox.routing.v1.RoutingService/GetAuditTrail',
             inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailRequest.SerializeToString,
             inbox_dot_routing_dot_v1_dot_routing__pb2.GetAuditTrailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAssignmentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inbox.routing.v1.RoutingService/GetAssignmentSettings',
+            inbox_dot_routing_dot_v1_dot_routing__pb2.GetAssignmentSettingsRequest.SerializeToString,
+            inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAssignmentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inbox.routing.v1.RoutingService/UpdateAssignmentSettings',
+            inbox_dot_routing_dot_v1_dot_routing__pb2.UpdateAssignmentSettingsRequest.SerializeToString,
+            inbox_dot_routing_dot_v1_dot_routing__pb2.AssignmentSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWaitingConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inbox.routing.v1.RoutingService/ListWaitingConversations',
+            inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsRequest.SerializeToString,
+            inbox_dot_routing_dot_v1_dot_routing__pb2.ListWaitingConversationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentLoads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inbox.routing.v1.RoutingService/ListAgentLoads',
+            inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsRequest.SerializeToString,
+            inbox_dot_routing_dot_v1_dot_routing__pb2.ListAgentLoadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,27 @@ class RoutingServiceStub:
     INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
     NOT_FOUND CONVERSATION_NOT_FOUND.
     """
+    GetAssignmentSettings: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]
+    """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
+    them. Off by default.
+    """
+    UpdateAssignmentSettings: _grpc.UnaryUnaryMultiCallable[_routing_pb2.UpdateAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]
+    """Replace the org's automatic-assignment settings (admin only; every field is set, an
+    empty map clears it). Takes effect from now (server time) in the order the dispatcher
+    receives it; each change is kept in the settings history (who, when, what).
+    INVALID_ARGUMENT: a negative or too large capacity (0..10000), an empty or too long
+    (> 200 characters) team or channel id, more than 1,000 entries in a map.
+    """
+    ListWaitingConversations: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListWaitingConversationsRequest, _routing_pb2.ListWaitingConversationsResponse]
+    """The conversations waiting for automatic assignment (NEW, unassigned), oldest first, each
+    with why it waits. At most the 500 oldest; eventually consistent (the dispatcher's view,
+    written about every 0.5 s while it changes).
+    """
+    ListAgentLoads: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListAgentLoadsRequest, _routing_pb2.ListAgentLoadsResponse]
+    """Each agent the dispatcher knows (from presence): signed in, availability, teams, how many
+    conversations they hold (NEW + PENDING assigned to them, plus proposals not yet confirmed)
+    and their capacity. Ordered by agent id. Same freshness as ListWaitingConversations.
+    """
 
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
@@ -102,6 +123,27 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
     Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
     INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
     NOT_FOUND CONVERSATION_NOT_FOUND.
+    """
+    GetAssignmentSettings: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]  # type: ignore[assignment]
+    """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
+    them. Off by default.
+    """
+    UpdateAssignmentSettings: _aio.UnaryUnaryMultiCallable[_routing_pb2.UpdateAssignmentSettingsRequest, _routing_pb2.AssignmentSettings]  # type: ignore[assignment]
+    """Replace the org's automatic-assignment settings (admin only; every field is set, an
+    empty map clears it). Takes effect from now (server time) in the order the dispatcher
+    receives it; each change is kept in the settings history (who, when, what).
+    INVALID_ARGUMENT: a negative or too large capacity (0..10000), an empty or too long
+    (> 200 characters) team or channel id, more than 1,000 entries in a map.
+    """
+    ListWaitingConversations: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListWaitingConversationsRequest, _routing_pb2.ListWaitingConversationsResponse]  # type: ignore[assignment]
+    """The conversations waiting for automatic assignment (NEW, unassigned), oldest first, each
+    with why it waits. At most the 500 oldest; eventually consistent (the dispatcher's view,
+    written about every 0.5 s while it changes).
+    """
+    ListAgentLoads: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListAgentLoadsRequest, _routing_pb2.ListAgentLoadsResponse]  # type: ignore[assignment]
+    """Each agent the dispatcher knows (from presence): signed in, availability, teams, how many
+    conversations they hold (NEW + PENDING assigned to them, plus proposals not yet confirmed)
+    and their capacity. Ordered by agent id. Same freshness as ListWaitingConversations.
     """
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +209,51 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors (ErrorInfo domain inbox.routing.v1; plus the common ones in docs/authorization.md):
         INVALID_ARGUMENT FIELD_INVALID (conversation_id, page_size), PAGE_TOKEN_INVALID (page_token);
         NOT_FOUND CONVERSATION_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAssignmentSettings(
+        self,
+        request: _routing_pb2.GetAssignmentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.AssignmentSettings, _abc.Awaitable[_routing_pb2.AssignmentSettings]]:
+        """The org's "Automatic assignment" settings (PRODUCT.md §4). Any agent of the org may read
+        them. Off by default.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAssignmentSettings(
+        self,
+        request: _routing_pb2.UpdateAssignmentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.AssignmentSettings, _abc.Awaitable[_routing_pb2.AssignmentSettings]]:
+        """Replace the org's automatic-assignment settings (admin only; every field is set, an
+        empty map clears it). Takes effect from now (server time) in the order the dispatcher
+        receives it; each change is kept in the settings history (who, when, what).
+        INVALID_ARGUMENT: a negative or too large capacity (0..10000), an empty or too long
+        (> 200 characters) team or channel id, more than 1,000 entries in a map.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWaitingConversations(
+        self,
+        request: _routing_pb2.ListWaitingConversationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.ListWaitingConversationsResponse, _abc.Awaitable[_routing_pb2.ListWaitingConversationsResponse]]:
+        """The conversations waiting for automatic assignment (NEW, unassigned), oldest first, each
+        with why it waits. At most the 500 oldest; eventually consistent (the dispatcher's view,
+        written about every 0.5 s while it changes).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAgentLoads(
+        self,
+        request: _routing_pb2.ListAgentLoadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.ListAgentLoadsResponse, _abc.Awaitable[_routing_pb2.ListAgentLoadsResponse]]:
+        """Each agent the dispatcher knows (from presence): signed in, availability, teams, how many
+        conversations they hold (NEW + PENDING assigned to them, plus proposals not yet confirmed)
+        and their capacity. Ordered by agent id. Same freshness as ListWaitingConversations.
         """
 
 def add_RoutingServiceServicer_to_server(servicer: RoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,303 @@
+"""Benchmark of automatic assignment (PRODUCT.md §4): ``make bench NAME=assignment``.
+
+One routing instance in-process on the devstack, 200 agents signed in (presence events
+published by the benchmark), "Automatic assignment" and "Remove assignment" on.
+
+(a) baseline: the raw aiokafka consume -> produce pipe (``bench.routing.raw_pipe``);
+(b) sustained assignments/s of one instance: a backlog of new conversations, first to last
+    ``ConversationAutoAssigned`` on inbox.routing.v1 (the whole loop: owner -> dispatch topic
+    -> dispatcher -> proposal -> owner review -> event), and its ratio to (a);
+(c) inbound -> auto-assigned latency for 20 s at half of the peak measured in (b);
+(d) an agent holding 50 NEW conversations signs out: R1 puts them back in the queue and the
+    dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from inbox_contracts import CloudEvent, EventData
+from inbox_contracts.events import AssignmentSettingsChanged
+from inbox_contracts.topics import (
+    CONVERSATIONS,
+    MESSAGES,
+    PRESENCE,
+    ROUTING,
+    ROUTING_COMMANDS,
+    ROUTING_PROPOSALS,
+)
+from routing_service.bootstrap import Routing, build
+from routing_service.domain.model import SettingChange
+from routing_service.settings import RoutingSettings
+from routing_testing import assigned, inbound, signed_in, signed_out
+
+from bench.common import Metric, percentile, write_results
+from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe
+
+AGENTS = 200
+N_BACKLOG = int(os.environ.get("BENCH_ASSIGNMENT_BACKLOG", "10000"))
+STEADY_SECONDS = 20.0
+AUTO = b"inbox.routing.auto_assigned.v1"
+
+
+class AssignedWatch:
+    """Every ConversationAutoAssigned of one org from now on, with its arrival time."""
+
+    def __init__(self, org: str) -> None:
+        self.org = org
+        self.seen: dict[str, float] = {}
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        cluster = await self._consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(ROUTING.name, p) for p in cluster.partitions_for_topic(ROUTING.name)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        needle = self.org.encode()
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.perf_counter()
+            for recs in batches.values():
+                for r in recs:
+                    if r.value and AUTO in r.value and needle in r.value:
+                        d = json.loads(r.value)["data"]
+                        self.seen.setdefault(f"{d['conversation_id']}|{d['assignee_id']}", now)
+
+    def count_for(self, conversations: set[str]) -> int:
+        return sum(1 for k in self.seen if k.split("|")[0] in conversations)
+
+    def times_for(self, conversations: set[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k, t in self.seen.items():
+            c = k.split("|")[0]
+            if c in conversations:
+                out[c] = max(out.get(c, 0.0), t)
+        return out
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+def settings_for(tag: str) -> RoutingSettings:
+    return RoutingSettings(
+        kafka_bootstrap_servers=KAFKA,
+        mongodb_uri=MONGO,
+        mongodb_database=f"bench_assignment_{tag}",
+        grpc_port=0,
+        metrics_port=0,
+        consumer_group=f"routing-aa-bench-{tag}",
+        presence_consumer_group=f"routing-aa-presence-bench-{tag}",
+        dispatcher_consumer_group=f"routing-aa-dispatcher-bench-{tag}",
+        initial_offset="latest",
+        jwt_secret="bench-assignment-secret-not-for-production",
+        log_level="WARNING",
+        shutdown_grace_seconds=0.5,
+    )
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.01)
+
+
+async def start(tag: str, org: str) -> tuple[Routing, RoutingSettings]:
+    s = settings_for(tag)
+    await commit_end(
+        s.consumer_group,
+        [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
+    )
+    await commit_end(s.presence_consumer_group, [PRESENCE.name])
+    routing = build(s)
+    await routing.runtime.start()
+    await routing.ready(timeout=120)
+    # both settings on, as UpdateRoutingSettings / UpdateAssignmentSettings store and announce
+    await routing.store.append_setting(org, SettingChange(datetime.now(UTC), True, "bench"))
+    event = CloudEvent.wrap(
+        AssignmentSettingsChanged(
+            org_id=org, enabled=True, changed_by="bench", occurred_at=datetime.now(UTC)
+        ),
+        source="/bench",
+    )
+    await routing.publisher.publish_dispatch_inputs([event])
+    return routing, s
+
+
+async def run() -> list[Metric]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    tag = uuid.uuid4().hex[:8]
+    org = f"org-aa-bench-{tag}"
+    metrics: list[Metric] = []
+    routing: Routing | None = None
+    watch = AssignedWatch(org)
+    try:
+        pipe = await raw_pipe(producer, N_BACKLOG)
+        print(f"raw pipe: {pipe:.0f} events/s", flush=True)
+        routing, _ = await start(tag, org)
+        await watch.start()
+        agents = [f"agent-{i:03d}" for i in range(AGENTS)]
+        now = datetime.now(UTC)
+        await produce(producer, [signed_in(org, a, now) for a in agents])
+        # warm-up: the loop is live once one conversation got assigned
+        for i in range(600):
+            c = f"warm-{i}"
+            await produce(producer, [inbound(org, c, datetime.now(UTC))])
+            try:
+                await wait_for(lambda c=c: watch.count_for({c}), 0.5, "warm-up")
+                break
+            except TimeoutError:
+                continue
+
+        # (b) backlog
+        backlog = [f"b-{i:05d}" for i in range(N_BACKLOG)]
+        bset = set(backlog)
+        events = [inbound(org, c, datetime.now(UTC)) for c in backlog]
+        await produce(producer, events)
+        await wait_for(lambda: watch.count_for(bset) >= N_BACKLOG, 300, "backlog assigned")
+        times = sorted(watch.times_for(bset).values())
+        peak = (N_BACKLOG - 1) / (times[-1] - times[0])
+        print(f"assignments: {peak:.0f}/s sustained (backlog {N_BACKLOG})", flush=True)
+        metrics.append(
+            Metric(
+                "auto_assignments_per_s_one_instance",
+                round(peak, 1),
+                "assignments/s",
+                baseline_value=round(pipe, 1),
+                ratio=round(peak / pipe, 3),
+                target=">= 2000 assignments/s",
+                met=peak >= 2000,
+            )
+        )
+
+        # (c) steady latency at half the peak
+        rate = max(50.0, peak / 2)
+        sent: dict[str, float] = {}
+        started = time.perf_counter()
+        i = 0
+        while time.perf_counter() - started < STEADY_SECONDS:
+            due = int((time.perf_counter() - started) * rate)
+            batch = []
+            while i < due:
+                c = f"s-{i:06d}"
+                batch.append(inbound(org, c, datetime.now(UTC)))
+                sent[c] = time.perf_counter()
+                i += 1
+            if batch:
+                await produce(producer, batch)
+            await asyncio.sleep(0.005)
+        sset = set(sent)
+        await wait_for(lambda: watch.count_for(sset) >= len(sset), 120, "steady assigned")
+        got = watch.times_for(sset)
+        lat = [(got[c] - sent[c]) * 1000 for c in sent]
+        p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        print(f"steady at {rate:.0f}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
+        metrics.append(
+            Metric(
+                "inbound_to_auto_assigned_latency_at_half_peak",
+                round(p50, 1),
+                "ms",
+                p50_ms=round(p50, 1),
+                p99_ms=round(p99, 1),
+                target=f"p99 <= 150 ms (at {rate:.0f} new conversations/s)",
+                met=p99 <= 150,
+            )
+        )
+
+        # (d) an agent with 50 NEW conversations signs out
+        rounds: list[float] = []
+        for r in range(3):
+            holder = f"holder-{r}"
+            await produce(producer, [signed_in(org, holder, datetime.now(UTC))])
+            held = [f"h{r}-{j:02d}" for j in range(50)]
+            hset = set(held)
+            setup: list[CloudEvent[EventData]] = []
+            for c in held:
+                setup.append(inbound(org, c, datetime.now(UTC)))
+            await produce(producer, setup)
+            await wait_for(lambda hset=hset: watch.count_for(hset) >= 50, 60, "held assigned")
+            await produce(producer, [assigned(org, c, holder, datetime.now(UTC)) for c in held])
+            await wait_for(
+                lambda held=held, holder=holder: all(
+                    routing is not None
+                    and routing.owner is not None
+                    and _assignee(routing, org, c) == holder
+                    for c in held
+                ),
+                60,
+                "held by hand",
+            )
+            before = {k for k in watch.seen}
+            t_out = time.perf_counter()
+            await produce(producer, [signed_out(org, holder, datetime.now(UTC))])
+
+            def reassigned(before: set[str] = before, hset: set[str] = hset) -> bool:
+                fresh = [k for k in watch.seen if k not in before and k.split("|")[0] in hset]
+                return len({k.split("|")[0] for k in fresh}) >= 50
+
+            await wait_for(reassigned, 60, "reassigned after sign-out")
+            last = max(
+                t for k, t in watch.seen.items() if k not in before and k.split("|")[0] in hset
+            )
+            rounds.append((last - t_out) * 1000)
+            print(f"sign-out round {r}: all 50 reassigned after {rounds[-1]:.0f} ms", flush=True)
+        sp99 = percentile(rounds, 99)
+        metrics.append(
+            Metric(
+                "sign_out_with_50_new_to_all_reassigned",
+                round(percentile(rounds, 50), 1),
+                "ms",
+                p50_ms=round(percentile(rounds, 50), 1),
+                p99_ms=round(sp99, 1),
+                target="p99 <= 1000 ms",
+                met=sp99 <= 1000,
+            )
+        )
+    finally:
+        await watch.stop()
+        if routing is not None:
+            await routing.runtime.stop()
+            await drop(f"bench_assignment_{tag}")
+        await producer.stop()
+    return metrics
+
+
+def _assignee(routing: Routing, org: str, conv: str) -> str | None:
+    assert routing.owner is not None
+    lg = routing.owner.logs.get((org, conv))
+    if lg is None:
+        return None
+    last = max(
+        (e for e in lg.entries.values() if e.assignee_id is not None),
+        key=lambda e: e.sort_key,
+        default=None,
+    )
+    return last.assignee_id if last is not None else None
+
+
+def main() -> None:
+    write_results("assignment", asyncio.run(run()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The conversation owner's hook for automatic assignment (PRODUCT.md §4).
+
+Two duties, both as the one writer of its conversations:
+- tell the dispatcher what changed: after every re-fold, a conversation whose dispatch view
+  (queue, assignee, channel, waiting period) changed is published on the dispatch topic;
+- review proposals: accept one only while the conversation is in the very waiting period,
+  on the channel, it was proposed for, and the agent is signed in per routing's presence
+  timeline; an accepted one becomes a journal entry (the assignment, id = proposal id) and a
+  ``ConversationAutoAssigned`` event. Every proposal is answered on the dispatch topic, so a
+  refused one frees the agent's slot at once.
+
+Everything is published before the owner's offsets are committed. A crash in between
+redelivers the proposal: if its entry was journaled, it is accepted again (same id, same
+event), else reviewed again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import (
+    AssignmentProposed,
+    AutoAssignReason,
+    ConversationAutoAssigned,
+    ConversationDispatchChanged,
+    ProposalRefusal,
+)
+
+from routing_service.domain.auto_assign import (
+    DispatchView,
+    auto_assignment,
+    dispatch_view,
+    latest_event_time,
+    review,
+    signed_out_at,
+)
+from routing_service.domain.model import (
+    ConversationEntry,
+    ConversationLog,
+    FoldResult,
+    PresenceEntry,
+)
+from routing_service.service_layer.ports import AgentKey, ConversationKey
+
+SOURCE = "/inbox/routing"
+CHANGE_NAMESPACE = uuid.UUID("a4f1b2c3-5d6e-4f70-8a9b-0c1d2e3f4a5b")
+
+
+class DispatchPublisher(Protocol):
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Publish on inbox.routing.dispatch.v1 keyed by org (acks awaited)."""
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        """Publish on inbox.routing.v1 keyed by conversation (acks awaited)."""
+
+
+Timelines = Callable[[set[AgentKey]], Awaitable[dict[AgentKey, list[PresenceEntry]]]]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    proposal: AssignmentProposed
+    proposal_id: str
+    refusal: ProposalRefusal | None = None
+    signed_out_at: Any = None
+
+
+class AutoAssigner:
+    def __init__(self, publisher: DispatchPublisher, timelines: Timelines) -> None:
+        self._publisher = publisher
+        self._timelines = timelines
+        self._views: dict[ConversationKey, tuple[int, DispatchView]] = {}
+        self._published: dict[ConversationKey, DispatchView] = {}
+        #: conversation -> the proposal to answer with its next view (accepted ones)
+        self._answers: dict[ConversationKey, _Answer] = {}
+        self._outbox: list[CloudEvent[Any]] = []
+        self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
+
+    # -- observing the owner's folds ---------------------------------------------------------
+
+    def observe(self, lg: ConversationLog, result: FoldResult) -> None:
+        if not result.state.exists:
+            return
+        key = (lg.org_id, lg.conversation_id)
+        view = dispatch_view(lg, result)
+        self._views[key] = (lg.partition, view)
+        answer = self._answers.pop(key, None)
+        if answer is None and view.same_state(self._published.get(key)):
+            return
+        self._published[key] = view
+        self._outbox.append(self._change(lg, view, answer))
+
+    def forget(self, partitions: set[int]) -> None:
+        for key in [k for k, (p, _) in self._views.items() if p in partitions]:
+            del self._views[key]
+            self._published.pop(key, None)
+            self._answers.pop(key, None)
+
+    # -- proposals ----------------------------------------------------------------------------
+
+    async def review(
+        self,
+        proposals: Sequence[CloudEvent[AssignmentProposed]],
+        logs: dict[ConversationKey, ConversationLog],
+    ) -> tuple[list[tuple[ConversationLog, ConversationEntry]], list[ConversationKey]]:
+        """Accepted proposals' journal entries (to add and re-fold) and the keys to re-fold
+        for accepted duplicates; refusals are answered at once."""
+        agents = {(e.data.org_id, e.data.agent_id) for e in proposals}
+        timelines = await self._timelines(agents)
+        accepted: list[tuple[ConversationLog, ConversationEntry]] = []
+        again: list[ConversationKey] = []
+        for event in proposals:
+            p = event.data
+            key = (p.org_id, p.conversation_id)
+            lg = logs.get(key)
+            if lg is None or lg.partition != p.partition:
+                self._outbox.append(self._refusal_of_unknown(p, event.id))
+                continue
+            if event.id in lg.entries:  # accepted before a crash or a replay: answer again
+                self._answers[key] = _Answer(p, event.id)
+                self._assigned[event.id] = self._assigned_event(p, event.id, lg.entries[event.id])
+                again.append(key)
+                continue
+            current = self._views.get(key)
+            view = current[1] if current is not None else None
+            timeline = timelines.get((p.org_id, p.agent_id), [])
+            out = signed_out_at(timeline)
+            refusal = review(
+                view=view,
+                waiting_cause=p.waiting_cause,
+                channel_id=p.channel_id,
+                agent_signed_out_at=out,
+            )
+            if view is None:
+                self._outbox.append(self._refusal_of_unknown(p, event.id))
+                continue
+            if refusal is not None:
+                answer = _Answer(p, event.id, ProposalRefusal(refusal.value), out)
+                self._outbox.append(self._change(lg, view, answer))
+                continue
+            entry = auto_assignment(
+                proposal_id=event.id,
+                agent_id=p.agent_id,
+                reason=p.reason.value,
+                cause_event_id=p.cause_event_id,
+                cause_event_type=p.cause_event_type,
+                proposed_at=p.occurred_at,
+                known=[latest_event_time(lg), *(t.occurred_at for t in timeline)],
+            )
+            accepted.append((lg, entry))
+            self._answers[key] = _Answer(p, event.id)
+            self._assigned[event.id] = self._assigned_event(p, event.id, entry)
+        return accepted, again
+
+    async def flush(self) -> None:
+        """Publish what the last folds and reviews produced (before offsets are committed)."""
+        if self._assigned:
+            assigned = list(self._assigned.values())
+            await self._publisher.publish_auto_assigned(assigned)
+            for e in assigned:
+                self._assigned.pop(e.id, None)
+        if self._outbox:
+            out = list(self._outbox)
+            await self._publisher.publish_dispatch_inputs(out)
+            del self._outbox[: len(out)]
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _change(
+        self, lg: ConversationLog, view: DispatchView, answer: _Answer | None
+    ) -> CloudEvent[ConversationDispatchChanged]:
+        cause_id, cause_type = view.cause
+        proposal_id = answer.proposal_id if answer is not None else None
+        refusal = answer.refusal if answer is not None else None
+        data = ConversationDispatchChanged(
+            org_id=lg.org_id,
+            conversation_id=lg.conversation_id,
+            partition=lg.partition,
+            version=view.version,
+            queue=view.queue,
+            assignee_id=view.assignee_id,
+            channel_id=view.channel_id,
+            waiting_since=view.waiting_since,
+            waiting_cause=view.waiting_cause,
+            cause_event_id=cause_id or f"{lg.org_id}|{lg.conversation_id}|{view.version}",
+            cause_event_type=cause_type or "unknown",
+            proposal_id=proposal_id,
+            refusal=refusal,
+            refused_agent_id=answer.proposal.agent_id if answer and refusal else None,
+            agent_signed_out_at=answer.signed_out_at
+            if answer and refusal is ProposalRefusal.AGENT_SIGNED_OUT
+            else None,
+            occurred_at=view.at,
+        )
+        tag = f"{lg.org_id}|{lg.conversation_id}|{view.version}|{proposal_id}|{refusal}"
+        return CloudEvent.wrap(data, source=SOURCE, event_id=str(uuid.uuid5(CHANGE_NAMESPACE, tag)))
+
+    def _refusal_of_unknown(
+        self, p: AssignmentProposed, proposal_id: str
+    ) -> CloudEvent[ConversationDispatchChanged]:
+        """A proposal for a conversation this owner does not know: not waiting (here)."""
+        data = ConversationDispatchChanged(
+            org_id=p.org_id,
+            conversation_id=p.conversation_id,
+            partition=p.partition,
+            version=0,
+            queue="NEW",
+            cause_event_id=proposal_id,
+            cause_event_type=AssignmentProposed.event_type,
+            proposal_id=proposal_id,
+            refusal=ProposalRefusal.NOT_WAITING,
+            occurred_at=p.occurred_at,
+        )
+        return CloudEvent.wrap(data, source=SOURCE)
+
+    def _assigned_event(
+        self, p: AssignmentProposed, proposal_id: str, entry: ConversationEntry
+    ) -> CloudEvent[ConversationAutoAssigned]:
+        return CloudEvent.wrap(
+            ConversationAutoAssigned(
+                org_id=p.org_id,
+                conversation_id=p.conversation_id,
+                assignee_id=p.agent_id,
+                team=p.team,
+                reason=AutoAssignReason(p.reason.value),
+                cause_event_id=p.cause_event_id,
+                cause_event_type=p.cause_event_type,
+                waiting_since=p.waiting_since,
+                occurred_at=entry.occurred_at,
+            ),
+            source=SOURCE,
+            event_id=proposal_id,
+        )
+
+
+def keys_of(items: Iterable[tuple[ConversationLog, ConversationEntry]]) -> list[ConversationKey]:
+    return [(lg.org_id, lg.conversation_id) for lg, _ in items]
