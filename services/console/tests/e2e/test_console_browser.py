@@ -187,6 +187,8 @@ async def test_the_console_in_a_real_browser(infra: Infra, tmp_path: Path) -> No
         for page in ("routing", "live", "attributes", "replies", "login"):
             assert all(v["impact"] not in {"serious", "critical"} for v in result["axe"][page])
             assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000
+        assignment_axe = result["axe"]["routing-assignment"]
+        assert all(v["impact"] not in {"serious", "critical"} for v in assignment_axe)
         print(f"R1 seen in the browser {result['unassigned_seen_ms']} ms after the sign-out click")
         decisions = await _auto_unassigned(env, seed)
         assert [d.previous_assignee_id for d in decisions] == [seed["agent"]]

@@ -17,6 +17,7 @@ from console_service.domain.problems import HTTP_STATUS, Problem
 from console_service.entrypoints.http_app import create_app
 from console_service.settings import ConsoleSettings
 from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from inbox.routing.v1 import routing_pb2, routing_pb2_grpc
 from inbox_kit.auth import TokenVerifier, current_principal, mint_token
 from inbox_kit.errors import (
     Aborted,
@@ -56,6 +57,40 @@ class FakeContacts(contacts_pb2_grpc.ContactsServiceServicer):
         )
 
 
+class FakeRouting(routing_pb2_grpc.RoutingServiceServicer):
+    """Echoes the automatic-assignment settings and serves a fixed dispatcher view."""
+
+    async def UpdateAssignmentSettings(
+        self, request: Any, context: Any
+    ) -> routing_pb2.AssignmentSettings:
+        return routing_pb2.AssignmentSettings(
+            enabled=request.enabled,
+            default_capacity=request.default_capacity,
+            team_capacities=request.team_capacities,
+            channel_teams=request.channel_teams,
+            updated_by=current_principal().agent_id,
+        )
+
+    async def GetAssignmentSettings(
+        self, request: Any, context: Any
+    ) -> routing_pb2.AssignmentSettings:
+        return routing_pb2.AssignmentSettings()
+
+    async def ListWaitingConversations(
+        self, request: Any, context: Any
+    ) -> routing_pb2.ListWaitingConversationsResponse:
+        waiting = routing_pb2.WaitingConversation(
+            conversation_id="conv-1", team="t1", reason="no eligible agent: 1 away", away=1
+        )
+        return routing_pb2.ListWaitingConversationsResponse(conversations=[waiting], total=1)
+
+    async def ListAgentLoads(
+        self, request: Any, context: Any
+    ) -> routing_pb2.ListAgentLoadsResponse:
+        load = routing_pb2.AgentLoad(agent_id="agent-7", signed_in=True, held=2, capacity=3)
+        return routing_pb2.ListAgentLoadsResponse(agents=[load])
+
+
 @pytest.fixture
 async def grpc_address() -> AsyncIterator[str]:
     server = GrpcServer(
@@ -64,7 +99,12 @@ async def grpc_address() -> AsyncIterator[str]:
                 "inbox.contacts.v1.ContactsService",
                 contacts_pb2_grpc.add_ContactsServiceServicer_to_server,
                 FakeContacts(),
-            )
+            ),
+            ServiceRegistration(
+                "inbox.routing.v1.RoutingService",
+                routing_pb2_grpc.add_RoutingServiceServicer_to_server,
+                FakeRouting(),
+            ),
         ],
         verifier=TokenVerifier(SECRET),
     )
@@ -176,6 +216,41 @@ async def test_request_body_uses_the_proto_json_mapping(client: httpx.AsyncClien
     body = reply.json()
     assert [d["key"] for d in body["definitions"]] == ["email", "name"]
     assert body["version"] == "42"  # int64 as a string, as proto3 JSON says
+
+
+async def test_automatic_assignment_routes_reach_routing(grpc_address: str) -> None:
+    backends = GrpcBackends({"routing": grpc_address}, timeout=5)
+    backends.open()
+    app = create_app(ConsoleSettings(dev_mode=False, jwt_secret=SecretStr(SECRET)), backends)
+    transport = httpx.ASGITransport(app=app)
+    settings = {
+        "enabled": True,
+        "default_capacity": 3,
+        "team_capacities": {"t1": 2},
+        "channel_teams": {"whatsapp-1": "t1"},
+    }
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as http:
+        saved = await http.put("/api/routing/assignment-settings", json=settings, headers=_auth())
+        waiting = await http.get("/api/routing/waiting", headers=_auth())
+        loads = await http.get("/api/routing/agent-loads", headers=_auth())
+        unknown = await http.get("/api/routing/assignment-settings?enabled=1", headers=_auth())
+    await backends.close()
+    assert saved.status_code == 200, saved.text
+    assert {k: saved.json()[k] for k in settings} == settings
+    assert saved.json()["updated_by"] == "a1"
+    assert waiting.json()["conversations"][0]["reason"] == "no eligible agent: 1 away"
+    assert waiting.json()["total"] == 1
+    assert loads.json()["agents"][0] == {
+        "agent_id": "agent-7",
+        "signed_in": True,
+        "available": False,
+        "teams": [],
+        "held": 2,
+        "capacity": 3,
+        "team_capacities": {},
+    }
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["field"] == "enabled"
 
 
 @pytest.mark.parametrize(

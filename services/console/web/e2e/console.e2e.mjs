@@ -275,6 +275,23 @@ async function main() {
       await screenshot(page, "replies");
     });
 
+    // Last of the admin's routing steps: on, it would auto-assign the live view's conversation.
+    await step("automatic assignment switched on with a capacity, kept after a reload", async () => {
+      await page.goto(`${BASE}/#/routing`);
+      const form = page.getByRole("form", { name: "Automatic assignment" });
+      const enabled = form.getByLabel("Assign waiting conversations automatically");
+      await page.locator("#assignment-changed", { hasText: "Never changed" }).waitFor();
+      await enabled.check();
+      await form.getByLabel("Default capacity per agent").fill("3");
+      await form.getByRole("button", { name: "Save automatic assignment" }).click();
+      await page.locator("#assignment-changed", { hasText: SEED.admin }).waitFor();
+      await page.reload();
+      await page.locator("#assignment-changed", { hasText: SEED.admin }).waitFor();
+      expect(await enabled.isChecked(), "still on after a reload");
+      expect((await form.getByLabel("Default capacity per agent").inputValue()) === "3", "capacity kept");
+      await axeCheck(page, "routing-assignment");
+    });
+
     await step("tablet width", async () => {
       await page.setViewportSize({ width: 820, height: 1180 });
       for (const [hash, name] of [["#/live", "live-tablet"], ["#/attributes", "attributes-tablet"]]) {

@@ -139,6 +139,33 @@ export interface RoutingSettings {
   updated_at?: string | null;
   updated_by: string;
 }
+export interface AssignmentSettings {
+  enabled: boolean;
+  default_capacity: number;
+  team_capacities: Record<string, number>;
+  channel_teams: Record<string, string>;
+  updated_at?: string | null;
+  updated_by: string;
+}
+export interface WaitingConversation {
+  conversation_id: string;
+  waiting_since?: string | null;
+  team: string;
+  channel_id: string;
+  reason: string;
+  at_capacity: number;
+  away: number;
+  signed_out: number;
+}
+export interface AgentLoad {
+  agent_id: string;
+  signed_in: boolean;
+  available: boolean;
+  teams: string[];
+  held: number;
+  capacity: number;
+  team_capacities: Record<string, number>;
+}
 export interface Conversation {
   conversation_id: string;
   queue: string;

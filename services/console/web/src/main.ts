@@ -16,7 +16,7 @@ interface Page {
 const PAGES: Page[] = [
   { path: "#/attributes", group: "Agent workspace", title: "Contact attributes", render: attributesPage },
   { path: "#/replies", group: "Agent workspace", title: "Saved replies", render: repliesPage },
-  { path: "#/routing", group: "Routing and automation", title: "Remove assignment", render: routingPage },
+  { path: "#/routing", group: "Routing and automation", title: "Assignment rules", render: routingPage },
   { path: "#/live", group: "Live", title: "Conversations", render: livePage },
 ];
 

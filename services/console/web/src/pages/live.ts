@@ -1,4 +1,4 @@
-import { api, q, type AgentPresence, type AuditEntry, type Conversation } from "../api";
+import { api, q, type AgentLoad, type AgentPresence, type AuditEntry, type Conversation, type WaitingConversation } from "../api";
 import { field, formatTime, h } from "../dom";
 import { enumLabel, notices, pageHeader } from "./common";
 
@@ -36,6 +36,8 @@ export function livePage(main: HTMLElement): () => void {
   const changes = h("ol", { class: "change-log", id: "change-log" });
   const changeLog = h("div", { role: "log", "aria-label": "Assignment changes" }, changes);
   const agents = h("ul", { class: "agent-list", id: "signed-in-agents", "aria-label": "Signed-in agents" });
+  const waiting = h("ol", { class: "audit", id: "waiting-queue", "aria-label": "Waiting for automatic assignment" });
+  const loads = h("ul", { class: "agent-list", id: "agent-loads", "aria-label": "Agent loads" });
   const audit = h("section", { class: "card", id: "audit-panel", "aria-labelledby": "audit-title" });
   audit.append(h("h2", { id: "audit-title" }, "Audit trail"), h("p", { class: "hint" }, "Choose a conversation."));
 
@@ -129,6 +131,40 @@ export function livePage(main: HTMLElement): () => void {
     if (list.length === 0) agents.append(h("li", {}, "Nobody is signed in."));
   }
 
+  function renderWaiting(list: WaitingConversation[], total: number): void {
+    waiting.replaceChildren(
+      ...list.map((w) =>
+        h(
+          "li",
+          { "data-conversation": w.conversation_id },
+          h("strong", {}, w.conversation_id),
+          ` waiting since ${formatTime(w.waiting_since)}${w.team ? ` for team ${w.team}` : ""}`,
+          h("div", { class: "hint reason" }, w.reason),
+        ),
+      ),
+    );
+    if (list.length === 0) waiting.append(h("li", {}, "Nothing is waiting."));
+    else if (total > list.length) waiting.append(h("li", {}, `… ${total - list.length} more.`));
+  }
+
+  function renderLoads(list: AgentLoad[]): void {
+    loads.replaceChildren(
+      ...list.map((a) =>
+        h(
+          "li",
+          { "data-agent": a.agent_id },
+          h("span", {}, a.agent_id),
+          h(
+            "small",
+            {},
+            `holds ${a.held} of ${a.capacity || "unlimited"}; ${a.signed_in ? (a.available ? "available" : "away") : "signed out"}${a.teams.length ? `; teams ${a.teams.join(", ")}` : ""}`,
+          ),
+        ),
+      ),
+    );
+    if (list.length === 0) loads.append(h("li", {}, "No agents known yet."));
+  }
+
   function renderAudit(entries: AuditEntry[]): void {
     audit.replaceChildren(
       h("h2", { id: "audit-title" }, `Audit trail of ${selected}`),
@@ -155,10 +191,14 @@ export function livePage(main: HTMLElement): () => void {
       const params = new URLSearchParams({ page_size: "200" });
       if (queueSelect.value) params.set("queue", queueSelect.value);
       if (assigneeInput.value.trim()) params.set("assignee_id", assigneeInput.value.trim());
-      const [conversations, signedIn] = await Promise.all([
+      const [conversations, signedIn, queue, agentLoads] = await Promise.all([
         api<{ conversations: Conversation[] }>("GET", `/conversations?${params}`),
         api<{ agents: AgentPresence[] }>("GET", "/presence/signed-in?page_size=100"),
+        api<{ conversations: WaitingConversation[]; total: number }>("GET", "/routing/waiting"),
+        api<{ agents: AgentLoad[] }>("GET", "/routing/agent-loads"),
       ]);
+      renderWaiting(queue.conversations, queue.total);
+      renderLoads(agentLoads.agents);
       diff(conversations.conversations);
       renderRows(conversations.conversations);
       previous = new Map(conversations.conversations.map((c) => [c.conversation_id, c]));
@@ -218,6 +258,8 @@ export function livePage(main: HTMLElement): () => void {
         "div",
         { class: "side" },
         h("section", { class: "card", "aria-labelledby": "agents-title" }, h("h2", { id: "agents-title" }, "Signed-in agents"), agents),
+        h("section", { class: "card", "aria-labelledby": "waiting-title" }, h("h2", { id: "waiting-title" }, "Waiting for automatic assignment"), waiting),
+        h("section", { class: "card", "aria-labelledby": "loads-title" }, h("h2", { id: "loads-title" }, "Agent loads"), loads),
         audit,
         h("section", { class: "card", "aria-labelledby": "changes-title" }, h("h2", { id: "changes-title" }, "Recent changes"), changeLog),
       ),

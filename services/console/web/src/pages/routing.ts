@@ -1,5 +1,6 @@
 import { api, type RoutingSettings } from "../api";
 import { formatTime, h, toggle } from "../dom";
+import { assignmentSection } from "./assignment";
 import { notices, pageHeader } from "./common";
 
 export function routingPage(main: HTMLElement): void {
@@ -54,6 +55,7 @@ export function routingPage(main: HTMLElement): void {
     pageHeader("Routing and automation", "What routing does on its own when agents come and go."),
     note.el,
     section,
+    assignmentSection(),
   );
   api<RoutingSettings>("GET", "/routing/settings").then(renderSettings, (exc) => note.fail(exc));
 }
