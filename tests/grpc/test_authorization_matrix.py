@@ -224,6 +224,27 @@ MATRIX: tuple[Row, ...] = (
         other_org=HIDDEN,
     ),
     Row(
+        "routing.GetAssignmentSettings",
+        _ids(own=lambda w: RT.GetAssignmentSettingsRequest()),
+        other_org=HIDDEN,
+    ),
+    Row(
+        "routing.UpdateAssignmentSettings",
+        _ids(own=lambda w: RT.UpdateAssignmentSettingsRequest(enabled=False)),
+        admin_only=True,
+        other_org=HIDDEN,
+    ),
+    Row(
+        "routing.ListWaitingConversations",
+        _ids(own=lambda w: RT.ListWaitingConversationsRequest()),
+        other_org=HIDDEN,
+    ),
+    Row(
+        "routing.ListAgentLoads",
+        _ids(own=lambda w: RT.ListAgentLoadsRequest()),
+        other_org=HIDDEN,
+    ),
+    Row(
         "routing.GetConversation",
         lambda w, t: (
             RT.GetConversationRequest(conversation_id=_target(w, t, w.conversation))

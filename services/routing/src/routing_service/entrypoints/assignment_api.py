@@ -54,6 +54,9 @@ def _ids(field: str, mapping: Mapping[str, Any]) -> None:
         for part in (k, v) if isinstance(v, str) else (k,):
             if not part.strip() or len(part) > MAX_ID:
                 raise InvalidArgument(field, f"ids must be 1-{MAX_ID} characters")
+            # the maps are stored as documents keyed by these ids (MongoDB field names)
+            if "." in part or part.startswith("$") or "\x00" in part:
+                raise InvalidArgument(field, "ids must not contain '.' or NUL or start with '$'")
 
 
 def settings_from_request(r: pb.UpdateAssignmentSettingsRequest) -> AssignmentSettings:
