@@ -12,6 +12,7 @@ from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import AssignmentSettingsChanged
 from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument
+from inbox_kit.validation import id_problem
 
 from routing_service.domain.dispatch import AssignmentSettings
 
@@ -52,11 +53,12 @@ def _ids(field: str, mapping: Mapping[str, Any]) -> None:
         raise InvalidArgument(field, f"at most {MAX_ENTRIES} entries")
     for k, v in mapping.items():
         for part in (k, v) if isinstance(v, str) else (k,):
-            if not part.strip() or len(part) > MAX_ID:
-                raise InvalidArgument(field, f"ids must be 1-{MAX_ID} characters")
+            problem = id_problem(part, MAX_ID)
             # the maps are stored as documents keyed by these ids (MongoDB field names)
-            if "." in part or part.startswith("$") or "\x00" in part:
-                raise InvalidArgument(field, "ids must not contain '.' or NUL or start with '$'")
+            if problem is None and ("." in part or part.startswith("$")):
+                problem = "must not contain '.' or start with '$'"
+            if problem is not None:
+                raise InvalidArgument(field, f"ids {problem}")
 
 
 def settings_from_request(r: pb.UpdateAssignmentSettingsRequest) -> AssignmentSettings:
