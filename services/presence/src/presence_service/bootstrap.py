@@ -51,7 +51,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
     await handlers.refresh_liveness(presence, settings.outage_threshold())
 
     # Known as a replica before claiming anything: the progress marks wait for its floor.
-    await presence.store.write_floor(presence.clock(), presence.clock())
+    await handlers.report_floor(presence)
 
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None
