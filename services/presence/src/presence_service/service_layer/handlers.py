@@ -62,6 +62,8 @@ MAX_BATCH = 500
 DEFAULT_PAGE = 100
 MAX_KNOWN_AGENTS = 100_000
 SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
+#: A floor write slower than this is logged: past the replica TTL the replica looks dead.
+SLOW_FLOOR_WRITE = timedelta(seconds=1)
 
 
 class SessionEnded(FailedPrecondition):
@@ -169,6 +171,8 @@ async def report_floor(p: Presence, at: datetime | None = None) -> None:
         value = own_floor(p, now)
         p.progress.reported(value)
         await p.store.write_floor(value, now if at is None else at)
+        if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
+            log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
 
     await p.floor_reports.report(write)
 

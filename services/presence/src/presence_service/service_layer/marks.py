@@ -57,7 +57,10 @@ async def mark_round(
     mark. Returns the mark published, if any."""
     now = p.clock()
     if publisher is not None and (state.next_lease_check is None or now >= state.next_lease_check):
-        state.holder = await p.store.take_lease(LEASE, p.replica_id, now, now + timing.lease_ttl)
+        holder = await p.store.take_lease(LEASE, p.replica_id, now, now + timing.lease_ttl)
+        if holder != state.holder:
+            log.warning("progress marks lease %s", "taken" if holder else "lost")
+        state.holder = holder
         state.next_lease_check = now + timing.lease_ttl / 4
     if state.next_floor_write is None or now >= state.next_floor_write:
         await report_floor(p)
@@ -73,6 +76,11 @@ async def mark_round(
             for f in await p.store.floors()
             if f.replica_id != p.replica_id and now - f.at > timing.replica_ttl
         ]
+        for replica_id in set(dead) - set(state.orphans):
+            log.warning(
+                "replica taken for dead: the marks wait only for what it left in the store",
+                extra={"replica": replica_id},
+            )
         state.orphans = {r: await p.store.orphan_floor(r) for r in dead}
         for replica_id, left in state.orphans.items():
             if left is None:  # nothing left behind: forget the replica
@@ -100,6 +108,8 @@ async def run_marks(p: Presence, publisher: ProgressPublisher | None, timing: Ma
             log.exception("progress round failed; will retry")
             state.next_lease_check = None
         elapsed = loop.time() - started
+        if elapsed > 1.0:  # a follower's floor ages meanwhile (past the TTL it looks dead)
+            log.warning("slow progress round", extra={"seconds": round(elapsed, 3)})
         await asyncio.sleep(max(0.0, timing.interval.total_seconds() - elapsed))
 
 
