@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -9,7 +10,12 @@ from hypothesis import strategies as st
 from presence_service.domain.live import LiveSessions
 from presence_service.domain.model import AgentRef, Session
 from presence_service.service_layer.ports import ReplicaFloor
-from presence_service.service_layer.progress import TICK, ProgressFloor, global_watermark
+from presence_service.service_layer.progress import (
+    TICK,
+    FloorReports,
+    ProgressFloor,
+    global_watermark,
+)
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=45)
@@ -132,3 +138,26 @@ def test_floor_never_passes_a_transition_not_yet_published(
         undecided = [live.get(f"s{i}") for i in range(5)]
         assert all(current < e.deadline for e in undecided if e is not None)
         last_floor = current
+
+
+async def test_floor_reports_serialize_and_share_a_write_that_started_after_the_call() -> None:
+    reports = FloorReports()
+    gate = asyncio.Event()
+    writes: list[str] = []
+
+    async def write(name: str) -> None:
+        writes.append(name)
+        await gate.wait()
+
+    first = asyncio.create_task(reports.report(lambda: write("first")))
+    await asyncio.sleep(0)  # "first" is in flight: later callers need a write after it
+    second = asyncio.create_task(reports.report(lambda: write("second")))
+    third = asyncio.create_task(reports.report(lambda: write("third")))
+    forced = asyncio.create_task(reports.report(lambda: write("forced"), always=True))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert writes == ["first"]  # serialized: nothing else while it is in flight
+    gate.set()
+    await asyncio.gather(first, second, third, forced)
+    # one write served both callers that queued behind "first"; the forced one always writes
+    assert writes == ["first", "second", "forced"]

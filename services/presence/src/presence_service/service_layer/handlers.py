@@ -174,7 +174,7 @@ async def report_floor(p: Presence, at: datetime | None = None) -> None:
         if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
             log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
 
-    await p.floor_reports.report(write)
+    await p.floor_reports.report(write, always=at is not None)
 
 
 @contextlib.asynccontextmanager

@@ -125,10 +125,11 @@ class FloorReports:
         self._started = 0
         self._finished = 0
 
-    async def report(self, write: Callable[[], Awaitable[None]]) -> None:
+    async def report(self, write: Callable[[], Awaitable[None]], *, always: bool = False) -> None:
+        """``always``: this very write must happen (e.g. it carries a special liveness time)."""
         ticket = self._started + 1
         async with self._lock:
-            if self._finished >= ticket:
+            if self._finished >= ticket and not always:
                 return  # a write that started after this call has landed
             self._started += 1
             number = self._started
