@@ -177,8 +177,7 @@ TRACE_ATTRIBUTES: dict[str, Any] = {
     },
     "tracestate": {
         "type": "string",
-        "description": "CloudEvents distributed-tracing extension (optional): W3C "
-        "`tracestate`.",
+        "description": "CloudEvents distributed-tracing extension (optional): W3C `tracestate`.",
     },
 }
 

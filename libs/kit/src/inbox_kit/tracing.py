@@ -3,8 +3,10 @@
 - **Configuration** by the standard ``OTEL_*`` variables only (``configure_tracing``, called
   once per process by ``inbox_kit.process.run_service``). One deliberate difference from the
   SDK's defaults: ``OTEL_TRACES_EXPORTER`` unset means ``none`` (the SDK's default is
-  ``otlp`` to ``localhost:4317``), so a service sends nothing anywhere unless told to.
-  Spans are still made (trace and span ids in the logs, context propagated downstream).
+  ``otlp`` to ``localhost:4317``), so a service sends nothing anywhere unless told to; and
+  without an exporter the sampler defaults to ``always_off`` (nothing would see the spans):
+  spans still get ids (trace and span ids in the logs, context propagated downstream) but
+  are not recorded, which costs about what no tracing costs (``bench/tracing.py``).
 - **Propagation** is W3C Trace Context (``traceparent`` / ``tracestate``), on gRPC metadata and
   on Kafka record headers. A consumed record's context is read from, in this order: the
   ``traceparent`` header, the CloudEvents distributed-tracing extension in binary mode
@@ -45,6 +47,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status
 from opentelemetry.trace import StatusCode as SpanStatus
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -93,16 +96,21 @@ def provider_from_env(service_name: str) -> TracerProvider | None:
     ``OTEL_SDK_DISABLED=true``: None, no SDK at all (the API's no-op tracer; incoming contexts
     are still passed on). ``OTEL_SERVICE_NAME`` overrides ``service_name``; the sampler comes
     from ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default
-    ``parentbased_always_on``), the exporters from ``OTEL_TRACES_EXPORTER`` (``none`` when
-    unset; ``otlp`` with ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` ``grpc`` (default) or
-    ``http/protobuf`` and the exporter's own ``OTEL_EXPORTER_OTLP_*`` variables; ``console``),
-    each behind a batch span processor (``OTEL_BSP_*``).
+    ``parentbased_always_on`` with an exporter, ``always_off`` without one), the exporters
+    from ``OTEL_TRACES_EXPORTER`` (``none`` when unset; ``otlp`` with
+    ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` ``grpc`` (default) or ``http/protobuf`` and the
+    exporter's own ``OTEL_EXPORTER_OTLP_*`` variables; ``console``), each behind a batch span
+    processor (``OTEL_BSP_*``).
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    for exporter in _exporters_from_env():
+    exporters = _exporters_from_env()
+    # Nothing would be exported: record nothing unless a sampler is asked for. Unsampled
+    # spans still get ids (logs, propagation) and cost about what no SDK costs.
+    sampler = ALWAYS_OFF if not exporters and not os.environ.get("OTEL_TRACES_SAMPLER") else None
+    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
@@ -235,25 +243,38 @@ def start_send(
         current = trace.get_current_span().get_span_context()
         if current.is_valid:
             links.append(Link(current))
-    attributes: dict[str, Any] = {
-        "messaging.system": "kafka",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "send",
-        "messaging.destination.name": topic,
+    span = TRACER.start_span(f"send {topic}", context=parent, kind=SpanKind.PRODUCER, links=links)
+    if span.is_recording():  # the attributes cost more than the unsampled span itself
+        span.set_attributes(
+            {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "send",
+                "messaging.destination.name": topic,
+            }
+        )
+        if event_id is not None:
+            span.set_attribute("messaging.message.id", event_id)
+            span.set_attribute("cloudevents.event_id", event_id)
+        if event_type is not None:
+            span.set_attribute("cloudevents.event_type", event_type)
+        if partition is not None:
+            span.set_attribute("messaging.destination.partition.id", str(partition))
+    return span, trace_headers(span.get_span_context())
+
+
+def trace_headers(span_context: SpanContext) -> dict[str, str]:
+    """The W3C headers of ``span_context`` (what ``W3C.inject`` writes, without building a
+    context for it: this runs once per published record)."""
+    if not span_context.is_valid:
+        return {}
+    headers = {
+        H_TRACEPARENT: f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{span_context.trace_flags:02x}"
     }
-    if event_id is not None:
-        attributes["messaging.message.id"] = event_id
-        attributes["cloudevents.event_id"] = event_id
-    if event_type is not None:
-        attributes["cloudevents.event_type"] = event_type
-    if partition is not None:
-        attributes["messaging.destination.partition.id"] = str(partition)
-    span = TRACER.start_span(
-        f"send {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes, links=links
-    )
-    headers: dict[str, str] = {}
-    W3C.inject(headers, context=trace.set_span_in_context(span))
-    return span, headers
+    if span_context.trace_state:
+        headers[H_TRACESTATE] = span_context.trace_state.to_header()
+    return headers
 
 
 def end_span(span: Span, error: BaseException | None = None) -> None:
@@ -345,9 +366,9 @@ def start_server_span(
     current; end it with ``end_server_span``."""
     carrier = _metadata_carrier(metadata)
     parent = W3C.extract(carrier, context=Context()) if carrier else Context()
-    span = TRACER.start_span(
-        method.lstrip("/"), context=parent, kind=SpanKind.SERVER, attributes=_rpc_attributes(method)
-    )
+    span = TRACER.start_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER)
+    if span.is_recording():
+        span.set_attributes(_rpc_attributes(method))
     token = otel_context.attach(trace.set_span_in_context(span))
     return span, token
 
@@ -359,6 +380,8 @@ def end_server_span(span: Span, token: object, code: str) -> None:
 
 
 def _set_grpc_status(span: Span, code: str, *, error: bool) -> None:
+    if not span.is_recording():
+        return
     status = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
     span.set_attribute("rpc.grpc.status_code", status.value[0])
     if error:
@@ -376,12 +399,12 @@ class ClientTracing(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-
         with TRACER.start_as_current_span(
             method.lstrip("/"),
             kind=SpanKind.CLIENT,
-            attributes=_rpc_attributes(method),
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            carrier: dict[str, str] = {}
-            W3C.inject(carrier)
+            if span.is_recording():
+                span.set_attributes(_rpc_attributes(method))
+            carrier = trace_headers(span.get_span_context())
             metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()), *carrier.items())
             details = grpc.aio.ClientCallDetails(
                 client_call_details.method,

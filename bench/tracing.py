@@ -1,0 +1,265 @@
+"""What tracing costs on the kit's traced paths (``make bench NAME=tracing``).
+
+One process, the same code, four tracer set-ups taken in turns (rounds interleave them, the
+median of the rounds is reported), the first being the baseline:
+
+- ``off``: the API's no-op tracer (``OTEL_SDK_DISABLED=true``); contexts still propagate;
+- ``default``: the SDK as configured when no ``OTEL_*`` variable is set (no exporter, hence
+  sampler ``always_off``), the same as ``OTEL_TRACES_SAMPLER=always_off``: spans get ids
+  (logs, propagation) but are not recorded — *sampling off*;
+- ``always_on``: the SDK recording every span (``OTEL_TRACES_SAMPLER=always_on``), no
+  exporter: every span made, then dropped — *sampling on*;
+- ``exporting``: ``always_on`` with a batch span processor feeding an exporter that discards
+  (an OTLP set-up minus the network).
+
+Paths: ``consume`` (``BatchConsumer.process`` of a 500-record batch whose records each carry
+another trace's ``traceparent``: decode, span with 128 links, a no-op handler), ``publish``
+(``EventPublisher.publish_many`` of 500 events to a producer stand-in that acknowledges at
+once: serialization, headers, a span per event), ``grpc`` (a unary call through the kit's
+server guard and client channel on loopback, sequential) and ``kafka`` (2,000 events
+published with the real ``EventPublisher`` and consumed by a ``BatchConsumer`` on the real
+broker, end to end). Writes ``bench/results/tracing.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import grpc
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import ContactProfileUpserted
+from inbox_kit import tracing
+from inbox_kit.auth import TokenVerifier, mint_token
+from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
+from inbox_kit.grpc_client import insecure_channel
+from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
+from inbox_kit.kafka import DeadLetters, EventPublisher
+from inbox_testing import consumer_record, wait_until
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+from bench.common import Metric, write_results
+
+TOPIC = "inbox.contacts.v1"
+SERVICE = "inbox.bench.v1.TracedService"
+SECRET = "bench-tracing-secret-0123456789abcdef"
+BATCH = 500
+KAFKA_EVENTS = 2_000
+ROUNDS = int(os.environ.get("BENCH_TRACING_ROUNDS", "5"))
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _tracers() -> dict[str, trace.Tracer]:
+    exporting = TracerProvider(sampler=ALWAYS_ON)
+    exporting.add_span_processor(BatchSpanProcessor(_Discard()))
+    return {
+        "off": trace.NoOpTracer(),
+        "default": TracerProvider(sampler=ALWAYS_OFF).get_tracer("inbox_kit"),
+        "always_on": TracerProvider(sampler=ALWAYS_ON).get_tracer("inbox_kit"),
+        "exporting": exporting.get_tracer("inbox_kit"),
+    }
+
+
+def _event(i: int) -> CloudEvent[ContactProfileUpserted]:
+    data = ContactProfileUpserted(
+        org_id="bench", contact_id=f"c{i}", occurred_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    return CloudEvent.wrap(data, source="/bench")
+
+
+def _records() -> list[Record]:
+    out = []
+    for i in range(BATCH):
+        parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+        out.append(
+            consumer_record(
+                TOPIC,
+                _event(i).to_json_bytes(),
+                offset=i,
+                headers=[("traceparent", parent.encode())],
+            )
+        )
+    return out
+
+
+async def _nothing(topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
+    return None
+
+
+async def consume_seconds(records: list[Record]) -> float:
+    async def handler(batch: Batch) -> None:
+        return None
+
+    loop = BatchConsumer(
+        name="bench",
+        bootstrap="unused",
+        topics=[TOPIC],
+        group_id="bench",
+        handler=handler,
+        dead_letters=DeadLetters(_nothing, "bench"),
+    )
+    started = time.perf_counter()
+    for _ in range(4):
+        await loop.process(records)
+    return (time.perf_counter() - started) / (4 * len(records))
+
+
+class _AckingProducer:
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def publish_seconds(events: list[CloudEvent[Any]]) -> float:
+    publisher = EventPublisher("unused", client_id="bench")
+    publisher._producer = cast(Any, _AckingProducer())
+    started = time.perf_counter()
+    for _ in range(4):
+        await publisher.publish_many(TOPIC, events)
+    return (time.perf_counter() - started) / (4 * len(events))
+
+
+async def _echo(request: bytes, context: Any) -> bytes:
+    return request
+
+
+def _register(servicer: Any, server: Any) -> None:
+    handler = grpc.unary_unary_rpc_method_handler(
+        _echo, request_deserializer=lambda b: b, response_serializer=lambda b: b
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})]
+    )
+
+
+async def grpc_seconds(call: Callable[[], Awaitable[Any]], calls: int = 1_000) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        await call()
+    return (time.perf_counter() - started) / calls
+
+
+async def kafka_seconds(bootstrap: str, events: list[CloudEvent[Any]]) -> float:
+    """Publish ``events`` to a new topic and consume them all: seconds per event."""
+    topic = f"bench-tracing-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    seen = 0
+
+    async def handler(batch: Batch) -> None:
+        nonlocal seen
+        seen += len(batch)
+
+    publisher = EventPublisher(bootstrap, client_id="bench-tracing")
+    await publisher.start()
+    loop = BatchConsumer(
+        name="bench",
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=f"bench-{topic}",
+        handler=handler,
+        dead_letters=DeadLetters(publisher.publish_raw, "bench"),
+        poll_timeout_ms=20,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await loop.ready(timeout=60)
+        started = time.perf_counter()
+        for i in range(0, len(events), 100):
+            await publisher.publish_many(topic, events[i : i + 100])
+
+        async def all_seen() -> bool:
+            return seen >= len(events)
+
+        await wait_until(all_seen, timeout=120, interval=0.005)
+        return (time.perf_counter() - started) / len(events)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+
+
+async def run(bootstrap: str) -> list[Metric]:
+    tracers = _tracers()
+    records = _records()
+    events: list[CloudEvent[Any]] = [_event(i) for i in range(BATCH)]
+    kafka_events: list[CloudEvent[Any]] = [_event(i) for i in range(KAFKA_EVENTS)]
+    server = GrpcServer(
+        [ServiceRegistration(SERVICE, _register, None)], verifier=TokenVerifier(SECRET)
+    )
+    await server.start()
+    metadata = (("authorization", f"Bearer {mint_token(SECRET, org_id='o', agent_id='a')}"),)
+    samples: dict[tuple[str, str], list[float]] = {}
+    try:
+        async with insecure_channel(server.address, service=SERVICE) as channel:
+            echo = channel.unary_unary(
+                f"/{SERVICE}/Echo",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+
+            async def one_call() -> None:
+                await echo(b"x" * 64, metadata=metadata, timeout=5)
+
+            await grpc_seconds(one_call, 200)  # warm-up
+            for _ in range(ROUNDS):
+                for name, tracer in tracers.items():
+                    tracing.TRACER = tracer
+                    measures: dict[str, Callable[[], Awaitable[float]]] = {
+                        "consume": lambda: consume_seconds(records),
+                        "publish": lambda: publish_seconds(events),
+                        "grpc": lambda: grpc_seconds(one_call),
+                        "kafka": lambda: kafka_seconds(bootstrap, kafka_events),
+                    }
+                    for path, measure in measures.items():
+                        samples.setdefault((path, name), []).append(await measure())
+    finally:
+        await server.stop(0)
+    metrics: list[Metric] = []
+    for path in ("consume", "publish", "grpc", "kafka"):
+        baseline = statistics.median(samples[(path, "off")]) * 1e6
+        for name in tracers:
+            value = statistics.median(samples[(path, name)]) * 1e6
+            ratio = value / baseline
+            target = "<= 1.05 (sampling off)" if name == "default" else None
+            metrics.append(
+                Metric(
+                    metric=f"{path}_{name}_us_per_op",
+                    value=round(value, 2),
+                    unit="us/op",
+                    baseline_value=round(baseline, 2),
+                    ratio=round(ratio, 3),
+                    target=target,
+                    met=(ratio <= 1.05) if target else None,
+                )
+            )
+            print(f"{path:8} {name:12} {value:9.1f} us/op  (off {baseline:8.1f})  x{ratio:.3f}")
+    return metrics
+
+
+def main() -> None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    write_results("tracing", asyncio.run(run(bootstrap)))
+
+
+if __name__ == "__main__":
+    main()
