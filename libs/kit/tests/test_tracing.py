@@ -156,6 +156,13 @@ async def test_batch_span_continues_one_trace_and_links_every_record(
     }
     assert mixed.attributes is not None and mixed.attributes["messaging.batch.message_count"] == 2
 
+    # structured mode: the envelope's ``traceparent`` attribute (no header)
+    spans.finished.clear()
+    body = json.loads(_event("c").to_json_bytes()) | {"traceparent": OTHER}
+    await loop.process([consumer_record(TOPIC, json.dumps(body).encode())])
+    [structured] = spans.named(f"process {TOPIC}")
+    assert _hex(structured) == OTHER.split("-")[1]
+
 
 def test_log_records_carry_the_current_trace_and_span_id(spans: RecordedSpans) -> None:
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
