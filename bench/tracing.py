@@ -4,9 +4,9 @@ One process, the same code, four tracer set-ups taken in turns (rounds interleav
 median of the rounds is reported), the first being the baseline:
 
 - ``off``: the API's no-op tracer (``OTEL_SDK_DISABLED=true``); contexts still propagate;
-- ``default``: the SDK as configured when no ``OTEL_*`` variable is set (no exporter, hence
-  sampler ``always_off``), the same as ``OTEL_TRACES_SAMPLER=always_off``: spans get ids
-  (logs, propagation) but are not recorded — *sampling off*;
+- ``default``: what a service runs with no ``OTEL_*`` variable set (no exporter): spans with
+  ids only (logs, propagation), nothing recorded — *sampling off*;
+- ``sdk_always_off``: the SDK with ``OTEL_TRACES_SAMPLER=always_off`` (and an exporter);
 - ``always_on``: the SDK recording every span (``OTEL_TRACES_SAMPLER=always_on``), no
   exporter: every span made, then dropped — *sampling on*;
 - ``exporting``: ``always_on`` with a batch span processor feeding an exporter that discards
@@ -71,7 +71,8 @@ def _tracers() -> dict[str, trace.Tracer]:
     exporting.add_span_processor(BatchSpanProcessor(_Discard()))
     return {
         "off": trace.NoOpTracer(),
-        "default": TracerProvider(sampler=ALWAYS_OFF).get_tracer("inbox_kit"),
+        "default": tracing.IdsOnlyTracerProvider().get_tracer("inbox_kit"),
+        "sdk_always_off": TracerProvider(sampler=ALWAYS_OFF).get_tracer("inbox_kit"),
         "always_on": TracerProvider(sampler=ALWAYS_ON).get_tracer("inbox_kit"),
         "exporting": exporting.get_tracer("inbox_kit"),
     }

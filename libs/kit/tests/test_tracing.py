@@ -24,8 +24,9 @@ from inbox_kit.logging import _ServiceFilter
 from inbox_testing import Infra, consumer_record
 from inbox_testing.spans import RecordedSpans
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
 SECRET = "kit-tracing-secret-0123456789abcdef"
 SERVICE = "inbox.test.v1.TracedService"
@@ -57,16 +58,26 @@ def test_unset_otel_variables_export_nothing(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
     provider = tracing.provider_from_env("replies")
-    assert provider is not None
-    assert _processors(provider) == ()
-    assert provider.resource.attributes["service.name"] == "replies"
-    # nothing would be exported, so nothing is recorded; the span still has ids for the logs
-    span = provider.get_tracer("t").start_span("x")
-    assert not span.is_recording() and span.get_span_context().is_valid
-    # a sampler asked for is used even without an exporter
+    # nothing would be exported, so nothing is recorded; spans still have ids for the logs
+    assert isinstance(provider, tracing.IdsOnlyTracerProvider)
+    tracer = provider.get_tracer("t")
+    root = tracer.start_span("x")
+    assert not root.is_recording() and root.get_span_context().is_valid
+    assert not root.get_span_context().trace_flags.sampled
+    caller = tracing.parse_traceparent(PARENT)
+    assert caller is not None
+    child = tracer.start_span("y", context=trace.set_span_in_context(NonRecordingSpan(caller)))
+    ctx = child.get_span_context()
+    # the caller's trace and sampled flag go on, under a span id of our own
+    assert (ctx.trace_id, ctx.trace_flags) == (caller.trace_id, caller.trace_flags)
+    assert ctx.span_id != caller.span_id
+    # a sampler asked for means the SDK, even without an exporter
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     recording = tracing.provider_from_env("replies")
-    assert recording is not None and recording.get_tracer("t").start_span("x").is_recording()
+    assert isinstance(recording, TracerProvider)
+    assert _processors(recording) == ()
+    assert recording.resource.attributes["service.name"] == "replies"
+    assert recording.get_tracer("t").start_span("x").is_recording()
 
 
 def test_otel_variables_choose_exporter_service_name_and_sampler(
@@ -78,7 +89,7 @@ def test_otel_variables_choose_exporter_service_name_and_sampler(
     monkeypatch.setenv("OTEL_SERVICE_NAME", "replies-eu")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     provider = tracing.provider_from_env("replies")
-    assert provider is not None
+    assert isinstance(provider, TracerProvider)
     try:
         [processor] = _processors(provider)
         assert isinstance(processor, BatchSpanProcessor)
@@ -94,6 +105,38 @@ def test_otel_variables_choose_exporter_service_name_and_sampler(
 
 
 # -- Kafka context --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        PARENT,
+        OTHER,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",  # a later version
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333g-01",
+        "garbage",
+        "",
+    ],
+)
+def test_traceparent_parsing_agrees_with_the_reference_propagator(traceparent: str) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {"traceparent": traceparent, "tracestate": "vendor=1"}
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier))
+    expected_context = expected.get_span_context()
+    got = tracing.parse_traceparent(traceparent, "vendor=1")
+    if not expected_context.is_valid:
+        assert got is None
+    else:
+        assert got == expected_context
+        assert got.trace_state == expected_context.trace_state
 
 
 def test_record_context_from_header_then_binary_then_structured_extension() -> None:
