@@ -1,7 +1,8 @@
 """What tracing costs on the kit's traced paths (``make bench NAME=tracing``).
 
-One process, the same code, four tracer set-ups taken in turns (rounds interleave them, the
-median of the rounds is reported), the first being the baseline:
+One process, the same code, five tracer set-ups taken in turns (rounds interleave them, each
+round starting with another one; the median of the rounds is reported), the first being the
+baseline:
 
 - ``off``: the API's no-op tracer (``OTEL_SDK_DISABLED=true``); contexts still propagate;
 - ``default``: what a service runs with no ``OTEL_*`` variable set (no exporter): spans with
@@ -27,6 +28,7 @@ count other processes) and in wall time (``wall``, noisy here). Writes
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import statistics
 import time
@@ -237,9 +239,11 @@ async def run(bootstrap: str) -> list[Metric]:
                 await echo(b"x" * 64, metadata=metadata, timeout=5)
 
             await grpc_seconds(one_call, 200)  # warm-up
-            for _ in range(ROUNDS):
-                for name, tracer in tracers.items():
-                    tracing.TRACER = tracer
+            names = list(tracers)
+            for round_ in range(ROUNDS):
+                # each round starts with another set-up, so none always follows the same one
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                    tracing.TRACER = tracers[name]
                     measures: dict[str, Callable[[], Awaitable[Cost]]] = {
                         "consume": lambda: consume_seconds(records),
                         "publish": lambda: publish_seconds(events),
@@ -247,6 +251,8 @@ async def run(bootstrap: str) -> list[Metric]:
                         "kafka": lambda: kafka_seconds(bootstrap, kafka_events),
                     }
                     for path, measure in measures.items():
+                        gc.collect()
+                        await asyncio.sleep(0.3)  # let the previous step's background tasks end
                         samples.setdefault((path, name), []).append(await measure())
     finally:
         await server.stop(0)

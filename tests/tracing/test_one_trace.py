@@ -21,9 +21,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from inbox.replies.v1 import replies_pb2, replies_pb2_grpc
 from inbox.routing.v1 import routing_pb2, routing_pb2_grpc
-from inbox_contracts import CloudEvent, EventData, utc_now
+from inbox_contracts import utc_now
 from inbox_contracts.events import ConversationAutoUnassigned
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
+from inbox_contracts.topics import MESSAGES, ROUTING
 from inbox_kit import tracing
 from inbox_kit.grpc_client import insecure_channel
 from inbox_testing import TEST_JWT_SECRET, Infra, TopicProbe, bearer, wait_until
@@ -33,20 +33,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from pymongo import AsyncMongoClient
-from routing_testing import assigned, inbound, outbound, signed_in, signed_out
+from routing_testing import assigned, inbound, outbound, signed_in, signed_out, topic_of
 
 pytestmark = pytest.mark.infra
 
 REPLIES = "inbox.replies.v1.RepliesService"
 CONTACTS = "inbox.contacts.v1.ContactsService"
-
-
-def _topic(event: CloudEvent[EventData]) -> str:
-    if event.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    if event.type.startswith("inbox.messages."):
-        return MESSAGES.name
-    return CONVERSATIONS.name
 
 
 @pytest.fixture
@@ -151,7 +143,7 @@ async def test_an_inbound_message_is_one_trace_through_routing_replies_and_conta
             outbound(org, conv, s(3), agent=ana),
             out,
         ):
-            await producer.send_and_wait(_topic(event), event.to_json_bytes(), key=event.key)
+            await producer.send_and_wait(topic_of(event), event.to_json_bytes(), key=event.key)
 
         async def pending_and_signed_out() -> bool:
             try:
