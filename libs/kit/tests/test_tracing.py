@@ -149,6 +149,8 @@ def test_record_context_from_header_then_binary_then_structured_extension() -> N
     assert trace_of(tracing.record_context(binary)) == OTHER.split("-")[1]
     structured = tracing.record_context([], {"traceparent": PARENT})
     assert trace_of(structured) == PARENT.split("-")[1]
+    stated = tracing.record_context([("tracestate", b"vendor=1"), ("traceparent", PARENT.encode())])
+    assert stated is not None and stated.trace_state.get("vendor") == "1"
     assert tracing.record_context([("traceparent", b"garbage")]) is None
     assert tracing.record_context(None, None) is None
 

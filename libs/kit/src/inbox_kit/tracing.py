@@ -73,6 +73,8 @@ H_CE_TRACESTATE = "ce_tracestate"
 #: ``ce_*`` ones are attributes of the event and stay as they are.
 TRACE_HEADERS = frozenset({H_TRACEPARENT, H_TRACESTATE})
 
+_RECORD_HEADERS = frozenset({H_TRACEPARENT, H_TRACESTATE, H_CE_TRACEPARENT, H_CE_TRACESTATE})
+
 #: (topic, partition, offset, event id, producer's span context) of a consumed record.
 TracedRecord = tuple[str, int, int, str | None, SpanContext | None]
 
@@ -231,22 +233,16 @@ def record_context(
     headers: Sequence[tuple[str, bytes]] | None, extensions: Mapping[str, Any] | None = None
 ) -> SpanContext | None:
     """The producer's span context of a consumed record (see the module doc for the order)."""
-    header: tuple[bytes, bytes | None] | None = None
-    binary: tuple[bytes, bytes | None] | None = None
-    header_state = binary_state = None
+    found: dict[str, bytes] = {}
     for key, value in headers or ():
         name = key.lower()
-        if name == H_TRACEPARENT:
-            header = (value, header_state)
-        elif name == H_TRACESTATE:
-            header_state = value
-        elif name == H_CE_TRACEPARENT:
-            binary = (value, binary_state)
-        elif name == H_CE_TRACESTATE:
-            binary_state = value
-    for found, state in ((header, header_state), (binary, binary_state)):
-        if found is not None:
-            span_context = parse_traceparent(found[0].decode(errors="replace"), state)
+        if name in _RECORD_HEADERS:
+            found[name] = value
+    for parent, state in ((H_TRACEPARENT, H_TRACESTATE), (H_CE_TRACEPARENT, H_CE_TRACESTATE)):
+        if parent in found:
+            span_context = parse_traceparent(
+                found[parent].decode(errors="replace"), found.get(state)
+            )
             if span_context is not None:
                 return span_context
     if extensions:
