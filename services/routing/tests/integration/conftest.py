@@ -13,19 +13,11 @@ from aiokafka import AIOKafkaProducer
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE
 from inbox_testing import Infra, bearer
 from pymongo import AsyncMongoClient
-from routing_service.bootstrap import Routing, build
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.settings import RoutingSettings
-
-
-def topic_of(event: CloudEvent[EventData]) -> str:
-    if event.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    if event.type.startswith("inbox.messages."):
-        return MESSAGES.name
-    return CONVERSATIONS.name
+from routing_testing import topic_of
 
 
 @dataclass
@@ -58,7 +50,7 @@ class Stack:
             await self.producer.send_and_wait(topic_of(e), e.to_json_bytes(), key=e.key)
 
     async def start_routing(self, **overrides: Any) -> Routing:
-        routing = build(self.settings(**overrides))
+        routing = bootstrap(self.settings(**overrides))
         await routing.runtime.start()
         await routing.ready(timeout=60)
         return routing
