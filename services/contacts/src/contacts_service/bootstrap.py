@@ -50,7 +50,7 @@ def bootstrap(
     client, db = connect(settings)
     definitions_repo = definitions_repo or MongoDefinitionsRepository(db)
     contact_cache = ContactCache(
-        max_entries=settings.cache_max_entries, max_age=settings.cache_max_age_seconds
+        max_entries=settings.cache_max_entries, max_age=settings.cache_max_age_seconds, clock=clock
     )
     contacts_repo = contacts_repo or MongoContactRepository(db, cache=contact_cache)
     cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds, clock=clock)
