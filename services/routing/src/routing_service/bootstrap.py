@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
@@ -20,7 +21,7 @@ from inbox_contracts.topics import (
     ROUTING_PROPOSALS,
 )
 from inbox_kit.auth import verifier_from_settings
-from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
+from inbox_kit.batch_consumer import Batch, BatchConsumer, BatchHandler, PartitionsCallback, Record
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters
@@ -146,24 +147,39 @@ def pipeline(
     async def dispatch_revoked(parts: set[int]) -> None:
         await dispatcher.revoke(parts)
 
-    owner_loop = BatchConsumer(
-        name="owner",
-        bootstrap=settings.kafka_bootstrap_servers,
-        topics=[
-            MESSAGES.name,
-            CONVERSATIONS.name,
-            ROUTING_COMMANDS.name,
-            ROUTING_PROPOSALS.name,
-        ],
-        group_id=settings.consumer_group,
-        handler=handle_owned,
-        dead_letters=DeadLetters(raw_publish, settings.consumer_group),
-        on_assigned=assigned,
-        on_revoked=revoked,
-        max_records=settings.batch_max_records,
+    def group_consumer(
+        name: str,
+        topics: list[str],
+        group: str,
+        handler: BatchHandler,
+        on_assigned: PartitionsCallback,
+        on_revoked: PartitionsCallback,
+        **extra: Any,
+    ) -> BatchConsumer:
+        """One of routing's consumer groups: its dead letters, batch size and fetch options."""
+        return BatchConsumer(
+            name=name,
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=topics,
+            group_id=group,
+            handler=handler,
+            dead_letters=DeadLetters(raw_publish, group),
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
+            max_records=settings.batch_max_records,
+            consumer_options=options,
+            **extra,
+        )
+
+    owner_loop = group_consumer(
+        "owner",
+        [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
+        settings.consumer_group,
+        handle_owned,
+        assigned,
+        revoked,
         initial_offset=settings.initial_offset,
         lock=owner_lock,
-        consumer_options=options,
         decoder=decoder,
         repartition=raw_publish,
     )
@@ -174,19 +190,15 @@ def pipeline(
         EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
         AutoAssigner(publisher, store.timelines),
     )
-    presence_loop = BatchConsumer(
-        name="presence",
-        bootstrap=settings.kafka_bootstrap_servers,
-        topics=[PRESENCE.name],
-        group_id=settings.presence_consumer_group,
-        handler=handle_presence,
-        dead_letters=DeadLetters(raw_publish, settings.presence_consumer_group),
-        on_assigned=presence_assigned,
-        on_revoked=presence_revoked,
-        max_records=settings.batch_max_records,
+    presence_loop = group_consumer(
+        "presence",
+        [PRESENCE.name],
+        settings.presence_consumer_group,
+        handle_presence,
+        presence_assigned,
+        presence_revoked,
         initial_offset=settings.initial_offset,
         lock=presence_lock,
-        consumer_options=options,
         decoder=decoder,
     )
     presence_probe = end_offset_probe(presence_loop)
@@ -204,17 +216,13 @@ def pipeline(
         caught_up=presence_caught_up,
         dispatch=publisher,
     )
-    dispatch_loop = BatchConsumer(
-        name="dispatcher",
-        bootstrap=settings.kafka_bootstrap_servers,
-        topics=[ROUTING_DISPATCH.name],
-        group_id=settings.dispatcher_consumer_group,
-        handler=handle_dispatch,
-        dead_letters=DeadLetters(raw_publish, settings.dispatcher_consumer_group),
-        on_assigned=dispatch_assigned,
-        on_revoked=dispatch_revoked,
-        max_records=settings.batch_max_records,
-        consumer_options=options,
+    dispatch_loop = group_consumer(
+        "dispatcher",
+        [ROUTING_DISPATCH.name],
+        settings.dispatcher_consumer_group,
+        handle_dispatch,
+        dispatch_assigned,
+        dispatch_revoked,
     )
     return Pipeline(
         owner,

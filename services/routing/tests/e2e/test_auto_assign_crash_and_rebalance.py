@@ -16,7 +16,6 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,6 @@ class Instance(ServiceProcess):
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
         super().__init__("routing_service", {**env, "ROUTING_GRPC_PORT": str(self.port)}, log)
-
-
-@pytest.fixture
-async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", linger_ms=5)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def test_kill9_of_a_dispatcher_and_a_second_instance_joining(

@@ -8,7 +8,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -64,14 +64,6 @@ def routing_process(infra: Infra, jwt_secret: str, tmp_path: Path) -> Iterator[R
         yield rp
     finally:
         rp.stop()
-
-
-@pytest.fixture
-async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", linger_ms=5)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def test_kill9_mid_stream_then_restart(
