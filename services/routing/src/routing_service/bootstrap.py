@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -31,7 +31,7 @@ from inbox_kit.runtime import ServiceRuntime
 from inbox_kit.service import Service
 
 from routing_service.adapters.dispatch_store import MongoDispatchStore
-from routing_service.adapters.kafka import KafkaPublisher, end_offset_probe
+from routing_service.adapters.kafka import CompletenessProbe, KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
@@ -187,7 +187,7 @@ def pipeline(
         store,
         publisher,
         views,
-        EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
+        EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
         AutoAssigner(publisher, store.timelines),
     )
     presence_loop = group_consumer(
@@ -201,9 +201,9 @@ def pipeline(
         lock=presence_lock,
         decoder=decoder,
     )
-    presence_probe = end_offset_probe(presence_loop)
+    presence_probe = CompletenessProbe(presence_loop)
 
-    async def presence_caught_up(partition: int) -> bool:
+    async def presence_complete_as_of(partition: int) -> datetime | None:
         return await presence_probe(PRESENCE.name, partition)
 
     recorder = PresenceRecorder(
@@ -213,7 +213,7 @@ def pipeline(
             timeout=timedelta(milliseconds=settings.presence_mark_timeout_ms),
             lateness=settings.allowed_lateness,
         ),
-        caught_up=presence_caught_up,
+        complete_as_of=presence_complete_as_of,
         dispatch=publisher,
     )
     dispatch_loop = group_consumer(
