@@ -85,10 +85,11 @@ def contacts_repo() -> FakeContacts:
 
 
 @pytest.fixture
-def service(
+async def service(
     contacts_repo: FakeContacts, definitions_repo: FakeDefinitions, clock: ManualClock
 ) -> Contacts:
-    """The whole service built by ``bootstrap`` over the fakes (never started: no I/O)."""
+    """The whole service built by ``bootstrap`` over the fakes (never started: no I/O), inside
+    the running loop as in production (grpc.aio binds its server to it)."""
     settings = ContactsSettings(grpc_port=0, metrics_port=0, jwt_secret=TEST_JWT_SECRET)
     return bootstrap(
         settings, contacts_repo=contacts_repo, definitions_repo=definitions_repo, clock=clock
