@@ -33,7 +33,7 @@ from inbox_contracts.topics import (
     ROUTING_COMMANDS,
     ROUTING_PROPOSALS,
 )
-from routing_service.bootstrap import Routing, build
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.model import SettingChange
 from routing_service.settings import RoutingSettings
 from routing_testing import assigned, inbound, signed_in, signed_out
@@ -126,7 +126,7 @@ async def start(tag: str, org: str) -> tuple[Routing, RoutingSettings]:
         [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
     )
     await commit_end(s.presence_consumer_group, [PRESENCE.name])
-    routing = build(s)
+    routing = bootstrap(s)
     await routing.runtime.start()
     await routing.ready(timeout=120)
     # both settings on, as UpdateRoutingSettings / UpdateAssignmentSettings store and announce

@@ -38,7 +38,7 @@ from inbox_testing import free_port, stop_process, wait_serving
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
-from routing_service.bootstrap import Routing, build
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.model import (
     ConversationEntry,
     EntryKind,
@@ -188,7 +188,7 @@ async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float,
         producer,
         [inbound(org, f"c-{i % (n // 2)}", t + timedelta(microseconds=i)) for i in range(n)],
     )
-    routing = build(s)
+    routing = bootstrap(s)
     before = owner_records()
     await routing.runtime.start()
     try:
@@ -198,7 +198,7 @@ async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float,
                 first = time.perf_counter()
             await asyncio.sleep(0.005)
         consumed = time.perf_counter()
-        while routing.views is None or routing.views.backlog:  # noqa: ASYNC110 - polling
+        while routing.views.backlog:  # noqa: ASYNC110 - polling
             await asyncio.sleep(0.05)
         caught_up = time.perf_counter()
         return n / (consumed - first), caught_up - first
@@ -255,7 +255,7 @@ def entry(
 
 async def start_seeded(s: RoutingSettings) -> tuple[Routing, float]:
     await fresh_groups(s)
-    routing = build(s)
+    routing = bootstrap(s)
     started = time.perf_counter()
     await routing.runtime.start()
     await routing.ready(timeout=300)
