@@ -108,11 +108,14 @@ class AutoAssigner:
         self,
         proposals: Sequence[CloudEvent[AssignmentProposed]],
         logs: dict[ConversationKey, ConversationLog],
+        known: dict[AgentKey, list[PresenceEntry]] | None = None,
     ) -> tuple[list[tuple[ConversationLog, ConversationEntry]], list[ConversationKey]]:
         """Accepted proposals' journal entries (to add and re-fold) and the keys to re-fold
-        for accepted duplicates; refusals are answered at once."""
-        agents = {(e.data.org_id, e.data.agent_id) for e in proposals}
-        timelines = await self._timelines(agents)
+        for accepted duplicates; refusals are answered at once. ``known``: the timelines of
+        every proposed agent, read already (an agent missing from it has none); else read."""
+        if known is None:
+            known = await self._timelines({(e.data.org_id, e.data.agent_id) for e in proposals})
+        timelines = known
         accepted: list[tuple[ConversationLog, ConversationEntry]] = []
         again: list[ConversationKey] = []
         for event in proposals:
