@@ -108,6 +108,7 @@ def _proposal_doc(p: Proposal) -> Doc:
         "reason": p.reason.value,
         "ce": [p.cause.event_id, p.cause.event_type],
         "at": _ts(p.occurred_at),
+        "cap": p.capacity,
     }
 
 
@@ -127,6 +128,7 @@ def _proposal_from(org: str, slot_id: str, partition: int, d: Doc) -> Proposal:
         AssignReason(d["reason"]),
         Cause(d["ce"][0], d["ce"][1]),
         at,
+        d.get("cap"),
     )
 
 

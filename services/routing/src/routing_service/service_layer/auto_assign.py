@@ -81,6 +81,8 @@ class AutoAssigner:
         self._answers: dict[ConversationKey, _Answer] = {}
         self._outbox: list[CloudEvent[Any]] = []
         self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
+        #: agent -> the conversations of this owner they hold (NEW or PENDING), per the folds
+        self._held: dict[AgentKey, set[ConversationKey]] = {}
 
     # -- observing the owner's folds ---------------------------------------------------------
 
@@ -89,6 +91,8 @@ class AutoAssigner:
             return
         key = (lg.org_id, lg.conversation_id)
         view = dispatch_view(lg, result)
+        before = self._views.get(key)
+        self._hold(key, before[1] if before is not None else None, view)
         self._views[key] = (lg.partition, view)
         answer = self._answers.pop(key, None)
         if answer is None and view.same_state(self._published.get(key)):
@@ -96,8 +100,24 @@ class AutoAssigner:
         self._published[key] = view
         self._outbox.append(self._change(lg, view, answer))
 
+    def _hold(self, key: ConversationKey, before: DispatchView | None, after: DispatchView) -> None:
+        was, now = _holder(before), _holder(after)
+        if was == now:
+            return
+        if was is not None:
+            held = self._held.get((key[0], was))
+            if held is not None:
+                held.discard(key)
+                if not held:
+                    del self._held[(key[0], was)]
+        if now is not None:
+            self._held.setdefault((key[0], now), set()).add(key)
+
     def forget(self, partitions: set[int]) -> None:
         for key in [k for k, (p, _) in self._views.items() if p in partitions]:
+            holder = _holder(self._views[key][1])
+            if holder is not None:
+                self._held.get((key[0], holder), set()).discard(key)
             del self._views[key]
             self._published.pop(key, None)
             self._answers.pop(key, None)
@@ -118,6 +138,8 @@ class AutoAssigner:
         timelines = known
         accepted: list[tuple[ConversationLog, ConversationEntry]] = []
         again: list[ConversationKey] = []
+        #: accepted in this call, not in ``_held`` until the re-fold
+        taking: dict[AgentKey, int] = {}
         for event in proposals:
             p = event.data
             key = (p.org_id, p.conversation_id)
@@ -134,11 +156,14 @@ class AutoAssigner:
             view = current[1] if current is not None else None
             timeline = timelines.get((p.org_id, p.agent_id), [])
             out = signed_out_at(timeline)
+            agent = (p.org_id, p.agent_id)
             refusal = review(
                 view=view,
                 waiting_cause=p.waiting_cause,
                 channel_id=p.channel_id,
                 agent_signed_out_at=out,
+                agent_held=len(self._held.get(agent, ())) + taking.get(agent, 0),
+                capacity=p.capacity,
             )
             if view is None:
                 self._outbox.append(self._refusal_of_unknown(p, event.id))
@@ -157,6 +182,7 @@ class AutoAssigner:
                 known=[latest_event_time(lg), *(t.occurred_at for t in timeline)],
             )
             accepted.append((lg, entry))
+            taking[agent] = taking.get(agent, 0) + 1
             self._answers[key] = _Answer(p, event.id)
             self._assigned[event.id] = self._assigned_event(p, event.id, entry)
         return accepted, again
@@ -240,6 +266,13 @@ class AutoAssigner:
             source=SOURCE,
             event_id=proposal_id,
         )
+
+
+def _holder(view: DispatchView | None) -> str | None:
+    """Whom the conversation counts against (NEW or PENDING with an assignee)."""
+    if view is None or view.queue == "RESOLVED":
+        return None
+    return view.assignee_id
 
 
 def keys_of(items: Iterable[tuple[ConversationLog, ConversationEntry]]) -> list[ConversationKey]:

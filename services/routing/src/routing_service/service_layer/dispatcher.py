@@ -142,6 +142,7 @@ def proposal_event(p: Proposal) -> CloudEvent[AssignmentProposed]:
             # never empty on the wire, even for a state restored from an older snapshot
             cause_event_id=p.cause.event_id or p.waiting_cause,
             cause_event_type=p.cause.event_type or "unknown",
+            capacity=p.capacity,
             occurred_at=p.occurred_at,
         ),
         source=SOURCE,
