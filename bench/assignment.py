@@ -9,7 +9,9 @@ published by the benchmark), "Automatic assignment" and "Remove assignment" on.
     -> dispatcher -> proposal -> owner review -> event), and its ratio to (a);
 (c) inbound -> auto-assigned latency for 20 s at half of the peak measured in (b);
 (d) an agent holding 50 NEW conversations signs out: R1 puts them back in the queue and the
-    dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds.
+    dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds;
+(e) the ceiling of the code alone: the same owner + dispatcher over in-memory adapters (no
+    Kafka, no database; events still built and serialized), assignments/s on this machine.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.events import AssignmentSettingsChanged
+from inbox_contracts.events import (
+    AssignmentProposed,
+    AssignmentSettingsChanged,
+    ConversationAutoAssigned,
+)
 from inbox_contracts.topics import (
     CONVERSATIONS,
     MESSAGES,
@@ -33,10 +40,28 @@ from inbox_contracts.topics import (
     ROUTING_COMMANDS,
     ROUTING_PROPOSALS,
 )
+from routing_service.adapters.memory import (
+    InMemoryStore,
+    InMemoryViews,
+    RecordingDecisionPublisher,
+)
 from routing_service.bootstrap import Routing, build
-from routing_service.domain.model import SettingChange
+from routing_service.domain.dispatch import OrgDispatcher
+from routing_service.domain.model import PresenceEntry, SettingChange
+from routing_service.service_layer.auto_assign import AutoAssigner
+from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
+from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.settings import RoutingSettings
-from routing_testing import assigned, inbound, signed_in, signed_out
+from routing_testing import (
+    FAR_FUTURE,
+    SimClock,
+    assigned,
+    complete_now,
+    inbound,
+    partition_of,
+    signed_in,
+    signed_out,
+)
 
 from bench.common import Metric, percentile, write_results
 from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe
@@ -276,6 +301,22 @@ async def run() -> list[Metric]:
                 met=sp99 <= 1000,
             )
         )
+        ceiling = await code_ceiling(N_BACKLOG)
+        print(
+            f"code alone (in-memory adapters): {ceiling:.0f} assignments/s "
+            f"(the whole loop reaches {peak / ceiling:.2f} of it)",
+            flush=True,
+        )
+        metrics.append(
+            Metric(
+                "auto_assignments_per_s_code_alone",
+                round(ceiling, 1),
+                "assignments/s",
+                baseline_value=round(pipe, 1),
+                ratio=round(ceiling / pipe, 3),
+                target="the ceiling of one process (no target)",
+            )
+        )
     finally:
         await watch.stop()
         if routing is not None:
@@ -283,6 +324,114 @@ async def run() -> list[Metric]:
             await drop(f"bench_assignment_{tag}")
         await producer.stop()
     return metrics
+
+
+class _LoopbackPublisher:
+    """Collects what the owner and the dispatcher publish (serialized, as on the wire)."""
+
+    def __init__(self) -> None:
+        self.dispatch: list[CloudEvent[Any]] = []
+        self.proposals: list[CloudEvent[AssignmentProposed]] = []
+        self.assigned = 0
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        for e in events:
+            e.to_json_bytes()
+        self.dispatch += events
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        for e in events:
+            e.to_json_bytes()
+        self.assigned += len(events)
+
+    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+        for p in proposals:
+            p.to_json_bytes()
+        self.proposals += proposals
+
+
+class _NoSnapshots:
+    async def load_snapshot(self, partition: int) -> PartitionState | None:
+        return None
+
+    async def save_snapshot(self, state: Any) -> None:
+        return None
+
+    def serialize(self, state: PartitionState) -> Any:
+        return None
+
+    async def write_assignment_views(self, views: Sequence[Any]) -> None:
+        return None
+
+    def assignment_view(self, org: OrgDispatcher) -> Any:
+        return None
+
+
+async def code_ceiling(conversations: int, chunk: int = 500) -> float:
+    """(e): assignments/s of the owner + dispatcher code alone, in batches of ``chunk``."""
+    org, partitions = "org-ceiling", 6
+    store = InMemoryStore()
+    loop = _LoopbackPublisher()
+    owner = ConversationOwner(
+        store,
+        RecordingDecisionPublisher(),
+        InMemoryViews(store),
+        EventTime(timedelta(0), complete_as_of=complete_now(SimClock(FAR_FUTURE))),
+        AutoAssigner(loop, store.timelines),
+    )
+    await owner.assign(range(partitions))
+    owner.presence.observe(1, {0: FAR_FUTURE})
+    dispatcher = Dispatcher(_NoSnapshots(), loop, snapshot_seconds=1e9, view_seconds=1e9)
+
+    async def at(partition: int, offset: int | None) -> int:
+        return 0
+
+    await dispatcher.assign({0}, at)
+    offset = 0
+
+    async def dispatch() -> None:
+        nonlocal offset
+        events, loop.dispatch = loop.dispatch, []
+        await dispatcher.handle([DispatchRecord(0, offset + i, e) for i, e in enumerate(events)])
+        offset += len(events)
+
+    now = datetime.now(UTC)
+    for i in range(AGENTS):
+        e = signed_in(org, f"agent-{i:03d}", now)
+        entry = PresenceEntry(e.id, e.type, e.data.occurred_at, True)
+        await store.record_presence(org, e.subject, entry)
+        loop.dispatch.append(e)
+    loop.dispatch.append(
+        CloudEvent.wrap(
+            AssignmentSettingsChanged(
+                org_id=org, enabled=True, changed_by="bench", occurred_at=now
+            ),
+            source="/bench",
+        )
+    )
+    await dispatch()
+    events = [
+        inbound(org, f"c-{i:06d}", now + timedelta(milliseconds=i)) for i in range(conversations)
+    ]
+    started = time.perf_counter()
+    for i in range(0, conversations, chunk):
+        await owner.handle(
+            [
+                Delivery(MESSAGES.name, partition_of(e.subject, partitions), e)
+                for e in events[i : i + chunk]
+            ]
+        )
+        await dispatch()
+        proposals, loop.proposals = loop.proposals, []
+        await owner.handle(
+            [Delivery(ROUTING_PROPOSALS.name, p.data.partition, p) for p in proposals]
+        )
+        await dispatch()
+    took = time.perf_counter() - started
+    assert loop.assigned == conversations, f"{loop.assigned} of {conversations} assigned"
+    return conversations / took
 
 
 def _assignee(routing: Routing, org: str, conv: str) -> str | None:
