@@ -3,6 +3,8 @@
 One routing instance in-process on the devstack, 200 agents signed in (presence events
 published by the benchmark), "Automatic assignment" and "Remove assignment" on.
 
+Presence progress marks are published as presence does (``ProgressMarks``, every 50 ms).
+
 (a) baseline: the raw aiokafka consume -> produce pipe (``bench.routing.raw_pipe``);
 (b) sustained assignments/s of one instance: a backlog of new conversations, first to last
     ``ConversationAutoAssigned`` on inbox.routing.v1 (the whole loop: owner -> dispatch topic
@@ -54,6 +56,7 @@ from routing_service.service_layer.owner import ConversationOwner, Delivery, Eve
 from routing_service.settings import RoutingSettings
 from routing_testing import (
     FAR_FUTURE,
+    ProgressMarks,
     SimClock,
     assigned,
     complete_now,
@@ -177,6 +180,10 @@ async def run() -> list[Metric]:
     metrics: list[Metric] = []
     routing: Routing | None = None
     watch = AssignedWatch(org)
+    # presence progress as the presence service publishes it (every 50 ms): without marks the
+    # owner waits the fallback (L) before a new conversation counts as waiting
+    marks = ProgressMarks(producer)
+    await marks.__aenter__()
     try:
         pipe = await raw_pipe(producer, N_BACKLOG)
         print(f"raw pipe: {pipe:.0f} events/s", flush=True)
@@ -190,7 +197,7 @@ async def run() -> list[Metric]:
             c = f"warm-{i}"
             await produce(producer, [inbound(org, c, datetime.now(UTC))])
             try:
-                await wait_for(lambda c=c: watch.count_for({c}), 0.5, "warm-up")
+                await wait_for(lambda c=c: watch.count_for({c}), 5, "warm-up")
                 break
             except TimeoutError:
                 continue
@@ -318,6 +325,7 @@ async def run() -> list[Metric]:
             )
         )
     finally:
+        await marks.__aexit__(None, None, None)
         await watch.stop()
         if routing is not None:
             await routing.runtime.stop()
