@@ -296,9 +296,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Persist on time also when no records arrive (the last change of a burst)."""
-        while True:
-            await asyncio.sleep(self._view_seconds / 2)
-            self._maybe_persist()  # synchronous up to the background task: no lock needed
+        try:
+            while True:
+                await asyncio.sleep(self._view_seconds / 2)
+                self._maybe_persist()  # synchronous up to the background task: no lock needed
+        finally:
+            # stopping: a write still in flight would outlive the database client (the next
+            # owner replays from the last snapshot written)
+            if self._background is not None and not self._background.done():
+                self._background.cancel()
 
     async def flush(self) -> None:
         """Persist everything now (tests, shutdown)."""
