@@ -35,7 +35,12 @@ from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
-from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
+from routing_service.service_layer.owner import (
+    Compacting,
+    ConversationOwner,
+    Delivery,
+    EventTime,
+)
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
@@ -137,8 +142,10 @@ def build(settings: RoutingSettings) -> Routing:
             options = consumer_options(settings)
             tick = settings.progress_tick_ms / 1000
 
-            async def handle_owned(batch: Batch) -> None:
-                await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+            async def handle_owned(batch: Batch) -> list[tuple[Record, Exception]]:
+                records = {id(e): r for r, e in batch}
+                outcome = await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+                return [(records[id(d.event)], exc) for d, exc in outcome.refused]
 
             async def handle_presence(batch: Batch) -> list[tuple[Record, Exception]]:
                 records = {id(e): r for r, e in batch}
@@ -212,6 +219,10 @@ def build(settings: RoutingSettings) -> Routing:
                 views,
                 EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
                 AutoAssigner(publisher, store.timelines),
+                Compacting(
+                    lag=timedelta(seconds=settings.compaction_lag_seconds),
+                    max_conversations=settings.owner_max_conversations,
+                ),
             )
             routing.owner = owner
             routing.loops = [owner_loop]
@@ -268,6 +279,9 @@ def build(settings: RoutingSettings) -> Routing:
                 asyncio.create_task(dispatch_loop.run()),
                 asyncio.create_task(dispatcher.run()),
                 asyncio.create_task(every(tick, owner_lock, owner.release_due)),
+                asyncio.create_task(
+                    every(settings.compaction_interval_seconds, owner_lock, owner.compact)
+                ),
                 asyncio.create_task(every(tick, presence_lock, recorder.relay)),
             ]
             try:

@@ -63,6 +63,25 @@ class RoutingSettings(ServiceSettings):
         1000, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
     )
 
+    compaction_lag_seconds: float = Field(
+        900,
+        ge=0,
+        description="Compaction horizon H = progress - allowed lateness - this lag: events and "
+        "decisions stamped at or before H are folded into the conversation's snapshot and "
+        "their journal entries deleted; a conversation event stamped at or before its "
+        "conversation's H is refused (dead-lettered, x-dlq-reason=refused).",
+    )
+    compaction_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the owner compacts (bounded work per run)."
+    )
+    owner_max_conversations: int = Field(
+        50_000,
+        ge=0,
+        description="Conversations the owner keeps in memory beyond those it must (events "
+        "after the horizon, NEW and assigned, a decision due); the least recently used "
+        "others are evicted and loaded again by exact _id when needed.",
+    )
+
     @property
     def allowed_lateness(self) -> timedelta:
         return timedelta(milliseconds=self.allowed_lateness_ms)
