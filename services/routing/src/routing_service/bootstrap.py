@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
@@ -29,7 +29,7 @@ from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 
 from routing_service.adapters.dispatch_store import MongoDispatchStore
-from routing_service.adapters.kafka import KafkaPublisher, end_offset_probe
+from routing_service.adapters.kafka import CompletenessProbe, KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
@@ -217,7 +217,7 @@ def build(settings: RoutingSettings) -> Routing:
                 store,
                 publisher,
                 views,
-                EventTime(settings.allowed_lateness, caught_up=end_offset_probe(owner_loop)),
+                EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
                 AutoAssigner(publisher, store.timelines),
                 Compacting(
                     lag=timedelta(seconds=settings.compaction_lag_seconds),
@@ -241,9 +241,9 @@ def build(settings: RoutingSettings) -> Routing:
                 consumer_options=options,
                 decoder=decoder,
             )
-            presence_probe = end_offset_probe(presence_loop)
+            presence_probe = CompletenessProbe(presence_loop)
 
-            async def presence_caught_up(partition: int) -> bool:
+            async def presence_complete_as_of(partition: int) -> datetime | None:
                 return await presence_probe(PRESENCE.name, partition)
 
             recorder = PresenceRecorder(
@@ -255,7 +255,7 @@ def build(settings: RoutingSettings) -> Routing:
                     timeout=timedelta(milliseconds=settings.presence_mark_timeout_ms),
                     lateness=settings.allowed_lateness,
                 ),
-                caught_up=presence_caught_up,
+                complete_as_of=presence_complete_as_of,
                 dispatch=publisher,
             )
             routing.loops.append(presence_loop)

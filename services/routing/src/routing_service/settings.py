@@ -44,7 +44,8 @@ class RoutingSettings(ServiceSettings):
         1000,
         ge=1,
         description="A presence partition without a progress mark for this long falls back to "
-        "wall clock - allowed lateness as its progress (presence down or not publishing marks).",
+        "the time routing's presence consumer is complete as of - allowed lateness as its "
+        "progress (presence down or not publishing marks).",
     )
     progress_tick_ms: int = Field(
         20,

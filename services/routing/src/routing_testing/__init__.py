@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
@@ -197,9 +197,13 @@ class SimClock:
         return self.now
 
 
-async def always_caught_up(*_: object) -> bool:
-    """The simulated consumers always have everything that was produced so far."""
-    return True
+def complete_now(clock: SimClock) -> Callable[..., Awaitable[datetime | None]]:
+    """The simulated consumers have, at every instant, everything produced so far."""
+
+    async def complete_as_of(*_: object) -> datetime | None:
+        return clock.now
+
+    return complete_as_of
 
 
 def progress_mark(partition: int, watermark: datetime) -> CloudEvent[EventData]:
@@ -287,7 +291,7 @@ class InMemoryRouting:
         self.presence_partitions = presence_partitions
         self.instant = instant
         self.clock = SimClock(FAR_FUTURE if instant else start_time)
-        self.event_time = EventTime(lateness, clock=self.clock, caught_up=always_caught_up)
+        self.event_time = EventTime(lateness, complete_as_of=complete_now(self.clock))
         self.store = InMemoryStore()
         self.decisions = RecordingDecisionPublisher()
         self.commands = QueueingCommandPublisher()
@@ -298,7 +302,7 @@ class InMemoryRouting:
             partitions=partitions,
             presence_partitions=presence_partitions,
             marks=MarkTracker(timeout=timedelta(days=3650), lateness=lateness),
-            caught_up=always_caught_up,
+            complete_as_of=complete_now(self.clock),
             clock=self.clock,
         )
         self.recorder.assigned(set(range(presence_partitions)))

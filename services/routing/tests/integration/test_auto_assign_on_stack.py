@@ -101,11 +101,6 @@ async def test_sign_out_hands_new_work_to_the_next_available_agent(
     assert last.decision_id == json.loads(recs[-1].value)["id"]
 
 
-@pytest.mark.xfail(
-    reason="known defect (routing README, Known limits): since the event-time owner landed "
-    "this scenario fails in some full-suite runs and passes alone. Under investigation.",
-    strict=False,
-)
 async def test_away_gets_nothing_capacity_full_waits_and_freed_capacity_takes_the_oldest(
     stack: Any, client: Any, unique: Callable[[str], str]
 ) -> None:

@@ -88,12 +88,6 @@ async def test_a_sign_in_200ms_late_ends_as_the_reference(stack, client, unique)
     await wait_until(lambda: _is(client, org, marker, ("NEW", "")), timeout=10)
 
 
-@pytest.mark.xfail(
-    reason="known defect (routing README, Known limits): when this test runs after another "
-    "routing instance in the same session, R1 is sometimes taken before the late outbound is "
-    "applied; passes alone. Under investigation.",
-    strict=False,
-)
 async def test_an_outbound_200ms_late_ends_as_the_reference(stack, client, unique) -> None:  # type: ignore[no-untyped-def]
     org, ana = unique("org"), unique("ana")
     conv = unique("conv")

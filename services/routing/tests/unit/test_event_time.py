@@ -1,12 +1,22 @@
 """Decisions wait until final, and no longer: presence progress marks, conversation-stream
-progress (heads, and now - L while caught up), the fallback without marks."""
+progress (heads, and c - L once complete as of c), the fallback without marks, the Kafka
+completeness probe, and automatic assignment held until presence has progressed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
+from aiokafka import TopicPartition
+from inbox_contracts import CloudEvent
+from routing_service.adapters.kafka import CompletenessProbe
+from routing_service.domain.model import ConversationLog, SettingsHistory, fold
 from routing_service.domain.progress import MarkTracker, PresenceProgress, stream_progress
+from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.presence import MisplacedMark, PresenceRecord
+from routing_service.service_layer.translate import conversation_entry
 from routing_testing import (
     InMemoryRouting,
     assigned,
@@ -111,24 +121,27 @@ async def test_decisions_wait_for_every_presence_partition() -> None:
     assert progress.value() == ms(50)
 
 
-def test_a_partition_without_marks_falls_back_to_wall_clock_minus_l_when_caught_up() -> None:
+def test_a_partition_without_marks_falls_back_to_its_completeness_minus_l() -> None:
     tracker = MarkTracker(timeout=timedelta(seconds=1), lateness=L)
     tracker.assigned({0, 1}, ms(0))
     tracker.mark(1, ms(400), ms(500))
-    assert tracker.progress(ms(900), {0: True, 1: True}) == {1: ms(400)}
+    assert tracker.progress(ms(900), {0: ms(900), 1: ms(900)}) == {1: ms(400)}
     later = ms(2000)
-    fallback = later - L - timedelta(microseconds=1)
-    assert tracker.progress(later, {0: True, 1: True}) == {0: fallback, 1: fallback}
-    assert tracker.progress(later, {0: False, 1: False}) == {1: ms(400)}  # lagging: no guess
+    # complete as of what the consumer last heard from the broker, not as of now
+    complete = ms(1700)
+    fallback = complete - L - timedelta(microseconds=1)
+    assert tracker.progress(later, {0: complete, 1: complete}) == {0: fallback, 1: fallback}
+    assert tracker.progress(later, {0: None, 1: None}) == {1: ms(400)}  # lagging: no guess
 
 
-def test_stream_progress_is_its_head_or_now_minus_l_while_caught_up() -> None:
+def test_stream_progress_is_its_head_or_its_completeness_minus_l() -> None:
     head = ms(100)
-    assert stream_progress(head, caught_up=False, now=ms(5000), lateness=L) == head
-    assert stream_progress(None, caught_up=False, now=ms(5000), lateness=L) is None
-    assert stream_progress(head, caught_up=True, now=ms(5000), lateness=L) == ms(4500) - (
+    assert stream_progress(head, complete_as_of=None, lateness=L) == head
+    assert stream_progress(None, complete_as_of=None, lateness=L) is None
+    assert stream_progress(head, complete_as_of=ms(5000), lateness=L) == ms(4500) - (
         timedelta(microseconds=1)
     )
+    assert stream_progress(ms(4800), complete_as_of=ms(5000), lateness=L) == ms(4800)
 
 
 async def test_a_mark_on_the_wrong_partition_is_refused() -> None:
@@ -136,3 +149,75 @@ async def test_a_mark_on_the_wrong_partition_is_refused() -> None:
     record = PresenceRecord(1, progress_mark(0, ms(100)))
     [(refused, error)] = await r.recorder.handle([record])
     assert refused is record and isinstance(error, MisplacedMark)
+
+
+class _FetchState:
+    """What aiokafka keeps per assigned partition (the fields the probe reads)."""
+
+    def __init__(self, position: int, highwater: int, timestamp: int) -> None:
+        self.has_valid_position = True
+        self.position, self.highwater, self.timestamp = position, highwater, timestamp
+
+
+class _FakeLoop:
+    def __init__(self, state: _FetchState) -> None:
+        tp = TopicPartition("t", 0)
+        assignment = SimpleNamespace(state_value=lambda _: state)
+        self.consumer = SimpleNamespace(
+            assignment=lambda: {tp},
+            _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)),
+        )
+
+
+def epoch_ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+async def test_completeness_is_the_previous_fetch_response_and_never_moves_without_one() -> None:
+    state = _FetchState(position=5, highwater=5, timestamp=epoch_ms(ms(100)))
+    probe = CompletenessProbe(_FakeLoop(state))  # type: ignore[arg-type]
+    assert await probe("t", 0) is None  # one response: the request behind it is unknown
+    state.timestamp = epoch_ms(ms(150))
+    assert await probe("t", 0) == ms(100)
+    # no response for a long time (a starved process): no later completeness, however late
+    # it is now
+    assert await probe("t", 0) == ms(100)
+    state.timestamp, state.highwater = epoch_ms(ms(900)), 6  # a record not handed out yet
+    assert await probe("t", 0) is None
+    state.position = 6
+    assert await probe("t", 0) == ms(150)
+
+
+async def test_a_conversation_starts_waiting_for_the_dispatcher_only_once_presence_is_final() -> (
+    None
+):
+    published: list[CloudEvent[Any]] = []
+
+    class Publisher:
+        async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+            published.extend(events)
+
+        async def publish_auto_assigned(self, events: Sequence[CloudEvent[Any]]) -> None:
+            raise AssertionError("no assignment here")
+
+    async def no_timelines(_: object) -> dict[Any, Any]:
+        return {}
+
+    assigner = AutoAssigner(Publisher(), no_timelines)
+    lg = ConversationLog(ORG, "c", 0)
+    entry = conversation_entry(inbound(ORG, "c", ms(200)))
+    assert entry is not None and lg.add(entry)
+    result = fold(
+        ORG, "c", lg.entries.values(), timelines={}, settings=SettingsHistory(), final_until=ms(200)
+    )
+    assigner.observe(lg, result, presence_final=ms(150))  # an Away at 180 may still come
+    await assigner.flush()
+    assert published == [] and assigner.holding
+    assigner.release(ms(199))
+    await assigner.flush()
+    assert published == []
+    assigner.release(ms(200))
+    await assigner.flush()
+    [change] = published
+    assert change.data.conversation_id == "c" and change.data.waiting_since == ms(200)
+    assert not assigner.holding

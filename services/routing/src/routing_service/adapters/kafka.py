@@ -1,10 +1,11 @@
 """Kafka adapters: the decision/command publisher (the kit's one producer), and the
-end-offset probe the event-time progress uses."""
+completeness probe the event-time progress uses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -82,29 +83,41 @@ class KafkaPublisher(EventPublisher):
         )
 
 
-def end_offset_probe(loop: BatchConsumer) -> Callable[[str, int], Awaitable[bool]]:
-    """Has ``loop``'s consumer handed out every record up to the partition's end offset?
+class CompletenessProbe:
+    """Up to which wall time has ``loop``'s consumer handed out every record of a partition?
 
-    Compares the position (after the records returned so far) with the high watermark of the
-    latest fetch response; no request is made, nothing is awaited. False while unknown (not
-    assigned, not fetched, no valid position yet).
+    A fetch response carries the partition's high watermark, and the consumer notes the wall
+    time it processed it. With one broker connection the fetcher has one request in flight,
+    so the request behind the latest response was sent after the previous response was
+    processed; the broker took the high watermark after that. Hence, once the position has
+    reached the latest high watermark, every record appended before the previous response's
+    processing time has been handed out: that time (as seen by this probe, which is never
+    later) is what the partition is complete as of. Stale knowledge (a starved process, a
+    slow fetch) yields an old time, never a false "caught up now". No request is made,
+    nothing is awaited; None while unknown (not assigned, no position, fewer than two
+    responses seen).
     """
 
-    async def caught_up(topic: str, partition: int) -> bool:
-        consumer = loop.consumer
+    def __init__(self, loop: BatchConsumer) -> None:
+        self._loop = loop
+        #: partition -> (latest response time seen, the one seen before it), epoch ms
+        self._responses: dict[TopicPartition, tuple[int, int | None]] = {}
+
+    async def __call__(self, topic: str, partition: int) -> datetime | None:
+        consumer = self._loop.consumer
         tp = TopicPartition(topic, partition)
         if consumer is None or tp not in consumer.assignment():
-            return False
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            return False
-        # the position without awaiting it: ``consumer.position`` waits for a position reset
-        # (and leaves a waiting task behind when cancelled); a partition without a valid
-        # position yet is simply not caught up
+            return None
+        # read without awaiting: ``consumer.position`` waits for a position reset (and leaves
+        # a waiting task behind when cancelled); a partition without one is not complete
         assignment = consumer._subscription.subscription.assignment
         state = assignment.state_value(tp) if assignment is not None else None
-        if state is None or not state.has_valid_position:
-            return False
-        return bool(state.position >= highwater)
-
-    return caught_up
+        if state is None or not state.has_valid_position or state.timestamp is None:
+            return None
+        latest, before = self._responses.get(tp, (None, None))
+        if state.timestamp != latest:
+            latest, before = state.timestamp, latest
+            self._responses[tp] = (latest, before)
+        if before is None or state.highwater is None or state.position < state.highwater:
+            return None
+        return datetime.fromtimestamp(before / 1000, UTC)

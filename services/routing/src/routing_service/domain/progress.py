@@ -9,9 +9,12 @@ every input it depends on has progressed to ``t``. Two kinds of inputs:
   minimum over all presence partitions of the maximum relayed value.
 - **conversation streams** (messages and conversations topics, outside producers): each
   (topic, partition) is taken in partition order, so the latest ``occurred_at`` consumed on it
-  (its *head*) is complete for that input; while the consumer has reached the input's end
-  offset (caught up), nothing older than ``now - L`` can still come without being late by more
-  than the allowed lateness ``L``, so the input's progress is at least ``now - L``.
+  (its *head*) is complete for that input; and once the consumer has handed out every record
+  appended to the input before wall time ``c`` (it is *complete as of* ``c``), nothing older
+  than ``c - L`` can still come without being late by more than the allowed lateness ``L``,
+  so the input's progress is at least ``c - L``. ``c`` is what the consumer *knows*, never
+  the current time: a consumer that has not heard from the broker for a while (a starved
+  process, a slow fetch) is complete only as of its last exchange, not as of now.
 
 The decisions of a conversation on partition ``p`` are final up to
 ``min(presence progress, progress of messages[p], progress of conversations[p])``.
@@ -27,17 +30,18 @@ from datetime import datetime, timedelta
 _TICK = timedelta(microseconds=1)
 
 
-def idle_progress(now: datetime, lateness: timedelta) -> datetime:
-    """Progress of a caught-up input (or of a presence partition without marks)."""
-    return now - lateness - _TICK
+def idle_progress(complete_as_of: datetime, lateness: timedelta) -> datetime:
+    """Progress of an input complete as of a wall time (or of a presence partition without
+    marks)."""
+    return complete_as_of - lateness - _TICK
 
 
 def stream_progress(
-    head: datetime | None, *, caught_up: bool, now: datetime, lateness: timedelta
+    head: datetime | None, *, complete_as_of: datetime | None, lateness: timedelta
 ) -> datetime | None:
-    """Progress of one conversation input: its head, and ``now - L`` while caught up."""
-    candidates = [t for t in (head, idle_progress(now, lateness) if caught_up else None) if t]
-    return max(candidates, default=None)
+    """Progress of one conversation input: its head, and ``complete_as_of - L``."""
+    idle = idle_progress(complete_as_of, lateness) if complete_as_of is not None else None
+    return max([t for t in (head, idle) if t is not None], default=None)
 
 
 def earliest(times: Iterable[datetime | None]) -> datetime | None:
@@ -75,7 +79,7 @@ class MarkTracker:
 
     ``progress`` is the latest mark of a partition; a partition without a mark for
     ``timeout`` (presence down, or a presence version that publishes none) falls back to the
-    wall clock minus the allowed lateness, and only while the consumer is caught up on it.
+    time the consumer is complete as of, minus the allowed lateness.
     """
 
     timeout: timedelta
@@ -95,12 +99,15 @@ class MarkTracker:
         known, _ = self.latest.get(partition, (None, now))
         self.latest[partition] = (max(watermark, known) if known else watermark, now)
 
-    def progress(self, now: datetime, caught_up: Mapping[int, bool]) -> dict[int, datetime]:
+    def progress(
+        self, now: datetime, complete_as_of: Mapping[int, datetime | None]
+    ) -> dict[int, datetime]:
         out: dict[int, datetime] = {}
         for p, (watermark, since) in self.latest.items():
             value = watermark
-            if now - since > self.timeout and caught_up.get(p, False):
-                fallback = idle_progress(now, self.lateness)
+            complete = complete_as_of.get(p)
+            if now - since > self.timeout and complete is not None:
+                fallback = idle_progress(complete, self.lateness)
                 value = max(value, fallback) if value else fallback
             if value is not None:
                 out[p] = value

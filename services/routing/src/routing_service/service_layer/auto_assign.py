@@ -2,7 +2,11 @@
 
 Two duties, both as the one writer of its conversations:
 - tell the dispatcher what changed: after every re-fold, a conversation whose dispatch view
-  (queue, assignee, channel, waiting period) changed is published on the dispatch topic;
+  (queue, assignee, channel, waiting period) changed is published on the dispatch topic. A
+  conversation that starts waiting at event time t is held back until presence progress has
+  reached t: every presence event up to t is on the dispatch topic by then (routing's presence
+  consumer forwards them before it relays the progress), so the dispatcher judges eligibility
+  as of t and never hands the conversation to an agent who went Away or signed out before it;
 - review proposals: accept one only while the conversation is in the very waiting period,
   on the channel, it was proposed for, and the agent is signed in per routing's presence
   timeline; an accepted one becomes a journal entry (the assignment, id = proposal id) and a
@@ -19,6 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from inbox_contracts import CloudEvent
@@ -81,19 +86,45 @@ class AutoAssigner:
         self._answers: dict[ConversationKey, _Answer] = {}
         self._outbox: list[CloudEvent[Any]] = []
         self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
+        #: waiting views whose event time presence progress has not reached yet
+        self._held: dict[ConversationKey, tuple[ConversationLog, DispatchView]] = {}
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
 
     # -- observing the owner's folds ---------------------------------------------------------
 
-    def observe(self, lg: ConversationLog, result: FoldResult) -> None:
+    def observe(
+        self, lg: ConversationLog, result: FoldResult, presence_final: datetime | None
+    ) -> None:
+        """Note the conversation's state after a fold; ``presence_final``: up to when the
+        presence inputs are complete (None: unknown)."""
         if not result.state.exists:
             return
         key = (lg.org_id, lg.conversation_id)
         view = dispatch_view(lg, result)
         self._views[key] = (lg.partition, view)
         answer = self._answers.pop(key, None)
+        self._held.pop(key, None)  # superseded by this view, whatever it is
         if answer is None and view.same_state(self._published.get(key)):
             return
-        self._published[key] = view
+        if answer is None and view.waiting and not _reached(presence_final, view.at):
+            self._held[key] = (lg, view)
+            return
+        self._publish_view(lg, view, answer)
+
+    def release(self, presence_final: datetime | None) -> None:
+        """Publish (at the next flush) the held views presence progress has now reached."""
+        for key, (lg, view) in list(self._held.items()):
+            if _reached(presence_final, view.at):
+                del self._held[key]
+                self._publish_view(lg, view, None)
+
+    def _publish_view(
+        self, lg: ConversationLog, view: DispatchView, answer: _Answer | None
+    ) -> None:
+        self._published[(lg.org_id, lg.conversation_id)] = view
         self._outbox.append(self._change(lg, view, answer))
 
     def forget(self, partitions: set[int]) -> None:
@@ -101,6 +132,7 @@ class AutoAssigner:
             del self._views[key]
             self._published.pop(key, None)
             self._answers.pop(key, None)
+            self._held.pop(key, None)
 
     def forget_keys(self, keys: Iterable[ConversationKey]) -> None:
         """Conversations the owner evicted from memory (folded again when loaded)."""
@@ -244,6 +276,10 @@ class AutoAssigner:
             source=SOURCE,
             event_id=proposal_id,
         )
+
+
+def _reached(progress: datetime | None, at: datetime) -> bool:
+    return progress is not None and at <= progress
 
 
 def keys_of(items: Iterable[tuple[ConversationLog, ConversationEntry]]) -> list[ConversationKey]:

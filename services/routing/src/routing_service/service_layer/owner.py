@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from inbox_contracts import CloudEvent, utc_now
+from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
     AgentSweepRequested,
     AssignmentProposed,
@@ -81,8 +81,9 @@ CONVERSATIONS_IN_MEMORY = Gauge(
 )
 
 FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
-#: Has the consumer reached the end offset of (topic, partition)?
-CaughtUp = Callable[[str, int], Awaitable[bool]]
+#: The wall time before which every record appended to (topic, partition) has been consumed
+#: (None: not known yet) — ``domain.progress``.
+CompleteAsOf = Callable[[str, int], Awaitable[datetime | None]]
 #: The conversation inputs of a partition: each source topic and its repartition topic (records
 #: a producer with another partitioner put elsewhere, forwarded by the kit), by source topic.
 SOURCE_OF = {
@@ -110,8 +111,8 @@ class Finals:
         return earliest([self.presence, *streams])
 
 
-async def never_caught_up(topic: str, partition: int) -> bool:
-    return False
+async def never_complete(topic: str, partition: int) -> datetime | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,10 @@ class Compacting:
 
 @dataclass(frozen=True)
 class EventTime:
-    """How the owner tells event time: the allowed lateness and the clocks it trusts."""
+    """How the owner tells event time: the allowed lateness, and how complete its inputs are."""
 
     lateness: timedelta = timedelta(milliseconds=500)
-    clock: Callable[[], datetime] = utc_now
-    caught_up: CaughtUp = never_caught_up
+    complete_as_of: CompleteAsOf = never_complete
 
 
 class ConversationOwner:
@@ -404,7 +404,8 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        if not keys and not self._unrecorded and not self._unpublished:
+        holding = self._assigner is not None and self._assigner.holding
+        if not keys and not self._unrecorded and not self._unpublished and not holding:
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -427,14 +428,12 @@ class ConversationOwner:
 
     async def _final_until(self) -> Finals:
         """Progress of every input of the owned partitions, now."""
-        now = self._time.clock()
         inputs: dict[tuple[str, int], datetime | None] = {}
         for p in self.owned:
             for topic in SOURCE_OF:
                 inputs[(topic, p)] = stream_progress(
                     self._heads.get((topic, p)),
-                    caught_up=await self._time.caught_up(topic, p),
-                    now=now,
+                    complete_as_of=await self._time.complete_as_of(topic, p),
                     lateness=self._time.lateness,
                 )
         return Finals(self.presence.value(), inputs)
@@ -503,7 +502,7 @@ class ConversationOwner:
                 lg.facts[d.decision_id] = d
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
             if self._assigner is not None:
-                self._assigner.observe(lg, result)
+                self._assigner.observe(lg, result, finals.presence)
             if result.pending_at is None:
                 self.due.pop(key, None)
             else:
@@ -521,6 +520,7 @@ class ConversationOwner:
         if self._assigner is not None:
             # after the decisions: an R1/R2 unassignment is published before the dispatcher
             # can hand the conversation to someone else
+            self._assigner.release(finals.presence)
             await self._assigner.flush()
         return outcome
 

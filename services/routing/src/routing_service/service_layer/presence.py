@@ -86,7 +86,7 @@ class PresenceRecorder:
         partitions: int,
         presence_partitions: int,
         marks: MarkTracker,
-        caught_up: Callable[[int], Awaitable[bool]],
+        complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
         dispatch: DispatchPublisher | None = None,
     ) -> None:
@@ -97,7 +97,7 @@ class PresenceRecorder:
         self._partitions = partitions
         self._presence_partitions = presence_partitions
         self._marks = marks
-        self._caught_up = caught_up
+        self._complete_as_of = complete_as_of
         self._clock = clock
         self._relayed: dict[int, datetime] = {}
 
@@ -147,8 +147,8 @@ class PresenceRecorder:
     async def relay(self) -> int:
         """Tell every owner how far presence is recorded, if that moved; returns commands sent."""
         owned = list(self._marks.latest)
-        caught_up = {p: await self._caught_up(p) for p in owned}
-        progress = self._marks.progress(self._clock(), caught_up)
+        complete = {p: await self._complete_as_of(p) for p in owned}
+        progress = self._marks.progress(self._clock(), complete)
         if not progress or all(self._relayed.get(p) == t for p, t in progress.items()):
             return 0
         now = self._clock()
