@@ -64,11 +64,6 @@ class InMemoryStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         self.published.update(r.decision.decision_id for r in rows)
 
-    async def view_fingerprints(
-        self, keys: Iterable[ConversationKey]
-    ) -> dict[ConversationKey, str]:
-        return {k: self.views[k].fingerprint for k in keys if k in self.views}
-
     async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
         return [(k, p) for k, p in self.resident.items() if p in partitions]
 

@@ -88,9 +88,7 @@ async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> in
         return int(exc.details.get("nInserted", 0))
 
 
-async def _find_by_ids(
-    collection: Any, ids: Sequence[str], projection: Doc | None = None
-) -> list[Doc]:
+async def _find_by_ids(collection: Any, ids: Sequence[str]) -> list[Doc]:
     """Documents with these ``_id``s, by concurrent exact-``_id`` lookups.
 
     FerretDB (SQLite) serves ``{_id: <string>}`` through the unique index but scans the whole
@@ -101,7 +99,7 @@ async def _find_by_ids(
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), POINT_READS_AT_ONCE):
         part = unique[start : start + POINT_READS_AT_ONCE]
-        found = await asyncio.gather(*(collection.find_one({"_id": i}, projection) for i in part))
+        found = await asyncio.gather(*(collection.find_one({"_id": i}) for i in part))
         out += [d for d in found if d is not None]
     return out
 
@@ -232,17 +230,6 @@ class MongoRoutingStore:
 
     # -- read model -----------------------------------------------------------------------------
 
-    async def view_fingerprints(
-        self, keys: Iterable[ConversationKey]
-    ) -> dict[ConversationKey, str]:
-        ids = [conversation_doc_id(o, c) for o, c in keys]
-        return {
-            (d["org_id"], d["conversation_id"]): d.get("fingerprint", "")
-            for d in await _find_by_ids(
-                self._views, ids, {"org_id": 1, "conversation_id": 1, "fingerprint": 1}
-            )
-        }
-
     # -- snapshots ------------------------------------------------------------------------------
 
     async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
@@ -305,8 +292,13 @@ class MongoRoutingStore:
                 self._journal, [DeleteOne({"_id": "|".join(jk)}) for jk in step.journal]
             )
 
+    async def insert_snapshots(self, rows: Sequence[SnapshotRow]) -> int:
+        """Insert (existing ones are skipped): the bulk path for seeding history."""
+        docs = [{"_id": conversation_doc_id(*r.key), **_snapshot_doc(r)} for r in rows]
+        return await insert_ignoring_duplicates(self._snapshots, docs)
+
     async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
-        """Replace (upsert) by exact ``_id``; also the bulk path for seeding benchmarks."""
+        """Replace (upsert) by exact ``_id``."""
         await bulk_write(
             self._snapshots,
             [

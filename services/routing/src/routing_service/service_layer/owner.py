@@ -231,11 +231,15 @@ class ConversationOwner:
                 wanted.setdefault(
                     (drow.decision.org_id, drow.decision.conversation_id), drow.partition
                 )
-        snapshots, fingerprints = await asyncio.gather(
-            self._store.load_snapshots(wanted), self._store.view_fingerprints(wanted)
-        )
+        # exact-_id reads of the conversations that must be in memory, nothing else: no scan
+        # of the snapshots or the read model (their size is all history). Their views are
+        # written again by the re-fold below (in the background), which repairs any view
+        # write a crash lost.
+        snapshots = await self._store.load_snapshots(wanted)
         for key, partition in wanted.items():
             self._adopt(key, partition, snapshots.get(key))
+            if key in snapshots:
+                self._written.setdefault(key, "")  # stored: its view exists (replace it)
         self._repair_resident(dict(resident), snapshots)
         for row in journal:
             key = (row.org_id, row.conversation_id)
@@ -258,7 +262,6 @@ class ConversationOwner:
             lg.add_fact(d)
             self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
         loaded = time.perf_counter()
-        self._written.update(fingerprints)
         if unpublished:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
             await self._store.mark_published(unpublished)

@@ -105,11 +105,6 @@ class OwnerStore(Protocol):
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]: ...
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None: ...
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None: ...
-    async def view_fingerprints(
-        self, keys: Iterable[ConversationKey]
-    ) -> dict[ConversationKey, str]:
-        """Fingerprints of the stored views of these conversations (exact-``_id`` reads)."""
-
     async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
         """Conversations whose snapshot is resident (NEW and assigned), with their partition."""
 
