@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
+from inbox_contracts import utc_now
 from inbox_contracts.topics import (
     CONVERSATIONS,
     MESSAGES,
@@ -99,7 +100,9 @@ class Routing:
 
 def build(settings: RoutingSettings) -> Routing:
     client, db = connect(settings)
-    store = MongoRoutingStore(db)
+    store = MongoRoutingStore(
+        db, decision_retention=timedelta(hours=settings.decision_retention_hours)
+    )
     dispatch_store = MongoDispatchStore(db)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
@@ -141,6 +144,11 @@ def build(settings: RoutingSettings) -> Routing:
             decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
             options = consumer_options(settings)
             tick = settings.progress_tick_ms / 1000
+            prune_lock = asyncio.Lock()
+
+            async def prune() -> None:
+                # bounded per run; the backlog of a long outage drains over several runs
+                await store.prune(utc_now(), limit=settings.retention_batch)
 
             async def handle_owned(batch: Batch) -> list[tuple[Record, Exception]]:
                 records = {id(e): r for r, e in batch}
@@ -282,6 +290,7 @@ def build(settings: RoutingSettings) -> Routing:
                 asyncio.create_task(
                     every(settings.compaction_interval_seconds, owner_lock, owner.compact)
                 ),
+                asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
                 asyncio.create_task(every(tick, presence_lock, recorder.relay)),
             ]
             try:

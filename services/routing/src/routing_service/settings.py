@@ -83,6 +83,21 @@ class RoutingSettings(ServiceSettings):
         "others are evicted and loaded again by exact _id when needed.",
     )
 
+    decision_retention_hours: float = Field(
+        24,
+        gt=0,
+        description="How long a decision (and its published mark) is kept after it was folded "
+        "into its conversation's snapshot, counted from its event time; then deleted (TTL "
+        "index on MongoDB, the pruning task on FerretDB). The snapshot's audit trail keeps "
+        "its decision id, reason and cause.",
+    )
+    retention_interval_seconds: float = Field(
+        60, gt=0, description="How often the pruning task runs."
+    )
+    retention_batch: int = Field(
+        640, ge=1, description="Decisions the pruning task deletes per run at most."
+    )
+
     @property
     def allowed_lateness(self) -> timedelta:
         return timedelta(milliseconds=self.allowed_lateness_ms)

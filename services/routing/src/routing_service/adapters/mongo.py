@@ -14,14 +14,15 @@ the secondary indexes created in ``ensure_indexes``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inbox_kit.mongo import bulk_write, insert_many, upsert
 from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from routing_service.domain.model import (
     AuditEntry,
@@ -49,6 +50,7 @@ from routing_service.service_layer.ports import (
 )
 
 Doc = dict[str, Any]
+log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 #: Concurrent point reads in flight (the driver's pool is 100 connections).
 POINT_READS_AT_ONCE = 200
@@ -105,8 +107,11 @@ async def _find_by_ids(collection: Any, ids: Sequence[str]) -> list[Doc]:
 
 
 class MongoRoutingStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], *, decision_retention: timedelta = timedelta(hours=24)
+    ) -> None:
         self._db = db
+        self._retention = decision_retention
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
@@ -125,6 +130,12 @@ class MongoRoutingStore:
             self._resident,
         ):
             await coll.create_index([("partition", ASCENDING)])
+        for coll in (self._decisions, self._published):
+            try:
+                await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+            except OperationFailure:
+                # FerretDB v1 has no TTL indexes: ``prune`` does the same, bounded
+                log.info("no TTL index on %s; pruning task only", coll.name)
         await self._views.create_index(
             [
                 ("org_id", ASCENDING),
@@ -206,23 +217,7 @@ class MongoRoutingStore:
         return rows
 
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
-        docs = [
-            {
-                "_id": r.decision.decision_id,
-                "partition": r.partition,
-                "org_id": r.decision.org_id,
-                "conversation_id": r.decision.conversation_id,
-                "previous_assignee_id": r.decision.previous_assignee_id,
-                "assignment_id": r.decision.assignment_id,
-                "reason": r.decision.reason.value,
-                "cause_event_id": r.decision.cause_event_id,
-                "cause_event_type": r.decision.cause_event_type,
-                "occurred_at": _ts(r.decision.occurred_at),
-                "cause_rank": r.decision.cause_rank,
-            }
-            for r in rows
-        ]
-        await insert_ignoring_duplicates(self._decisions, docs)
+        await insert_ignoring_duplicates(self._decisions, [_decision_doc(r) for r in rows])
 
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         docs = [{"_id": r.decision.decision_id, "partition": r.partition} for r in rows]
@@ -272,6 +267,23 @@ class MongoRoutingStore:
                 [DeleteOne({"_id": conversation_doc_id(*k)}) for k in step.not_resident],
             )
         if step.decisions:
+            # folded into their snapshots: kept for the retention period (expire_at: MongoDB's
+            # TTL index, or ``prune`` on FerretDB), then deleted with their published marks
+            expiring = {
+                r.decision.decision_id: _expiry(r.decision.occurred_at, self._retention)
+                for r in step.decisions
+            }
+            await bulk_write(
+                self._decisions,
+                [
+                    ReplaceOne(
+                        {"_id": r.decision.decision_id},
+                        {**_decision_doc(r), "expire_at": expiring[r.decision.decision_id]},
+                        upsert=True,
+                    )
+                    for r in step.decisions
+                ],
+            )
             await bulk_write(
                 self._published,
                 [
@@ -280,7 +292,7 @@ class MongoRoutingStore:
                         {
                             "partition": r.partition,
                             "compacted": True,
-                            "at": _ts(r.decision.occurred_at),
+                            "expire_at": expiring[r.decision.decision_id],
                         },
                         upsert=True,
                     )
@@ -296,6 +308,22 @@ class MongoRoutingStore:
         """Insert (existing ones are skipped): the bulk path for seeding history."""
         docs = [{"_id": conversation_doc_id(*r.key), **_snapshot_doc(r)} for r in rows]
         return await insert_ignoring_duplicates(self._snapshots, docs)
+
+    async def prune(self, now: datetime, *, limit: int = 640) -> int:
+        """Delete up to ``limit`` compacted decisions (and their published marks) whose
+        retention ended; drop the retired ``sweeps`` collection. Returns how many went."""
+        if "sweeps" in await self._db.list_collection_names():
+            await self._db.drop_collection("sweeps")
+        expired = [
+            d["_id"]
+            async for d in self._published.find(
+                {"compacted": True, "expire_at": {"$lt": now}}, {"_id": 1}
+            ).limit(limit)
+        ]
+        if expired:
+            await bulk_write(self._decisions, [DeleteOne({"_id": i}) for i in expired])
+            await bulk_write(self._published, [DeleteOne({"_id": i}) for i in expired])
+        return len(expired)
 
     async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
         """Replace (upsert) by exact ``_id``."""
@@ -508,6 +536,28 @@ def _view_from(d: Doc) -> ConversationView:
     return ConversationView(
         d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", []))
     )
+
+
+def _decision_doc(r: DecisionRow) -> Doc:
+    d = r.decision
+    return {
+        "_id": d.decision_id,
+        "partition": r.partition,
+        "org_id": d.org_id,
+        "conversation_id": d.conversation_id,
+        "previous_assignee_id": d.previous_assignee_id,
+        "assignment_id": d.assignment_id,
+        "reason": d.reason.value,
+        "cause_event_id": d.cause_event_id,
+        "cause_event_type": d.cause_event_type,
+        "occurred_at": _ts(d.occurred_at),
+        "cause_rank": d.cause_rank,
+    }
+
+
+def _expiry(occurred_at: datetime, retention: timedelta) -> datetime:
+    """A BSON date (what a TTL index reads), naive UTC as PyMongo stores it."""
+    return (occurred_at + retention).astimezone(UTC).replace(tzinfo=None)
 
 
 def _state_doc(s: ConversationState) -> Doc:
