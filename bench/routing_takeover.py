@@ -29,12 +29,14 @@ from routing_service.domain.model import (
     AuditKind,
     ConversationEntry,
     ConversationState,
+    Decision,
     EntryKind,
     Queue,
+    Reason,
     Snapshot,
 )
-from routing_service.service_layer.owner import ConversationOwner
-from routing_service.service_layer.ports import JournalRow, SnapshotRow
+from routing_service.service_layer.owner import Compacting, ConversationOwner, EventTime
+from routing_service.service_layer.ports import DecisionRow, JournalRow, SnapshotRow
 
 from bench.common import Metric
 
@@ -260,8 +262,108 @@ async def run() -> list[Metric]:
                 met=got["rss_mb"] <= 300 if big else None,
             )
         )
-    return metrics
+    return metrics + await retention_run()
 
 
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(take_over(sys.argv[1]))))
+
+
+class _Now:
+    """Inputs complete as of now, presence too: compaction's horizon is now - L - lag."""
+
+    async def __call__(self, topic: str, partition: int) -> datetime | None:
+        return datetime.now(UTC)
+
+
+async def retention_run(conversations: int = 5_000) -> list[Metric]:
+    """Seed 2-hour-old history (4 journal entries and a published decision per conversation),
+    then one retention run: compaction until nothing is left behind the horizon, then the
+    pruning task (decision retention 1 h) until it finds nothing. Counts documents before and
+    after (the store keeps one snapshot per conversation)."""
+    database = "bench_routing_retention"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
+    try:
+        await client.drop_database(database)
+        db = client[database]
+        store = MongoRoutingStore(db, decision_retention=timedelta(hours=1))
+        await store.ensure_indexes()
+        base = datetime.now(UTC) - timedelta(hours=2)
+        kinds = (EntryKind.INBOUND, EntryKind.ASSIGNED, EntryKind.OUTBOUND, EntryKind.RESOLVED)
+        journal = [
+            JournalRow(
+                ORG,
+                f"r{i:06d}",
+                i % PARTITIONS,
+                ConversationEntry(
+                    f"r{i:06d}-{j}",
+                    f"bench.{kind.value}",
+                    kind,
+                    base + timedelta(seconds=j),
+                    "a1",
+                    "a1" if kind is EntryKind.ASSIGNED else None,
+                ),
+            )
+            for i in range(conversations)
+            for j, kind in enumerate(kinds)
+        ]
+        for start in range(0, len(journal), SEED_CHUNK):
+            await store.append_journal(journal[start : start + SEED_CHUNK])
+        decisions = [
+            DecisionRow(
+                i % PARTITIONS,
+                Decision(
+                    f"d{i:06d}",
+                    ORG,
+                    f"r{i:06d}",
+                    "a1",
+                    f"r{i:06d}-1",
+                    Reason.R1_SIGNED_OUT,
+                    f"out-{i}",
+                    "bench.signed_out",
+                    base + timedelta(seconds=1.5),
+                    0,
+                ),
+            )
+            for i in range(conversations)
+        ]
+        for start in range(0, len(decisions), SEED_CHUNK):
+            await store.record_decisions(decisions[start : start + SEED_CHUNK])
+            await store.mark_published(decisions[start : start + SEED_CHUNK])
+        names = ("journal", "decisions", "published", "snapshots", "resident")
+        before = {n: await db[n].count_documents({}) for n in names}
+        owner = ConversationOwner(
+            store,
+            _NoPublisher(),
+            _CollectingViews(),
+            EventTime(timedelta(milliseconds=500), complete_as_of=_Now()),
+            compacting=Compacting(lag=timedelta(minutes=15), max_conversations=0),
+        )
+        owner.presence.observe(1, {0: datetime.now(UTC)})
+        await owner.assign(range(PARTITIONS))
+        started = time.perf_counter()
+        while await owner.compact():
+            pass
+        pruned = 0
+        while (n := await store.prune(datetime.now(UTC))) > 0:
+            pruned += n
+        took = time.perf_counter() - started
+        after = {n: await db[n].count_documents({}) for n in names}
+        print(f"retention: before {before}, after {after} ({took:.1f}s)", flush=True)
+        total_before, total_after = sum(before.values()), sum(after.values())
+        return [
+            Metric(
+                f"store_documents_after_retention_run_{conversations}_conversations",
+                total_after,
+                "documents",
+                baseline_value=total_before,
+                ratio=round(total_after / total_before, 3),
+                target="journal, decisions, published marks empty; one snapshot per conversation",
+                met=after["journal"] == after["decisions"] == after["published"] == 0
+                and after["snapshots"] == conversations,
+            ),
+            Metric("retention_run_seconds", round(took, 1), "s"),
+        ]
+    finally:
+        await client.drop_database(database)
+        await client.close()
