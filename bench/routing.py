@@ -10,7 +10,9 @@ Measured in one run, routing in-process (its own event loop work only while meas
     progress marks published as presence does (``ProgressMarks``);
 (c) an agent with 1,000 NEW conversations among 50,000: sign-out -> last auto-unassigned (R1,
     which waits for the conversation streams to pass sign-out + L: target L + 250 ms).
-(c) runs last: the 1,000 read-model updates a sweep causes are written in the background
+(e) take-over time and owner memory with 10k / 100k / 1M historical conversations of which
+    10k are live (``bench/routing_takeover.py``; sizes: ``ROUTING_BENCH_TAKEOVER_SIZES``).
+(c) runs after (d): the 1,000 read-model updates a sweep causes are written in the background
 after the decisions were published (exact-``_id`` replaces in small chunks).
 """
 
@@ -52,6 +54,7 @@ from routing_service.service_layer.ports import ConversationView, JournalRow
 from routing_service.settings import RoutingSettings
 from routing_testing import ProgressMarks, assigned, inbound, signed_out
 
+from bench import routing_takeover
 from bench.common import Metric, percentile, write_results
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -611,6 +614,7 @@ async def run() -> list[Metric]:
                     met=recovery <= 5 and lost == 0,
                 )
             )
+        metrics += await routing_takeover.run()
     finally:
         await producer.stop()
     return metrics

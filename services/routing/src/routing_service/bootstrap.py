@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
+from inbox_contracts import utc_now
 from inbox_contracts.topics import (
     CONVERSATIONS,
     MESSAGES,
@@ -37,7 +38,12 @@ from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
-from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
+from routing_service.service_layer.owner import (
+    Compacting,
+    ConversationOwner,
+    Delivery,
+    EventTime,
+)
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
@@ -102,8 +108,10 @@ def pipeline(
     decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
     options = consumer_options(settings)
 
-    async def handle_owned(batch: Batch) -> None:
-        await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+    async def handle_owned(batch: Batch) -> list[tuple[Record, Exception]]:
+        records = {id(e): r for r, e in batch}
+        outcome = await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+        return [(records[id(d.event)], exc) for d, exc in outcome.refused]
 
     async def handle_presence(batch: Batch) -> list[tuple[Record, Exception]]:
         records = {id(e): r for r, e in batch}
@@ -189,6 +197,10 @@ def pipeline(
         views,
         EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
         AutoAssigner(publisher, store.timelines),
+        Compacting(
+            lag=timedelta(seconds=settings.compaction_lag_seconds),
+            max_conversations=settings.owner_max_conversations,
+        ),
     )
     presence_loop = group_consumer(
         "presence",
@@ -271,7 +283,9 @@ class Routing(Service):
 def bootstrap(settings: RoutingSettings) -> Routing:
     """Build the service, not started and without I/O."""
     client, db = connect(settings)
-    store = MongoRoutingStore(db)
+    store = MongoRoutingStore(
+        db, decision_retention=timedelta(hours=settings.decision_retention_hours)
+    )
     dispatch_store = MongoDispatchStore(db)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
@@ -315,6 +329,12 @@ def bootstrap(settings: RoutingSettings) -> Routing:
             presence_partitions = await publisher.producer.partitions_for(PRESENCE.name)
             p.recorder.partition_counts(len(partitions), len(presence_partitions))
             tick = settings.progress_tick_ms / 1000
+            prune_lock = asyncio.Lock()
+
+            async def prune() -> None:
+                # bounded per run; the backlog of a long outage drains over several runs
+                await store.prune(utc_now(), limit=settings.retention_batch)
+
             loops = [
                 asyncio.create_task(p.owner_loop.run()),
                 asyncio.create_task(p.presence_loop.run()),
@@ -322,6 +342,10 @@ def bootstrap(settings: RoutingSettings) -> Routing:
                 asyncio.create_task(p.dispatch_loop.run()),
                 asyncio.create_task(p.dispatcher.run()),
                 asyncio.create_task(every(tick, p.owner_lock, p.owner.release_due)),
+                asyncio.create_task(
+                    every(settings.compaction_interval_seconds, p.owner_lock, p.owner.compact)
+                ),
+                asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
                 asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
             ]
             try:

@@ -156,6 +156,13 @@ class AutoAssigner:
             self._answers.pop(key, None)
             self._held.pop(key, None)
 
+    def forget_keys(self, keys: Iterable[ConversationKey]) -> None:
+        """Conversations the owner evicted from memory (folded again when loaded)."""
+        for key in keys:
+            self._views.pop(key, None)
+            self._published.pop(key, None)
+            self._answers.pop(key, None)
+
     # -- proposals ----------------------------------------------------------------------------
 
     async def review(

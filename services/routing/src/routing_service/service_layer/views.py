@@ -127,6 +127,9 @@ class ViewWriter:
                         sizer.observe(written, took)
                 await asyncio.sleep(1.0 if not written else min(took * self._pause_factor, 0.5))
 
+    def pending(self, key: ConversationKey) -> bool:
+        return key in self._pending
+
     def drop(self, partitions: set[int]) -> None:
         """Forget pending views of partitions given up (call with the exclusive lock held)."""
         for k in [k for k, (v, _) in self._pending.items() if v.partition in partitions]:
