@@ -69,7 +69,7 @@ def bootstrap(
         # against deadlines that passed while nobody could heartbeat.
         await handlers.refresh_liveness(presence, settings.outage_threshold())
         # Known as a replica before claiming anything: the progress marks wait for its floor.
-        await presence.store.write_floor(presence.clock(), presence.clock())
+        await handlers.report_floor(presence)
 
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None
