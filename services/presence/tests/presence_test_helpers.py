@@ -108,9 +108,8 @@ class Replicas:
         self.running: list[ServiceRuntime] = []
 
     async def start(self, **overrides: Any) -> tuple[ServiceRuntime, Presence]:
-        runtime, presence = await bootstrap(
-            presence_settings(self.infra, self.database, **overrides)
-        )
+        service = bootstrap(presence_settings(self.infra, self.database, **overrides))
+        runtime, presence = service.runtime, service.presence
         await runtime.start()
         self.running.append(runtime)
         return runtime, presence

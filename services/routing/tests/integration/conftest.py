@@ -19,16 +19,9 @@ from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_CO
 from inbox_kit.batch_consumer import BatchConsumer
 from inbox_testing import Infra, bearer
 from pymongo import AsyncMongoClient
-from routing_service.bootstrap import Routing, build
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.settings import RoutingSettings
-
-
-def topic_of(event: CloudEvent[EventData]) -> str:
-    if event.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    if event.type.startswith("inbox.messages."):
-        return MESSAGES.name
-    return CONVERSATIONS.name
+from routing_testing import topic_of
 
 
 @dataclass
@@ -91,7 +84,7 @@ class Stack:
             await probe.stop()
 
     async def start_routing(self, **overrides: Any) -> Routing:
-        routing = build(self.settings(**overrides))
+        routing = bootstrap(self.settings(**overrides))
         await routing.runtime.start()
         await routing.ready(timeout=60)
         return routing
