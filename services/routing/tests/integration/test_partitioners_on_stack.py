@@ -88,6 +88,7 @@ async def test_two_instances_fed_by_crc32_and_murmur2_producers_match_the_refere
                 await probe.wait_for(mine, count=len(decision_ids), timeout=30)
             await probe.drain(0.5)
             got_ids = [json.loads(r.value)["id"] for r in probe.records if mine(r)]
-        assert sorted(got_ids) == sorted(decision_ids)
+        # at least once: a rebalance may publish a decision again, always with the same id
+        assert set(got_ids) == decision_ids
     finally:
         await second.runtime.stop()
