@@ -80,7 +80,7 @@ proto: setup ## regenerate gRPC stubs from proto/
 asyncapi: setup ## write docs/asyncapi.yaml from the event contracts
 	$(RUN) python tools/asyncapi.py docs/asyncapi.yaml
 
-bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies|assignment)
+bench: setup ## run benchmarks (all, or NAME=presence|routing|contacts|replies|assignment|tracing)
 	$(RUN) python -m bench $(NAME)
 
 settings-docs: setup ## write docs/configuration.md and .env.example from the services' settings

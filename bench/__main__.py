@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-NAMES = ("presence", "routing", "contacts", "replies", "console", "assignment")
+NAMES = ("presence", "routing", "contacts", "replies", "console", "assignment", "tracing")
 SERVICE_PREFIXES = ("PRESENCE_", "ROUTING_", "CONTACTS_", "REPLIES_")
 
 

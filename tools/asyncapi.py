@@ -26,6 +26,7 @@ from inbox_devstack.topics import DEFAULT_PARTITIONS
 from inbox_kit import inbound as kit_inbound
 from inbox_kit import kafka as kit_kafka
 from inbox_kit import repartition as kit_repartition
+from inbox_kit import tracing as kit_tracing
 
 CHANGELOG = Path(__file__).resolve().parent.parent / "CHANGELOG.md"
 KAFKA_BINDING = "0.5.0"
@@ -66,6 +67,14 @@ unknown `data` fields (a later additive version), producers should not send them
 **Headers.** Our producers add `content-type: {kit_kafka.CLOUDEVENTS_CONTENT_TYPE}`,
 `ce_type` and `ce_id` (copies of `type` and `id`, for filtering without parsing the value).
 Other structured-mode producers should set `content-type` and may set the others.
+
+**Tracing.** W3C Trace Context travels with each record, as the CloudEvents
+distributed-tracing extension: our producers add a `traceparent` header (and `tracestate`
+when there is one) carrying the span that published the record. Consumers read the
+producer's context from, in this order: the `traceparent` header; in binary mode the
+`ce_traceparent` / `ce_tracestate` headers; in structured mode the envelope's `traceparent` /
+`tracestate` attributes. All are optional; a malformed value is ignored (the record is
+processed, untraced). Spans, attributes and the `OTEL_*` settings: `docs/tracing.md`.
 
 **Delivery.** Consumers are at least once (offsets are committed after processing) and
 idempotent. A record that cannot be applied (not JSON, a type not listed on its topic, a field
@@ -141,6 +150,38 @@ def _add_schema(schemas: dict[str, Any], name: str, schema: dict[str, Any]) -> N
     schemas[name] = schema
 
 
+_TRACEPARENT = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+    "examples": ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
+}
+#: The W3C Trace Context headers (the CloudEvents distributed-tracing extension).
+TRACE_HEADERS: dict[str, Any] = {
+    kit_tracing.H_TRACEPARENT: _TRACEPARENT
+    | {
+        "description": "W3C `traceparent` of the span that published the record (optional "
+        "for other producers; consumers continue or link to that trace)."
+    },
+    kit_tracing.H_TRACESTATE: {
+        "type": "string",
+        "description": "W3C `tracestate` that goes with `traceparent` (optional).",
+    },
+}
+#: The extension as envelope attributes (structured mode) — what a CloudEvents SDK writes.
+TRACE_ATTRIBUTES: dict[str, Any] = {
+    "traceparent": _TRACEPARENT
+    | {
+        "description": "CloudEvents distributed-tracing extension (optional): the W3C "
+        "`traceparent` of the event's producer; read when the record has no `traceparent` "
+        "header."
+    },
+    "tracestate": {
+        "type": "string",
+        "description": "CloudEvents distributed-tracing extension (optional): W3C `tracestate`.",
+    },
+}
+
+
 def _envelope_schema(model: type[EventData], schemas: dict[str, Any]) -> dict[str, Any]:
     """The full CloudEvent of ``model`` (its nested schemas go to ``schemas``)."""
     envelope_cls = cast(type[CloudEvent[EventData]], CloudEvent.__class_getitem__(model))
@@ -156,6 +197,7 @@ def _envelope_schema(model: type[EventData], schemas: dict[str, Any]) -> dict[st
     properties["subject"]["description"] = (
         f"Aggregate id: equals `data.{model.subject_field}`. Also the Kafka message key."
     )
+    properties.update(TRACE_ATTRIBUTES)
     envelope["title"] = f"{model.__name__}Event"
     envelope["description"] = f"CloudEvents envelope of `{model.event_type}`."
     rewritten: dict[str, Any] = _ref(envelope)
@@ -214,6 +256,7 @@ def _message(model: type[EventData], topic: Topic, schemas: dict[str, Any]) -> d
                 },
                 "ce_type": {"type": "string", "const": model.event_type},
                 "ce_id": {"type": "string", "description": "Copy of the envelope's `id`."},
+                **TRACE_HEADERS,
             },
         },
         "payload": {"$ref": f"#/components/schemas/{payload_name}"},

@@ -39,6 +39,10 @@ Variables of the local tooling are documented where they are used: `make run` / 
 the devstack (`DEVSTACK_*`: [libs/devstack](../libs/devstack/README.md)), the test session
 (`KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URI`, `INBOX_TEST_INFRA`, `INBOX_KEEP_STACK`:
 [README](../README.md#tests)). Token claims and JWKS settings: [authorization.md](authorization.md).
+Tracing is configured by the standard OpenTelemetry variables (`OTEL_TRACES_EXPORTER`,
+`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, …), the same for
+every service and not prefixed; nothing is exported when they are unset:
+[tracing.md](tracing.md).
 """
 
 
@@ -171,6 +175,11 @@ def build_env_example() -> str:
         "# docker compose: one HS256 secret for every service (and inboxctl)",
         "# INBOX_JWT_SECRET=change-me-to-32-random-bytes",
         "# INBOX_LOG_LEVEL=INFO",
+        "",
+        "# tracing, every service (docs/tracing.md); unset: nothing is exported",
+        "# OTEL_TRACES_EXPORTER=otlp",
+        "# OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317",
+        "# OTEL_TRACES_SAMPLER=parentbased_always_on",
     ]
     for service, cls in settings_classes():
         lines += ["", f"# --- {service} ---"]

@@ -38,6 +38,7 @@ from aiokafka.errors import CommitFailedError
 from inbox_contracts import CloudEvent, EventData
 from prometheus_client import Counter, Gauge, Histogram
 
+from inbox_kit import tracing
 from inbox_kit.inbound import InboundDecoder, Undecodable
 from inbox_kit.kafka import (
     CONSUMED,
@@ -75,6 +76,29 @@ Batch = Sequence[tuple[Record, CloudEvent[EventData]]]
 #: Handles a batch; returns the records it refuses, with the reason (or None: none refused).
 BatchHandler = Callable[[Batch], Awaitable[Sequence[tuple[Record, Exception]] | None]]
 PartitionsCallback = Callable[[set[int]], Awaitable[None]]
+
+
+def _traced(
+    records: Sequence[Record], valid: Sequence[tuple[Record, CloudEvent[EventData]]]
+) -> list[tracing.TracedRecord]:
+    """What the batch span needs of each record: where it is, its event id, its producer's
+    context (headers first, then the decoded event's tracing extension)."""
+    events = {id(record): event for record, event in valid}
+    traced: list[tracing.TracedRecord] = []
+    for record in records:
+        event = events.get(id(record))
+        traced.append(
+            (
+                record.topic,
+                record.partition,
+                record.offset,
+                event.id if event is not None else None,
+                tracing.record_context(
+                    record.headers, event.model_extra if event is not None else None
+                ),
+            )
+        )
+    return traced
 
 
 def per_event(handler: EventHandler) -> BatchHandler:
@@ -288,6 +312,19 @@ class BatchConsumer:
                 valid.append((record, self._decoder.decode(record)))
             except Undecodable as exc:
                 failed.append((record, exc, exc.reason))
+        with tracing.consuming(
+            topics=(r.topic for r in records),
+            group_id=self._group_id,
+            records=_traced(records, valid),
+        ):
+            await self._process(records, valid, failed)
+
+    async def _process(
+        self,
+        records: Sequence[Record],
+        valid: list[tuple[Record, CloudEvent[EventData]]],
+        failed: list[tuple[Record, Exception, str]],
+    ) -> None:
         if self._repartitioner is not None and valid:
             valid = await self._retrying(self._repartitioner.forward_misplaced, valid)
         attempt = 0

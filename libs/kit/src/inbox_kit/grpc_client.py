@@ -13,6 +13,8 @@
 - **Keepalive and message size**: the client pings an idle connection every 30 s (servers
   accept pings every 10 s or more: ``inbox_kit.grpc_server.SERVER_OPTIONS``); messages are
   capped at 4 MiB both ways.
+- **Tracing**: every unary call is a CLIENT span whose context goes out in the ``traceparent``
+  metadata (``inbox_kit.tracing``), so the server's span continues the caller's trace.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 import grpc
+
+from inbox_kit import tracing
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: Time kept back from a propagated deadline for our own reply.
@@ -74,7 +78,11 @@ def insecure_channel(
         ("grpc.service_config", service_config(service, idempotent_methods)),
         *options,
     ]
-    return grpc.aio.insecure_channel(target, options=all_options)
+    return grpc.aio.insecure_channel(
+        target,
+        options=all_options,
+        interceptors=[tracing.ClientTracing()],  # type: ignore[list-item]
+    )
 
 
 def set_incoming_deadline(time_remaining: float | None) -> Token[float | None]:

@@ -3,7 +3,8 @@
 - health checking (``grpc.health.v1``) and server reflection;
 - a guard around every method of the registered services (not health and reflection) that,
   for every call: authenticates the bearer token, maps domain errors to status codes with
-  ``google.rpc`` details, and records Prometheus metrics;
+  ``google.rpc`` details, records Prometheus metrics, and makes the call's SERVER span (child
+  of the caller's ``traceparent`` metadata, ``inbox_kit.tracing``);
 - graceful shutdown: health flips to NOT_SERVING, in-flight calls get a grace period.
 """
 
@@ -24,8 +25,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from inbox_kit import tracing
 from inbox_kit.auth import (
     Principal,
     TokenVerifier,
@@ -137,9 +140,10 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     calls_ok = GRPC_CALLS.labels(method, "OK")
     latency_ok = GRPC_LATENCY.labels(method, "OK")
 
-    def record(code: str, started: float) -> None:
+    def record(code: str, started: float) -> str:
         GRPC_CALLS.labels(method, code).inc()
         GRPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
+        return code
 
     def failure_code(exc: BaseException, context: Any) -> str:
         if isinstance(exc, asyncio.CancelledError):
@@ -167,6 +171,7 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     async def fail(context: Any, exc: Exception) -> None:
         if carries_code(exc):
             await context.abort_with_status(_status_for(exc, domain))
+        trace.get_current_span().record_exception(exc)
         log.exception("unhandled error in %s", method)
         await context.abort_with_status(_internal_status(domain))
 
@@ -175,18 +180,23 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
+            span, attached = tracing.start_server_span(method, context.invocation_metadata())
+            code = "OK"
             try:
-                tokens = enter(context)
                 try:
-                    response = await inner(request, context)
-                finally:
-                    leave(tokens)
-            except asyncio.CancelledError as exc:
-                record(failure_code(exc, context), started)
-                raise
-            except Exception as exc:
-                record(failure_code(exc, context), started)
-                await fail(context, exc)
+                    tokens = enter(context)
+                    try:
+                        response = await inner(request, context)
+                    finally:
+                        leave(tokens)
+                except asyncio.CancelledError as exc:
+                    code = record(failure_code(exc, context), started)
+                    raise
+                except Exception as exc:
+                    code = record(failure_code(exc, context), started)
+                    await fail(context, exc)
+            finally:
+                tracing.end_server_span(span, attached, code)
             calls_ok.inc()
             latency_ok.observe(time.perf_counter() - started)
             return response
@@ -206,19 +216,24 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
+        span, attached = tracing.start_server_span(method, context.invocation_metadata())
+        code = "OK"
         try:
-            tokens = enter(context)
             try:
-                async for item in inner_stream(request, context):
-                    yield item
-            finally:
-                leave(tokens)
-        except asyncio.CancelledError as exc:
-            record(failure_code(exc, context), started)
-            raise
-        except Exception as exc:
-            record(failure_code(exc, context), started)
-            await fail(context, exc)
+                tokens = enter(context)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                finally:
+                    leave(tokens)
+            except asyncio.CancelledError as exc:
+                code = record(failure_code(exc, context), started)
+                raise
+            except Exception as exc:
+                code = record(failure_code(exc, context), started)
+                await fail(context, exc)
+        finally:
+            tracing.end_server_span(span, attached, code)
         calls_ok.inc()
         latency_ok.observe(time.perf_counter() - started)
 

@@ -8,7 +8,8 @@ stable code) and the partition moves on. Outages (database or broker unreachable
 message's fault: they are never dead-lettered; the message is redelivered until it succeeds.
 
 Publishing goes through one ``EventPublisher`` per process (one idempotent ``acks=all``
-producer) that adds the CloudEvents Kafka-binding headers.
+producer) that adds the CloudEvents Kafka-binding headers and the trace context
+(``traceparent``, ``inbox_kit.tracing``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from inbox_contracts import CloudEvent, EventData, MalformedEvent, Topic
 from inbox_contracts.topics import DLQ_SUFFIX, REPARTITION_SUFFIX
+from opentelemetry.trace import Span
 from prometheus_client import Counter
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
+
+from inbox_kit import tracing
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +213,21 @@ class EventPublisher:
     implementation every service uses. Events go out keyed by their subject, with the
     CloudEvents headers; ``publish_raw`` sends bytes as they are (dead letters, forwarding)."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 2) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str,
+        linger_ms: int = 2,
+        max_batch_size: int = 256 * 1024,
+    ) -> None:
+        """``max_batch_size``: bytes per partition per produce request. aiokafka keeps one
+        request in flight per broker, so a burst to one partition (e.g. a topic keyed by org)
+        costs one round trip per batch: aiokafka's 16 KB default is ~25 events a round trip."""
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._linger_ms = linger_ms
+        self._max_batch_size = max_batch_size
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -232,6 +247,7 @@ class EventPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=self._linger_ms,
+            max_batch_size=self._max_batch_size,
         )
         await producer.start()
         self._producer = producer
@@ -252,26 +268,56 @@ class EventPublisher:
         events: Sequence[CloudEvent[Any]],
         *,
         partition: int | None = None,
+        key_of: Callable[[CloudEvent[Any]], bytes] | None = None,
+        cause_of: Callable[[CloudEvent[Any]], str | None] | None = None,
     ) -> None:
-        """Send all, then wait for every acknowledgement (one round trip for many)."""
+        """Send all, then wait for every acknowledgement (one round trip for many).
+
+        Keyed by subject unless ``key_of`` says otherwise. Each record gets a ``send`` span
+        and carries its context (``traceparent``); ``cause_of`` names the consumed event that
+        caused an event, whose trace the span then continues (``inbox_kit.tracing``).
+        """
         name = topic if isinstance(topic, str) else topic.name
-        futures = [
-            await self.producer.send(
-                name,
-                event.to_json_bytes(),
-                key=event.key,
-                partition=partition,
-                headers=_encoded(cloudevent_headers(event.type, event.id)),
-            )
-            for event in events
-        ]
-        await asyncio.gather(*futures)
+        spans: list[Span] = []
+        try:
+            futures = []
+            for event in events:
+                cause = tracing.cause_context(cause_of(event)) if cause_of is not None else None
+                span, trace_headers = tracing.start_send(
+                    name, event_type=event.type, event_id=event.id, partition=partition, cause=cause
+                )
+                spans.append(span)
+                headers = cloudevent_headers(event.type, event.id)
+                headers.update(trace_headers)
+                futures.append(
+                    await self.producer.send(
+                        name,
+                        event.to_json_bytes(),
+                        key=key_of(event) if key_of is not None else event.key,
+                        partition=partition,
+                        headers=_encoded(headers),
+                    )
+                )
+            await asyncio.gather(*futures)
+        except BaseException as error:
+            for span in spans:
+                tracing.end_span(span, error)
+            raise
+        for span in spans:
+            tracing.end_span(span)
 
     async def publish_serialized(
         self, topic: str, payload: bytes, *, key: bytes | None, event_type: str, event_id: str
     ) -> None:
         """Publish an event already serialized (e.g. stored in an outbox)."""
-        await self.publish_raw(topic, payload, key, cloudevent_headers(event_type, event_id))
+        await self.publish_raw(
+            topic,
+            payload,
+            key,
+            cloudevent_headers(event_type, event_id),
+            event_type=event_type,
+            event_id=event_id,
+        )
 
     async def publish_raw(
         self,
@@ -280,10 +326,27 @@ class EventPublisher:
         key: bytes | None,
         headers: dict[str, str],
         partition: int | None = None,
+        *,
+        event_type: str | None = None,
+        event_id: str | None = None,
     ) -> None:
-        await self.producer.send_and_wait(
-            topic, value, key=key, partition=partition, headers=_encoded(headers)
+        """Send bytes as they are; the trace headers are replaced by this send's."""
+        span, trace_headers = tracing.start_send(
+            topic,
+            event_type=event_type or headers.get("ce_type"),
+            event_id=event_id or headers.get("ce_id"),
+            partition=partition,
         )
+        sent = {k: v for k, v in headers.items() if k not in tracing.TRACE_HEADERS}
+        sent.update(trace_headers)
+        try:
+            await self.producer.send_and_wait(
+                topic, value, key=key, partition=partition, headers=_encoded(sent)
+            )
+        except BaseException as error:
+            tracing.end_span(span, error)
+            raise
+        tracing.end_span(span)
 
     async def partitions(self, topic: str) -> int:
         return len(await self.producer.partitions_for(topic))

@@ -1,4 +1,5 @@
-"""JSON logs on stderr, one object per line, with the service name on every record."""
+"""JSON logs on stderr, one object per line, with the service name on every record and, inside
+a trace, its ``trace_id`` and ``span_id`` (W3C hex, as in ``traceparent``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
+
+from inbox_kit.tracing import current_ids
 
 
 class _ServiceFilter(logging.Filter):
@@ -15,6 +18,9 @@ class _ServiceFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self._service
+        ids = current_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

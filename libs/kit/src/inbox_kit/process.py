@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaConnectionError
 from pymongo.errors import ConnectionFailure
 
 from inbox_kit.settings import ServiceSettings
+from inbox_kit.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ def unreachable_dependency(error: BaseException, settings: ServiceSettings) -> s
 
 
 def run_service(settings: ServiceSettings, serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``serve()`` until it returns (SIGTERM); exit 69 with one log line on an outage."""
+    """Run ``serve()`` until it returns (SIGTERM); exit 69 with one log line on an outage.
+
+    Tracing is set up first, from the ``OTEL_*`` variables (``inbox_kit.tracing``)."""
+    configure_tracing(settings.service_name)
     try:
         asyncio.run(serve())
     except Exception as error:

@@ -3,7 +3,8 @@
 - ``infra``: the real Kafka broker and MongoDB-wire database for this test session;
 - ``mongo_db``: a fresh database per test, dropped afterwards;
 - ``jwt_secret`` / ``make_token``: bearer tokens the services under test accept;
-- ``unique``: unique ids, so tests sharing one broker and database never collide.
+- ``unique``: unique ids, so tests sharing one broker and database never collide;
+- ``spans``: the spans finished while the test runs (an in-memory SDK exporter).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from inbox_testing.infra import Infra, provide_infra
+from inbox_testing.spans import RecordedSpans, recorded_spans
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
 
@@ -37,6 +39,18 @@ async def mongo_db(infra: Infra) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+@pytest.fixture
+def spans() -> Iterator[RecordedSpans]:
+    recorder = recorded_spans()
+    recorder.finished.clear()
+    recorder.active = True
+    try:
+        yield recorder
+    finally:
+        recorder.active = False
+        recorder.finished.clear()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from inbox_contracts.events import (
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS, ROUTING_DISPATCH, ROUTING_PROPOSALS
 from inbox_kit.batch_consumer import BatchConsumer
-from inbox_kit.kafka import EventPublisher, cloudevent_headers
+from inbox_kit.kafka import EventPublisher
 
 from routing_service.domain.model import Decision
 from routing_service.service_layer.ports import Command
@@ -42,6 +42,15 @@ def decision_event(d: Decision) -> CloudEvent[ConversationAutoUnassigned]:
     )
 
 
+def _cause_of_decision(event: CloudEvent[Any]) -> str | None:
+    cause = getattr(event.data, "cause_event_id", None)
+    return cause if isinstance(cause, str) else None
+
+
+def _org_key(event: CloudEvent[Any]) -> bytes:
+    return str(event.data.org_id).encode()
+
+
 class KafkaPublisher(EventPublisher):
     """Publishes decisions (keyed by conversation) and sweep commands (explicit partition)."""
 
@@ -49,21 +58,16 @@ class KafkaPublisher(EventPublisher):
         super().__init__(bootstrap, client_id=client_id)
 
     async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
-        await self.publish_many(ROUTING, [decision_event(d) for d in decisions])
+        """Each decision's ``send`` span continues the trace of the event that caused it, even
+        when it is published later (when event time is final) or after a take-over."""
+        await self.publish_many(
+            ROUTING, [decision_event(d) for d in decisions], cause_of=_cause_of_decision
+        )
 
     async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
         """To the dispatcher, keyed by org (one ordered stream per org), whatever the event's
         own subject (presence events are re-published unchanged)."""
-        futures = [
-            await self.producer.send(
-                ROUTING_DISPATCH.name,
-                e.to_json_bytes(),
-                key=e.data.org_id.encode(),
-                headers=[(k, v.encode()) for k, v in cloudevent_headers(e.type, e.id).items()],
-            )
-            for e in events
-        ]
-        await asyncio.gather(*futures)
+        await self.publish_many(ROUTING_DISPATCH, events, key_of=_org_key)
 
     async def publish_auto_assigned(
         self, events: Sequence[CloudEvent[ConversationAutoAssigned]]

@@ -147,9 +147,14 @@ def review(
     waiting_cause: str,
     channel_id: str | None,
     agent_signed_out_at: datetime | None,
+    agent_held: int = 0,
+    capacity: int | None = None,
 ) -> Refusal | None:
     """None: accept. The conversation must still be in the proposal's waiting period, on the
-    channel the proposal was judged for (a new channel can mean another team)."""
+    channel the proposal was judged for (a new channel can mean another team); the agent
+    signed in; and what the agent holds among the owner's conversations (``agent_held``)
+    below the proposal's ``capacity``: the dispatcher counted everything it had seen, this
+    catches a hand assignment it had not seen yet."""
     if (
         view is None
         or not view.waiting
@@ -159,6 +164,8 @@ def review(
         return Refusal.NOT_WAITING
     if agent_signed_out_at is not None:
         return Refusal.AGENT_SIGNED_OUT
+    if capacity is not None and agent_held >= capacity:
+        return Refusal.AGENT_AT_CAPACITY
     return None
 
 

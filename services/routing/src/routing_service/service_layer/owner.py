@@ -384,22 +384,43 @@ class ConversationOwner:
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
         # the journal is written while the fold's inputs are read (the fold uses the log in
         # memory); both are done before any decision is recorded.
-        inputs, _ = await asyncio.gather(self._fold_inputs(keys), self._write_journal())
+        # the proposals' agents are read with the same round trip (one read phase per batch)
+        extra = self._proposal_agents(proposals) if self._assigner is not None else set()
+        inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
         outcome = await self._refold(keys, inputs, finals)
         outcome.duplicates = duplicates
         outcome.refused = refused
         if proposals and self._assigner is not None:
             # reviewed against the state after this batch's other events
-            more = await self._apply_proposals(proposals, finals)
+            more = await self._apply_proposals(proposals, finals, inputs)
             outcome.decisions += more.decisions
         self._evict()
         return outcome
 
+    def _proposal_agents(
+        self, proposals: Sequence[CloudEvent[AssignmentProposed]]
+    ) -> set[AgentKey]:
+        """Every agent reviewing and re-folding these proposals needs: the proposed one and
+        the conversation's earlier assignees."""
+        out: set[AgentKey] = set()
+        for event in proposals:
+            p = event.data
+            out.add((p.org_id, p.agent_id))
+            lg = self.logs.get((p.org_id, p.conversation_id))
+            if lg is not None:
+                out.update((lg.org_id, a) for a in lg.agents())
+        return out
+
     async def _apply_proposals(
-        self, proposals: Sequence[CloudEvent[AssignmentProposed]], finals: Finals
+        self,
+        proposals: Sequence[CloudEvent[AssignmentProposed]],
+        finals: Finals,
+        inputs: FoldInputs,
     ) -> BatchOutcome:
+        """``inputs`` hold the timelines of ``_proposal_agents(proposals)`` (read with the
+        batch's): no second read phase."""
         assert self._assigner is not None
-        accepted, again = await self._assigner.review(proposals, self.logs)
+        accepted, again = await self._assigner.review(proposals, self.logs, known=inputs[0])
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
         for lg, entry in accepted:
             key = (lg.org_id, lg.conversation_id)
@@ -408,7 +429,7 @@ class ConversationOwner:
                     lg.org_id, lg.conversation_id, lg.partition, entry
                 )
             keys[key] = None
-        inputs, _ = await asyncio.gather(self._fold_inputs(list(keys)), self._write_journal())
+        await self._write_journal()
         return await self._refold(list(keys), inputs, finals)
 
     async def release_due(self) -> BatchOutcome:
@@ -462,10 +483,13 @@ class ConversationOwner:
 
     # -- folding --------------------------------------------------------------------------------
 
-    async def _fold_inputs(self, keys: Sequence[ConversationKey]) -> FoldInputs:
-        """Presence timelines of every agent these conversations involve, and org settings."""
-        agent_keys: set[AgentKey] = set()
-        orgs: set[str] = set()
+    async def _fold_inputs(
+        self, keys: Sequence[ConversationKey], extra: set[AgentKey] | None = None
+    ) -> FoldInputs:
+        """Presence timelines of every agent these conversations involve (and ``extra``
+        agents), and the settings of their orgs."""
+        agent_keys: set[AgentKey] = set(extra or ())
+        orgs: set[str] = {org for org, _ in agent_keys}
         for key in keys:
             lg = self.logs[key]
             agents = lg.agents()
