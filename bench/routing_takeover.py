@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
+from routing_service.domain.key_filter import KeyFilter
 from routing_service.domain.model import (
     AuditEntry,
     AuditKind,
@@ -117,12 +118,17 @@ async def seed(database: str, total: int) -> float:
         await store.ensure_indexes()
         horizon = datetime.now(UTC) - timedelta(minutes=20)
         started = time.perf_counter()
+        filters = {p: KeyFilter() for p in range(PARTITIONS)}
         for start in range(0, total, SEED_CHUNK):
             rows = [
                 _snapshot(f"c{i:07d}", i, horizon, i < LIVE)
                 for i in range(start, min(total, start + SEED_CHUNK))
             ]
+            for r in rows:
+                filters[r.partition].add(f"{r.org_id}|{r.conversation_id}")
             await store.insert_snapshots(rows)
+        for p, f in filters.items():
+            await store.write_snapshot_filter(p, f.to_bytes())
         journal = [
             JournalRow(
                 ORG,

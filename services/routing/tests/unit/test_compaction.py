@@ -135,7 +135,20 @@ async def test_an_event_behind_the_horizon_is_refused_and_changes_nothing() -> N
     assert r.state(ORG, "old") == ("NEW", None)
 
 
-@pytest.mark.parametrize("stage", ["resident", "decisions", "journal"])
+async def test_a_new_conversation_costs_no_snapshot_read_an_evicted_one_does() -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.owner.compact()
+    reads = r.store.snapshot_reads
+    await r.deliver(inbound(ORG, "brand-new", t(10)))  # the key filter says "no snapshot"
+    assert r.store.snapshot_reads == reads
+    await r.deliver(follow_up(ORG, "old", t(10.5)))  # evicted: read by _id
+    assert r.store.snapshot_reads == reads + 1
+    assert r.state(ORG, "old") == ("NEW", None)
+
+
+@pytest.mark.parametrize("stage", ["filter", "snapshots", "resident", "decisions", "journal"])
 async def test_a_crash_inside_a_compaction_step_is_repaired_by_the_next(stage: str) -> None:
     r = await routing()
     await history(r)
@@ -150,7 +163,8 @@ async def test_a_crash_inside_a_compaction_step_is_repaired_by_the_next(stage: s
         await r.owner.compact()
     r.store.before_write = None
     await r.crash_and_restart()
-    await r.owner.compact()  # writes what the crashed step left
+    await now(r, t(10.2))  # presence relayed to the new owner
+    await r.owner.compact()  # writes what the crashed step left, or the whole step again
     assert r.store.journal == {}
     assert set(r.store.resident) == {(ORG, "held")}
     await r.crash_and_restart()

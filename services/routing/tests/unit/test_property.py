@@ -189,7 +189,7 @@ class CrashInCompaction(Exception):
 async def compact_maybe_crashing(r: InMemoryRouting, data: st.DataObject) -> None:
     """Compact; one time in three the process dies before a random write of the step."""
     stage = data.draw(
-        st.sampled_from([None, None, "snapshots", "resident", "decisions", "journal"]),
+        st.sampled_from([None, None, "filter", "snapshots", "resident", "decisions", "journal"]),
         label="compaction crash",
     )
 

@@ -32,6 +32,8 @@ class InMemoryStore:
         self.compacted: set[str] = set()
         self.snapshots: dict[ConversationKey, SnapshotRow] = {}
         self.resident: dict[ConversationKey, int] = {}
+        self.snapshot_filters: dict[int, bytes] = {}
+        self.snapshot_reads = 0
         #: Optional fault injection: called before each write of a compaction step.
         self.before_write: Callable[[str], None] | None = None
         self.views: dict[ConversationKey, ConversationView] = {}
@@ -70,7 +72,16 @@ class InMemoryStore:
     async def load_snapshots(
         self, keys: Iterable[ConversationKey]
     ) -> dict[ConversationKey, SnapshotRow]:
+        keys = list(keys)
+        self.snapshot_reads += len(keys)
         return {k: self.snapshots[k] for k in keys if k in self.snapshots}
+
+    async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
+        return {p: self.snapshot_filters[p] for p in partitions if p in self.snapshot_filters}
+
+    async def write_snapshot_filter(self, partition: int, data: bytes) -> None:
+        self._before("filter")
+        self.snapshot_filters[partition] = data
 
     async def compact(self, step: Compaction) -> None:
         self._before("snapshots")

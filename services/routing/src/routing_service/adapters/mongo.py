@@ -120,6 +120,7 @@ class MongoRoutingStore:
         self._settings = db["settings"]
         self._snapshots = db["snapshots"]
         self._resident = db["resident"]
+        self._filters = db["snapshot_filters"]
 
     async def ensure_indexes(self) -> None:
         for coll in (
@@ -239,6 +240,13 @@ class MongoRoutingStore:
         ids = [conversation_doc_id(o, c) for o, c in keys]
         rows = [_snapshot_from(d) for d in await _find_by_ids(self._snapshots, ids)]
         return {r.key: r for r in rows}
+
+    async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
+        docs = await _find_by_ids(self._filters, [str(p) for p in partitions])
+        return {int(d["_id"]): bytes(d["bits"]) for d in docs}
+
+    async def write_snapshot_filter(self, partition: int, data: bytes) -> None:
+        await self._filters.replace_one({"_id": str(partition)}, {"bits": data}, upsert=True)
 
     async def compact(self, step: Compaction) -> None:
         """Each write is idempotent (exact ``_id``): a crash in between is repaired by the

@@ -43,6 +43,7 @@ from inbox_contracts.events import (
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES
 from prometheus_client import Counter, Gauge
 
+from routing_service.domain.key_filter import KeyFilter
 from routing_service.domain.model import (
     ConversationEntry,
     ConversationLog,
@@ -199,6 +200,8 @@ class ConversationOwner:
         self._stale_journal: set[tuple[str, str, str]] = set()
         self._stale_decisions: dict[str, DecisionRow] = {}
         self._stale_resident: dict[ConversationKey, SnapshotRow] = {}
+        #: Per owned partition: which conversations may have a snapshot (no read otherwise).
+        self._filters: dict[int, KeyFilter] = {}
         self._stale_not_resident: set[ConversationKey] = set()
 
     # -- partition ownership ----------------------------------------------------------------
@@ -216,11 +219,14 @@ class ConversationOwner:
         self.owned.update(parts)
         # the journal holds only what is after the horizons (the rest is compacted), the
         # resident set only NEW+assigned conversations: both stay small whatever the history
-        journal, resident, decisions = await asyncio.gather(
+        journal, resident, decisions, filters = await asyncio.gather(
             self._store.load_journal(parts),
             self._store.load_resident(parts),
             self._store.load_decisions(parts),
+            self._store.load_snapshot_filters(parts),
         )
+        for p in parts:
+            self._filters[p] = KeyFilter(filters.get(p))
         wanted: dict[ConversationKey, int] = {}
         for row in journal:
             wanted.setdefault((row.org_id, row.conversation_id), row.partition)
@@ -296,6 +302,8 @@ class ConversationOwner:
         if self._assigner is not None:
             self._assigner.forget(parts)
         self.owned -= parts
+        for p in parts:
+            self._filters.pop(p, None)
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
         for k in gone:
             del self.logs[k]
@@ -621,6 +629,9 @@ class ConversationOwner:
         self._stale_resident.clear()
         self._stale_not_resident.clear()
 
+    def _filter(self, partition: int) -> KeyFilter:
+        return self._filters.setdefault(partition, KeyFilter())
+
     def _touch(self, key: ConversationKey) -> None:
         self.logs.move_to_end(key)
 
@@ -642,9 +653,12 @@ class ConversationOwner:
                 key = (data.org_id, data.subject)
                 if key not in self.logs:
                     missing.setdefault(key, delivery.partition)
-        if not missing:
-            return []
-        snapshots = await self._store.load_snapshots(missing)
+        maybe = {
+            k: p
+            for k, p in missing.items()
+            if p not in self._filters or f"{k[0]}|{k[1]}" in self._filters[p]
+        }
+        snapshots = await self._store.load_snapshots(maybe) if maybe else {}
         for key, partition in missing.items():
             self._adopt(key, partition, snapshots.get(key))
             if key in snapshots:
@@ -727,6 +741,14 @@ class ConversationOwner:
             ]
         if not rows:
             return 0
+        # the filter learns the keys before their snapshots exist (a crash leaves a false
+        # "maybe", never a false "no")
+        changed: set[int] = set()
+        for r in rows:
+            if self._filter(r.partition).add(f"{r.org_id}|{r.conversation_id}"):
+                changed.add(r.partition)
+        for p in sorted(changed):
+            await self._store.write_snapshot_filter(p, self._filters[p].to_bytes())
         await self._store.compact(Compaction(rows, resident, not_resident, decisions, journal))
         for key, snap in new.items():
             lg = self.logs[key]

@@ -114,6 +114,10 @@ class OwnerStore(Protocol):
         """Snapshots of these conversations (exact-``_id`` reads; absent: none yet)."""
 
     async def compact(self, step: Compaction) -> None: ...
+    async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
+        """Per partition, the ``KeyFilter`` of conversations that may have a snapshot."""
+
+    async def write_snapshot_filter(self, partition: int, data: bytes) -> None: ...
     async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
         """Sorted presence of each agent (agents never seen are absent)."""
 
