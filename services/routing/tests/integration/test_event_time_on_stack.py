@@ -93,9 +93,15 @@ async def test_an_outbound_200ms_late_ends_as_the_reference(stack, client, uniqu
     conv = unique("conv")
     marker = await same_partition(stack, conv, unique)
     await client.enable(org)
-    async with ProgressMarks(stack.producer):
-        t = utc_now()
+    # The set-up is stamped 1 s back, so that the outbound stamped 200 ms before the sign-out
+    # comes after the assignment in event time however fast the set-up runs (on a quiet machine
+    # it takes less than 200 ms); presence promises nothing past the sign-in until it is sent.
+    t = utc_now() - timedelta(seconds=1)
+    marks = ProgressMarks(stack.producer)
+    marks.hold = t - MS
+    async with marks:
         await stack.publish(signed_in(org, ana, t))
+        marks.hold = None
         for c in (conv, marker):
             await stack.publish(inbound(org, c, t + MS), assigned(org, c, ana, t + 2 * MS))
         await wait_until(lambda: _is(client, org, conv, ("NEW", ana)), timeout=20)
