@@ -3,13 +3,17 @@
 One routing instance in-process on the devstack, 200 agents signed in (presence events
 published by the benchmark), "Automatic assignment" and "Remove assignment" on.
 
+Presence progress marks are published as presence does (``ProgressMarks``, every 50 ms).
+
 (a) baseline: the raw aiokafka consume -> produce pipe (``bench.routing.raw_pipe``);
 (b) sustained assignments/s of one instance: a backlog of new conversations, first to last
     ``ConversationAutoAssigned`` on inbox.routing.v1 (the whole loop: owner -> dispatch topic
     -> dispatcher -> proposal -> owner review -> event), and its ratio to (a);
 (c) inbound -> auto-assigned latency for 20 s at half of the peak measured in (b);
 (d) an agent holding 50 NEW conversations signs out: R1 puts them back in the queue and the
-    dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds.
+    dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds;
+(e) the ceiling of the code alone: the same owner + dispatcher over in-memory adapters (no
+    Kafka, no database; events still built and serialized), assignments/s on this machine.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.events import AssignmentSettingsChanged
+from inbox_contracts.events import (
+    AssignmentProposed,
+    AssignmentSettingsChanged,
+    ConversationAutoAssigned,
+)
 from inbox_contracts.topics import (
     CONVERSATIONS,
     MESSAGES,
@@ -33,10 +42,29 @@ from inbox_contracts.topics import (
     ROUTING_COMMANDS,
     ROUTING_PROPOSALS,
 )
-from routing_service.bootstrap import Routing, build
-from routing_service.domain.model import SettingChange
+from routing_service.adapters.memory import (
+    InMemoryStore,
+    InMemoryViews,
+    RecordingDecisionPublisher,
+)
+from routing_service.bootstrap import Routing, bootstrap
+from routing_service.domain.dispatch import OrgDispatcher
+from routing_service.domain.model import PresenceEntry, SettingChange
+from routing_service.service_layer.auto_assign import AutoAssigner
+from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
+from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.settings import RoutingSettings
-from routing_testing import assigned, inbound, signed_in, signed_out
+from routing_testing import (
+    FAR_FUTURE,
+    ProgressMarks,
+    SimClock,
+    assigned,
+    complete_now,
+    inbound,
+    partition_of,
+    signed_in,
+    signed_out,
+)
 
 from bench.common import Metric, percentile, write_results
 from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe
@@ -52,7 +80,9 @@ class AssignedWatch:
 
     def __init__(self, org: str) -> None:
         self.org = org
-        self.seen: dict[str, float] = {}
+        #: conversation -> event id -> first seen (indexed: the waits below poll it every
+        #: 10 ms in routing's own event loop, so they must not scan everything seen)
+        self.by_conversation: dict[str, dict[str, float]] = {}
         self._consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
         self._task: asyncio.Task[None] | None = None
 
@@ -74,19 +104,18 @@ class AssignedWatch:
             for recs in batches.values():
                 for r in recs:
                     if r.value and AUTO in r.value and needle in r.value:
-                        d = json.loads(r.value)["data"]
-                        self.seen.setdefault(f"{d['conversation_id']}|{d['assignee_id']}", now)
+                        event = json.loads(r.value)
+                        c = event["data"]["conversation_id"]
+                        self.by_conversation.setdefault(c, {}).setdefault(event["id"], now)
 
     def count_for(self, conversations: set[str]) -> int:
-        return sum(1 for k in self.seen if k.split("|")[0] in conversations)
+        return len(conversations & self.by_conversation.keys())
 
     def times_for(self, conversations: set[str]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for k, t in self.seen.items():
-            c = k.split("|")[0]
-            if c in conversations:
-                out[c] = max(out.get(c, 0.0), t)
-        return out
+        return {
+            c: max(self.by_conversation[c].values())
+            for c in conversations & self.by_conversation.keys()
+        }
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -126,7 +155,7 @@ async def start(tag: str, org: str) -> tuple[Routing, RoutingSettings]:
         [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
     )
     await commit_end(s.presence_consumer_group, [PRESENCE.name])
-    routing = build(s)
+    routing = bootstrap(s)
     await routing.runtime.start()
     await routing.ready(timeout=120)
     # both settings on, as UpdateRoutingSettings / UpdateAssignmentSettings store and announce
@@ -151,6 +180,10 @@ async def run() -> list[Metric]:
     metrics: list[Metric] = []
     routing: Routing | None = None
     watch = AssignedWatch(org)
+    # presence progress as the presence service publishes it (every 50 ms): without marks the
+    # owner waits the fallback (L) before a new conversation counts as waiting
+    marks = ProgressMarks(producer)
+    await marks.__aenter__()
     try:
         pipe = await raw_pipe(producer, N_BACKLOG)
         print(f"raw pipe: {pipe:.0f} events/s", flush=True)
@@ -164,7 +197,7 @@ async def run() -> list[Metric]:
             c = f"warm-{i}"
             await produce(producer, [inbound(org, c, datetime.now(UTC))])
             try:
-                await wait_for(lambda c=c: watch.count_for({c}), 0.5, "warm-up")
+                await wait_for(lambda c=c: watch.count_for({c}), 5, "warm-up")
                 break
             except TimeoutError:
                 continue
@@ -247,19 +280,21 @@ async def run() -> list[Metric]:
                 60,
                 "held by hand",
             )
-            before = {k for k in watch.seen}
+            first = {c: dict(watch.by_conversation.get(c, {})) for c in held}
             t_out = time.perf_counter()
             await produce(producer, [signed_out(org, holder, datetime.now(UTC))])
 
-            def reassigned(before: set[str] = before, hset: set[str] = hset) -> bool:
-                fresh = [k for k in watch.seen if k not in before and k.split("|")[0] in hset]
-                return len({k.split("|")[0] for k in fresh}) >= 50
+            def fresh(first: dict[str, dict[str, float]] = first) -> list[float]:
+                # an automatic assignment after the sign-out (a new event id)
+                return [
+                    t
+                    for c, before in first.items()
+                    for event_id, t in watch.by_conversation.get(c, {}).items()
+                    if event_id not in before
+                ]
 
-            await wait_for(reassigned, 60, "reassigned after sign-out")
-            last = max(
-                t for k, t in watch.seen.items() if k not in before and k.split("|")[0] in hset
-            )
-            rounds.append((last - t_out) * 1000)
+            await wait_for(lambda: len(fresh()) >= 50, 60, "reassigned after sign-out")
+            rounds.append((max(fresh()) - t_out) * 1000)
             print(f"sign-out round {r}: all 50 reassigned after {rounds[-1]:.0f} ms", flush=True)
         sp99 = percentile(rounds, 99)
         metrics.append(
@@ -273,13 +308,138 @@ async def run() -> list[Metric]:
                 met=sp99 <= 1000,
             )
         )
+        ceiling = await code_ceiling(N_BACKLOG)
+        print(
+            f"code alone (in-memory adapters): {ceiling:.0f} assignments/s "
+            f"(the whole loop reaches {peak / ceiling:.2f} of it)",
+            flush=True,
+        )
+        metrics.append(
+            Metric(
+                "auto_assignments_per_s_code_alone",
+                round(ceiling, 1),
+                "assignments/s",
+                baseline_value=round(pipe, 1),
+                ratio=round(ceiling / pipe, 3),
+                target="the ceiling of one process (no target)",
+            )
+        )
     finally:
+        await marks.__aexit__(None, None, None)
         await watch.stop()
         if routing is not None:
             await routing.runtime.stop()
             await drop(f"bench_assignment_{tag}")
         await producer.stop()
     return metrics
+
+
+class _LoopbackPublisher:
+    """Collects what the owner and the dispatcher publish (serialized, as on the wire)."""
+
+    def __init__(self) -> None:
+        self.dispatch: list[CloudEvent[Any]] = []
+        self.proposals: list[CloudEvent[AssignmentProposed]] = []
+        self.assigned = 0
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        for e in events:
+            e.to_json_bytes()
+        self.dispatch += events
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        for e in events:
+            e.to_json_bytes()
+        self.assigned += len(events)
+
+    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+        for p in proposals:
+            p.to_json_bytes()
+        self.proposals += proposals
+
+
+class _NoSnapshots:
+    async def load_snapshot(self, partition: int) -> PartitionState | None:
+        return None
+
+    async def save_snapshot(self, state: Any) -> None:
+        return None
+
+    def serialize(self, state: PartitionState) -> Any:
+        return None
+
+    async def write_assignment_views(self, views: Sequence[Any]) -> None:
+        return None
+
+    def assignment_view(self, org: OrgDispatcher) -> Any:
+        return None
+
+
+async def code_ceiling(conversations: int, chunk: int = 500) -> float:
+    """(e): assignments/s of the owner + dispatcher code alone, in batches of ``chunk``."""
+    org, partitions = "org-ceiling", 6
+    store = InMemoryStore()
+    loop = _LoopbackPublisher()
+    owner = ConversationOwner(
+        store,
+        RecordingDecisionPublisher(),
+        InMemoryViews(store),
+        EventTime(timedelta(0), complete_as_of=complete_now(SimClock(FAR_FUTURE))),
+        AutoAssigner(loop, store.timelines),
+    )
+    await owner.assign(range(partitions))
+    owner.presence.observe(1, {0: FAR_FUTURE})
+    dispatcher = Dispatcher(_NoSnapshots(), loop, snapshot_seconds=1e9, view_seconds=1e9)
+
+    async def at(partition: int, offset: int | None) -> int:
+        return 0
+
+    await dispatcher.assign({0}, at)
+    offset = 0
+
+    async def dispatch() -> None:
+        nonlocal offset
+        events, loop.dispatch = loop.dispatch, []
+        await dispatcher.handle([DispatchRecord(0, offset + i, e) for i, e in enumerate(events)])
+        offset += len(events)
+
+    now = datetime.now(UTC)
+    for i in range(AGENTS):
+        e = signed_in(org, f"agent-{i:03d}", now)
+        entry = PresenceEntry(e.id, e.type, e.data.occurred_at, True)
+        await store.record_presence(org, e.subject, entry)
+        loop.dispatch.append(e)
+    loop.dispatch.append(
+        CloudEvent.wrap(
+            AssignmentSettingsChanged(
+                org_id=org, enabled=True, changed_by="bench", occurred_at=now
+            ),
+            source="/bench",
+        )
+    )
+    await dispatch()
+    events = [
+        inbound(org, f"c-{i:06d}", now + timedelta(milliseconds=i)) for i in range(conversations)
+    ]
+    started = time.perf_counter()
+    for i in range(0, conversations, chunk):
+        await owner.handle(
+            [
+                Delivery(MESSAGES.name, partition_of(e.subject, partitions), e)
+                for e in events[i : i + chunk]
+            ]
+        )
+        await dispatch()
+        proposals, loop.proposals = loop.proposals, []
+        await owner.handle(
+            [Delivery(ROUTING_PROPOSALS.name, p.data.partition, p) for p in proposals]
+        )
+        await dispatch()
+    took = time.perf_counter() - started
+    assert loop.assigned == conversations, f"{loop.assigned} of {conversations} assigned"
+    return conversations / took
 
 
 def _assignee(routing: Routing, org: str, conv: str) -> str | None:

@@ -129,7 +129,7 @@ async def _servers(database: str) -> Any:
             jwt_secret=SECRET,
             log_level="WARNING",
         )
-        runtime, _ = await bootstrap(settings)
+        runtime = bootstrap(settings).runtime
         await runtime.start()
         canned, canned_address = await start_canned_server(SERVICE, _canned_responses())
         try:

@@ -74,6 +74,7 @@ def test_services_are_configured_and_gated_on_healthy_dependencies(
         prefix = cfg["prefix"]
         assert (repo / svc["build"]["dockerfile"]).is_file()
         assert svc["build"]["context"] == "."
+        assert svc["build"]["args"]["SERVICE"] == name  # the services' one Dockerfile
         env = svc["environment"]
         shared = {"INBOX_DEVELOPMENT_MODE"}  # the one switch every service reads unprefixed
         assert all(key.startswith(prefix) or key in shared for key in env), (

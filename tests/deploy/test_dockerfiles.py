@@ -1,5 +1,6 @@
-"""The service Dockerfiles: linted with hadolint, checked for the essentials, and their
-lock-file install steps replayed without a Docker engine."""
+"""The Dockerfiles (the services' one, built with ``--build-arg SERVICE=<name>``, and the
+console's): linted with hadolint, checked for the essentials, and their lock-file install
+steps replayed without a Docker engine."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ import pytest
 NAMES = ["presence", "routing", "contacts", "replies"]
 #: Every image: the four gRPC services and the console edge (HTTP; its own essentials test).
 IMAGES = [*NAMES, "console"]
+#: The services' Dockerfile (one, ``ARG SERVICE``) and the console's.
+SERVICES_DOCKERFILE = "Dockerfile"
+CONSOLE_DOCKERFILE = "services/console/Dockerfile"
+
+
+def dockerfile_of(name: str) -> str:
+    return CONSOLE_DOCKERFILE if name == "console" else SERVICES_DOCKERFILE
 
 
 @dataclass(frozen=True)
@@ -26,8 +34,9 @@ class Instruction:
     args: str
 
 
-def parse(path: Path) -> list[list[Instruction]]:
-    """Instructions of a Dockerfile grouped by build stage (continuations joined)."""
+def parse(path: Path, service: str | None = None) -> list[list[Instruction]]:
+    """Instructions of a Dockerfile grouped by build stage (continuations joined), with
+    ``${SERVICE}`` replaced by ``service`` (the build argument)."""
     stages: list[list[Instruction]] = []
     logical = ""
     for raw in path.read_text().splitlines():
@@ -40,6 +49,8 @@ def parse(path: Path) -> list[list[Instruction]]:
             logical += line[:-1] + " "
             continue
         logical += line
+        if service is not None:
+            logical = logical.replace("${SERVICE}", service)
         keyword, _, args = logical.partition(" ")
         instruction = Instruction(keyword.upper(), " ".join(args.split()))
         logical = ""
@@ -60,11 +71,11 @@ def workspace_members(repo: Path) -> list[str]:
     return members
 
 
-@pytest.mark.parametrize("name", IMAGES)
-def test_hadolint_passes(repo: Path, name: str) -> None:
+@pytest.mark.parametrize("path", [SERVICES_DOCKERFILE, CONSOLE_DOCKERFILE])
+def test_hadolint_passes(repo: Path, path: str) -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run(
-        [hadolint, "--no-color", str(repo / "services" / name / "Dockerfile")],
+        [hadolint, "--no-color", str(repo / path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,43 +83,80 @@ def test_hadolint_passes(repo: Path, name: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_one_dockerfile_serves_every_service(repo: Path) -> None:
+    assert sorted(p.parent.name for p in repo.glob("services/*/Dockerfile")) == ["console"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_dockerfile_essentials(
     repo: Path, services: dict[str, dict[str, int | str]], name: str
 ) -> None:
-    stages = parse(repo / "services" / name / "Dockerfile")
+    stages = parse(repo / SERVICES_DOCKERFILE, name)
     build_stages = [s for s in stages if s[0].args.split()[0] != "${UV_IMAGE}"]
     assert len(build_stages) >= 2, "multi-stage: a build stage and a slim runtime stage"
     runtime = stages[-1]
-    text = (repo / "services" / name / "Dockerfile").read_text()
+    text = (repo / SERVICES_DOCKERFILE).read_text()
     assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim", text)
     assert runtime[0].args.startswith("${PYTHON_IMAGE}")
+    assert all(any(i.args == "SERVICE" for i in s if i.keyword == "ARG") for s in build_stages)
 
     runs = " ".join(i.args for s in stages for i in s if i.keyword == "RUN")
     assert f"uv sync --locked --no-dev --no-editable --package inbox-{name}" in runs
-    # The runtime stage gets only the virtualenv, never the sources or uv.
+    # The runtime stage gets only the virtualenv and the entry point, never sources or uv.
     copies = [i.args for i in runtime if i.keyword == "COPY"]
-    assert copies and all("--from=build" in c and "/app/.venv" in c for c in copies)
+    assert [c for c in copies if "--from=build" in c and "/app/.venv" in c]
+    assert [c.split()[-2] for c in copies if "--from=" not in c] == ["deploy/image/entrypoint.sh"]
 
     users = [i.args for i in runtime if i.keyword == "USER"]
     assert users, "runtime stage must switch to a non-root user"
     assert users[-1].split(":")[0] not in {"0", "root"}
 
-    cfg = services[name]
-    healthchecks = [i.args for i in runtime if i.keyword == "HEALTHCHECK"]
-    assert len(healthchecks) == 1
-    assert "grpc_health" in healthchecks[0] and f"{cfg['prefix']}GRPC_PORT" in healthchecks[0]
     env = " ".join(i.args for i in runtime if i.keyword == "ENV")
-    assert f"{cfg['prefix']}GRPC_HOST=0.0.0.0" in env
-    assert f"{cfg['prefix']}GRPC_PORT={cfg['grpc']}" in env
-    exposed = " ".join(i.args for i in runtime if i.keyword == "EXPOSE").split()
-    assert {str(cfg["grpc"]), str(cfg["metrics"])} <= set(exposed)
-
+    assert f"INBOX_SERVICE={name}" in env
+    healthchecks = [i.args for i in runtime if i.keyword == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and '["/app/entrypoint", "healthcheck"]' in healthchecks[0]
+    assert [i.args for i in runtime if i.keyword == "ENTRYPOINT"][-1] == '["/app/entrypoint"]'
     scripts = tomllib.loads((repo / "services" / name / "pyproject.toml").read_text())["project"][
         "scripts"
     ]
-    cmd = [i.args for i in runtime if i.keyword == "CMD"][-1]
-    assert cmd == f'["inbox-{name}"]' and f"inbox-{name}" in scripts
+    assert f"inbox-{name}" in scripts
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entrypoint_binds_the_documented_ports_unless_told_otherwise(
+    repo: Path, tmp_path: Path, services: dict[str, dict[str, int | str]], name: str
+) -> None:
+    """The image's entry point, run with a stand-in console script that prints its env."""
+    cfg = services[name]
+    prefix = str(cfg["prefix"])
+    script = tmp_path / f"inbox-{name}"
+    script.write_text("#!/bin/sh\nenv\n")
+    script.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "INBOX_SERVICE": name}
+
+    def run(**extra: str) -> dict[str, str]:
+        result = subprocess.run(
+            ["sh", str(repo / "deploy" / "image" / "entrypoint.sh")],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+
+    defaults = run()
+    assert defaults[f"{prefix}GRPC_HOST"] == "0.0.0.0"
+    assert defaults[f"{prefix}GRPC_PORT"] == str(cfg["grpc"])
+    assert defaults[f"{prefix}METRICS_PORT"] == str(cfg["metrics"])
+    assert run(**{f"{prefix}GRPC_PORT": "1234"})[f"{prefix}GRPC_PORT"] == "1234"
+    unknown = subprocess.run(
+        ["sh", str(repo / "deploy" / "image" / "entrypoint.sh")],
+        env={**env, "INBOX_SERVICE": "nothing"},
+        capture_output=True,
+        timeout=30,
+    )
+    assert unknown.returncode == 64
 
 
 @pytest.mark.parametrize("name", IMAGES)
@@ -116,12 +164,12 @@ def test_every_workspace_member_manifest_is_copied(repo: Path, name: str) -> Non
     """uv checks the lock against all members: a member added later must be copied too."""
     copied = {
         i.args.split()[0]
-        for s in parse(repo / "services" / name / "Dockerfile")
+        for s in parse(repo / dockerfile_of(name), name)
         for i in s
         if i.keyword == "COPY"
     }
     for member in workspace_members(repo):
-        assert f"{member}/pyproject.toml" in copied, f"{member} missing from {name}/Dockerfile"
+        assert f"{member}/pyproject.toml" in copied, f"{member} missing from {dockerfile_of(name)}"
 
 
 def test_dockerignore_keeps_local_state_out(repo: Path) -> None:
@@ -134,6 +182,7 @@ def test_dockerignore_keeps_local_state_out(repo: Path) -> None:
         assert must in patterns
     for needed in ("uv.lock", "pyproject.toml", "libs/kit/src/inbox_kit/__init__.py"):
         assert not _ignored(needed, patterns), needed
+    assert "!deploy/image/entrypoint.sh" in patterns  # the one file of deploy/ the image needs
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -147,8 +196,8 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_console_dockerfile_essentials(repo: Path) -> None:
-    stages = parse(repo / "services" / "console" / "Dockerfile")
-    text = (repo / "services" / "console" / "Dockerfile").read_text()
+    stages = parse(repo / CONSOLE_DOCKERFILE)
+    text = (repo / CONSOLE_DOCKERFILE).read_text()
     runtime = stages[-1]
     assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim", text)
     assert runtime[0].args.startswith("${PYTHON_IMAGE}")
@@ -176,7 +225,7 @@ def test_build_stage_replays_without_docker(repo: Path, tmp_path: Path, name: st
         for line in (repo / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    stages = parse(repo / "services" / name / "Dockerfile")
+    stages = parse(repo / dockerfile_of(name), name)
     build = next(s for s in stages if " AS build" in s[0].args)
     context, venv = tmp_path / "src", tmp_path / "venv"
     context.mkdir()

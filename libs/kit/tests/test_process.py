@@ -63,6 +63,8 @@ def test_a_service_process_without_its_dependencies_logs_one_line() -> None:
         "PRESENCE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "PRESENCE_GRPC_PORT": "0",
         "PRESENCE_METRICS_PORT": "0",
+        # bootstrap checks the configuration before any I/O: a valid one, so the outage shows
+        "INBOX_DEVELOPMENT_MODE": "1",
     }
     result = subprocess.run(
         [sys.executable, "-m", "presence_service"],

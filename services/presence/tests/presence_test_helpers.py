@@ -108,9 +108,8 @@ class Replicas:
         self.running: list[ServiceRuntime] = []
 
     async def start(self, **overrides: Any) -> tuple[ServiceRuntime, Presence]:
-        runtime, presence = await bootstrap(
-            presence_settings(self.infra, self.database, **overrides)
-        )
+        service = bootstrap(presence_settings(self.infra, self.database, **overrides))
+        runtime, presence = service.runtime, service.presence
         await runtime.start()
         self.running.append(runtime)
         return runtime, presence
@@ -146,8 +145,9 @@ def check_marks_never_overtake(
     records: list[ConsumerRecord[bytes, bytes]], org_id: str
 ) -> list[tuple[int, datetime]]:
     """Per partition, in offset order: a progress mark with watermark W must come after every
-    transition of ``org_id`` on that partition with occurred_at <= W. Returns the marks
-    (partition, watermark) seen."""
+    transition of ``org_id`` on that partition with occurred_at <= W (a re-publish of an event
+    id seen before is a duplicate the contract allows). Returns the marks (partition,
+    watermark) seen."""
     marks: list[tuple[int, datetime]] = []
     by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
     for r in records:
@@ -155,14 +155,20 @@ def check_marks_never_overtake(
     for partition, items in by_partition.items():
         items.sort(key=lambda r: r.offset)
         highest: datetime | None = None  # highest watermark seen so far on this partition
+        seen: set[str] = set()
         for r in items:
             e = event(r)
+            if e["id"] in seen:
+                continue
+            seen.add(e["id"])
             if e["type"] == PROGRESS:
                 assert e["data"]["partition"] == partition and r.key == str(partition).encode()
                 w = _when(e["data"]["watermark"])
                 highest = w if highest is None else max(highest, w)
                 marks.append((partition, w))
-            elif e["type"] in (SIGNED_IN, SIGNED_OUT) and e["data"]["org_id"] == org_id:
+            elif (
+                e["type"] in (SIGNED_IN, SIGNED_OUT, AVAILABILITY) and e["data"]["org_id"] == org_id
+            ):
                 occurred = _when(e["data"]["occurred_at"])
                 assert highest is None or occurred > highest, (
                     f"{e['type']} at {occurred} appended after a mark at {highest}"

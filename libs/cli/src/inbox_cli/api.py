@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from aiokafka import AIOKafkaProducer
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
@@ -25,6 +26,7 @@ from inbox_contracts.events import (
     OutboundMessageSent,
 )
 from inbox_contracts.topics import CONTACTS, CONVERSATIONS, MESSAGES, Topic
+from inbox_devstack import DevstackConfig
 from inbox_kit.auth import mint_token
 
 from inbox_cli.config import BY_NAME, jwt_secret
@@ -54,7 +56,6 @@ def kafka_bootstrap() -> str:
     explicit = os.environ.get("INBOX_KAFKA_BOOTSTRAP", "").strip()
     if explicit:
         return explicit
-    from inbox_devstack import DevstackConfig
 
     return DevstackConfig.from_env().kafka_bootstrap
 
@@ -207,7 +208,6 @@ def contact_profile(
 
 async def publish(bootstrap: str, topic: Topic, event: CloudEvent[EventData]) -> dict[str, Any]:
     """Publish one CloudEvent (key = aggregate id, acks=all); where it landed."""
-    from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, client_id="inboxctl"

@@ -81,7 +81,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         50062,
         9462,
         "inbox.routing.v1.RoutingService",
-        {"CONSUMER_GROUP": "routing", "PRESENCE_CONSUMER_GROUP": "routing-presence"},
+        {
+            "CONSUMER_GROUP": "routing",
+            "PRESENCE_CONSUMER_GROUP": "routing-presence",
+            "DISPATCHER_CONSUMER_GROUP": "routing-dispatcher",
+        },
     ),
     ServiceSpec(
         "contacts",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -27,11 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from inbox.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from inbox.presence.v1 import presence_pb2, presence_pb2_grpc
+from inbox.replies.v1 import replies_pb2, replies_pb2_grpc
+from inbox.routing.v1 import routing_pb2 as pb
+from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, decode
 from inbox_contracts.topics import ROUTING, Topic
 
 from inbox_cli import api
+from inbox_cli import routing_client as rc
 from inbox_cli.config import BY_NAME, SERVICES
+from inbox_cli.run_all import health
 
 T = TypeVar("T")
 
@@ -138,7 +147,6 @@ class EventWatcher:
         self._seen: list[CloudEvent[EventData]] = []
 
     async def __aenter__(self) -> EventWatcher:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
 
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
@@ -184,18 +192,11 @@ class EventWatcher:
 def stub(service: str) -> Any:
     channel = grpc.aio.insecure_channel(BY_NAME[service].address())
     if service == "presence":
-        from inbox.presence.v1 import presence_pb2_grpc
-
         return presence_pb2_grpc.PresenceServiceStub(channel)
     if service == "contacts":
-        from inbox.contacts.v1 import contacts_pb2_grpc
-
         return contacts_pb2_grpc.ContactsServiceStub(channel)
     if service == "replies":
-        from inbox.replies.v1 import replies_pb2_grpc
-
         return replies_pb2_grpc.RepliesServiceStub(channel)
-    from inbox.routing.v1 import routing_pb2_grpc  # type: ignore[import-not-found,unused-ignore]
 
     return routing_pb2_grpc.RoutingServiceStub(channel)
 
@@ -219,7 +220,6 @@ async def publish(built: tuple[Topic, CloudEvent[Any]]) -> CloudEvent[Any]:
 
 
 async def feature_remove_assignment(demo: Demo, who: People) -> None:
-    from inbox_cli import routing_client as rc
 
     demo.section("1. Remove assignment when an agent signs out (presence + routing)")
     routing, presence = stub("routing"), stub("presence")
@@ -235,8 +235,6 @@ async def feature_remove_assignment(demo: Demo, who: People) -> None:
         notes.append(f"remove assignment: {before} -> {after}")
 
     async with demo.step(f"agent {who.ana_id} signs in") as notes:
-        from inbox.presence.v1 import presence_pb2
-
         signed_in = await presence.SignIn(
             presence_pb2.SignInRequest(client_description="demo"), metadata=who.ana
         )
@@ -286,8 +284,6 @@ async def feature_remove_assignment(demo: Demo, who: People) -> None:
         async with demo.step(
             f"{who.ana_id} signs out -> her NEW conversation is unassigned (R1)"
         ) as notes:
-            from inbox.presence.v1 import presence_pb2
-
             t0 = time.perf_counter()
             await presence.SignOut(
                 presence_pb2.SignOutRequest(session_id=session_id), metadata=who.ana
@@ -349,14 +345,13 @@ async def feature_remove_assignment(demo: Demo, who: People) -> None:
 
 
 async def feature_automatic_assignment(demo: Demo, who: People) -> None:
-    from inbox.presence.v1 import presence_pb2
-    from inbox.routing.v1 import routing_pb2 as pb
-
-    from inbox_cli import routing_client as rc
 
     demo.section("4. Automatic assignment (routing): oldest waiting first, within capacity")
     routing, presence = stub("routing"), stub("presence")
-    org = who.org
+    # its own org: feature 1 leaves conversations waiting (unassigned by R1/R2) in who.org,
+    # and automatic assignment would rightly hand those out first (oldest waiting first)
+    org = f"{who.org}-aa"
+    admin = api.bearer(api.token(org, who.admin_id, "admin", ["support"]))
     ben_id, cleo_id = "agent-ben", "agent-cleo"
     ben = api.bearer(api.token(org, ben_id, "agent", ["support"]))
     cleo = api.bearer(api.token(org, cleo_id, "agent", ["support"]))
@@ -365,10 +360,10 @@ async def feature_automatic_assignment(demo: Demo, who: People) -> None:
     channel, contact = "whatsapp-acme", f"contact-{tag}"
 
     async with demo.step('admin turns on "Automatic assignment", capacity 1 per agent') as notes:
-        await rc.set_remove_assignment(routing, who.admin, True)
+        await rc.set_remove_assignment(routing, admin, True)
         reply = await routing.UpdateAssignmentSettings(
             pb.UpdateAssignmentSettingsRequest(enabled=True, default_capacity=1),
-            metadata=who.admin,
+            metadata=admin,
         )
         expect(reply.enabled and reply.default_capacity == 1, "settings not stored")
         notes.append(
@@ -390,7 +385,7 @@ async def feature_automatic_assignment(demo: Demo, who: People) -> None:
         async def waiting_reason(conv: str) -> str:
             async def listed() -> Any:
                 return await routing.ListWaitingConversations(
-                    pb.ListWaitingConversationsRequest(), metadata=who.admin
+                    pb.ListWaitingConversationsRequest(), metadata=admin
                 )
 
             reply = await demo.eventually(
@@ -426,7 +421,7 @@ async def feature_automatic_assignment(demo: Demo, who: People) -> None:
                 )
             else:
                 await presence.ForceSignOut(
-                    presence_pb2.ForceSignOutRequest(agent_id=holder), metadata=who.admin
+                    presence_pb2.ForceSignOutRequest(agent_id=holder), metadata=admin
                 )
             event = await watcher.wait_for(
                 lambda e: auto_assigned(c1)(e) and getattr(e.data, "assignee_id", "") == other_id,
@@ -444,14 +439,25 @@ async def feature_automatic_assignment(demo: Demo, who: People) -> None:
                 presence_pb2.SetAvailabilityRequest(availability=presence_pb2.AVAILABILITY_AWAY),
                 metadata=holder_md,
             )
+
+            async def agent_loads() -> Any:
+                return await routing.ListAgentLoads(pb.ListAgentLoadsRequest(), metadata=admin)
+
+            # the dispatcher learns of the Away through routing's presence consumer, the
+            # conversation through its owner: a conversation sent before the Away is known
+            # can still go to the agent (routing README, Limits)
+            await demo.eventually(
+                agent_loads,
+                lambda r: any(a.agent_id == holder and not a.available for a in r.agents),
+                f"{holder} Away in the agent loads",
+            )
             await publish(api.inbound(org, c2, contact, channel))
             reason = await waiting_reason(c2)
             expect("away" in reason or "capacity" in reason, f"unexpected reason {reason!r}")
             notes.append(f"{c2} waits: {reason}")
             await publish(api.inbound(org, c3, contact, channel))
             notes.append(f"{c3} waits: {await waiting_reason(c3)}")
-            loads = await routing.ListAgentLoads(pb.ListAgentLoadsRequest(), metadata=who.admin)
-            for a in loads.agents:
+            for a in (await agent_loads()).agents:
                 notes.append(
                     f"{a.agent_id}: holds {a.held} of {a.capacity or 'unlimited'}, "
                     f"available {a.available}"
@@ -474,7 +480,6 @@ def card_rows(card: Any) -> list[tuple[str, str]]:
 
 
 async def feature_contact_attributes(demo: Demo, who: People, contact_id: str) -> None:
-    from inbox.contacts.v1 import contacts_pb2
 
     demo.section("2. Contact attributes (contacts)")
     contacts = stub("contacts")
@@ -561,7 +566,6 @@ async def feature_contact_attributes(demo: Demo, who: People, contact_id: str) -
 
 
 async def feature_saved_replies(demo: Demo, who: People, contact_id: str) -> None:
-    from inbox.replies.v1 import replies_pb2
 
     demo.section("3. Saved replies (replies)")
     replies = stub("replies")
@@ -649,7 +653,6 @@ NEEDS = {
 
 
 async def check_health(demo: Demo, needed: set[str]) -> None:
-    from inbox_cli.run_all import health
 
     demo.section("0. The stack")
     async with demo.step(f"the services answer gRPC health ({', '.join(sorted(needed))})") as notes:
@@ -747,7 +750,6 @@ def main(argv: list[str] | None = None) -> int:
     only = {int(n) for n in args.only.split(",") if n.strip()}
     if not only or not only <= set(NEEDS):
         parser.error("--only takes a comma-separated subset of 1,2,3,4")
-    import logging
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     return asyncio.run(run(args.timeout, only))

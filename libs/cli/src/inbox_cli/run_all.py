@@ -24,12 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import grpc
+from aiokafka.admin import AIOKafkaAdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inbox_devstack import Devstack, DevstackConfig, DevstackError
 from inbox_devstack.process import (
@@ -144,8 +147,6 @@ def is_our_service(spec: ServiceSpec) -> Callable[[list[str]], bool]:
 
 def http_health(address: str, timeout: float = 1.0) -> str:
     """The console edge's liveness (``GET /healthz``), in gRPC health's words."""
-    import urllib.error
-    import urllib.request
 
     try:
         with urllib.request.urlopen(f"http://{address}/healthz", timeout=timeout) as reply:
@@ -172,7 +173,6 @@ def health(address: str, timeout: float = 1.0) -> str:
 
 async def _group_ready(bootstrap: str, group: str) -> bool:
     """The consumer group is Stable and every member has partitions."""
-    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()

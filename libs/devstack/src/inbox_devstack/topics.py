@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from inbox_contracts.topics import ALL_TOPIC_NAMES
+
 from .errors import DevstackError
 from .process import run_sync
 
@@ -12,33 +14,10 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 DEFAULT_PARTITIONS = 6
 
-FALLBACK_TOPICS: tuple[str, ...] = (
-    "inbox.presence.v1",
-    "inbox.messages.v1",
-    "inbox.conversations.v1",
-    "inbox.routing.v1",
-    "inbox.routing.commands.v1",
-    "inbox.contacts.v1",
-    "inbox.contacts.changes.v1",
-    "inbox.replies.v1",
-)
-
-REPARTITIONED_FALLBACK = ("inbox.messages.v1", "inbox.conversations.v1", "inbox.contacts.v1")
-
 
 def topic_names() -> list[str]:
-    """Topics to create: ``inbox_contracts.topics.ALL_TOPIC_NAMES`` when importable.
-
-    Falls back to the inbox topics plus a ``<name>.dlq`` dead-letter topic for each (and the
-    internal ``.repartition`` topics of the topics that outside producers write).
-    """
-    try:
-        from inbox_contracts.topics import ALL_TOPIC_NAMES
-    except ImportError:
-        return [
-            *(n for base in FALLBACK_TOPICS for n in (base, f"{base}.dlq")),
-            *(f"{base}.repartition" for base in REPARTITIONED_FALLBACK),
-        ]
+    """Topics to create: every topic of the contract registry with its dead-letter (and, where
+    outside producers write, repartition) topic (``inbox_contracts.topics.ALL_TOPIC_NAMES``)."""
     return list(ALL_TOPIC_NAMES)
 
 

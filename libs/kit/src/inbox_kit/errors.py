@@ -7,9 +7,10 @@ into a ``google.rpc.ErrorInfo`` whose ``domain`` is the service's proto package
 (``inbox.presence.v1``), as AIP-193 describes. ``InvalidArgument`` also names its field in a
 ``google.rpc.BadRequest``.
 
-This module imports only the standard library. Domains, which may import nothing but the
-standard library, define their own exception classes with the same two class attributes
-(``code``, ``reason``; see ``carries_code``) and the edge maps them the same way.
+This module imports only the standard library (an import-linter contract holds it to that),
+so it is the one module outside itself a service's domain may import: domains raise these
+classes (or their own with the same two class attributes, see ``carries_code``), and the edge
+maps them the same way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Running a service process: start everything, serve until SIGTERM, stop in order.
 
-A service's bootstrap builds a ``ServiceRuntime`` (nothing connects at import time) and its
-``__main__`` calls ``run_forever``. Tests use ``start``/``stop`` directly.
+A service's bootstrap builds a ``ServiceRuntime`` inside its ``inbox_kit.service.Service``
+(nothing connects before ``start``) and its ``__main__`` calls ``serve_main``. Tests use
+``start``/``stop`` directly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from inbox_kit.readiness import Check, DependencyProbe
 log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[], Awaitable[None]]
+StartupStep = Callable[[], Awaitable[None]]
 Cleanup = Callable[[], Awaitable[None]]
 
 
@@ -29,6 +31,9 @@ class ServiceRuntime:
     grpc: GrpcServer
     #: The process's one producer; started first, stopped after every loop that uses it.
     publisher: EventPublisher | None = None
+    #: One-time steps before anything else starts, in order (indexes, a liveness check); a
+    #: failure fails the start.
+    startup: list[StartupStep] = field(default_factory=list)
     #: Long-running loops (sweepers, outbox relays); cancelled on stop.
     background: list[BackgroundTask] = field(default_factory=list)
     #: Run after everything else stopped, e.g. closing the database client.
@@ -39,6 +44,8 @@ class ServiceRuntime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
+        for step in self.startup:
+            await step()
         if self.publisher is not None:
             await self.publisher.start()
         for loop_fn in self.background:

@@ -17,6 +17,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from inbox_contracts import CloudEvent, utc_now
 
+from inbox_testing.kafka_probe import TopicProbe
+
 #: The largest poison value: near the broker's default 1 MB limit, still room for DLQ headers.
 OVERSIZED_BYTES = 900 * 1024
 
@@ -85,6 +87,31 @@ async def send_poison(
 ) -> None:
     for case in cases:
         await producer.send_and_wait(topic, case.value, key=key, headers=list(case.headers))
+
+
+async def send_binary(
+    producer: AIOKafkaProducer, topic: str, key: bytes, event: CloudEvent[Any]
+) -> None:
+    """Send ``event`` as a binary-mode CloudEvent on ``key``."""
+    value, headers = binary_mode(event)
+    await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+
+async def expect_parked(
+    dlq: TopicProbe, key: bytes, *, group: str | None = None, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Wait for the dead letters of all of ``poison_cases`` sent on ``key`` and check their
+    reasons. ``group`` keeps only those of that consumer group: every consumer of the topic in
+    the test session (other services' processes too) dead-letters the same poison."""
+
+    def ours(record: ConsumerRecord[bytes, bytes]) -> bool:
+        if record.key != key:
+            return False
+        return group is None or dict(record.headers).get("x-dlq-consumer-group") == group.encode()
+
+    dead = await dlq.wait_for(ours, count=len(EXPECTED_REASONS), timeout=timeout)
+    assert reasons_of(dead) == EXPECTED_REASONS, dlq
+    return dead
 
 
 def reasons_of(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[str]:

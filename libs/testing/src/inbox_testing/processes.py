@@ -3,10 +3,14 @@ stop cleanly."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,3 +54,27 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 15) -> No
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class ServiceProcess:
+    """``python -m <module>`` with ``env``, its output appended to ``log``: start (again after
+    a kill), ``kill9`` (a crash: no graceful stop), ``stop`` (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, module: str, env: Mapping[str, str], log: Path) -> None:
+        self.module, self.env, self.log = module, dict(env), log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)

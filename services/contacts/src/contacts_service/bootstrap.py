@@ -1,7 +1,10 @@
-"""Wiring: one function builds the whole service. Nothing connects at import time."""
+"""Wire the contacts service: one function builds every component; nothing connects before
+``start()``."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inbox.contacts.v1 import contacts_pb2_grpc
@@ -12,6 +15,7 @@ from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
+from inbox_kit.service import Service
 
 from contacts_service.adapters.contact_cache import ContactCache
 from contacts_service.adapters.mongo import MongoContactRepository, MongoDefinitionsRepository
@@ -20,28 +24,42 @@ from contacts_service.entrypoints.consumer import ProfileConsumer
 from contacts_service.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
 from contacts_service.service_layer.contacts import ContactsService, ProfileIngestion
 from contacts_service.service_layer.definitions import DefinitionsCache, DefinitionsService
+from contacts_service.service_layer.ports import ContactRepository, DefinitionsRepository
 from contacts_service.settings import ContactsSettings
 
 
 @dataclass
-class Contacts:
-    runtime: ServiceRuntime
+class Contacts(Service):
     consumer: ProfileConsumer | None
     change_feed: ChangeFeed | None
     contact_cache: ContactCache
+    contacts: ContactsService
+    definitions: DefinitionsService
+    ingestion: ProfileIngestion
 
 
-def bootstrap(settings: ContactsSettings) -> Contacts:
+def bootstrap(
+    settings: ContactsSettings,
+    *,
+    contacts_repo: ContactRepository | None = None,
+    definitions_repo: DefinitionsRepository | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Contacts:
+    """Build the service, not started and without I/O; the repositories replace the MongoDB
+    ones and ``clock`` the monotonic clock of the caches (unit tests)."""
     client, db = connect(settings)
-    definitions_repo = MongoDefinitionsRepository(db)
+    definitions_repo = definitions_repo or MongoDefinitionsRepository(db)
     contact_cache = ContactCache(
-        max_entries=settings.cache_max_entries, max_age=settings.cache_max_age_seconds
+        max_entries=settings.cache_max_entries, max_age=settings.cache_max_age_seconds, clock=clock
     )
-    contacts_repo = MongoContactRepository(db, cache=contact_cache)
-    cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds)
-    servicer = ContactsServicer(
-        ContactsService(contacts_repo, cache), DefinitionsService(definitions_repo, cache)
+    contacts_repo = contacts_repo or MongoContactRepository(db, cache=contact_cache)
+    cache = DefinitionsCache(definitions_repo, ttl=settings.definitions_cache_seconds, clock=clock)
+    contacts = ContactsService(contacts_repo, cache)
+    definitions = DefinitionsService(definitions_repo, cache)
+    ingestion = ProfileIngestion(
+        contacts_repo, DefinitionsCache(definitions_repo, ttl=1.0, clock=clock)
     )
+    servicer = ContactsServicer(contacts, definitions)
     grpc = GrpcServer(
         [
             ServiceRegistration(
@@ -59,7 +77,7 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
     if settings.consume:
         consumer = ProfileConsumer.over(
             publisher,
-            ProfileIngestion(contacts_repo, DefinitionsCache(definitions_repo, ttl=1.0)),
+            ingestion,
             decoder=decoder,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
@@ -88,4 +106,4 @@ def bootstrap(settings: ContactsSettings) -> Contacts:
             settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="contacts"
         ),
     )
-    return Contacts(runtime, consumer, change_feed, contact_cache)
+    return Contacts(runtime, consumer, change_feed, contact_cache, contacts, definitions, ingestion)

@@ -1,6 +1,8 @@
 """The contact cache's freshness rules (no I/O: loads are coroutines the tests control)."""
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from contacts_service.adapters.contact_cache import ContactCache
@@ -29,8 +31,10 @@ class Store:
         return value
 
 
-def cache(max_entries: int = 10, max_age: float = 60) -> ContactCache:
-    c = ContactCache(max_entries=max_entries, max_age=max_age)
+def cache(
+    max_entries: int = 10, max_age: float = 60, clock: Callable[[], float] = time.monotonic
+) -> ContactCache:
+    c = ContactCache(max_entries=max_entries, max_age=max_age, clock=clock)
     c.enable()
     return c
 
@@ -111,9 +115,13 @@ async def test_bounded_by_entries_least_recently_used_first_and_by_age() -> None
     assert store.reads == 3
     await c.get(("org", "b"), store.load)
     assert store.reads == 4
-    aged = cache(max_age=0.01)
+    now = [100.0]
+    aged = cache(max_age=0.01, clock=lambda: now[0])
     await aged.get(KEY, store.load)
-    await asyncio.sleep(0.02)
+    now[0] += 0.005
+    await aged.get(KEY, store.load)  # still fresh
+    assert store.reads == 5
+    now[0] += 0.01
     await aged.get(KEY, store.load)
     assert store.reads == 6
 

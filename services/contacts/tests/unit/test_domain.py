@@ -11,7 +11,7 @@ from contacts_service.domain.attributes import (
     validate_value,
 )
 from contacts_service.domain.contact import Contact, Identity, validate_change
-from contacts_service.domain.errors import (
+from inbox_kit.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_kit.auth import verifier_from_settings
@@ -12,6 +14,7 @@ from inbox_kit.kafka import EventPublisher
 from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
+from inbox_kit.service import Service
 
 from presence_service.adapters.kafka import KafkaEventPublisher, KafkaProgressPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
@@ -27,31 +30,46 @@ from presence_service.entrypoints.background import (
 from presence_service.entrypoints.grpc_api import PresenceServicer
 from presence_service.service_layer import handlers, marks
 from presence_service.service_layer.handlers import Presence
+from presence_service.service_layer.ports import PresenceStore
 from presence_service.settings import PresenceSettings
 
 SERVICE_NAME = "inbox.presence.v1.PresenceService"
 
 
-async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRuntime, Presence]:
-    """Build the runtime (not started) and the handlers' context."""
-    settings = settings or PresenceSettings()
+@dataclass
+class PresenceService(Service):
+    presence: Presence
+
+
+def bootstrap(
+    settings: PresenceSettings,
+    *,
+    store: PresenceStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> PresenceService:
+    """Build the service, not started and without I/O. ``store`` replaces the MongoDB store
+    and ``clock`` the wall clock (unit tests)."""
     client, db = connect(settings)
     replica_id = uuid.uuid4().hex
-    store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
-    await store.ensure_indexes()
-    await store.ensure_ttl_indexes(timedelta(seconds=settings.retention_seconds))
+    mongo_store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
     presence = Presence(
-        store=store,
+        store=store or mongo_store,
         timing=settings.timing(),
         replica_id=replica_id,
         replica_ttl=timedelta(seconds=settings.progress_replica_ttl_seconds),
     )
-    # Detect a full outage before serving: heartbeats that arrive now must not be judged
-    # against deadlines that passed while nobody could heartbeat.
-    await handlers.refresh_liveness(presence, settings.outage_threshold())
+    if clock is not None:
+        presence.clock = clock
 
-    # Known as a replica before claiming anything: the progress marks wait for its floor.
-    await presence.store.write_floor(presence.clock(), presence.clock())
+    async def prepare() -> None:
+        if store is None:
+            await mongo_store.ensure_indexes()
+            await mongo_store.ensure_ttl_indexes(timedelta(seconds=settings.retention_seconds))
+        # Detect a full outage before serving: heartbeats that arrive now must not be judged
+        # against deadlines that passed while nobody could heartbeat.
+        await handlers.refresh_liveness(presence, settings.outage_threshold())
+        # Known as a replica before claiming anything: the progress marks wait for its floor.
+        await handlers.report_floor(presence)
 
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None
@@ -88,6 +106,7 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
 
     runtime = ServiceRuntime(
         name="presence",
+        startup=[prepare],
         grpc=grpc_server,
         publisher=publisher,
         background=background,
@@ -97,4 +116,4 @@ async def bootstrap(settings: PresenceSettings | None = None) -> tuple[ServiceRu
             settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id="presence"
         ),
     )
-    return runtime, presence
+    return PresenceService(runtime, presence)

@@ -43,10 +43,13 @@ async def test_explicit_sign_out_publishes_exactly_one_signed_out(
         sid = await client.sign_in()
         await client.heartbeat(sid)
         assert (await client.sign_out(sid)).agent_signed_out
-        outs = await probe.wait_for(of(agent, SIGNED_OUT))
-        await probe.drain(1.0)
-    ins = [event(r) for r in probe.records if of(agent, SIGNED_IN)(r)]
-    outs = [event(r) for r in probe.records if of(agent, SIGNED_OUT)(r)]
+        # marker: the agent's next transition; per agent the outbox publishes in order, so
+        # whatever the sign-out published is on the topic before it
+        await client.sign_in()
+        await probe.wait_for(of(agent, SIGNED_IN), count=2)
+    events = logical([r for r in probe.records if of(agent)(r)])
+    ins = [e for e in events if e["type"] == SIGNED_IN and e["data"]["session_id"] == sid]
+    outs = [e for e in events if e["type"] == SIGNED_OUT]
     assert len(ins) == 1 and len(outs) == 1
     assert outs[0]["data"]["reason"] == "explicit"
     assert outs[0]["data"]["session_id"] == sid and outs[0]["data"]["org_id"] == org
@@ -73,12 +76,13 @@ async def test_second_session_keeps_agent_signed_in(
         tab2 = await client.sign_in()
         await probe.wait_for(of(agent, SIGNED_IN))
         assert not (await client.sign_out(tab1)).agent_signed_out
-        await probe.drain(1.0)
-        assert [event(r)["type"] for r in probe.records if of(agent)(r)] == [SIGNED_IN]
         [view] = await client.presence(agent)
         assert view.signed_in and [s.session_id for s in view.sessions] == [tab2]
+        # the last sign-out is the marker: closing tab1 published nothing before it
         assert (await client.sign_out(tab2)).agent_signed_out
         outs = await probe.wait_for(of(agent, SIGNED_OUT))
+    events = logical([r for r in probe.records if of(agent)(r)])
+    assert [e["type"] for e in events] == [SIGNED_IN, SIGNED_OUT]
     assert event(outs[0])["data"]["session_id"] == tab2
     await client.close()
 
@@ -114,9 +118,9 @@ async def test_reconnect_inside_timeout_publishes_nothing(
     runtime, _ = await replicas.start()
     org, agent = unique("org"), unique("agent")
     client = Client(runtime.grpc.address, make_token(org, agent))
-    sid = await client.sign_in()
-    await asyncio.sleep(0.3)
     async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
+        sid = await client.sign_in()
+        await probe.wait_for(of(agent, SIGNED_IN))
         # page reload: the old tab stops heartbeating, a new session starts before it expires
         await asyncio.sleep(TIMEOUT / 2)
         new = await client.sign_in()
@@ -124,11 +128,16 @@ async def test_reconnect_inside_timeout_publishes_nothing(
         while asyncio.get_running_loop().time() < deadline:  # the old session expires meanwhile
             await client.heartbeat(new)
             await asyncio.sleep(0.3)
-        await probe.drain(0.5)
-        assert [r for r in probe.records if of(agent)(r)] == []
-    assert await code_of(client.heartbeat(sid)) == grpc.StatusCode.FAILED_PRECONDITION
-    [view] = await client.presence(agent)
-    assert view.signed_in and [s.session_id for s in view.sessions] == [new]
+        assert await code_of(client.heartbeat(sid)) == grpc.StatusCode.FAILED_PRECONDITION
+        [view] = await client.presence(agent)
+        assert view.signed_in and [s.session_id for s in view.sessions] == [new]
+        # marker: the explicit sign-out is the agent's next transition, published after
+        # anything the reload could have published
+        assert (await client.sign_out(new)).agent_signed_out
+        [out] = await probe.wait_for(of(agent, SIGNED_OUT))
+    events = logical([r for r in probe.records if of(agent)(r)])
+    assert [e["type"] for e in events] == [SIGNED_IN, SIGNED_OUT]
+    assert event(out)["data"]["session_id"] == new
     await client.close()
 
 
@@ -139,17 +148,19 @@ async def test_availability_is_published_and_never_signs_out(
     org, agent = unique("org"), unique("agent")
     client = Client(runtime.grpc.address, make_token(org, agent))
     async with TopicProbe(infra.kafka_bootstrap, PRESENCE.name) as probe:
-        await client.sign_in()
+        sid = await client.sign_in()
         r = await client.stub.SetAvailability(
             pb.SetAvailabilityRequest(availability=pb.AVAILABILITY_AWAY), metadata=client.md
         )
         assert r.availability == pb.AVAILABILITY_AWAY
         [changed] = await probe.wait_for(of(agent, AVAILABILITY))
-        await probe.drain(0.3)
+        [view] = await client.presence(agent)
+        assert view.signed_in and view.availability == pb.AVAILABILITY_AWAY
+        await client.sign_out(sid)  # marker: published after the availability change
+        await probe.wait_for(of(agent, SIGNED_OUT))
     assert event(changed)["data"]["availability"] == "away"
-    assert [event(r)["type"] for r in probe.records if of(agent)(r)] == [SIGNED_IN, AVAILABILITY]
-    [view] = await client.presence(agent)
-    assert view.signed_in and view.availability == pb.AVAILABILITY_AWAY
+    events = logical([r for r in probe.records if of(agent)(r)])
+    assert [e["type"] for e in events] == [SIGNED_IN, AVAILABILITY, SIGNED_OUT]
     await client.close()
 
 
@@ -306,8 +317,14 @@ async def test_restart_keeps_sessions_and_expiry_still_fires(
             await c_stays2.heartbeat(s_stays)  # the same session survives the restart
             await asyncio.sleep(0.3)
         [out] = await probe.wait_for(of(leaves, SIGNED_OUT), timeout=5)
-        await probe.drain(0.3)
-    assert [r for r in probe.records if of(stays)(r)] == []
+        # marker: had the session not survived, this sign-out would fail; it is published
+        # after anything the restart could have published for the agent
+        assert (await c_stays2.sign_out(s_stays)).agent_signed_out
+        await probe.wait_for(of(stays, SIGNED_OUT))
+    outs = [
+        e for e in logical([r for r in probe.records if of(stays)(r)]) if e["type"] != SIGNED_IN
+    ]
+    assert [e["data"]["reason"] for e in outs] == ["explicit"]
     assert event(out)["data"]["reason"] == "expired"
     expected = last.expires_at.ToDatetime() + timedelta(0)
     assert _dt(event(out)["time"]).replace(tzinfo=None) == expected

@@ -1,4 +1,5 @@
-"""Wire the replies service. Nothing connects before ``runtime.start()``."""
+"""Wire the replies service: one function builds every component; nothing connects before
+``start()``."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from inbox_kit.kafka import DeadLetters, EventPublisher
 from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import BackgroundTask, ServiceRuntime
+from inbox_kit.service import Service
 
 from replies_service.adapters.contacts_grpc import GrpcContactDirectory
+from replies_service.adapters.kafka import KafkaUsagePublisher
 from replies_service.adapters.mongo import MongoReplyStore
-from replies_service.adapters.publisher import KafkaUsagePublisher
 from replies_service.entrypoints.consumer import usage_handler
-from replies_service.entrypoints.grpc_servicer import RepliesServicer
+from replies_service.entrypoints.grpc_api import RepliesServicer
 from replies_service.service_layer.handlers import Deps
+from replies_service.service_layer.ports import ContactDirectory, ReplyStore, UsagePublisher
 from replies_service.service_layer.search_index import SearchIndex
 from replies_service.settings import RepliesSettings
 
@@ -28,20 +31,36 @@ SERVICE_FULL_NAME = "inbox.replies.v1.RepliesService"
 
 
 @dataclass
-class App:
-    runtime: ServiceRuntime
+class App(Service):
     deps: Deps
-    store: MongoReplyStore
 
 
-def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) -> App:
-    settings = settings or RepliesSettings()
+def bootstrap(
+    settings: RepliesSettings,
+    *,
+    store: ReplyStore | None = None,
+    contacts: ContactDirectory | None = None,
+    usage_publisher: UsagePublisher | None = None,
+) -> App:
+    """Build the service, not started and without I/O; ``store``, ``contacts`` and
+    ``usage_publisher`` replace the MongoDB store, the contacts client and the Kafka publisher
+    (unit tests)."""
     client, db = connect(settings)
-    store = MongoReplyStore(db)
+    mongo_store = MongoReplyStore(db)
+    background: list[BackgroundTask] = []
+    if store is None:
+        store = mongo_store
+
+        async def ensure_indexes() -> None:
+            await mongo_store.ensure_indexes()
+
+        # in the background: a database outage at start is retried, not fatal
+        background.append(ensure_indexes)
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
-    contacts = GrpcContactDirectory(
+    contacts_client = GrpcContactDirectory(
         settings.contacts_address, timeout_seconds=settings.contacts_timeout_seconds
     )
+    contacts = contacts or contacts_client
     index = SearchIndex(
         store,
         max_orgs=settings.index_max_orgs,
@@ -50,20 +69,21 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         revision_max_age_seconds=settings.revision_max_age_seconds,
     )
     deps = Deps(
-        store=store, index=index, contacts=contacts, publisher=KafkaUsagePublisher(publisher)
+        store=store,
+        index=index,
+        contacts=contacts,
+        publisher=usage_publisher or KafkaUsagePublisher(publisher),
     )
-    consumers: list[BackgroundTask] = []
-    if consume:
-        usage = BatchConsumer(
-            name="usage",
-            bootstrap=settings.kafka_bootstrap_servers,
-            topics=[REPLIES.name],
-            group_id=settings.consumer_group,
-            handler=per_event(usage_handler(deps)),
-            dead_letters=DeadLetters(publisher.publish_raw, settings.consumer_group),
-            decoder=InboundDecoder(max_future_skew=settings.max_future_skew()),
-        )
-        consumers.append(usage.run)
+    usage = BatchConsumer(
+        name="usage",
+        bootstrap=settings.kafka_bootstrap_servers,
+        topics=[REPLIES.name],
+        group_id=settings.consumer_group,
+        handler=per_event(usage_handler(deps)),
+        dead_letters=DeadLetters(publisher.publish_raw, settings.consumer_group),
+        decoder=InboundDecoder(max_future_skew=settings.max_future_skew()),
+    )
+    background.append(usage.run)
     grpc_server = GrpcServer(
         [
             ServiceRegistration(
@@ -77,23 +97,20 @@ def bootstrap(settings: RepliesSettings | None = None, *, consume: bool = True) 
         port=settings.grpc_port,
     )
 
-    async def ensure_indexes() -> None:
-        await store.ensure_indexes()
-
     async def close() -> None:
         await index.close()
-        await contacts.close()
+        await contacts_client.close()
         await client.close()
 
     runtime = ServiceRuntime(
         name=settings.service_name,
         grpc=grpc_server,
         publisher=publisher,
-        background=[ensure_indexes, *consumers],
+        background=background,
         cleanups=[close],
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         dependencies=standard_checks(
             settings.mongodb_uri, settings.kafka_bootstrap_servers, client_id=settings.service_name
         ),
     )
-    return App(runtime=runtime, deps=deps, store=store)
+    return App(runtime, deps)

@@ -5,7 +5,6 @@ from typing import Any
 import pytest
 from inbox_kit.auth import Principal, Role
 from inbox_kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from replies_service.domain import errors as domain_errors
 from replies_service.domain.model import Viewer
 from replies_service.domain.search import Match
 from replies_service.service_layer import handlers as h
@@ -143,7 +142,7 @@ async def test_invalid_input_names_the_field(
     deps: Deps, field: str, kwargs: dict[str, Any]
 ) -> None:
     args: dict[str, Any] = {"title": "t", "body": "b", "shortcut": "", "tags": ()} | kwargs
-    with pytest.raises(domain_errors.InvalidArgument) as exc:
+    with pytest.raises(InvalidArgument) as exc:
         await h.create_reply(deps, ANA, collection_id="", **args)
     assert exc.value.field == field
 

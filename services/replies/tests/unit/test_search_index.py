@@ -75,9 +75,10 @@ async def test_an_aging_read_is_refreshed_ahead_without_making_callers_wait() ->
         await gate.wait()
         return f"r{calls}"
 
-    reader = RevisionReader(fetch, max_age_seconds=0.2)
+    now = [100.0]
+    reader = RevisionReader(fetch, max_age_seconds=0.2, clock=lambda: now[0])
     assert await reader.read("org") == "r1"
-    await asyncio.sleep(0.12)  # past a quarter of the max age: usable, but refreshed ahead
+    now[0] += 0.12  # past a quarter of the max age: usable, but refreshed ahead
     gate.clear()
     assert await reader.read("org") == "r1"  # answered at once, the refresh runs behind it
     await asyncio.sleep(0)

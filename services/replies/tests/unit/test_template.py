@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from inbox_kit.errors import InvalidArgument
 from replies_service.domain import template
-from replies_service.domain.errors import InvalidArgument
 
 
 def render(body: str, contact: dict[str, str], agent_name: str = "Ana") -> template.Rendered:

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
+from inbox_contracts import utc_now
 from inbox_contracts.topics import (
     CONVERSATIONS,
     MESSAGES,
@@ -20,13 +22,14 @@ from inbox_contracts.topics import (
     ROUTING_PROPOSALS,
 )
 from inbox_kit.auth import verifier_from_settings
-from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
+from inbox_kit.batch_consumer import Batch, BatchConsumer, BatchHandler, PartitionsCallback, Record
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters
 from inbox_kit.mongo import connect
 from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
+from inbox_kit.service import Service
 
 from routing_service.adapters.dispatch_store import MongoDispatchStore
 from routing_service.adapters.kafka import CompletenessProbe, KafkaPublisher
@@ -35,7 +38,12 @@ from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
-from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
+from routing_service.service_layer.owner import (
+    Compacting,
+    ConversationOwner,
+    Delivery,
+    EventTime,
+)
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
@@ -69,32 +77,215 @@ async def every(
 
 
 @dataclass
-class Routing:
+class Pipeline:
+    """The consumers and what they feed, built together (and again after a crash of the set,
+    so no state of a failed generation carries over)."""
+
+    owner: ConversationOwner
+    views: ViewWriter
+    dispatcher: Dispatcher
+    recorder: PresenceRecorder
+    owner_loop: BatchConsumer
+    presence_loop: BatchConsumer
+    dispatch_loop: BatchConsumer
+    owner_lock: asyncio.Lock
+    presence_lock: asyncio.Lock
+
+    @property
+    def loops(self) -> list[BatchConsumer]:
+        return [self.owner_loop, self.presence_loop, self.dispatch_loop]
+
+
+def pipeline(
+    settings: RoutingSettings,
+    store: MongoRoutingStore,
+    dispatch_store: MongoDispatchStore,
+    publisher: KafkaPublisher,
+) -> Pipeline:
+    owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
+    views = ViewWriter(store, exclusive=owner_lock)
+    raw_publish = publisher.publish_raw
+    decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
+    options = consumer_options(settings)
+
+    async def handle_owned(batch: Batch) -> list[tuple[Record, Exception]]:
+        records = {id(e): r for r, e in batch}
+        outcome = await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+        return [(records[id(d.event)], exc) for d, exc in outcome.refused]
+
+    async def handle_presence(batch: Batch) -> list[tuple[Record, Exception]]:
+        records = {id(e): r for r, e in batch}
+        refused = await recorder.handle([PresenceRecord(r.partition, e) for r, e in batch])
+        return [(records[id(pr.event)], exc) for pr, exc in refused]
+
+    async def assigned(parts: set[int]) -> None:
+        await owner.assign(parts)
+
+    async def revoked(parts: set[int]) -> None:
+        await owner.revoke(parts)
+
+    async def presence_assigned(parts: set[int]) -> None:
+        recorder.assigned(parts)
+
+    async def presence_revoked(parts: set[int]) -> None:
+        recorder.revoked(parts)
+
+    dispatcher = Dispatcher(
+        dispatch_store, publisher, snapshot_seconds=settings.dispatch_snapshot_seconds
+    )
+
+    async def handle_dispatch(batch: Batch) -> None:
+        await dispatcher.handle([DispatchRecord(r.partition, r.offset, e) for r, e in batch])
+
+    async def seek(partition: int, offset: int | None) -> int:
+        consumer = dispatch_loop.consumer
+        assert consumer is not None
+        tp = TopicPartition(ROUTING_DISPATCH.name, partition)
+        if offset is not None:
+            consumer.seek(tp, offset)
+        elif settings.initial_offset == "earliest":
+            await consumer.seek_to_beginning(tp)
+        else:
+            await consumer.seek_to_end(tp)
+        return int(await consumer.position(tp))
+
+    async def dispatch_assigned(parts: set[int]) -> None:
+        await dispatcher.assign(parts, seek)
+
+    async def dispatch_revoked(parts: set[int]) -> None:
+        await dispatcher.revoke(parts)
+
+    def group_consumer(
+        name: str,
+        topics: list[str],
+        group: str,
+        handler: BatchHandler,
+        on_assigned: PartitionsCallback,
+        on_revoked: PartitionsCallback,
+        **extra: Any,
+    ) -> BatchConsumer:
+        """One of routing's consumer groups: its dead letters, batch size and fetch options."""
+        return BatchConsumer(
+            name=name,
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=topics,
+            group_id=group,
+            handler=handler,
+            dead_letters=DeadLetters(raw_publish, group),
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
+            max_records=settings.batch_max_records,
+            consumer_options=options,
+            **extra,
+        )
+
+    owner_loop = group_consumer(
+        "owner",
+        [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
+        settings.consumer_group,
+        handle_owned,
+        assigned,
+        revoked,
+        initial_offset=settings.initial_offset,
+        lock=owner_lock,
+        decoder=decoder,
+        repartition=raw_publish,
+    )
+    owner = ConversationOwner(
+        store,
+        publisher,
+        views,
+        EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
+        AutoAssigner(publisher, store.timelines),
+        Compacting(
+            lag=timedelta(seconds=settings.compaction_lag_seconds),
+            max_conversations=settings.owner_max_conversations,
+        ),
+    )
+    presence_loop = group_consumer(
+        "presence",
+        [PRESENCE.name],
+        settings.presence_consumer_group,
+        handle_presence,
+        presence_assigned,
+        presence_revoked,
+        initial_offset=settings.initial_offset,
+        lock=presence_lock,
+        decoder=decoder,
+    )
+    presence_probe = CompletenessProbe(presence_loop)
+
+    async def presence_complete_as_of(partition: int) -> datetime | None:
+        return await presence_probe(PRESENCE.name, partition)
+
+    recorder = PresenceRecorder(
+        store,
+        publisher,
+        marks=MarkTracker(
+            timeout=timedelta(milliseconds=settings.presence_mark_timeout_ms),
+            lateness=settings.allowed_lateness,
+        ),
+        complete_as_of=presence_complete_as_of,
+        dispatch=publisher,
+    )
+    dispatch_loop = group_consumer(
+        "dispatcher",
+        [ROUTING_DISPATCH.name],
+        settings.dispatcher_consumer_group,
+        handle_dispatch,
+        dispatch_assigned,
+        dispatch_revoked,
+    )
+    return Pipeline(
+        owner,
+        views,
+        dispatcher,
+        recorder,
+        owner_loop,
+        presence_loop,
+        dispatch_loop,
+        owner_lock,
+        presence_lock,
+    )
+
+
+@dataclass
+class Routing(Service):
     """Everything bootstrap built, for tests that want to look inside."""
 
-    runtime: ServiceRuntime
     store: MongoRoutingStore
     publisher: KafkaPublisher
     dispatch_store: MongoDispatchStore
-    owner: ConversationOwner | None = None
-    views: ViewWriter | None = None
-    dispatcher: Dispatcher | None = None
-    loops: list[BatchConsumer] = field(default_factory=list)
+    pipeline: Pipeline
+
+    @property
+    def owner(self) -> ConversationOwner:
+        return self.pipeline.owner
+
+    @property
+    def views(self) -> ViewWriter:
+        return self.pipeline.views
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.pipeline.dispatcher
+
+    @property
+    def loops(self) -> list[BatchConsumer]:
+        return self.pipeline.loops
 
     async def ready(self, timeout: float = 30.0) -> None:
         """All consumers have partitions with resolved positions."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.loops) < 3:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("routing consumers did not start")
-            await asyncio.sleep(0.05)
         for loop in self.loops:
             await loop.ready(timeout)
 
 
-def build(settings: RoutingSettings) -> Routing:
+def bootstrap(settings: RoutingSettings) -> Routing:
+    """Build the service, not started and without I/O."""
     client, db = connect(settings)
-    store = MongoRoutingStore(db)
+    store = MongoRoutingStore(
+        db, decision_retention=timedelta(hours=settings.decision_retention_hours)
+    )
     dispatch_store = MongoDispatchStore(db)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
@@ -121,154 +312,41 @@ def build(settings: RoutingSettings) -> Routing:
         store=store,
         publisher=publisher,
         dispatch_store=dispatch_store,
+        pipeline=pipeline(settings, store, dispatch_store, publisher),
     )
+    generations = 0
 
     async def consume() -> None:
+        nonlocal generations
+        if generations:  # restarted after a crash: a fresh set, as at the first start
+            routing.pipeline = pipeline(settings, store, dispatch_store, publisher)
+        generations += 1
+        p = routing.pipeline
         await store.ensure_indexes()
         await publisher.start()
         try:
             partitions = await publisher.producer.partitions_for(MESSAGES.name)
             presence_partitions = await publisher.producer.partitions_for(PRESENCE.name)
-            owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
-            views = ViewWriter(store, exclusive=owner_lock)
-            routing.views = views
-            raw_publish = publisher.publish_raw
-            decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
-            options = consumer_options(settings)
+            p.recorder.partition_counts(len(partitions), len(presence_partitions))
             tick = settings.progress_tick_ms / 1000
+            prune_lock = asyncio.Lock()
 
-            async def handle_owned(batch: Batch) -> None:
-                await owner.handle([Delivery(r.topic, r.partition, e) for r, e in batch])
+            async def prune() -> None:
+                # bounded per run; the backlog of a long outage drains over several runs
+                await store.prune(utc_now(), limit=settings.retention_batch)
 
-            async def handle_presence(batch: Batch) -> list[tuple[Record, Exception]]:
-                records = {id(e): r for r, e in batch}
-                refused = await recorder.handle([PresenceRecord(r.partition, e) for r, e in batch])
-                return [(records[id(pr.event)], exc) for pr, exc in refused]
-
-            async def assigned(parts: set[int]) -> None:
-                await owner.assign(parts)
-
-            async def revoked(parts: set[int]) -> None:
-                await owner.revoke(parts)
-
-            async def presence_assigned(parts: set[int]) -> None:
-                recorder.assigned(parts)
-
-            async def presence_revoked(parts: set[int]) -> None:
-                recorder.revoked(parts)
-
-            dispatcher = Dispatcher(
-                dispatch_store, publisher, snapshot_seconds=settings.dispatch_snapshot_seconds
-            )
-            routing.dispatcher = dispatcher
-
-            async def handle_dispatch(batch: Batch) -> None:
-                await dispatcher.handle(
-                    [DispatchRecord(r.partition, r.offset, e) for r, e in batch]
-                )
-
-            async def seek(partition: int, offset: int | None) -> int:
-                consumer = dispatch_loop.consumer
-                assert consumer is not None
-                tp = TopicPartition(ROUTING_DISPATCH.name, partition)
-                if offset is not None:
-                    consumer.seek(tp, offset)
-                elif settings.initial_offset == "earliest":
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    await consumer.seek_to_end(tp)
-                return int(await consumer.position(tp))
-
-            async def dispatch_assigned(parts: set[int]) -> None:
-                await dispatcher.assign(parts, seek)
-
-            async def dispatch_revoked(parts: set[int]) -> None:
-                await dispatcher.revoke(parts)
-
-            owner_loop = BatchConsumer(
-                name="owner",
-                bootstrap=settings.kafka_bootstrap_servers,
-                topics=[
-                    MESSAGES.name,
-                    CONVERSATIONS.name,
-                    ROUTING_COMMANDS.name,
-                    ROUTING_PROPOSALS.name,
-                ],
-                group_id=settings.consumer_group,
-                handler=handle_owned,
-                dead_letters=DeadLetters(raw_publish, settings.consumer_group),
-                on_assigned=assigned,
-                on_revoked=revoked,
-                max_records=settings.batch_max_records,
-                initial_offset=settings.initial_offset,
-                lock=owner_lock,
-                consumer_options=options,
-                decoder=decoder,
-                repartition=raw_publish,
-            )
-            owner = ConversationOwner(
-                store,
-                publisher,
-                views,
-                EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
-                AutoAssigner(publisher, store.timelines),
-            )
-            routing.owner = owner
-            routing.loops = [owner_loop]
-            presence_loop = BatchConsumer(
-                name="presence",
-                bootstrap=settings.kafka_bootstrap_servers,
-                topics=[PRESENCE.name],
-                group_id=settings.presence_consumer_group,
-                handler=handle_presence,
-                dead_letters=DeadLetters(raw_publish, settings.presence_consumer_group),
-                on_assigned=presence_assigned,
-                on_revoked=presence_revoked,
-                max_records=settings.batch_max_records,
-                initial_offset=settings.initial_offset,
-                lock=presence_lock,
-                consumer_options=options,
-                decoder=decoder,
-            )
-            presence_probe = CompletenessProbe(presence_loop)
-
-            async def presence_complete_as_of(partition: int) -> datetime | None:
-                return await presence_probe(PRESENCE.name, partition)
-
-            recorder = PresenceRecorder(
-                store,
-                publisher,
-                partitions=len(partitions),
-                presence_partitions=len(presence_partitions),
-                marks=MarkTracker(
-                    timeout=timedelta(milliseconds=settings.presence_mark_timeout_ms),
-                    lateness=settings.allowed_lateness,
-                ),
-                complete_as_of=presence_complete_as_of,
-                dispatch=publisher,
-            )
-            routing.loops.append(presence_loop)
-            dispatch_loop = BatchConsumer(
-                name="dispatcher",
-                bootstrap=settings.kafka_bootstrap_servers,
-                topics=[ROUTING_DISPATCH.name],
-                group_id=settings.dispatcher_consumer_group,
-                handler=handle_dispatch,
-                dead_letters=DeadLetters(raw_publish, settings.dispatcher_consumer_group),
-                on_assigned=dispatch_assigned,
-                on_revoked=dispatch_revoked,
-                max_records=settings.batch_max_records,
-                consumer_options=options,
-            )
-            routing.loops.append(dispatch_loop)
             loops = [
-                asyncio.create_task(owner_loop.run()),
-                asyncio.create_task(presence_loop.run()),
-                asyncio.create_task(views.run()),
-                asyncio.create_task(dispatch_loop.run()),
-                asyncio.create_task(dispatcher.run()),
-                asyncio.create_task(every(tick, owner_lock, owner.release_due)),
-                asyncio.create_task(every(tick, presence_lock, recorder.relay)),
+                asyncio.create_task(p.owner_loop.run()),
+                asyncio.create_task(p.presence_loop.run()),
+                asyncio.create_task(p.views.run()),
+                asyncio.create_task(p.dispatch_loop.run()),
+                asyncio.create_task(p.dispatcher.run()),
+                asyncio.create_task(every(tick, p.owner_lock, p.owner.release_due)),
+                asyncio.create_task(
+                    every(settings.compaction_interval_seconds, p.owner_lock, p.owner.compact)
+                ),
+                asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
+                asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
             ]
             try:
                 await asyncio.gather(*loops)
@@ -290,3 +368,7 @@ def build(settings: RoutingSettings) -> Routing:
     routing.runtime.background.append(consume)
     routing.runtime.cleanups.append(close_client)
     return routing
+
+
+#: The former name, for branches written against it.
+build = bootstrap

@@ -64,6 +64,40 @@ class RoutingSettings(ServiceSettings):
         1000, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
     )
 
+    compaction_lag_seconds: float = Field(
+        900,
+        ge=0,
+        description="Compaction horizon H = progress - allowed lateness - this lag: events and "
+        "decisions stamped at or before H are folded into the conversation's snapshot and "
+        "their journal entries deleted; a conversation event stamped at or before its "
+        "conversation's H is refused (dead-lettered, x-dlq-reason=refused).",
+    )
+    compaction_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the owner compacts (bounded work per run)."
+    )
+    owner_max_conversations: int = Field(
+        50_000,
+        ge=0,
+        description="Conversations the owner keeps in memory beyond those it must (events "
+        "after the horizon, NEW and assigned, a decision due); the least recently used "
+        "others are evicted and loaded again by exact _id when needed.",
+    )
+
+    decision_retention_hours: float = Field(
+        24,
+        gt=0,
+        description="How long a decision (and its published mark) is kept after it was folded "
+        "into its conversation's snapshot, counted from its event time; then deleted (TTL "
+        "index on MongoDB, the pruning task on FerretDB). The snapshot's audit trail keeps "
+        "its decision id, reason and cause.",
+    )
+    retention_interval_seconds: float = Field(
+        60, gt=0, description="How often the pruning task runs."
+    )
+    retention_batch: int = Field(
+        640, ge=1, description="Decisions the pruning task deletes per run at most."
+    )
+
     @property
     def allowed_lateness(self) -> timedelta:
         return timedelta(milliseconds=self.allowed_lateness_ms)

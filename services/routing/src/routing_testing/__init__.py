@@ -39,6 +39,7 @@ from routing_service.domain.model import SettingChange, decision_id
 from routing_service.domain.progress import MarkTracker
 from routing_service.service_layer.owner import (
     BatchOutcome,
+    Compacting,
     ConversationOwner,
     Delivery,
     EventTime,
@@ -283,8 +284,10 @@ class InMemoryRouting:
         lateness: timedelta = timedelta(0),
         instant: bool = True,
         start_time: datetime = FAR_FUTURE,
+        compacting: Compacting | None = None,
     ) -> None:
         self.partitions = partitions
+        self.compacting = compacting
         self.presence_partitions = presence_partitions
         self.instant = instant
         self.clock = SimClock(FAR_FUTURE if instant else start_time)
@@ -307,7 +310,11 @@ class InMemoryRouting:
 
     def _new_owner(self) -> ConversationOwner:
         return ConversationOwner(
-            self.store, self.decisions, InMemoryViews(self.store), self.event_time
+            self.store,
+            self.decisions,
+            InMemoryViews(self.store),
+            self.event_time,
+            compacting=self.compacting,
         )
 
     async def start(self) -> None:

@@ -14,12 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,51 +26,20 @@ from aiokafka import AIOKafkaProducer
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
+from inbox_contracts.topics import ROUTING
+from inbox_testing import Infra, ServiceProcess, TopicProbe, bearer, free_port, wait_until
 from pymongo import AsyncMongoClient
-from routing_testing import inbound, resolved, signed_in, signed_out
+from routing_testing import inbound, resolved, signed_in, signed_out, topic_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 CAPACITY = 3
 AUTO = "inbox.routing.auto_assigned.v1"
 
 
-def topic_of(e: CloudEvent[EventData]) -> str:
-    if e.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    return MESSAGES.name if e.type.startswith("inbox.messages.") else CONVERSATIONS.name
-
-
-class Instance:
+class Instance(ServiceProcess):
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
-        self.env = {**env, "ROUTING_GRPC_PORT": str(self.port)}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = open(self.log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "routing_service"], env=self.env, stdout=out, stderr=out
-        )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc)
-
-
-@pytest.fixture
-async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", linger_ms=5)
-    await p.start()
-    yield p
-    await p.stop()
+        super().__init__("routing_service", {**env, "ROUTING_GRPC_PORT": str(self.port)}, log)
 
 
 async def test_kill9_of_a_dispatcher_and_a_second_instance_joining(

@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData, utc_now
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING
-from inbox_testing import Infra, TopicProbe, bearer, free_port, stop_process, wait_until
+from inbox_contracts.topics import ROUTING
+from inbox_testing import Infra, ServiceProcess, TopicProbe, bearer, free_port, wait_until
 from pymongo import AsyncMongoClient
 from routing_testing import (
     assigned,
@@ -32,23 +29,18 @@ from routing_testing import (
     outbound,
     signed_in,
     signed_out,
+    topic_of,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.infra]
 
 
-def topic_of(e: CloudEvent[EventData]) -> str:
-    if e.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    return MESSAGES.name if e.type.startswith("inbox.messages.") else CONVERSATIONS.name
-
-
-class RoutingProcess:
+class RoutingProcess(ServiceProcess):
     def __init__(self, infra: Infra, secret: str, log_dir: Path) -> None:
         tag = uuid.uuid4().hex[:8]
         self.port = free_port()
         self.database = f"test_routing_e2e_{tag}"
-        self.env = {
+        env = {
             **os.environ,
             "ROUTING_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
             "ROUTING_MONGODB_URI": infra.mongodb_uri,
@@ -61,25 +53,7 @@ class RoutingProcess:
             "ROUTING_INITIAL_OFFSET": "latest",
             "ROUTING_LOG_LEVEL": "WARNING",
         }
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = open(self.log_dir / f"routing-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "routing_service"], env=self.env, stdout=log, stderr=log
-        )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc)
+        super().__init__("routing_service", env, log_dir / "routing.log")
 
 
 @pytest.fixture
@@ -90,14 +64,6 @@ def routing_process(infra: Infra, jwt_secret: str, tmp_path: Path) -> Iterator[R
         yield rp
     finally:
         rp.stop()
-
-
-@pytest.fixture
-async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", linger_ms=5)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def test_kill9_mid_stream_then_restart(

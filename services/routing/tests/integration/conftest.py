@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -9,23 +11,17 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from inbox.routing.v1 import routing_pb2 as pb
 from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE
+from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
+from inbox_kit.batch_consumer import BatchConsumer
 from inbox_testing import Infra, bearer
 from pymongo import AsyncMongoClient
-from routing_service.bootstrap import Routing, build
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.settings import RoutingSettings
-
-
-def topic_of(event: CloudEvent[EventData]) -> str:
-    if event.type.startswith("inbox.presence."):
-        return PRESENCE.name
-    if event.type.startswith("inbox.messages."):
-        return MESSAGES.name
-    return CONVERSATIONS.name
+from routing_testing import topic_of
 
 
 @dataclass
@@ -57,11 +53,56 @@ class Stack:
         for e in events:
             await self.producer.send_and_wait(topic_of(e), e.to_json_bytes(), key=e.key)
 
+    async def consumed(self, *instances: Routing, timeout: float = 60) -> None:
+        """Wait until every record published so far on routing's inputs has been handed out
+        by the consumers of ``instances``: presence first (its sweeps and relayed progress
+        go to the commands topic), then the conversation inputs with their repartition
+        topics and the commands. A marker, unlike a pause: a late record cannot slip by."""
+        deadline = time.monotonic() + timeout
+        inputs = [MESSAGES, CONVERSATIONS]
+        stages = [
+            ("presence", [PRESENCE.name]),
+            ("owner", [t.name for t in inputs] + [t.repartition for t in inputs]),
+            ("owner", [ROUTING_COMMANDS.name]),
+        ]
+        probe = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka_bootstrap)
+        await probe.start()
+        try:
+            for loop_name, topics in stages:
+                tps = [
+                    TopicPartition(t, p)
+                    for t in topics
+                    for p in sorted(await self.producer.partitions_for(t))
+                ]
+                ends = await probe.end_offsets(tps)
+                loops = [lp for r in instances for lp in r.loops if lp.name == loop_name]
+                while not _handed_out(loops, ends):
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{topics} not consumed within {timeout}s")
+                    await asyncio.sleep(0.05)
+        finally:
+            await probe.stop()
+
     async def start_routing(self, **overrides: Any) -> Routing:
-        routing = build(self.settings(**overrides))
+        routing = bootstrap(self.settings(**overrides))
         await routing.runtime.start()
         await routing.ready(timeout=60)
         return routing
+
+
+def _handed_out(loops: list[BatchConsumer], ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        positions = [
+            state.position
+            for lp in loops
+            if lp.consumer is not None
+            and (assignment := lp.consumer._subscription.subscription.assignment) is not None
+            and tp in assignment.tps
+            and (state := assignment.state_value(tp)).has_valid_position
+        ]
+        if not positions or positions[0] < end:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -206,16 +206,28 @@ async def test_settings_are_validated_audited_and_admin_only(
         pb.GetAssignmentSettingsRequest(), metadata=admin
     )
     assert not before.enabled and before.updated_by == ""
+    with pytest.raises(grpc.aio.AioRpcError) as control:
+        await client.stub.UpdateAssignmentSettings(
+            pb.UpdateAssignmentSettingsRequest(enabled=True, channel_teams={"ch\n": "t1"}),
+            metadata=admin,
+        )
+    assert control.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # ids are stored as values, not MongoDB field names: '.' and a leading '$' are fine
+    teams = {"t1": 2, "$t.2": 3}
+    channels = {"fb.page": "$t.2", "$ch": "t1"}
     after = await client.stub.UpdateAssignmentSettings(
         pb.UpdateAssignmentSettingsRequest(
-            enabled=True, default_capacity=4, team_capacities={"t1": 2}
+            enabled=True, default_capacity=4, team_capacities=teams, channel_teams=channels
         ),
         metadata=admin,
     )
-    assert (
-        after.enabled and after.default_capacity == 4 and dict(after.team_capacities) == {"t1": 2}
-    )
+    assert after.enabled and after.default_capacity == 4
+    assert dict(after.team_capacities) == teams and dict(after.channel_teams) == channels
     assert after.updated_by == "boss" and after.updated_at.seconds > 0
+    read = await client.stub.GetAssignmentSettings(
+        pb.GetAssignmentSettingsRequest(), metadata=admin
+    )
+    assert dict(read.team_capacities) == teams and dict(read.channel_teams) == channels
 
 
 async def _is(client: Any, org: str, conv: str, expected: tuple[str, str]) -> bool:

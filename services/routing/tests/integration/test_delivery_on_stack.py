@@ -26,6 +26,10 @@ from routing_testing import (
 from .conftest import topic_of
 
 pytestmark = pytest.mark.infra
+#: Scenarios are stamped this far ahead of the time they are published, so that no event is
+#: late by more than L even when publishing a whole scenario is slow (a loaded machine: one
+#: acknowledged send after the other, topic after topic).
+AHEAD = timedelta(seconds=3)
 
 
 def scenario(
@@ -109,6 +113,7 @@ def orders(events: list[CloudEvent[EventData]]) -> dict[str, list[CloudEvent[Eve
 async def test_same_scenario_in_different_topic_orders_ends_in_the_same_state(
     stack,
     client,
+    routing,
     unique,  # type: ignore[no-untyped-def]
 ) -> None:
     agents = [unique("agent") for _ in range(2)]
@@ -117,16 +122,24 @@ async def test_same_scenario_in_different_topic_orders_ends_in_the_same_state(
         org = unique("org")
         await client.enable(org)
         convs = [f"conv-{i}" for i in range(6)]
-        # stamped ahead of the publishing time, so no event is late by more than L even when
-        # publishing the scenario topic after topic is slow (a loaded machine)
-        events = scenario(org, convs, agents, utc_now() + timedelta(seconds=2), seed=7)
-        expected, _ = expected_outcome(events, setting_on_since=events[0].data.occurred_at)
-        await stack.publish(*orders(events)[name])
-        try:
-            await wait_until(lambda o=org, x=expected: converged(client, o, x), timeout=60)
-        except AssertionError:
-            got = await final_states(client, org, convs)
-            raise AssertionError(f"{name}: expected {expected}, got {got}") from None
+        events = scenario(org, convs, agents, utc_now() + AHEAD, seed=7)
+        expected, decision_ids = expected_outcome(
+            events, setting_on_since=events[0].data.occurred_at
+        )
+        async with TopicProbe(stack.infra.kafka_bootstrap, ROUTING.name) as probe:
+            await stack.publish(*orders(events)[name])
+            await stack.consumed(routing)
+            mine = lambda r, o=org: json.loads(r.value)["data"]["org_id"] == o  # noqa: E731
+            if decision_ids:
+                await probe.wait_for(mine, count=len(decision_ids), timeout=30)
+            try:
+                await wait_until(lambda o=org, x=expected: converged(client, o, x), timeout=60)
+            except AssertionError:
+                got = await final_states(client, org, convs)
+                raise AssertionError(f"{name}: expected {expected}, got {got}") from None
+            await probe.read_to_end()
+            got_ids = {json.loads(r.value)["id"] for r in probe.records if mine(r)}
+        assert got_ids == decision_ids, name
         results[name] = await final_states(client, org, convs)
     assert len({json.dumps(sorted(r.items())) for r in results.values()}) == 1
 
@@ -159,7 +172,7 @@ async def test_two_instances_in_one_group_give_the_same_results_as_one(
     await client.enable(org)
     agents = [unique("agent") for _ in range(3)]
     convs = [f"conv-{i}" for i in range(24)]
-    events = scenario(org, convs, agents, utc_now() + timedelta(seconds=1), seed=11)
+    events = scenario(org, convs, agents, utc_now() + AHEAD, seed=11)
     expected, decision_ids = expected_outcome(events, setting_on_since=events[0].data.occurred_at)
     ordered = orders(events)["messages_conversations_presence"]
     half = len(ordered) // 2
@@ -168,6 +181,7 @@ async def test_two_instances_in_one_group_give_the_same_results_as_one(
         second = await stack.start_routing()  # joins the group: a rebalance mid-stream
         try:
             await stack.publish(*ordered[half:])
+            await stack.consumed(routing, second)
             await wait_until(lambda: converged(client, org, expected), timeout=60)
             owned = [routing.owner.owned, second.owner.owned]
             assert all(owned) and not (owned[0] & owned[1])  # both own partitions, disjoint

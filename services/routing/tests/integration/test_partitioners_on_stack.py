@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 
 import pytest
 from confluent_kafka import Producer
@@ -21,7 +20,7 @@ from inbox_testing import TopicProbe, wait_until
 from routing_testing import expected_outcome
 
 from .conftest import topic_of
-from .test_delivery_on_stack import converged, scenario
+from .test_delivery_on_stack import AHEAD, converged, scenario
 
 pytestmark = pytest.mark.infra
 
@@ -56,7 +55,7 @@ async def test_two_instances_fed_by_crc32_and_murmur2_producers_match_the_refere
     await client.enable(org)
     agents = [unique("agent") for _ in range(3)]
     convs = [f"conv-{i}" for i in range(24)]
-    events = scenario(org, convs, agents, utc_now() + timedelta(seconds=1), seed=12)
+    events = scenario(org, convs, agents, utc_now() + AHEAD, seed=12)
     expected, decision_ids = expected_outcome(events, setting_on_since=events[0].data.occurred_at)
     rekeyed = set(convs[:4])  # their messages carry a Kafka key that is not the subject
 
@@ -80,6 +79,7 @@ async def test_two_instances_fed_by_crc32_and_murmur2_producers_match_the_refere
                 subjects[k] for k, p in placed if p != partition_for(subjects[k], PARTITIONS)
             }
             assert len(misplaced) >= 3, misplaced
+            await stack.consumed(routing, second)
             await wait_until(lambda: converged(client, org, expected), timeout=60)
             owned = [routing.owner.owned, second.owner.owned]
             assert all(owned) and not (owned[0] & owned[1])
@@ -88,6 +88,7 @@ async def test_two_instances_fed_by_crc32_and_murmur2_producers_match_the_refere
                 await probe.wait_for(mine, count=len(decision_ids), timeout=30)
             await probe.drain(0.5)
             got_ids = [json.loads(r.value)["id"] for r in probe.records if mine(r)]
-        assert sorted(got_ids) == sorted(decision_ids)
+        # at least once: a rebalance may publish a decision again, always with the same id
+        assert set(got_ids) == decision_ids
     finally:
         await second.runtime.stop()

@@ -12,10 +12,9 @@ from inbox_contracts import utc_now
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
 from inbox_testing import TopicProbe, wait_until
 from inbox_testing.poison import (
-    EXPECTED_REASONS,
-    binary_mode,
+    expect_parked,
     poison_cases,
-    reasons_of,
+    send_binary,
     send_poison,
     with_unknown_fields,
 )
@@ -47,8 +46,9 @@ async def test_poison_is_parked_per_topic_and_what_follows_on_the_key_applies(
         await send_poison(
             stack.producer, PRESENCE.name, agent.encode(), poison_cases(signed_in(org, agent, t0))
         )
-        value, headers = binary_mode(signed_in(org, agent, t0 + ms))
-        await send(PRESENCE.name, value, key=agent.encode(), headers=headers)
+        await send_binary(
+            stack.producer, PRESENCE.name, agent.encode(), signed_in(org, agent, t0 + ms)
+        )
         # messages: poison, then an inbound with unknown fields; another conversation in binary mode
         await send_poison(
             stack.producer, MESSAGES.name, conv.encode(), poison_cases(inbound(org, conv, t0))
@@ -56,8 +56,9 @@ async def test_poison_is_parked_per_topic_and_what_follows_on_the_key_applies(
         await send(
             MESSAGES.name, with_unknown_fields(inbound(org, conv, t0 + 2 * ms)), key=conv.encode()
         )
-        value, headers = binary_mode(inbound(org, other, t0 + 2 * ms))
-        await send(MESSAGES.name, value, key=other.encode(), headers=headers)
+        await send_binary(
+            stack.producer, MESSAGES.name, other.encode(), inbound(org, other, t0 + 2 * ms)
+        )
         # conversations: poison, then a binary-mode assignment
         await send_poison(
             stack.producer,
@@ -65,14 +66,17 @@ async def test_poison_is_parked_per_topic_and_what_follows_on_the_key_applies(
             conv.encode(),
             poison_cases(assigned(org, conv, agent, t0)),
         )
-        value, headers = binary_mode(assigned(org, conv, agent, t0 + 3 * ms))
-        await send(CONVERSATIONS.name, value, key=conv.encode(), headers=headers)
+        await send_binary(
+            stack.producer,
+            CONVERSATIONS.name,
+            conv.encode(),
+            assigned(org, conv, agent, t0 + 3 * ms),
+        )
         # the internal command topic refuses garbage too
         await send(ROUTING_COMMANDS.name, b"{garbage", key=agent.encode(), partition=0)
 
         for probe, key in ((messages_dlq, conv), (conversations_dlq, conv), (presence_dlq, agent)):
-            dead = await probe.wait_for(lambda r, k=key: r.key == k.encode(), count=5, timeout=30)
-            assert reasons_of(dead) == EXPECTED_REASONS, probe
+            dead = await expect_parked(probe, key.encode())
             unknown = next(r for r in dead if dict(r.headers)["x-dlq-reason"] == b"unknown_type")
             error = dict(unknown.headers)["x-dlq-error"].decode()
             assert "valid types:" in error and ".v1" in error.split("valid types:")[1]

@@ -191,7 +191,11 @@ async def test_list_conversations_by_queue_and_assignee_paged(
         if i % 2 == 0:
             await stack.publish(assigned(org, conv, ana, t0 + timedelta(seconds=1)))
     await stack.publish(outbound(org, convs[4], t0 + timedelta(seconds=2)))
-    await wait_until(lambda: _is(client, org, convs[4], ("PENDING", ana)), timeout=20)
+    # the read model is written in the background, conversation by conversation: wait for
+    # all of them, not only for the last one published
+    states = [("NEW", ana), ("NEW", ""), ("NEW", ana), ("NEW", ""), ("PENDING", ana)]
+    for conv, state in zip(convs, states, strict=True):
+        await wait_until(lambda c=conv, s=state: _is(client, org, c, s), timeout=20)
     md = bearer(make_token(org, "ana"))
     seen: list[str] = []
     token = ""

@@ -14,8 +14,9 @@ The owner side is the real fold (``domain.model.fold``) plus the real review
 
 At every step: a proposal is only ever accepted while the conversation waits in that very
 period (never two assignees, never a conversation that stopped waiting), to a signed-in agent
-of the conversation's team, below the agent's capacity (counting everything they hold, for
-agents nobody assigned by hand; counting automatic assignments otherwise); the dispatcher's
+of the conversation's team, below the agent's capacity counting everything they hold (hand
+assignments the dispatcher had not seen yet included: the owner refuses those proposals,
+``agent_at_capacity``); the dispatcher's
 proposals at each position of its input equal the reference's, and a replay re-derives the
 same ones. After quiescence: no proposal outstanding, the dispatcher's view equals the
 owner's, and no conversation waits while an eligible agent of its team has room.
@@ -140,7 +141,6 @@ class Owner:
     published: dict[str, DispatchView] = field(default_factory=dict)
     #: conversation -> (queue, assignee) per the fold, for the truth checks
     truth: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    manual_assignees: set[str] = field(default_factory=set)
     accepted: list[Proposal] = field(default_factory=list)
 
     def refold(self, cid: str) -> DispatchView:
@@ -227,7 +227,11 @@ class Owner:
             waiting_cause=p.waiting_cause,
             channel_id=p.channel_id,
             agent_signed_out_at=out,
+            agent_held=self.held(p.agent_id),
+            capacity=p.capacity,
         )
+        if refusal is Refusal.AGENT_AT_CAPACITY:
+            event("refused: at capacity (a hand assignment the dispatcher had not seen)")
         if refusal is not None:
             return self.change(
                 p.conversation_id, view, cause, at, proposal=p, refusal=refusal, out_at=out
@@ -236,22 +240,11 @@ class Owner:
         assert self.truth[p.conversation_id] == ("NEW", None), "assigned while not waiting"
         team = self.team(p.conversation_id)
         assert team == ORG_WIDE or team in sc.teams[p.agent_id], "outside the team"
-        # capacity is judged per conversation team when the dispatcher decides (checked
-        # exactly there); here, against the largest capacity that can apply to the agent
-        caps = [
-            sc.team_capacity.get(t, sc.default_capacity) for t in (*sc.teams[p.agent_id], ORG_WIDE)
-        ]
-        cap = None if None in caps else max(c for c in caps if c is not None)
-        if cap is not None:
-            if p.agent_id in self.manual_assignees:
-                auto_held = sum(
-                    1
-                    for c, (q, a) in self.truth.items()
-                    if a == p.agent_id and q in ("NEW", "PENDING") and self._auto(c)
-                )
-                assert auto_held < cap, "over capacity (automatic assignments)"
-            else:
-                assert self.held(p.agent_id) < cap, "over capacity"
+        # the capacity of the conversation's team, and below it counting everything the agent
+        # holds, hand assignments included (one owner here: it sees all of them)
+        assert p.capacity == sc.team_capacity.get(p.team, sc.default_capacity)
+        if p.capacity is not None:
+            assert self.held(p.agent_id) < p.capacity, "over capacity"
         entry = auto_assignment(
             proposal_id=p.proposal_id,
             agent_id=p.agent_id,
@@ -273,17 +266,6 @@ class Owner:
     def team(self, cid: str) -> str:
         channel = channel_of(list(self.logs[cid].entries.values()))
         return CHANNEL_TEAMS.get(channel or "", ORG_WIDE)
-
-    def _auto(self, cid: str) -> bool:
-        lg = self.logs[cid]
-        assigns = [
-            e
-            for e in lg.entries.values()
-            if e.kind in (EntryKind.ASSIGNED, EntryKind.AUTO_ASSIGNED)
-        ]
-        return (
-            bool(assigns) and max(assigns, key=lambda e: e.sort_key).kind is EntryKind.AUTO_ASSIGNED
-        )
 
 
 @dataclass
@@ -330,7 +312,6 @@ class Sim:
             return
         if kind == "assign":
             cid, agent = arg  # type: ignore[misc]
-            self.owner.manual_assignees.add(agent)
             e = ConversationEntry(eid, "assigned", EntryKind.ASSIGNED, at, "boss", agent)
         else:
             cid = str(arg)

@@ -97,9 +97,10 @@ async def test_drop_forgets_pending_views_of_revoked_partitions() -> None:
 
 async def test_chunks_are_boosted_when_the_consumer_is_idle() -> None:
     store = RecordingStore()
-    writer = ViewWriter(store, idle_gap=0.0, idle_boost=8)
+    now = [100.0]
+    writer = ViewWriter(store, idle_gap=0.25, idle_boost=8, clock=lambda: now[0])
     writer.submit([view(f"c{i}") for i in range(300)], {("org", f"c{i}") for i in range(300)})
-    await asyncio.sleep(0.01)  # no submit since: idle
+    now[0] += 0.3  # no submit since: idle
     keys, sizer = writer._next_chunk()
     assert sizer is None and len(keys) == 32 * 8
     busy = ViewWriter(store, idle_gap=60.0)

@@ -21,6 +21,9 @@ class ProposalRefusal(StrEnum):
     """The conversation stopped waiting (or started a new waiting period, or moved channel)."""
     AGENT_SIGNED_OUT = "agent_signed_out"
     """Routing's presence timeline shows the agent signed out."""
+    AGENT_AT_CAPACITY = "agent_at_capacity"
+    """The owner's conversations already held by the agent reach the proposal's ``capacity``
+    (a hand assignment the dispatcher had not seen yet)."""
 
 
 class ConversationDispatchChanged(EventData):
@@ -154,3 +157,10 @@ class AssignmentProposed(EventData):
     reason: AutoAssignReason
     cause_event_id: str = Field(min_length=1)
     cause_event_type: str = Field(min_length=1)
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        description="The capacity the dispatcher applied (the team's, else the org default); "
+        "unset: unlimited. The owner refuses (`agent_at_capacity`) when the conversations it "
+        "owns already held by the agent reach it.",
+    )

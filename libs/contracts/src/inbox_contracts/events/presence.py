@@ -110,6 +110,16 @@ class PresenceProgressed(EventData):
     """Progress mark: presence has appended to this partition every transition it will ever
     publish there with ``occurred_at`` <= ``watermark``.
 
+    The exact rule: every ``AgentSignedIn``, ``AgentSignedOut`` and
+    ``AgentAvailabilityChanged`` that presence publishes on this partition *after* this mark
+    (at a higher offset) has ``occurred_at`` > ``watermark``, including expiries, whose
+    ``occurred_at`` (last heartbeat + timeout) is in the past when they are published. A
+    re-publish of an event appended before the mark (same event id) may follow it. The only
+    exceptions need a presence process killed in the middle of a transition (between ending a
+    session and recording its sign-out, or between storing a session and recording its
+    sign-in): that transition is then published later, by another replica, with its original
+    ``occurred_at``, possibly behind a mark.
+
     Published by presence to an explicit partition of ``inbox.presence.v1`` (key = the
     partition number as text), also while idle (at least every 50 ms per partition), so that a
     consumer knows how far event time on that partition is final. ``occurred_at`` equals
@@ -140,5 +150,6 @@ class PresenceProgressed(EventData):
     partition: int = Field(ge=0, description="Partition of inbox.presence.v1 this mark is on.")
     watermark: AwareDatetime = Field(
         description="Every transition with occurred_at <= watermark bound for this partition "
-        "was appended to it before this mark."
+        "was appended to it before this mark: anything presence appends later has occurred_at "
+        "> watermark (except after a crash mid-transition, see the type's description)."
     )

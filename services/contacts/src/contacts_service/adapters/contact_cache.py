@@ -45,9 +45,12 @@ INVALIDATIONS = Counter(
 
 
 class ContactCache:
-    def __init__(self, *, max_entries: int, max_age: float) -> None:
+    def __init__(
+        self, *, max_entries: int, max_age: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max_entries = max_entries
         self._max_age = max_age
+        self._clock = clock
         self._entries: OrderedDict[Key, tuple[float, bytes]] = OrderedDict()
         self._enabled = False
         #: Bumped by every invalidation and by ``enable``; loads remember it when they start.
@@ -104,7 +107,7 @@ class ContactCache:
             _BYPASS.inc()
             return await load()
         entry = self._entries.get(key)
-        if entry is not None and time.monotonic() - entry[0] < self._max_age:
+        if entry is not None and self._clock() - entry[0] < self._max_age:
             self._entries.move_to_end(key)
             _HIT.inc()
             return entry[1]
@@ -130,7 +133,7 @@ class ContactCache:
         return self._invalidated_at.pop(key, None)
 
     def _put(self, key: Key, raw: bytes) -> None:
-        self._entries[key] = (time.monotonic(), raw)
+        self._entries[key] = (self._clock(), raw)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from contacts_service.domain.errors import (
+from inbox_kit.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,

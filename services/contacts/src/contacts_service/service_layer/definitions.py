@@ -32,15 +32,21 @@ class DefinitionsCache:
     Concurrent misses of one org share a single read.
     """
 
-    def __init__(self, repository: DefinitionsRepository, ttl: float) -> None:
+    def __init__(
+        self,
+        repository: DefinitionsRepository,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._repository = repository
         self._ttl = ttl
+        self._clock = clock
         self._entries: dict[str, tuple[float, Definitions]] = {}
         self._inflight: dict[str, asyncio.Future[Definitions]] = {}
 
     async def get(self, org_id: str, *, fresh: bool = False) -> Definitions:
         entry = self._entries.get(org_id)
-        if entry is not None and not fresh and time.monotonic() - entry[0] < self._ttl:
+        if entry is not None and not fresh and self._clock() - entry[0] < self._ttl:
             return entry[1]
         pending = self._inflight.get(org_id)
         if pending is not None and not fresh:
@@ -67,7 +73,7 @@ class DefinitionsCache:
         """Remember ``definitions`` unless a newer version is already cached."""
         entry = self._entries.get(definitions.org_id)
         if entry is None or entry[1].version <= definitions.version:
-            self._entries[definitions.org_id] = (time.monotonic(), definitions)
+            self._entries[definitions.org_id] = (self._clock(), definitions)
 
 
 @dataclass

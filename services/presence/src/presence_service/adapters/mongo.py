@@ -582,7 +582,9 @@ class MongoPresenceStore:
         doc = await self._state.find_one({"_id": name})
         if doc is not None and doc["holder"] != holder and doc["until"] > now:
             return False
-        async with self._gate.slot():
+        # urgent: a renewal queued behind a burst of writes lets the lease lapse, the holder
+        # flaps, and every follower's floor ages meanwhile
+        async with self._gate.slot(urgent=True):
             await upsert(
                 lambda: self._state.update_one(
                     {"_id": name}, {"$set": {"holder": holder, "until": until}}, upsert=True

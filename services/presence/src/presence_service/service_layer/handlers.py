@@ -11,9 +11,10 @@ Concurrency model (several replicas, non-atomic updates in FerretDB):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,7 +52,7 @@ from presence_service.service_layer.ports import (
     OutboxRecord,
     PresenceStore,
 )
-from presence_service.service_layer.progress import ProgressFloor
+from presence_service.service_layer.progress import FloorReports, ProgressFloor
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ MAX_BATCH = 500
 DEFAULT_PAGE = 100
 MAX_KNOWN_AGENTS = 100_000
 SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
+#: A floor write slower than this is logged: past the replica TTL the replica looks dead.
+SLOW_FLOOR_WRITE = timedelta(seconds=1)
 
 
 class SessionEnded(FailedPrecondition):
@@ -97,6 +100,7 @@ class Presence:
     live: LiveSessions = field(init=False)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
+    floor_reports: FloorReports = field(default_factory=FloorReports)
 
     #: A replica whose progress floor is older than this is taken for dead.
     replica_ttl: timedelta = timedelta(seconds=10)
@@ -150,6 +154,40 @@ async def _orphaned_and_overdue(p: Presence, s: Session, now: datetime) -> bool:
     return s.replica not in await p.alive_replicas()
 
 
+# ---------------------------------------------------------------------------- progress floor
+
+
+def own_floor(p: Presence, now: datetime) -> datetime:
+    return p.progress.floor(now, p.live.earliest_deadline())
+
+
+async def report_floor(p: Presence, at: datetime | None = None) -> None:
+    """Write this replica's floor to the store (``at``: the liveness time, default now).
+    The value is noted as reported before the write is sent: a retroactive hold entered while
+    it is in flight then knows it must report again."""
+
+    async def write() -> None:
+        now = p.clock()
+        value = own_floor(p, now)
+        p.progress.reported(value)
+        await p.store.write_floor(value, now if at is None else at)
+        if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
+            log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
+
+    await p.floor_reports.report(write)
+
+
+@contextlib.asynccontextmanager
+async def holding_back(p: Presence, at: datetime) -> AsyncIterator[None]:
+    """Hold the floor at ``at``, which may lie behind the floor this replica already reported
+    (an orphaned session's stored deadline, an interrupted end): then the lowered floor is
+    reported *before* the caller touches what covered ``at`` until now (see ``progress``)."""
+    with p.progress.hold(at):
+        if p.progress.behind_report(at):
+            await report_floor(p)
+        yield
+
+
 # ---------------------------------------------------------------------------- event records
 
 
@@ -198,9 +236,12 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
 # ---------------------------------------------------------------------------- reconcile
 
 
-async def _live_sessions(p: Presence, agent: AgentRef, now: datetime) -> list[Session]:
-    """The agent's live sessions; overdue ones found on the way are ended as expired. A
-    session this replica serves is judged from memory (exact), others from the store (with
+async def _live_sessions(
+    p: Presence, agent: AgentRef, now: datetime, holds: contextlib.AsyncExitStack
+) -> list[Session]:
+    """The agent's live sessions; overdue ones found on the way are ended as expired (at
+    their deadline, a past time: held on ``holds`` until the caller has claimed what follows).
+    A session this replica serves is judged from memory (exact), others from the store (with
     the slack of ``is_expired_for_others``)."""
     sessions = await p.store.sessions_of([agent])
     ended = await p.store.ended_ids([s.session_id for s in sessions])
@@ -212,12 +253,14 @@ async def _live_sessions(p: Presence, agent: AgentRef, now: datetime) -> list[Se
             p.live.remove(s.session_id)
         elif local is not None and not local.deciding:
             if now > local.deadline + p.timing.handover_grace:
+                await holds.enter_async_context(holding_back(p, local.deadline))
                 await p.store.claim_end(_expired(local))
                 await p.store.delete_session(s.session_id)
                 p.live.remove(s.session_id)
             else:
                 live.append(local.snapshot())
         elif await _orphaned_and_overdue(p, s, now):
+            await holds.enter_async_context(holding_back(p, s.expires_at))
             await p.store.claim_end(expiry_end(s))
             await p.store.delete_session(s.session_id)
             p.live.remove(s.session_id)
@@ -262,21 +305,22 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     claims a transition re-reads and re-checks; so whatever the interleaving, the last actor
     leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
     """
-    for _ in range(MAX_RECONCILE_ROUNDS):
-        head = await p.store.head(agent)
-        if head is not None:
-            p.learn_seq(agent, head.seq)
-        now = p.clock()
-        live = await _live_sessions(p, agent, now)
-        ends: list[SessionEnd] = []
-        if not live and head is not None and head.signed_in:
-            ends = await p.store.ends_since(agent, head.occurred_at)
-        wanted = next_transition(agent, head, live, ends)
-        if wanted is None:
-            return head
-        await _claim(p, wanted)
-    log.warning("reconcile did not settle", extra={"agent_id": agent.agent_id})
-    return await p.store.head(agent)
+    async with contextlib.AsyncExitStack() as holds:
+        for _ in range(MAX_RECONCILE_ROUNDS):
+            head = await p.store.head(agent)
+            if head is not None:
+                p.learn_seq(agent, head.seq)
+            now = p.clock()
+            live = await _live_sessions(p, agent, now, holds)
+            ends: list[SessionEnd] = []
+            if not live and head is not None and head.signed_in:
+                ends = await p.store.ends_since(agent, head.occurred_at)
+            wanted = next_transition(agent, head, live, ends)
+            if wanted is None:
+                return head
+            await _claim(p, wanted)
+        log.warning("reconcile did not settle", extra={"agent_id": agent.agent_id})
+        return await p.store.head(agent)
 
 
 async def end_session(p: Presence, end: SessionEnd) -> bool:
@@ -347,7 +391,7 @@ async def _own_session(p: Presence, principal: Principal, session_id: str) -> Se
     agent = me(principal)
     if end is not None and end.agent == agent:
         if session is not None:  # an end interrupted before cleanup: finish it
-            with p.progress.hold(end.ended_at):
+            async with holding_back(p, end.ended_at):
                 await end_session(p, end)
         p.live.remove(session_id)
         raise SessionEnded(session_id)
@@ -365,14 +409,14 @@ async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datet
     local = p.live.get(session_id)
     if local is not None and not local.deciding and local.session.agent == me(principal):
         if now > local.deadline:  # too late, even if the expiry check did not run yet
-            with p.progress.hold(local.deadline):
+            async with holding_back(p, local.deadline):
                 await end_session(p, _expired(local))
             raise SessionEnded(session_id)
         p.live.beat(session_id, now)
         return now + p.timing.session_timeout
     session = await _own_session(p, principal, session_id)
     if await _orphaned_and_overdue(p, session, now):
-        with p.progress.hold(session.expires_at):
+        async with holding_back(p, session.expires_at):
             await end_session(p, expiry_end(session))
         raise SessionEnded(session_id)
     expires_at = now + p.timing.session_timeout
@@ -420,13 +464,19 @@ async def set_availability(
 ) -> AgentAvailability:
     agent = me(principal)
     now = p.clock()
-    value = AgentAvailability(availability, now)
-    await p.store.set_availability(agent, value)
-    data = AgentAvailabilityChanged(
-        org_id=agent.org_id, agent_id=agent.agent_id, availability=availability, occurred_at=now
-    )
-    record = _record(f"{agent.key}\x1fa{uuid.uuid4()}", data, at=now)
-    await p.store.insert_outbox(record)
+    with p.progress.hold(now):  # the marks cover availability changes too
+        value = AgentAvailability(availability, now)
+        await p.store.set_availability(agent, value)
+        data = AgentAvailabilityChanged(
+            org_id=agent.org_id, agent_id=agent.agent_id, availability=availability, occurred_at=now
+        )
+        record = replace(_record(f"{agent.key}\x1fa{uuid.uuid4()}", data, at=now), occurred_at=now)
+        p.progress.claiming(record.key, now)
+        try:
+            await p.store.insert_outbox(record)
+        except BaseException:
+            p.progress.lost(record.key)
+            raise
     p.claimed.put_nowait(record)
     return value
 
@@ -507,18 +557,27 @@ async def sweep_once(p: Presence, limit: int = 500) -> int:
     Sessions this replica serves are left to ``expire_overdue`` (exact, from memory)."""
     now = p.clock()
     cutoff = now - p.timing.expiry_grace - p.timing.persist_lag
+    orphaned = [
+        s
+        for s in await p.store.overdue_sessions(cutoff, limit)
+        # not served here nor by another live replica, nor deferred after an outage
+        if s.session_id not in p.live and await _orphaned_and_overdue(p, s, now)
+    ]
+    if not orphaned:
+        return 0
     ended = 0
-    for s in await p.store.overdue_sessions(cutoff, limit):
-        if s.session_id in p.live or not await _orphaned_and_overdue(p, s, now):
-            continue  # served here or by another live replica, or deferred after an outage
-        fresh = await p.store.get_session(s.session_id)  # a heartbeat may have just landed
-        if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
-            continue
-        with p.progress.hold(fresh.expires_at):
-            if await p.store.claim_end(expiry_end(fresh)):
-                ended += 1
-            await p.store.delete_session(s.session_id)
-            await reconcile(p, s.agent)
+    # Their stored deadlines lie behind the floor this replica reported: one report for the
+    # batch before the first of them leaves the store (until then it covers that time).
+    async with holding_back(p, min(s.expires_at for s in orphaned)):
+        for s in orphaned:
+            fresh = await p.store.get_session(s.session_id)  # a heartbeat may have landed
+            if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
+                continue
+            async with holding_back(p, fresh.expires_at):
+                if await p.store.claim_end(expiry_end(fresh)):
+                    ended += 1
+                await p.store.delete_session(s.session_id)
+                await reconcile(p, s.agent)
     return ended
 
 
@@ -543,7 +602,7 @@ async def expire_overdue(p: Presence, concurrency: int = 32) -> int:
                 ):
                     p.live.remove(sid)
                     return False
-                with p.progress.hold(local.deadline):
+                async with holding_back(p, local.deadline):
                     return await end_session(p, _expired(local))
             except Exception:
                 p.live.keep(local)  # decide again on the next round

@@ -8,16 +8,26 @@ A transition this replica may still publish has an ``occurred_at`` that is one o
   (``LiveSessions.earliest_deadline``);
 - the event time of a transition it claimed and has not yet seen acknowledged by Kafka
   (``claiming`` / ``published``);
-- the stored deadline of an overdue session its sweeper is ending - ``hold``.
+- the stored deadline of an overdue session its sweeper is ending, or the end time of a
+  session end interrupted before its transition - a *retroactive* hold (``hold_back``).
 Everything else it does later starts with a fresh clock read, i.e. after ``now``.
+
+The floor a replica **reported** (wrote to the store for the marks publisher) must stay a
+lower bound of everything it appends afterwards. A retroactive hold goes below it: such a
+time was covered by what a dead replica left in the store (its orphaned session, with its
+stored deadline), and the actor taking the leftover over removes exactly that cover. So the
+actor first reports its lowered floor, and only then touches the leftover; the publisher
+reads the leftovers *before* the floors (``marks.mark_round``). Whichever order the two
+replicas' reads and writes take, one of the two covers the time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from presence_service.service_layer.ports import ReplicaFloor
@@ -36,6 +46,17 @@ class ProgressFloor:
         self._fast_path: set[str] = set()
         self._claimers: dict[str, int] = {}
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        #: The highest floor this replica reported to the store (None: none yet).
+        self._reported: datetime | None = None
+
+    def reported(self, value: datetime) -> None:
+        if self._reported is None or value > self._reported:
+            self._reported = value
+
+    def behind_report(self, at: datetime) -> bool:
+        """Would a transition at ``at`` fall at or below a floor already reported? Then the
+        lowered floor must be reported before the action that makes the transition."""
+        return self._reported is not None and at - TICK < self._reported
 
     @contextlib.contextmanager
     def hold(self, at: datetime) -> Iterator[None]:
@@ -93,6 +114,28 @@ class ProgressFloor:
         return min(candidates) - TICK
 
 
+class FloorReports:
+    """Serializes a replica's floor writes: each computes its value right before writing,
+    so a write that lands later never carries an older (higher) value; a caller that needs
+    its hold reported waits for a write that *started* after its call (one write serves
+    every caller that queued meanwhile)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._started = 0
+        self._finished = 0
+
+    async def report(self, write: Callable[[], Awaitable[None]]) -> None:
+        ticket = self._started + 1
+        async with self._lock:
+            if self._finished >= ticket:
+                return  # a write that started after this call has landed
+            self._started += 1
+            number = self._started
+            await write()
+            self._finished = number
+
+
 def global_watermark(
     own_floor: datetime,
     own_id: str,
@@ -107,7 +150,8 @@ def global_watermark(
       only rise, so the last one written is a lower bound of its current one;
     - a dead replica claims nothing any more; what it left behind (sessions nobody took
       over, records nobody published) is in the store: ``orphans[id]``, its earliest event
-      time (None: nothing left). Until that was looked at, its last floor holds.
+      time (None: nothing left), which a transition may still carry exactly: the watermark
+      stays one tick below it. Until that was looked at, its last floor holds.
     """
     candidates = [own_floor]
     for f in floors:
@@ -116,5 +160,5 @@ def global_watermark(
         if now - f.at <= replica_ttl or f.replica_id not in orphans:
             candidates.append(f.floor)
         elif (left := orphans[f.replica_id]) is not None:
-            candidates.append(left)
+            candidates.append(left - TICK)  # a transition may carry exactly that time
     return min(candidates)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from replies_service.domain.errors import InvalidArgument
+from inbox_kit.errors import InvalidArgument
 
 TITLE_MAX = 500
 BODY_MAX = 2000

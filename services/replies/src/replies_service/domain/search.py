@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from replies_service.domain.errors import InvalidArgument
+from inbox_kit.errors import InvalidArgument
+
 from replies_service.domain.model import CollectionKind, SavedReply
 
 QUERY_MAX = 200

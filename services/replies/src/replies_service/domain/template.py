@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from replies_service.domain.errors import InvalidArgument
+from inbox_kit.errors import InvalidArgument
 
 NAMESPACES = ("contact", "agent")
 AGENT_KEYS = ("name", "id")

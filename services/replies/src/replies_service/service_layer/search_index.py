@@ -80,10 +80,15 @@ class RevisionReader:
     """
 
     def __init__(
-        self, fetch: Callable[[str], Awaitable[str | None]], *, max_age_seconds: float = 0.0
+        self,
+        fetch: Callable[[str], Awaitable[str | None]],
+        *,
+        max_age_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._max_age = max_age_seconds
+        self._clock = clock
         self._current: dict[str, asyncio.Future[str | None]] = {}
         self._pending: dict[str, asyncio.Future[str | None]] = {}
         self._recent: dict[str, tuple[float, str | None]] = {}  # org → (sent at, revision)
@@ -91,12 +96,12 @@ class RevisionReader:
 
     def forget(self, org_id: str) -> None:
         """A write of this replica completed: reuse only reads sent after it."""
-        self._written_at[org_id] = time.monotonic()
+        self._written_at[org_id] = self._clock()
 
     async def read(self, org_id: str) -> str | None:
         if self._max_age > 0 and (recent := self._recent.get(org_id)) is not None:
             sent_at, revision = recent
-            age = time.monotonic() - sent_at
+            age = self._clock() - sent_at
             if age <= self._max_age and sent_at > self._written_at.get(org_id, float("-inf")):
                 if age > self._max_age / 4 and org_id not in self._current:
                     # refresh ahead: under steady load searches never wait for the database
@@ -115,7 +120,7 @@ class RevisionReader:
         return future
 
     async def _run(self, org_id: str) -> str | None:
-        sent_at = time.monotonic()
+        sent_at = self._clock()
         try:
             revision = await self._fetch(org_id)
             self._recent[org_id] = (sent_at, revision)

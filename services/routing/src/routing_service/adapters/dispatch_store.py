@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,12 +66,25 @@ def _unmark(v: list[Any] | None) -> tuple[int, Cause] | None:
     return (int(v[0]), Cause(v[1], v[2])) if v is not None else None
 
 
+def id_values(mapping: Mapping[str, Any]) -> list[Doc]:
+    """A map keyed by ids as stored: ``[{id, value}]`` ordered by id. Ids are data, never
+    MongoDB field names, so any id the API accepts (``.``, a leading ``$``) can be stored."""
+    return [{"id": k, "value": mapping[k]} for k in sorted(mapping)]
+
+
+def from_id_values(stored: Any) -> dict[str, Any]:
+    """The map back from ``id_values``; also reads the earlier shape, a document keyed by id."""
+    if isinstance(stored, Mapping):
+        return dict(stored)
+    return {str(e["id"]): e["value"] for e in stored or ()}
+
+
 def settings_doc(s: AssignmentSettings) -> Doc:
     return {
         "enabled": s.enabled,
         "default_capacity": s.default_capacity,
-        "team_capacity": dict(s.team_capacity),
-        "channel_teams": dict(s.channel_teams),
+        "team_capacity": id_values(s.team_capacity),
+        "channel_teams": id_values(s.channel_teams),
     }
 
 
@@ -79,8 +92,8 @@ def settings_from(d: Doc) -> AssignmentSettings:
     return AssignmentSettings(
         bool(d.get("enabled", False)),
         d.get("default_capacity"),
-        dict(d.get("team_capacity") or {}),
-        dict(d.get("channel_teams") or {}),
+        from_id_values(d.get("team_capacity")),
+        from_id_values(d.get("channel_teams")),
     )
 
 
@@ -95,6 +108,7 @@ def _proposal_doc(p: Proposal) -> Doc:
         "reason": p.reason.value,
         "ce": [p.cause.event_id, p.cause.event_type],
         "at": _ts(p.occurred_at),
+        "cap": p.capacity,
     }
 
 
@@ -114,6 +128,7 @@ def _proposal_from(org: str, slot_id: str, partition: int, d: Doc) -> Proposal:
         AssignReason(d["reason"]),
         Cause(d["ce"][0], d["ce"][1]),
         at,
+        d.get("cap"),
     )
 
 
@@ -293,9 +308,9 @@ class MongoDispatchStore:
                     "teams": sorted(a.teams),
                     "held": org.held(a.agent_id),
                     "capacity": org.settings.default_capacity,
-                    "team_capacities": {
-                        t: c for t, c in org.settings.team_capacity.items() if t in a.teams
-                    },
+                    "team_capacities": id_values(
+                        {t: c for t, c in org.settings.team_capacity.items() if t in a.teams}
+                    ),
                 }
             )
         return {
@@ -312,12 +327,17 @@ class MongoDispatchStore:
             await self._views.bulk_write(ops[i : i + BULK_CHUNK], ordered=False)
 
     async def get_assignment_view(self, org_id: str) -> Doc | None:
-        return await self._views.find_one({"_id": org_id})
+        """The org's view, its maps as dicts (as the RPCs read them)."""
+        view = await self._views.find_one({"_id": org_id})
+        for agent in (view or {}).get("agents", []):
+            agent["team_capacities"] = from_id_values(agent.get("team_capacities"))
+        return view
 
     # -- settings -------------------------------------------------------------------------------
 
     async def get_settings(self, org_id: str) -> Doc | None:
-        return await self._settings.find_one({"_id": org_id})
+        """The stored settings document, the maps of ``current`` as dicts."""
+        return _readable(await self._settings.find_one({"_id": org_id}))
 
     async def append_settings(
         self, org_id: str, settings: AssignmentSettings, *, by: str, at: datetime
@@ -328,4 +348,12 @@ class MongoDispatchStore:
         doc["current"] = current
         doc["history"] = [*doc.get("history", []), current][-HISTORY_KEPT:]
         await self._settings.replace_one({"_id": org_id}, doc, upsert=True)
+        return _readable(doc) or doc
+
+
+def _readable(doc: Doc | None) -> Doc | None:
+    current = (doc or {}).get("current")
+    if doc is None or not current:
         return doc
+    maps = {k: from_id_values(current.get(k)) for k in ("team_capacity", "channel_teams")}
+    return {**doc, "current": {**current, **maps}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from routing_service.domain.model import (
     Decision,
@@ -14,11 +14,13 @@ from routing_service.domain.model import (
 from routing_service.service_layer.ports import (
     AgentKey,
     Command,
+    Compaction,
     ConversationKey,
     ConversationView,
     DecisionRow,
     JournalRow,
     Page,
+    SnapshotRow,
 )
 
 
@@ -27,6 +29,11 @@ class InMemoryStore:
         self.journal: dict[tuple[str, str, str], JournalRow] = {}
         self.decisions: dict[str, DecisionRow] = {}
         self.published: set[str] = set()
+        self.compacted: set[str] = set()
+        self.snapshots: dict[ConversationKey, SnapshotRow] = {}
+        self.resident: dict[ConversationKey, int] = {}
+        #: Optional fault injection: called before each write of a compaction step.
+        self.before_write: Callable[[str], None] | None = None
         self.views: dict[ConversationKey, ConversationView] = {}
         self.presence: dict[AgentKey, dict[str, PresenceEntry]] = {}
         self.settings_by_org: dict[str, SettingsHistory] = {}
@@ -40,7 +47,12 @@ class InMemoryStore:
 
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]:
         return [
-            DecisionRow(r.partition, r.decision, r.decision.decision_id in self.published)
+            DecisionRow(
+                r.partition,
+                r.decision,
+                r.decision.decision_id in self.published,
+                r.decision.decision_id in self.compacted,
+            )
             for r in self.decisions.values()
             if r.partition in partitions
         ]
@@ -52,8 +64,32 @@ class InMemoryStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         self.published.update(r.decision.decision_id for r in rows)
 
-    async def load_view_fingerprints(self, partitions: Sequence[int]) -> dict[ConversationKey, str]:
-        return {k: v.fingerprint for k, v in self.views.items() if v.partition in partitions}
+    async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
+        return [(k, p) for k, p in self.resident.items() if p in partitions]
+
+    async def load_snapshots(
+        self, keys: Iterable[ConversationKey]
+    ) -> dict[ConversationKey, SnapshotRow]:
+        return {k: self.snapshots[k] for k in keys if k in self.snapshots}
+
+    async def compact(self, step: Compaction) -> None:
+        self._before("snapshots")
+        for row in step.snapshots:
+            self.snapshots[row.key] = row
+        self._before("resident")
+        for row in step.resident:
+            self.resident[row.key] = row.partition
+        for key in step.not_resident:
+            self.resident.pop(key, None)
+        self._before("decisions")
+        self.compacted.update(r.decision.decision_id for r in step.decisions)
+        self._before("journal")
+        for jk in step.journal:
+            self.journal.pop(jk, None)
+
+    def _before(self, write: str) -> None:
+        if self.before_write is not None:
+            self.before_write(write)
 
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
@@ -116,6 +152,9 @@ class InMemoryViews:
 
     def drop(self, partitions: set[int]) -> None:
         return None
+
+    def pending(self, key: ConversationKey) -> bool:
+        return False
 
 
 class RecordingDecisionPublisher:

@@ -14,14 +14,15 @@ the secondary indexes created in ``ensure_indexes``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inbox_kit.mongo import bulk_write, insert_many, upsert
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from routing_service.domain.model import (
     AuditEntry,
@@ -35,18 +36,24 @@ from routing_service.domain.model import (
     Reason,
     SettingChange,
     SettingsHistory,
+    Snapshot,
 )
 from routing_service.service_layer.ports import (
     AgentKey,
+    Compaction,
     ConversationKey,
     ConversationView,
     DecisionRow,
     JournalRow,
     Page,
+    SnapshotRow,
 )
 
 Doc = dict[str, Any]
+log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
+#: Concurrent point reads in flight (the driver's pool is 100 connections).
+POINT_READS_AT_ONCE = 200
 
 
 def _ts(dt: datetime) -> str:
@@ -90,23 +97,45 @@ async def _find_by_ids(collection: Any, ids: Sequence[str]) -> list[Doc]:
     collection for ``{_id: {$in: [...]}}``; a few concurrent point reads stay cheap however
     large the collection grows (and are just as correct on MongoDB).
     """
-    found = await asyncio.gather(*(collection.find_one({"_id": i}) for i in dict.fromkeys(ids)))
-    return [d for d in found if d is not None]
+    out: list[Doc] = []
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), POINT_READS_AT_ONCE):
+        part = unique[start : start + POINT_READS_AT_ONCE]
+        found = await asyncio.gather(*(collection.find_one({"_id": i}) for i in part))
+        out += [d for d in found if d is not None]
+    return out
 
 
 class MongoRoutingStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], *, decision_retention: timedelta = timedelta(hours=24)
+    ) -> None:
         self._db = db
+        self._retention = decision_retention
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
         self._views = db["conversations"]
         self._presence = db["presence"]
         self._settings = db["settings"]
+        self._snapshots = db["snapshots"]
+        self._resident = db["resident"]
 
     async def ensure_indexes(self) -> None:
-        for coll in (self._journal, self._decisions, self._published, self._views):
+        for coll in (
+            self._journal,
+            self._decisions,
+            self._published,
+            self._views,
+            self._resident,
+        ):
             await coll.create_index([("partition", ASCENDING)])
+        for coll in (self._decisions, self._published):
+            try:
+                await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+            except OperationFailure:
+                # FerretDB v1 has no TTL indexes: ``prune`` does the same, bounded
+                log.info("no TTL index on %s; pruning task only", coll.name)
         await self._views.create_index(
             [
                 ("org_id", ASCENDING),
@@ -167,7 +196,7 @@ class MongoRoutingStore:
 
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]:
         query = {"partition": {"$in": list(partitions)}}
-        published = {d["_id"] async for d in self._published.find(query)}
+        marks = {d["_id"]: bool(d.get("compacted")) async for d in self._published.find(query)}
         rows = []
         async for d in self._decisions.find(query):
             decision = Decision(
@@ -182,27 +211,13 @@ class MongoRoutingStore:
                 _dt(d["occurred_at"]),
                 d["cause_rank"],
             )
-            rows.append(DecisionRow(d["partition"], decision, d["_id"] in published))
+            rows.append(
+                DecisionRow(d["partition"], decision, d["_id"] in marks, marks.get(d["_id"], False))
+            )
         return rows
 
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
-        docs = [
-            {
-                "_id": r.decision.decision_id,
-                "partition": r.partition,
-                "org_id": r.decision.org_id,
-                "conversation_id": r.decision.conversation_id,
-                "previous_assignee_id": r.decision.previous_assignee_id,
-                "assignment_id": r.decision.assignment_id,
-                "reason": r.decision.reason.value,
-                "cause_event_id": r.decision.cause_event_id,
-                "cause_event_type": r.decision.cause_event_type,
-                "occurred_at": _ts(r.decision.occurred_at),
-                "cause_rank": r.decision.cause_rank,
-            }
-            for r in rows
-        ]
-        await insert_ignoring_duplicates(self._decisions, docs)
+        await insert_ignoring_duplicates(self._decisions, [_decision_doc(r) for r in rows])
 
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         docs = [{"_id": r.decision.decision_id, "partition": r.partition} for r in rows]
@@ -210,14 +225,115 @@ class MongoRoutingStore:
 
     # -- read model -----------------------------------------------------------------------------
 
-    async def load_view_fingerprints(self, partitions: Sequence[int]) -> dict[ConversationKey, str]:
-        return {
-            (d["org_id"], d["conversation_id"]): d.get("fingerprint", "")
-            async for d in self._views.find(
-                {"partition": {"$in": list(partitions)}},
-                {"org_id": 1, "conversation_id": 1, "fingerprint": 1},
+    # -- snapshots ------------------------------------------------------------------------------
+
+    async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
+        return [
+            ((d["org_id"], d["conversation_id"]), d["partition"])
+            async for d in self._resident.find({"partition": {"$in": list(partitions)}})
+        ]
+
+    async def load_snapshots(
+        self, keys: Iterable[ConversationKey]
+    ) -> dict[ConversationKey, SnapshotRow]:
+        ids = [conversation_doc_id(o, c) for o, c in keys]
+        rows = [_snapshot_from(d) for d in await _find_by_ids(self._snapshots, ids)]
+        return {r.key: r for r in rows}
+
+    async def compact(self, step: Compaction) -> None:
+        """Each write is idempotent (exact ``_id``): a crash in between is repaired by the
+        next step (journal entries behind a stored snapshot are ignored and deleted later)."""
+        if step.snapshots:
+            await self.write_snapshots(step.snapshots)
+        if step.resident:
+            await bulk_write(
+                self._resident,
+                [
+                    ReplaceOne(
+                        {"_id": conversation_doc_id(*r.key)},
+                        {
+                            "org_id": r.org_id,
+                            "conversation_id": r.conversation_id,
+                            "partition": r.partition,
+                        },
+                        upsert=True,
+                    )
+                    for r in step.resident
+                ],
             )
-        }
+        if step.not_resident:
+            await bulk_write(
+                self._resident,
+                [DeleteOne({"_id": conversation_doc_id(*k)}) for k in step.not_resident],
+            )
+        if step.decisions:
+            # folded into their snapshots: kept for the retention period (expire_at: MongoDB's
+            # TTL index, or ``prune`` on FerretDB), then deleted with their published marks
+            expiring = {
+                r.decision.decision_id: _expiry(r.decision.occurred_at, self._retention)
+                for r in step.decisions
+            }
+            await bulk_write(
+                self._decisions,
+                [
+                    ReplaceOne(
+                        {"_id": r.decision.decision_id},
+                        {**_decision_doc(r), "expire_at": expiring[r.decision.decision_id]},
+                        upsert=True,
+                    )
+                    for r in step.decisions
+                ],
+            )
+            await bulk_write(
+                self._published,
+                [
+                    ReplaceOne(
+                        {"_id": r.decision.decision_id},
+                        {
+                            "partition": r.partition,
+                            "compacted": True,
+                            "expire_at": expiring[r.decision.decision_id],
+                        },
+                        upsert=True,
+                    )
+                    for r in step.decisions
+                ],
+            )
+        if step.journal:
+            await bulk_write(
+                self._journal, [DeleteOne({"_id": "|".join(jk)}) for jk in step.journal]
+            )
+
+    async def insert_snapshots(self, rows: Sequence[SnapshotRow]) -> int:
+        """Insert (existing ones are skipped): the bulk path for seeding history."""
+        docs = [{"_id": conversation_doc_id(*r.key), **_snapshot_doc(r)} for r in rows]
+        return await insert_ignoring_duplicates(self._snapshots, docs)
+
+    async def prune(self, now: datetime, *, limit: int = 640) -> int:
+        """Delete up to ``limit`` compacted decisions (and their published marks) whose
+        retention ended; drop the retired ``sweeps`` collection. Returns how many went."""
+        if "sweeps" in await self._db.list_collection_names():
+            await self._db.drop_collection("sweeps")
+        expired = [
+            d["_id"]
+            async for d in self._published.find(
+                {"compacted": True, "expire_at": {"$lt": now}}, {"_id": 1}
+            ).limit(limit)
+        ]
+        if expired:
+            await bulk_write(self._decisions, [DeleteOne({"_id": i}) for i in expired])
+            await bulk_write(self._published, [DeleteOne({"_id": i}) for i in expired])
+        return len(expired)
+
+    async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
+        """Replace (upsert) by exact ``_id``."""
+        await bulk_write(
+            self._snapshots,
+            [
+                ReplaceOne({"_id": conversation_doc_id(*r.key)}, _snapshot_doc(r), upsert=True)
+                for r in rows
+            ],
+        )
 
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
@@ -420,3 +536,81 @@ def _view_from(d: Doc) -> ConversationView:
     return ConversationView(
         d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", []))
     )
+
+
+def _decision_doc(r: DecisionRow) -> Doc:
+    d = r.decision
+    return {
+        "_id": d.decision_id,
+        "partition": r.partition,
+        "org_id": d.org_id,
+        "conversation_id": d.conversation_id,
+        "previous_assignee_id": d.previous_assignee_id,
+        "assignment_id": d.assignment_id,
+        "reason": d.reason.value,
+        "cause_event_id": d.cause_event_id,
+        "cause_event_type": d.cause_event_type,
+        "occurred_at": _ts(d.occurred_at),
+        "cause_rank": d.cause_rank,
+    }
+
+
+def _expiry(occurred_at: datetime, retention: timedelta) -> datetime:
+    """A BSON date (what a TTL index reads), naive UTC as PyMongo stores it."""
+    return (occurred_at + retention).astimezone(UTC).replace(tzinfo=None)
+
+
+def _state_doc(s: ConversationState) -> Doc:
+    return {
+        "queue": s.queue.value if s.queue else None,
+        "assignee_id": s.assignee_id,
+        "assignment_id": s.assignment_id,
+        "assigned_at": _opt_ts(s.assigned_at),
+        "assigned_by": s.assigned_by,
+        "assignee_signed_in_at_assignment": s.assignee_signed_in_at_assignment,
+        "assignee_signed_out_since": s.assignee_signed_out_since,
+        "updated_at": _opt_ts(s.updated_at),
+    }
+
+
+def _state_from(org_id: str, conversation_id: str, d: Doc) -> ConversationState:
+    return ConversationState(
+        org_id=org_id,
+        conversation_id=conversation_id,
+        queue=Queue(d["queue"]) if d.get("queue") else None,
+        assignee_id=d.get("assignee_id"),
+        assignment_id=d.get("assignment_id"),
+        assigned_at=_opt_dt(d.get("assigned_at")),
+        assigned_by=d.get("assigned_by"),
+        assignee_signed_in_at_assignment=d.get("assignee_signed_in_at_assignment"),
+        assignee_signed_out_since=bool(d.get("assignee_signed_out_since", False)),
+        updated_at=_opt_dt(d.get("updated_at")),
+    )
+
+
+def _snapshot_doc(r: SnapshotRow) -> Doc:
+    snap = r.snapshot
+    return {
+        "org_id": r.org_id,
+        "conversation_id": r.conversation_id,
+        "partition": r.partition,
+        "horizon": _ts(snap.horizon),
+        "state": _state_doc(snap.state),
+        "audit": [_audit_doc(a) for a in snap.audit],
+        "folded": snap.folded,
+        "channel_id": snap.channel_id,
+        "latest_at": _opt_ts(snap.latest_at),
+    }
+
+
+def _snapshot_from(d: Doc) -> SnapshotRow:
+    org_id, conversation_id = d["org_id"], d["conversation_id"]
+    snap = Snapshot(
+        _state_from(org_id, conversation_id, d["state"]),
+        tuple(_audit_from(a) for a in d.get("audit", [])),
+        _dt(d["horizon"]),
+        folded=int(d.get("folded", 0)),
+        channel_id=d.get("channel_id"),
+        latest_at=_opt_dt(d.get("latest_at")),
+    )
+    return SnapshotRow(org_id, conversation_id, int(d["partition"]), snap)

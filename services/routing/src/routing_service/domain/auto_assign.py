@@ -23,7 +23,10 @@ from routing_service.domain.model import (
     FoldResult,
     PresenceEntry,
     Queue,
+    channel_of,
 )
+
+__all__ = ["channel_of"]
 
 AUTO_ASSIGNED_TYPE = "inbox.routing.auto_assigned.v1"
 AUTO_UNASSIGNED_TYPE = "inbox.routing.auto_unassigned.v1"
@@ -102,15 +105,6 @@ def waiting_period(
     return start
 
 
-def channel_of(entries: Sequence[ConversationEntry]) -> str | None:
-    """The channel of the conversation's latest message (None: no message yet)."""
-    latest: ConversationEntry | None = None
-    for e in entries:
-        if e.channel_id is not None and (latest is None or e.sort_key > latest.sort_key):
-            latest = e
-    return latest.channel_id if latest is not None else None
-
-
 def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
     s = result.state
     period = waiting_period(s, result.audit)
@@ -125,10 +119,10 @@ def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
     return DispatchView(
         queue=s.queue.value if s.queue is not None else Queue.NEW.value,
         assignee_id=s.assignee_id,
-        channel_id=channel_of(list(lg.entries.values())),
+        channel_id=lg.channel_id,
         waiting_since=period[0] if period else None,
         waiting_cause=period[1] if period else None,
-        version=len(lg.entries) + len(lg.facts),
+        version=lg.version,
         cause=cause,
         at=at,
     )
@@ -136,7 +130,7 @@ def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
 
 def latest_event_time(lg: ConversationLog) -> datetime | None:
     """Event time of the latest event known of the conversation."""
-    return max((e.occurred_at for e in lg.entries.values()), default=None)
+    return lg.latest_at
 
 
 def signed_out_at(timeline: Sequence[PresenceEntry]) -> datetime | None:
@@ -153,9 +147,14 @@ def review(
     waiting_cause: str,
     channel_id: str | None,
     agent_signed_out_at: datetime | None,
+    agent_held: int = 0,
+    capacity: int | None = None,
 ) -> Refusal | None:
     """None: accept. The conversation must still be in the proposal's waiting period, on the
-    channel the proposal was judged for (a new channel can mean another team)."""
+    channel the proposal was judged for (a new channel can mean another team); the agent
+    signed in; and what the agent holds among the owner's conversations (``agent_held``)
+    below the proposal's ``capacity``: the dispatcher counted everything it had seen, this
+    catches a hand assignment it had not seen yet."""
     if (
         view is None
         or not view.waiting
@@ -165,6 +164,8 @@ def review(
         return Refusal.NOT_WAITING
     if agent_signed_out_at is not None:
         return Refusal.AGENT_SIGNED_OUT
+    if capacity is not None and agent_held >= capacity:
+        return Refusal.AGENT_AT_CAPACITY
     return None
 
 

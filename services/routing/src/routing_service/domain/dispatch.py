@@ -57,6 +57,9 @@ class Refusal(StrEnum):
     """The conversation had stopped waiting (or started waiting anew) meanwhile."""
     AGENT_SIGNED_OUT = "agent_signed_out"
     """The owner's presence timeline shows the agent signed out."""
+    AGENT_AT_CAPACITY = "agent_at_capacity"
+    """The owner's conversations held by the agent already reach the capacity (a hand
+    assignment the dispatcher had not seen yet)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class Proposal:
     reason: AssignReason
     cause: Cause
     occurred_at: datetime
+    #: The capacity applied (None: unlimited): the owner checks it against what it holds.
+    capacity: int | None = None
 
 
 def proposal_id(
@@ -535,6 +540,7 @@ class OrgDispatcher:
             reason,
             cause,
             self.clock,
+            self.settings.capacity(self.settings.team_of(slot.channel_id)),
         )
         agent.last_auto = self.seq
         self._set_pending(slot, p, cause)

@@ -204,6 +204,32 @@ class ConversationState:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A conversation's fold up to its ``horizon`` (event time), and what later folds need.
+
+    Everything stamped at or before the horizon (its events, the decisions taken on them, its
+    assignees' presence) is folded into ``state`` and ``audit``; a later fold starts from here
+    and replays only what is stamped after the horizon. An event stamped at or before the
+    horizon can therefore not be folded any more (README, "The horizon rule").
+    """
+
+    state: ConversationState
+    audit: tuple[AuditEntry, ...]
+    horizon: datetime
+    #: Events and decisions folded in, so the dispatch version keeps growing.
+    folded: int = 0
+    #: Channel of the latest message folded in (automatic assignment's team routing).
+    channel_id: str | None = None
+    #: Event time of the latest event folded in.
+    latest_at: datetime | None = None
+
+    @property
+    def resident(self) -> bool:
+        """NEW and assigned: a sign-out sweep must find it, so its owner keeps it in memory."""
+        return self.state.queue is Queue.NEW and self.state.assignee_id is not None
+
+
 @dataclass(frozen=True)
 class FoldResult:
     state: ConversationState
@@ -234,6 +260,8 @@ def fold(
     settings: SettingsHistory,
     facts: Iterable[Decision] = (),
     final_until: datetime | None = None,
+    snapshot: Snapshot | None = None,
+    until: datetime | None = None,
 ) -> FoldResult:
     """Replay everything known about one conversation in event-time order.
 
@@ -245,22 +273,31 @@ def fold(
     decision is not applied; ``FoldResult.pending_at`` tells when the earliest one would be
     due, so the owner folds again once progress has reached it. Facts (decisions already
     taken) always apply.
+
+    With a ``snapshot`` the fold starts from it and replays only what is stamped after its
+    horizon; with ``until`` it stops after what is stamped at or before ``until`` (compaction).
     """
-    fact_by_id = {f.decision_id: f for f in facts}
+    horizon = snapshot.horizon if snapshot is not None else None
+
+    def kept(at: datetime) -> bool:
+        return (horizon is None or at > horizon) and (until is None or at <= until)
+
+    fact_by_id = {f.decision_id: f for f in facts if kept(f.occurred_at)}
     items: list[tuple[tuple[object, ...], object, str | None]] = []
     for e in entries:
-        items.append(((*e.sort_key, 0), e, None))
+        if kept(e.occurred_at):
+            items.append(((*e.sort_key, 0), e, None))
     for f in fact_by_id.values():
         items.append((f.sort_key, f, None))
     for agent, timeline in timelines.items():
         for p in timeline:
-            if not p.signed_in:
+            if not p.signed_in and kept(p.occurred_at):
                 items.append(((*p.sort_key, 0), p, agent))
             # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
     items.sort(key=lambda it: it[0])
 
-    s = ConversationState(org_id, conversation_id)
-    audit: list[AuditEntry] = []
+    s = snapshot.state if snapshot is not None else ConversationState(org_id, conversation_id)
+    audit: list[AuditEntry] = list(snapshot.audit) if snapshot is not None else []
     new: list[Decision] = []
     applied: set[str] = set()
     pending_at: datetime | None = None
@@ -452,15 +489,26 @@ def agents_of(entries: Iterable[ConversationEntry], facts: Iterable[Decision] = 
     return agents
 
 
+def channel_of(entries: Iterable[ConversationEntry]) -> str | None:
+    """The channel of the latest message among ``entries`` (None: no message)."""
+    latest: ConversationEntry | None = None
+    for e in entries:
+        if e.channel_id is not None and (latest is None or e.sort_key > latest.sort_key):
+            latest = e
+    return latest.channel_id if latest is not None else None
+
+
 @dataclass
 class ConversationLog:
-    """What an owner keeps per conversation: its events (deduplicated) and its facts."""
+    """What an owner keeps per conversation: its snapshot, the events after its horizon
+    (deduplicated) and the facts after it."""
 
     org_id: str
     conversation_id: str
     partition: int
     entries: dict[str, ConversationEntry] = field(default_factory=dict)
     facts: dict[str, Decision] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""
@@ -468,3 +516,87 @@ class ConversationLog:
             return False
         self.entries[entry.event_id] = entry
         return True
+
+    def behind_horizon(self, at: datetime) -> bool:
+        """Stamped at or before the snapshot's horizon: it cannot be folded any more."""
+        return self.snapshot is not None and at <= self.snapshot.horizon
+
+    def add_fact(self, decision: Decision) -> None:
+        if not self.behind_horizon(decision.occurred_at):
+            self.facts[decision.decision_id] = decision
+
+    @property
+    def version(self) -> int:
+        """Everything known of the conversation (events + decisions): only grows."""
+        folded = self.snapshot.folded if self.snapshot is not None else 0
+        return folded + len(self.entries) + len(self.facts)
+
+    @property
+    def channel_id(self) -> str | None:
+        """The channel of its latest message (None: no message yet)."""
+        latest = channel_of(self.entries.values())
+        if latest is None and self.snapshot is not None:
+            return self.snapshot.channel_id
+        return latest
+
+    @property
+    def latest_at(self) -> datetime | None:
+        """Event time of the latest event known (the snapshot's horizon counts as known)."""
+        times = [e.occurred_at for e in self.entries.values()]
+        if self.snapshot is not None:
+            times.append(self.snapshot.horizon)
+        return max(times, default=None)
+
+    def agents(self) -> set[str]:
+        """Every agent whose presence can matter to the next fold."""
+        agents = agents_of(self.entries.values(), self.facts.values())
+        if self.snapshot is not None and self.snapshot.state.assignee_id is not None:
+            agents.add(self.snapshot.state.assignee_id)
+        return agents
+
+    @property
+    def settled(self) -> bool:
+        """Nothing after the horizon: the snapshot alone is the conversation."""
+        return not self.entries and not self.facts
+
+
+def compact(
+    lg: ConversationLog,
+    horizon: datetime,
+    *,
+    timelines: Mapping[str, Sequence[PresenceEntry]],
+    settings: SettingsHistory,
+) -> Snapshot | None:
+    """The conversation's snapshot at ``horizon`` (None: nothing to fold in, or a decision up
+    to the horizon is not taken yet: the owner folds it first and compacts later)."""
+    old = lg.snapshot
+    if old is not None and horizon <= old.horizon:
+        return None
+    entries = [e for e in lg.entries.values() if e.occurred_at <= horizon]
+    facts = [f for f in lg.facts.values() if f.occurred_at <= horizon]
+    if not entries and not facts:
+        return None
+    result = fold(
+        lg.org_id,
+        lg.conversation_id,
+        entries,
+        timelines=timelines,
+        settings=settings,
+        facts=facts,
+        final_until=horizon,
+        snapshot=old,
+        until=horizon,
+    )
+    if result.new_decisions or not result.state.exists:
+        return None
+    times = [e.occurred_at for e in entries]
+    if old is not None and old.latest_at is not None:
+        times.append(old.latest_at)
+    return Snapshot(
+        result.state,
+        result.audit,
+        horizon,
+        folded=(old.folded if old is not None else 0) + len(entries) + len(facts),
+        channel_id=channel_of(entries) or (old.channel_id if old is not None else None),
+        latest_at=max(times, default=None),
+    )

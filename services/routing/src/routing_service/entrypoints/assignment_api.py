@@ -54,9 +54,6 @@ def _ids(field: str, mapping: Mapping[str, Any]) -> None:
     for k, v in mapping.items():
         for part in (k, v) if isinstance(v, str) else (k,):
             problem = id_problem(part, MAX_ID)
-            # the maps are stored as documents keyed by these ids (MongoDB field names)
-            if problem is None and ("." in part or part.startswith("$")):
-                problem = "must not contain '.' or start with '$'"
             if problem is not None:
                 raise InvalidArgument(field, f"ids {problem}")
 

@@ -88,6 +88,8 @@ class AutoAssigner:
         self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
         #: waiting views whose event time presence progress has not reached yet
         self._held: dict[ConversationKey, tuple[ConversationLog, DispatchView]] = {}
+        #: agent -> the conversations of this owner they hold (NEW or PENDING), per the folds
+        self._holds: dict[AgentKey, set[ConversationKey]] = {}
 
     @property
     def holding(self) -> bool:
@@ -104,6 +106,8 @@ class AutoAssigner:
             return
         key = (lg.org_id, lg.conversation_id)
         view = dispatch_view(lg, result)
+        before = self._views.get(key)
+        self._count_holder(key, before[1] if before is not None else None, view)
         self._views[key] = (lg.partition, view)
         answer = self._answers.pop(key, None)
         self._held.pop(key, None)  # superseded by this view, whatever it is
@@ -127,12 +131,37 @@ class AutoAssigner:
         self._published[(lg.org_id, lg.conversation_id)] = view
         self._outbox.append(self._change(lg, view, answer))
 
+    def _count_holder(
+        self, key: ConversationKey, before: DispatchView | None, after: DispatchView
+    ) -> None:
+        was, now = _holder(before), _holder(after)
+        if was == now:
+            return
+        if was is not None:
+            held = self._holds.get((key[0], was))
+            if held is not None:
+                held.discard(key)
+                if not held:
+                    del self._holds[(key[0], was)]
+        if now is not None:
+            self._holds.setdefault((key[0], now), set()).add(key)
+
     def forget(self, partitions: set[int]) -> None:
         for key in [k for k, (p, _) in self._views.items() if p in partitions]:
+            holder = _holder(self._views[key][1])
+            if holder is not None:
+                self._holds.get((key[0], holder), set()).discard(key)
             del self._views[key]
             self._published.pop(key, None)
             self._answers.pop(key, None)
             self._held.pop(key, None)
+
+    def forget_keys(self, keys: Iterable[ConversationKey]) -> None:
+        """Conversations the owner evicted from memory (folded again when loaded)."""
+        for key in keys:
+            self._views.pop(key, None)
+            self._published.pop(key, None)
+            self._answers.pop(key, None)
 
     # -- proposals ----------------------------------------------------------------------------
 
@@ -140,13 +169,18 @@ class AutoAssigner:
         self,
         proposals: Sequence[CloudEvent[AssignmentProposed]],
         logs: dict[ConversationKey, ConversationLog],
+        known: dict[AgentKey, list[PresenceEntry]] | None = None,
     ) -> tuple[list[tuple[ConversationLog, ConversationEntry]], list[ConversationKey]]:
         """Accepted proposals' journal entries (to add and re-fold) and the keys to re-fold
-        for accepted duplicates; refusals are answered at once."""
-        agents = {(e.data.org_id, e.data.agent_id) for e in proposals}
-        timelines = await self._timelines(agents)
+        for accepted duplicates; refusals are answered at once. ``known``: the timelines of
+        every proposed agent, read already (an agent missing from it has none); else read."""
+        if known is None:
+            known = await self._timelines({(e.data.org_id, e.data.agent_id) for e in proposals})
+        timelines = known
         accepted: list[tuple[ConversationLog, ConversationEntry]] = []
         again: list[ConversationKey] = []
+        #: accepted in this call, not in ``_holds`` until the re-fold
+        taking: dict[AgentKey, int] = {}
         for event in proposals:
             p = event.data
             key = (p.org_id, p.conversation_id)
@@ -163,11 +197,14 @@ class AutoAssigner:
             view = current[1] if current is not None else None
             timeline = timelines.get((p.org_id, p.agent_id), [])
             out = signed_out_at(timeline)
+            agent = (p.org_id, p.agent_id)
             refusal = review(
                 view=view,
                 waiting_cause=p.waiting_cause,
                 channel_id=p.channel_id,
                 agent_signed_out_at=out,
+                agent_held=len(self._holds.get(agent, ())) + taking.get(agent, 0),
+                capacity=p.capacity,
             )
             if view is None:
                 self._outbox.append(self._refusal_of_unknown(p, event.id))
@@ -186,6 +223,7 @@ class AutoAssigner:
                 known=[latest_event_time(lg), *(t.occurred_at for t in timeline)],
             )
             accepted.append((lg, entry))
+            taking[agent] = taking.get(agent, 0) + 1
             self._answers[key] = _Answer(p, event.id)
             self._assigned[event.id] = self._assigned_event(p, event.id, entry)
         return accepted, again
@@ -273,6 +311,13 @@ class AutoAssigner:
 
 def _reached(progress: datetime | None, at: datetime) -> bool:
     return progress is not None and at <= progress
+
+
+def _holder(view: DispatchView | None) -> str | None:
+    """Whom the conversation counts against (NEW or PENDING with an assignee)."""
+    if view is None or view.queue == "RESOLVED":
+        return None
+    return view.assignee_id
 
 
 def keys_of(items: Iterable[tuple[ConversationLog, ConversationEntry]]) -> list[ConversationKey]:

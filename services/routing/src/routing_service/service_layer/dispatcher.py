@@ -142,6 +142,7 @@ def proposal_event(p: Proposal) -> CloudEvent[AssignmentProposed]:
             # never empty on the wire, even for a state restored from an older snapshot
             cause_event_id=p.cause.event_id or p.waiting_cause,
             cause_event_type=p.cause.event_type or "unknown",
+            capacity=p.capacity,
             occurred_at=p.occurred_at,
         ),
         source=SOURCE,
@@ -172,7 +173,9 @@ class Dispatcher:
         self.partitions: dict[int, PartitionState] = {}
         self._last_snapshot = time.monotonic()
         self._snapshot_spacing = snapshot_seconds
+        self._serialize_cost = self._write_cost = 0.0
         self._last_views = time.monotonic()
+        self._view_spacing = view_seconds
         self._background: asyncio.Task[None] | None = None
         self._outbox: list[CloudEvent[AssignmentProposed]] = []
         self.proposed = 0
@@ -254,8 +257,11 @@ class Dispatcher:
             self._last_snapshot = time.monotonic()
             # serializing holds the loop: keep it under ~5% of the time, whatever the size
             cost = self._last_snapshot - now
-            self._snapshot_spacing = max(self._snapshot_seconds, 20 * cost)
-        if now - self._last_views >= self._view_seconds:
+            self._serialize_cost = cost
+            self._snapshot_spacing = max(
+                self._snapshot_seconds, 20 * self._serialize_cost, 10 * self._write_cost
+            )
+        if now - self._last_views >= self._view_spacing:
             self._last_views = now
             for state in self.partitions.values():
                 views += [self._store.assignment_view(state.orgs[o]) for o in state.changed_orgs]
@@ -264,11 +270,21 @@ class Dispatcher:
             self._background = asyncio.create_task(self._persist(snapshots, views))
 
     async def _persist(self, snapshots: list[Any], views: list[Any]) -> None:
+        # The database is shared with the owners' hot path (one SQLite writer on FerretDB):
+        # each kind of write is spaced so that it takes at most ~10% of the time.
         try:
             if views:
+                started = time.monotonic()
                 await self._store.write_assignment_views(views)
-            for snap in snapshots:
-                await self._store.save_snapshot(snap)
+                self._view_spacing = max(self._view_seconds, 10 * (time.monotonic() - started))
+            if snapshots:
+                started = time.monotonic()
+                for snap in snapshots:
+                    await self._store.save_snapshot(snap)
+                self._write_cost = time.monotonic() - started
+                self._snapshot_spacing = max(
+                    self._snapshot_seconds, 20 * self._serialize_cost, 10 * self._write_cost
+                )
         except Exception:
             log.warning("dispatch state not persisted; retried at the next interval", exc_info=True)
             for state in self.partitions.values():
@@ -280,9 +296,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Persist on time also when no records arrive (the last change of a burst)."""
-        while True:
-            await asyncio.sleep(self._view_seconds / 2)
-            self._maybe_persist()  # synchronous up to the background task: no lock needed
+        try:
+            while True:
+                await asyncio.sleep(self._view_seconds / 2)
+                self._maybe_persist()  # synchronous up to the background task: no lock needed
+        finally:
+            # stopping: a write still in flight would outlive the database client (the next
+            # owner replays from the last snapshot written)
+            if self._background is not None and not self._background.done():
+                self._background.cancel()
 
     async def flush(self) -> None:
         """Persist everything now (tests, shutdown)."""

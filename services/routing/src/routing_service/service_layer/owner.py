@@ -13,6 +13,14 @@ redelivers the batch, which re-derives the same decisions with the same ids.
 Decisions are taken on event time and only once final (``domain.progress``): a fold that finds
 a decision beyond the partition's progress notes when it is due; ``release_due`` (called by a
 timer, and by every batch) folds those conversations again once progress has reached it.
+
+Compaction and memory (README, "Snapshots, compaction, memory"): ``compact`` (a timer) folds
+each conversation's events and facts stamped at or before its horizon
+``H = progress - L - lag`` into a snapshot and deletes the folded journal entries. Only
+conversations with something after their horizon, resident ones (NEW and assigned: a sweep must
+find them) and a bounded cache of others stay in memory; the rest are loaded by exact ``_id``
+(their snapshot) when an event, a sweep or a proposal needs them. An event stamped at or before
+its conversation's horizon cannot be folded any more: it is refused (dead-lettered).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +41,7 @@ from inbox_contracts.events import (
     PresenceProgressRelayed,
 )
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES
+from prometheus_client import Counter, Gauge
 
 from routing_service.domain.model import (
     ConversationEntry,
@@ -40,24 +49,36 @@ from routing_service.domain.model import (
     Decision,
     PresenceEntry,
     SettingsHistory,
-    agents_of,
+    Snapshot,
+    compact,
     fold,
 )
 from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
+    Compaction,
     ConversationKey,
     ConversationView,
     DecisionPublisher,
     DecisionRow,
     JournalRow,
     OwnerStore,
+    SnapshotRow,
     ViewSink,
 )
 from routing_service.service_layer.translate import conversation_entry
 
 log = logging.getLogger(__name__)
+BEHIND_HORIZON = Counter(
+    "routing_events_behind_horizon_total",
+    "Conversation events refused because they are stamped at or before their conversation's "
+    "compaction horizon (later than allowed lateness + compaction lag, or a duplicate of an "
+    "event already compacted); dead-lettered with x-dlq-reason=refused",
+)
+CONVERSATIONS_IN_MEMORY = Gauge(
+    "routing_owner_conversations_in_memory", "Conversations the owner keeps in memory"
+)
 
 FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
 #: The wall time before which every record appended to (topic, partition) has been consumed
@@ -103,11 +124,31 @@ class Delivery:
     event: CloudEvent[Any]
 
 
+class BehindHorizon(ValueError):
+    """The event is stamped at or before its conversation's compaction horizon."""
+
+
 @dataclass
 class BatchOutcome:
     decisions: list[Decision] = field(default_factory=list)
     views_written: int = 0
     duplicates: int = 0
+    #: Deliveries refused (dead-lettered by the caller): events behind the horizon.
+    refused: list[tuple[Delivery, Exception]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Compacting:
+    """How far behind progress the owner compacts, and how many conversations it keeps."""
+
+    #: H = progress - allowed lateness - lag: events up to L + lag late are still folded.
+    lag: timedelta = timedelta(minutes=15)
+    #: Conversations kept in memory beyond those that must be (something after the
+    #: horizon, resident, a decision due): the least recently used are evicted.
+    max_conversations: int = 50_000
+    #: Conversations compacted per run (each run writes in chunks of ``chunk``).
+    per_run: int = 2_000
+    chunk: int = 64
 
 
 @dataclass(frozen=True)
@@ -126,6 +167,7 @@ class ConversationOwner:
         views: ViewSink,
         event_time: EventTime | None = None,
         assigner: AutoAssigner | None = None,
+        compacting: Compacting | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -133,7 +175,9 @@ class ConversationOwner:
         #: Automatic assignment's hook (PRODUCT.md §4); None: not wired.
         self._assigner = assigner
         self._time = event_time or EventTime()
-        self.logs: dict[ConversationKey, ConversationLog] = {}
+        self.compacting = compacting or Compacting()
+        #: In least-recently-used order (``_touch`` moves a conversation to the end).
+        self.logs: OrderedDict[ConversationKey, ConversationLog] = OrderedDict()
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
         self._written: dict[ConversationKey, str] = {}
         self.owned: set[int] = set()
@@ -151,6 +195,11 @@ class ConversationOwner:
         self._unjournaled: dict[tuple[str, str, str], JournalRow] = {}
         self._unrecorded: dict[str, DecisionRow] = {}
         self._unpublished: dict[str, DecisionRow] = {}
+        #: Left behind by a crash inside a compaction step: written by the next one.
+        self._stale_journal: set[tuple[str, str, str]] = set()
+        self._stale_decisions: dict[str, DecisionRow] = {}
+        self._stale_resident: dict[ConversationKey, SnapshotRow] = {}
+        self._stale_not_resident: set[ConversationKey] = set()
 
     # -- partition ownership ----------------------------------------------------------------
 
@@ -165,23 +214,54 @@ class ConversationOwner:
             return BatchOutcome()
         started = time.perf_counter()
         self.owned.update(parts)
-        journal, decisions, fingerprints = await asyncio.gather(
+        # the journal holds only what is after the horizons (the rest is compacted), the
+        # resident set only NEW+assigned conversations: both stay small whatever the history
+        journal, resident, decisions = await asyncio.gather(
             self._store.load_journal(parts),
+            self._store.load_resident(parts),
             self._store.load_decisions(parts),
-            self._store.load_view_fingerprints(parts),
         )
+        wanted: dict[ConversationKey, int] = {}
         for row in journal:
+            wanted.setdefault((row.org_id, row.conversation_id), row.partition)
+        for key, partition in resident:
+            wanted.setdefault(key, partition)
+        for drow in decisions:
+            if not drow.compacted or not drow.published:
+                wanted.setdefault(
+                    (drow.decision.org_id, drow.decision.conversation_id), drow.partition
+                )
+        # exact-_id reads of the conversations that must be in memory, nothing else: no scan
+        # of the snapshots or the read model (their size is all history). Their views are
+        # written again by the re-fold below (in the background), which repairs any view
+        # write a crash lost.
+        snapshots = await self._store.load_snapshots(wanted)
+        for key, partition in wanted.items():
+            self._adopt(key, partition, snapshots.get(key))
+            if key in snapshots:
+                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+        self._repair_resident(dict(resident), snapshots)
+        for row in journal:
+            key = (row.org_id, row.conversation_id)
+            if self.logs[key].behind_horizon(row.entry.occurred_at):
+                self._stale_journal.add((*key, row.entry.event_id))  # compacted before a crash
+                continue
             self._index(row.org_id, row.conversation_id, row.partition, row.entry)
-            self._note_route((row.org_id, row.conversation_id), row.topic)
+            self._note_route(key, row.topic)
         unpublished: list[DecisionRow] = []
         for drow in decisions:
             d = drow.decision
-            self._log_for(d.org_id, d.conversation_id, drow.partition).facts[d.decision_id] = d
-            self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
             if not drow.published:
                 unpublished.append(drow)
+            if drow.compacted:
+                continue
+            lg = self.logs[(d.org_id, d.conversation_id)]
+            if lg.behind_horizon(d.occurred_at):
+                self._stale_decisions[d.decision_id] = drow
+                continue
+            lg.add_fact(d)
+            self._by_agent[(d.org_id, d.previous_assignee_id)].add((d.org_id, d.conversation_id))
         loaded = time.perf_counter()
-        self._written.update(fingerprints)
         if unpublished:
             await self._publisher.publish_decisions([r.decision for r in unpublished])
             await self._store.mark_published(unpublished)
@@ -222,6 +302,14 @@ class ConversationOwner:
             self._written.pop(k, None)
             self.due.pop(k, None)
             self._via.pop(k, None)
+        for jk in [jk for jk in self._stale_journal if (jk[0], jk[1]) in set(gone)]:
+            self._stale_journal.discard(jk)
+        for did in [d for d, r in self._stale_decisions.items() if r.partition in parts]:
+            del self._stale_decisions[did]
+        for rk in [k for k, r in self._stale_resident.items() if r.partition in parts]:
+            del self._stale_resident[rk]
+        self._stale_not_resident.difference_update(gone)
+        CONVERSATIONS_IN_MEMORY.set(len(self.logs))
         for head in [h for h in self._heads if h[1] in parts]:
             del self._heads[head]
         # the next owner re-derives these from the redelivered (uncommitted) records
@@ -241,7 +329,11 @@ class ConversationOwner:
         """Take a batch in, then fold what it touched and whatever became due."""
         touched: dict[ConversationKey, None] = {}
         proposals: list[CloudEvent[AssignmentProposed]] = []
+        refused: list[tuple[Delivery, Exception]] = []
         duplicates = 0
+        # conversations not in memory: their snapshot, by exact _id (proposals' ones are folded
+        # in this batch, so the review sees their current dispatch view)
+        touched.update(dict.fromkeys(await self._load_missing(deliveries)))
         for delivery in deliveries:
             data = delivery.event.data
             if isinstance(data, AssignmentProposed):
@@ -251,11 +343,25 @@ class ConversationOwner:
                 self.presence.observe(data.presence_partitions, marks)
             elif isinstance(data, AgentSweepRequested):
                 for key in self._by_agent.get((data.org_id, data.agent_id), ()):
-                    if self.logs[key].partition == data.partition:
+                    swept = self.logs.get(key)  # evicted ones are not NEW+assigned
+                    if swept is not None and swept.partition == data.partition:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
                 key = (data.org_id, data.subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
+                if self.logs[key].behind_horizon(entry.occurred_at):
+                    BEHIND_HORIZON.inc()
+                    horizon = self.logs[key].snapshot.horizon  # type: ignore[union-attr]
+                    refused.append(
+                        (
+                            delivery,
+                            BehindHorizon(
+                                f"occurred_at {entry.occurred_at.isoformat()} is at or before "
+                                f"the conversation's compaction horizon {horizon.isoformat()}"
+                            ),
+                        )
+                    )
+                    continue
                 self._note_route(key, delivery.topic)
                 if self._index(data.org_id, data.subject, delivery.partition, entry):
                     self._unjournaled[(*key, entry.event_id)] = JournalRow(
@@ -270,20 +376,43 @@ class ConversationOwner:
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
         # the journal is written while the fold's inputs are read (the fold uses the log in
         # memory); both are done before any decision is recorded.
-        inputs, _ = await asyncio.gather(self._fold_inputs(keys), self._write_journal())
+        # the proposals' agents are read with the same round trip (one read phase per batch)
+        extra = self._proposal_agents(proposals) if self._assigner is not None else set()
+        inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
         outcome = await self._refold(keys, inputs, finals)
         outcome.duplicates = duplicates
+        outcome.refused = refused
         if proposals and self._assigner is not None:
             # reviewed against the state after this batch's other events
-            more = await self._apply_proposals(proposals, finals)
+            more = await self._apply_proposals(proposals, finals, inputs)
             outcome.decisions += more.decisions
+        self._evict()
         return outcome
 
+    def _proposal_agents(
+        self, proposals: Sequence[CloudEvent[AssignmentProposed]]
+    ) -> set[AgentKey]:
+        """Every agent reviewing and re-folding these proposals needs: the proposed one and
+        the conversation's earlier assignees."""
+        out: set[AgentKey] = set()
+        for event in proposals:
+            p = event.data
+            out.add((p.org_id, p.agent_id))
+            lg = self.logs.get((p.org_id, p.conversation_id))
+            if lg is not None:
+                out.update((lg.org_id, a) for a in lg.agents())
+        return out
+
     async def _apply_proposals(
-        self, proposals: Sequence[CloudEvent[AssignmentProposed]], finals: Finals
+        self,
+        proposals: Sequence[CloudEvent[AssignmentProposed]],
+        finals: Finals,
+        inputs: FoldInputs,
     ) -> BatchOutcome:
+        """``inputs`` hold the timelines of ``_proposal_agents(proposals)`` (read with the
+        batch's): no second read phase."""
         assert self._assigner is not None
-        accepted, again = await self._assigner.review(proposals, self.logs)
+        accepted, again = await self._assigner.review(proposals, self.logs, known=inputs[0])
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
         for lg, entry in accepted:
             key = (lg.org_id, lg.conversation_id)
@@ -292,7 +421,7 @@ class ConversationOwner:
                     lg.org_id, lg.conversation_id, lg.partition, entry
                 )
             keys[key] = None
-        inputs, _ = await asyncio.gather(self._fold_inputs(list(keys)), self._write_journal())
+        await self._write_journal()
         return await self._refold(list(keys), inputs, finals)
 
     async def release_due(self) -> BatchOutcome:
@@ -346,13 +475,16 @@ class ConversationOwner:
 
     # -- folding --------------------------------------------------------------------------------
 
-    async def _fold_inputs(self, keys: Sequence[ConversationKey]) -> FoldInputs:
-        """Presence timelines of every agent these conversations involve, and org settings."""
-        agent_keys: set[AgentKey] = set()
-        orgs: set[str] = set()
+    async def _fold_inputs(
+        self, keys: Sequence[ConversationKey], extra: set[AgentKey] | None = None
+    ) -> FoldInputs:
+        """Presence timelines of every agent these conversations involve (and ``extra``
+        agents), and the settings of their orgs."""
+        agent_keys: set[AgentKey] = set(extra or ())
+        orgs: set[str] = {org for org, _ in agent_keys}
         for key in keys:
             lg = self.logs[key]
-            agents = agents_of(lg.entries.values(), lg.facts.values())
+            agents = lg.agents()
             if agents:
                 orgs.add(lg.org_id)
                 agent_keys.update((lg.org_id, a) for a in agents)
@@ -382,15 +514,16 @@ class ConversationOwner:
         views: list[ConversationView] = []
         for key in keys:
             lg = self.logs[key]
-            agents = agents_of(lg.entries.values(), lg.facts.values())
+            self._touch(key)
             result = fold(
                 lg.org_id,
                 lg.conversation_id,
                 lg.entries.values(),
-                timelines={a: timelines.get((lg.org_id, a), []) for a in agents},
+                timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
                 settings=settings.get(lg.org_id, no_settings),
                 facts=lg.facts.values(),
                 final_until=self._final_for(key, finals),
+                snapshot=lg.snapshot,
             )
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
@@ -451,3 +584,189 @@ class ConversationOwner:
         if lg is None:
             lg = self.logs[key] = ConversationLog(org_id, conversation_id, partition)
         return lg
+
+    # -- snapshots, compaction, memory ------------------------------------------------------
+
+    def _adopt(self, key: ConversationKey, partition: int, row: SnapshotRow | None) -> None:
+        """Keep a conversation in memory, starting from its snapshot (if it has one)."""
+        lg = self._log_for(key[0], key[1], partition)
+        if row is not None and lg.snapshot is None:
+            lg.snapshot = row.snapshot
+            if row.snapshot.state.assignee_id is not None:
+                self._by_agent[(key[0], row.snapshot.state.assignee_id)].add(key)
+
+    def _repair_resident(
+        self, resident: dict[ConversationKey, int], snapshots: dict[ConversationKey, SnapshotRow]
+    ) -> None:
+        """A crash inside a compaction step can leave the resident set behind its snapshots."""
+        for key, row in snapshots.items():
+            if row.snapshot.resident and key not in resident:
+                self._stale_resident[key] = row
+        for key in resident:
+            found = snapshots.get(key)
+            if found is None or not found.snapshot.resident:
+                self._stale_not_resident.add(key)
+
+    def _repairs(self) -> Compaction:
+        return Compaction(
+            resident=list(self._stale_resident.values()),
+            not_resident=sorted(self._stale_not_resident),
+            decisions=list(self._stale_decisions.values()),
+            journal=sorted(self._stale_journal),
+        )
+
+    def _repaired(self) -> None:
+        self._stale_journal.clear()
+        self._stale_decisions.clear()
+        self._stale_resident.clear()
+        self._stale_not_resident.clear()
+
+    def _touch(self, key: ConversationKey) -> None:
+        self.logs.move_to_end(key)
+
+    async def _load_missing(self, deliveries: Sequence[Delivery]) -> list[ConversationKey]:
+        """Load the conversations these deliveries need that are not in memory (an evicted
+        one is settled: its snapshot is all of it). Returns the keys of proposals loaded."""
+        missing: dict[ConversationKey, int] = {}
+        proposed: list[ConversationKey] = []
+        for delivery in deliveries:
+            data = delivery.event.data
+            if isinstance(data, AssignmentProposed):
+                key, partition = (data.org_id, data.conversation_id), data.partition
+                if key not in self.logs and partition in self.owned:
+                    missing.setdefault(key, partition)
+                    proposed.append(key)
+            elif isinstance(data, AgentSweepRequested | PresenceProgressRelayed):
+                continue
+            elif conversation_entry(delivery.event) is not None:
+                key = (data.org_id, data.subject)
+                if key not in self.logs:
+                    missing.setdefault(key, delivery.partition)
+        if not missing:
+            return []
+        snapshots = await self._store.load_snapshots(missing)
+        for key, partition in missing.items():
+            self._adopt(key, partition, snapshots.get(key))
+            if key in snapshots:
+                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+        return [k for k in proposed if k in snapshots]
+
+    def _horizon(self, lg: ConversationLog, finals: Finals) -> datetime | None:
+        final = finals.until(lg.partition, self._via.get((lg.org_id, lg.conversation_id), {}))
+        if final is None:
+            return None
+        return final - self._time.lateness - self.compacting.lag
+
+    def _compactable(self, key: ConversationKey, lg: ConversationLog, h: datetime) -> bool:
+        times = [e.occurred_at for e in lg.entries.values()]
+        times += [f.occurred_at for f in lg.facts.values()]
+        if not times or min(times) > h:
+            return False
+        if self._views.pending(key):
+            # a crash would lose that view write, and a settled conversation is not re-folded
+            # on take-over: compact once its view is stored
+            return False
+        return not any(
+            r.decision.org_id == lg.org_id and r.decision.conversation_id == lg.conversation_id
+            for r in (*self._unrecorded.values(), *self._unpublished.values())
+        ) and not any(jk[:2] == key for jk in self._unjournaled)
+
+    async def compact(self) -> int:
+        """Fold what is behind each conversation's horizon into its snapshot (timer-driven;
+        bounded per run). Returns how many conversations were compacted."""
+        finals = await self._final_until()
+        chosen: list[tuple[ConversationKey, datetime]] = []
+        for key, lg in self.logs.items():
+            h = self._horizon(lg, finals)
+            if h is not None and self._compactable(key, lg, h):
+                chosen.append((key, h))
+                if len(chosen) >= self.compacting.per_run:
+                    break
+        done = 0
+        size = self.compacting.chunk
+        for i in range(0, len(chosen), size):
+            done += await self._compact_chunk(chosen[i : i + size])
+        repairs = self._repairs()
+        if repairs.resident or repairs.not_resident or repairs.decisions or repairs.journal:
+            await self._store.compact(repairs)
+            self._repaired()
+        self._evict()
+        return done
+
+    async def _compact_chunk(self, chosen: Sequence[tuple[ConversationKey, datetime]]) -> int:
+        timelines, settings = await self._fold_inputs([k for k, _ in chosen])
+        rows: list[SnapshotRow] = []
+        resident: list[SnapshotRow] = []
+        not_resident: list[ConversationKey] = []
+        decisions: list[DecisionRow] = []
+        journal: list[tuple[str, str, str]] = []
+        new: dict[ConversationKey, Snapshot] = {}
+        for key, h in chosen:
+            lg = self.logs[key]
+            snap = compact(
+                lg,
+                h,
+                timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
+                settings=settings.get(lg.org_id, SettingsHistory()),
+            )
+            if snap is None:
+                continue
+            new[key] = snap
+            row = SnapshotRow(lg.org_id, lg.conversation_id, lg.partition, snap)
+            rows.append(row)
+            was = lg.snapshot is not None and lg.snapshot.resident
+            if snap.resident:
+                resident.append(row)
+            elif was:
+                not_resident.append(key)
+            journal += [(*key, e.event_id) for e in lg.entries.values() if e.occurred_at <= h]
+            decisions += [
+                DecisionRow(lg.partition, f, published=True)
+                for f in lg.facts.values()
+                if f.occurred_at <= h
+            ]
+        if not rows:
+            return 0
+        await self._store.compact(Compaction(rows, resident, not_resident, decisions, journal))
+        for key, snap in new.items():
+            lg = self.logs[key]
+            before = lg.agents()
+            lg.snapshot = snap
+            lg.entries = {i: e for i, e in lg.entries.items() if e.occurred_at > snap.horizon}
+            lg.facts = {i: f for i, f in lg.facts.items() if f.occurred_at > snap.horizon}
+            for agent in before - lg.agents():
+                keys = self._by_agent.get((lg.org_id, agent))
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_agent[(lg.org_id, agent)]
+        return len(rows)
+
+    def _evict(self) -> None:
+        """Forget the least recently used settled conversations beyond the memory bound."""
+        excess = len(self.logs) - self.compacting.max_conversations
+        if excess > 0:
+            gone: list[ConversationKey] = []
+            for key, lg in self.logs.items():
+                if len(gone) >= excess:
+                    break
+                if (
+                    lg.settled
+                    and (lg.snapshot is None or not lg.snapshot.resident)
+                    and key not in self.due
+                    and not self._views.pending(key)
+                ):
+                    gone.append(key)
+            for key in gone:
+                lg = self.logs.pop(key)
+                self._written.pop(key, None)
+                self._via.pop(key, None)
+                for agent in lg.agents():
+                    keys = self._by_agent.get((lg.org_id, agent))
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del self._by_agent[(lg.org_id, agent)]
+            if gone and self._assigner is not None:
+                self._assigner.forget_keys(gone)
+        CONVERSATIONS_IN_MEMORY.set(len(self.logs))

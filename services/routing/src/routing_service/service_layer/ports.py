@@ -17,6 +17,7 @@ from routing_service.domain.model import (
     PresenceEntry,
     SettingChange,
     SettingsHistory,
+    Snapshot,
 )
 
 ConversationKey = tuple[str, str]  # (org_id, conversation_id)
@@ -38,6 +39,34 @@ class DecisionRow:
     partition: int
     decision: Decision
     published: bool = False
+    #: Folded into the conversation's snapshot (no longer a fact to load).
+    compacted: bool = False
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    org_id: str
+    conversation_id: str
+    partition: int
+    snapshot: Snapshot
+
+    @property
+    def key(self) -> ConversationKey:
+        return (self.org_id, self.conversation_id)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """One compaction step, written in this order (each write idempotent, so a crash in
+    between only leaves work for the next one): the snapshots, the resident set, the decisions
+    marked folded, the folded journal entries deleted."""
+
+    snapshots: Sequence[SnapshotRow] = ()
+    #: Conversations that became / stopped being resident (NEW and assigned).
+    resident: Sequence[SnapshotRow] = ()
+    not_resident: Sequence[ConversationKey] = ()
+    decisions: Sequence[DecisionRow] = ()
+    journal: Sequence[tuple[str, str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -76,9 +105,15 @@ class OwnerStore(Protocol):
     async def load_decisions(self, partitions: Sequence[int]) -> list[DecisionRow]: ...
     async def record_decisions(self, rows: Sequence[DecisionRow]) -> None: ...
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None: ...
-    async def load_view_fingerprints(
-        self, partitions: Sequence[int]
-    ) -> dict[ConversationKey, str]: ...
+    async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
+        """Conversations whose snapshot is resident (NEW and assigned), with their partition."""
+
+    async def load_snapshots(
+        self, keys: Iterable[ConversationKey]
+    ) -> dict[ConversationKey, SnapshotRow]:
+        """Snapshots of these conversations (exact-``_id`` reads; absent: none yet)."""
+
+    async def compact(self, step: Compaction) -> None: ...
     async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
         """Sorted presence of each agent (agents never seen are absent)."""
 
@@ -100,6 +135,9 @@ class ViewSink(Protocol):
 
     def drop(self, partitions: set[int]) -> None:
         """Forget pending views of partitions given up."""
+
+    def pending(self, key: ConversationKey) -> bool:
+        """Is a view of this conversation still to be written?"""
 
 
 class PresenceStore(Protocol):

@@ -83,9 +83,9 @@ class PresenceRecorder:
         store: PresenceStore,
         commands: CommandPublisher,
         *,
-        partitions: int,
-        presence_partitions: int,
         marks: MarkTracker,
+        partitions: int = 0,
+        presence_partitions: int = 0,
         complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
         dispatch: DispatchPublisher | None = None,
@@ -100,6 +100,11 @@ class PresenceRecorder:
         self._complete_as_of = complete_as_of
         self._clock = clock
         self._relayed: dict[int, datetime] = {}
+
+    def partition_counts(self, partitions: int, presence_partitions: int) -> None:
+        """The topics' partition counts (known once the producer has connected)."""
+        self._partitions = partitions
+        self._presence_partitions = presence_partitions
 
     def assigned(self, partitions: set[int]) -> None:
         self._marks.assigned(partitions, self._clock())

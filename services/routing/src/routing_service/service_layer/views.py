@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 
 from routing_service.service_layer.ports import ConversationKey, ConversationView, ViewStore
@@ -59,8 +59,10 @@ class ViewWriter:
         pause_factor: float = 0.5,
         idle_gap: float = 0.25,
         idle_boost: int = 8,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._clock = clock
         #: When no batch produced views for ``idle_gap`` seconds the consumer is idle (caught
         #: up): chunks are ``idle_boost`` times larger, so a backlog drains quickly; a batch
         #: arriving then waits for at most one such chunk.
@@ -93,12 +95,12 @@ class ViewWriter:
             self._pending[key] = (v, was_new or key in new_keys)
             if was_new or key in new_keys:
                 self._fresh[key] = None
-        self._last_submit = time.monotonic()
+        self._last_submit = self._clock()
         self._wake.set()
 
     def _next_chunk(self) -> tuple[list[ConversationKey], ChunkSizer | None]:
         """Keys to write next and the sizer to learn from (None: boosted idle chunk)."""
-        idle = time.monotonic() - self._last_submit > self._idle_gap
+        idle = self._clock() - self._last_submit > self._idle_gap
         boost = self._idle_boost if idle else 1
         # new conversations first (cheap inserts), then replaces, oldest pending first
         sizer = self._inserts if self._fresh else self._updates
@@ -124,6 +126,9 @@ class ViewWriter:
                     if sizer is not None:
                         sizer.observe(written, took)
                 await asyncio.sleep(1.0 if not written else min(took * self._pause_factor, 0.5))
+
+    def pending(self, key: ConversationKey) -> bool:
+        return key in self._pending
 
     def drop(self, partitions: set[int]) -> None:
         """Forget pending views of partitions given up (call with the exclusive lock held)."""

@@ -683,8 +683,9 @@ class UpdateAssignmentSettingsRequest(_message.Message):
     @_builtins.property
     def channel_teams(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Channel id -> team id.
-        Ids in both maps: 1-200 characters, no control characters, no '.', not starting with '$'; at most
-        1,000 entries per map (else INVALID_ARGUMENT naming the map).
+        Ids in both maps: 1-200 characters, no control characters (any other character, '.' and a
+        leading '$' included, is fine: ids are stored as values); at most 1,000 entries per map
+        (else INVALID_ARGUMENT naming the map).
         """
 
     def __init__(

@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1.7
-# Image of the contacts service: build from the repository root (the uv workspace),
-#   docker build -f services/contacts/Dockerfile -t inbox-contacts .
+# The image of every gRPC service; SERVICE picks which. Build from the repository root (the
+# uv workspace):
+#   docker build --build-arg SERVICE=routing -t inbox-routing .
+# (presence, routing, contacts or replies; the console edge has its own,
+# services/console/Dockerfile: a Node stage and an HTTP health check.)
 # Dependencies are installed exactly as pinned in uv.lock (--locked fails on a stale lock).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -10,6 +13,7 @@ FROM ${UV_IMAGE} AS uv
 
 # ---- build: resolve and install into /app/.venv ------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+ARG SERVICE
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -32,31 +36,33 @@ COPY services/contacts/pyproject.toml services/contacts/pyproject.toml
 COPY services/replies/pyproject.toml services/replies/pyproject.toml
 COPY services/console/pyproject.toml services/console/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-install-workspace --package inbox-contacts
+    uv sync --locked --no-dev --no-install-workspace --package inbox-${SERVICE}
 
 # 2. Our code: the shared contracts and kit, and the service itself (installed, not editable).
 COPY libs/contracts libs/contracts
 COPY libs/kit libs/kit
-COPY services/contacts services/contacts
+COPY services/${SERVICE} services/${SERVICE}
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable --package inbox-contacts
+    uv sync --locked --no-dev --no-editable --package inbox-${SERVICE}
 
 # ---- runtime: the virtualenv on a slim base, as a non-root user --------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+ARG SERVICE
 RUN groupadd --system --gid 10001 inbox \
     && useradd --system --uid 10001 --gid inbox --no-create-home --shell /usr/sbin/nologin inbox
 COPY --from=build --chown=10001:10001 /app/.venv /app/.venv
+COPY --chmod=0755 deploy/image/entrypoint.sh /app/entrypoint
+# entrypoint: binds 0.0.0.0 and the service's documented ports (presence 50061/9461, routing
+# 50062/9462, contacts 50063/9463, replies 50064/9464: gRPC/metrics) unless <PREFIX>GRPC_HOST,
+# <PREFIX>GRPC_PORT or <PREFIX>METRICS_PORT say otherwise; compose and the manifests publish them
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    CONTACTS_GRPC_HOST=0.0.0.0 \
-    CONTACTS_GRPC_PORT=50063 \
-    CONTACTS_METRICS_PORT=9463
+    INBOX_SERVICE=${SERVICE}
 USER 10001:10001
 WORKDIR /app
-EXPOSE 50063 9463
 # gRPC health (grpc.health.v1): healthy only while the server reports SERVING.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os,sys,grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; c=grpc.insecure_channel('127.0.0.1:'+os.environ['CONTACTS_GRPC_PORT']); r=g.HealthStub(c).Check(h.HealthCheckRequest(), timeout=3); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
+    CMD ["/app/entrypoint", "healthcheck"]
 STOPSIGNAL SIGTERM
-CMD ["inbox-contacts"]
+ENTRYPOINT ["/app/entrypoint"]

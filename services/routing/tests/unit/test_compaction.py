@@ -1,0 +1,159 @@
+"""Snapshots, compaction, bounded memory and the horizon rule (service layer, in-memory store).
+
+L = 1 minute, compaction lag 0: the horizon of a caught-up partition is now - 2 L.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from routing_service.domain.model import Reason
+from routing_service.service_layer.owner import BEHIND_HORIZON, BehindHorizon, Compacting
+from routing_testing import (
+    InMemoryRouting,
+    PresenceRecord,
+    assigned,
+    follow_up,
+    inbound,
+    outbound,
+    progress_mark,
+    resolved,
+    signed_in,
+    signed_out,
+)
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+ORG = "org-c"
+L = timedelta(minutes=1)
+
+
+def t(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+class Crash(Exception):
+    pass
+
+
+async def now(r: InMemoryRouting, at: datetime) -> None:
+    """Wall clock at ``at``; presence recorded (and relayed) up to it."""
+    r.clock.now = at
+    await r.recorder.handle([PresenceRecord(0, progress_mark(0, at))])
+    await r.recorder.relay()
+    await r.deliver_commands()
+
+
+async def routing() -> InMemoryRouting:
+    r = InMemoryRouting(
+        1,
+        lateness=L,
+        instant=False,
+        start_time=T0,
+        compacting=Compacting(lag=timedelta(0), max_conversations=0),
+    )
+    await r.start()
+    await r.set_setting(ORG, True, T0 - timedelta(days=1))
+    return r
+
+
+async def history(r: InMemoryRouting) -> None:
+    """ "old" ends RESOLVED (settled), "held" NEW and assigned to ana (resident)."""
+    await r.deliver(signed_in(ORG, "ana", t(0)))
+    await r.deliver_commands()
+    for event in (
+        inbound(ORG, "old", t(1)),
+        outbound(ORG, "old", t(2)),
+        resolved(ORG, "old", t(3)),
+        inbound(ORG, "held", t(1)),
+        assigned(ORG, "held", "ana", t(2)),
+    ):
+        await now(r, event.data.occurred_at)
+        await r.deliver(event)
+
+
+async def test_compaction_folds_the_journal_into_snapshots_and_evicts_settled_ones() -> None:
+    r = await routing()
+    await history(r)
+    assert len(r.store.journal) == 5
+    await now(r, t(10))  # horizon t(8)
+    assert await r.owner.compact() == 2
+    assert r.store.journal == {}
+    assert set(r.store.snapshots) == {(ORG, "old"), (ORG, "held")}
+    assert r.store.snapshots[(ORG, "held")].snapshot.resident
+    assert set(r.store.resident) == {(ORG, "held")}
+    # memory bound 0: only what must stay (resident) is kept
+    assert set(r.owner.logs) == {(ORG, "held")}
+    assert r.state(ORG, "old") == ("RESOLVED", None)
+    assert r.state(ORG, "held") == ("NEW", "ana")
+
+
+async def test_take_over_reads_snapshots_and_resident_ones_are_still_swept() -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.owner.compact()
+    await r.crash_and_restart()
+    assert set(r.owner.logs) == {(ORG, "held")}  # not the settled one
+    r.clock.now = t(11)
+    await r.deliver(signed_out(ORG, "ana", t(11)))
+    await r.deliver_commands()
+    await now(r, t(13))
+    await r.owner.release_due()
+    assert r.state(ORG, "held") == ("NEW", None)
+    assert [d.reason for d in r.decisions.published] == [Reason.R1_SIGNED_OUT]
+    # an evicted conversation is loaded from its snapshot when an event needs it
+    await r.deliver(follow_up(ORG, "old", t(12)))
+    assert r.state(ORG, "old") == ("NEW", None)
+    audit = r.store.views[(ORG, "old")].audit
+    # the trail from before the horizon survives compaction
+    assert [(a.kind.value, a.to_queue) for a in audit] == [
+        ("created", "NEW"),
+        ("queue_moved", "PENDING"),
+        ("queue_moved", "RESOLVED"),
+        ("queue_moved", "NEW"),
+    ]
+
+
+async def test_an_event_behind_the_horizon_is_refused_and_changes_nothing() -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.owner.compact()
+    before = BEHIND_HORIZON._value.get()
+    late = inbound(ORG, "old", t(5))  # at or before the horizon t(8)
+    outcome = await r.deliver(late)
+    assert outcome is not None
+    assert [(d.event.id, type(e)) for d, e in outcome.refused] == [(late.id, BehindHorizon)]
+    assert BEHIND_HORIZON._value.get() == before + 1
+    assert r.state(ORG, "old") == ("RESOLVED", None)
+    assert not any(k[2] == late.id for k in r.store.journal)
+    # just after the horizon it is folded by event time
+    fresh = inbound(ORG, "old", t(8.5))
+    outcome = await r.deliver(fresh)
+    assert outcome is not None and outcome.refused == []
+    assert r.state(ORG, "old") == ("NEW", None)
+
+
+@pytest.mark.parametrize("stage", ["resident", "decisions", "journal"])
+async def test_a_crash_inside_a_compaction_step_is_repaired_by_the_next(stage: str) -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+
+    def crash_at(write: str) -> None:
+        if write == stage:
+            raise Crash(write)
+
+    r.store.before_write = crash_at
+    with pytest.raises(Crash):
+        await r.owner.compact()
+    r.store.before_write = None
+    await r.crash_and_restart()
+    await r.owner.compact()  # writes what the crashed step left
+    assert r.store.journal == {}
+    assert set(r.store.resident) == {(ORG, "held")}
+    await r.crash_and_restart()
+    assert set(r.owner.logs) == {(ORG, "held")}
+    assert r.state(ORG, "held") == ("NEW", "ana")
+    assert r.state(ORG, "old") == ("RESOLVED", None)
