@@ -71,7 +71,6 @@ async def services(infra: Infra) -> AsyncIterator[dict[str, Any]]:
             consumer_group=f"trace-replies-{tag}",
             contacts_address=contacts.runtime.grpc.address,
         ),
-        consume=False,
     )
     await replies.runtime.start()
     routing = routing_build(
