@@ -71,7 +71,6 @@ async def services(infra: Infra) -> AsyncIterator[dict[str, Any]]:
             consumer_group=f"trace-replies-{tag}",
             contacts_address=contacts.runtime.grpc.address,
         ),
-        consume=False,
     )
     await replies.runtime.start()
     routing = routing_build(
@@ -167,7 +166,7 @@ async def test_an_inbound_message_is_one_trace_through_routing_replies_and_conta
 
     # the ingestor's trace: a new message moves the conversation back to NEW (R2)
     message = inbound(org, conv, max(utc_now(), s(6)))
-    ingestor = trace.get_tracer("ingestor").start_span("ingest message")
+    ingestor = spans.tracer.start_span("ingest message")
     ctx = ingestor.get_span_context()
     traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
     async with TopicProbe(infra.kafka_bootstrap, ROUTING.name) as probe:

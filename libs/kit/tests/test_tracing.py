@@ -213,7 +213,7 @@ def test_log_records_carry_the_current_trace_and_span_id(spans: RecordedSpans) -
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
     _ServiceFilter("svc").filter(record)
     assert not hasattr(record, "trace_id")  # outside any trace: no ids
-    with trace.get_tracer("t").start_as_current_span("work") as span:
+    with spans.tracer.start_as_current_span("work") as span:
         record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
         _ServiceFilter("svc").filter(record)
     ctx = span.get_span_context()
@@ -236,7 +236,7 @@ async def test_published_records_carry_their_send_span_and_causes_continue_a_tra
         tracing.remember_cause(
             cause.id, tracing.record_context([("traceparent", PARENT.encode())]) or _fail()
         )
-        with trace.get_tracer("t").start_as_current_span("request") as request:
+        with spans.tracer.start_as_current_span("request") as request:
             await publisher.publish_many(
                 topic,
                 [effect, plain],
@@ -313,7 +313,7 @@ async def test_client_and_server_spans_continue_the_callers_trace(spans: Recorde
                 request_serializer=lambda b: b,
                 response_deserializer=lambda b: b,
             )
-            with trace.get_tracer("t").start_as_current_span("caller") as caller:
+            with spans.tracer.start_as_current_span("caller") as caller:
                 assert (
                     await read(b"x", metadata=(("authorization", f"Bearer {token}"),), timeout=5)
                     == b"x"

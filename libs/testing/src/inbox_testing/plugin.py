@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from inbox_testing.infra import Infra, provide_infra
-from inbox_testing.spans import RecordedSpans, recorded_spans
+from inbox_testing.spans import RecordedSpans, recording_spans
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
 
@@ -43,14 +43,8 @@ async def mongo_db(infra: Infra) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]
 
 @pytest.fixture
 def spans() -> Iterator[RecordedSpans]:
-    recorder = recorded_spans()
-    recorder.finished.clear()
-    recorder.active = True
-    try:
+    with recording_spans() as recorder:
         yield recorder
-    finally:
-        recorder.active = False
-        recorder.finished.clear()
 
 
 @pytest.fixture(scope="session")

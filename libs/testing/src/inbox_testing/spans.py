@@ -1,14 +1,18 @@
 """Finished spans of this test process, in memory (the ``spans`` fixture).
 
-The SDK tracer provider can be installed only once per process, so it is installed at the
-first use and stays; spans are kept only while a test that asked for them runs, so the rest
-of the session neither pays for nor accumulates them.
+The recorder has its own always-on SDK tracer provider and, while a test that asked for it
+runs, the kit's tracer (``inbox_kit.tracing.TRACER``) is that provider's: the process-wide
+provider cannot be replaced once set (a test running a service's ``main`` sets it), and the
+rest of the session neither pays for nor accumulates spans. Spans a test starts itself come
+from ``tracer``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
+from inbox_kit import tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
@@ -16,12 +20,13 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 class RecordedSpans(SpanProcessor):
     def __init__(self) -> None:
-        self.active = False
         self.finished: list[ReadableSpan] = []
+        provider = TracerProvider(sampler=ALWAYS_ON)
+        provider.add_span_processor(self)
+        self.tracer: trace.Tracer = provider.get_tracer("inbox_testing")
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self.active:
-            self.finished.append(span)
+        self.finished.append(span)
 
     def named(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.finished if s.name == name]
@@ -35,20 +40,15 @@ class RecordedSpans(SpanProcessor):
         ]
 
 
-_recorder: RecordedSpans | None = None
-
-
-def recorded_spans() -> RecordedSpans:
-    """The process's recorder (installs an always-on SDK provider the first time)."""
-    global _recorder
-    if _recorder is None:
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            provider = TracerProvider(sampler=ALWAYS_ON)
-            trace.set_tracer_provider(provider)
-        _recorder = RecordedSpans()
-        provider.add_span_processor(_recorder)
-    return _recorder
+@contextmanager
+def recording_spans() -> Iterator[RecordedSpans]:
+    """Record every span the kit makes meanwhile."""
+    recorder = RecordedSpans()
+    kit_tracer, tracing.TRACER = tracing.TRACER, recorder.tracer
+    try:
+        yield recorder
+    finally:
+        tracing.TRACER = kit_tracer
 
 
 def span_ids(spans: Iterable[ReadableSpan]) -> set[int]:
