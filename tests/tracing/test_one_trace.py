@@ -47,7 +47,7 @@ async def services(infra: Infra) -> AsyncIterator[dict[str, Any]]:
     from contacts_service.settings import ContactsSettings
     from replies_service.bootstrap import bootstrap as replies_bootstrap
     from replies_service.settings import RepliesSettings
-    from routing_service.bootstrap import build as routing_build
+    from routing_service.bootstrap import bootstrap as routing_bootstrap
     from routing_service.settings import RoutingSettings
 
     tag = uuid.uuid4().hex[:8]
@@ -73,7 +73,7 @@ async def services(infra: Infra) -> AsyncIterator[dict[str, Any]]:
         ),
     )
     await replies.runtime.start()
-    routing = routing_build(
+    routing = routing_bootstrap(
         RoutingSettings(
             **common,
             mongodb_database=databases[0],

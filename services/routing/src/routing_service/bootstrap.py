@@ -368,7 +368,3 @@ def bootstrap(settings: RoutingSettings) -> Routing:
     routing.runtime.background.append(consume)
     routing.runtime.cleanups.append(close_client)
     return routing
-
-
-#: The former name, for branches written against it.
-build = bootstrap
