@@ -158,6 +158,10 @@ def settings_for(database: str, tag: str) -> RoutingSettings:
         metrics_port=0,
         consumer_group=f"routing-bench-{tag}",
         presence_consumer_group=f"routing-presence-bench-{tag}",
+        # its own dispatcher group, from the end: the shared default group with "earliest"
+        # replayed the dispatch topic of every earlier run inside the measured process
+        dispatcher_consumer_group=f"routing-dispatcher-bench-{tag}",
+        initial_offset="latest",
         log_level="WARNING",
         shutdown_grace_seconds=0.5,
     )
@@ -436,6 +440,8 @@ def routing_process(
         "INBOX_DEVELOPMENT_MODE": "1",
         "ROUTING_CONSUMER_GROUP": f"routing-bench-rc-{tag}",
         "ROUTING_PRESENCE_CONSUMER_GROUP": f"routing-presence-bench-rc-{tag}",
+        "ROUTING_DISPATCHER_CONSUMER_GROUP": f"routing-dispatcher-bench-rc-{tag}",
+        "ROUTING_INITIAL_OFFSET": "latest",
         "ROUTING_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
