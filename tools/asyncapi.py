@@ -105,7 +105,12 @@ DEAD_LETTER_HEADERS: dict[str, str] = {
     + ", ".join(f"`{r}`" for r in DEAD_LETTER_REASONS)
     + ".",
     kit_kafka.H_ERROR: "Why the message could not be processed (at most 2,000 characters).",
-    kit_kafka.H_ERROR_TYPE: "The error's class, e.g. `MalformedEvent`.",
+    kit_kafka.H_ERROR_TYPE: "The error's class, e.g. `MalformedEvent`. For `refused` (a "
+    "well-formed event a service's rule does not accept) it names the rule: contacts "
+    "`PermanentError` (a profile it cannot store, e.g. an unknown attribute); routing "
+    "`BehindHorizon` (a conversation event stamped at or before that conversation's compaction "
+    "horizon, so it can no longer be folded in; routing README) and `MisplacedMark` (a "
+    "presence progress mark on a partition other than the one it names).",
     kit_kafka.H_TOPIC: "The topic the message was consumed from.",
     kit_kafka.H_PARTITION: "Its partition (decimal).",
     kit_kafka.H_OFFSET: "Its offset (decimal).",

@@ -19,6 +19,7 @@ from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_CO
 from inbox_kit.batch_consumer import BatchConsumer
 from inbox_testing import Infra, bearer
 from pymongo import AsyncMongoClient
+from routing_service.adapters.kafka import fetch_state
 from routing_service.bootstrap import Routing, bootstrap
 from routing_service.settings import RoutingSettings
 from routing_testing import topic_of
@@ -92,15 +93,8 @@ class Stack:
 
 def _handed_out(loops: list[BatchConsumer], ends: dict[TopicPartition, int]) -> bool:
     for tp, end in ends.items():
-        positions = [
-            state.position
-            for lp in loops
-            if lp.consumer is not None
-            and (assignment := lp.consumer._subscription.subscription.assignment) is not None
-            and tp in assignment.tps
-            and (state := assignment.state_value(tp)).has_valid_position
-        ]
-        if not positions or positions[0] < end:
+        states = [state for lp in loops if (state := fetch_state(lp, tp)) is not None]
+        if not states or states[0].position < end:
             return False
     return True
 

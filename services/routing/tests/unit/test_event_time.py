@@ -161,10 +161,8 @@ class _FetchState:
 
 class _FakeLoop:
     def __init__(self, state: _FetchState) -> None:
-        tp = TopicPartition("t", 0)
-        assignment = SimpleNamespace(state_value=lambda _: state)
+        assignment = SimpleNamespace(tps={TopicPartition("t", 0)}, state_value=lambda _: state)
         self.consumer = SimpleNamespace(
-            assignment=lambda: {tp},
             _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)),
         )
 

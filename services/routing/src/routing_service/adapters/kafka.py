@@ -87,6 +87,23 @@ class KafkaPublisher(EventPublisher):
         )
 
 
+def fetch_state(loop: BatchConsumer, tp: TopicPartition) -> Any | None:
+    """aiokafka's fetch state of ``tp`` (position, high watermark, time of the latest fetch
+    response) in ``loop``'s consumer; None unless assigned there with a valid position.
+
+    Read without awaiting: ``consumer.position`` waits for a position reset (and leaves a
+    waiting task behind when cancelled).
+    """
+    consumer = loop.consumer
+    if consumer is None:
+        return None
+    assignment = consumer._subscription.subscription.assignment
+    if assignment is None or tp not in assignment.tps:
+        return None
+    state = assignment.state_value(tp)
+    return state if state.has_valid_position else None
+
+
 class CompletenessProbe:
     """Up to which wall time has ``loop``'s consumer handed out every record of a partition?
 
@@ -108,15 +125,9 @@ class CompletenessProbe:
         self._responses: dict[TopicPartition, tuple[int, int | None]] = {}
 
     async def __call__(self, topic: str, partition: int) -> datetime | None:
-        consumer = self._loop.consumer
         tp = TopicPartition(topic, partition)
-        if consumer is None or tp not in consumer.assignment():
-            return None
-        # read without awaiting: ``consumer.position`` waits for a position reset (and leaves
-        # a waiting task behind when cancelled); a partition without one is not complete
-        assignment = consumer._subscription.subscription.assignment
-        state = assignment.state_value(tp) if assignment is not None else None
-        if state is None or not state.has_valid_position or state.timestamp is None:
+        state = fetch_state(self._loop, tp)
+        if state is None or state.timestamp is None:
             return None
         latest, before = self._responses.get(tp, (None, None))
         if state.timestamp != latest:
