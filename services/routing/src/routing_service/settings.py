@@ -58,7 +58,7 @@ class RoutingSettings(ServiceSettings):
         ge=1000,
         description="Kafka consumer session timeout: a killed instance's partitions move to "
         "the others after at most this long. Brokers refuse values below their "
-        "group.min.session.timeout.ms (default 6000).",
+        "group.min.session.timeout.ms (default 6000; the devstack broker allows 1000).",
     )
     heartbeat_interval_ms: int = Field(
         1000, ge=100, description="Kafka consumer heartbeat interval (< session timeout / 3)."
