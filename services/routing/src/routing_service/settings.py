@@ -95,7 +95,24 @@ class RoutingSettings(ServiceSettings):
         60, gt=0, description="How often the pruning task runs."
     )
     retention_batch: int = Field(
-        640, ge=1, description="Decisions the pruning task deletes per run at most."
+        640,
+        ge=1,
+        description="Decisions, and archived audit segments, the pruning task deletes per run "
+        "at most (each).",
+    )
+    audit_view_entries: int = Field(
+        100,
+        ge=1,
+        description="Most recent audit entries of a conversation always kept in its view "
+        "(and snapshot), whatever their age. Once it holds twice as many, compaction moves "
+        "the older ones to an archive segment (still served by GetAuditTrail).",
+    )
+    audit_retention_days: float = Field(
+        90,
+        gt=0,
+        description="How long an archived audit segment is kept after the event time of its "
+        "last entry; then GetAuditTrail skips it and it is deleted (TTL index on MongoDB, the "
+        "pruning task on FerretDB). Page tokens stay valid across archiving and expiry.",
     )
 
     @property

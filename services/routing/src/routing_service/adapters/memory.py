@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
+from routing_service.domain.audit import ArchivedEntries
 from routing_service.domain.model import (
+    AuditEntry,
     Decision,
     PresenceEntry,
     SettingChange,
@@ -34,6 +37,7 @@ class InMemoryStore:
         self.resident: dict[ConversationKey, int] = {}
         self.snapshot_filters: dict[int, bytes] = {}
         self.snapshot_reads = 0
+        self.audit_segments_by_key: dict[tuple[str, str, int], ArchivedEntries] = {}
         #: Optional fault injection: called before each write of a compaction step.
         self.before_write: Callable[[str], None] | None = None
         self.views: dict[ConversationKey, ConversationView] = {}
@@ -84,6 +88,11 @@ class InMemoryStore:
         self.snapshot_filters[partition] = data
 
     async def compact(self, step: Compaction) -> None:
+        if step.audit:
+            self._before("audit")
+        for a in step.audit:
+            at = (a.org_id, a.conversation_id, a.archived.segment.first)
+            self.audit_segments_by_key[at] = a.archived
         self._before("snapshots")
         for row in step.snapshots:
             self.snapshots[row.key] = row
@@ -128,6 +137,19 @@ class InMemoryStore:
 
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
         return self.views.get((org_id, conversation_id))
+
+    async def audit_segments(
+        self, org_id: str, conversation_id: str, firsts: Sequence[int]
+    ) -> dict[int, tuple[AuditEntry, ...]]:
+        found = {f: self.audit_segments_by_key.get((org_id, conversation_id, f)) for f in firsts}
+        return {f: a.entries for f, a in found.items() if a is not None}
+
+    def prune_audit(self, now: datetime) -> int:
+        """Delete the archived segments expired at ``now`` (the pruning task's audit part)."""
+        gone = [k for k, a in self.audit_segments_by_key.items() if a.segment.expire_at <= now]
+        for k in gone:
+            del self.audit_segments_by_key[k]
+        return len(gone)
 
     async def list_views(
         self,

@@ -24,6 +24,12 @@ from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from routing_service.domain.audit import (
+    NO_ARCHIVE,
+    AuditArchive,
+    AuditSegment,
+    WaitingReplay,
+)
 from routing_service.domain.model import (
     AuditEntry,
     AuditKind,
@@ -121,6 +127,8 @@ class MongoRoutingStore:
         self._snapshots = db["snapshots"]
         self._resident = db["resident"]
         self._filters = db["snapshot_filters"]
+        #: Archived audit entries, one document per segment (``domain.audit``).
+        self._audit = db["audit_archive"]
 
     async def ensure_indexes(self) -> None:
         for coll in (
@@ -131,7 +139,7 @@ class MongoRoutingStore:
             self._resident,
         ):
             await coll.create_index([("partition", ASCENDING)])
-        for coll in (self._decisions, self._published):
+        for coll in (self._decisions, self._published, self._audit):
             try:
                 await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
             except OperationFailure:
@@ -251,6 +259,26 @@ class MongoRoutingStore:
     async def compact(self, step: Compaction) -> None:
         """Each write is idempotent (exact ``_id``): a crash in between is repaired by the
         next step (journal entries behind a stored snapshot are ignored and deleted later)."""
+        if step.audit:
+            # before the snapshots that no longer hold them (a crash in between: the next
+            # compaction archives the same entries again, same ``_id``)
+            await bulk_write(
+                self._audit,
+                [
+                    ReplaceOne(
+                        {"_id": _segment_id(a.org_id, a.conversation_id, a.archived.segment)},
+                        {
+                            "org_id": a.org_id,
+                            "conversation_id": a.conversation_id,
+                            "first": a.archived.segment.first,
+                            "entries": [_audit_doc(e) for e in a.archived.entries],
+                            "expire_at": _bson_date(a.archived.segment.expire_at),
+                        },
+                        upsert=True,
+                    )
+                    for a in step.audit
+                ],
+            )
         if step.snapshots:
             await self.write_snapshots(step.snapshots)
         if step.resident:
@@ -317,6 +345,17 @@ class MongoRoutingStore:
         docs = [{"_id": conversation_doc_id(*r.key), **_snapshot_doc(r)} for r in rows]
         return await insert_ignoring_duplicates(self._snapshots, docs)
 
+    async def prune_audit(self, now: datetime, *, limit: int = 640) -> int:
+        """Delete up to ``limit`` archived audit segments expired at ``now`` (what MongoDB's
+        TTL index does by itself). Returns how many went."""
+        expired = [
+            d["_id"]
+            async for d in self._audit.find({"expire_at": {"$lt": now}}, {"_id": 1}).limit(limit)
+        ]
+        if expired:
+            await bulk_write(self._audit, [DeleteOne({"_id": i}) for i in expired])
+        return len(expired)
+
     async def prune(self, now: datetime, *, limit: int = 640) -> int:
         """Delete up to ``limit`` compacted decisions (and their published marks) whose
         retention ended; drop the retired ``sweeps`` collection. Returns how many went."""
@@ -367,6 +406,15 @@ class MongoRoutingStore:
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
         d = await self._views.find_one({"_id": conversation_doc_id(org_id, conversation_id)})
         return _view_from(d) if d is not None else None
+
+    async def audit_segments(
+        self, org_id: str, conversation_id: str, firsts: Sequence[int]
+    ) -> dict[int, tuple[AuditEntry, ...]]:
+        ids = [f"{conversation_doc_id(org_id, conversation_id)}|{f}" for f in firsts]
+        return {
+            int(d["first"]): tuple(_audit_from(a) for a in d.get("entries", []))
+            for d in await _find_by_ids(self._audit, ids)
+        }
 
     async def list_views(
         self,
@@ -525,6 +573,8 @@ def _view_doc(v: ConversationView) -> Doc:
         "assignee_signed_in_at_assignment": s.assignee_signed_in_at_assignment,
         "updated_at": _opt_ts(s.updated_at),
         "audit": [_audit_doc(a) for a in v.audit],
+        "audit_base": v.archive.base,
+        "audit_segments": [_segment_doc(g) for g in v.archive.segments],
         "fingerprint": v.fingerprint,
     }
 
@@ -541,8 +591,12 @@ def _view_from(d: Doc) -> ConversationView:
         assignee_signed_in_at_assignment=d.get("assignee_signed_in_at_assignment"),
         updated_at=_opt_dt(d.get("updated_at")),
     )
+    archive = AuditArchive(
+        int(d.get("audit_base", 0)),
+        tuple(_segment_from(g) for g in d.get("audit_segments", [])),
+    )
     return ConversationView(
-        d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", []))
+        d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", [])), archive
     )
 
 
@@ -564,8 +618,50 @@ def _decision_doc(r: DecisionRow) -> Doc:
 
 
 def _expiry(occurred_at: datetime, retention: timedelta) -> datetime:
+    return _bson_date(occurred_at + retention)
+
+
+def _bson_date(at: datetime) -> datetime:
     """A BSON date (what a TTL index reads), naive UTC as PyMongo stores it."""
-    return (occurred_at + retention).astimezone(UTC).replace(tzinfo=None)
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _segment_id(org_id: str, conversation_id: str, segment: AuditSegment) -> str:
+    return f"{conversation_doc_id(org_id, conversation_id)}|{segment.first}"
+
+
+def _segment_doc(g: AuditSegment) -> Doc:
+    return {"first": g.first, "count": g.count, "expire_at": _ts(g.expire_at)}
+
+
+def _segment_from(d: Doc) -> AuditSegment:
+    return AuditSegment(int(d["first"]), int(d["count"]), _dt(d["expire_at"]))
+
+
+def _archive_doc(a: AuditArchive) -> Doc:
+    c = a.carry
+    return {
+        "base": a.base,
+        "segments": [_segment_doc(g) for g in a.segments],
+        "carry": {
+            "queue": c.queue.value if c.queue else None,
+            "assignee_id": c.assignee,
+            "waiting_since": _audit_doc(c.waiting_since) if c.waiting_since else None,
+        },
+    }
+
+
+def _archive_from(d: Doc | None) -> AuditArchive | None:
+    if not d:
+        return None
+    c = d.get("carry") or {}
+    carry = WaitingReplay(
+        Queue(c["queue"]) if c.get("queue") else None,
+        c.get("assignee_id"),
+        _audit_from(c["waiting_since"]) if c.get("waiting_since") else None,
+    )
+    segments = tuple(_segment_from(g) for g in d.get("segments", []))
+    return AuditArchive(int(d.get("base", 0)), segments, carry)
 
 
 def _state_doc(s: ConversationState) -> Doc:
@@ -608,6 +704,7 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
         "folded": snap.folded,
         "channel_id": snap.channel_id,
         "latest_at": _opt_ts(snap.latest_at),
+        "archive": _archive_doc(snap.archive or NO_ARCHIVE),
     }
 
 
@@ -620,5 +717,6 @@ def _snapshot_from(d: Doc) -> SnapshotRow:
         folded=int(d.get("folded", 0)),
         channel_id=d.get("channel_id"),
         latest_at=_opt_dt(d.get("latest_at")),
+        archive=_archive_from(d.get("archive")),
     )
     return SnapshotRow(org_id, conversation_id, int(d["partition"]), snap)

@@ -43,6 +43,7 @@ from inbox_contracts.events import (
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES
 from prometheus_client import Counter, Gauge
 
+from routing_service.domain.audit import AuditRetention, archive_audit, archive_of
 from routing_service.domain.key_filter import KeyFilter
 from routing_service.domain.model import (
     ConversationEntry,
@@ -58,6 +59,7 @@ from routing_service.domain.progress import PresenceProgress, earliest, stream_p
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
+    ArchivedAuditRow,
     Compaction,
     ConversationKey,
     ConversationView,
@@ -150,6 +152,8 @@ class Compacting:
     #: Conversations compacted per run (each run writes in chunks of ``chunk``).
     per_run: int = 2_000
     chunk: int = 64
+    #: Audit entries kept in snapshots and views, and how long archived ones are kept.
+    audit: AuditRetention = field(default_factory=AuditRetention)
 
 
 @dataclass(frozen=True)
@@ -542,7 +546,9 @@ class ConversationOwner:
                 self.due.pop(key, None)
             else:
                 self.due[key] = result.pending_at
-            view = ConversationView(lg.partition, result.state, result.audit)
+            view = ConversationView(
+                lg.partition, result.state, result.audit, archive_of(lg.snapshot)
+            )
             if result.state.exists and self._written.get(key) != view.fingerprint:
                 views.append(view)
         outcome.decisions = await self._record_and_publish()
@@ -699,7 +705,7 @@ class ConversationOwner:
         done = 0
         size = self.compacting.chunk
         for i in range(0, len(chosen), size):
-            done += await self._compact_chunk(chosen[i : i + size])
+            done += await self._compact_chunk(chosen[i : i + size], finals)
         repairs = self._repairs()
         if repairs.resident or repairs.not_resident or repairs.decisions or repairs.journal:
             await self._store.compact(repairs)
@@ -707,13 +713,16 @@ class ConversationOwner:
         self._evict()
         return done
 
-    async def _compact_chunk(self, chosen: Sequence[tuple[ConversationKey, datetime]]) -> int:
+    async def _compact_chunk(
+        self, chosen: Sequence[tuple[ConversationKey, datetime]], finals: Finals
+    ) -> int:
         timelines, settings = await self._fold_inputs([k for k, _ in chosen])
         rows: list[SnapshotRow] = []
         resident: list[SnapshotRow] = []
         not_resident: list[ConversationKey] = []
         decisions: list[DecisionRow] = []
         journal: list[tuple[str, str, str]] = []
+        archived: list[ArchivedAuditRow] = []
         new: dict[ConversationKey, Snapshot] = {}
         for key, h in chosen:
             lg = self.logs[key]
@@ -725,6 +734,9 @@ class ConversationOwner:
             )
             if snap is None:
                 continue
+            snap, moved = archive_audit(snap, self.compacting.audit)
+            if moved is not None:
+                archived.append(ArchivedAuditRow(lg.org_id, lg.conversation_id, moved))
             new[key] = snap
             row = SnapshotRow(lg.org_id, lg.conversation_id, lg.partition, snap)
             rows.append(row)
@@ -749,7 +761,9 @@ class ConversationOwner:
                 changed.add(r.partition)
         for p in sorted(changed):
             await self._store.write_snapshot_filter(p, self._filters[p].to_bytes())
-        await self._store.compact(Compaction(rows, resident, not_resident, decisions, journal))
+        await self._store.compact(
+            Compaction(rows, resident, not_resident, decisions, journal, archived)
+        )
         for key, snap in new.items():
             lg = self.logs[key]
             before = lg.agents()
@@ -762,6 +776,10 @@ class ConversationOwner:
                     keys.discard(key)
                     if not keys:
                         del self._by_agent[(lg.org_id, agent)]
+        if archived:
+            # their views still hold the entries just archived: rewrite them bounded
+            rewrite = [(r.org_id, r.conversation_id) for r in archived]
+            await self._refold(rewrite, (timelines, settings), finals)
         return len(rows)
 
     def _evict(self) -> None:
