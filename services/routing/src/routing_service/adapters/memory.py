@@ -44,6 +44,8 @@ class InMemoryStore:
         self.snapshot_filters: dict[int, bytes] = {}
         self.snapshot_reads = 0
         self.audit_segments_by_key: dict[tuple[str, str, int], ArchivedEntries] = {}
+        self.live: dict[ConversationKey, SnapshotRow] = {}
+        self.claims: dict[int, str] = {}
         #: Optional fault injection: called before each write of a compaction step.
         self.before_write: Callable[[str], None] | None = None
         self.views: dict[ConversationKey, ConversationView] = {}
@@ -92,6 +94,15 @@ class InMemoryStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         self.published.update(r.decision.decision_id for r in rows)
 
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        self.claims.update(dict.fromkeys(partitions, claim))
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        return {p: self.claims[p] for p in partitions if p in self.claims}
+
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        return [r for r in self.live.values() if r.partition in partitions]
+
     async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
         return [(k, p) for k, p in self.resident.items() if p in partitions]
 
@@ -118,6 +129,12 @@ class InMemoryStore:
         self._before("snapshots")
         for row in step.snapshots:
             self.snapshots[row.key] = row
+        if step.live or step.not_live:
+            self._before("live")
+        for row in step.live:
+            self.live[row.key] = row
+        for key in step.not_live:
+            self.live.pop(key, None)
         self._before("resident")
         for row in step.resident:
             self.resident[row.key] = row.partition

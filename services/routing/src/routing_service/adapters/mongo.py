@@ -14,6 +14,7 @@ the secondary indexes created in ``ensure_indexes``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,10 @@ class MongoRoutingStore:
         self._filters = db["snapshot_filters"]
         #: Archived audit entries, one document per segment (``domain.audit``).
         self._audit = db["audit_archive"]
+        #: Copies of the snapshots a take-over loads, read by partition (``load_live_snapshots``).
+        self._live = db["live_snapshots"]
+        #: Per partition, the latest owner take-over (``claim_partitions``).
+        self._claims = db["partition_claims"]
 
     async def ensure_indexes(self) -> None:
         for coll in (
@@ -137,6 +142,7 @@ class MongoRoutingStore:
             self._published,
             self._views,
             self._resident,
+            self._live,
         ):
             await coll.create_index([("partition", ASCENDING)])
         for coll in (self._decisions, self._published, self._audit):
@@ -249,6 +255,30 @@ class MongoRoutingStore:
         rows = [_snapshot_from(d) for d in await _find_by_ids(self._snapshots, ids)]
         return {r.key: r for r in rows}
 
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        await bulk_write(
+            self._claims,
+            [ReplaceOne({"_id": str(p)}, {"claim": claim}, upsert=True) for p in partitions],
+        )
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        docs = await _find_by_ids(self._claims, [str(p) for p in partitions])
+        return {int(d["_id"]): str(d["claim"]) for d in docs}
+
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        query = {"partition": {"$in": list(partitions)}}
+        return [_snapshot_from(d) async for d in self._live.find(query)]
+
+    async def write_live_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
+        """Replace (upsert) the take-over copies by exact ``_id``."""
+        await bulk_write(
+            self._live,
+            [
+                ReplaceOne({"_id": conversation_doc_id(*r.key)}, _snapshot_doc(r), upsert=True)
+                for r in rows
+            ],
+        )
+
     async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
         docs = await _find_by_ids(self._filters, [str(p) for p in partitions])
         return {int(d["_id"]): bytes(d["bits"]) for d in docs}
@@ -281,6 +311,12 @@ class MongoRoutingStore:
             )
         if step.snapshots:
             await self.write_snapshots(step.snapshots)
+        if step.live:
+            await self.write_live_snapshots(step.live)
+        if step.not_live:
+            await bulk_write(
+                self._live, [DeleteOne({"_id": conversation_doc_id(*k)}) for k in step.not_live]
+            )
         if step.resident:
             await bulk_write(
                 self._resident,
@@ -692,7 +728,7 @@ def _state_from(org_id: str, conversation_id: str, d: Doc) -> ConversationState:
     )
 
 
-def _snapshot_doc(r: SnapshotRow) -> Doc:
+def _snapshot_fields(r: SnapshotRow) -> Doc:
     snap = r.snapshot
     return {
         "org_id": r.org_id,
@@ -708,7 +744,25 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
     }
 
 
+def _snapshot_doc(r: SnapshotRow) -> Doc:
+    """The keys in the open, the rest as one JSON string: FerretDB converts every nested
+    field of a document it reads (measured: a scan of 1,667 snapshots took 12.5 s nested,
+    0.64 s as one string, on the loaded machine), so a take-over reads these ~20x faster."""
+    fields = _snapshot_fields(r)
+    return {
+        "org_id": r.org_id,
+        "conversation_id": r.conversation_id,
+        "partition": r.partition,
+        "packed": json.dumps({k: v for k, v in fields.items() if k not in _KEY_FIELDS}),
+    }
+
+
+_KEY_FIELDS = ("org_id", "conversation_id", "partition")
+
+
 def _snapshot_from(d: Doc) -> SnapshotRow:
+    if "packed" in d:  # older snapshots are nested documents
+        d = {**d, **json.loads(d["packed"])}
     org_id, conversation_id = d["org_id"], d["conversation_id"]
     snap = Snapshot(
         _state_from(org_id, conversation_id, d["state"]),

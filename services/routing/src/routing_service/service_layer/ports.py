@@ -69,7 +69,8 @@ class ArchivedAuditRow:
 class Compaction:
     """One compaction step, written in this order (each write idempotent, so a crash in
     between only leaves work for the next one): the archived audit entries, the snapshots,
-    the resident set, the decisions marked folded, the folded journal entries deleted."""
+    the take-over copies, the resident set, the decisions marked folded, the folded journal
+    entries deleted."""
 
     snapshots: Sequence[SnapshotRow] = ()
     #: Conversations that became / stopped being resident (NEW and assigned).
@@ -78,6 +79,9 @@ class Compaction:
     decisions: Sequence[DecisionRow] = ()
     journal: Sequence[tuple[str, str, str]] = ()
     audit: Sequence[ArchivedAuditRow] = ()
+    #: Take-over copies of snapshots (conversations a take-over loads) written / deleted.
+    live: Sequence[SnapshotRow] = ()
+    not_live: Sequence[ConversationKey] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,20 @@ class OwnerStore(Protocol):
     ) -> dict[ConversationKey, SnapshotRow]:
         """Snapshots of these conversations (exact-``_id`` reads; absent: none yet)."""
 
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        """The take-over copies of these partitions' snapshots (one query by partition).
+
+        A copy is written after its snapshot (never newer than it); an older one only
+        after a crash in between, and then the journal still holds what the newer snapshot
+        folded in, so the copy plus the journal tail is still the whole conversation."""
+
     async def compact(self, step: Compaction) -> None: ...
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        """Note that ``claim`` (an instance's take-over) now owns these partitions."""
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        """The latest claim of each partition (absent: never claimed)."""
+
     async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
         """Per partition, the ``KeyFilter`` of conversations that may have a snapshot."""
 
