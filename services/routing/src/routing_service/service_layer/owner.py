@@ -78,6 +78,11 @@ BEHIND_HORIZON = Counter(
     "compaction horizon (later than allowed lateness + compaction lag, or a duplicate of an "
     "event already compacted); dead-lettered with x-dlq-reason=refused",
 )
+CONVERSATION_EVENTS = Counter(
+    "routing_owner_conversation_events_total",
+    "Conversation events (messages and conversations topics) the owner took in, duplicates "
+    "and refused ones included",
+)
 CONVERSATIONS_IN_MEMORY = Gauge(
     "routing_owner_conversations_in_memory", "Conversations the owner keeps in memory"
 )
@@ -367,6 +372,7 @@ class ConversationOwner:
                     if swept is not None and swept.partition == data.partition:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
+                CONVERSATION_EVENTS.inc()
                 key = (data.org_id, data.subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
                 if self.logs[key].behind_horizon(entry.occurred_at):
