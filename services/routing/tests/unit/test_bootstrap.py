@@ -4,15 +4,16 @@ one flow runs through them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING_DISPATCH
-from inbox_testing import free_port
+from inbox_testing import free_port, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET
 from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
-from routing_service.bootstrap import bootstrap
+from routing_service.bootstrap import bootstrap, release_when_final
 from routing_service.domain.model import Queue, Reason, SettingChange
 from routing_service.service_layer.owner import Delivery
 from routing_service.service_layer.presence import PresenceRecord
@@ -126,11 +127,15 @@ async def test_presence_progress_noted_in_the_process_wakes_the_owner_without_th
     await owner.handle([Delivery(ROUTING_COMMANDS.name, c.data.partition, c) for c in sweeps])
     assert publisher.published == [] and owner.due  # presence has not progressed yet
 
-    await recorder.handle([PresenceRecord(0, progress_mark(0, FAR_FUTURE))])
-    started = time.monotonic()
-    await owner.wait_progress(timeout=30)
-    assert time.monotonic() - started < 5  # woken by the progress, not the timeout
-    await owner.release_due()
+    # the timer alone would take 60 s: only the wake-up can release it in time
+    releasing = asyncio.create_task(
+        release_when_final(owner, routing.pipeline.owner_lock, tick=60.0)
+    )
+    try:
+        await recorder.handle([PresenceRecord(0, progress_mark(0, FAR_FUTURE))])
+        await wait_until(lambda: publisher.published, timeout=10, interval=0.01)
+    finally:
+        releasing.cancel()
     [decision] = publisher.published
     assert (decision.reason, decision.cause_event_id) == (Reason.R1_SIGNED_OUT, sign_out.id)
     assert publisher.pending == []  # no relayed command was needed
