@@ -20,6 +20,7 @@ event), else reviewed again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -229,16 +230,22 @@ class AutoAssigner:
         return accepted, again
 
     async def flush(self) -> None:
-        """Publish what the last folds and reviews produced (before offsets are committed)."""
-        if self._assigned:
-            assigned = list(self._assigned.values())
-            await self._publisher.publish_auto_assigned(assigned)
-            for e in assigned:
-                self._assigned.pop(e.id, None)
-        if self._outbox:
-            out = list(self._outbox)
-            await self._publisher.publish_dispatch_inputs(out)
-            del self._outbox[: len(out)]
+        """Publish what the last folds and reviews produced (before offsets are committed).
+        The two topics are independent, so both publishes are in flight at once (one round
+        trip of acks, not two)."""
+        assigned = list(self._assigned.values())
+        out = list(self._outbox)
+        sends: list[Awaitable[None]] = []
+        if assigned:
+            sends.append(self._publisher.publish_auto_assigned(assigned))
+        if out:
+            sends.append(self._publisher.publish_dispatch_inputs(out))
+        if not sends:
+            return
+        await asyncio.gather(*sends)
+        for e in assigned:
+            self._assigned.pop(e.id, None)
+        del self._outbox[: len(out)]
 
     # -- events ---------------------------------------------------------------------------------
 

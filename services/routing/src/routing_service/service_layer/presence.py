@@ -8,7 +8,8 @@ the sign-out id and the partition), so redelivery republishes the same command i
 one twice is harmless.
 
 Presence progress marks (``PresenceProgressed``) are noted only after the transitions before
-them in the batch are recorded; ``relay`` then tells every owner, through the commands topic,
+them in the batch are recorded; ``relay`` (at the end of a batch with marks, and on a timer)
+then tells every owner, through the commands topic,
 how far presence is recorded per presence partition (``domain.progress.MarkTracker``, with the
 wall-clock fallback for partitions without marks).
 """
@@ -147,6 +148,10 @@ class PresenceRecorder:
         now = self._clock()
         for partition, watermark in marks:
             self._marks.mark(partition, watermark, now)
+        if marks:
+            # at once, not at the next tick: the owners hold new waiting conversations back
+            # from the dispatcher until presence progress reaches them
+            await self.relay()
         return refused
 
     async def relay(self) -> int:
