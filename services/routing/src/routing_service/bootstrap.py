@@ -327,7 +327,10 @@ def bootstrap(settings: RoutingSettings) -> Routing:
         try:
             partitions = await publisher.producer.partitions_for(MESSAGES.name)
             presence_partitions = await publisher.producer.partitions_for(PRESENCE.name)
-            p.recorder.partition_counts(len(partitions), len(presence_partitions))
+            dispatch_partitions = await publisher.producer.partitions_for(ROUTING_DISPATCH.name)
+            p.recorder.partition_counts(
+                len(partitions), len(presence_partitions), len(dispatch_partitions)
+            )
             tick = settings.progress_tick_ms / 1000
             prune_lock = asyncio.Lock()
 

@@ -50,6 +50,7 @@ from routing_service.domain.dispatch import (
     OrgDispatcher,
     PresenceChanged,
     PresenceKind,
+    PresenceProgressed,
     Proposal,
     Refusal,
     SettingsChanged,
@@ -97,6 +98,7 @@ delivery_op = st.one_of(
     st.tuples(st.just("dispatch"), st.integers(1, 6)),
     st.tuples(st.sampled_from(["snapshot", "crash"]), st.none()),
     st.tuples(st.sampled_from(["dup_state", "dup_proposal"]), st.sampled_from(CONVS)),
+    st.tuples(st.just("progress"), st.none()),
 )
 #: the setting toggled now and then, more often to on
 toggle_op = st.tuples(st.just("enable"), st.sampled_from([True, True, False]))
@@ -113,6 +115,8 @@ class Scenario:
     enabled: bool
     #: routing instances the conversations are spread over (each owner counts only its own)
     instances: int
+    #: the owner marks waiting states ``presence_until`` (presence not known final yet)
+    holds: bool
 
 
 scenario = st.builds(
@@ -131,6 +135,7 @@ scenario = st.builds(
     remove_assignment=st.booleans(),
     enabled=st.sampled_from([True, True, True, False]),
     instances=st.sampled_from([1, 1, 2]),
+    holds=st.booleans(),
 )
 
 
@@ -141,6 +146,7 @@ class Owner:
 
     remove_assignment: SettingsHistory
     instances: int = 1
+    holds: bool = False
     logs: dict[str, ConversationLog] = field(default_factory=dict)
     timelines: dict[str, list[PresenceEntry]] = field(default_factory=dict)
     published: dict[str, DispatchView] = field(default_factory=dict)
@@ -195,6 +201,7 @@ class Owner:
             refusal,
             proposal.agent_id if proposal and refusal else None,
             out_at,
+            at if self.holds and view.waiting else None,
         )
 
     def handle_entry(
@@ -452,6 +459,8 @@ class Sim:
             self.snapshot = (self.dispatcher.snapshot_state(), self.cursor)
         elif kind == "crash":
             self.crash()
+        elif kind == "progress":
+            self.log.append(PresenceProgressed(self.presence_progress()))
         elif kind == "dup_state":
             mine = [
                 e
@@ -466,9 +475,16 @@ class Sim:
         else:
             self.world(kind, arg)
 
+    def presence_progress(self) -> datetime:
+        """Every presence event up to it is in the dispatcher's stream (as relayed)."""
+        queued = [at for q in self.presence_q.values() for _, at, _ in q]
+        return min(queued) - timedelta(microseconds=1) if queued else self.now
+
     def quiesce(self) -> None:
         for _ in range(200):
             busy = False
+            if self.dispatcher.holding and self.cursor >= len(self.log):
+                self.log.append(PresenceProgressed(self.presence_progress()))
             for agent in AGENTS:
                 while self.presence_q.get(agent):
                     self.deliver_presence(agent)
@@ -538,7 +554,9 @@ PROPERTY_SETTINGS = settings(
 def test_automatic_assignment_under_any_delivery(
     sc: Scenario, ops: list[tuple[str, object]], first: list[str]
 ) -> None:
-    owner = Owner(SettingsHistory((SettingChange(T0, sc.remove_assignment),)), sc.instances)
+    owner = Owner(
+        SettingsHistory((SettingChange(T0, sc.remove_assignment),)), sc.instances, sc.holds
+    )
     sim = Sim(sc, owner)
     sim.log.append(sim.settings_input(sc.enabled, T0, "settings-0"))
     for kind, arg in [("sign_in", a) for a in first] + ops:

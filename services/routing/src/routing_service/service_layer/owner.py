@@ -436,8 +436,7 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        holding = self._assigner is not None and self._assigner.holding
-        if not keys and not self._unrecorded and not self._unpublished and not holding:
+        if not keys and not self._unrecorded and not self._unpublished:
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -555,7 +554,6 @@ class ConversationOwner:
         if self._assigner is not None:
             # after the decisions: an R1/R2 unassignment is published before the dispatcher
             # can hand the conversation to someone else
-            self._assigner.release(finals.presence)
             await self._assigner.flush()
         return outcome
 

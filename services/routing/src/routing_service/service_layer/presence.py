@@ -16,11 +16,13 @@ wall-clock fallback for partitions without marks).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
@@ -35,13 +37,24 @@ from inbox_contracts.events import (
 from inbox_contracts.events.presence import PROGRESS_ORG_ID
 
 from routing_service.domain.progress import MarkTracker
-from routing_service.service_layer.auto_assign import DispatchPublisher
 from routing_service.service_layer.ports import Command, CommandPublisher, PresenceStore
 from routing_service.service_layer.translate import presence_entry
 
 log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("0f4a0f0e-5d0e-4b55-9a8f-2c1f3b8e6d21")
 SOURCE = "/inbox/routing"
+
+
+class PresenceForwarder(Protocol):
+    """Automatic assignment's share of the presence consumer's output (the dispatch topic)."""
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Presence events, re-published unchanged keyed by org (acks awaited)."""
+
+    async def publish_dispatch_progress(
+        self, events: Sequence[CloudEvent[PresenceProgressRelayed]]
+    ) -> None:
+        """Each to ``data.partition`` of the dispatch topic (acks awaited)."""
 
 
 class MisplacedMark(ValueError):
@@ -89,7 +102,7 @@ class PresenceRecorder:
         presence_partitions: int = 0,
         complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
-        dispatch: DispatchPublisher | None = None,
+        dispatch: PresenceForwarder | None = None,
     ) -> None:
         self._store = store
         #: automatic assignment: presence re-published to the dispatcher, keyed by org
@@ -97,15 +110,19 @@ class PresenceRecorder:
         self._commands = commands
         self._partitions = partitions
         self._presence_partitions = presence_partitions
+        self._dispatch_partitions = 0
         self._marks = marks
         self._complete_as_of = complete_as_of
         self._clock = clock
         self._relayed: dict[int, datetime] = {}
 
-    def partition_counts(self, partitions: int, presence_partitions: int) -> None:
+    def partition_counts(
+        self, partitions: int, presence_partitions: int, dispatch_partitions: int = 0
+    ) -> None:
         """The topics' partition counts (known once the producer has connected)."""
         self._partitions = partitions
         self._presence_partitions = presence_partitions
+        self._dispatch_partitions = dispatch_partitions
 
     def assigned(self, partitions: set[int]) -> None:
         self._marks.assigned(partitions, self._clock())
@@ -163,20 +180,26 @@ class PresenceRecorder:
             return 0
         now = self._clock()
         marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
-        commands: list[Command] = [
-            CloudEvent.wrap(
+
+        def relayed(partition: int) -> CloudEvent[PresenceProgressRelayed]:
+            return CloudEvent.wrap(
                 PresenceProgressRelayed(
                     org_id=PROGRESS_ORG_ID,
-                    partition_key=str(p),
-                    partition=p,
+                    partition_key=str(partition),
+                    partition=partition,
                     presence_partitions=self._presence_partitions,
                     marks=marks,
                     occurred_at=now,
                 ),
                 source=SOURCE,
             )
-            for p in range(self._partitions)
-        ]
-        await self._commands.publish_commands(commands)
+
+        commands: list[Command] = [relayed(p) for p in range(self._partitions)]
+        sends = [self._commands.publish_commands(commands)]
+        if self._dispatch is not None and self._dispatch_partitions:
+            # the dispatcher too: it holds new waiting conversations until this reaches them
+            progress_events = [relayed(p) for p in range(self._dispatch_partitions)]
+            sends.append(self._dispatch.publish_dispatch_progress(progress_events))
+        await asyncio.gather(*sends)
         self._relayed.update(progress)
         return len(commands)
