@@ -5,11 +5,12 @@ partition in one order) and keeps one ``OrgDispatcher`` per org. Each record is 
 offset order exactly once per state; the proposals it yields are published (acks awaited)
 before the batch ends. Presence progress (``PresenceProgressRelayed``, relayed to every
 partition) is kept per partition and releases the conversations each org held for it.
-The state of a partition is a pure function of its records, so it is made durable by **snapshot + replay**: every few seconds the state and the offset it reflects
-are written (in the background, at most one write in flight); taking a partition over loads
-the latest snapshot and seeks to its offset. A replay re-derives exactly the proposals made
-after the snapshot, with the same ids, which the owners answer idempotently; so a crash, a
-rebalance or a zombie instance can repeat a proposal, never make a different one.
+The state of a partition is a pure function of its records, so it is made durable by **snapshot
++ replay**: every few seconds the state and the offset it reflects are written (in the
+background, at most one write in flight); taking a partition over loads the latest snapshot and
+seeks to its offset. A replay re-derives exactly the proposals made after the snapshot, with
+the same ids, which the owners answer idempotently; so a crash, a rebalance or a zombie
+instance can repeat a proposal, never make a different one.
 """
 
 from __future__ import annotations
