@@ -380,8 +380,7 @@ class Tap:
                 for r in recs:
                     if not r.value:
                         continue
-                    relayed = tp.topic == ROUTING_COMMANDS.name and b"progress_relayed" in r.value
-                    if relayed or self.org in r.value:
+                    if b"progress_relayed" in r.value or self.org in r.value:
                         out.append(
                             (tp.topic, tp.partition, r.timestamp / 1000, json.loads(r.value))
                         )
@@ -427,14 +426,17 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
         await tap.stop()
     first: dict[tuple[str, str], float] = {}
     occurred: dict[str, tuple[int, datetime]] = {}
-    relays: dict[int, list[tuple[float, datetime]]] = {}
+    relays: dict[tuple[str, int], list[tuple[float, datetime]]] = {}
+    dispatch_partition: int | None = None
     for topic, partition, ts, e in records:
         d = e["data"]
-        if topic == ROUTING_COMMANDS.name:
+        if e["type"] == "inbox.routing.presence_progress_relayed.v1":
             marks = [datetime.fromisoformat(m["progress"]) for m in d.get("marks", [])]
             if marks:
-                relays.setdefault(partition, []).append((ts, min(marks)))
+                relays.setdefault((topic, partition), []).append((ts, min(marks)))
             continue
+        if topic == ROUTING_DISPATCH.name:
+            dispatch_partition = partition
         c = d.get("conversation_id")
         if c not in cset:
             continue
@@ -449,9 +451,14 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
             continue
         first.setdefault((c, hop), ts)
     for c, (partition, at) in occurred.items():
-        reached = [ts for ts, progress in relays.get(partition, []) if progress >= at]
-        if reached:
-            first[(c, "progress")] = min(reached)
+        # relayed past the conversation's time: to its owner, and to the org's dispatcher
+        for hop, tp in (
+            ("progress", (ROUTING_COMMANDS.name, partition)),
+            ("dispatch_progress", (ROUTING_DISPATCH.name, dispatch_partition or 0)),
+        ):
+            reached = [ts for ts, progress in relays.get(tp, []) if progress >= at]
+            if reached:
+                first[(c, hop)] = min(reached)
     assigned_at = watch.times_for(cset)
     # the watch's clock is perf_counter: place it on the records' wall clock via "sent"
     offset = time.time() - time.perf_counter()
@@ -461,10 +468,10 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
         first.setdefault((c, "sent"), t + offset)
     hops = [
         ("sent", "inbound", "the benchmark's producer"),
-        ("inbound", "progress", "presence progress relayed past the conversation's time"),
-        ("progress", "waiting", "owner: the held waiting state published"),
-        ("inbound", "waiting", "owner, hold included"),
-        ("waiting", "proposal", "dispatcher"),
+        ("inbound", "progress", "presence progress relayed to the owner past its time"),
+        ("inbound", "waiting", "owner: its waiting state on the dispatch topic"),
+        ("inbound", "dispatch_progress", "presence progress relayed to the dispatcher past it"),
+        ("waiting", "proposal", "dispatcher, its hold for presence progress included"),
         ("proposal", "assigned", "owner review -> ConversationAutoAssigned seen"),
         ("sent", "assigned", "end to end"),
     ]
