@@ -8,10 +8,11 @@ the sign-out id and the partition), so redelivery republishes the same command i
 one twice is harmless.
 
 Presence progress marks (``PresenceProgressed``) are noted only after the transitions before
-them in the batch are recorded; ``relay`` (at the end of a batch with marks, and on a timer)
-then tells every owner, through the commands topic,
+them in the batch are recorded; ``relay`` then tells every owner, through the commands topic,
 how far presence is recorded per presence partition (``domain.progress.MarkTracker``, with the
-wall-clock fallback for partitions without marks).
+wall-clock fallback for partitions without marks), and the automatic-assignment dispatcher,
+through every partition of the dispatch topic (right after a batch with marks: it holds new
+waiting conversations until the progress reaches them).
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class PresenceForwarder(Protocol):
         self, events: Sequence[CloudEvent[PresenceProgressRelayed]]
     ) -> None:
         """Each to ``data.partition`` of the dispatch topic (acks awaited)."""
+
+
+class LocalOwner(Protocol):
+    """The conversation owner of the same process."""
+
+    #: The partitions of the conversation topics it owns now.
+    owned: set[int]
+
+    def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
+        """Presence is recorded up to ``marks`` (per presence partition)."""
 
 
 class MisplacedMark(ValueError):
@@ -103,18 +114,26 @@ class PresenceRecorder:
         complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
         dispatch: PresenceForwarder | None = None,
+        local_owner: LocalOwner | None = None,
     ) -> None:
         self._store = store
+        #: the owner of the same process: told of progress as soon as it is noted, without
+        #: waiting for the relay's tick and its round trip through the commands topic (and
+        #: the partitions it owns get no relayed command)
+        self._local = local_owner
         #: automatic assignment: presence re-published to the dispatcher, keyed by org
         self._dispatch = dispatch
         self._commands = commands
         self._partitions = partitions
         self._presence_partitions = presence_partitions
-        self._dispatch_partitions = 0
         self._marks = marks
         self._complete_as_of = complete_as_of
         self._clock = clock
-        self._relayed: dict[int, datetime] = {}
+        #: per partition of the conversation topics: the progress last relayed to its owner
+        self._relayed: dict[int, dict[int, datetime]] = {}
+        self._dispatch_partitions = 0
+        #: the progress last relayed to the dispatcher (every dispatch partition)
+        self._relayed_dispatch: dict[int, datetime] | None = None
 
     def partition_counts(
         self, partitions: int, presence_partitions: int, dispatch_partitions: int = 0
@@ -129,8 +148,6 @@ class PresenceRecorder:
 
     def revoked(self, partitions: set[int]) -> None:
         self._marks.revoked(partitions)
-        for p in partitions:
-            self._relayed.pop(p, None)
 
     async def handle(
         self, records: Sequence[PresenceRecord]
@@ -163,20 +180,40 @@ class PresenceRecorder:
             # whose sign-in it does not know yet
             await self._dispatch.publish_dispatch_inputs(rekeyed)
         now = self._clock()
+        noted: dict[int, datetime] = {}
         for partition, watermark in marks:
             self._marks.mark(partition, watermark, now)
-        if marks:
-            # at once, not at the next tick: the owners hold new waiting conversations back
-            # from the dispatcher until presence progress reaches them
+            noted[partition] = max(watermark, noted.get(partition, watermark))
+        if noted and self._local is not None:
+            self._local.observe_presence(self._presence_partitions, noted)
+        if noted and self._dispatch is not None:
+            # at once, not at the next tick: the dispatcher holds new waiting conversations
+            # until the presence progress reaches them
             await self.relay()
         return refused
 
     async def relay(self) -> int:
-        """Tell every owner how far presence is recorded, if that moved; returns commands sent."""
+        """Tell every owner how far presence is recorded, if that moved since it was last
+        told; returns commands sent. The owner of this process is told directly: the
+        partitions it owns get no command (once another instance owns one, it gets the next)."""
         owned = list(self._marks.latest)
         complete = {p: await self._complete_as_of(p) for p in owned}
         progress = self._marks.progress(self._clock(), complete)
-        if not progress or all(self._relayed.get(p) == t for p, t in progress.items()):
+        if not progress:
+            return 0
+        if self._local is not None:
+            self._local.observe_presence(self._presence_partitions, progress)
+        local = self._local.owned if self._local is not None else set()
+        for p in local:
+            self._relayed.pop(p, None)  # once another instance owns it, it is told at once
+        targets = [p for p in range(self._partitions) if p not in local]
+        targets = [p for p in targets if self._relayed.get(p) != progress]
+        to_dispatcher = (
+            self._dispatch is not None
+            and self._dispatch_partitions > 0
+            and self._relayed_dispatch != progress
+        )
+        if not targets and not to_dispatcher:
             return 0
         now = self._clock()
         marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
@@ -194,12 +231,18 @@ class PresenceRecorder:
                 source=SOURCE,
             )
 
-        commands: list[Command] = [relayed(p) for p in range(self._partitions)]
-        sends = [self._commands.publish_commands(commands)]
-        if self._dispatch is not None and self._dispatch_partitions:
-            # the dispatcher too: it holds new waiting conversations until this reaches them
+        commands: list[Command] = [relayed(p) for p in targets]
+        sends: list[Awaitable[None]] = []
+        if commands:
+            sends.append(self._commands.publish_commands(commands))
+        if to_dispatcher and self._dispatch is not None:
+            # the dispatcher is told through its own stream, whatever instance runs it: a
+            # relayed progress t there follows every presence event up to t re-published
             progress_events = [relayed(p) for p in range(self._dispatch_partitions)]
             sends.append(self._dispatch.publish_dispatch_progress(progress_events))
         await asyncio.gather(*sends)
-        self._relayed.update(progress)
+        for p in targets:
+            self._relayed[p] = progress
+        if to_dispatcher:
+            self._relayed_dispatch = progress
         return len(commands)
