@@ -471,8 +471,7 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        holding = self._assigner is not None and self._assigner.holding
-        if not keys and not self._unrecorded and not self._unpublished and not holding:
+        if not keys and not self._unrecorded and not self._unpublished:
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -590,7 +589,7 @@ class ConversationOwner:
             outcome.views_written = len(views)
         # marking the published decisions and the dispatcher's inputs are independent: one
         # round trip for both
-        await _all(self._mark_published(published), self._flush_assigner(finals))
+        await _all(self._mark_published(published), self._flush_assigner())
         return outcome
 
     async def _record_and_publish(self) -> list[DecisionRow]:
@@ -614,11 +613,10 @@ class ConversationOwner:
             for r in rows:
                 self._unpublished.pop(r.decision.decision_id, None)
 
-    async def _flush_assigner(self, finals: Finals) -> None:
+    async def _flush_assigner(self) -> None:
         if self._assigner is not None:
             # after the decisions are published: an R1/R2 unassignment is on the topic before
             # the dispatcher can hand the conversation to someone else
-            self._assigner.release(finals.presence)
             await self._assigner.flush()
 
     def _index(
