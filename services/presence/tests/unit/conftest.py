@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -74,8 +75,8 @@ class FakePresenceStore:
     async def ended_ids(self, session_ids: list[str]) -> set[str]:
         return {i for i in session_ids if i in self.ends}
 
-    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
-        return [e for e in self.ends.values() if e.agent == agent and e.ended_at >= since]
+    async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
+        return [e for e in self.ends.values() if e.agent in since and e.ended_at >= since[e.agent]]
 
     # transitions and outbox
     async def head(self, agent: AgentRef) -> Transition | None:

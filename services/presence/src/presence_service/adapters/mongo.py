@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -371,9 +372,16 @@ class MongoPresenceStore:
         )
         return {d["_id"] for d in found if d is not None}
 
-    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
-        cursor = self._ends.find({"agent_key": agent.key, "ended_at": {"$gte": since}})
-        return [_end(d) async for d in cursor]
+    async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
+        """One query for all the agents (a scan on FerretDB, whatever the number of agents),
+        filtered to each agent's own ``since`` here."""
+        if not since:
+            return []
+        keys = {a.key: at for a, at in since.items()}
+        agent_filter: Any = next(iter(keys)) if len(keys) == 1 else {"$in": list(keys)}
+        query = {"agent_key": agent_filter, "ended_at": {"$gte": min(keys.values())}}
+        ends = [(d["agent_key"], _end(d)) async for d in self._ends.find(query)]
+        return [end for key, end in ends if end.ended_at >= keys[key]]
 
     # ------------------------------------------------------------------ transitions / outbox
     async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -47,6 +47,7 @@ from presence_service.domain.model import (
     next_transition,
     transition_key,
 )
+from presence_service.service_layer.batching import KeyedBatcher
 from presence_service.service_layer.ports import (
     AgentAvailability,
     OutboxRecord,
@@ -55,10 +56,13 @@ from presence_service.service_layer.ports import (
 from presence_service.service_layer.progress import FloorReports, ProgressFloor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SOURCE = "/inbox/presence"
 MAX_RECONCILE_ROUNDS = 16
 MAX_BATCH = 500
+#: Agents reconciled together (their claims then form one bulk write of <= 64).
+RECONCILE_BATCH = 64
 DEFAULT_PAGE = 100
 MAX_KNOWN_AGENTS = 100_000
 SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
@@ -98,6 +102,8 @@ class Presence:
     replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The sessions this replica serves from memory (see ``domain.live``).
     live: LiveSessions = field(init=False)
+    #: Concurrent reconciles of different agents, served together (see ``reconcile``).
+    reconciles: KeyedBatcher[AgentRef, Transition | None] = field(init=False)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
     floor_reports: FloorReports = field(default_factory=FloorReports)
@@ -109,6 +115,9 @@ class Presence:
 
     def __post_init__(self) -> None:
         self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+        self.reconciles = KeyedBatcher(
+            lambda agents: reconcile_many(self, agents), max_batch=RECONCILE_BATCH
+        )
 
     def spawn(self, write: Coroutine[Any, Any, None]) -> None:
         """Run a write that nothing waits for (errors are logged; the relay scan and the
@@ -237,15 +246,15 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
 
 
 async def _live_sessions(
-    p: Presence, agent: AgentRef, now: datetime, holds: contextlib.AsyncExitStack
-) -> list[Session]:
-    """The agent's live sessions; overdue ones found on the way are ended as expired (at
-    their deadline, a past time: held on ``holds`` until the caller has claimed what follows).
-    A session this replica serves is judged from memory (exact), others from the store (with
-    the slack of ``is_expired_for_others``)."""
-    sessions = await p.store.sessions_of([agent])
+    p: Presence, agents: list[AgentRef], now: datetime, holds: contextlib.AsyncExitStack
+) -> dict[AgentRef, list[Session]]:
+    """The agents' live sessions (one look-up for all of them); overdue ones found on the way
+    are ended as expired (at their deadline, a past time: held on ``holds`` until the caller
+    has claimed what follows). A session this replica serves is judged from memory (exact),
+    others from the store (with the slack of ``is_expired_for_others``)."""
+    sessions = await p.store.sessions_of(agents)
     ended = await p.store.ended_ids([s.session_id for s in sessions])
-    live: list[Session] = []
+    live: dict[AgentRef, list[Session]] = {a: [] for a in agents}
     for s in sessions:
         local = p.live.get(s.session_id)
         if s.session_id in ended:
@@ -258,14 +267,14 @@ async def _live_sessions(
                 await p.store.delete_session(s.session_id)
                 p.live.remove(s.session_id)
             else:
-                live.append(local.snapshot())
+                live[s.agent].append(local.snapshot())
         elif await _orphaned_and_overdue(p, s, now):
             await holds.enter_async_context(holding_back(p, s.expires_at))
             await p.store.claim_end(expiry_end(s))
             await p.store.delete_session(s.session_id)
             p.live.remove(s.session_id)
         else:
-            live.append(s)
+            live[s.agent].append(s)
     return live
 
 
@@ -304,23 +313,46 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     Every actor that changes an agent's sessions calls this afterwards, and every actor that
     claims a transition re-reads and re-checks; so whatever the interleaving, the last actor
     leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
+    Concurrent calls for different agents are served together (``reconcile_many``): on
+    FerretDB every look-up of an agent's sessions or ends is a scan of the collection, so
+    one scan serves up to ``RECONCILE_BATCH`` agents instead of one.
     """
+    return await p.reconciles.submit(agent)
+
+
+async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, Transition | None]:
+    """``reconcile`` of several agents at once: each round reads their heads (``_id``), their
+    sessions and, for those left without one, their ends since the head (one query each for
+    all of them), then claims what each log needs; agents whose log matches are done."""
+    result: dict[AgentRef, Transition | None] = {}
+    pending = list(dict.fromkeys(agents))
     async with contextlib.AsyncExitStack() as holds:
         for _ in range(MAX_RECONCILE_ROUNDS):
-            head = await p.store.head(agent)
-            if head is not None:
-                p.learn_seq(agent, head.seq)
+            if not pending:
+                return result
+            found = await asyncio.gather(*(p.store.head(a) for a in pending))
+            heads = dict(zip(pending, found, strict=True))
+            for agent, head in heads.items():
+                if head is not None:
+                    p.learn_seq(agent, head.seq)
             now = p.clock()
-            live = await _live_sessions(p, agent, now, holds)
-            ends: list[SessionEnd] = []
-            if not live and head is not None and head.signed_in:
-                ends = await p.store.ends_since(agent, head.occurred_at)
-            wanted = next_transition(agent, head, live, ends)
-            if wanted is None:
-                return head
-            await _claim(p, wanted)
-        log.warning("reconcile did not settle", extra={"agent_id": agent.agent_id})
-        return await p.store.head(agent)
+            live = await _live_sessions(p, pending, now, holds)
+            signed_in_without_session = {
+                a: h.occurred_at for a, h in heads.items() if h and h.signed_in and not live[a]
+            }
+            ends: dict[AgentRef, list[SessionEnd]] = {a: [] for a in pending}
+            if signed_in_without_session:
+                for end in await p.store.ends_since(signed_in_without_session):
+                    ends[end.agent].append(end)
+            wanted = [(a, next_transition(a, heads[a], live[a], ends[a])) for a in pending]
+            result.update((a, heads[a]) for a, t in wanted if t is None)
+            claims = [t for _, t in wanted if t is not None]
+            await asyncio.gather(*(_claim(p, t) for t in claims))
+            pending = [t.agent for t in claims]
+        log.warning("reconcile did not settle", extra={"agents": len(pending)})
+        found = await asyncio.gather(*(p.store.head(a) for a in pending))
+        result.update(zip(pending, found, strict=True))
+    return result
 
 
 async def end_session(p: Presence, end: SessionEnd) -> bool:
@@ -565,51 +597,76 @@ async def sweep_once(p: Presence, limit: int = 500) -> int:
     ]
     if not orphaned:
         return 0
-    ended = 0
     # Their stored deadlines lie behind the floor this replica reported: one report for the
     # batch before the first of them leaves the store (until then it covers that time).
     async with holding_back(p, min(s.expires_at for s in orphaned)):
-        for s in orphaned:
-            fresh = await p.store.get_session(s.session_id)  # a heartbeat may have landed
-            if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
-                continue
-            async with holding_back(p, fresh.expires_at):
-                if await p.store.claim_end(expiry_end(fresh)):
-                    ended += 1
-                await p.store.delete_session(s.session_id)
-                await reconcile(p, s.agent)
-    return ended
+        ended = await asyncio.gather(
+            *(_end_orphans(p, chunk, now) for chunk in _chunks(orphaned, RECONCILE_BATCH))
+        )
+    return sum(ended)
 
 
-async def expire_overdue(p: Presence, concurrency: int = 32) -> int:
+async def _end_orphans(p: Presence, orphans: list[Session], now: datetime) -> int:
+    """End a chunk of orphaned sessions at their stored deadline, together (their ends and
+    deletes form bulk writes, their agents one reconcile batch)."""
+    fresh = await asyncio.gather(*(p.store.get_session(s.session_id) for s in orphans))
+    # a heartbeat may have landed meanwhile
+    due = [s for s in fresh if s is not None and await _orphaned_and_overdue(p, s, now)]
+    return await _end_expired(p, [expiry_end(s) for s in due])
+
+
+async def _end_expired(p: Presence, ends: list[SessionEnd]) -> int:
+    """End expired sessions (the caller holds their end times); returns how many this call
+    ended (the others were ended by someone else first)."""
+    if not ends:
+        return 0
+    claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
+    await asyncio.gather(*(p.store.delete_session(e.session_id) for e in ends))
+    await asyncio.gather(*(reconcile(p, a) for a in dict.fromkeys(e.agent for e in ends)))
+    for e in ends:
+        p.live.remove(e.session_id)
+    return sum(claimed)
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+async def expire_overdue(p: Presence) -> int:
     """Decide the sessions this replica serves whose deadline (latest heartbeat here +
     timeout) passed ``handover_grace`` ago: if the store shows this replica's own last write,
     nobody heartbeated the session elsewhere since, and it ends at exactly that deadline;
     otherwise another replica serves it now (or ended it) and it is dropped from memory.
-    Up to ``concurrency`` at once (their writes share group commits)."""
+    In chunks of ``RECONCILE_BATCH``, all at once (a mass expiry costs a few bulk writes and
+    scans per chunk, not per session)."""
     due = p.live.overdue(p.clock(), p.timing.handover_grace)
-    slots = asyncio.Semaphore(concurrency)
+    if not due:
+        return 0
+    decided = await asyncio.gather(
+        *(_decide_expiries(p, chunk) for chunk in _chunks(due, RECONCILE_BATCH))
+    )
+    return sum(decided)
 
-    async def decide(local: LocalSession) -> bool:
-        sid = local.session.session_id
-        async with slots:
-            try:
-                stored = await p.store.get_session(sid)
-                if (
-                    stored is None
-                    or stored.replica != p.replica_id
-                    or (stored.last_heartbeat > local.persisted)
-                ):
-                    p.live.remove(sid)
-                    return False
-                async with holding_back(p, local.deadline):
-                    return await end_session(p, _expired(local))
-            except Exception:
+
+async def _decide_expiries(p: Presence, due: list[LocalSession]) -> int:
+    try:
+        stored = await asyncio.gather(*(p.store.get_session(e.session.session_id) for e in due))
+        ending: list[LocalSession] = []
+        for local, s in zip(due, stored, strict=True):
+            if s is None or s.replica != p.replica_id or s.last_heartbeat > local.persisted:
+                p.live.remove(local.session.session_id)
+            else:
+                ending.append(local)
+        if not ending:
+            return 0
+        async with holding_back(p, min(e.deadline for e in ending)):
+            return await _end_expired(p, [_expired(e) for e in ending])
+    except Exception:
+        for local in due:
+            if p.live.get(local.session.session_id) is local:
                 p.live.keep(local)  # decide again on the next round
-                log.exception("expiry check failed; will retry", extra={"session_id": sid})
-                return False
-
-    return sum(await asyncio.gather(*(decide(local) for local in due)))
+        log.exception("expiry check failed; will retry", extra={"sessions": len(due)})
+        return 0
 
 
 async def persist_progress(p: Presence, *, everything: bool = False) -> int:
