@@ -110,6 +110,9 @@ class Presence:
 
     #: A replica whose progress floor is older than this is taken for dead.
     replica_ttl: timedelta = timedelta(seconds=10)
+    #: Until when every other replica takes this one for alive: the liveness time of its
+    #: last floor write that landed + ``replica_ttl`` (clocks are NTP-synchronized).
+    lease_until: datetime | None = None
     _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
     _spawned: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
@@ -180,10 +183,43 @@ async def report_floor(p: Presence, at: datetime | None = None) -> None:
         value = own_floor(p, now)
         p.progress.reported(value)
         await p.store.write_floor(value, now if at is None else at)
+        if at is None and (p.lease_until is None or now + p.replica_ttl > p.lease_until):
+            p.lease_until = now + p.replica_ttl
         if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
             log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
 
     await p.floor_reports.report(write, always=at is not None)
+
+
+async def fenced(p: Presence) -> None:
+    """Self-fencing: called before every step that claims a transition or removes what covers
+    its event time in the store (a session's delete). Past ``lease_until`` the marks
+    publisher takes this replica for dead and no longer waits for its floor, so such a step
+    must land well before that: with less than half the TTL left, this replica first renews
+    its floor (waiting as long as the store takes) and only then goes on. A replica stalled
+    past its lease therefore claims nothing until it is alive again in the store."""
+    while True:
+        now = p.clock()
+        if p.lease_until is not None and now < p.lease_until - p.replica_ttl / 2:
+            return
+        if p.lease_until is not None and now >= p.lease_until:
+            log.warning(
+                "progress lease lapsed: renewing it before claiming",
+                extra={"lapsed_seconds": (now - p.lease_until).total_seconds()},
+            )
+        await report_floor(p)
+
+
+async def _delete_session(p: Presence, session_id: str) -> None:
+    """A stored session covers its deadline for the marks publisher (as a dead replica's
+    leftover): deleting it is a fenced step."""
+    await fenced(p)
+    await p.store.delete_session(session_id)
+
+
+def _check_landed_in_lease(p: Presence, what: str) -> None:
+    if p.lease_until is not None and p.clock() > p.lease_until:  # the write itself stalled
+        log.warning("%s landed after this replica's lease: a mark may have overtaken it", what)
 
 
 @contextlib.asynccontextmanager
@@ -258,20 +294,20 @@ async def _live_sessions(
     for s in sessions:
         local = p.live.get(s.session_id)
         if s.session_id in ended:
-            await p.store.delete_session(s.session_id)  # finish an interrupted end
+            await _delete_session(p, s.session_id)  # finish an interrupted end
             p.live.remove(s.session_id)
         elif local is not None and not local.deciding:
             if now > local.deadline + p.timing.handover_grace:
                 await holds.enter_async_context(holding_back(p, local.deadline))
                 await p.store.claim_end(_expired(local))
-                await p.store.delete_session(s.session_id)
+                await _delete_session(p, s.session_id)
                 p.live.remove(s.session_id)
             else:
                 live[s.agent].append(local.snapshot())
         elif await _orphaned_and_overdue(p, s, now):
             await holds.enter_async_context(holding_back(p, s.expires_at))
             await p.store.claim_end(expiry_end(s))
-            await p.store.delete_session(s.session_id)
+            await _delete_session(p, s.session_id)
             p.live.remove(s.session_id)
         else:
             live[s.agent].append(s)
@@ -287,10 +323,12 @@ def _expired(local: LocalSession) -> SessionEnd:
 
 async def _claim(p: Presence, t: Transition) -> bool:
     record = transition_record(t, p.clock())
+    await fenced(p)
     p.progress.claiming(record.key, t.occurred_at)
     if not await p.store.claim_transition(t, record):
         p.progress.lost(record.key)  # the winner holds it
         return False
+    _check_landed_in_lease(p, "a transition claim")
     log.info(
         "agent %s",
         "signed in" if t.signed_in else "signed out",
@@ -358,7 +396,7 @@ async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
 async def end_session(p: Presence, end: SessionEnd) -> bool:
     """End a session (idempotent); True if this call ended it."""
     claimed = await p.store.claim_end(end)
-    await p.store.delete_session(end.session_id)
+    await _delete_session(p, end.session_id)
     await reconcile(p, end.agent)
     p.live.remove(end.session_id)
     return claimed
@@ -467,7 +505,7 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
         if not await p.store.claim_end(end):
             p.live.remove(session_id)
             raise SessionEnded(session_id)
-        await p.store.delete_session(session_id)
+        await _delete_session(p, session_id)
         head = await reconcile(p, session.agent)
         p.live.remove(session_id)
     return head is None or not head.signed_in
@@ -484,7 +522,7 @@ async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> in
         sessions = await p.store.sessions_of([agent])
         ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
         claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-        await asyncio.gather(*(p.store.delete_session(s.session_id) for s in sessions))
+        await asyncio.gather(*(_delete_session(p, s.session_id) for s in sessions))
         await reconcile(p, agent)
         for s in sessions:
             p.live.remove(s.session_id)
@@ -621,7 +659,7 @@ async def _end_expired(p: Presence, ends: list[SessionEnd]) -> int:
     if not ends:
         return 0
     claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-    await asyncio.gather(*(p.store.delete_session(e.session_id) for e in ends))
+    await asyncio.gather(*(_delete_session(p, e.session_id) for e in ends))
     await asyncio.gather(*(reconcile(p, a) for a in dict.fromkeys(e.agent for e in ends)))
     for e in ends:
         p.live.remove(e.session_id)
