@@ -157,10 +157,10 @@ class FakeStore:
         await self._step()
         return self._latest(agent)
 
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
+    async def head_after(self, known: Transition) -> Transition:
         await self._step()
-        latest = self._latest(agent)
-        return max(known_seq, latest.seq if latest else 0)
+        latest = self._latest(known.agent)
+        return latest if latest is not None and latest.seq > known.seq else known
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         await self._step()

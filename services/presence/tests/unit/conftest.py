@@ -83,9 +83,9 @@ class FakePresenceStore:
         log = self.transitions.get(agent, [])
         return log[-1] if log else None
 
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
-        head = await self.head(agent)
-        return max(known_seq, head.seq if head else 0)
+    async def head_after(self, known: Transition) -> Transition:
+        head = await self.head(known.agent)
+        return head if head is not None and head.seq > known.seq else known
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         return {a: t for a in agents if (t := await self.head(a)) is not None}

@@ -384,13 +384,8 @@ class MongoPresenceStore:
         return [end for key, end in ends if end.ended_at >= keys[key]]
 
     # ------------------------------------------------------------------ transitions / outbox
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
-        """The agent's latest transition number, probing forward from a known lower bound
-        (``_id`` reads of ``known_seq + 1``, ``+ 2``, ... until one is missing)."""
-        seq = known_seq
-        while await self._outbox.find_one({"_id": transition_key(agent, seq + 1)}, {"_id": 1}):
-            seq += 1
-        return seq
+    async def head_after(self, known: Transition) -> Transition:
+        return await self._probe_forward(known.agent, known) or known
 
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0

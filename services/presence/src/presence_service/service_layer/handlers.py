@@ -43,7 +43,6 @@ from presence_service.domain.model import (
     event_id_for,
     expiry_end,
     is_expired_for_others,
-    is_signed_in_seq,
     next_transition,
     transition_key,
 )
@@ -95,9 +94,9 @@ class Presence:
     resumed_at: datetime | None = None
     #: Outbox records claimed here, for the relay's fast path (publish without a scan).
     claimed: asyncio.Queue[OutboxRecord] = field(default_factory=asyncio.Queue)
-    #: Per agent, a transition number known to exist (a lower bound: the log only grows, so
-    #: probing forward from it by ``_id`` finds the head, whatever other replicas did).
-    known_seq: dict[AgentRef, int] = field(default_factory=dict)
+    #: Per agent, a transition known to exist (a lower bound: the log only grows, so probing
+    #: forward from it by ``_id`` finds the head, whatever other replicas did: one read).
+    known_heads: dict[AgentRef, Transition] = field(default_factory=dict)
     #: This process's identity in stored sessions and progress marks.
     replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The sessions this replica serves from memory (see ``domain.live``).
@@ -148,11 +147,20 @@ class Presence:
             self._alive = (now + timedelta(milliseconds=200), alive | {self.replica_id})
         return self._alive[1]
 
-    def learn_seq(self, agent: AgentRef, seq: int) -> None:
-        if seq > self.known_seq.get(agent, 0):
-            if len(self.known_seq) >= MAX_KNOWN_AGENTS:
-                self.known_seq.clear()  # crude bound; it is only a hint
-            self.known_seq[agent] = seq
+    def learn(self, t: Transition) -> None:
+        known = self.known_heads.get(t.agent)
+        if known is None or t.seq > known.seq:
+            if len(self.known_heads) >= MAX_KNOWN_AGENTS:
+                self.known_heads.clear()  # crude bound; it is only a hint
+            self.known_heads[t.agent] = t
+
+    async def current_head(self, agent: AgentRef) -> Transition | None:
+        """The agent's log head: one ``_id`` read when a transition of it is known here."""
+        known = self.known_heads.get(agent)
+        head = await (self.store.head_after(known) if known else self.store.head(agent))
+        if head is not None:
+            self.learn(head)
+        return head
 
 
 async def _orphaned_and_overdue(p: Presence, s: Session, now: datetime) -> bool:
@@ -341,7 +349,7 @@ async def _claim(p: Presence, t: Transition) -> bool:
         },
     )
     p.claimed.put_nowait(record)
-    p.learn_seq(t.agent, t.seq)
+    p.learn(t)
     return True
 
 
@@ -368,11 +376,8 @@ async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
         for _ in range(MAX_RECONCILE_ROUNDS):
             if not pending:
                 return result
-            found = await asyncio.gather(*(p.store.head(a) for a in pending))
+            found = await asyncio.gather(*(p.current_head(a) for a in pending))
             heads = dict(zip(pending, found, strict=True))
-            for agent, head in heads.items():
-                if head is not None:
-                    p.learn_seq(agent, head.seq)
             now = p.clock()
             live = await _live_sessions(p, pending, now, holds)
             signed_in_without_session = {
@@ -427,18 +432,9 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         await p.store.insert_session(session)
         p.live.add(session, persisted=now)
         # Is the agent signed in already (the usual case: another tab, a reload)? The log
-        # head decides; probing from the known transition number is one ``_id`` read.
-        known = p.known_seq.get(session.agent)
-        head: Transition | None = None
-        if known is None:  # first time here: start from the stored hint
-            head = await p.store.head(session.agent)
-            seq = head.seq if head else 0
-        else:
-            seq = await p.store.probe_seq(session.agent, known)
-        p.learn_seq(session.agent, seq)
-        if not is_signed_in_seq(seq):
-            if known is not None:  # only the number was probed
-                head = await p.store.head(session.agent)
+        # head decides; probing from the known transition is one ``_id`` read.
+        head = await p.current_head(session.agent)
+        if head is None or not head.signed_in:
             await _sign_in_transition(p, session, head)
     return session
 
