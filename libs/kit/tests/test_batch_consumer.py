@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiokafka import ConsumerRecord
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
 from inbox_kit.kafka import H_ERROR, DeadLetters, RetryPolicy
+from inbox_testing import consumer_record
 from pymongo.errors import AutoReconnect
 
 
 def record(offset: int, value: bytes) -> Record:
-    return ConsumerRecord(
-        topic="inbox.contacts.v1",
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=value,
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=len(value),
-        headers=(),
-    )
+    return consumer_record("inbox.contacts.v1", value, offset=offset)
 
 
 def event(contact_id: str) -> bytes:

@@ -1,28 +1,17 @@
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from aiokafka import ConsumerRecord
 from contacts_service.entrypoints.consumer import ProfileConsumer, change_notices
 from contacts_service.service_layer.contacts import IngestResult, RawProfile
 from inbox_contracts import CloudEvent, decode
 from inbox_contracts.events import ContactProfileUpserted, ContactsChanged
+from inbox_kit.batch_consumer import Record
 from inbox_kit.kafka import H_ERROR
+from inbox_testing import consumer_record
 
 
-def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic="inbox.contacts.v1",
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=value,
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=len(value),
-        headers=(),
-    )
+def record(offset: int, value: bytes) -> Record:
+    return consumer_record("inbox.contacts.v1", value, offset=offset)
 
 
 def profile(contact_id: str) -> bytes:

@@ -52,9 +52,11 @@ class FakePresenceStore:
             )
 
     async def persist_heartbeats(self, progress: list[tuple[str, datetime, datetime]]) -> set[str]:
+        """Returns the sessions no longer stored, as the MongoDB adapter does."""
+        missing = {session_id for session_id, _, _ in progress if session_id not in self.sessions}
         for session_id, beat, expires in progress:
             await self.touch_session(session_id, beat, expires)
-        return {session_id for session_id, _, _ in progress if session_id in self.sessions}
+        return missing
 
     async def delete_session(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)

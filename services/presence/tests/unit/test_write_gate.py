@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from presence_service.adapters.write_gate import WriteGate, background_io
+from presence_service.adapters.write_gate import WriteGate
+from presence_service.service_layer.io_priority import background_io
 
 
 async def test_one_slot_serializes_and_foreground_overtakes_background() -> None:

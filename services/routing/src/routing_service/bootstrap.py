@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from inbox.routing.v1 import routing_pb2_grpc
@@ -36,13 +36,26 @@ from routing_service.adapters.kafka import CompletenessProbe, KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
-from routing_service.service_layer.auto_assign import AutoAssigner
-from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord
+from routing_service.service_layer.auto_assign import AutoAssigner, DispatchPublisher
+from routing_service.service_layer.dispatcher import (
+    Dispatcher,
+    DispatchRecord,
+    ProposalPublisher,
+)
 from routing_service.service_layer.owner import (
     Compacting,
+    CompleteAsOf,
     ConversationOwner,
     Delivery,
     EventTime,
+)
+from routing_service.service_layer.ports import (
+    CommandPublisher,
+    DecisionPublisher,
+    OwnerStore,
+    PresenceStore,
+    ReadStore,
+    ViewStore,
 )
 from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
 from routing_service.service_layer.views import ViewWriter
@@ -50,6 +63,34 @@ from routing_service.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "inbox.routing.v1.RoutingService"
+
+
+class RoutingStore(OwnerStore, ViewStore, PresenceStore, ReadStore, Protocol):
+    """Everything routing keeps in its database: MongoDB, or ``InMemoryStore`` in unit tests."""
+
+    async def ensure_indexes(self) -> None: ...
+    async def prune(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` documents whose retention ended; returns how many went."""
+
+
+class RoutingPublisher(
+    DecisionPublisher, CommandPublisher, DispatchPublisher, ProposalPublisher, Protocol
+):
+    """Routing's one producer: ``KafkaPublisher``, or ``InMemoryPublisher`` in unit tests."""
+
+    async def publish_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: dict[str, str],
+        partition: int | None = None,
+    ) -> None:
+        """Send bytes as they are (dead letters, repartitioning)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def partition_count(self, topic: str) -> int: ...
 
 
 def consumer_options(settings: RoutingSettings) -> dict[str, int]:
@@ -98,10 +139,12 @@ class Pipeline:
 
 def pipeline(
     settings: RoutingSettings,
-    store: MongoRoutingStore,
+    store: RoutingStore,
     dispatch_store: MongoDispatchStore,
-    publisher: KafkaPublisher,
+    publisher: RoutingPublisher,
+    complete_as_of: CompleteAsOf | None = None,
 ) -> Pipeline:
+    """``complete_as_of`` replaces the consumers' completeness probes (unit tests)."""
     owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
     views = ViewWriter(store, exclusive=owner_lock)
     raw_publish = publisher.publish_raw
@@ -195,7 +238,10 @@ def pipeline(
         store,
         publisher,
         views,
-        EventTime(settings.allowed_lateness, complete_as_of=CompletenessProbe(owner_loop)),
+        EventTime(
+            settings.allowed_lateness,
+            complete_as_of=complete_as_of or CompletenessProbe(owner_loop),
+        ),
         AutoAssigner(publisher, store.timelines),
         Compacting(
             lag=timedelta(seconds=settings.compaction_lag_seconds),
@@ -213,7 +259,7 @@ def pipeline(
         lock=presence_lock,
         decoder=decoder,
     )
-    presence_probe = CompletenessProbe(presence_loop)
+    presence_probe = complete_as_of or CompletenessProbe(presence_loop)
 
     async def presence_complete_as_of(partition: int) -> datetime | None:
         return await presence_probe(PRESENCE.name, partition)
@@ -253,8 +299,8 @@ def pipeline(
 class Routing(Service):
     """Everything bootstrap built, for tests that want to look inside."""
 
-    store: MongoRoutingStore
-    publisher: KafkaPublisher
+    store: RoutingStore
+    publisher: RoutingPublisher
     dispatch_store: MongoDispatchStore
     pipeline: Pipeline
 
@@ -280,14 +326,22 @@ class Routing(Service):
             await loop.ready(timeout)
 
 
-def bootstrap(settings: RoutingSettings) -> Routing:
-    """Build the service, not started and without I/O."""
+def bootstrap(
+    settings: RoutingSettings,
+    *,
+    store: RoutingStore | None = None,
+    publisher: RoutingPublisher | None = None,
+    complete_as_of: CompleteAsOf | None = None,
+) -> Routing:
+    """Build the service, not started and without I/O. Unit tests replace the MongoDB store,
+    the Kafka publisher and the consumers' completeness probes (the consumers themselves and
+    the dispatcher's store stay real, unconnected until ``start()``)."""
     client, db = connect(settings)
-    store = MongoRoutingStore(
+    store = store or MongoRoutingStore(
         db, decision_retention=timedelta(hours=settings.decision_retention_hours)
     )
     dispatch_store = MongoDispatchStore(db)
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    publisher = publisher or KafkaPublisher(settings.kafka_bootstrap_servers)
     grpc_server = GrpcServer(
         [
             ServiceRegistration(
@@ -312,22 +366,23 @@ def bootstrap(settings: RoutingSettings) -> Routing:
         store=store,
         publisher=publisher,
         dispatch_store=dispatch_store,
-        pipeline=pipeline(settings, store, dispatch_store, publisher),
+        pipeline=pipeline(settings, store, dispatch_store, publisher, complete_as_of),
     )
     generations = 0
 
     async def consume() -> None:
         nonlocal generations
         if generations:  # restarted after a crash: a fresh set, as at the first start
-            routing.pipeline = pipeline(settings, store, dispatch_store, publisher)
+            routing.pipeline = pipeline(settings, store, dispatch_store, publisher, complete_as_of)
         generations += 1
         p = routing.pipeline
         await store.ensure_indexes()
         await publisher.start()
         try:
-            partitions = await publisher.producer.partitions_for(MESSAGES.name)
-            presence_partitions = await publisher.producer.partitions_for(PRESENCE.name)
-            p.recorder.partition_counts(len(partitions), len(presence_partitions))
+            p.recorder.partition_counts(
+                await publisher.partition_count(MESSAGES.name),
+                await publisher.partition_count(PRESENCE.name),
+            )
             tick = settings.progress_tick_ms / 1000
             prune_lock = asyncio.Lock()
 

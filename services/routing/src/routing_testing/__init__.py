@@ -27,7 +27,6 @@ from inbox_contracts.events import (
     PresenceProgressed,
     SignOutReason,
 )
-from inbox_contracts.events.presence import PROGRESS_ORG_ID
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING_COMMANDS
 from routing_service.adapters.memory import (
     InMemoryStore,
@@ -207,16 +206,7 @@ def complete_now(clock: SimClock) -> Callable[..., Awaitable[datetime | None]]:
 
 
 def progress_mark(partition: int, watermark: datetime) -> CloudEvent[EventData]:
-    return CloudEvent.wrap(
-        PresenceProgressed(
-            org_id=PROGRESS_ORG_ID,
-            partition_key=str(partition),
-            partition=partition,
-            watermark=watermark,
-            occurred_at=watermark,
-        ),
-        source=SRC,
-    )
+    return CloudEvent.wrap(PresenceProgressed.at(partition, watermark), source=SRC)
 
 
 class ProgressMarks:

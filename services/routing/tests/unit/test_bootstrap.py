@@ -1,27 +1,53 @@
 """Routing built by ``bootstrap`` without any I/O: every component exists before ``start()``
-(the database and Kafka named here do not exist), wired to each other."""
+(the database and Kafka named here do not exist), wired to each other; over in-memory fakes,
+one flow runs through them."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
-from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_DISPATCH
+from inbox_contracts import CloudEvent, EventData
+from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING_DISPATCH
 from inbox_testing import free_port
 from inbox_testing.plugin import TEST_JWT_SECRET
+from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
 from routing_service.bootstrap import bootstrap
+from routing_service.domain.model import Queue, Reason, SettingChange
+from routing_service.service_layer.owner import Delivery
+from routing_service.service_layer.presence import PresenceRecord
 from routing_service.settings import RoutingSettings
+from routing_testing import (
+    FAR_FUTURE,
+    SimClock,
+    assigned,
+    complete_now,
+    inbound,
+    partition_of,
+    progress_mark,
+    signed_in,
+    signed_out,
+    topic_of,
+)
+
+ORG = "org-1"
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
-async def test_bootstrap_builds_every_component_up_front_without_io() -> None:
-    settings = RoutingSettings(
+def settings() -> RoutingSettings:
+    """Dependencies that do not exist: nothing may connect while building."""
+    return RoutingSettings(
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/",
         grpc_port=0,
         metrics_port=0,
         jwt_secret=TEST_JWT_SECRET,
     )
+
+
+async def test_bootstrap_builds_every_component_up_front_without_io() -> None:
     started = time.monotonic()
-    routing = bootstrap(settings)
+    routing = bootstrap(settings())
     assert time.monotonic() - started < 2.0  # nothing waited for the absent dependencies
     owner_loop, presence_loop, dispatch_loop = routing.loops
     assert MESSAGES.name in owner_loop._topics and owner_loop.lock is routing.pipeline.owner_lock
@@ -30,3 +56,43 @@ async def test_bootstrap_builds_every_component_up_front_without_io() -> None:
     assert all(loop.consumer is None for loop in routing.loops)  # not connected
     assert routing.owner is routing.pipeline.owner and routing.views is routing.pipeline.views
     assert routing.runtime.background and routing.runtime.cleanups
+
+
+async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation() -> None:
+    """One flow through the components ``bootstrap`` wired: presence recorder → relayed
+    progress command → owner → R1 decision published and the view written."""
+    store, publisher = InMemoryStore(), InMemoryPublisher(partitions=3, presence_partitions=1)
+    routing = bootstrap(
+        settings(),
+        store=store,
+        publisher=publisher,
+        complete_as_of=complete_now(SimClock(FAR_FUTURE)),
+    )
+    owner, recorder = routing.owner, routing.pipeline.recorder
+    recorder.partition_counts(3, 1)
+    recorder.assigned({0})
+    await owner.assign({0, 1, 2})
+    await store.append_setting(ORG, SettingChange(T0 - timedelta(days=1), True, "admin-1"))
+
+    async def to_owner(*events: CloudEvent[EventData]) -> None:
+        await owner.handle([Delivery(topic_of(e), partition_of(e.subject, 3), e) for e in events])
+
+    await recorder.handle([PresenceRecord(0, signed_in(ORG, "ana", T0))])
+    await to_owner(inbound(ORG, "c1", T0), assigned(ORG, "c1", "ana", T0 + timedelta(seconds=1)))
+    sign_out = signed_out(ORG, "ana", T0 + timedelta(seconds=2))
+    await recorder.handle(
+        [PresenceRecord(0, sign_out), PresenceRecord(0, progress_mark(0, FAR_FUTURE))]
+    )
+    await recorder.relay()
+    commands, publisher.pending = publisher.pending, []
+    await owner.handle([Delivery(ROUTING_COMMANDS.name, c.data.partition, c) for c in commands])
+
+    [decision] = publisher.published
+    assert (decision.conversation_id, decision.reason, decision.cause_event_id) == (
+        "c1",
+        Reason.R1_SIGNED_OUT,
+        sign_out.id,
+    )
+    await routing.views.flush()
+    view = store.views[(ORG, "c1")]
+    assert (view.state.queue, view.state.assignee_id) == (Queue.NEW, None)

@@ -1,5 +1,6 @@
 """Topic ``inbox.presence.v1``: agent sign-in / sign-out transitions, produced by presence."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
@@ -153,3 +154,14 @@ class PresenceProgressed(EventData):
         "was appended to it before this mark: anything presence appends later has occurred_at "
         "> watermark (except after a crash mid-transition, see the type's description)."
     )
+
+    @classmethod
+    def at(cls, partition: int, watermark: datetime) -> "PresenceProgressed":
+        """The mark of ``partition`` at ``watermark`` (its fields follow from the two)."""
+        return cls(
+            org_id=PROGRESS_ORG_ID,
+            partition_key=str(partition),
+            partition=partition,
+            watermark=watermark,
+            occurred_at=watermark,
+        )

@@ -8,7 +8,6 @@ from datetime import datetime
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import PresenceProgressed
-from inbox_contracts.events.presence import PROGRESS_ORG_ID
 from inbox_contracts.topics import PRESENCE
 from inbox_kit.kafka import EventPublisher
 
@@ -46,16 +45,7 @@ class KafkaProgressPublisher:
             *(
                 self._publisher.publish(
                     PRESENCE,
-                    CloudEvent.wrap(
-                        PresenceProgressed(
-                            org_id=PROGRESS_ORG_ID,
-                            partition_key=str(partition),
-                            partition=partition,
-                            watermark=watermark,
-                            occurred_at=watermark,
-                        ),
-                        source=SOURCE,
-                    ),
+                    CloudEvent.wrap(PresenceProgressed.at(partition, watermark), source=SOURCE),
                     partition=partition,
                 )
                 for partition in range(self._partitions)

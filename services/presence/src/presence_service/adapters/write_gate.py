@@ -8,38 +8,20 @@ where the heartbeat p99 of hundreds of milliseconds came from. Queueing writes h
 for at most the background writes already in flight. With real MongoDB raise the number of
 slots (``PRESENCE_MONGODB_WRITE_CONCURRENCY``).
 
-Background tasks mark themselves with ``background_io()``; the mark is a context variable,
-so it follows the task (and its children) and never leaks into request handlers.
+Background tasks mark themselves (``service_layer.io_priority``); the gate reads the mark.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "presence_background_io", default=False
-)
+from presence_service.service_layer.io_priority import is_background
 
 URGENT, FOREGROUND, BACKGROUND = -1, 0, 1
-
-
-def mark_background() -> None:
-    """Mark the current task (and tasks it creates) as background I/O."""
-    _BACKGROUND.set(True)
-
-
-@contextlib.contextmanager
-def background_io() -> Iterator[None]:
-    token = _BACKGROUND.set(True)
-    try:
-        yield
-    finally:
-        _BACKGROUND.reset(token)
 
 
 class WriteGate:
@@ -61,7 +43,7 @@ class WriteGate:
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
-        priority = URGENT if urgent else BACKGROUND if _BACKGROUND.get() else FOREGROUND
+        priority = URGENT if urgent else BACKGROUND if is_background() else FOREGROUND
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
         if self._free > 0:  # waiters queued ahead may all be cancelled: hand over now

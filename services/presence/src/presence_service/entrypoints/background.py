@@ -8,9 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from presence_service.adapters.write_gate import mark_background
 from presence_service.service_layer import handlers, marks, outbox
 from presence_service.service_layer.handlers import Presence
+from presence_service.service_layer.io_priority import mark_background
 from presence_service.service_layer.ports import EventPublisher, ProgressPublisher
 from presence_service.settings import PresenceSettings
 

@@ -57,6 +57,9 @@ class KafkaPublisher(EventPublisher):
     def __init__(self, bootstrap: str, *, client_id: str = "routing") -> None:
         super().__init__(bootstrap, client_id=client_id)
 
+    async def partition_count(self, topic: str) -> int:
+        return len(await self.producer.partitions_for(topic))
+
     async def publish_decisions(self, decisions: Sequence[Decision]) -> None:
         """Each decision's ``send`` span continues the trace of the event that caused it, even
         when it is published later (when event time is final) or after a take-over."""

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from inbox_contracts import CloudEvent
+from inbox_contracts.events import AssignmentProposed, ConversationAutoAssigned
+from inbox_contracts.topics import MESSAGES, PRESENCE
 
 from routing_service.domain.model import (
     Decision,
@@ -25,7 +31,8 @@ from routing_service.service_layer.ports import (
 
 
 class InMemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, *, decision_retention: timedelta = timedelta(days=7)) -> None:
+        self.decision_retention = decision_retention
         self.journal: dict[tuple[str, str, str], JournalRow] = {}
         self.decisions: dict[str, DecisionRow] = {}
         self.published: set[str] = set()
@@ -39,6 +46,22 @@ class InMemoryStore:
         self.views: dict[ConversationKey, ConversationView] = {}
         self.presence: dict[AgentKey, dict[str, PresenceEntry]] = {}
         self.settings_by_org: dict[str, SettingsHistory] = {}
+
+    async def ensure_indexes(self) -> None:
+        """Dictionaries need no indexes."""
+
+    async def prune(self, now: datetime, *, limit: int = 640) -> int:
+        """Forget up to ``limit`` compacted decisions whose retention ended."""
+        expired = [
+            i
+            for i, r in self.decisions.items()
+            if i in self.compacted and r.decision.occurred_at + self.decision_retention < now
+        ][:limit]
+        for i in expired:
+            del self.decisions[i]
+            self.published.discard(i)
+            self.compacted.discard(i)
+        return len(expired)
 
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
         return [r for r in self.journal.values() if r.partition in partitions]
@@ -182,3 +205,46 @@ class QueueingCommandPublisher:
 
     async def publish_commands(self, commands: Sequence[Command]) -> None:
         self.pending.extend(commands)
+
+
+class InMemoryPublisher(RecordingDecisionPublisher, QueueingCommandPublisher):
+    """Every routing publication kept in lists (``bootstrap``'s producer in unit tests)."""
+
+    def __init__(self, partitions: int = 3, presence_partitions: int = 1) -> None:
+        RecordingDecisionPublisher.__init__(self)
+        QueueingCommandPublisher.__init__(self)
+        self.partition_counts = {MESSAGES.name: partitions, PRESENCE.name: presence_partitions}
+        self.dispatch_inputs: list[CloudEvent[Any]] = []
+        self.auto_assigned: list[CloudEvent[ConversationAutoAssigned]] = []
+        self.proposals: list[CloudEvent[AssignmentProposed]] = []
+        self.raw: list[tuple[str, bytes]] = []
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def stop(self) -> None:
+        """Nothing to disconnect."""
+
+    async def partition_count(self, topic: str) -> int:
+        return self.partition_counts[topic]
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        self.dispatch_inputs.extend(events)
+
+    async def publish_auto_assigned(
+        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
+    ) -> None:
+        self.auto_assigned.extend(events)
+
+    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+        self.proposals.extend(proposals)
+
+    async def publish_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: dict[str, str],
+        partition: int | None = None,
+    ) -> None:
+        self.raw.append((topic, value))
