@@ -57,7 +57,7 @@ async def test_a_mass_expiry_scans_per_chunk_and_ends_each_session_at_its_deadli
     clock.advance(16)  # past every deadline (timeout 15 s) + the handover grace
     assert await handlers.expire_overdue(presence) == AGENTS
 
-    chunks = -(-AGENTS // handlers.RECONCILE_BATCH)
+    chunks = -(-AGENTS // handlers.EXPIRY_CHUNK)
     # per chunk: one round that claims the sign-outs, one that finds the logs settled
     assert counting.scans["sessions_of"] <= 2 * chunks, counting.scans
     assert counting.scans["ends_since"] <= chunks, counting.scans
