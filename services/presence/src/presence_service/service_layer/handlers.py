@@ -376,12 +376,18 @@ async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
     all of them), then claims what each log needs; agents whose log matches are done."""
     result: dict[AgentRef, Transition | None] = {}
     pending = list(dict.fromkeys(agents))
+    # a claim that won is the head as of that claim: the next round re-reads the sessions
+    # after it without re-reading the log (a later transition makes the next claim lose,
+    # and a lost claim re-reads)
+    claimed: dict[AgentRef, Transition] = {}
     async with contextlib.AsyncExitStack() as holds:
         for _ in range(MAX_RECONCILE_ROUNDS):
             if not pending:
                 return result
-            found = await asyncio.gather(*(p.current_head(a) for a in pending))
-            heads = dict(zip(pending, found, strict=True))
+            to_read = [a for a in pending if a not in claimed]
+            found = await asyncio.gather(*(p.current_head(a) for a in to_read))
+            heads: dict[AgentRef, Transition | None] = dict(zip(to_read, found, strict=True))
+            heads.update((a, claimed[a]) for a in pending if a in claimed)
             now = p.clock()
             live = await _live_sessions(p, pending, now, holds)
             signed_in_without_session = {
@@ -394,7 +400,8 @@ async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
             wanted = [(a, next_transition(a, heads[a], live[a], ends[a])) for a in pending]
             result.update((a, heads[a]) for a, t in wanted if t is None)
             claims = [t for _, t in wanted if t is not None]
-            await asyncio.gather(*(_claim(p, t) for t in claims))
+            won = await asyncio.gather(*(_claim(p, t) for t in claims))
+            claimed = {t.agent: t for t, ok in zip(claims, won, strict=True) if ok}
             pending = [t.agent for t in claims]
         log.warning("reconcile did not settle", extra={"agents": len(pending)})
         found = await asyncio.gather(*(p.store.head(a) for a in pending))
@@ -514,12 +521,11 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
 async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> int:
     principal.require_admin()
     agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
-    head = await p.store.head(agent)
-    if head is None:
-        raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     now = p.clock()
     with p.progress.hold(now):
-        sessions = await p.store.sessions_of([agent])
+        head, sessions = await asyncio.gather(p.current_head(agent), p.store.sessions_of([agent]))
+        if head is None:
+            raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
         ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
         claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
         await asyncio.gather(*(_delete_session(p, s.session_id) for s in sessions))
