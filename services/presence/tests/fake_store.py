@@ -157,10 +157,14 @@ class FakeStore:
         await self._step()
         return self._latest(agent)
 
-    async def head_after(self, known: Transition) -> Transition:
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
         await self._step()
-        latest = self._latest(known.agent)
-        return latest if latest is not None and latest.seq > known.seq else known
+        latest = self._latest(agent)
+        return latest if latest is not None and (known is None or latest.seq > known.seq) else known
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        await self._step()
+        return None  # no hints here: readers probe from the start
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         await self._step()

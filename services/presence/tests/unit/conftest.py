@@ -85,9 +85,12 @@ class FakePresenceStore:
         log = self.transitions.get(agent, [])
         return log[-1] if log else None
 
-    async def head_after(self, known: Transition) -> Transition:
-        head = await self.head(known.agent)
-        return head if head is not None and head.seq > known.seq else known
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
+        head = await self.head(agent)
+        return head if head is not None and (known is None or head.seq > known.seq) else known
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        return None  # no hints here: readers probe from the start
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         return {a: t for a in agents if (t := await self.head(a)) is not None}

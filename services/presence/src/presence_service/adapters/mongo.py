@@ -44,6 +44,7 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
+from presence_service.service_layer.io_priority import background_io
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 Doc = dict[str, Any]
@@ -384,8 +385,12 @@ class MongoPresenceStore:
         return [end for key, end in ends if end.ended_at >= keys[key]]
 
     # ------------------------------------------------------------------ transitions / outbox
-    async def head_after(self, known: Transition) -> Transition:
-        return await self._probe_forward(known.agent, known) or known
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
+        return await self._probe_forward(agent, known)
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        hint = await self._heads.find_one({"_id": agent.key})
+        return _transition(hint) if hint else None
 
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0
@@ -444,8 +449,10 @@ class MongoPresenceStore:
             await self._claims.submit((self._marker(record), doc))
         except DuplicateKeyError:
             return False
-        # The hint is a lower bound readers probe forward from: move it off the request path.
-        task = asyncio.create_task(self._update_head(transition))
+        # The hint is a lower bound readers probe forward from: move it off the request path
+        # (and behind the request path's writes in the gate: a burst's claims go first).
+        with background_io():
+            task = asyncio.create_task(self._update_head(transition))
         self._hint_writes.add(task)
         task.add_done_callback(self._hint_written)
         return True

@@ -161,7 +161,7 @@ class Presence:
     async def current_head(self, agent: AgentRef) -> Transition | None:
         """The agent's log head: one ``_id`` read when a transition of it is known here."""
         known = self.known_heads.get(agent)
-        head = await (self.store.head_after(known) if known else self.store.head(agent))
+        head = await (self.store.head_after(agent, known) if known else self.store.head(agent))
         if head is not None:
             self.learn(head)
         return head
@@ -440,11 +440,21 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
             replica=p.replica_id,
             teams=tuple(sorted(principal.teams)),
         )
-        await p.store.insert_session(session)
-        p.live.add(session, persisted=now)
         # Is the agent signed in already (the usual case: another tab, a reload)? The log
-        # head decides; probing from the known transition is one ``_id`` read.
-        head = await p.current_head(session.agent)
+        # head decides, read *after* the session is stored; probing from the transition known
+        # here is one ``_id`` read. An agent not known here starts from the stored hint, a
+        # lower bound whatever happens meanwhile, so it is read together with the insert.
+        known = p.known_heads.get(session.agent)
+        if known is None:
+            _, known = await asyncio.gather(
+                p.store.insert_session(session), p.store.head_hint(session.agent)
+            )
+        else:
+            await p.store.insert_session(session)
+        p.live.add(session, persisted=now)
+        head = await p.store.head_after(session.agent, known)
+        if head is not None:
+            p.learn(head)
         if head is None or not head.signed_in:
             await _sign_in_transition(p, session, head)
     return session

@@ -69,9 +69,13 @@ class PresenceStore(Protocol):
 
     # transition log + outbox
     async def head(self, agent: AgentRef) -> Transition | None: ...
-    async def head_after(self, known: Transition) -> Transition:
-        """The head of ``known``'s agent, probing forward from ``known`` (a transition known
-        to exist): ``_id`` reads of the next numbers until one is missing."""
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
+        """The agent's head, probing forward from ``known`` (a transition known to exist, or
+        None: from the start): ``_id`` reads of the next numbers until one is missing."""
+        ...
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        """The stored hint of the agent's head: a lower bound (``_id`` read, no probing)."""
         ...
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]: ...
