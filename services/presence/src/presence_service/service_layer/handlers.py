@@ -299,30 +299,33 @@ async def _live_sessions(
     """The agents' live sessions (one look-up for all of them); overdue ones found on the way
     are ended as expired (at their deadline, a past time: held on ``holds`` until the caller
     has claimed what follows). A session this replica serves is judged from memory (exact),
-    others from the store (with the slack of ``is_expired_for_others``)."""
+    others from the store (with the slack of ``is_expired_for_others``). The writes this
+    needs go out together (ends first, then the deletes)."""
     sessions = await p.store.sessions_of(agents)
     ended = await p.store.ended_ids([s.session_id for s in sessions])
     live: dict[AgentRef, list[Session]] = {a: [] for a in agents}
+    finished: list[str] = []  # an interrupted end (or one in flight): only the delete is left
+    expiring: list[SessionEnd] = []
     for s in sessions:
         local = p.live.get(s.session_id)
         if s.session_id in ended:
-            await _delete_session(p, s.session_id)  # finish an interrupted end
-            p.live.remove(s.session_id)
+            finished.append(s.session_id)
         elif local is not None and not local.deciding:
             if now > local.deadline + p.timing.handover_grace:
                 await holds.enter_async_context(holding_back(p, local.deadline))
-                await p.store.claim_end(_expired(local))
-                await _delete_session(p, s.session_id)
-                p.live.remove(s.session_id)
+                expiring.append(_expired(local))
             else:
                 live[s.agent].append(local.snapshot())
         elif await _orphaned_and_overdue(p, s, now):
             await holds.enter_async_context(holding_back(p, s.expires_at))
-            await p.store.claim_end(expiry_end(s))
-            await _delete_session(p, s.session_id)
-            p.live.remove(s.session_id)
+            expiring.append(expiry_end(s))
         else:
             live[s.agent].append(s)
+    await asyncio.gather(*(p.store.claim_end(e) for e in expiring))
+    gone = finished + [e.session_id for e in expiring]
+    await asyncio.gather(*(_delete_session(p, sid) for sid in gone))
+    for sid in gone:
+        p.live.remove(sid)
     return live
 
 
@@ -412,8 +415,8 @@ async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, 
 async def end_session(p: Presence, end: SessionEnd) -> bool:
     """End a session (idempotent); True if this call ended it."""
     claimed = await p.store.claim_end(end)
-    await _delete_session(p, end.session_id)
-    await reconcile(p, end.agent)
+    # the end is stored: reconcile (which deletes ended sessions it finds) need not wait
+    await asyncio.gather(_delete_session(p, end.session_id), reconcile(p, end.agent))
     p.live.remove(end.session_id)
     return claimed
 
@@ -522,8 +525,8 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
         if not await p.store.claim_end(end):
             p.live.remove(session_id)
             raise SessionEnded(session_id)
-        await _delete_session(p, session_id)
-        head = await reconcile(p, session.agent)
+        # the end is stored: reconcile (which deletes ended sessions it finds) need not wait
+        _, head = await asyncio.gather(_delete_session(p, session_id), reconcile(p, session.agent))
         p.live.remove(session_id)
     return head is None or not head.signed_in
 
@@ -538,8 +541,9 @@ async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> in
             raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
         ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
         claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-        await asyncio.gather(*(_delete_session(p, s.session_id) for s in sessions))
-        await reconcile(p, agent)
+        await asyncio.gather(
+            *(_delete_session(p, s.session_id) for s in sessions), reconcile(p, agent)
+        )
         for s in sessions:
             p.live.remove(s.session_id)
     return sum(claimed)
@@ -675,8 +679,10 @@ async def _end_expired(p: Presence, ends: list[SessionEnd]) -> int:
     if not ends:
         return 0
     claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-    await asyncio.gather(*(_delete_session(p, e.session_id) for e in ends))
-    await asyncio.gather(*(reconcile(p, a) for a in dict.fromkeys(e.agent for e in ends)))
+    await asyncio.gather(
+        *(_delete_session(p, e.session_id) for e in ends),
+        *(reconcile(p, a) for a in dict.fromkeys(e.agent for e in ends)),
+    )
     for e in ends:
         p.live.remove(e.session_id)
     return sum(claimed)
