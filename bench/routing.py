@@ -37,7 +37,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
 from inbox_testing import free_port, stop_process, wait_serving
-from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
 from routing_service.bootstrap import Routing, bootstrap
@@ -50,6 +49,7 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
+from routing_service.service_layer.owner import CONVERSATION_EVENTS
 from routing_service.service_layer.ports import ConversationView, JournalRow
 from routing_service.settings import RoutingSettings
 from routing_testing import ProgressMarks, assigned, inbound, signed_out
@@ -173,7 +173,12 @@ async def fresh_groups(s: RoutingSettings) -> None:
 
 
 def owner_records() -> float:
-    return REGISTRY.get_sample_value("inbox_kafka_batch_records_total", {"loop": "owner"}) or 0.0
+    """Conversation events the owner took in (relayed progress and other commands on the same
+    loop do not count). Polled every 5 ms inside the measured process: one counter's value,
+    not the whole registry (collecting it, process metrics included, took ~8% of the
+    process's CPU in a profile of the throughput phase)."""
+    [metric] = CONVERSATION_EVENTS.collect()
+    return next(s.value for s in metric.samples if s.name.endswith("_total"))
 
 
 async def drop(database: str) -> None:

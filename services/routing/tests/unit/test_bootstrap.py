@@ -4,15 +4,16 @@ one flow runs through them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING_DISPATCH
-from inbox_testing import free_port
+from inbox_testing import free_port, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET
 from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
-from routing_service.bootstrap import bootstrap
+from routing_service.bootstrap import bootstrap, release_when_final
 from routing_service.domain.model import Queue, Reason, SettingChange
 from routing_service.service_layer.owner import Delivery
 from routing_service.service_layer.presence import PresenceRecord
@@ -96,3 +97,45 @@ async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation
     await routing.views.flush()
     view = store.views[(ORG, "c1")]
     assert (view.state.queue, view.state.assignee_id) == (Queue.NEW, None)
+
+
+async def test_presence_progress_noted_in_the_process_wakes_the_owner_without_the_relay() -> None:
+    """The owner of the same process learns presence progress when its presence consumer
+    notes a mark (no relayed command delivered): a due R1 decision is released at once."""
+    store, publisher = InMemoryStore(), InMemoryPublisher(partitions=3, presence_partitions=1)
+    routing = bootstrap(
+        settings(),
+        store=store,
+        publisher=publisher,
+        complete_as_of=complete_now(SimClock(FAR_FUTURE)),
+    )
+    owner, recorder = routing.owner, routing.pipeline.recorder
+    recorder.partition_counts(3, 1)
+    recorder.assigned({0})
+    await owner.assign({0, 1, 2})
+    await store.append_setting(ORG, SettingChange(T0 - timedelta(days=1), True, "admin-1"))
+    await recorder.handle([PresenceRecord(0, signed_in(ORG, "ana", T0))])
+    await owner.handle(
+        [
+            Delivery(topic_of(e), partition_of(e.subject, 3), e)
+            for e in (inbound(ORG, "c1", T0), assigned(ORG, "c1", "ana", T0 + timedelta(seconds=1)))
+        ]
+    )
+    sign_out = signed_out(ORG, "ana", T0 + timedelta(seconds=2))
+    await recorder.handle([PresenceRecord(0, sign_out)])
+    sweeps, publisher.pending = publisher.pending, []
+    await owner.handle([Delivery(ROUTING_COMMANDS.name, c.data.partition, c) for c in sweeps])
+    assert publisher.published == [] and owner.due  # presence has not progressed yet
+
+    # the timer alone would take 60 s: only the wake-up can release it in time
+    releasing = asyncio.create_task(
+        release_when_final(owner, routing.pipeline.owner_lock, tick=60.0)
+    )
+    try:
+        await recorder.handle([PresenceRecord(0, progress_mark(0, FAR_FUTURE))])
+        await wait_until(lambda: publisher.published, timeout=10, interval=0.01)
+    finally:
+        releasing.cancel()
+    [decision] = publisher.published
+    assert (decision.reason, decision.cause_event_id) == (Reason.R1_SIGNED_OUT, sign_out.id)
+    assert publisher.pending == []  # no relayed command was needed

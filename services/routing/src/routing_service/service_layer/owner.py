@@ -26,6 +26,7 @@ its conversation's horizon cannot be folded any more: it is refused (dead-letter
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -77,6 +78,11 @@ BEHIND_HORIZON = Counter(
     "compaction horizon (later than allowed lateness + compaction lag, or a duplicate of an "
     "event already compacted); dead-lettered with x-dlq-reason=refused",
 )
+CONVERSATION_EVENTS = Counter(
+    "routing_owner_conversation_events_total",
+    "Conversation events (messages and conversations topics) the owner took in, duplicates "
+    "and refused ones included",
+)
 CONVERSATIONS_IN_MEMORY = Gauge(
     "routing_owner_conversations_in_memory", "Conversations the owner keeps in memory"
 )
@@ -114,6 +120,14 @@ class Finals:
 
 async def never_complete(topic: str, partition: int) -> datetime | None:
     return None
+
+
+async def _all(*steps: Awaitable[None]) -> None:
+    """Run ``steps`` concurrently until every one has finished, then raise the first failure
+    (plain ``gather`` leaves the others running, and the retry would overlap them)."""
+    for result in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,9 @@ class ConversationOwner:
         #: Latest occurred_at consumed per conversation input (topic, partition).
         self._heads: dict[tuple[str, int], datetime] = {}
         self.presence = PresenceProgress()
+        #: Set when an input progressed while a decision is due: ``release_due`` waits on it
+        #: (``wait_progress``) instead of only a timer.
+        self._progressed = asyncio.Event()
         #: Per conversation: the topic each of its streams arrives on, if not the source topic.
         self._via: dict[ConversationKey, dict[str, str]] = {}
         #: Conversations with a decision beyond progress, and when it is due (event time).
@@ -355,6 +372,7 @@ class ConversationOwner:
                     if swept is not None and swept.partition == data.partition:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
+                CONVERSATION_EVENTS.inc()
                 key = (data.org_id, data.subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
                 if self.logs[key].behind_horizon(entry.occurred_at):
@@ -431,6 +449,23 @@ class ConversationOwner:
             keys[key] = None
         await self._write_journal()
         return await self._refold(list(keys), inputs, finals)
+
+    def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
+        """Presence progress known in this process before its relay arrives (the presence
+        consumer of the same instance noted it after recording the transitions it covers, as
+        for a relayed mark): wakes ``wait_progress`` if it moved while a decision is due."""
+        before = self.presence.value()
+        self.presence.observe(presence_partitions, marks)
+        after = self.presence.value()
+        if self.due and after is not None and (before is None or after > before):
+            self._progressed.set()
+
+    async def wait_progress(self, timeout: float) -> None:
+        """Until presence progressed while a decision is due, or ``timeout`` seconds (the
+        conversation inputs' completeness moves with fetch responses, seen on the next call)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progressed.wait(), timeout)
+        self._progressed.clear()
 
     async def release_due(self) -> BatchOutcome:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
@@ -545,22 +580,22 @@ class ConversationOwner:
             view = ConversationView(lg.partition, result.state, result.audit)
             if result.state.exists and self._written.get(key) != view.fingerprint:
                 views.append(view)
-        outcome.decisions = await self._record_and_publish()
+        published = await self._record_and_publish()
+        outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
             self._views.submit(views, new_keys)
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        if self._assigner is not None:
-            # after the decisions: an R1/R2 unassignment is published before the dispatcher
-            # can hand the conversation to someone else
-            self._assigner.release(finals.presence)
-            await self._assigner.flush()
+        # marking the published decisions and the dispatcher's inputs are independent: one
+        # round trip for both
+        await _all(self._mark_published(published), self._flush_assigner(finals))
         return outcome
 
-    async def _record_and_publish(self) -> list[Decision]:
-        """Record, publish (acks awaited), mark published: every decision not done yet."""
+    async def _record_and_publish(self) -> list[DecisionRow]:
+        """Record, publish (acks awaited): every decision not done yet. Returns the published
+        ones, to be marked published (``_mark_published``) before the offsets are committed."""
         if self._unrecorded:
             rows = list(self._unrecorded.values())
             await self._store.record_decisions(rows)
@@ -571,10 +606,20 @@ class ConversationOwner:
             return []
         rows = list(self._unpublished.values())
         await self._publisher.publish_decisions([r.decision for r in rows])
-        await self._store.mark_published(rows)
-        for r in rows:
-            self._unpublished.pop(r.decision.decision_id, None)
-        return [r.decision for r in rows]
+        return rows
+
+    async def _mark_published(self, rows: Sequence[DecisionRow]) -> None:
+        if rows:
+            await self._store.mark_published(rows)
+            for r in rows:
+                self._unpublished.pop(r.decision.decision_id, None)
+
+    async def _flush_assigner(self, finals: Finals) -> None:
+        if self._assigner is not None:
+            # after the decisions are published: an R1/R2 unassignment is on the topic before
+            # the dispatcher can hand the conversation to someone else
+            self._assigner.release(finals.presence)
+            await self._assigner.flush()
 
     def _index(
         self, org_id: str, conversation_id: str, partition: int, entry: ConversationEntry

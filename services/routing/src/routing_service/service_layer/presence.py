@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
@@ -41,6 +42,16 @@ from routing_service.service_layer.translate import presence_entry
 log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("0f4a0f0e-5d0e-4b55-9a8f-2c1f3b8e6d21")
 SOURCE = "/inbox/routing"
+
+
+class LocalOwner(Protocol):
+    """The conversation owner of the same process."""
+
+    #: The partitions of the conversation topics it owns now.
+    owned: set[int]
+
+    def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
+        """Presence is recorded up to ``marks`` (per presence partition)."""
 
 
 class MisplacedMark(ValueError):
@@ -89,8 +100,13 @@ class PresenceRecorder:
         complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
         dispatch: DispatchPublisher | None = None,
+        local_owner: LocalOwner | None = None,
     ) -> None:
         self._store = store
+        #: the owner of the same process: told of progress as soon as it is noted, without
+        #: waiting for the relay's tick and its round trip through the commands topic (and
+        #: the partitions it owns get no relayed command)
+        self._local = local_owner
         #: automatic assignment: presence re-published to the dispatcher, keyed by org
         self._dispatch = dispatch
         self._commands = commands
@@ -99,7 +115,8 @@ class PresenceRecorder:
         self._marks = marks
         self._complete_as_of = complete_as_of
         self._clock = clock
-        self._relayed: dict[int, datetime] = {}
+        #: per partition of the conversation topics: the progress last relayed to its owner
+        self._relayed: dict[int, dict[int, datetime]] = {}
 
     def partition_counts(self, partitions: int, presence_partitions: int) -> None:
         """The topics' partition counts (known once the producer has connected)."""
@@ -111,8 +128,6 @@ class PresenceRecorder:
 
     def revoked(self, partitions: set[int]) -> None:
         self._marks.revoked(partitions)
-        for p in partitions:
-            self._relayed.pop(p, None)
 
     async def handle(
         self, records: Sequence[PresenceRecord]
@@ -145,16 +160,31 @@ class PresenceRecorder:
             # whose sign-in it does not know yet
             await self._dispatch.publish_dispatch_inputs(rekeyed)
         now = self._clock()
+        noted: dict[int, datetime] = {}
         for partition, watermark in marks:
             self._marks.mark(partition, watermark, now)
+            noted[partition] = max(watermark, noted.get(partition, watermark))
+        if noted and self._local is not None:
+            self._local.observe_presence(self._presence_partitions, noted)
         return refused
 
     async def relay(self) -> int:
-        """Tell every owner how far presence is recorded, if that moved; returns commands sent."""
+        """Tell every owner how far presence is recorded, if that moved since it was last
+        told; returns commands sent. The owner of this process is told directly: the
+        partitions it owns get no command (once another instance owns one, it gets the next)."""
         owned = list(self._marks.latest)
         complete = {p: await self._complete_as_of(p) for p in owned}
         progress = self._marks.progress(self._clock(), complete)
-        if not progress or all(self._relayed.get(p) == t for p, t in progress.items()):
+        if not progress:
+            return 0
+        if self._local is not None:
+            self._local.observe_presence(self._presence_partitions, progress)
+        local = self._local.owned if self._local is not None else set()
+        for p in local:
+            self._relayed.pop(p, None)  # once another instance owns it, it is told at once
+        targets = [p for p in range(self._partitions) if p not in local]
+        targets = [p for p in targets if self._relayed.get(p) != progress]
+        if not targets:
             return 0
         now = self._clock()
         marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
@@ -170,8 +200,9 @@ class PresenceRecorder:
                 ),
                 source=SOURCE,
             )
-            for p in range(self._partitions)
+            for p in targets
         ]
         await self._commands.publish_commands(commands)
-        self._relayed.update(progress)
+        for p in targets:
+            self._relayed[p] = progress
         return len(commands)
