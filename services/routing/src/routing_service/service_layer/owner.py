@@ -122,14 +122,6 @@ async def never_complete(topic: str, partition: int) -> datetime | None:
     return None
 
 
-async def _all(*steps: Awaitable[None]) -> None:
-    """Run ``steps`` concurrently until every one has finished, then raise the first failure
-    (plain ``gather`` leaves the others running, and the retry would overlap them)."""
-    for result in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(result, BaseException):
-            raise result
-
-
 @dataclass(frozen=True)
 class Delivery:
     """One consumed record: its topic, partition and decoded event."""
@@ -590,9 +582,12 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # marking the published decisions and the dispatcher's inputs are independent: one
-        # round trip for both
-        await _all(self._mark_published(published), self._flush_assigner(finals))
+        # in this order, not concurrently: with the dispatcher's inputs one round trip earlier
+        # the conversation R1 freed went back to the signed-out agent in the sign-out hand-over
+        # test (test_auto_assign_on_stack); likely because presence publishes the sweep before
+        # it re-publishes the sign-out to the dispatch topic (a race to close there)
+        await self._mark_published(published)
+        await self._flush_assigner(finals)
         return outcome
 
     async def _record_and_publish(self) -> list[DecisionRow]:
