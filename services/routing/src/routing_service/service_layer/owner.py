@@ -125,14 +125,6 @@ async def never_complete(topic: str, partition: int) -> datetime | None:
     return None
 
 
-async def _all(*steps: Awaitable[None]) -> None:
-    """Run ``steps`` concurrently until every one has finished, then raise the first failure
-    (plain ``gather`` leaves the others running, and the retry would overlap them)."""
-    for result in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(result, BaseException):
-            raise result
-
-
 @dataclass(frozen=True)
 class Delivery:
     """One consumed record: its topic, partition and decoded event."""
@@ -601,11 +593,13 @@ class ConversationOwner:
     def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
         """Presence progress known in this process before its relay arrives (the presence
         consumer of the same instance noted it after recording the transitions it covers, as
-        for a relayed mark): wakes ``wait_progress`` if it moved while a decision is due."""
+        for a relayed mark): wakes ``wait_progress`` if it moved while a decision is due or
+        automatic assignment holds a view until presence reaches it."""
         before = self.presence.value()
         self.presence.observe(presence_partitions, marks)
         after = self.presence.value()
-        if self.due and after is not None and (before is None or after > before):
+        waiting = self.due or (self._assigner is not None and self._assigner.holding)
+        if waiting and after is not None and (before is None or after > before):
             self._progressed.set()
 
     async def wait_progress(self, timeout: float) -> None:
@@ -737,9 +731,12 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # marking the published decisions and the dispatcher's inputs are independent: one
-        # round trip for both
-        await _all(self._mark_published(published), self._flush_assigner())
+        # in this order, not concurrently: with the dispatcher's inputs one round trip earlier
+        # the conversation R1 freed went back to the signed-out agent in the sign-out hand-over
+        # test (test_auto_assign_on_stack); likely because presence publishes the sweep before
+        # it re-publishes the sign-out to the dispatch topic (a race to close there)
+        await self._mark_published(published)
+        await self._flush_assigner()
         return outcome
 
     async def _record_and_publish(self) -> list[DecisionRow]:
