@@ -593,13 +593,11 @@ class ConversationOwner:
     def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
         """Presence progress known in this process before its relay arrives (the presence
         consumer of the same instance noted it after recording the transitions it covers, as
-        for a relayed mark): wakes ``wait_progress`` if it moved while a decision is due or
-        automatic assignment holds a view until presence reaches it."""
+        for a relayed mark): wakes ``wait_progress`` if it moved while a decision is due."""
         before = self.presence.value()
         self.presence.observe(presence_partitions, marks)
         after = self.presence.value()
-        waiting = self.due or (self._assigner is not None and self._assigner.holding)
-        if waiting and after is not None and (before is None or after > before):
+        if self.due and after is not None and (before is None or after > before):
             self._progressed.set()
 
     async def wait_progress(self, timeout: float) -> None:
