@@ -13,7 +13,12 @@ Presence progress marks are published as presence does (``ProgressMarks``, every
 (d) an agent holding 50 NEW conversations signs out: R1 puts them back in the queue and the
     dispatcher hands them to others; sign-out -> last of the 50 assigned, 3 rounds;
 (e) the ceiling of the code alone: the same owner + dispatcher over in-memory adapters (no
-    Kafka, no database; events still built and serialized), assignments/s on this machine.
+    Kafka, no database; events still built and serialized), assignments/s on this machine;
+(f) where one conversation's time goes, at a low rate (``HOP_RATE``/s, the loop far from its
+    ceiling), before (b): each hop from the records' own timestamps on the topics (inbound
+    on the messages topic -> presence progress relayed past its time -> its waiting state on
+    the dispatch topic -> the proposal -> ConversationAutoAssigned), and each consumer loop's
+    busy share (time handling batches per second) over the phase.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from inbox_contracts.topics import (
     PRESENCE,
     ROUTING,
     ROUTING_COMMANDS,
+    ROUTING_DISPATCH,
     ROUTING_PROPOSALS,
 )
+from inbox_kit.batch_consumer import BATCH_SECONDS
 from routing_service.adapters.memory import (
     InMemoryStore,
     InMemoryViews,
@@ -73,6 +80,7 @@ AGENTS = 200
 N_BACKLOG = int(os.environ.get("BENCH_ASSIGNMENT_BACKLOG", "10000"))
 STEADY_SECONDS = 20.0
 AUTO = b"inbox.routing.auto_assigned.v1"
+HOP_RATE, HOP_SECONDS = 20.0, 8.0
 
 
 class AssignedWatch:
@@ -201,6 +209,9 @@ async def run() -> list[Metric]:
                 break
             except TimeoutError:
                 continue
+
+        # (f) the hops of one conversation, at a low rate (before the backlog's history)
+        metrics += await hop_trace(producer, org, watch)
 
         # (b) backlog
         backlog = [f"b-{i:05d}" for i in range(N_BACKLOG)]
@@ -332,6 +343,167 @@ async def run() -> list[Metric]:
             await drop(f"bench_assignment_{tag}")
         await producer.stop()
     return metrics
+
+
+class Tap:
+    """The records of one org on the topics of the loop, with their timestamps (CreateTime:
+    when the producer sent them)."""
+
+    TOPICS = (MESSAGES.name, ROUTING_COMMANDS.name, ROUTING_DISPATCH.name, ROUTING_PROPOSALS.name)
+
+    def __init__(self, org: str) -> None:
+        self.org = org.encode()
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        self.tps: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        cluster = await self._consumer._client.fetch_all_metadata()
+        self.tps = [
+            TopicPartition(t, p) for t in self.TOPICS for p in cluster.partitions_for_topic(t)
+        ]
+        self._consumer.assign(self.tps)
+        await self._consumer.seek_to_end(*self.tps)
+        for tp in self.tps:
+            await self._consumer.position(tp)
+
+    async def drain(self) -> list[tuple[str, int, float, dict[str, Any]]]:
+        """(topic, partition, timestamp s, event) up to the current end offsets."""
+        ends = await self._consumer.end_offsets(self.tps)
+        out: list[tuple[str, int, float, dict[str, Any]]] = []
+        while True:
+            positions = [await self._consumer.position(tp) for tp in self.tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, self.tps, strict=True)):
+                return out
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=10000)
+            for tp, recs in batches.items():
+                for r in recs:
+                    if not r.value:
+                        continue
+                    if b"progress_relayed" in r.value or self.org in r.value:
+                        out.append(
+                            (tp.topic, tp.partition, r.timestamp / 1000, json.loads(r.value))
+                        )
+        return out
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+def _busy() -> dict[tuple[str, str], float]:
+    """(loop, "sum" | "count"): seconds each consumer loop spent handling batches so far, and
+    how many batches (the kit's histogram)."""
+    out: dict[tuple[str, str], float] = {}
+    for family in BATCH_SECONDS.collect():
+        for sample in family.samples:
+            for kind in ("sum", "count"):
+                if sample.name.endswith(f"_{kind}"):
+                    out[(sample.labels["loop"], kind)] = sample.value
+    return out
+
+
+async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) -> list[Metric]:
+    """(f): one conversation's path, hop by hop, at HOP_RATE new conversations/s."""
+    tap = Tap(org)
+    await tap.start()
+    try:
+        sent: dict[str, float] = {}
+        busy_before, started = _busy(), time.perf_counter()
+        i = 0
+        while time.perf_counter() - started < HOP_SECONDS:
+            if i < int((time.perf_counter() - started) * HOP_RATE):
+                c = f"hop-{i:05d}"
+                sent[c] = time.perf_counter()
+                await produce(producer, [inbound(org, c, datetime.now(UTC))])
+                i += 1
+            await asyncio.sleep(0.005)
+        cset = set(sent)
+        await wait_for(lambda: watch.count_for(cset) >= len(cset), 60, "hop trace assigned")
+        took = time.perf_counter() - started
+        busy = {k: (v - busy_before.get(k, 0.0)) / took for k, v in _busy().items()}
+        records = await tap.drain()
+    finally:
+        await tap.stop()
+    first: dict[tuple[str, str], float] = {}
+    occurred: dict[str, tuple[int, datetime]] = {}
+    relays: dict[tuple[str, int], list[tuple[float, datetime]]] = {}
+    dispatch_partition: int | None = None
+    for topic, partition, ts, e in records:
+        d = e["data"]
+        if e["type"] == "inbox.routing.presence_progress_relayed.v1":
+            marks = [datetime.fromisoformat(m["progress"]) for m in d.get("marks", [])]
+            if marks:
+                relays.setdefault((topic, partition), []).append((ts, min(marks)))
+            continue
+        if topic == ROUTING_DISPATCH.name:
+            dispatch_partition = partition
+        c = d.get("conversation_id")
+        if c not in cset:
+            continue
+        if topic == MESSAGES.name:
+            occurred.setdefault(c, (partition, datetime.fromisoformat(d["occurred_at"])))
+            hop = "inbound"
+        elif topic == ROUTING_PROPOSALS.name:
+            hop = "proposal"
+        elif d.get("waiting_since") and not d.get("proposal_id"):
+            hop = "waiting"
+        else:
+            continue
+        first.setdefault((c, hop), ts)
+    for c, (partition, at) in occurred.items():
+        # relayed past the conversation's time: to its owner, and to the org's dispatcher
+        for hop, tp in (
+            ("progress", (ROUTING_COMMANDS.name, partition)),
+            ("dispatch_progress", (ROUTING_DISPATCH.name, dispatch_partition or 0)),
+        ):
+            reached = [ts for ts, progress in relays.get(tp, []) if progress >= at]
+            if reached:
+                first[(c, hop)] = min(reached)
+    assigned_at = watch.times_for(cset)
+    # the watch's clock is perf_counter: place it on the records' wall clock via "sent"
+    offset = time.time() - time.perf_counter()
+    for c, t in assigned_at.items():
+        first[(c, "assigned")] = t + offset
+    for c, t in sent.items():
+        first.setdefault((c, "sent"), t + offset)
+    hops = [
+        ("sent", "inbound", "the benchmark's producer"),
+        ("inbound", "progress", "presence progress relayed to the owner past its time"),
+        ("inbound", "waiting", "owner: its waiting state on the dispatch topic"),
+        ("inbound", "dispatch_progress", "presence progress relayed to the dispatcher past it"),
+        ("waiting", "proposal", "dispatcher, its hold for presence progress included"),
+        ("proposal", "assigned", "owner review -> ConversationAutoAssigned seen"),
+        ("sent", "assigned", "end to end"),
+    ]
+    out: list[Metric] = []
+    print(f"hops at {HOP_RATE:.0f} new conversations/s (n={len(sent)}):", flush=True)
+    for a, b, what in hops:
+        lat = [
+            max(0.0, first[(c, b)] - first[(c, a)]) * 1000
+            for c in sent
+            if (c, a) in first and (c, b) in first
+        ]
+        if not lat:
+            continue
+        p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        print(f"  {a} -> {b} ({what}): p50 {p50:.0f} ms, p99 {p99:.0f} ms", flush=True)
+        out.append(
+            Metric(
+                f"hop_{a}_to_{b}", round(p50, 1), "ms", p50_ms=round(p50, 1), p99_ms=round(p99, 1)
+            )
+        )
+    for (loop, kind), per_second in sorted(busy.items()):
+        if kind == "count":
+            continue
+        batches = busy.get((loop, "count"), 0.0)
+        print(
+            f"  {loop} loop busy {per_second:.0%} of the time, {batches:.0f} batches/s "
+            f"({per_second / batches * 1000 if batches else 0:.0f} ms each)",
+            flush=True,
+        )
+        out.append(Metric(f"loop_busy_share_{loop}", round(per_second, 3), "share of wall time"))
+        out.append(Metric(f"loop_batches_per_s_{loop}", round(batches, 1), "batches/s"))
+    return out
 
 
 class _LoopbackPublisher:

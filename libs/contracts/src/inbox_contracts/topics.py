@@ -138,11 +138,18 @@ ROUTING_DISPATCH = Topic(
     producers=("routing",),
     consumers=("routing (dispatcher)",),
     event_types=(ConversationDispatchChanged, AssignmentSettingsChanged),
-    republished=(AgentSignedIn, AgentSignedOut, AgentAvailabilityChanged),
+    republished=(
+        AgentSignedIn,
+        AgentSignedOut,
+        AgentAvailabilityChanged,
+        PresenceProgressRelayed,
+    ),
     description="Internal: the automatic-assignment dispatcher's one ordered input per org "
     "(keyed by org_id): conversation state changes from routing's conversation owners, the "
-    "presence events routing consumed (re-published unchanged, re-keyed by org) and settings "
-    "changes. The dispatcher's state is a pure function of this stream (snapshot + replay).",
+    "presence events routing consumed (re-published unchanged, re-keyed by org), settings "
+    "changes, and presence progress (PresenceProgressRelayed, to every partition: how far "
+    "the presence events ahead of it are complete). The dispatcher's state is a pure "
+    "function of this stream (snapshot + replay).",
 )
 ROUTING_PROPOSALS = Topic(
     name="inbox.routing.proposals.v1",

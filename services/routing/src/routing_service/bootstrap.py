@@ -58,7 +58,11 @@ from routing_service.service_layer.ports import (
     ReadStore,
     ViewStore,
 )
-from routing_service.service_layer.presence import PresenceRecord, PresenceRecorder
+from routing_service.service_layer.presence import (
+    PresenceForwarder,
+    PresenceRecord,
+    PresenceRecorder,
+)
 from routing_service.service_layer.views import ViewWriter
 from routing_service.settings import RoutingSettings
 
@@ -78,7 +82,12 @@ class RoutingStore(OwnerStore, ViewStore, PresenceStore, ReadStore, Protocol):
 
 
 class RoutingPublisher(
-    DecisionPublisher, CommandPublisher, DispatchPublisher, ProposalPublisher, Protocol
+    DecisionPublisher,
+    CommandPublisher,
+    DispatchPublisher,
+    ProposalPublisher,
+    PresenceForwarder,
+    Protocol,
 ):
     """Routing's one producer: ``KafkaPublisher``, or ``InMemoryPublisher`` in unit tests."""
 
@@ -419,6 +428,7 @@ def bootstrap(
             p.recorder.partition_counts(
                 await publisher.partition_count(MESSAGES.name),
                 await publisher.partition_count(PRESENCE.name),
+                await publisher.partition_count(ROUTING_DISPATCH.name),
             )
             tick = settings.progress_tick_ms / 1000
             prune_lock = asyncio.Lock()

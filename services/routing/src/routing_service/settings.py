@@ -51,7 +51,8 @@ class RoutingSettings(ServiceSettings):
         20,
         ge=1,
         description="How often the owner takes decisions that became final, and the presence "
-        "consumer relays presence progress, when no batch arrives.",
+        "consumer relays presence progress, when no batch arrives (a batch with progress "
+        "marks is relayed as soon as it is recorded).",
     )
     session_timeout_ms: int = Field(
         3000,

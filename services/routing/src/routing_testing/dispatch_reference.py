@@ -19,6 +19,7 @@ from routing_service.domain.dispatch import (
     DispatchInput,
     PresenceChanged,
     PresenceKind,
+    PresenceProgressed,
     Refusal,
     SettingsChanged,
     proposal_id,
@@ -46,6 +47,8 @@ class ReferenceDispatcher:
     pending: dict[str, RefProposal] = field(default_factory=dict)
     last_auto: dict[str, int] = field(default_factory=dict)
     step: int = 0
+    #: the latest presence progress (a state with ``presence_until`` after it is not judged)
+    progress: datetime | None = None
 
     # -- derived -------------------------------------------------------------------------------
 
@@ -81,6 +84,10 @@ class ReferenceDispatcher:
         s = self.states[conversation_id]
         return s.queue == "NEW" and s.assignee_id is None and s.waiting_since is not None
 
+    def judged(self, conversation_id: str) -> bool:
+        until = self.states[conversation_id].presence_until
+        return until is None or (self.progress is not None and until <= self.progress)
+
     def held(self, agent: str) -> int:
         n = 0
         for cid, s in self.states.items():
@@ -110,6 +117,8 @@ class ReferenceDispatcher:
             )
         elif isinstance(event, SettingsChanged):
             self.settings_log.append((event.occurred_at, event.cause.event_id, event.settings))
+        elif isinstance(event, PresenceProgressed):
+            self.progress = max(self.progress or event.progress, event.progress)
         else:
             self._conversation(event)
         return self._assign_all()
@@ -140,7 +149,11 @@ class ReferenceDispatcher:
             return out
         while True:
             queue = sorted(
-                (c for c in self.states if self.is_waiting(c) and c not in self.pending),
+                (
+                    c
+                    for c in self.states
+                    if self.is_waiting(c) and c not in self.pending and self.judged(c)
+                ),
                 key=lambda c: (self.states[c].waiting_since, c),
             )
             made = None

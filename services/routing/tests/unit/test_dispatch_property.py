@@ -50,6 +50,7 @@ from routing_service.domain.dispatch import (
     OrgDispatcher,
     PresenceChanged,
     PresenceKind,
+    PresenceProgressed,
     Proposal,
     Refusal,
     SettingsChanged,
@@ -97,6 +98,7 @@ delivery_op = st.one_of(
     st.tuples(st.just("dispatch"), st.integers(1, 6)),
     st.tuples(st.sampled_from(["snapshot", "crash"]), st.none()),
     st.tuples(st.sampled_from(["dup_state", "dup_proposal"]), st.sampled_from(CONVS)),
+    st.tuples(st.just("progress"), st.none()),
 )
 #: the setting toggled now and then, more often to on
 toggle_op = st.tuples(st.just("enable"), st.sampled_from([True, True, False]))
@@ -111,6 +113,10 @@ class Scenario:
     team_capacity: dict[str, int]
     remove_assignment: bool
     enabled: bool
+    #: routing instances the conversations are spread over (each owner counts only its own)
+    instances: int
+    #: the owner marks waiting states ``presence_until`` (presence not known final yet)
+    holds: bool
 
 
 scenario = st.builds(
@@ -128,14 +134,19 @@ scenario = st.builds(
     team_capacity=st.dictionaries(st.sampled_from(TEAMS), st.integers(1, 3), max_size=2),
     remove_assignment=st.booleans(),
     enabled=st.sampled_from([True, True, True, False]),
+    instances=st.sampled_from([1, 1, 2]),
+    holds=st.booleans(),
 )
 
 
 @dataclass
 class Owner:
-    """The owner side: real fold + real review, one writer for every conversation."""
+    """The owner side: real fold + real review, one writer per conversation; with two
+    instances the conversations are split between them and each reviews with what it owns."""
 
     remove_assignment: SettingsHistory
+    instances: int = 1
+    holds: bool = False
     logs: dict[str, ConversationLog] = field(default_factory=dict)
     timelines: dict[str, list[PresenceEntry]] = field(default_factory=dict)
     published: dict[str, DispatchView] = field(default_factory=dict)
@@ -190,6 +201,7 @@ class Owner:
             refusal,
             proposal.agent_id if proposal and refusal else None,
             out_at,
+            at if self.holds and view.waiting else None,
         )
 
     def handle_entry(
@@ -212,9 +224,23 @@ class Owner:
         return out
 
     def held(self, agent: str) -> int:
-        return sum(1 for q, a in self.truth.values() if a == agent and q in ("NEW", "PENDING"))
+        return len(self.holding(agent))
 
-    def handle_proposal(self, p: Proposal, at: datetime, sc: Scenario) -> ConversationChanged:
+    def holding(self, agent: str) -> set[str]:
+        return {c for c, (q, a) in self.truth.items() if a == agent and q in ("NEW", "PENDING")}
+
+    def instance_of(self, cid: str) -> int:
+        return CONVS.index(cid) * self.instances // len(CONVS)
+
+    def held_here(self, agent: str, cid: str) -> int:
+        """What the instance owning ``cid`` counts: the agent's conversations it owns."""
+        return sum(1 for c in self.holding(agent) if self.instance_of(c) == self.instance_of(cid))
+
+    def handle_proposal(
+        self, p: Proposal, at: datetime, sc: Scenario, counted: frozenset[str]
+    ) -> ConversationChanged:
+        """``counted``: the conversations the dispatcher counted against the agent when it
+        made the proposal (besides this one)."""
         lg = self.logs[p.conversation_id]
         cause = Cause(p.proposal_id, "proposal")
         if p.proposal_id in lg.entries:  # a duplicate of one accepted before
@@ -227,7 +253,7 @@ class Owner:
             waiting_cause=p.waiting_cause,
             channel_id=p.channel_id,
             agent_signed_out_at=out,
-            agent_held=self.held(p.agent_id),
+            agent_held=self.held_here(p.agent_id, p.conversation_id),
             capacity=p.capacity,
         )
         if refusal is Refusal.AGENT_AT_CAPACITY:
@@ -240,11 +266,19 @@ class Owner:
         assert self.truth[p.conversation_id] == ("NEW", None), "assigned while not waiting"
         team = self.team(p.conversation_id)
         assert team == ORG_WIDE or team in sc.teams[p.agent_id], "outside the team"
-        # the capacity of the conversation's team, and below it counting everything the agent
-        # holds, hand assignments included (one owner here: it sees all of them)
         assert p.capacity == sc.team_capacity.get(p.team, sc.default_capacity)
-        if p.capacity is not None:
+        if p.capacity is not None and self.instances == 1:
+            # below the capacity counting everything the agent holds, hand assignments the
+            # dispatcher had not seen included (one instance: it owns all of them)
             assert self.held(p.agent_id) < p.capacity, "over capacity"
+        elif p.capacity is not None:
+            # several instances (README "Limits"): above the capacity by at most what the
+            # agent holds that the dispatcher had not counted when it proposed (assignments
+            # by hand it had not consumed yet), never more
+            unseen = self.holding(p.agent_id) - counted
+            assert self.held(p.agent_id) + 1 <= p.capacity + len(unseen), "beyond the bound"
+            if self.held(p.agent_id) + 1 > p.capacity:
+                event("several instances: over capacity within the bound")
         entry = auto_assignment(
             proposal_id=p.proposal_id,
             agent_id=p.agent_id,
@@ -283,6 +317,8 @@ class Sim:
     conv_q: dict[str, list[ConversationEntry]] = field(default_factory=dict)
     proposal_q: dict[str, list[Proposal]] = field(default_factory=dict)
     sent: dict[str, list[Proposal]] = field(default_factory=dict)
+    #: proposal id -> what the dispatcher counted against the agent when it first made it
+    counted: dict[str, frozenset[str]] = field(default_factory=dict)
     availability: dict[str, bool] = field(default_factory=dict)
     now: datetime = T0
     n: int = 0
@@ -363,7 +399,9 @@ class Sim:
     def deliver_proposal(self, cid: str) -> None:
         q = self.proposal_q.get(cid)
         if q:
-            self.log.append(self.owner.handle_proposal(q.pop(0), self.tick(), self.sc))
+            p = q.pop(0)
+            counted = self.counted[p.proposal_id]
+            self.log.append(self.owner.handle_proposal(p, self.tick(), self.sc, counted))
 
     def dispatch(self, n: int) -> None:
         for _ in range(n):
@@ -380,6 +418,14 @@ class Sim:
                 self.made_at[self.cursor] = got
                 self.check_dispatcher(proposals)
             for p in proposals:
+                self.counted.setdefault(
+                    p.proposal_id,
+                    frozenset(
+                        c
+                        for c, slot in self.dispatcher.conversations.items()
+                        if slot.holder() == p.agent_id and c != p.conversation_id
+                    ),
+                )
                 self.proposal_q.setdefault(p.conversation_id, []).append(p)
                 self.sent.setdefault(p.conversation_id, []).append(p)
             self.cursor += 1
@@ -413,6 +459,8 @@ class Sim:
             self.snapshot = (self.dispatcher.snapshot_state(), self.cursor)
         elif kind == "crash":
             self.crash()
+        elif kind == "progress":
+            self.log.append(PresenceProgressed(self.presence_progress()))
         elif kind == "dup_state":
             mine = [
                 e
@@ -427,9 +475,16 @@ class Sim:
         else:
             self.world(kind, arg)
 
+    def presence_progress(self) -> datetime:
+        """Every presence event up to it is in the dispatcher's stream (as relayed)."""
+        queued = [at for q in self.presence_q.values() for _, at, _ in q]
+        return min(queued) - timedelta(microseconds=1) if queued else self.now
+
     def quiesce(self) -> None:
         for _ in range(200):
             busy = False
+            if self.dispatcher.holding and self.cursor >= len(self.log):
+                self.log.append(PresenceProgressed(self.presence_progress()))
             for agent in AGENTS:
                 while self.presence_q.get(agent):
                     self.deliver_presence(agent)
@@ -500,7 +555,7 @@ def test_automatic_assignment_under_any_delivery(
     sc: Scenario, ops: list[tuple[str, object]], first: list[str]
 ) -> None:
     owner = Owner(
-        SettingsHistory((SettingChange(T0, sc.remove_assignment),)),
+        SettingsHistory((SettingChange(T0, sc.remove_assignment),)), sc.instances, sc.holds
     )
     sim = Sim(sc, owner)
     sim.log.append(sim.settings_input(sc.enabled, T0, "settings-0"))

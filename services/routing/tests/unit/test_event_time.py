@@ -186,9 +186,7 @@ async def test_completeness_is_the_previous_fetch_response_and_never_moves_witho
     assert await probe("t", 0) == ms(150)
 
 
-async def test_a_conversation_starts_waiting_for_the_dispatcher_only_once_presence_is_final() -> (
-    None
-):
+async def test_a_conversation_presence_may_not_have_reached_yet_is_held_by_the_dispatcher() -> None:
     published: list[CloudEvent[Any]] = []
 
     class Publisher:
@@ -202,20 +200,22 @@ async def test_a_conversation_starts_waiting_for_the_dispatcher_only_once_presen
         return {}
 
     assigner = AutoAssigner(Publisher(), no_timelines)
-    lg = ConversationLog(ORG, "c", 0)
-    entry = conversation_entry(inbound(ORG, "c", ms(200)))
-    assert entry is not None and lg.add(entry)
-    result = fold(
-        ORG, "c", lg.entries.values(), timelines={}, settings=SettingsHistory(), final_until=ms(200)
-    )
-    assigner.observe(lg, result, presence_final=ms(150))  # an Away at 180 may still come
-    await assigner.flush()
-    assert published == [] and assigner.holding
-    assigner.release(ms(199))
-    await assigner.flush()
-    assert published == []
-    assigner.release(ms(200))
-    await assigner.flush()
-    [change] = published
-    assert change.data.conversation_id == "c" and change.data.waiting_since == ms(200)
-    assert not assigner.holding
+    for cid, presence_final, hold in (("c", ms(150), ms(200)), ("d", ms(200), None)):
+        lg = ConversationLog(ORG, cid, 0)
+        entry = conversation_entry(inbound(ORG, cid, ms(200)))
+        assert entry is not None and lg.add(entry)
+        result = fold(
+            ORG,
+            cid,
+            lg.entries.values(),
+            timelines={},
+            settings=SettingsHistory(),
+            final_until=ms(200),
+        )
+        # c: an Away at 180 may still come, so the dispatcher must not judge it before
+        # presence progress reaches 200; d: presence is final up to 200 already
+        assigner.observe(lg, result, presence_final=presence_final)
+        await assigner.flush()
+        change = published[-1]
+        assert change.data.conversation_id == cid and change.data.waiting_since == ms(200)
+        assert change.data.presence_until == hold

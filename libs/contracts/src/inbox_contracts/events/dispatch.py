@@ -78,6 +78,13 @@ class ConversationDispatchChanged(EventData):
     agent_signed_out_at: AwareDatetime | None = Field(
         default=None, description="`agent_signed_out`: when the agent signed out."
     )
+    presence_until: AwareDatetime | None = Field(
+        default=None,
+        description="Set on a waiting state when the owner had not seen presence progress "
+        "reach its time yet: the dispatcher assigns it only once the presence progress relayed "
+        "on its partition of this topic has reached this time (every presence event up to it "
+        "is then ahead of it in the stream). Unset: judge it at once.",
+    )
 
 
 class AssignmentSettingsChanged(EventData):

@@ -88,17 +88,18 @@ class PresenceMark(BaseModel):
 
 
 class PresenceProgressRelayed(EventData):
-    """Internal routing command: presence progress, relayed to the conversation owners.
+    """Internal routing command: presence progress, relayed to the conversation owners and
+    to the automatic-assignment dispatcher.
 
-    Published by routing's presence consumer to the partitions of
-    ``inbox.routing.commands.v1`` (explicit partition) after it recorded the presence
-    transitions the marks cover: from ``PresenceProgressed`` marks, or, for a presence
-    partition without a mark for ``ROUTING_PRESENCE_MARK_TIMEOUT_MS``, from its wall clock
-    minus the allowed lateness (see the routing README, "Decisions on event time"). Every
-    partition whose owner is another routing instance gets each change; the owner in the
-    same instance is told directly (its partitions get none). Owners keep the maximum per
-    presence partition and wait for the minimum over all of them. Not tenant-scoped:
-    ``org_id`` is always ``_all``.
+    Published by routing's presence consumer to the partitions of ``inbox.routing.commands.v1``
+    and to every partition of ``inbox.routing.dispatch.v1`` (explicit partition; ``partition``
+    names it) after it recorded the presence transitions the marks cover (and re-published them
+    on the dispatch topic): from ``PresenceProgressed`` marks, or, for a presence partition
+    without a mark for ``ROUTING_PRESENCE_MARK_TIMEOUT_MS``, from its wall clock minus the
+    allowed lateness (see the routing README, "Decisions on event time"). Every partition whose
+    owner is another routing instance gets each change; the owner in the same instance is told
+    directly (its partitions get none). Owners keep the maximum per presence partition and wait
+    for the minimum over all of them. Not tenant-scoped: ``org_id`` is always ``_all``.
     """
 
     event_type: ClassVar[str] = "inbox.routing.presence_progress_relayed.v1"

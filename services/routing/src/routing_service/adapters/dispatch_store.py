@@ -31,6 +31,7 @@ from routing_service.domain.dispatch import (
     Proposal,
     holders,
 )
+from routing_service.domain.progress import PresenceProgress
 from routing_service.service_layer.dispatcher import PartitionState
 
 Doc = dict[str, Any]
@@ -48,6 +49,10 @@ def _ts(dt: datetime | None) -> str | None:
 
 def _dt(s: str | None) -> datetime | None:
     return datetime.fromisoformat(s) if s is not None else None
+
+
+def _dt_required(s: str) -> datetime:
+    return datetime.fromisoformat(s)
 
 
 def _key(k: tuple[datetime, str] | None) -> list[Any] | None:
@@ -174,6 +179,7 @@ def org_records(org: OrgDispatcher) -> list[list[Any]]:
                 s.waiting_cause,
                 _mark(s.started_waiting),
                 _proposal_doc(s.pending) if s.pending is not None else None,
+                _ts(s.presence_until),
             ]
         )
     out += [["r", org.org_id, cid, v] for cid, v in org.retired.items()]
@@ -212,6 +218,7 @@ def orgs_from(records: Sequence[list[Any]]) -> dict[str, OrgDispatcher]:
                 r[9],
                 _unmark(r[10]),
                 _proposal_from(org_id, r[2], r[3], r[11]) if r[11] is not None else None,
+                _dt(r[12]) if len(r) > 12 else None,  # absent from older snapshots
             )
         elif kind == "r":
             o.retired[r[2]] = int(r[3])
@@ -238,7 +245,16 @@ class MongoDispatchStore:
     # -- snapshots -----------------------------------------------------------------------------
 
     def serialize(self, state: PartitionState) -> SerializedPartition:
-        records = [r for org in state.orgs.values() for r in org_records(org)]
+        progress = state.presence
+        records: list[list[Any]] = [
+            [
+                "p",
+                "",
+                progress.partitions,
+                [[p, _ts(t)] for p, t in sorted(progress.marks.items())],
+            ]
+        ]
+        records += [r for org in state.orgs.values() for r in org_records(org)]
         return SerializedPartition(state.partition, state.next_offset, records)
 
     async def save_snapshot(self, snap: SerializedPartition) -> None:
@@ -279,7 +295,17 @@ class MongoDispatchStore:
             )
         )
         records = [r for d in docs if d is not None for r in json.loads(d["records"])]
-        return PartitionState(partition, int(header["next_offset"]), orgs_from(records))
+        progress = PresenceProgress()
+        for r in records:
+            if r[0] == "p":  # the partition's presence progress (absent from older snapshots)
+                progress.observe(int(r[2]), {int(p): _dt_required(t) for p, t in r[3]})
+        orgs = orgs_from([r for r in records if r[0] != "p"])
+        value = progress.value()
+        if value is not None:
+            for org in orgs.values():
+                org.presence = value
+                org.rebuild_queues()
+        return PartitionState(partition, int(header["next_offset"]), orgs, presence=progress)
 
     # -- read views -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from inbox_contracts.events import (
     AutoUnassignReason,
     ConversationAutoAssigned,
     ConversationAutoUnassigned,
+    PresenceProgressRelayed,
 )
 from inbox_contracts.topics import ROUTING, ROUTING_COMMANDS, ROUTING_DISPATCH, ROUTING_PROPOSALS
 from inbox_kit.batch_consumer import BatchConsumer
@@ -76,6 +77,14 @@ class KafkaPublisher(EventPublisher):
         self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
     ) -> None:
         await self.publish_many(ROUTING, events)
+
+    async def publish_dispatch_progress(
+        self, events: Sequence[CloudEvent[PresenceProgressRelayed]]
+    ) -> None:
+        """Presence progress to every partition of the dispatch topic (``data.partition``)."""
+        await asyncio.gather(
+            *(self.publish(ROUTING_DISPATCH, e, partition=e.data.partition) for e in events)
+        )
 
     async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
         """To the partition that holds the conversation (whatever partitioner its producers

@@ -8,8 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts import CloudEvent
-from inbox_contracts.events import AssignmentProposed, ConversationAutoAssigned
-from inbox_contracts.topics import MESSAGES, PRESENCE
+from inbox_contracts.events import (
+    AssignmentProposed,
+    ConversationAutoAssigned,
+    PresenceProgressRelayed,
+)
+from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_DISPATCH
 
 from routing_service.domain.audit import ArchivedEntries
 from routing_service.domain.model import (
@@ -252,8 +256,13 @@ class InMemoryPublisher(RecordingDecisionPublisher, QueueingCommandPublisher):
     def __init__(self, partitions: int = 3, presence_partitions: int = 1) -> None:
         RecordingDecisionPublisher.__init__(self)
         QueueingCommandPublisher.__init__(self)
-        self.partition_counts = {MESSAGES.name: partitions, PRESENCE.name: presence_partitions}
+        self.partition_counts = {
+            MESSAGES.name: partitions,
+            PRESENCE.name: presence_partitions,
+            ROUTING_DISPATCH.name: partitions,
+        }
         self.dispatch_inputs: list[CloudEvent[Any]] = []
+        self.dispatch_progress: list[CloudEvent[PresenceProgressRelayed]] = []
         self.auto_assigned: list[CloudEvent[ConversationAutoAssigned]] = []
         self.proposals: list[CloudEvent[AssignmentProposed]] = []
         self.raw: list[tuple[str, bytes]] = []
@@ -269,6 +278,11 @@ class InMemoryPublisher(RecordingDecisionPublisher, QueueingCommandPublisher):
 
     async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
         self.dispatch_inputs.extend(events)
+
+    async def publish_dispatch_progress(
+        self, events: Sequence[CloudEvent[PresenceProgressRelayed]]
+    ) -> None:
+        self.dispatch_progress.extend(events)
 
     async def publish_auto_assigned(
         self, events: Sequence[CloudEvent[ConversationAutoAssigned]]

@@ -110,10 +110,20 @@ class ConversationChanged:
     refusal: Refusal | None = None
     refused_agent_id: str | None = None
     agent_signed_out_at: datetime | None = None
+    #: Waiting, but not to be judged before the presence progress reaches this time (the
+    #: presence events up to it may still be on their way to this stream).
+    presence_until: datetime | None = None
 
     @property
     def waiting(self) -> bool:
         return self.queue == "NEW" and self.assignee_id is None and self.waiting_since is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceProgressed:
+    """Every presence event with ``occurred_at`` <= ``progress`` is ahead of this input."""
+
+    progress: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +142,7 @@ class SettingsChanged:
     cause: Cause
 
 
-DispatchInput = ConversationChanged | PresenceChanged | SettingsChanged
+DispatchInput = ConversationChanged | PresenceChanged | SettingsChanged | PresenceProgressed
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -207,6 +217,8 @@ class ConversationSlot:
     #: (input sequence, cause) of the input that made it wait.
     started_waiting: tuple[int, Cause] | None = None
     pending: Proposal | None = None
+    #: Not judged before the presence progress reaches it (see ``ConversationChanged``).
+    presence_until: datetime | None = None
 
     @property
     def waiting(self) -> bool:
@@ -268,11 +280,22 @@ class OrgDispatcher:
         self._ranked: dict[str, list[tuple[int, int, str]]] = {}
         self.seq = 0
         self.clock: datetime | None = None
+        #: How far the presence events ahead in the stream are complete (None: unknown).
+        self.presence: datetime | None = None
+        #: Waiting conversations held until ``presence`` reaches their ``presence_until``.
+        self._held: set[str] = set()
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
 
     # -- inputs ------------------------------------------------------------------------------
 
     def apply(self, event: DispatchInput) -> list[Proposal]:
         self.seq += 1
+        if isinstance(event, PresenceProgressed):
+            self._progressed(event.progress)
+            return self._dispatch()
         if self.clock is None or event.occurred_at > self.clock:
             self.clock = event.occurred_at
         if isinstance(event, ConversationChanged):
@@ -324,6 +347,9 @@ class OrgDispatcher:
             slot.channel_id = e.channel_id
             slot.waiting_since = e.waiting_since
             slot.waiting_cause = e.waiting_cause
+        slot.presence_until = e.presence_until if slot.waiting else None
+        if self._holds(slot):
+            self._held.add(slot.conversation_id)
         self._moved(holder, slot.holder(), e.cause)
         if slot.pending is not None and not _still_for(slot, slot.pending):
             # that waiting period is over: the owner can only refuse the proposal now
@@ -338,6 +364,30 @@ class OrgDispatcher:
             # nothing about it matters to assignment any more; remember only its version
             del self.conversations[slot.conversation_id]
             self.retired[slot.conversation_id] = slot.version
+            self._held.discard(slot.conversation_id)
+
+    def note_presence(self, progress: datetime) -> None:
+        """Presence progress while nothing is held (nothing to judge: not an input)."""
+        assert not self._held
+        if self.presence is None or progress > self.presence:
+            self.presence = progress
+
+    def _holds(self, slot: ConversationSlot) -> bool:
+        """Waiting for presence progress (not judged yet)."""
+        until = slot.presence_until
+        return until is not None and (self.presence is None or self.presence < until)
+
+    def _progressed(self, progress: datetime) -> None:
+        if self.presence is not None and progress <= self.presence:
+            return
+        self.presence = progress
+        for cid in list(self._held):
+            slot = self.conversations.get(cid)
+            if slot is None or not slot.waiting:
+                self._held.discard(cid)
+            elif not self._holds(slot):
+                self._held.discard(cid)
+                self._enqueue(slot)
 
     def _presence(
         self,
@@ -442,6 +492,7 @@ class OrgDispatcher:
             or not slot.waiting
             or slot.pending is not None
             or self.settings.team_of(slot.channel_id) != team
+            or self._holds(slot)
         ):
             return None
         return slot
@@ -596,6 +647,7 @@ class OrgDispatcher:
         copy.load = dict(self.load)
         copy.seq = self.seq
         copy.clock = self.clock
+        copy.presence = self.presence
         copy.rebuild_queues()
         return copy
 
@@ -603,9 +655,12 @@ class OrgDispatcher:
         """Rebuild the indexes (queues, agent ranking) from the state (after a restore)."""
         self._ranked.clear()
         self._queues.clear()
+        self._held.clear()
         for slot in self.conversations.values():
             if slot.waiting:
                 self._enqueue(slot)
+                if self._holds(slot):
+                    self._held.add(slot.conversation_id)
 
 
 def _still_for(slot: ConversationSlot, p: Proposal) -> bool:

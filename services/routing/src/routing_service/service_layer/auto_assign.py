@@ -2,11 +2,15 @@
 
 Two duties, both as the one writer of its conversations:
 - tell the dispatcher what changed: after every re-fold, a conversation whose dispatch view
-  (queue, assignee, channel, waiting period) changed is published on the dispatch topic. A
-  conversation that starts waiting at event time t is held back until presence progress has
-  reached t: every presence event up to t is on the dispatch topic by then (routing's presence
-  consumer forwards them before it relays the progress), so the dispatcher judges eligibility
-  as of t and never hands the conversation to an agent who went Away or signed out before it;
+  (queue, assignee, channel, waiting period) changed is published on the dispatch topic at
+  once. A conversation waiting as of event time t that this owner has not seen presence
+  progress reach yet carries ``presence_until = t``: the dispatcher holds it until the
+  presence progress relayed on its own partition reaches t. Every presence event up to t is
+  ahead of that progress record in the dispatch stream (routing's presence consumer forwards
+  them before it relays the progress there), so the dispatcher judges eligibility as of t and
+  never hands the conversation to an agent who went Away or signed out before it. (Holding
+  it here instead, until this owner's relayed progress reached t, cost one more owner batch
+  and publish on the path: README, "Benchmark");
 - review proposals: accept one only while the conversation is in the very waiting period,
   on the channel, it was proposed for, and the agent is signed in per routing's presence
   timeline; an accepted one becomes a journal entry (the assignment, id = proposal id) and a
@@ -20,6 +24,7 @@ event), else reviewed again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,14 +91,8 @@ class AutoAssigner:
         self._answers: dict[ConversationKey, _Answer] = {}
         self._outbox: list[CloudEvent[Any]] = []
         self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
-        #: waiting views whose event time presence progress has not reached yet
-        self._held: dict[ConversationKey, tuple[ConversationLog, DispatchView]] = {}
         #: agent -> the conversations of this owner they hold (NEW or PENDING), per the folds
         self._holds: dict[AgentKey, set[ConversationKey]] = {}
-
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
 
     # -- observing the owner's folds ---------------------------------------------------------
 
@@ -110,26 +109,11 @@ class AutoAssigner:
         self._count_holder(key, before[1] if before is not None else None, view)
         self._views[key] = (lg.partition, view)
         answer = self._answers.pop(key, None)
-        self._held.pop(key, None)  # superseded by this view, whatever it is
         if answer is None and view.same_state(self._published.get(key)):
             return
-        if answer is None and view.waiting and not _reached(presence_final, view.at):
-            self._held[key] = (lg, view)
-            return
-        self._publish_view(lg, view, answer)
-
-    def release(self, presence_final: datetime | None) -> None:
-        """Publish (at the next flush) the held views presence progress has now reached."""
-        for key, (lg, view) in list(self._held.items()):
-            if _reached(presence_final, view.at):
-                del self._held[key]
-                self._publish_view(lg, view, None)
-
-    def _publish_view(
-        self, lg: ConversationLog, view: DispatchView, answer: _Answer | None
-    ) -> None:
-        self._published[(lg.org_id, lg.conversation_id)] = view
-        self._outbox.append(self._change(lg, view, answer))
+        hold = view.at if view.waiting and not _reached(presence_final, view.at) else None
+        self._published[key] = view
+        self._outbox.append(self._change(lg, view, answer, presence_until=hold))
 
     def _count_holder(
         self, key: ConversationKey, before: DispatchView | None, after: DispatchView
@@ -154,7 +138,6 @@ class AutoAssigner:
             del self._views[key]
             self._published.pop(key, None)
             self._answers.pop(key, None)
-            self._held.pop(key, None)
 
     def forget_keys(self, keys: Iterable[ConversationKey]) -> None:
         """Conversations the owner evicted from memory (folded again when loaded)."""
@@ -229,21 +212,32 @@ class AutoAssigner:
         return accepted, again
 
     async def flush(self) -> None:
-        """Publish what the last folds and reviews produced (before offsets are committed)."""
-        if self._assigned:
-            assigned = list(self._assigned.values())
-            await self._publisher.publish_auto_assigned(assigned)
-            for e in assigned:
-                self._assigned.pop(e.id, None)
-        if self._outbox:
-            out = list(self._outbox)
-            await self._publisher.publish_dispatch_inputs(out)
-            del self._outbox[: len(out)]
+        """Publish what the last folds and reviews produced (before offsets are committed).
+        The two topics are independent, so both publishes are in flight at once (one round
+        trip of acks, not two)."""
+        assigned = list(self._assigned.values())
+        out = list(self._outbox)
+        sends: list[Awaitable[None]] = []
+        if assigned:
+            sends.append(self._publisher.publish_auto_assigned(assigned))
+        if out:
+            sends.append(self._publisher.publish_dispatch_inputs(out))
+        if not sends:
+            return
+        await asyncio.gather(*sends)
+        for e in assigned:
+            self._assigned.pop(e.id, None)
+        del self._outbox[: len(out)]
 
     # -- events ---------------------------------------------------------------------------------
 
     def _change(
-        self, lg: ConversationLog, view: DispatchView, answer: _Answer | None
+        self,
+        lg: ConversationLog,
+        view: DispatchView,
+        answer: _Answer | None,
+        *,
+        presence_until: datetime | None = None,
     ) -> CloudEvent[ConversationDispatchChanged]:
         cause_id, cause_type = view.cause
         proposal_id = answer.proposal_id if answer is not None else None
@@ -266,6 +260,7 @@ class AutoAssigner:
             agent_signed_out_at=answer.signed_out_at
             if answer and refusal is ProposalRefusal.AGENT_SIGNED_OUT
             else None,
+            presence_until=presence_until,
             occurred_at=view.at,
         )
         tag = f"{lg.org_id}|{lg.conversation_id}|{view.version}|{proposal_id}|{refusal}"

@@ -3,12 +3,14 @@
 Consumes ``inbox.routing.dispatch.v1`` (keyed by org, so all of an org's inputs are on one
 partition in one order) and keeps one ``OrgDispatcher`` per org. Each record is applied in
 offset order exactly once per state; the proposals it yields are published (acks awaited)
-before the batch ends. The state of a partition is a pure function of its records, so it is
-made durable by **snapshot + replay**: every few seconds the state and the offset it reflects
-are written (in the background, at most one write in flight); taking a partition over loads
-the latest snapshot and seeks to its offset. A replay re-derives exactly the proposals made
-after the snapshot, with the same ids, which the owners answer idempotently; so a crash, a
-rebalance or a zombie instance can repeat a proposal, never make a different one.
+before the batch ends. Presence progress (``PresenceProgressRelayed``, relayed to every
+partition) is kept per partition and releases the conversations each org held for it.
+The state of a partition is a pure function of its records, so it is made durable by **snapshot
++ replay**: every few seconds the state and the offset it reflects are written (in the
+background, at most one write in flight); taking a partition over loads the latest snapshot and
+seeks to its offset. A replay re-derives exactly the proposals made after the snapshot, with
+the same ids, which the owners answer idempotently; so a crash, a rebalance or a zombie
+instance can repeat a proposal, never make a different one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from inbox_contracts.events import (
     AutoAssignReason,
     Availability,
     ConversationDispatchChanged,
+    PresenceProgressRelayed,
 )
 
 from routing_service.domain.dispatch import (
@@ -40,10 +43,12 @@ from routing_service.domain.dispatch import (
     OrgDispatcher,
     PresenceChanged,
     PresenceKind,
+    PresenceProgressed,
     Proposal,
     Refusal,
     SettingsChanged,
 )
+from routing_service.domain.progress import PresenceProgress
 
 log = logging.getLogger(__name__)
 SOURCE = "/inbox/routing/dispatcher"
@@ -58,6 +63,34 @@ class PartitionState:
     orgs: dict[str, OrgDispatcher] = field(default_factory=dict)
     changed_orgs: set[str] = field(default_factory=set)
     snapshot_dirty: bool = False
+    #: Presence progress relayed on this partition (max per presence partition, min of all).
+    presence: PresenceProgress = field(default_factory=PresenceProgress)
+
+    def presence_progressed(self, data: PresenceProgressRelayed) -> list[Proposal]:
+        """Release what every org of the partition held for presence up to the new value."""
+        self.presence.observe(
+            data.presence_partitions, {m.partition: m.progress for m in data.marks}
+        )
+        value = self.presence.value()
+        if value is None:
+            return []
+        out: list[Proposal] = []
+        for org_id, org in self.orgs.items():
+            if org.holding:
+                out += org.apply(PresenceProgressed(value))
+                self.changed_orgs.add(org_id)
+            else:
+                org.note_presence(value)
+        return out
+
+    def org(self, org_id: str) -> OrgDispatcher:
+        org = self.orgs.get(org_id)
+        if org is None:
+            org = self.orgs[org_id] = OrgDispatcher(org_id)
+            value = self.presence.value()
+            if value is not None:
+                org.note_presence(value)
+        return org
 
 
 class DispatchStore(Protocol):
@@ -102,6 +135,7 @@ def dispatch_input(event: CloudEvent[EventData]) -> DispatchInput | None:
             Refusal(d.refusal.value) if d.refusal is not None else None,
             d.refused_agent_id,
             d.agent_signed_out_at,
+            d.presence_until,
         )
     if isinstance(d, AgentSignedIn):
         return PresenceChanged(
@@ -221,14 +255,14 @@ class Dispatcher:
                 continue
             state.next_offset = r.offset + 1
             state.snapshot_dirty = True
+            if isinstance(r.event.data, PresenceProgressRelayed):
+                proposals += state.presence_progressed(r.event.data)
+                continue
             inp = dispatch_input(r.event)
             if inp is None:
                 continue
             org_id = r.event.data.org_id
-            org = state.orgs.get(org_id)
-            if org is None:
-                org = state.orgs[org_id] = OrgDispatcher(org_id)
-            proposals += org.apply(inp)
+            proposals += state.org(org_id).apply(inp)
             state.changed_orgs.add(org_id)
         # made but not published yet (a failed publish is retried with the same batch, whose
         # records are then already applied: the outbox is what carries them over)

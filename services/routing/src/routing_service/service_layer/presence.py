@@ -10,17 +10,20 @@ one twice is harmless.
 Presence progress marks (``PresenceProgressed``) are noted only after the transitions before
 them in the batch are recorded; ``relay`` then tells every owner, through the commands topic,
 how far presence is recorded per presence partition (``domain.progress.MarkTracker``, with the
-wall-clock fallback for partitions without marks).
+wall-clock fallback for partitions without marks), and the automatic-assignment dispatcher,
+through every partition of the dispatch topic (right after a batch with marks: it holds new
+waiting conversations until the progress reaches them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from inbox_contracts import CloudEvent, EventData, utc_now
 from inbox_contracts.events import (
@@ -35,13 +38,24 @@ from inbox_contracts.events import (
 from inbox_contracts.events.presence import PROGRESS_ORG_ID
 
 from routing_service.domain.progress import MarkTracker
-from routing_service.service_layer.auto_assign import DispatchPublisher
 from routing_service.service_layer.ports import Command, CommandPublisher, PresenceStore
 from routing_service.service_layer.translate import presence_entry
 
 log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("0f4a0f0e-5d0e-4b55-9a8f-2c1f3b8e6d21")
 SOURCE = "/inbox/routing"
+
+
+class PresenceForwarder(Protocol):
+    """Automatic assignment's share of the presence consumer's output (the dispatch topic)."""
+
+    async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Presence events, re-published unchanged keyed by org (acks awaited)."""
+
+    async def publish_dispatch_progress(
+        self, events: Sequence[CloudEvent[PresenceProgressRelayed]]
+    ) -> None:
+        """Each to ``data.partition`` of the dispatch topic (acks awaited)."""
 
 
 class LocalOwner(Protocol):
@@ -99,7 +113,7 @@ class PresenceRecorder:
         presence_partitions: int = 0,
         complete_as_of: Callable[[int], Awaitable[datetime | None]],
         clock: Callable[[], datetime] = utc_now,
-        dispatch: DispatchPublisher | None = None,
+        dispatch: PresenceForwarder | None = None,
         local_owner: LocalOwner | None = None,
     ) -> None:
         self._store = store
@@ -117,11 +131,17 @@ class PresenceRecorder:
         self._clock = clock
         #: per partition of the conversation topics: the progress last relayed to its owner
         self._relayed: dict[int, dict[int, datetime]] = {}
+        self._dispatch_partitions = 0
+        #: the progress last relayed to the dispatcher (every dispatch partition)
+        self._relayed_dispatch: dict[int, datetime] | None = None
 
-    def partition_counts(self, partitions: int, presence_partitions: int) -> None:
+    def partition_counts(
+        self, partitions: int, presence_partitions: int, dispatch_partitions: int = 0
+    ) -> None:
         """The topics' partition counts (known once the producer has connected)."""
         self._partitions = partitions
         self._presence_partitions = presence_partitions
+        self._dispatch_partitions = dispatch_partitions
 
     def assigned(self, partitions: set[int]) -> None:
         self._marks.assigned(partitions, self._clock())
@@ -166,6 +186,10 @@ class PresenceRecorder:
             noted[partition] = max(watermark, noted.get(partition, watermark))
         if noted and self._local is not None:
             self._local.observe_presence(self._presence_partitions, noted)
+        if noted and self._dispatch is not None:
+            # at once, not at the next tick: the dispatcher holds new waiting conversations
+            # until the presence progress reaches them
+            await self.relay()
         return refused
 
     async def relay(self) -> int:
@@ -184,25 +208,41 @@ class PresenceRecorder:
             self._relayed.pop(p, None)  # once another instance owns it, it is told at once
         targets = [p for p in range(self._partitions) if p not in local]
         targets = [p for p in targets if self._relayed.get(p) != progress]
-        if not targets:
+        to_dispatcher = (
+            self._dispatch is not None
+            and self._dispatch_partitions > 0
+            and self._relayed_dispatch != progress
+        )
+        if not targets and not to_dispatcher:
             return 0
         now = self._clock()
         marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
-        commands: list[Command] = [
-            CloudEvent.wrap(
+
+        def relayed(partition: int) -> CloudEvent[PresenceProgressRelayed]:
+            return CloudEvent.wrap(
                 PresenceProgressRelayed(
                     org_id=PROGRESS_ORG_ID,
-                    partition_key=str(p),
-                    partition=p,
+                    partition_key=str(partition),
+                    partition=partition,
                     presence_partitions=self._presence_partitions,
                     marks=marks,
                     occurred_at=now,
                 ),
                 source=SOURCE,
             )
-            for p in targets
-        ]
-        await self._commands.publish_commands(commands)
+
+        commands: list[Command] = [relayed(p) for p in targets]
+        sends: list[Awaitable[None]] = []
+        if commands:
+            sends.append(self._commands.publish_commands(commands))
+        if to_dispatcher and self._dispatch is not None:
+            # the dispatcher is told through its own stream, whatever instance runs it: a
+            # relayed progress t there follows every presence event up to t re-published
+            progress_events = [relayed(p) for p in range(self._dispatch_partitions)]
+            sends.append(self._dispatch.publish_dispatch_progress(progress_events))
+        await asyncio.gather(*sends)
         for p in targets:
             self._relayed[p] = progress
+        if to_dispatcher:
+            self._relayed_dispatch = progress
         return len(commands)

@@ -577,7 +577,10 @@ class AssignmentSettings(_message.Message):
     """Automatic assignment on/off. Off by default."""
     default_capacity: _builtins.int
     """Capacity of every agent: the most conversations (NEW + PENDING) they may hold before
-    nothing more is assigned to them automatically. 0 = unlimited (the default).
+    nothing more is assigned to them automatically. 0 = unlimited (the default). Exact with
+    one routing instance; with several, an agent assigned conversations by hand in the same
+    few hundred ms as an automatic assignment may end up above it by at most those hand
+    assignments (routing README, "Limits").
     """
     updated_by: _builtins.str
     """Agent id of the admin who changed it last; empty if never changed."""
