@@ -4,7 +4,8 @@ For each size N (10k, 100k, 1M historical conversations, ``ROUTING_BENCH_TAKEOVE
 fresh database is seeded straight through the store's bulk paths (``insert_snapshots``,
 ``append_journal``, the resident set): N settled conversations (RESOLVED, a snapshot with a
 five-entry audit trail) of which 10,000 are *live*: a snapshot plus two journal entries after
-its horizon, 2,000 of them NEW and assigned (resident). Then a fresh process takes all six
+its horizon, 2,000 of them NEW and assigned (resident); a live one's snapshot also has its
+take-over copy (``live_snapshots``), as the owner keeps it. Then a fresh process takes all six
 partitions over through the real code path (``ConversationOwner.assign`` on
 ``MongoRoutingStore``) and reports the take-over time and its resident set size (VmRSS after
 the take-over, VmHWM peak). Baseline: the 10k run of the same bench run; ratio = N / 10k.
@@ -127,6 +128,10 @@ async def seed(database: str, total: int) -> float:
             for r in rows:
                 filters[r.partition].add(f"{r.org_id}|{r.conversation_id}")
             await store.insert_snapshots(rows)
+            # what the owner keeps for a take-over: a copy of each live one's snapshot
+            # (written by the compaction that left events after its horizon, or after it was
+            # loaded on demand when an event came)
+            await store.write_live_snapshots([r for r in rows if int(r.conversation_id[1:]) < LIVE])
         for p, f in filters.items():
             await store.write_snapshot_filter(p, f.to_bytes())
         journal = [
@@ -208,6 +213,7 @@ async def take_over(database: str) -> dict[str, float]:
             "rss_mb": _status("VmRSS"),
             "rss_before_mb": before,
             "peak_rss_mb": _status("VmHWM"),
+            **{f"phase_{k}": v for k, v in owner.last_takeover.items()},
         }
     finally:
         await client.close()

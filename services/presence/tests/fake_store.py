@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -141,9 +141,10 @@ class FakeStore:
         await self._step()
         return {s for s in session_ids if s in self.db.ends}
 
-    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
+    async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
         await self._step()
-        return [e for e in self.db.ends.values() if e.agent == agent and e.ended_at >= since]
+        ends = self.db.ends.values()
+        return [e for e in ends if e.agent in since and e.ended_at >= since[e.agent]]
 
     # transitions / outbox
     def _latest(self, agent: AgentRef) -> Transition | None:
@@ -156,10 +157,14 @@ class FakeStore:
         await self._step()
         return self._latest(agent)
 
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
         await self._step()
         latest = self._latest(agent)
-        return max(known_seq, latest.seq if latest else 0)
+        return latest if latest is not None and (known is None or latest.seq > known.seq) else known
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        await self._step()
+        return None  # no hints here: readers probe from the start
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         await self._step()

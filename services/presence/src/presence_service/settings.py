@@ -82,9 +82,10 @@ class PresenceSettings(ServiceSettings):
         10.0,
         gt=0,
         description="A replica whose progress floor is older than this is taken for dead: "
-        "the marks then wait only for what it left behind in the store. Keep it well above "
-        "the worst progress round / floor write (logged above 1 s): a live replica taken for "
-        "dead can see a sign-out it claims then overtaken by a mark.",
+        "the marks then wait only for what it left behind in the store. A replica fences "
+        "itself: with less than half of it left since its last floor write landed, it claims "
+        "no transition and deletes no session until a renewed floor write has landed. Keep it "
+        "well above the worst progress round / floor write (logged above 1 s).",
     )
     progress_lease_seconds: float = Field(
         1.0, gt=0, description="Lease of the replica that publishes the progress marks."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -76,17 +77,20 @@ class FakePresenceStore:
     async def ended_ids(self, session_ids: list[str]) -> set[str]:
         return {i for i in session_ids if i in self.ends}
 
-    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
-        return [e for e in self.ends.values() if e.agent == agent and e.ended_at >= since]
+    async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
+        return [e for e in self.ends.values() if e.agent in since and e.ended_at >= since[e.agent]]
 
     # transitions and outbox
     async def head(self, agent: AgentRef) -> Transition | None:
         log = self.transitions.get(agent, [])
         return log[-1] if log else None
 
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
         head = await self.head(agent)
-        return max(known_seq, head.seq if head else 0)
+        return head if head is not None and (known is None or head.seq > known.seq) else known
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        return None  # no hints here: readers probe from the start
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         return {a: t for a in agents if (t := await self.head(a)) is not None}

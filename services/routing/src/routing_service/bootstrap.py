@@ -34,6 +34,7 @@ from inbox_kit.service import Service
 from routing_service.adapters.dispatch_store import MongoDispatchStore
 from routing_service.adapters.kafka import CompletenessProbe, KafkaPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
+from routing_service.domain.audit import AuditRetention
 from routing_service.domain.progress import MarkTracker
 from routing_service.entrypoints.grpc_api import RoutingServicer
 from routing_service.service_layer.auto_assign import AutoAssigner, DispatchPublisher
@@ -75,6 +76,9 @@ class RoutingStore(OwnerStore, ViewStore, PresenceStore, ReadStore, Protocol):
     async def ensure_indexes(self) -> None: ...
     async def prune(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` documents whose retention ended; returns how many went."""
+
+    async def prune_audit(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` archived audit segments expired at ``now``."""
 
 
 class RoutingPublisher(
@@ -283,6 +287,10 @@ def pipeline(
         Compacting(
             lag=timedelta(seconds=settings.compaction_lag_seconds),
             max_conversations=settings.owner_max_conversations,
+            audit=AuditRetention(
+                keep=settings.audit_view_entries,
+                retention=timedelta(days=settings.audit_retention_days),
+            ),
         ),
     )
     presence_loop = group_consumer(
@@ -428,6 +436,7 @@ def bootstrap(
             async def prune() -> None:
                 # bounded per run; the backlog of a long outage drains over several runs
                 await store.prune(utc_now(), limit=settings.retention_batch)
+                await store.prune_audit(utc_now(), limit=settings.retention_batch)
 
             loops = [
                 asyncio.create_task(p.owner_loop.run()),

@@ -9,12 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from inbox.routing.v1 import routing_pb2 as pb
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES
+from inbox_kit.auth import Principal, Role, reset_current_principal, set_current_principal
 from pymongo import AsyncMongoClient
 from routing_service.adapters.memory import InMemoryStore, InMemoryViews, RecordingDecisionPublisher
 from routing_service.adapters.mongo import MongoRoutingStore
-from routing_service.domain.model import Decision, PresenceEntry, Reason, SettingChange
+from routing_service.domain.audit import AuditRetention
+from routing_service.domain.model import Decision, PresenceEntry, Queue, Reason, SettingChange
+from routing_service.entrypoints.grpc_api import AUDIT_PAGES, RoutingServicer
 from routing_service.service_layer.owner import (
     BehindHorizon,
     Compacting,
@@ -140,4 +144,81 @@ async def test_decisions_folded_into_snapshots_expire_and_are_pruned(stack: Any)
         assert await db["decisions"].count_documents({}) == 10
         assert await db["published"].count_documents({}) == 10
     finally:
+        await client.close()
+
+
+async def test_audit_paging_stays_correct_across_archiving_and_a_prune_on_ferretdb(
+    stack: Any, unique: Any
+) -> None:
+    org, conv = unique("org"), "long"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.infra.mongodb_uri)
+    principal = set_current_principal(Principal(org, "admin", Role.ADMIN))
+    try:
+        db = client[stack.database]
+        store = MongoRoutingStore(db)
+        await store.ensure_indexes()
+        clock = SimClock(t(10))
+        views = InMemoryStore()
+        owner = ConversationOwner(
+            store,
+            RecordingDecisionPublisher(),
+            InMemoryViews(views),
+            EventTime(L, complete_as_of=complete_now(clock)),
+            compacting=Compacting(
+                lag=timedelta(0),
+                max_conversations=0,
+                audit=AuditRetention(keep=2, retention=timedelta(hours=1)),
+            ),
+        )
+        owner.presence.observe(1, {0: t(1000)})
+        wall = [t(10)]
+        api = RoutingServicer(store, None, None, clock=lambda: wall[0])  # type: ignore[arg-type]
+
+        async def moves(*minutes: float) -> None:
+            # NEW -> PENDING -> NEW ...: every event moves the queue (one audit entry each)
+            pending = views.views[(org, conv)].state.queue is Queue.PENDING
+            kinds = (follow_up, outbound) if pending else (outbound, follow_up)
+            events = [kinds[i % 2](org, conv, t(m)) for i, m in enumerate(minutes)]
+            await owner.handle([delivery(e) for e in events])
+
+        async def compact_and_store_view() -> None:
+            assert await owner.compact() == 1
+            await store.write_views([views.views[(org, conv)]], new_keys=set())
+
+        async def page(token: str) -> tuple[list[datetime], str]:
+            got = await api.GetAuditTrail(
+                pb.GetAuditTrailRequest(conversation_id=conv, page_size=3, page_token=token), None
+            )
+            return [e.occurred_at.ToDatetime(UTC) for e in got.entries], got.next_page_token
+
+        await owner.assign([0])
+        await owner.handle([delivery(inbound(org, conv, t(1)))])
+        await moves(2, 3, 4, 5, 6)  # created + 5 queue moves
+        await compact_and_store_view()  # horizon t(8): entries 0-3 archived, the view keeps 2
+        segments = db["audit_archive"]
+        assert await segments.count_documents({"org_id": org}) == 1
+        first, token = await page("")
+        assert first == [t(1), t(2), t(3)]
+
+        await moves(11, 12, 13, 14)
+        clock.now = t(20)
+        await compact_and_store_view()  # entries 4-7 (t5, t6, t11, t12) archived too
+        assert await segments.count_documents({"org_id": org}) == 2
+        second, token = await page(token)
+        assert second == [t(4), t(5), t(6)]  # the token outlived the move
+        assert token == AUDIT_PAGES.encode([6])
+
+        # the first segment (last entry t4) expires at t(64): pruned, the second stays
+        wall[0] = t(66)
+        while await store.prune_audit(wall[0], limit=1) > 0:  # bounded runs
+            pass
+        assert await segments.count_documents({"org_id": org}) == 1
+        assert (await page(AUDIT_PAGES.encode([1]))) == await page("")  # into the pruned one:
+        rest, after = await page("")  # continues at the oldest entry retained
+        assert rest == [t(5), t(6), t(11)]
+        assert (await page(token))[0] == [t(11), t(12), t(13)]  # the older token: no gap
+        last, end = await page(after)
+        assert (last, end) == ([t(12), t(13), t(14)], "")
+    finally:
+        reset_current_principal(principal)
         await client.close()

@@ -135,6 +135,46 @@ async def test_an_event_behind_the_horizon_is_refused_and_changes_nothing() -> N
     assert r.state(ORG, "old") == ("NEW", None)
 
 
+async def test_take_over_reads_the_copies_of_live_snapshots_not_each_snapshot() -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.owner.compact()
+    assert set(r.store.live) == {(ORG, "held")}  # resident: a take-over loads it
+    await r.deliver(follow_up(ORG, "old", t(10.5)))  # evicted: loaded by _id, live again
+    assert set(r.store.live) == {(ORG, "held")}  # its copy is written by the next compaction
+    await now(r, t(11))
+    await r.owner.compact()
+    assert set(r.store.live) == {(ORG, "held"), (ORG, "old")}
+    assert r.store.live[(ORG, "old")] == r.store.snapshots[(ORG, "old")]
+    reads = r.store.snapshot_reads
+    await r.crash_and_restart()
+    assert r.store.snapshot_reads == reads  # both from their copies
+    assert set(r.owner.logs) == {(ORG, "held"), (ORG, "old")}
+    assert r.state(ORG, "old") == ("NEW", None)
+    # once "old" is settled again (resolved, then compacted) its copy goes
+    await r.deliver(resolved(ORG, "old", t(11.5)))
+    await now(r, t(14))
+    await r.owner.compact()
+    assert set(r.store.live) == {(ORG, "held")}
+    await r.crash_and_restart()
+    assert set(r.owner.logs) == {(ORG, "held")}
+    assert r.store.snapshot_reads == reads
+
+
+async def test_a_copy_the_take_over_does_not_need_is_deleted() -> None:
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.owner.compact()
+    stale = r.store.snapshots[(ORG, "old")]
+    r.store.live[(ORG, "old")] = stale  # e.g. a conversation loaded for a refused proposal
+    await r.crash_and_restart()
+    assert set(r.owner.logs) == {(ORG, "held")}
+    await r.owner.compact()
+    assert set(r.store.live) == {(ORG, "held")}
+
+
 async def test_a_new_conversation_costs_no_snapshot_read_an_evicted_one_does() -> None:
     r = await routing()
     await history(r)
@@ -148,7 +188,9 @@ async def test_a_new_conversation_costs_no_snapshot_read_an_evicted_one_does() -
     assert r.state(ORG, "old") == ("NEW", None)
 
 
-@pytest.mark.parametrize("stage", ["filter", "snapshots", "resident", "decisions", "journal"])
+@pytest.mark.parametrize(
+    "stage", ["filter", "snapshots", "live", "resident", "decisions", "journal"]
+)
 async def test_a_crash_inside_a_compaction_step_is_repaired_by_the_next(stage: str) -> None:
     r = await routing()
     await history(r)
@@ -171,3 +213,29 @@ async def test_a_crash_inside_a_compaction_step_is_repaired_by_the_next(stage: s
     assert set(r.owner.logs) == {(ORG, "held")}
     assert r.state(ORG, "held") == ("NEW", "ana")
     assert r.state(ORG, "old") == ("RESOLVED", None)
+
+
+async def test_a_partition_handed_back_keeps_its_state_unless_another_took_it_over() -> None:
+    r = await routing()
+    await history(r)
+    held = r.owner.logs[(ORG, "held")]
+    await r.owner.revoke({0})  # an eager rebalance: everything is given up first
+    assert not r.owner.logs
+    await r.owner.assign({0})  # ... and handed back: nothing read again
+    assert r.owner.last_takeover["kept_partitions"] == 1
+    assert r.owner.logs[(ORG, "held")] is held
+    r.clock.now = t(11)
+    await r.deliver(signed_out(ORG, "ana", t(11)))  # the sweep still finds it (R1)
+    await r.deliver_commands()
+    await now(r, t(13))
+    await r.owner.release_due()
+    assert r.state(ORG, "held") == ("NEW", None)
+    await r.deliver(assigned(ORG, "held", "ana", t(13.5)))
+    # another instance took the partition over meanwhile: its state is read again
+    await r.owner.revoke({0})
+    await r.store.claim_partitions([0], "another-instance:1")
+    await r.owner.assign({0})
+    assert r.owner.last_takeover["kept_partitions"] == 0
+    assert r.owner.logs[(ORG, "held")] is not held
+    assert r.state(ORG, "held") == ("NEW", "ana")
+    assert [d.reason for d in r.decisions.published] == [Reason.R1_SIGNED_OUT]

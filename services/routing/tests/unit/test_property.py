@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inbox_contracts import CloudEvent, EventData
+from routing_service.domain.audit import AuditRetention
 from routing_service.service_layer.owner import Compacting
 from routing_testing import (
     InMemoryRouting,
@@ -186,10 +187,16 @@ class CrashInCompaction(Exception):
     """The process dies after some of a compaction step's writes."""
 
 
+COMPACTION_CRASHES = (
+    *(None, None, "filter", "audit", "snapshots"),
+    *("live", "resident", "decisions", "journal"),
+)
+
+
 async def compact_maybe_crashing(r: InMemoryRouting, data: st.DataObject) -> None:
     """Compact; one time in three the process dies before a random write of the step."""
     stage = data.draw(
-        st.sampled_from([None, None, "filter", "snapshots", "resident", "decisions", "journal"]),
+        st.sampled_from(COMPACTION_CRASHES),
         label="compaction crash",
     )
 
@@ -221,7 +228,9 @@ async def run_pipeline(
         instant=False,
         start_time=T0,
         compacting=Compacting(
-            lag=lag, max_conversations=data.draw(st.integers(0, 3), label="memory")
+            lag=lag,
+            max_conversations=data.draw(st.integers(0, 3), label="memory"),
+            audit=AuditRetention(keep=data.draw(st.integers(1, 3), label="audit kept")),
         ),
     )
     await r.start()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
+from presence_service.service_layer.io_priority import background_io
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 Doc = dict[str, Any]
@@ -371,18 +373,24 @@ class MongoPresenceStore:
         )
         return {d["_id"] for d in found if d is not None}
 
-    async def ends_since(self, agent: AgentRef, since: datetime) -> list[SessionEnd]:
-        cursor = self._ends.find({"agent_key": agent.key, "ended_at": {"$gte": since}})
-        return [_end(d) async for d in cursor]
+    async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
+        """One query for all the agents (a scan on FerretDB, whatever the number of agents),
+        filtered to each agent's own ``since`` here."""
+        if not since:
+            return []
+        keys = {a.key: at for a, at in since.items()}
+        agent_filter: Any = next(iter(keys)) if len(keys) == 1 else {"$in": list(keys)}
+        query = {"agent_key": agent_filter, "ended_at": {"$gte": min(keys.values())}}
+        ends = [(d["agent_key"], _end(d)) async for d in self._ends.find(query)]
+        return [end for key, end in ends if end.ended_at >= keys[key]]
 
     # ------------------------------------------------------------------ transitions / outbox
-    async def probe_seq(self, agent: AgentRef, known_seq: int) -> int:
-        """The agent's latest transition number, probing forward from a known lower bound
-        (``_id`` reads of ``known_seq + 1``, ``+ 2``, ... until one is missing)."""
-        seq = known_seq
-        while await self._outbox.find_one({"_id": transition_key(agent, seq + 1)}, {"_id": 1}):
-            seq += 1
-        return seq
+    async def head_after(self, agent: AgentRef, known: Transition | None) -> Transition | None:
+        return await self._probe_forward(agent, known)
+
+    async def head_hint(self, agent: AgentRef) -> Transition | None:
+        hint = await self._heads.find_one({"_id": agent.key})
+        return _transition(hint) if hint else None
 
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0
@@ -441,8 +449,10 @@ class MongoPresenceStore:
             await self._claims.submit((self._marker(record), doc))
         except DuplicateKeyError:
             return False
-        # The hint is a lower bound readers probe forward from: move it off the request path.
-        task = asyncio.create_task(self._update_head(transition))
+        # The hint is a lower bound readers probe forward from: move it off the request path
+        # (and behind the request path's writes in the gate: a burst's claims go first).
+        with background_io():
+            task = asyncio.create_task(self._update_head(transition))
         self._hint_writes.add(task)
         task.add_done_callback(self._hint_written)
         return True

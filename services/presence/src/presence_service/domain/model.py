@@ -92,11 +92,6 @@ def event_id_for(outbox_key: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, outbox_key))
 
 
-def is_signed_in_seq(seq: int) -> bool:
-    """Odd transitions are sign-ins, even ones sign-outs; 0 = never signed in."""
-    return seq % 2 == 1
-
-
 @dataclass(frozen=True)
 class Timing:
     heartbeat_interval: timedelta

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -43,10 +43,10 @@ from presence_service.domain.model import (
     event_id_for,
     expiry_end,
     is_expired_for_others,
-    is_signed_in_seq,
     next_transition,
     transition_key,
 )
+from presence_service.service_layer.batching import KeyedBatcher
 from presence_service.service_layer.ports import (
     AgentAvailability,
     OutboxRecord,
@@ -55,10 +55,17 @@ from presence_service.service_layer.ports import (
 from presence_service.service_layer.progress import FloorReports, ProgressFloor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SOURCE = "/inbox/presence"
 MAX_RECONCILE_ROUNDS = 16
 MAX_BATCH = 500
+#: Agents reconciled together: one look-up of their sessions (and one of their ends) per
+#: round, a scan on FerretDB whatever the number of agents; their claims still go to the
+#: store in bulk writes of <= 64 (the group commits').
+RECONCILE_BATCH = 256
+#: Sessions expired together (their ends and deletes: one bulk write of <= 64 each).
+EXPIRY_CHUNK = 64
 DEFAULT_PAGE = 100
 MAX_KNOWN_AGENTS = 100_000
 SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
@@ -91,24 +98,32 @@ class Presence:
     resumed_at: datetime | None = None
     #: Outbox records claimed here, for the relay's fast path (publish without a scan).
     claimed: asyncio.Queue[OutboxRecord] = field(default_factory=asyncio.Queue)
-    #: Per agent, a transition number known to exist (a lower bound: the log only grows, so
-    #: probing forward from it by ``_id`` finds the head, whatever other replicas did).
-    known_seq: dict[AgentRef, int] = field(default_factory=dict)
+    #: Per agent, a transition known to exist (a lower bound: the log only grows, so probing
+    #: forward from it by ``_id`` finds the head, whatever other replicas did: one read).
+    known_heads: dict[AgentRef, Transition] = field(default_factory=dict)
     #: This process's identity in stored sessions and progress marks.
     replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The sessions this replica serves from memory (see ``domain.live``).
     live: LiveSessions = field(init=False)
+    #: Concurrent reconciles of different agents, served together (see ``reconcile``).
+    reconciles: KeyedBatcher[AgentRef, Transition | None] = field(init=False)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
     floor_reports: FloorReports = field(default_factory=FloorReports)
 
     #: A replica whose progress floor is older than this is taken for dead.
     replica_ttl: timedelta = timedelta(seconds=10)
+    #: Until when every other replica takes this one for alive: the liveness time of its
+    #: last floor write that landed + ``replica_ttl`` (clocks are NTP-synchronized).
+    lease_until: datetime | None = None
     _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
     _spawned: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+        self.reconciles = KeyedBatcher(
+            lambda agents: reconcile_many(self, agents), max_batch=RECONCILE_BATCH
+        )
 
     def spawn(self, write: Coroutine[Any, Any, None]) -> None:
         """Run a write that nothing waits for (errors are logged; the relay scan and the
@@ -136,11 +151,20 @@ class Presence:
             self._alive = (now + timedelta(milliseconds=200), alive | {self.replica_id})
         return self._alive[1]
 
-    def learn_seq(self, agent: AgentRef, seq: int) -> None:
-        if seq > self.known_seq.get(agent, 0):
-            if len(self.known_seq) >= MAX_KNOWN_AGENTS:
-                self.known_seq.clear()  # crude bound; it is only a hint
-            self.known_seq[agent] = seq
+    def learn(self, t: Transition) -> None:
+        known = self.known_heads.get(t.agent)
+        if known is None or t.seq > known.seq:
+            if len(self.known_heads) >= MAX_KNOWN_AGENTS:
+                self.known_heads.clear()  # crude bound; it is only a hint
+            self.known_heads[t.agent] = t
+
+    async def current_head(self, agent: AgentRef) -> Transition | None:
+        """The agent's log head: one ``_id`` read when a transition of it is known here."""
+        known = self.known_heads.get(agent)
+        head = await (self.store.head_after(agent, known) if known else self.store.head(agent))
+        if head is not None:
+            self.learn(head)
+        return head
 
 
 async def _orphaned_and_overdue(p: Presence, s: Session, now: datetime) -> bool:
@@ -171,10 +195,43 @@ async def report_floor(p: Presence, at: datetime | None = None) -> None:
         value = own_floor(p, now)
         p.progress.reported(value)
         await p.store.write_floor(value, now if at is None else at)
+        if at is None and (p.lease_until is None or now + p.replica_ttl > p.lease_until):
+            p.lease_until = now + p.replica_ttl
         if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
             log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
 
     await p.floor_reports.report(write, always=at is not None)
+
+
+async def fenced(p: Presence) -> None:
+    """Self-fencing: called before every step that claims a transition or removes what covers
+    its event time in the store (a session's delete). Past ``lease_until`` the marks
+    publisher takes this replica for dead and no longer waits for its floor, so such a step
+    must land well before that: with less than half the TTL left, this replica first renews
+    its floor (waiting as long as the store takes) and only then goes on. A replica stalled
+    past its lease therefore claims nothing until it is alive again in the store."""
+    while True:
+        now = p.clock()
+        if p.lease_until is not None and now < p.lease_until - p.replica_ttl / 2:
+            return
+        if p.lease_until is not None and now >= p.lease_until:
+            log.warning(
+                "progress lease lapsed: renewing it before claiming",
+                extra={"lapsed_seconds": (now - p.lease_until).total_seconds()},
+            )
+        await report_floor(p)
+
+
+async def _delete_session(p: Presence, session_id: str) -> None:
+    """A stored session covers its deadline for the marks publisher (as a dead replica's
+    leftover): deleting it is a fenced step."""
+    await fenced(p)
+    await p.store.delete_session(session_id)
+
+
+def _check_landed_in_lease(p: Presence, what: str) -> None:
+    if p.lease_until is not None and p.clock() > p.lease_until:  # the write itself stalled
+        log.warning("%s landed after this replica's lease: a mark may have overtaken it", what)
 
 
 @contextlib.asynccontextmanager
@@ -237,35 +294,38 @@ def transition_record(t: Transition, at: datetime) -> OutboxRecord:
 
 
 async def _live_sessions(
-    p: Presence, agent: AgentRef, now: datetime, holds: contextlib.AsyncExitStack
-) -> list[Session]:
-    """The agent's live sessions; overdue ones found on the way are ended as expired (at
-    their deadline, a past time: held on ``holds`` until the caller has claimed what follows).
-    A session this replica serves is judged from memory (exact), others from the store (with
-    the slack of ``is_expired_for_others``)."""
-    sessions = await p.store.sessions_of([agent])
+    p: Presence, agents: list[AgentRef], now: datetime, holds: contextlib.AsyncExitStack
+) -> dict[AgentRef, list[Session]]:
+    """The agents' live sessions (one look-up for all of them); overdue ones found on the way
+    are ended as expired (at their deadline, a past time: held on ``holds`` until the caller
+    has claimed what follows). A session this replica serves is judged from memory (exact),
+    others from the store (with the slack of ``is_expired_for_others``). The writes this
+    needs go out together (ends first, then the deletes)."""
+    sessions = await p.store.sessions_of(agents)
     ended = await p.store.ended_ids([s.session_id for s in sessions])
-    live: list[Session] = []
+    live: dict[AgentRef, list[Session]] = {a: [] for a in agents}
+    finished: list[str] = []  # an interrupted end (or one in flight): only the delete is left
+    expiring: list[SessionEnd] = []
     for s in sessions:
         local = p.live.get(s.session_id)
         if s.session_id in ended:
-            await p.store.delete_session(s.session_id)  # finish an interrupted end
-            p.live.remove(s.session_id)
+            finished.append(s.session_id)
         elif local is not None and not local.deciding:
             if now > local.deadline + p.timing.handover_grace:
                 await holds.enter_async_context(holding_back(p, local.deadline))
-                await p.store.claim_end(_expired(local))
-                await p.store.delete_session(s.session_id)
-                p.live.remove(s.session_id)
+                expiring.append(_expired(local))
             else:
-                live.append(local.snapshot())
+                live[s.agent].append(local.snapshot())
         elif await _orphaned_and_overdue(p, s, now):
             await holds.enter_async_context(holding_back(p, s.expires_at))
-            await p.store.claim_end(expiry_end(s))
-            await p.store.delete_session(s.session_id)
-            p.live.remove(s.session_id)
+            expiring.append(expiry_end(s))
         else:
-            live.append(s)
+            live[s.agent].append(s)
+    await asyncio.gather(*(p.store.claim_end(e) for e in expiring))
+    gone = finished + [e.session_id for e in expiring]
+    await asyncio.gather(*(_delete_session(p, sid) for sid in gone))
+    for sid in gone:
+        p.live.remove(sid)
     return live
 
 
@@ -278,10 +338,12 @@ def _expired(local: LocalSession) -> SessionEnd:
 
 async def _claim(p: Presence, t: Transition) -> bool:
     record = transition_record(t, p.clock())
+    await fenced(p)
     p.progress.claiming(record.key, t.occurred_at)
     if not await p.store.claim_transition(t, record):
         p.progress.lost(record.key)  # the winner holds it
         return False
+    _check_landed_in_lease(p, "a transition claim")
     log.info(
         "agent %s",
         "signed in" if t.signed_in else "signed out",
@@ -294,7 +356,7 @@ async def _claim(p: Presence, t: Transition) -> bool:
         },
     )
     p.claimed.put_nowait(record)
-    p.learn_seq(t.agent, t.seq)
+    p.learn(t)
     return True
 
 
@@ -304,30 +366,57 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     Every actor that changes an agent's sessions calls this afterwards, and every actor that
     claims a transition re-reads and re-checks; so whatever the interleaving, the last actor
     leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
+    Concurrent calls for different agents are served together (``reconcile_many``): on
+    FerretDB every look-up of an agent's sessions or ends is a scan of the collection, so
+    one scan serves up to ``RECONCILE_BATCH`` agents instead of one.
     """
+    return await p.reconciles.submit(agent)
+
+
+async def reconcile_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, Transition | None]:
+    """``reconcile`` of several agents at once: each round reads their heads (``_id``), their
+    sessions and, for those left without one, their ends since the head (one query each for
+    all of them), then claims what each log needs; agents whose log matches are done."""
+    result: dict[AgentRef, Transition | None] = {}
+    pending = list(dict.fromkeys(agents))
+    # a claim that won is the head as of that claim: the next round re-reads the sessions
+    # after it without re-reading the log (a later transition makes the next claim lose,
+    # and a lost claim re-reads)
+    claimed: dict[AgentRef, Transition] = {}
     async with contextlib.AsyncExitStack() as holds:
         for _ in range(MAX_RECONCILE_ROUNDS):
-            head = await p.store.head(agent)
-            if head is not None:
-                p.learn_seq(agent, head.seq)
+            if not pending:
+                return result
+            to_read = [a for a in pending if a not in claimed]
+            found = await asyncio.gather(*(p.current_head(a) for a in to_read))
+            heads: dict[AgentRef, Transition | None] = dict(zip(to_read, found, strict=True))
+            heads.update((a, claimed[a]) for a in pending if a in claimed)
             now = p.clock()
-            live = await _live_sessions(p, agent, now, holds)
-            ends: list[SessionEnd] = []
-            if not live and head is not None and head.signed_in:
-                ends = await p.store.ends_since(agent, head.occurred_at)
-            wanted = next_transition(agent, head, live, ends)
-            if wanted is None:
-                return head
-            await _claim(p, wanted)
-        log.warning("reconcile did not settle", extra={"agent_id": agent.agent_id})
-        return await p.store.head(agent)
+            live = await _live_sessions(p, pending, now, holds)
+            signed_in_without_session = {
+                a: h.occurred_at for a, h in heads.items() if h and h.signed_in and not live[a]
+            }
+            ends: dict[AgentRef, list[SessionEnd]] = {a: [] for a in pending}
+            if signed_in_without_session:
+                for end in await p.store.ends_since(signed_in_without_session):
+                    ends[end.agent].append(end)
+            wanted = [(a, next_transition(a, heads[a], live[a], ends[a])) for a in pending]
+            result.update((a, heads[a]) for a, t in wanted if t is None)
+            claims = [t for _, t in wanted if t is not None]
+            won = await asyncio.gather(*(_claim(p, t) for t in claims))
+            claimed = {t.agent: t for t, ok in zip(claims, won, strict=True) if ok}
+            pending = [t.agent for t in claims]
+        log.warning("reconcile did not settle", extra={"agents": len(pending)})
+        found = await asyncio.gather(*(p.store.head(a) for a in pending))
+        result.update(zip(pending, found, strict=True))
+    return result
 
 
 async def end_session(p: Presence, end: SessionEnd) -> bool:
     """End a session (idempotent); True if this call ended it."""
     claimed = await p.store.claim_end(end)
-    await p.store.delete_session(end.session_id)
-    await reconcile(p, end.agent)
+    # the end is stored: reconcile (which deletes ended sessions it finds) need not wait
+    await asyncio.gather(_delete_session(p, end.session_id), reconcile(p, end.agent))
     p.live.remove(end.session_id)
     return claimed
 
@@ -354,21 +443,22 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
             replica=p.replica_id,
             teams=tuple(sorted(principal.teams)),
         )
-        await p.store.insert_session(session)
-        p.live.add(session, persisted=now)
         # Is the agent signed in already (the usual case: another tab, a reload)? The log
-        # head decides; probing from the known transition number is one ``_id`` read.
-        known = p.known_seq.get(session.agent)
-        head: Transition | None = None
-        if known is None:  # first time here: start from the stored hint
-            head = await p.store.head(session.agent)
-            seq = head.seq if head else 0
+        # head decides, read *after* the session is stored; probing from the transition known
+        # here is one ``_id`` read. An agent not known here starts from the stored hint, a
+        # lower bound whatever happens meanwhile, so it is read together with the insert.
+        known = p.known_heads.get(session.agent)
+        if known is None:
+            _, known = await asyncio.gather(
+                p.store.insert_session(session), p.store.head_hint(session.agent)
+            )
         else:
-            seq = await p.store.probe_seq(session.agent, known)
-        p.learn_seq(session.agent, seq)
-        if not is_signed_in_seq(seq):
-            if known is not None:  # only the number was probed
-                head = await p.store.head(session.agent)
+            await p.store.insert_session(session)
+        p.live.add(session, persisted=now)
+        head = await p.store.head_after(session.agent, known)
+        if head is not None:
+            p.learn(head)
+        if head is None or not head.signed_in:
             await _sign_in_transition(p, session, head)
     return session
 
@@ -435,8 +525,8 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
         if not await p.store.claim_end(end):
             p.live.remove(session_id)
             raise SessionEnded(session_id)
-        await p.store.delete_session(session_id)
-        head = await reconcile(p, session.agent)
+        # the end is stored: reconcile (which deletes ended sessions it finds) need not wait
+        _, head = await asyncio.gather(_delete_session(p, session_id), reconcile(p, session.agent))
         p.live.remove(session_id)
     return head is None or not head.signed_in
 
@@ -444,16 +534,16 @@ async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
 async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> int:
     principal.require_admin()
     agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
-    head = await p.store.head(agent)
-    if head is None:
-        raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     now = p.clock()
     with p.progress.hold(now):
-        sessions = await p.store.sessions_of([agent])
+        head, sessions = await asyncio.gather(p.current_head(agent), p.store.sessions_of([agent]))
+        if head is None:
+            raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
         ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
         claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-        await asyncio.gather(*(p.store.delete_session(s.session_id) for s in sessions))
-        await reconcile(p, agent)
+        await asyncio.gather(
+            *(_delete_session(p, s.session_id) for s in sessions), reconcile(p, agent)
+        )
         for s in sessions:
             p.live.remove(s.session_id)
     return sum(claimed)
@@ -565,51 +655,78 @@ async def sweep_once(p: Presence, limit: int = 500) -> int:
     ]
     if not orphaned:
         return 0
-    ended = 0
     # Their stored deadlines lie behind the floor this replica reported: one report for the
     # batch before the first of them leaves the store (until then it covers that time).
     async with holding_back(p, min(s.expires_at for s in orphaned)):
-        for s in orphaned:
-            fresh = await p.store.get_session(s.session_id)  # a heartbeat may have landed
-            if fresh is None or not await _orphaned_and_overdue(p, fresh, now):
-                continue
-            async with holding_back(p, fresh.expires_at):
-                if await p.store.claim_end(expiry_end(fresh)):
-                    ended += 1
-                await p.store.delete_session(s.session_id)
-                await reconcile(p, s.agent)
-    return ended
+        ended = await asyncio.gather(
+            *(_end_orphans(p, chunk, now) for chunk in _chunks(orphaned, EXPIRY_CHUNK))
+        )
+    return sum(ended)
 
 
-async def expire_overdue(p: Presence, concurrency: int = 32) -> int:
+async def _end_orphans(p: Presence, orphans: list[Session], now: datetime) -> int:
+    """End a chunk of orphaned sessions at their stored deadline, together (their ends and
+    deletes form bulk writes, their agents one reconcile batch)."""
+    fresh = await asyncio.gather(*(p.store.get_session(s.session_id) for s in orphans))
+    # a heartbeat may have landed meanwhile
+    due = [s for s in fresh if s is not None and await _orphaned_and_overdue(p, s, now)]
+    return await _end_expired(p, [expiry_end(s) for s in due])
+
+
+async def _end_expired(p: Presence, ends: list[SessionEnd]) -> int:
+    """End expired sessions (the caller holds their end times); returns how many this call
+    ended (the others were ended by someone else first)."""
+    if not ends:
+        return 0
+    claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
+    await asyncio.gather(
+        *(_delete_session(p, e.session_id) for e in ends),
+        *(reconcile(p, a) for a in dict.fromkeys(e.agent for e in ends)),
+    )
+    for e in ends:
+        p.live.remove(e.session_id)
+    return sum(claimed)
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+async def expire_overdue(p: Presence) -> int:
     """Decide the sessions this replica serves whose deadline (latest heartbeat here +
     timeout) passed ``handover_grace`` ago: if the store shows this replica's own last write,
     nobody heartbeated the session elsewhere since, and it ends at exactly that deadline;
     otherwise another replica serves it now (or ended it) and it is dropped from memory.
-    Up to ``concurrency`` at once (their writes share group commits)."""
+    In chunks of ``EXPIRY_CHUNK``, all at once (a mass expiry costs a few bulk writes and
+    scans per chunk, not per session)."""
     due = p.live.overdue(p.clock(), p.timing.handover_grace)
-    slots = asyncio.Semaphore(concurrency)
+    if not due:
+        return 0
+    decided = await asyncio.gather(
+        *(_decide_expiries(p, chunk) for chunk in _chunks(due, EXPIRY_CHUNK))
+    )
+    return sum(decided)
 
-    async def decide(local: LocalSession) -> bool:
-        sid = local.session.session_id
-        async with slots:
-            try:
-                stored = await p.store.get_session(sid)
-                if (
-                    stored is None
-                    or stored.replica != p.replica_id
-                    or (stored.last_heartbeat > local.persisted)
-                ):
-                    p.live.remove(sid)
-                    return False
-                async with holding_back(p, local.deadline):
-                    return await end_session(p, _expired(local))
-            except Exception:
+
+async def _decide_expiries(p: Presence, due: list[LocalSession]) -> int:
+    try:
+        stored = await asyncio.gather(*(p.store.get_session(e.session.session_id) for e in due))
+        ending: list[LocalSession] = []
+        for local, s in zip(due, stored, strict=True):
+            if s is None or s.replica != p.replica_id or s.last_heartbeat > local.persisted:
+                p.live.remove(local.session.session_id)
+            else:
+                ending.append(local)
+        if not ending:
+            return 0
+        async with holding_back(p, min(e.deadline for e in ending)):
+            return await _end_expired(p, [_expired(e) for e in ending])
+    except Exception:
+        for local in due:
+            if p.live.get(local.session.session_id) is local:
                 p.live.keep(local)  # decide again on the next round
-                log.exception("expiry check failed; will retry", extra={"session_id": sid})
-                return False
-
-    return sum(await asyncio.gather(*(decide(local) for local in due)))
+        log.exception("expiry check failed; will retry", extra={"sessions": len(due)})
+        return 0
 
 
 async def persist_progress(p: Presence, *, everything: bool = False) -> int:

@@ -15,7 +15,9 @@ from inbox_contracts.events import (
 )
 from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_DISPATCH
 
+from routing_service.domain.audit import ArchivedEntries
 from routing_service.domain.model import (
+    AuditEntry,
     Decision,
     PresenceEntry,
     SettingChange,
@@ -45,6 +47,9 @@ class InMemoryStore:
         self.resident: dict[ConversationKey, int] = {}
         self.snapshot_filters: dict[int, bytes] = {}
         self.snapshot_reads = 0
+        self.audit_segments_by_key: dict[tuple[str, str, int], ArchivedEntries] = {}
+        self.live: dict[ConversationKey, SnapshotRow] = {}
+        self.claims: dict[int, str] = {}
         #: Optional fault injection: called before each write of a compaction step.
         self.before_write: Callable[[str], None] | None = None
         self.views: dict[ConversationKey, ConversationView] = {}
@@ -93,6 +98,15 @@ class InMemoryStore:
     async def mark_published(self, rows: Sequence[DecisionRow]) -> None:
         self.published.update(r.decision.decision_id for r in rows)
 
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        self.claims.update(dict.fromkeys(partitions, claim))
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        return {p: self.claims[p] for p in partitions if p in self.claims}
+
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        return [r for r in self.live.values() if r.partition in partitions]
+
     async def load_resident(self, partitions: Sequence[int]) -> list[tuple[ConversationKey, int]]:
         return [(k, p) for k, p in self.resident.items() if p in partitions]
 
@@ -111,9 +125,20 @@ class InMemoryStore:
         self.snapshot_filters[partition] = data
 
     async def compact(self, step: Compaction) -> None:
+        if step.audit:
+            self._before("audit")
+        for a in step.audit:
+            at = (a.org_id, a.conversation_id, a.archived.segment.first)
+            self.audit_segments_by_key[at] = a.archived
         self._before("snapshots")
         for row in step.snapshots:
             self.snapshots[row.key] = row
+        if step.live or step.not_live:
+            self._before("live")
+        for row in step.live:
+            self.live[row.key] = row
+        for key in step.not_live:
+            self.live.pop(key, None)
         self._before("resident")
         for row in step.resident:
             self.resident[row.key] = row.partition
@@ -155,6 +180,20 @@ class InMemoryStore:
 
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
         return self.views.get((org_id, conversation_id))
+
+    async def audit_segments(
+        self, org_id: str, conversation_id: str, firsts: Sequence[int]
+    ) -> dict[int, tuple[AuditEntry, ...]]:
+        found = {f: self.audit_segments_by_key.get((org_id, conversation_id, f)) for f in firsts}
+        return {f: a.entries for f, a in found.items() if a is not None}
+
+    async def prune_audit(self, now: datetime, *, limit: int = 640) -> int:
+        """Delete up to ``limit`` archived audit segments expired at ``now``."""
+        gone = [k for k, a in self.audit_segments_by_key.items() if a.segment.expire_at < now]
+        gone = gone[:limit]
+        for k in gone:
+            del self.audit_segments_by_key[k]
+        return len(gone)
 
     async def list_views(
         self,

@@ -14,6 +14,7 @@ the secondary indexes created in ``ensure_indexes``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,12 @@ from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from routing_service.domain.audit import (
+    NO_ARCHIVE,
+    AuditArchive,
+    AuditSegment,
+    WaitingReplay,
+)
 from routing_service.domain.model import (
     AuditEntry,
     AuditKind,
@@ -121,6 +128,12 @@ class MongoRoutingStore:
         self._snapshots = db["snapshots"]
         self._resident = db["resident"]
         self._filters = db["snapshot_filters"]
+        #: Archived audit entries, one document per segment (``domain.audit``).
+        self._audit = db["audit_archive"]
+        #: Copies of the snapshots a take-over loads, read by partition (``load_live_snapshots``).
+        self._live = db["live_snapshots"]
+        #: Per partition, the latest owner take-over (``claim_partitions``).
+        self._claims = db["partition_claims"]
 
     async def ensure_indexes(self) -> None:
         for coll in (
@@ -129,9 +142,10 @@ class MongoRoutingStore:
             self._published,
             self._views,
             self._resident,
+            self._live,
         ):
             await coll.create_index([("partition", ASCENDING)])
-        for coll in (self._decisions, self._published):
+        for coll in (self._decisions, self._published, self._audit):
             try:
                 await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
             except OperationFailure:
@@ -241,6 +255,30 @@ class MongoRoutingStore:
         rows = [_snapshot_from(d) for d in await _find_by_ids(self._snapshots, ids)]
         return {r.key: r for r in rows}
 
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        await bulk_write(
+            self._claims,
+            [ReplaceOne({"_id": str(p)}, {"claim": claim}, upsert=True) for p in partitions],
+        )
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        docs = await _find_by_ids(self._claims, [str(p) for p in partitions])
+        return {int(d["_id"]): str(d["claim"]) for d in docs}
+
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        query = {"partition": {"$in": list(partitions)}}
+        return [_snapshot_from(d) async for d in self._live.find(query)]
+
+    async def write_live_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
+        """Replace (upsert) the take-over copies by exact ``_id``."""
+        await bulk_write(
+            self._live,
+            [
+                ReplaceOne({"_id": conversation_doc_id(*r.key)}, _snapshot_doc(r), upsert=True)
+                for r in rows
+            ],
+        )
+
     async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
         docs = await _find_by_ids(self._filters, [str(p) for p in partitions])
         return {int(d["_id"]): bytes(d["bits"]) for d in docs}
@@ -251,8 +289,34 @@ class MongoRoutingStore:
     async def compact(self, step: Compaction) -> None:
         """Each write is idempotent (exact ``_id``): a crash in between is repaired by the
         next step (journal entries behind a stored snapshot are ignored and deleted later)."""
+        if step.audit:
+            # before the snapshots that no longer hold them (a crash in between: the next
+            # compaction archives the same entries again, same ``_id``)
+            await bulk_write(
+                self._audit,
+                [
+                    ReplaceOne(
+                        {"_id": _segment_id(a.org_id, a.conversation_id, a.archived.segment)},
+                        {
+                            "org_id": a.org_id,
+                            "conversation_id": a.conversation_id,
+                            "first": a.archived.segment.first,
+                            "entries": [_audit_doc(e) for e in a.archived.entries],
+                            "expire_at": _bson_date(a.archived.segment.expire_at),
+                        },
+                        upsert=True,
+                    )
+                    for a in step.audit
+                ],
+            )
         if step.snapshots:
             await self.write_snapshots(step.snapshots)
+        if step.live:
+            await self.write_live_snapshots(step.live)
+        if step.not_live:
+            await bulk_write(
+                self._live, [DeleteOne({"_id": conversation_doc_id(*k)}) for k in step.not_live]
+            )
         if step.resident:
             await bulk_write(
                 self._resident,
@@ -317,6 +381,17 @@ class MongoRoutingStore:
         docs = [{"_id": conversation_doc_id(*r.key), **_snapshot_doc(r)} for r in rows]
         return await insert_ignoring_duplicates(self._snapshots, docs)
 
+    async def prune_audit(self, now: datetime, *, limit: int = 640) -> int:
+        """Delete up to ``limit`` archived audit segments expired at ``now`` (what MongoDB's
+        TTL index does by itself). Returns how many went."""
+        expired = [
+            d["_id"]
+            async for d in self._audit.find({"expire_at": {"$lt": now}}, {"_id": 1}).limit(limit)
+        ]
+        if expired:
+            await bulk_write(self._audit, [DeleteOne({"_id": i}) for i in expired])
+        return len(expired)
+
     async def prune(self, now: datetime, *, limit: int = 640) -> int:
         """Delete up to ``limit`` compacted decisions (and their published marks) whose
         retention ended; drop the retired ``sweeps`` collection. Returns how many went."""
@@ -367,6 +442,15 @@ class MongoRoutingStore:
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None:
         d = await self._views.find_one({"_id": conversation_doc_id(org_id, conversation_id)})
         return _view_from(d) if d is not None else None
+
+    async def audit_segments(
+        self, org_id: str, conversation_id: str, firsts: Sequence[int]
+    ) -> dict[int, tuple[AuditEntry, ...]]:
+        ids = [f"{conversation_doc_id(org_id, conversation_id)}|{f}" for f in firsts]
+        return {
+            int(d["first"]): tuple(_audit_from(a) for a in d.get("entries", []))
+            for d in await _find_by_ids(self._audit, ids)
+        }
 
     async def list_views(
         self,
@@ -525,6 +609,8 @@ def _view_doc(v: ConversationView) -> Doc:
         "assignee_signed_in_at_assignment": s.assignee_signed_in_at_assignment,
         "updated_at": _opt_ts(s.updated_at),
         "audit": [_audit_doc(a) for a in v.audit],
+        "audit_base": v.archive.base,
+        "audit_segments": [_segment_doc(g) for g in v.archive.segments],
         "fingerprint": v.fingerprint,
     }
 
@@ -541,8 +627,12 @@ def _view_from(d: Doc) -> ConversationView:
         assignee_signed_in_at_assignment=d.get("assignee_signed_in_at_assignment"),
         updated_at=_opt_dt(d.get("updated_at")),
     )
+    archive = AuditArchive(
+        int(d.get("audit_base", 0)),
+        tuple(_segment_from(g) for g in d.get("audit_segments", [])),
+    )
     return ConversationView(
-        d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", []))
+        d["partition"], state, tuple(_audit_from(a) for a in d.get("audit", [])), archive
     )
 
 
@@ -564,8 +654,50 @@ def _decision_doc(r: DecisionRow) -> Doc:
 
 
 def _expiry(occurred_at: datetime, retention: timedelta) -> datetime:
+    return _bson_date(occurred_at + retention)
+
+
+def _bson_date(at: datetime) -> datetime:
     """A BSON date (what a TTL index reads), naive UTC as PyMongo stores it."""
-    return (occurred_at + retention).astimezone(UTC).replace(tzinfo=None)
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _segment_id(org_id: str, conversation_id: str, segment: AuditSegment) -> str:
+    return f"{conversation_doc_id(org_id, conversation_id)}|{segment.first}"
+
+
+def _segment_doc(g: AuditSegment) -> Doc:
+    return {"first": g.first, "count": g.count, "expire_at": _ts(g.expire_at)}
+
+
+def _segment_from(d: Doc) -> AuditSegment:
+    return AuditSegment(int(d["first"]), int(d["count"]), _dt(d["expire_at"]))
+
+
+def _archive_doc(a: AuditArchive) -> Doc:
+    c = a.carry
+    return {
+        "base": a.base,
+        "segments": [_segment_doc(g) for g in a.segments],
+        "carry": {
+            "queue": c.queue.value if c.queue else None,
+            "assignee_id": c.assignee,
+            "waiting_since": _audit_doc(c.waiting_since) if c.waiting_since else None,
+        },
+    }
+
+
+def _archive_from(d: Doc | None) -> AuditArchive | None:
+    if not d:
+        return None
+    c = d.get("carry") or {}
+    carry = WaitingReplay(
+        Queue(c["queue"]) if c.get("queue") else None,
+        c.get("assignee_id"),
+        _audit_from(c["waiting_since"]) if c.get("waiting_since") else None,
+    )
+    segments = tuple(_segment_from(g) for g in d.get("segments", []))
+    return AuditArchive(int(d.get("base", 0)), segments, carry)
 
 
 def _state_doc(s: ConversationState) -> Doc:
@@ -596,7 +728,7 @@ def _state_from(org_id: str, conversation_id: str, d: Doc) -> ConversationState:
     )
 
 
-def _snapshot_doc(r: SnapshotRow) -> Doc:
+def _snapshot_fields(r: SnapshotRow) -> Doc:
     snap = r.snapshot
     return {
         "org_id": r.org_id,
@@ -608,10 +740,29 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
         "folded": snap.folded,
         "channel_id": snap.channel_id,
         "latest_at": _opt_ts(snap.latest_at),
+        "archive": _archive_doc(snap.archive or NO_ARCHIVE),
     }
 
 
+def _snapshot_doc(r: SnapshotRow) -> Doc:
+    """The keys in the open, the rest as one JSON string: FerretDB converts every nested
+    field of a document it reads (measured: a scan of 1,667 snapshots took 12.5 s nested,
+    0.64 s as one string, on the loaded machine), so a take-over reads these ~20x faster."""
+    fields = _snapshot_fields(r)
+    return {
+        "org_id": r.org_id,
+        "conversation_id": r.conversation_id,
+        "partition": r.partition,
+        "packed": json.dumps({k: v for k, v in fields.items() if k not in _KEY_FIELDS}),
+    }
+
+
+_KEY_FIELDS = ("org_id", "conversation_id", "partition")
+
+
 def _snapshot_from(d: Doc) -> SnapshotRow:
+    if "packed" in d:  # older snapshots are nested documents
+        d = {**d, **json.loads(d["packed"])}
     org_id, conversation_id = d["org_id"], d["conversation_id"]
     snap = Snapshot(
         _state_from(org_id, conversation_id, d["state"]),
@@ -620,5 +771,6 @@ def _snapshot_from(d: Doc) -> SnapshotRow:
         folded=int(d.get("folded", 0)),
         channel_id=d.get("channel_id"),
         latest_at=_opt_dt(d.get("latest_at")),
+        archive=_archive_from(d.get("archive")),
     )
     return SnapshotRow(org_id, conversation_id, int(d["partition"]), snap)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from routing_service.domain.audit import WaitingReplay, archive_of, replay
 from routing_service.domain.dispatch import Refusal
 from routing_service.domain.model import (
     AuditEntry,
@@ -70,44 +71,26 @@ class DispatchView:
 
 
 def waiting_period(
-    state: ConversationState, audit: Sequence[AuditEntry]
+    state: ConversationState,
+    audit: Sequence[AuditEntry],
+    archived: WaitingReplay | None = None,
 ) -> tuple[datetime, str, AuditEntry] | None:
     """When the current waiting period (NEW and unassigned) started and what started it
-    (None: not waiting). Replays the audit trail; a published unassignment that no longer
-    removed anything (its assignment was replaced meanwhile) is in the trail too, so it
-    counts only if it names the assignee of the moment."""
+    (None: not waiting). Replays the audit trail (from ``archived``, the replay of the
+    entries archived before it: ``domain.audit``)."""
     if state.queue is not Queue.NEW or state.assignee_id is not None:
         return None
-    queue: Queue | None = None
-    assignee: str | None = None
-    start: tuple[datetime, str, AuditEntry] | None = None
-    for a in audit:
-        if a.kind in (AuditKind.CREATED, AuditKind.QUEUE_MOVED):
-            queue = a.to_queue
-        elif a.kind in (AuditKind.ASSIGNED, AuditKind.AUTO_ASSIGNED):
-            assignee = a.assignee_id
-        elif a.kind is AuditKind.UNASSIGNED or (
-            a.kind is AuditKind.AUTO_UNASSIGNED and a.previous_assignee_id == assignee
-        ):
-            assignee = None
-        if queue is Queue.NEW and assignee is None:
-            if start is None:
-                start = (a.occurred_at, f"{a.kind.value}:{a.decision_id or a.event_id}", a)
-        else:
-            start = None
+    start = replay(audit, archived).waiting_since
     if start is None and audit:  # the replay disagrees with the fold: trust the fold
-        last = audit[-1]
-        start = (
-            last.occurred_at,
-            f"{last.kind.value}:{last.decision_id or last.event_id}",
-            last,
-        )
-    return start
+        start = audit[-1]
+    if start is None:
+        return None
+    return (start.occurred_at, f"{start.kind.value}:{start.decision_id or start.event_id}", start)
 
 
 def dispatch_view(lg: ConversationLog, result: FoldResult) -> DispatchView:
     s = result.state
-    period = waiting_period(s, result.audit)
+    period = waiting_period(s, result.audit, archive_of(lg.snapshot).carry)
     behind = period[2] if period else (result.audit[-1] if result.audit else None)
     if behind is None:
         cause = ("", "")

@@ -16,6 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from routing_service.domain.audit import AuditArchive
 
 DECISION_NAMESPACE = uuid.UUID("6c1bd7a4-7a57-4c39-9e0b-7a4f1f3a2b10")
 
@@ -223,6 +227,8 @@ class Snapshot:
     channel_id: str | None = None
     #: Event time of the latest event folded in.
     latest_at: datetime | None = None
+    #: Older audit entries moved out of ``audit`` (None: none yet; ``domain.audit``).
+    archive: AuditArchive | None = None
 
     @property
     def resident(self) -> bool:
@@ -599,4 +605,5 @@ def compact(
         folded=(old.folded if old is not None else 0) + len(entries) + len(facts),
         channel_id=channel_of(entries) or (old.channel_id if old is not None else None),
         latest_at=max(times, default=None),
+        archive=old.archive if old is not None else None,
     )

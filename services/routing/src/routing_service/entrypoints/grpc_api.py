@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument, NotFound
 from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
+from routing_service.domain.audit import audit_page, segments_for_page
 from routing_service.domain.dispatch import AssignReason
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
 from routing_service.entrypoints.assignment_api import (
@@ -93,10 +95,16 @@ def audit_pb(a: AuditEntry) -> pb.AuditEntry:
 
 class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
     def __init__(
-        self, store: ReadStore, assignment: AssignmentStore, publisher: SettingsPublisher
+        self,
+        store: ReadStore,
+        assignment: AssignmentStore,
+        publisher: SettingsPublisher,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         AssignmentRpcs.__init__(self, assignment, publisher)
         self._store = store
+        #: Wall clock: which archived audit entries have expired.
+        self._clock = clock
 
     async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:
         history = (await self._store.settings([org_id])).get(org_id)
@@ -165,11 +173,28 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
     ) -> pb.GetAuditTrailResponse:
         size = page_size(request.page_size, default=100, maximum=MAX_PAGE)
         cursor = AUDIT_PAGES.decode(request.page_token)
+        # positions are absolute (from the conversation's first entry): a token stays valid
+        # when entries move to the archive or expire (domain.audit)
         start = cursor.offset(0) if cursor else 0
         view = await self._view(request.conversation_id)
-        chosen = view.audit[start : start + size]
-        more = start + size < len(view.audit)
+        now = self._clock()
+        needed = segments_for_page(view.archive, start, size, now)
+        found = (
+            await self._store.audit_segments(
+                view.state.org_id, view.state.conversation_id, [s.first for s in needed]
+            )
+            if needed
+            else {}
+        )
+        chosen, after = audit_page(
+            view.archive,
+            view.audit,
+            {s.first: found.get(s.first) for s in needed},
+            start,
+            size,
+            now,
+        )
         return pb.GetAuditTrailResponse(
             entries=[audit_pb(a) for a in chosen],
-            next_page_token=AUDIT_PAGES.encode([start + size]) if more else "",
+            next_page_token=AUDIT_PAGES.encode([after]) if after is not None else "",
         )

@@ -9,6 +9,7 @@ from typing import Protocol
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import AgentSweepRequested, PresenceProgressRelayed
 
+from routing_service.domain.audit import NO_ARCHIVE, ArchivedEntries, AuditArchive
 from routing_service.domain.model import (
     AuditEntry,
     ConversationEntry,
@@ -56,10 +57,20 @@ class SnapshotRow:
 
 
 @dataclass(frozen=True)
+class ArchivedAuditRow:
+    """Audit entries a snapshot no longer holds (``domain.audit``)."""
+
+    org_id: str
+    conversation_id: str
+    archived: ArchivedEntries
+
+
+@dataclass(frozen=True)
 class Compaction:
     """One compaction step, written in this order (each write idempotent, so a crash in
-    between only leaves work for the next one): the snapshots, the resident set, the decisions
-    marked folded, the folded journal entries deleted."""
+    between only leaves work for the next one): the archived audit entries, the snapshots,
+    the take-over copies, the resident set, the decisions marked folded, the folded journal
+    entries deleted."""
 
     snapshots: Sequence[SnapshotRow] = ()
     #: Conversations that became / stopped being resident (NEW and assigned).
@@ -67,6 +78,10 @@ class Compaction:
     not_resident: Sequence[ConversationKey] = ()
     decisions: Sequence[DecisionRow] = ()
     journal: Sequence[tuple[str, str, str]] = ()
+    audit: Sequence[ArchivedAuditRow] = ()
+    #: Take-over copies of snapshots (conversations a take-over loads) written / deleted.
+    live: Sequence[SnapshotRow] = ()
+    not_live: Sequence[ConversationKey] = ()
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,10 @@ class ConversationView:
 
     partition: int
     state: ConversationState
+    #: The most recent audit entries (the first at absolute position ``archive.base``).
     audit: tuple[AuditEntry, ...]
+    #: Where the older entries are (``domain.audit``).
+    archive: AuditArchive = NO_ARCHIVE
 
     @property
     def key(self) -> ConversationKey:
@@ -86,7 +104,8 @@ class ConversationView:
         """Changes whenever what the view shows changes (stored with it)."""
         s = self.state
         at = s.updated_at.isoformat() if s.updated_at else ""
-        return f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{len(self.audit)}|{at}"
+        trail = f"{self.archive.base}+{len(self.audit)}"
+        return f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{trail}|{at}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,20 @@ class OwnerStore(Protocol):
     ) -> dict[ConversationKey, SnapshotRow]:
         """Snapshots of these conversations (exact-``_id`` reads; absent: none yet)."""
 
+    async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
+        """The take-over copies of these partitions' snapshots (one query by partition).
+
+        A copy is written after its snapshot (never newer than it); an older one only
+        after a crash in between, and then the journal still holds what the newer snapshot
+        folded in, so the copy plus the journal tail is still the whole conversation."""
+
     async def compact(self, step: Compaction) -> None: ...
+    async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
+        """Note that ``claim`` (an instance's take-over) now owns these partitions."""
+
+    async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
+        """The latest claim of each partition (absent: never claimed)."""
+
     async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
         """Per partition, the ``KeyFilter`` of conversations that may have a snapshot."""
 
@@ -156,6 +188,12 @@ class ReadStore(Protocol):
     async def settings(self, org_ids: Iterable[str]) -> dict[str, SettingsHistory]: ...
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory: ...
     async def get_view(self, org_id: str, conversation_id: str) -> ConversationView | None: ...
+    async def audit_segments(
+        self, org_id: str, conversation_id: str, firsts: Sequence[int]
+    ) -> dict[int, tuple[AuditEntry, ...]]:
+        """Archived audit segments by their first position (exact-``_id`` reads; absent:
+        expired and deleted)."""
+
     async def list_views(
         self,
         org_id: str,

@@ -487,7 +487,15 @@ Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
 
 @_typing.final
 class GetAuditTrailResponse(_message.Message):
-    """Response of GetAuditTrail."""
+    """Response of GetAuditTrail. Retention (routing README, "Audit-trail retention"): the most
+    recent entries (ROUTING_AUDIT_VIEW_ENTRIES, default 100) are always served; older ones for
+    ROUTING_AUDIT_RETENTION_DAYS (default 90) after the event time of the last entry of the
+    archive segment they were moved to, then they are skipped and deleted. Page positions count
+    from the conversation's first entry ever, so a page token stays valid while entries are
+    archived or expire: paging never repeats an entry nor skips one still retained; a token
+    pointing at expired entries continues at the oldest entry retained. A page may hold fewer
+    than page_size entries (entries deleted while paging) and still have a next_page_token.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
