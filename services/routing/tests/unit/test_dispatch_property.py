@@ -417,13 +417,16 @@ class Sim:
                 assert got == [(r.proposal_id, r.conversation_id, r.agent_id) for r in ref]
                 self.made_at[self.cursor] = got
                 self.check_dispatcher(proposals)
-            for p in proposals:
+            for i, p in enumerate(proposals):
+                # what it held for the agent once this event was applied, less the proposals
+                # it made after this one (a later proposal was not counted when this was made)
+                later = {q.conversation_id for q in proposals[i + 1 :]}
                 self.counted.setdefault(
                     p.proposal_id,
                     frozenset(
                         c
                         for c, slot in self.dispatcher.conversations.items()
-                        if slot.holder() == p.agent_id and c != p.conversation_id
+                        if slot.holder() == p.agent_id and c != p.conversation_id and c not in later
                     ),
                 )
                 self.proposal_q.setdefault(p.conversation_id, []).append(p)
