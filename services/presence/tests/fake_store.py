@@ -1,6 +1,7 @@
-"""An in-memory ``PresenceStore`` for unit tests, shared by several replicas, with a
-scheduling point in every call: a test decides which pending call completes next, so the
-interleavings of replicas' reads and writes are chosen by hypothesis, not by the event loop.
+"""The in-memory ``PresenceStore`` of the unit tests. Several replicas can share one
+``Database``; with a ``Scheduler`` every call is a scheduling point and a test decides which
+pending call completes next, so the interleavings of replicas' reads and writes are chosen by
+hypothesis, not by the event loop. Without one, calls run straight through.
 
 Semantics follow the MongoDB adapter: unique inserts (a duplicate is a lost claim), exact
 ``_id`` reads, sessions tagged with the replica that last wrote them, pending markers that
@@ -15,7 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from presence_service.domain.model import AgentRef, Session, SessionEnd, Transition
+from presence_service.domain.model import (
+    AgentRef,
+    Session,
+    SessionEnd,
+    Transition,
+    transition_key,
+)
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
 
@@ -59,7 +66,8 @@ class Scheduler:
 class Database:
     """The shared state of every replica's ``FakeStore``."""
 
-    sched: Scheduler
+    #: None: calls run straight through (plain unit tests, one replica)
+    sched: Scheduler | None = None
     sessions: dict[str, Session] = field(default_factory=dict)
     ends: dict[str, SessionEnd] = field(default_factory=dict)
     outbox: dict[str, OutboxRecord] = field(default_factory=dict)
@@ -72,18 +80,44 @@ class Database:
 
 
 def _seq_key(agent: AgentRef, seq: int) -> str:
-    from presence_service.domain.model import transition_key
-
     return transition_key(agent, seq)
 
 
+def seq(t: Transition) -> int:
+    return t.seq
+
+
 class FakeStore:
-    def __init__(self, db: Database, replica_id: str) -> None:
-        self.db = db
+    """One replica's view of the shared ``Database`` (by default a database of its own)."""
+
+    def __init__(self, db: Database | None = None, replica_id: str = "self") -> None:
+        self.db = db or Database()
         self.replica_id = replica_id
 
     async def _step(self) -> None:
-        await self.db.sched.point()
+        if self.db.sched is not None:
+            await self.db.sched.point()
+
+    # what unit tests look at
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.db.sessions
+
+    @property
+    def ends(self) -> dict[str, SessionEnd]:
+        return self.db.ends
+
+    @property
+    def outbox(self) -> dict[str, OutboxRecord]:
+        return self.db.outbox
+
+    def log(self, agent: AgentRef) -> list[Transition]:
+        """The agent's transitions, oldest first."""
+        return sorted((t for t in self.db.transitions.values() if t.agent == agent), key=seq)
+
+    def agents(self) -> set[AgentRef]:
+        """Every agent with a transition."""
+        return {t.agent for t in self.db.transitions.values()}
 
     # sessions
     async def insert_session(self, session: Session) -> None:

@@ -65,7 +65,7 @@ async def test_a_mass_expiry_scans_per_chunk_and_ends_each_session_at_its_deadli
     for s in sessions:
         end = store.ends[s.session_id]
         assert (end.reason, end.ended_at) == (EndReason.EXPIRED, deadlines[s.session_id])
-        [signed_in, signed_out] = store.transitions[s.agent]
+        [signed_in, signed_out] = store.log(s.agent)
         assert signed_in.signed_in and not signed_out.signed_in
         assert signed_out.occurred_at == deadlines[s.session_id]
         assert signed_out.reason is EndReason.EXPIRED
@@ -87,5 +87,5 @@ async def test_concurrent_sign_outs_share_their_reconcile(store: Any, clock: Any
     assert all(signed_out)
     assert counting.scans["sessions_of"] <= 4, counting.scans  # not 2 per sign-out
     for s in sessions:
-        assert [t.signed_in for t in store.transitions[s.agent]] == [True, False]
-        assert store.transitions[s.agent][1].occurred_at == s.started_at + timedelta(seconds=1)
+        assert [t.signed_in for t in store.log(s.agent)] == [True, False]
+        assert store.log(s.agent)[1].occurred_at == s.started_at + timedelta(seconds=1)

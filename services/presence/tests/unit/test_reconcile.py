@@ -10,7 +10,7 @@ from typing import Any
 from inbox_kit.auth import Principal, Role
 from inbox_testing.plugin import TEST_JWT_SECRET
 from presence_service.bootstrap import PresenceService, bootstrap
-from presence_service.domain.model import AgentRef, EndReason, Session, Transition
+from presence_service.domain.model import AgentRef, EndReason, Session, Transition, transition_key
 from presence_service.service_layer import handlers
 from presence_service.settings import PresenceSettings
 
@@ -34,7 +34,7 @@ async def test_sign_in_then_out_writes_one_transition_each(store: Any, clock: An
     session = await handlers.sign_in(presence, ANA, "web")
     clock.advance(3)
     assert await handlers.sign_out(presence, ANA, session.session_id) is True
-    log = store.transitions[AGENT]
+    log = store.log(AGENT)
     assert [(t.seq, t.signed_in, t.reason) for t in log] == [
         (1, True, None),
         (2, False, EndReason.EXPLICIT),
@@ -50,7 +50,7 @@ async def test_reconcile_leaves_a_log_that_matches_the_sessions_alone(
     await handlers.sign_in(presence, ANA)
     head = await handlers.reconcile(presence, AGENT)
     assert head is not None and (head.seq, head.signed_in) == (1, True)
-    assert len(store.transitions[AGENT]) == 1
+    assert len(store.log(AGENT)) == 1
 
 
 async def test_reconcile_signs_out_an_agent_whose_session_another_replica_left_behind(
@@ -62,7 +62,7 @@ async def test_reconcile_signs_out_an_agent_whose_session_another_replica_left_b
     store.sessions["s-1"] = Session(
         "s-1", AGENT, started, started, started + timedelta(seconds=15), replica="gone"
     )
-    store.transitions[AGENT] = [Transition(AGENT, 1, True, started, "s-1")]
+    store.db.transitions[transition_key(AGENT, 1)] = Transition(AGENT, 1, True, started, "s-1")
     clock.advance(14)
     head = await handlers.reconcile(presence, AGENT)
     assert head is not None and head.signed_in, "not overdue yet: the log stays as it is"
@@ -79,8 +79,9 @@ async def test_reconcile_signs_out_an_agent_whose_session_another_replica_left_b
 async def test_reconcile_repairs_a_log_that_missed_a_sign_in(store: Any, clock: Any) -> None:
     presence = built(store, clock).presence
     session = await handlers.sign_in(presence, ANA)
-    store.transitions.clear()  # as if the claim was lost between session write and claim
-    store.outbox.clear()
+    store.db.transitions.clear()  # as if the claim was lost between session write and claim
+    store.db.outbox.clear()
+    store.db.pending.clear()
     head = await handlers.reconcile(presence, AGENT)
     assert head is not None
     assert (head.seq, head.signed_in, head.session_id) == (1, True, session.session_id)
