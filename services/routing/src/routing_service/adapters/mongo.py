@@ -601,13 +601,7 @@ def _view_doc(v: ConversationView) -> Doc:
         "org_id": s.org_id,
         "conversation_id": s.conversation_id,
         "partition": v.partition,
-        "queue": s.queue.value if s.queue else None,
-        "assignee_id": s.assignee_id,
-        "assignment_id": s.assignment_id,
-        "assigned_at": _opt_ts(s.assigned_at),
-        "assigned_by": s.assigned_by,
-        "assignee_signed_in_at_assignment": s.assignee_signed_in_at_assignment,
-        "updated_at": _opt_ts(s.updated_at),
+        **_state_doc(s),
         "audit": [_audit_doc(a) for a in v.audit],
         "audit_base": v.archive.base,
         "audit_segments": [_segment_doc(g) for g in v.archive.segments],
@@ -616,17 +610,7 @@ def _view_doc(v: ConversationView) -> Doc:
 
 
 def _view_from(d: Doc) -> ConversationView:
-    state = ConversationState(
-        org_id=d["org_id"],
-        conversation_id=d["conversation_id"],
-        queue=Queue(d["queue"]) if d.get("queue") else None,
-        assignee_id=d.get("assignee_id"),
-        assignment_id=d.get("assignment_id"),
-        assigned_at=_opt_dt(d.get("assigned_at")),
-        assigned_by=d.get("assigned_by"),
-        assignee_signed_in_at_assignment=d.get("assignee_signed_in_at_assignment"),
-        updated_at=_opt_dt(d.get("updated_at")),
-    )
+    state = _state_from(d["org_id"], d["conversation_id"], d)
     archive = AuditArchive(
         int(d.get("audit_base", 0)),
         tuple(_segment_from(g) for g in d.get("audit_segments", [])),
