@@ -13,7 +13,7 @@ from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING
 from inbox_testing import free_port, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET
 from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
-from routing_service.bootstrap import bootstrap, release_when_final
+from routing_service.bootstrap import Routing, bootstrap, release_when_final
 from routing_service.domain.model import Queue, Reason, SettingChange
 from routing_service.service_layer.owner import Delivery
 from routing_service.service_layer.presence import PresenceRecord
@@ -59,9 +59,9 @@ async def test_bootstrap_builds_every_component_up_front_without_io() -> None:
     assert routing.runtime.background and routing.runtime.cleanups
 
 
-async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation() -> None:
-    """One flow through the components ``bootstrap`` wired: presence recorder → relayed
-    progress command → owner → R1 decision published and the view written."""
+async def over_fakes() -> tuple[Routing, InMemoryStore, InMemoryPublisher]:
+    """Routing bootstrapped over the in-memory store and publisher, every input complete, its
+    consumers' partitions assigned by hand, the org's remove-assignment setting on."""
     store, publisher = InMemoryStore(), InMemoryPublisher(partitions=3, presence_partitions=1)
     routing = bootstrap(
         settings(),
@@ -69,11 +69,18 @@ async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation
         publisher=publisher,
         complete_as_of=complete_now(SimClock(FAR_FUTURE)),
     )
-    owner, recorder = routing.owner, routing.pipeline.recorder
-    recorder.partition_counts(3, 1)
-    recorder.assigned({0})
-    await owner.assign({0, 1, 2})
+    routing.pipeline.recorder.partition_counts(3, 1)
+    routing.pipeline.recorder.assigned({0})
+    await routing.owner.assign({0, 1, 2})
     await store.append_setting(ORG, SettingChange(T0 - timedelta(days=1), True, "admin-1"))
+    return routing, store, publisher
+
+
+async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation() -> None:
+    """One flow through the components ``bootstrap`` wired: presence recorder → relayed
+    progress command → owner → R1 decision published and the view written."""
+    routing, store, publisher = await over_fakes()
+    owner, recorder = routing.owner, routing.pipeline.recorder
 
     async def to_owner(*events: CloudEvent[EventData]) -> None:
         await owner.handle([Delivery(topic_of(e), partition_of(e.subject, 3), e) for e in events])
@@ -102,18 +109,8 @@ async def test_bootstrapped_over_fakes_a_sign_out_unassigns_the_new_conversation
 async def test_presence_progress_noted_in_the_process_wakes_the_owner_without_the_relay() -> None:
     """The owner of the same process learns presence progress when its presence consumer
     notes a mark (no relayed command delivered): a due R1 decision is released at once."""
-    store, publisher = InMemoryStore(), InMemoryPublisher(partitions=3, presence_partitions=1)
-    routing = bootstrap(
-        settings(),
-        store=store,
-        publisher=publisher,
-        complete_as_of=complete_now(SimClock(FAR_FUTURE)),
-    )
+    routing, _, publisher = await over_fakes()
     owner, recorder = routing.owner, routing.pipeline.recorder
-    recorder.partition_counts(3, 1)
-    recorder.assigned({0})
-    await owner.assign({0, 1, 2})
-    await store.append_setting(ORG, SettingChange(T0 - timedelta(days=1), True, "admin-1"))
     await recorder.handle([PresenceRecord(0, signed_in(ORG, "ana", T0))])
     await owner.handle(
         [
