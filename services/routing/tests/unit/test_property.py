@@ -230,7 +230,7 @@ async def run_pipeline(
         compacting=Compacting(
             lag=lag,
             max_conversations=data.draw(st.integers(0, 3), label="memory"),
-            audit=AuditRetention(keep=data.draw(st.integers(1, 3), label="audit kept")),
+            audit=AuditRetention(keep=data.draw(st.integers(2, 4), label="audit kept")),
         ),
     )
     await r.start()

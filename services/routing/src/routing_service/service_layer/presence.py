@@ -22,7 +22,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from inbox_contracts import CloudEvent, EventData, utc_now
@@ -42,6 +42,9 @@ from routing_service.service_layer.ports import Command, CommandPublisher, Prese
 from routing_service.service_layer.translate import presence_entry
 
 log = logging.getLogger(__name__)
+#: Between relays to the dispatcher that no mark triggered (the wall-clock fallback moves the
+#: progress at every tick; each relay is one record per dispatch partition).
+DISPATCH_FALLBACK_SPACING = timedelta(milliseconds=100)
 COMMAND_NAMESPACE = uuid.UUID("0f4a0f0e-5d0e-4b55-9a8f-2c1f3b8e6d21")
 SOURCE = "/inbox/routing"
 
@@ -134,6 +137,7 @@ class PresenceRecorder:
         self._dispatch_partitions = 0
         #: the progress last relayed to the dispatcher (every dispatch partition)
         self._relayed_dispatch: dict[int, datetime] | None = None
+        self._dispatch_relayed_at: datetime | None = None
 
     def partition_counts(
         self, partitions: int, presence_partitions: int, dispatch_partitions: int = 0
@@ -189,10 +193,10 @@ class PresenceRecorder:
         if noted and self._dispatch is not None:
             # at once, not at the next tick: the dispatcher holds new waiting conversations
             # until the presence progress reaches them
-            await self.relay()
+            await self.relay(marked=True)
         return refused
 
-    async def relay(self) -> int:
+    async def relay(self, *, marked: bool = False) -> int:
         """Tell every owner how far presence is recorded, if that moved since it was last
         told; returns commands sent. The owner of this process is told directly: the
         partitions it owns get no command (once another instance owns one, it gets the next)."""
@@ -208,14 +212,19 @@ class PresenceRecorder:
             self._relayed.pop(p, None)  # once another instance owns it, it is told at once
         targets = [p for p in range(self._partitions) if p not in local]
         targets = [p for p in targets if self._relayed.get(p) != progress]
+        now = self._clock()
         to_dispatcher = (
             self._dispatch is not None
             and self._dispatch_partitions > 0
             and self._relayed_dispatch != progress
+            and (
+                marked
+                or self._dispatch_relayed_at is None
+                or now - self._dispatch_relayed_at >= DISPATCH_FALLBACK_SPACING
+            )
         )
         if not targets and not to_dispatcher:
             return 0
-        now = self._clock()
         marks = [PresenceMark(partition=p, progress=t) for p, t in sorted(progress.items())]
 
         def relayed(partition: int) -> CloudEvent[PresenceProgressRelayed]:
@@ -245,4 +254,5 @@ class PresenceRecorder:
             self._relayed[p] = progress
         if to_dispatcher:
             self._relayed_dispatch = progress
+            self._dispatch_relayed_at = now
         return len(commands)
