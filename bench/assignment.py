@@ -73,7 +73,7 @@ from routing_testing import (
     signed_out,
 )
 
-from bench.common import Metric, percentile, write_results
+from bench.common import SECRET, Metric, percentile, write_results
 from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe
 
 AGENTS = 200
@@ -142,7 +142,7 @@ def settings_for(tag: str) -> RoutingSettings:
         presence_consumer_group=f"routing-aa-presence-bench-{tag}",
         dispatcher_consumer_group=f"routing-aa-dispatcher-bench-{tag}",
         initial_offset="latest",
-        jwt_secret="bench-assignment-secret-not-for-production",
+        jwt_secret=SECRET,
         log_level="WARNING",
         shutdown_grace_seconds=0.5,
     )

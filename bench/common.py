@@ -23,6 +23,10 @@ import grpc
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+#: The services a benchmark starts accept tokens signed with this (HS256 wants >= 32 bytes).
+SECRET = "bench-secret-0123456789-0123456789-xx"
+
+
 @dataclass
 class Metric:
     metric: str

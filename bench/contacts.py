@@ -45,6 +45,7 @@ from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 
 from bench.common import (
+    SECRET,
     Metric,
     closed_loop,
     open_loop,
@@ -61,7 +62,6 @@ CONCURRENCY = int(os.environ.get("CONTACTS_BENCH_CONCURRENCY", "32"))
 INGEST_TIMEOUT = float(os.environ.get("CONTACTS_BENCH_INGEST_TIMEOUT", "240"))
 #: Upper bound for reading every card once (~70 s for 100k on the devstack).
 FIRST_READS_TIMEOUT = 300.0
-SECRET = "bench-secret-0123456789-0123456789-xx"
 ORG = "org-bench"
 SERVICE_NAME = "inbox.contacts.v1.ContactsService"
 

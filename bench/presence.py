@@ -36,6 +36,7 @@ from inbox_testing import TopicProbe, free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 
 from bench.common import (
+    SECRET,
     LoadResult,
     Metric,
     closed_loop,
@@ -44,7 +45,6 @@ from bench.common import (
     write_results,
 )
 
-SECRET = "bench-secret-0123456789abcdef0123456789"
 SERVICE = "inbox.presence.v1.PresenceService"
 TRANSITION_TYPES = ("inbox.presence.agent_signed_in.v1", "inbox.presence.agent_signed_out.v1")
 

@@ -33,9 +33,8 @@ from pymongo import AsyncMongoClient
 from replies_service.adapters.mongo import MongoReplyStore
 from replies_service.domain.model import Collection, CollectionKind, SavedReply, shortcut_key
 
-from bench.common import Metric, closed_loop, open_loop, start_canned_server, write_results
+from bench.common import SECRET, Metric, closed_loop, open_loop, start_canned_server, write_results
 
-SECRET = "bench-secret-0123456789-0123456789-xx"  # HS256 wants >= 32 bytes
 ORG = f"bench-org-{uuid.uuid4().hex[:6]}"
 TEAMS = [f"team-{i}" for i in range(10)]
 CHANNELS = [f"channel-{i}" for i in range(5)]

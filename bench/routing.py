@@ -55,7 +55,7 @@ from routing_service.settings import RoutingSettings
 from routing_testing import ProgressMarks, assigned, inbound, signed_out
 
 from bench import routing_takeover
-from bench.common import Metric, percentile, write_results
+from bench.common import SECRET, Metric, percentile, write_results
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGO = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
@@ -162,6 +162,7 @@ def settings_for(database: str, tag: str) -> RoutingSettings:
         # replayed the dispatch topic of every earlier run inside the measured process
         dispatcher_consumer_group=f"routing-dispatcher-bench-{tag}",
         initial_offset="latest",
+        jwt_secret=SECRET,
         log_level="WARNING",
         shutdown_grace_seconds=0.5,
     )

@@ -53,11 +53,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
-from bench.common import Metric, write_results
+from bench.common import SECRET, Metric, write_results
 
 TOPIC = "inbox.contacts.v1"
 SERVICE = "inbox.bench.v1.TracedService"
-SECRET = "bench-tracing-secret-0123456789abcdef"
 BATCH = 500
 KAFKA_EVENTS = 2_000
 ROUNDS = int(os.environ.get("BENCH_TRACING_ROUNDS", "5"))
