@@ -49,6 +49,7 @@ from routing_service.service_layer.owner import (
     ConversationOwner,
     Delivery,
     EventTime,
+    release_when_final,
 )
 from routing_service.service_layer.ports import (
     CommandPublisher,
@@ -128,34 +129,6 @@ async def every(
                 await action()
             except Exception:
                 log.warning("periodic %s failed; retrying", action, exc_info=True)
-
-
-#: See ``release_when_final``.
-BUSY_SKIPS = 5
-
-
-async def release_when_final(owner: ConversationOwner, lock: asyncio.Lock, tick: float) -> None:
-    """Take the decisions that became final: as soon as presence progress moves (the
-    presence consumer of this process tells the owner directly), else every ``tick`` (the
-    conversation inputs' completeness moves with the consumer's fetch responses).
-
-    Not while the owner is busy (a batch or a read-model chunk holds ``lock``): every batch
-    takes what became final by its start, so under load the due decisions ride along with
-    the batches (one round trip per step for both) instead of costing round trips of their
-    own between them; an idle owner takes them at once. After ``BUSY_SKIPS`` wake-ups in a
-    row found it busy, it waits for the lock (a long read-model backlog holds it often)."""
-    skipped = 0
-    while True:
-        await owner.wait_progress(tick)
-        if lock.locked() and skipped < BUSY_SKIPS:
-            skipped += 1
-            continue
-        skipped = 0
-        async with lock:
-            try:
-                await owner.release_due()
-            except Exception:
-                log.warning("taking due decisions failed; retrying", exc_info=True)
 
 
 @dataclass

@@ -13,9 +13,9 @@ from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING
 from inbox_testing import free_port, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET
 from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
-from routing_service.bootstrap import Routing, bootstrap, release_when_final
+from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.model import Queue, Reason, SettingChange
-from routing_service.service_layer.owner import Delivery
+from routing_service.service_layer.owner import Delivery, release_when_final
 from routing_service.service_layer.presence import PresenceRecord
 from routing_service.settings import RoutingSettings
 from routing_testing import (
