@@ -42,12 +42,6 @@ class Instance(ServiceProcess):
         super().__init__("routing_service", {**env, "ROUTING_GRPC_PORT": str(self.port)}, log)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (routing README, Known limits): a conversation can be assigned "
-    "automatically to the agent who signed out at about the same time; seen here as the "
-    "signed-out agent still holding one conversation, in about half the runs",
-)
 async def test_kill9_of_a_dispatcher_and_a_second_instance_joining(
     infra: Infra, jwt_secret: str, tmp_path: Path, producer: AIOKafkaProducer, make_token: Any
 ) -> None:

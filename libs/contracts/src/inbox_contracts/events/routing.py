@@ -16,7 +16,15 @@ class AutoUnassignReason(StrEnum):
 
 
 class ConversationAutoUnassigned(EventData):
-    """Routing removed the assignee because of the org's "Remove assignment" setting."""
+    """Routing removed the assignee.
+
+    Because of the org's "Remove assignment" setting (R1: ``agent_signed_out``, cause the
+    sign-out; R2: ``moved_to_new_while_signed_out``, cause the inbound or follow-up); or,
+    whatever that setting, because an automatic assignment turned out to follow its agent's
+    sign-out (a sign-out recorded after the assignment was accepted): reason
+    ``agent_signed_out``, cause the ``inbox.routing.auto_assigned.v1`` event. The
+    conversation then waits again (PRODUCT.md §4: never to a signed-out agent).
+    """
 
     event_type: ClassVar[str] = "inbox.routing.auto_unassigned.v1"
     subject_field: ClassVar[str] = "conversation_id"

@@ -480,6 +480,13 @@ def fold(
                 assignee_signed_out_since=False,
                 updated_at=e.occurred_at,
             )
+            if e.kind is EntryKind.AUTO_ASSIGNED and not signed_in:
+                # PRODUCT.md §4: never to a signed-out agent. The owner accepted it before the
+                # sign-out was recorded (a presence event later than the progress claimed);
+                # once the timeline has it, the assignment is taken back, whatever the
+                # remove-assignment setting, and the conversation waits again.
+                s = replace(s, assignee_signed_out_since=True)
+                unassign_by_rule(Reason.R1_SIGNED_OUT, e.event_id, e.event_type, e.occurred_at, 1)
         elif e.kind is EntryKind.UNASSIGNED:
             unassign_by_hand(e)
         elif e.kind is EntryKind.RESOLVED:

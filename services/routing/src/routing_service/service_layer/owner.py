@@ -729,12 +729,9 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # in this order, not concurrently: with the dispatcher's inputs one round trip earlier
-        # the conversation R1 freed went back to the signed-out agent in the sign-out hand-over
-        # test (test_auto_assign_on_stack); likely because presence publishes the sweep before
-        # it re-publishes the sign-out to the dispatch topic (a race to close there)
-        await self._mark_published(published)
-        await self._flush_assigner()
+        # concurrently: the dispatcher sees a sign-out before the conversations its R1 frees
+        # (routing's presence consumer forwards it before it publishes the sweeps)
+        await asyncio.gather(self._mark_published(published), self._flush_assigner())
         return outcome
 
     async def _record_and_publish(self) -> list[DecisionRow]:

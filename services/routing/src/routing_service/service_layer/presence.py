@@ -177,12 +177,13 @@ class PresenceRecorder:
             await self._store.record_presence(data.org_id, data.subject, entry)
             if not entry.signed_in:
                 commands.extend(sweep_commands(event, self._partitions))
-        if commands:
-            await self._commands.publish_commands(commands)
         if rekeyed and self._dispatch is not None:
             # after the timelines are stored: an owner never sees a proposal for an agent
-            # whose sign-in it does not know yet
+            # whose sign-in it does not know yet; and before the sweeps: the conversations
+            # R1 frees reach the dispatcher behind the sign-out, never to the agent again
             await self._dispatch.publish_dispatch_inputs(rekeyed)
+        if commands:
+            await self._commands.publish_commands(commands)
         now = self._clock()
         noted: dict[int, datetime] = {}
         for partition, watermark in marks:
