@@ -1,6 +1,7 @@
 """What a sign-in and a ForceSignOut cost in store calls (counted on the in-memory store):
-a sign-in is one group-committed write (plus, for an agent already signed in, the ``_id``
-read of the next transition number after the write),
+a sign-in is one group-committed write (plus one ``_id`` read: the next transition number
+after the write for an agent already signed in, the stored hint before it for an agent this
+replica does not know),
 and concurrent ForceSignOuts of agents with many sessions share their look-ups."""
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ async def test_a_sign_in_from_signed_out_is_one_write_and_no_probe(store: Any, c
     ana = Principal("org-1", "ana", Role.AGENT)
 
     first = await handlers.sign_in(presence, ana)  # never signed in, unknown here
-    assert counting.calls == Counter(insert_session=1), counting.calls
+    assert counting.calls == Counter(head_hint=1, insert_session=1), counting.calls
     counting.calls.clear()
 
     await handlers.sign_in(presence, ana)  # signed in already (known here)

@@ -469,13 +469,16 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         # *after* the session is stored (a concurrent reconciler must see the session), so:
         # - known signed in here (the usual case: another tab, a reload): store the session,
         #   then probe the next transition number (one ``_id`` read);
-        # - signed out, or not known here (never signed in, as far as this replica knows:
-        #   it learns every stored head hint at startup): claim the sign-in in the same
-        #   group commit as the session, stored after it. The unique claim *is* the probe:
-        #   it loses if the log moved on, and then the stored hint (a lower bound) and a
-        #   probe from it decide.
+        # - signed out: claim the sign-in in the same group commit as the session, stored
+        #   after it. The unique claim *is* the probe: it loses if the log moved on, and
+        #   then a probe decides.
+        # An agent not known here (this replica learns every stored head hint at startup)
+        # first reads its hint: a lower bound that retention never prunes below, so a claim
+        # after it can never reuse a transition number.
         agent = session.agent
         known = p.known_heads.get(agent)
+        if known is None:
+            known = await p.store.head_hint(agent)
         if known is not None and known.signed_in:
             try:
                 await p.store.insert_session(session)
@@ -494,7 +497,7 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
                 _claimed(p, wanted, record)
                 return session
             p.progress.lost(record.key)
-            head = await p.store.head_after(agent, known or await p.store.head_hint(agent))
+            head = await p.store.head_after(agent, known)
         if head is not None:
             p.learn(head)
         if head is None or not head.signed_in:
