@@ -120,3 +120,22 @@ async def test_concurrent_force_sign_outs_share_their_look_ups(store: Any, clock
         assert signed_in.signed_in and not signed_out.signed_in
         assert signed_out.reason is EndReason.FORCED
         assert signed_out.occurred_at == clock.now
+
+
+async def test_after_learning_every_stored_hint_a_new_agent_signs_in_without_a_read(
+    store: Any, clock: Any
+) -> None:
+    """With every stored hint learned, an agent unknown here has no transition retention may
+    have pruned: its sign-in claims transition 1 at once, for half the retention period."""
+    counting = CountingStore(store)
+    presence = built(counting, clock).presence
+    await presence.learn_stored_heads()
+    counting.calls.clear()
+
+    await handlers.sign_in(presence, Principal("org-1", "new", Role.AGENT))
+    assert counting.calls == Counter(insert_session=1), counting.calls
+
+    clock.advance(presence.retention.total_seconds() / 2)
+    counting.calls.clear()
+    await handlers.sign_in(presence, Principal("org-1", "newer", Role.AGENT))
+    assert counting.calls == Counter(head_hint=1, insert_session=1), counting.calls

@@ -115,6 +115,11 @@ class Presence:
 
     #: A replica whose progress floor is older than this is taken for dead.
     replica_ttl: timedelta = timedelta(seconds=10)
+    #: ``RETENTION_SECONDS``: published transitions older than this may be pruned.
+    retention: timedelta = timedelta(days=30)
+    #: Until when every agent with a transition that may have been pruned is in
+    #: ``known_heads`` (None: not known; see ``learn_stored_heads``).
+    heads_complete_until: datetime | None = None
     #: Until when every other replica takes this one for alive: the liveness time of its
     #: last floor write that landed + ``replica_ttl`` (clocks are NTP-synchronized).
     lease_until: datetime | None = None
@@ -159,15 +164,26 @@ class Presence:
         if known is None or t.seq > known.seq:
             if len(self.known_heads) >= MAX_KNOWN_AGENTS:
                 self.known_heads.clear()  # crude bound; it is only a hint
+                self.heads_complete_until = None
             self.known_heads[t.agent] = t
 
     async def learn_stored_heads(self) -> int:
-        """Learn the stored head hints (lower bounds), so that a sign-in of an agent this
-        replica never saw claims its sign-in without a read; returns how many."""
+        """Learn every stored head hint (lower bounds); returns how many. If that was all of
+        them, an agent still unknown here has no transition older than this moment, so
+        until half the retention has passed none of its transitions can have been pruned:
+        its sign-in may claim transition 1 without reading its hint (``unseen_agent``)."""
+        started = self.clock()
         hints = await self.store.head_hints(MAX_KNOWN_AGENTS)
         for t in hints:
             self.learn(t)
+        if len(hints) < MAX_KNOWN_AGENTS and len(self.known_heads) < MAX_KNOWN_AGENTS:
+            self.heads_complete_until = started + self.retention / 2
         return len(hints)
+
+    def unseen_agent(self, agent: AgentRef) -> bool:
+        """Not known here, and known to have no transition that retention may have pruned."""
+        until = self.heads_complete_until
+        return agent not in self.known_heads and until is not None and self.clock() < until
 
     async def current_head(self, agent: AgentRef) -> Transition | None:
         """The agent's log head: one ``_id`` read when a transition of it is known here."""
@@ -472,12 +488,13 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         # - signed out: claim the sign-in in the same group commit as the session, stored
         #   after it. The unique claim *is* the probe: it loses if the log moved on, and
         #   then a probe decides.
-        # An agent not known here (this replica learns every stored head hint at startup)
-        # first reads its hint: a lower bound that retention never prunes below, so a claim
-        # after it can never reuse a transition number.
+        # An agent not known here first reads its hint: a lower bound that retention never
+        # prunes below, so a claim after it can never reuse a transition number - unless
+        # this replica knows that the agent has no transition retention may have pruned
+        # (it learned every stored hint at startup): then it claims transition 1 at once.
         agent = session.agent
         known = p.known_heads.get(agent)
-        if known is None:
+        if known is None and not p.unseen_agent(agent):
             known = await p.store.head_hint(agent)
         if known is not None and known.signed_in:
             try:
@@ -497,7 +514,7 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
                 _claimed(p, wanted, record)
                 return session
             p.progress.lost(record.key)
-            head = await p.store.head_after(agent, known)
+            head = await p.store.head_after(agent, known or await p.store.head_hint(agent))
         if head is not None:
             p.learn(head)
         if head is None or not head.signed_in:
