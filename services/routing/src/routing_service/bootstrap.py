@@ -430,7 +430,12 @@ def bootstrap(
                 asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
             ]
             try:
-                await asyncio.gather(*loops)
+                # not gather: a cancelled gather cancels every loop, and the second cancel
+                # below then interrupted the consumers' own stop (they stayed in their groups,
+                # fetching and heartbeating, after the runtime had stopped)
+                done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
             finally:
                 # if one loop failed, the others go with it (the runtime restarts the set)
                 # instead of running on without a producer
