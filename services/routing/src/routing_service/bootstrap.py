@@ -119,12 +119,13 @@ def consumer_options(settings: RoutingSettings) -> dict[str, int]:
 
 
 async def every(
-    seconds: float, lock: asyncio.Lock, action: Callable[[], Awaitable[object]]
+    seconds: float, lock: asyncio.Lock | None, action: Callable[[], Awaitable[object]]
 ) -> None:
-    """Run ``action`` under ``lock`` every ``seconds``; a failure is logged and retried."""
+    """Run ``action`` under ``lock`` (None: the action takes what it needs) every
+    ``seconds``; a failure is logged and retried."""
     while True:
         await asyncio.sleep(seconds)
-        async with lock:
+        async with lock or contextlib.nullcontext():
             try:
                 await action()
             except Exception:
@@ -419,7 +420,11 @@ def bootstrap(
                 asyncio.create_task(p.dispatcher.run()),
                 asyncio.create_task(release_when_final(p.owner, p.owner_lock, tick)),
                 asyncio.create_task(
-                    every(settings.compaction_interval_seconds, p.owner_lock, p.owner.compact)
+                    every(
+                        settings.compaction_interval_seconds,
+                        None,
+                        lambda: p.owner.compact(lock=p.owner_lock),
+                    )
                 ),
                 asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
                 asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
