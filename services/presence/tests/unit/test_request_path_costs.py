@@ -139,3 +139,18 @@ async def test_after_learning_every_stored_hint_a_new_agent_signs_in_without_a_r
     counting.calls.clear()
     await handlers.sign_in(presence, Principal("org-1", "newer", Role.AGENT))
     assert counting.calls == Counter(head_hint=1, insert_session=1), counting.calls
+
+
+async def test_two_concurrent_force_sign_outs_of_one_agent_count_each_session_once(
+    store: Any, clock: Any
+) -> None:
+    presence = built(store, clock).presence
+    ana = Principal("org-1", "ana", Role.AGENT)
+    for _ in range(3):
+        await handlers.sign_in(presence, ana)
+    ended = await asyncio.gather(
+        handlers.force_sign_out(presence, ADMIN, "ana"),
+        handlers.force_sign_out(presence, ADMIN, "ana"),
+    )
+    assert sorted(ended) == [0, 3]
+    assert [t.signed_in for t in store.log(AgentRef("org-1", "ana"))] == [True, False]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -108,7 +109,8 @@ class Presence:
     #: Concurrent reconciles of different agents, served together (see ``reconcile``).
     reconciles: KeyedBatcher[AgentRef, Transition | None] = field(init=False)
     #: Concurrent ForceSignOuts, served together (see ``force_many``).
-    forces: KeyedBatcher[AgentRef, int | None] = field(init=False)
+    forces: KeyedBatcher[tuple[AgentRef, int], int | None] = field(init=False)
+    force_calls: Iterator[int] = field(default_factory=itertools.count)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
     floor_reports: FloorReports = field(default_factory=FloorReports)
@@ -603,18 +605,22 @@ async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> in
     are served together (``force_many``)."""
     principal.require_admin()
     agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
-    ended = await p.forces.submit(agent)
+    ended = await p.forces.submit((agent, next(p.force_calls)))
     if ended is None:
         raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     return ended
 
 
-async def force_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, int | None]:
+async def force_many(
+    p: Presence, calls: list[tuple[AgentRef, int]]
+) -> dict[tuple[AgentRef, int], int | None]:
     """ForceSignOut of several agents at once: one look-up of their sessions, their ends in
     bulk writes, and the sign-outs claimed at once where this call ended every session it
     found (a sign-in racing it is seen by the reconcile that follows: it re-reads the
     sessions after the claim); everything else is left to that reconcile. Returns, per
-    agent, the sessions this call ended (None: the agent never signed in)."""
+    call, the sessions it ended (None: the agent never signed in; of two calls for one agent
+    in a batch, the first ends them and the second ends none)."""
+    agents = list(dict.fromkeys(agent for agent, _ in calls))
     now = p.clock()
     with p.progress.hold(now):
         found, sessions = await asyncio.gather(
@@ -643,7 +649,13 @@ async def force_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, int 
         for s in sessions:
             p.live.remove(s.session_id)
         await asyncio.gather(*(reconcile(p, a) for a in agents if heads[a] is not None))
-    return {a: len(mine[a]) if heads[a] is not None else None for a in agents}
+    result: dict[tuple[AgentRef, int], int | None] = {}
+    answered: set[AgentRef] = set()
+    for agent, call in calls:
+        ended = len(mine[agent]) if agent not in answered else 0
+        result[(agent, call)] = None if heads[agent] is None else ended
+        answered.add(agent)
+    return result
 
 
 async def set_availability(
