@@ -1,4 +1,5 @@
-"""The MongoDB client (PyMongo's native async API, Motor's successor) and capped bulk writes."""
+"""The MongoDB client (PyMongo's native async API, Motor's successor), capped bulk writes and
+batched reads by ``_id``."""
 
 from __future__ import annotations
 
@@ -62,6 +63,28 @@ MAX_BULK_INSERTS = 1000
 def chunked(items: Sequence[T], size: int = MAX_BULK_OPERATIONS) -> list[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size``."""
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+#: The most ``_id``s one ``find_by_ids`` query names: the devstack's FerretDB serves an
+#: ``{_id: {$in: [...]}}`` of 1-500 strings/ObjectIds from the ``_id`` index (its ``$in``
+#: patch, ``libs/devstack``) and scans the collection for a longer list.
+IDS_PER_QUERY = 256
+
+
+async def find_by_ids(
+    collection: AsyncCollection[Any],
+    ids: Sequence[Any],
+    projection: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The documents with these ``_id``s (any order, missing ones left out): one
+    ``{_id: {$in: [...]}}`` query per ``IDS_PER_QUERY`` distinct ids (an exact ``{_id: x}``
+    for a single id). An index search per id on MongoDB and on the devstack's FerretDB, so
+    a batch costs one round trip instead of one per id."""
+    out: list[dict[str, Any]] = []
+    for part in chunked(list(dict.fromkeys(ids)), IDS_PER_QUERY):
+        query = {"_id": part[0]} if len(part) == 1 else {"_id": {"$in": list(part)}}
+        out += await collection.find(query, projection).to_list()
+    return out
 
 
 async def bulk_write(

@@ -12,11 +12,14 @@ Collections (database ``inbox_presence``):
 - ``availability``: per agent, the chosen availability;
 - ``service_state``: the liveness mark used to detect full outages.
 
-Every filter on the request path is an exact ``{_id: <string>}`` (FerretDB/SQLite only
-uses an index for those): batches of ids are fetched with concurrent ``find_one`` calls,
-never ``$in``. Only the background sweeper/relay scans and the transitions' look-up of an
-agent's sessions use other filters, and they are reads (never a scan inside a write).
-Writes go through a ``WriteGate`` (see ``write_gate``).
+Every filter on the request path is by ``_id`` (what FerretDB/SQLite serves from an index:
+an exact ``{_id: <string>}``, and on the devstack's patched FerretDB ``{_id: {$in: [...]}}``
+too). Reads by ``_id`` of concurrent calls go out together: per collection, the point reads
+that queue up while one query runs are the next query (a ``KeyedBatcher``: one ``$in`` per
+round, ``find_by_ids``), and a caller's read always starts after its call, so it sees what
+the caller wrote before. Only the background sweeper/relay scans and the transitions'
+look-up of an agent's sessions use other filters, and they are reads (never a scan inside a
+write). Writes go through a ``WriteGate`` (see ``write_gate``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
-from inbox_kit.mongo import chunked, upsert
+from inbox_kit.mongo import IDS_PER_QUERY, chunked, find_by_ids, upsert
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -44,6 +47,7 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
+from presence_service.service_layer.batching import KeyedBatcher
 from presence_service.service_layer.io_priority import background_io
 from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
 
@@ -163,6 +167,18 @@ Claim = tuple[Doc, Doc]
 SessionInsert = tuple[Session, Claim | None]
 
 
+#: Reads of one collection by ``_id``, batched across concurrent callers.
+IdReads = KeyedBatcher[str, "Doc | None"]
+
+
+def _id_reads(collection: Any) -> IdReads:
+    async def read(ids: list[str]) -> dict[str, Doc | None]:
+        found = {d["_id"]: d for d in await find_by_ids(collection, ids)}
+        return {i: found.get(i) for i in ids}
+
+    return KeyedBatcher(read, max_batch=IDS_PER_QUERY)
+
+
 class _ClaimLost(Exception):
     """The session was stored; the transition claimed with it was someone else's first."""
 
@@ -192,6 +208,12 @@ class MongoPresenceStore:
         )
         self._session_deletes = GroupCommit[str](self._gate, self._delete_sessions)
         self._hint_writes: set[asyncio.Task[None]] = set()
+        # probes of the next transition numbers (sign-ins, reconciles, the hint re-probes)
+        # and hint reads of concurrent calls: one ``$in`` per round instead of one read each
+        self._record_reads = _id_reads(self._outbox)
+        self._hint_reads = _id_reads(self._heads)
+        self._session_reads = _id_reads(self._sessions)
+        self._end_reads = _id_reads(self._ends)
 
     async def _delete_sessions(self, session_ids: list[str]) -> list[BaseException | None]:
         unique = list(dict.fromkeys(session_ids))
@@ -320,10 +342,9 @@ class MongoPresenceStore:
             async with self._gate.slot():
                 result = await self._sessions.bulk_write(ops, ordered=False)
             if result.matched_count < len(ops):  # rare: find which ones are gone
-                found = await asyncio.gather(
-                    *(self._sessions.find_one({"_id": sid}, {"_id": 1}) for sid, _, _ in chunk)
-                )
-                missing |= {sid for (sid, _, _), doc in zip(chunk, found, strict=True) if not doc}
+                ids = [sid for sid, _, _ in chunk]
+                found = {d["_id"] for d in await find_by_ids(self._sessions, ids, {"_id": 1})}
+                missing |= set(ids) - found
         return missing
 
     async def ensure_indexes(self) -> None:
@@ -353,7 +374,7 @@ class MongoPresenceStore:
         return True
 
     async def get_session(self, session_id: str) -> Session | None:
-        doc = await self._sessions.find_one({"_id": session_id})
+        doc = await self._session_reads.submit(session_id)
         return _session(doc) if doc else None
 
     async def touch_session(
@@ -393,13 +414,11 @@ class MongoPresenceStore:
         return True
 
     async def get_end(self, session_id: str) -> SessionEnd | None:
-        doc = await self._ends.find_one({"_id": session_id})
+        doc = await self._end_reads.submit(session_id)
         return _end(doc) if doc else None
 
     async def ended_ids(self, session_ids: list[str]) -> set[str]:
-        found = await asyncio.gather(
-            *(self._ends.find_one({"_id": sid}, {"_id": 1}) for sid in session_ids)
-        )
+        found = await asyncio.gather(*(self._end_reads.submit(sid) for sid in session_ids))
         return {d["_id"] for d in found if d is not None}
 
     async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
@@ -418,7 +437,7 @@ class MongoPresenceStore:
         return await self._probe_forward(agent, known)
 
     async def head_hint(self, agent: AgentRef) -> Transition | None:
-        hint = await self._heads.find_one({"_id": agent.key})
+        hint = await self._hint_reads.submit(agent.key)
         return _transition(hint) if hint else None
 
     async def head_hints(self, limit: int) -> list[Transition]:
@@ -427,23 +446,22 @@ class MongoPresenceStore:
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0
         while True:
-            doc = await self._outbox.find_one({"_id": transition_key(agent, seq + 1)})
+            doc = await self._record_reads.submit(transition_key(agent, seq + 1))
             if doc is None:
                 return latest
             latest = _transition(doc)
             seq = latest.seq
 
     async def head(self, agent: AgentRef) -> Transition | None:
-        hint = await self._heads.find_one({"_id": agent.key})
-        known = _transition(hint) if hint else None
+        known = await self.head_hint(agent)
         latest = await self._probe_forward(agent, known)
         if latest is not None and (known is None or latest.seq > known.seq):
             await self._update_head(latest)
         return latest
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
-        hints = await asyncio.gather(*(self._heads.find_one({"_id": a.key}) for a in agents))
-        known = {a: _transition(d) if d else None for a, d in zip(agents, hints, strict=True)}
+        hints = await asyncio.gather(*(self.head_hint(a) for a in agents))
+        known = dict(zip(agents, hints, strict=True))
         latest = await asyncio.gather(*(self._probe_forward(a, known[a]) for a in agents))
         return {a: t for a, t in zip(agents, latest, strict=True) if t is not None}
 
@@ -459,7 +477,7 @@ class MongoPresenceStore:
                 await self._head_writes.submit({"_id": t.agent.key, **fields})
             except DuplicateKeyError:  # a concurrent first upsert won: replace it now
                 continue
-            newer = await self._outbox.find_one({"_id": transition_key(t.agent, t.seq + 1)})
+            newer = await self._record_reads.submit(transition_key(t.agent, t.seq + 1))
             if newer is None:
                 return
             t = await self._probe_forward(t.agent, _transition(newer)) or _transition(newer)
@@ -515,7 +533,7 @@ class MongoPresenceStore:
         await self._claims.submit((self._marker(record), doc))
 
     async def get_outbox(self, key: str) -> OutboxRecord | None:
-        doc = await self._outbox.find_one({"_id": key})
+        doc = await self._record_reads.submit(key)
         return _outbox(doc) if doc else None
 
     async def unpublished(
@@ -527,11 +545,12 @@ class MongoPresenceStore:
         else:
             cursor = self._pending.find({"created_at": {"$lt": created_before}}).limit(limit)
             markers = [m async for m in cursor]
-            found = await asyncio.gather(
-                *(self._outbox.find_one({"_id": m["_id"]}) for m in markers)
-            )
+            stored = {
+                d["_id"]: d for d in await find_by_ids(self._outbox, [m["_id"] for m in markers])
+            }
             docs = []
-            for marker, doc in zip(markers, found, strict=True):
+            for marker in markers:
+                doc = stored.get(marker["_id"])
                 if doc is not None and not doc.get("published"):
                     docs.append(doc)
                 elif doc is not None or marker["created_at"] < created_before - STALE_MARKER:
@@ -567,11 +586,10 @@ class MongoPresenceStore:
             )
 
     async def availabilities(self, agents: list[AgentRef]) -> dict[AgentRef, AgentAvailability]:
-        docs = await asyncio.gather(*(self._availability.find_one({"_id": a.key}) for a in agents))
+        docs = await find_by_ids(self._availability, [a.key for a in agents])
         return {
             _agent_from(d): AgentAvailability(Availability(d["availability"]), d["changed_at"])
             for d in docs
-            if d is not None
         }
 
     # ------------------------------------------------------------------ liveness
@@ -665,16 +683,13 @@ class MongoPresenceStore:
                 {"_id": 1, "kind": 1, "agent_key": 1, "seq": 1},
             ).limit(limit)
         ]
-        heads: dict[str, int] = {}
+        agents = [d["agent_key"] for d in records if d.get("kind") == "transition"]
+        hints = await find_by_ids(self._heads, agents, {"seq": 1})
+        heads: dict[str, int] = {h["_id"]: h["seq"] for h in hints}
         doomed: list[str] = []
         for d in records:
-            if d.get("kind") == "transition":
-                key = d["agent_key"]
-                if key not in heads:
-                    hint = await self._heads.find_one({"_id": key}, {"seq": 1})
-                    heads[key] = hint["seq"] if hint else 0
-                if d["seq"] >= heads[key]:
-                    continue  # the head (or newer than the hint): kept
+            if d.get("kind") == "transition" and d["seq"] >= heads.get(d["agent_key"], 0):
+                continue  # the head (or newer than the hint): kept
             doomed.append(d["_id"])
         ends = [
             d["_id"]
