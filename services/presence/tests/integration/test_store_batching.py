@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from inbox_testing import Infra
 from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.domain.model import AgentRef, Session
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -97,3 +99,56 @@ async def test_sign_ins_store_their_sessions_and_claims_in_one_group_commit(
     assert [h.session_id if h else None for h in heads] == [
         "elsewhere" if i == 3 else f"c{i}" for i in range(10)
     ]
+
+
+class _Finds(monitoring.CommandListener):
+    """The ``find`` commands sent, per collection."""
+
+    def __init__(self) -> None:
+        self.by_collection: dict[str, int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            name = str(event.command["find"])
+            self.by_collection[name] = self.by_collection.get(name, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_concurrent_probes_and_hint_reads_are_one_query_per_round(
+    infra: Infra, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """32 concurrent ``head`` reads (hint, then probes of ``n+1``...): one ``$in`` on
+    ``heads`` and one on ``outbox`` per probe round, not one read per agent and round."""
+    from presence_service.domain.model import Transition
+    from presence_service.service_layer.handlers import transition_record
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    writer = MongoPresenceStore(mongo_db)
+    agents = [AgentRef("org", f"agent-{i:02d}") for i in range(32)]
+    for i, agent in enumerate(agents):  # agent i has i % 3 transitions, none with a hint
+        for seq in range(1, i % 3 + 1):
+            t = Transition(agent, seq, seq % 2 == 1, now, f"s{i}")
+            await writer._insert_claims([writer._claim_docs(t, transition_record(t, now))])
+
+    finds = _Finds()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        infra.mongodb_uri, tz_aware=True, event_listeners=[finds]
+    )
+    try:
+        store = MongoPresenceStore(client[mongo_db.name])
+        heads = await asyncio.gather(*(store.head_after(a, None) for a in agents))
+        assert [h.seq if h else 0 for h in heads] == [i % 3 for i in range(32)]
+        # rounds: n+1 of all 32, n+2 of the 21 with one, n+3 of the 10 with two
+        assert finds.by_collection == {"outbox": 3}
+
+        finds.by_collection.clear()
+        hints = await asyncio.gather(*(store.head_hint(a) for a in agents))
+        assert hints == [None] * 32
+        assert finds.by_collection == {"heads": 1}
+    finally:
+        await client.close()
