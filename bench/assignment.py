@@ -24,6 +24,7 @@ Presence progress marks are published as presence does (``ProgressMarks``, every
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -57,6 +58,7 @@ from routing_service.adapters.memory import (
 from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.dispatch import OrgDispatcher
 from routing_service.domain.model import PresenceEntry, SettingChange
+from routing_service.entrypoints.gc_tuning import tune_gc
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
@@ -237,7 +239,9 @@ async def run() -> list[Metric]:
         # (c) steady latency at half the peak
         rate = max(50.0, peak / 2)
         sent: dict[str, float] = {}
-        started = time.perf_counter()
+        tap = Tap(org)
+        await tap.start()
+        busy_before, started = _busy(), time.perf_counter()
         i = 0
         while time.perf_counter() - started < STEADY_SECONDS:
             due = int((time.perf_counter() - started) * rate)
@@ -251,11 +255,19 @@ async def run() -> list[Metric]:
                 await produce(producer, batch)
             await asyncio.sleep(0.005)
         sset = set(sent)
-        await wait_for(lambda: watch.count_for(sset) >= len(sset), 120, "steady assigned")
+        try:
+            await wait_for(lambda: watch.count_for(sset) >= len(sset), 120, "steady assigned")
+            busy = _busy_since(busy_before, started)
+            steady_records = await tap.drain()
+        finally:
+            await tap.stop()
         got = watch.times_for(sset)
         lat = [(got[c] - sent[c]) * 1000 for c in sent]
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
         print(f"steady at {rate:.0f}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
+        metrics += hop_metrics(
+            "steady_hop", f"{rate:.0f} new conversations/s", sent, steady_records, watch, busy
+        )
         metrics.append(
             Metric(
                 "inbound_to_auto_assigned_latency_at_half_peak",
@@ -419,11 +431,31 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
             await asyncio.sleep(0.005)
         cset = set(sent)
         await wait_for(lambda: watch.count_for(cset) >= len(cset), 60, "hop trace assigned")
-        took = time.perf_counter() - started
-        busy = {k: (v - busy_before.get(k, 0.0)) / took for k, v in _busy().items()}
+        busy = _busy_since(busy_before, started)
         records = await tap.drain()
     finally:
         await tap.stop()
+    return hop_metrics("hop", f"{HOP_RATE:.0f} new conversations/s", sent, records, watch, busy)
+
+
+def _busy_since(
+    before: dict[tuple[str, str], float], started: float
+) -> dict[tuple[str, str], float]:
+    took = time.perf_counter() - started
+    return {k: (v - before.get(k, 0.0)) / took for k, v in _busy().items()}
+
+
+def hop_metrics(
+    prefix: str,
+    label: str,
+    sent: dict[str, float],
+    records: list[tuple[str, int, float, dict[str, Any]]],
+    watch: AssignedWatch,
+    busy: dict[tuple[str, str], float],
+) -> list[Metric]:
+    """Each hop of the conversations ``sent`` (perf_counter times) from the records' own
+    timestamps on the topics, and each consumer loop's busy share (``busy``)."""
+    cset = set(sent)
     first: dict[tuple[str, str], float] = {}
     occurred: dict[str, tuple[int, datetime]] = {}
     relays: dict[tuple[str, int], list[tuple[float, datetime]]] = {}
@@ -450,15 +482,17 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
         else:
             continue
         first.setdefault((c, hop), ts)
+    for tp_relays in relays.values():
+        tp_relays.sort()
     for c, (partition, at) in occurred.items():
         # relayed past the conversation's time: to its owner, and to the org's dispatcher
         for hop, tp in (
             ("progress", (ROUTING_COMMANDS.name, partition)),
             ("dispatch_progress", (ROUTING_DISPATCH.name, dispatch_partition or 0)),
         ):
-            reached = [ts for ts, progress in relays.get(tp, []) if progress >= at]
-            if reached:
-                first[(c, hop)] = min(reached)
+            reached = next((ts for ts, progress in relays.get(tp, []) if progress >= at), None)
+            if reached is not None:
+                first[(c, hop)] = reached
     assigned_at = watch.times_for(cset)
     # the watch's clock is perf_counter: place it on the records' wall clock via "sent"
     offset = time.time() - time.perf_counter()
@@ -476,7 +510,7 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
         ("sent", "assigned", "end to end"),
     ]
     out: list[Metric] = []
-    print(f"hops at {HOP_RATE:.0f} new conversations/s (n={len(sent)}):", flush=True)
+    print(f"{prefix}s at {label} (n={len(sent)}):", flush=True)
     for a, b, what in hops:
         lat = [
             max(0.0, first[(c, b)] - first[(c, a)]) * 1000
@@ -489,7 +523,11 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
         print(f"  {a} -> {b} ({what}): p50 {p50:.0f} ms, p99 {p99:.0f} ms", flush=True)
         out.append(
             Metric(
-                f"hop_{a}_to_{b}", round(p50, 1), "ms", p50_ms=round(p50, 1), p99_ms=round(p99, 1)
+                f"{prefix}_{a}_to_{b}",
+                round(p50, 1),
+                "ms",
+                p50_ms=round(p50, 1),
+                p99_ms=round(p99, 1),
             )
         )
     for (loop, kind), per_second in sorted(busy.items()):
@@ -501,8 +539,10 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
             f"({per_second / batches * 1000 if batches else 0:.0f} ms each)",
             flush=True,
         )
-        out.append(Metric(f"loop_busy_share_{loop}", round(per_second, 3), "share of wall time"))
-        out.append(Metric(f"loop_batches_per_s_{loop}", round(batches, 1), "batches/s"))
+        out.append(
+            Metric(f"{prefix}_loop_busy_share_{loop}", round(per_second, 3), "share of wall time")
+        )
+        out.append(Metric(f"{prefix}_loop_batches_per_s_{loop}", round(batches, 1), "batches/s"))
     return out
 
 
@@ -628,7 +668,15 @@ def _assignee(routing: Routing, org: str, conv: str) -> str | None:
 
 
 def main() -> None:
-    write_results("assignment", asyncio.run(run()))
+    # as ``python -m routing_service`` runs (the benchmark is the routing process, plus load);
+    # the benchmarks run after this one in the same process get the defaults back
+    thresholds = gc.get_threshold()
+    tune_gc()
+    try:
+        write_results("assignment", asyncio.run(run()))
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,51 +139,114 @@ def _proposal_from(org: str, slot_id: str, partition: int, d: Doc) -> Proposal:
 
 def org_records(org: OrgDispatcher) -> list[list[Any]]:
     """One org's state as flat records (chunked across documents)."""
-    out: list[list[Any]] = [
-        [
-            "m",
-            org.org_id,
-            settings_doc(org.settings),
-            _key(org.settings_key),
-            org.seq,
-            _ts(org.clock),
-        ]
-    ]
-    for a in org.agents.values():
-        out.append(
-            [
-                "a",
-                org.org_id,
-                a.agent_id,
-                a.signed_in,
-                _key(a.session_key),
-                a.available,
-                _key(a.availability_key),
-                sorted(a.teams),
-                a.last_auto,
-                _mark(a.became_eligible),
-            ]
-        )
-    for s in org.conversations.values():
-        out.append(
-            [
-                "c",
-                org.org_id,
-                s.conversation_id,
-                s.partition,
-                s.version,
-                s.queue,
-                s.assignee_id,
-                s.channel_id,
-                _ts(s.waiting_since),
-                s.waiting_cause,
-                _mark(s.started_waiting),
-                _proposal_doc(s.pending) if s.pending is not None else None,
-                _ts(s.presence_until),
-            ]
-        )
+    out = [_org_record(org)]
+    out += [_agent_record(org.org_id, a) for a in org.agents.values()]
+    out += [_conversation_record(org.org_id, s) for s in org.conversations.values()]
     out += [["r", org.org_id, cid, v] for cid, v in org.retired.items()]
     return out
+
+
+def _org_record(org: OrgDispatcher) -> list[Any]:
+    return [
+        "m",
+        org.org_id,
+        settings_doc(org.settings),
+        _key(org.settings_key),
+        org.seq,
+        _ts(org.clock),
+    ]
+
+
+def _agent_record(org_id: str, a: AgentSlot) -> list[Any]:
+    return [
+        "a",
+        org_id,
+        a.agent_id,
+        a.signed_in,
+        _key(a.session_key),
+        a.available,
+        _key(a.availability_key),
+        sorted(a.teams),
+        a.last_auto,
+        _mark(a.became_eligible),
+    ]
+
+
+def _conversation_record(org_id: str, s: ConversationSlot) -> list[Any]:
+    return [
+        "c",
+        org_id,
+        s.conversation_id,
+        s.partition,
+        s.version,
+        s.queue,
+        s.assignee_id,
+        s.channel_id,
+        _ts(s.waiting_since),
+        s.waiting_cause,
+        _mark(s.started_waiting),
+        _proposal_doc(s.pending) if s.pending is not None else None,
+        _ts(s.presence_until),
+    ]
+
+
+def _fingerprint(s: ConversationSlot) -> tuple[Any, ...]:
+    """Everything ``_conversation_record`` encodes of a slot."""
+    return (
+        s.partition,
+        s.version,
+        s.queue,
+        s.assignee_id,
+        s.channel_id,
+        s.waiting_since,
+        s.waiting_cause,
+        s.started_waiting,
+        s.pending,
+        s.presence_until,
+    )
+
+
+class EncodedRecords:
+    """The JSON text of each conversation's record, reused while the conversation is unchanged.
+
+    A large state is mostly conversations that did not change since the last snapshot
+    (assigned and waiting for an answer from their agent): encoding all of them again held
+    the event loop, and so every consumer of the process, for tens to hundreds of ms per
+    snapshot. A text is a pure function of the org, the conversation and its fingerprint, so
+    a reused one is exactly what encoding again would give."""
+
+    def __init__(self) -> None:
+        #: partition -> (kind, org, conversation) -> (fingerprint, JSON text)
+        self._texts: dict[int, dict[tuple[str, str, str], tuple[Any, str]]] = {}
+
+    def encode(self, partition: int, orgs: Iterable[OrgDispatcher]) -> list[str]:
+        known = self._texts.get(partition, {})
+        kept: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        out: list[str] = []
+        for org in orgs:
+            out.append(json.dumps(_org_record(org)))
+            out += [json.dumps(_agent_record(org.org_id, a)) for a in org.agents.values()]
+            for kind, cid, fingerprint in _keyed(org):
+                key = (kind, org.org_id, cid)
+                cached = known.get(key)
+                if cached is None or cached[0] != fingerprint:
+                    record = (
+                        _conversation_record(org.org_id, org.conversations[cid])
+                        if kind == "c"
+                        else ["r", org.org_id, cid, fingerprint]
+                    )
+                    cached = (fingerprint, json.dumps(record))
+                kept[key] = cached
+                out.append(cached[1])
+        self._texts[partition] = kept
+        return out
+
+
+def _keyed(org: OrgDispatcher) -> Iterator[tuple[str, str, Any]]:
+    for cid, s in org.conversations.items():
+        yield "c", cid, _fingerprint(s)
+    for cid, version in org.retired.items():
+        yield "r", cid, version
 
 
 def orgs_from(records: Sequence[list[Any]]) -> dict[str, OrgDispatcher]:
@@ -232,7 +295,8 @@ def orgs_from(records: Sequence[list[Any]]) -> dict[str, OrgDispatcher]:
 class SerializedPartition:
     partition: int
     next_offset: int
-    records: list[list[Any]]
+    #: Each record as JSON text (a chunk document holds a JSON array of them).
+    records: list[str]
 
 
 class MongoDispatchStore:
@@ -241,20 +305,19 @@ class MongoDispatchStore:
         self._chunks = db["dispatch_snapshot_chunks"]
         self._views = db["assignment_views"]
         self._settings = db["assignment_settings"]
+        self._encoded = EncodedRecords()
 
     # -- snapshots -----------------------------------------------------------------------------
 
     def serialize(self, state: PartitionState) -> SerializedPartition:
         progress = state.presence
-        records: list[list[Any]] = [
-            [
-                "p",
-                "",
-                progress.partitions,
-                [[p, _ts(t)] for p, t in sorted(progress.marks.items())],
-            ]
+        head = [
+            "p",
+            "",
+            progress.partitions,
+            [[p, _ts(t)] for p, t in sorted(progress.marks.items())],
         ]
-        records += [r for org in state.orgs.values() for r in org_records(org)]
+        records = [json.dumps(head), *self._encoded.encode(state.partition, state.orgs.values())]
         return SerializedPartition(state.partition, state.next_offset, records)
 
     async def save_snapshot(self, snap: SerializedPartition) -> None:
@@ -267,7 +330,7 @@ class MongoDispatchStore:
         for i, chunk in enumerate(chunks):
             await self._chunks.insert_one(
                 # one JSON string: FerretDB v1 stores no nested arrays
-                {"_id": f"{snap.partition}|{generation}|{i}", "records": json.dumps(chunk)}
+                {"_id": f"{snap.partition}|{generation}|{i}", "records": f"[{','.join(chunk)}]"}
             )
         await self._headers.replace_one(
             {"_id": header_id},

@@ -89,8 +89,15 @@ class KafkaPublisher(EventPublisher):
     async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
         """To the partition that holds the conversation (whatever partitioner its producers
         used), so its owner reviews it."""
+        by_partition: dict[int, list[CloudEvent[AssignmentProposed]]] = {}
+        for p in proposals:
+            by_partition.setdefault(p.data.partition, []).append(p)
+        # one send-all-then-await per partition, not per proposal
         await asyncio.gather(
-            *(self.publish(ROUTING_PROPOSALS, p, partition=p.data.partition) for p in proposals)
+            *(
+                self.publish_many(ROUTING_PROPOSALS, events, partition=partition)
+                for partition, events in by_partition.items()
+            )
         )
 
     async def publish_commands(self, commands: Sequence[Command]) -> None:

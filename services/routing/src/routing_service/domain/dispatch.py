@@ -602,10 +602,13 @@ class OrgDispatcher:
 
     def waiting(self, limit: int | None = None) -> list[tuple[ConversationSlot, WaitReason]]:
         """Waiting conversations, oldest first, each with why it waits."""
-        slots = sorted(
-            (s for s in self.conversations.values() if s.waiting),
-            key=lambda s: (s.waiting_since, s.conversation_id),
-        )[:limit]
+        candidates = (s for s in self.conversations.values() if s.waiting)
+        order = _waiting_order
+        slots = (
+            sorted(candidates, key=order)
+            if limit is None
+            else heapq.nsmallest(limit, candidates, key=order)
+        )
         by_team: dict[str, WaitReason] = {}
         out = []
         for s in slots:
@@ -661,6 +664,11 @@ class OrgDispatcher:
                 self._enqueue(slot)
                 if self._holds(slot):
                     self._held.add(slot.conversation_id)
+
+
+def _waiting_order(slot: ConversationSlot) -> tuple[datetime, str]:
+    assert slot.waiting_since is not None  # a waiting slot has one
+    return slot.waiting_since, slot.conversation_id
 
 
 def _still_for(slot: ConversationSlot, p: Proposal) -> bool:
