@@ -52,8 +52,8 @@ RUN groupadd --system --gid 10001 inbox \
     && useradd --system --uid 10001 --gid inbox --no-create-home --shell /usr/sbin/nologin inbox
 COPY --from=build --chown=10001:10001 /app/.venv /app/.venv
 COPY --chmod=0755 deploy/image/entrypoint.sh /app/entrypoint
-# entrypoint: binds 0.0.0.0 and the service's documented ports (presence 50061/9461, routing
-# 50062/9462, contacts 50063/9463, replies 50064/9464: gRPC/metrics) unless <PREFIX>GRPC_HOST,
+# entrypoint: binds 0.0.0.0 and the service's documented ports (presence 7061/9461, routing
+# 7062/9462, contacts 7063/9463, replies 7064/9464: gRPC/metrics) unless <PREFIX>GRPC_HOST,
 # <PREFIX>GRPC_PORT or <PREFIX>METRICS_PORT say otherwise; compose and the manifests publish them
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

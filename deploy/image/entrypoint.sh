@@ -6,10 +6,10 @@
 # runs its console script. "entrypoint healthcheck": the gRPC health of the running service.
 set -eu
 case "${INBOX_SERVICE:-}" in
-  presence) grpc=50061 metrics=9461 ;;
-  routing) grpc=50062 metrics=9462 ;;
-  contacts) grpc=50063 metrics=9463 ;;
-  replies) grpc=50064 metrics=9464 ;;
+  presence) grpc=7061 metrics=9461 ;;
+  routing) grpc=7062 metrics=9462 ;;
+  contacts) grpc=7063 metrics=9463 ;;
+  replies) grpc=7064 metrics=9464 ;;
   *) echo "INBOX_SERVICE must be presence, routing, contacts or replies" >&2; exit 64 ;;
 esac
 prefix=$(printf '%s' "$INBOX_SERVICE" | tr '[:lower:]' '[:upper:]')_

@@ -11,10 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES: dict[str, dict[str, int | str]] = {
-    "presence": {"prefix": "PRESENCE_", "grpc": 50061, "metrics": 9461},
-    "routing": {"prefix": "ROUTING_", "grpc": 50062, "metrics": 9462},
-    "contacts": {"prefix": "CONTACTS_", "grpc": 50063, "metrics": 9463},
-    "replies": {"prefix": "REPLIES_", "grpc": 50064, "metrics": 9464},
+    "presence": {"prefix": "PRESENCE_", "grpc": 7061, "metrics": 9461},
+    "routing": {"prefix": "ROUTING_", "grpc": 7062, "metrics": 9462},
+    "contacts": {"prefix": "CONTACTS_", "grpc": 7063, "metrics": 9463},
+    "replies": {"prefix": "REPLIES_", "grpc": 7064, "metrics": 9464},
 }
 #: kustomize from the Go module proxy, built once into the git-ignored .tools/bin.
 KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"

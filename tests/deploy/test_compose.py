@@ -98,7 +98,7 @@ def test_services_are_configured_and_gated_on_healthy_dependencies(
     assert len(secrets) == 1, "one JWT secret for every service"
     replies = compose["services"]["replies"]
     assert replies["depends_on"]["contacts"]["condition"] == "service_healthy"
-    assert replies["environment"]["REPLIES_CONTACTS_ADDRESS"] == "contacts:50063"
+    assert replies["environment"]["REPLIES_CONTACTS_ADDRESS"] == "contacts:7063"
 
 
 def test_host_ports_bind_to_loopback_only(compose: dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ def test_schema_check_rejects_a_broken_manifest(base: list[dict[str, Any]]) -> N
     container["readinessProbe"]["grpc"]["port"] = "grpc"  # grpc probes take a number
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
-    container["readinessProbe"]["grpc"]["port"] = 50062
+    container["readinessProbe"]["grpc"]["port"] = 7062
     container["resourcez"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)

@@ -69,8 +69,8 @@ def test_global_options_may_follow_the_command() -> None:
 
 def test_ports_default_and_overrides() -> None:
     routing = config.BY_NAME["routing"]
-    assert routing.address({}) == "127.0.0.1:50062"
-    assert routing.grpc_port({"INBOX_PORT_OFFSET": "1000"}) == 51062
+    assert routing.address({}) == "127.0.0.1:7062"
+    assert routing.grpc_port({"INBOX_PORT_OFFSET": "1000"}) == 8062
     assert routing.metrics_port({"INBOX_PORT_OFFSET": "1000"}) == 10462
     assert routing.grpc_port({"ROUTING_GRPC_PORT": "6000", "INBOX_PORT_OFFSET": "9"}) == 6000
     assert routing.address({"INBOX_ROUTING_ADDRESS": "10.1.2.3:1"}) == "10.1.2.3:1"
@@ -89,7 +89,7 @@ def test_service_env_shares_one_secret_and_points_replies_at_contacts(tmp_path: 
         assert env[f"{spec.prefix}MONGODB_DATABASE"] == f"inbox_{spec.name}_x1"
         for setting, default in spec.consumer_groups.items():
             assert env[f"{spec.prefix}{setting}"] == f"{default}-x1"
-    assert envs["replies"]["REPLIES_CONTACTS_ADDRESS"] == "127.0.0.1:50163"
+    assert envs["replies"]["REPLIES_CONTACTS_ADDRESS"] == "127.0.0.1:7163"
     assert envs["routing"]["ROUTING_PRESENCE_CONSUMER_GROUP"] == "routing-presence-x1"
     assert envs["routing"]["ROUTING_INITIAL_OFFSET"] == "latest"
 
@@ -143,8 +143,8 @@ def test_console_edge_env_points_at_the_four_services_in_dev_mode(tmp_path: Path
     assert env["CONSOLE_HTTP_PORT"] == "8180"
     assert env["CONSOLE_JWT_SECRET"] == "shared"
     assert env["CONSOLE_DEV_MODE"] == "true"
-    assert env["CONSOLE_ROUTING_ADDRESS"] == "127.0.0.1:50162"
-    assert env["CONSOLE_REPLIES_ADDRESS"] == "127.0.0.1:50164"
+    assert env["CONSOLE_ROUTING_ADDRESS"] == "127.0.0.1:7162"
+    assert env["CONSOLE_REPLIES_ADDRESS"] == "127.0.0.1:7164"
     assert config.CONSOLE.metrics_port(base) == 0
     off = run_all.service_env(config.CONSOLE, cfg, {**base, "CONSOLE_DEV_MODE": "false"})
     assert off["CONSOLE_DEV_MODE"] == "false"

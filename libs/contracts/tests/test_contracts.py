@@ -162,3 +162,37 @@ def test_every_event_type_has_a_snapshot() -> None:
 def test_asyncapi_document_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
     assert _load_tool("asyncapi").build_document() == committed, "run `make asyncapi`"
+
+
+def test_decoding_takes_the_one_pass_path_only_when_its_type_guess_holds() -> None:
+    """``decode`` validates the JSON in one pass typed by the first ``"type"`` it finds; when
+    that guess is wrong (a ``type`` field inside ``data`` first) or unknown fields must be
+    dropped, it gives exactly what the general path gives."""
+    from inbox_contracts.events import InboundMessageReceived, OutboundMessageSent
+
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    event = CloudEvent.wrap(
+        InboundMessageReceived(
+            org_id="o",
+            conversation_id="c",
+            message_id="m",
+            channel_id="ch",
+            contact_id="k",
+            occurred_at=at,
+        ),
+        source="/t",
+    )
+    assert decode(event.to_json_bytes()) == event
+    envelope = json.loads(event.to_json_bytes())
+    # data first, carrying a field "type" that names another known event type
+    tricky = {
+        "data": {**envelope["data"], "type": OutboundMessageSent.event_type},
+        **{k: v for k, v in envelope.items() if k != "data"},
+    }
+    raw = json.dumps(tricky).encode()
+    assert raw.index(OutboundMessageSent.event_type.encode()) < raw.index(
+        InboundMessageReceived.event_type.encode()
+    )
+    assert decode(raw, ignore_unknown_fields=True) == event
+    with pytest.raises(MalformedEvent):
+        decode(raw)  # the strict reader still refuses the unknown field

@@ -120,10 +120,13 @@ class FakeStore:
         return {t.agent for t in self.db.transitions.values()}
 
     # sessions
-    async def insert_session(self, session: Session) -> None:
+    async def insert_session(
+        self, session: Session, claim: tuple[Transition, OutboxRecord] | None = None
+    ) -> bool:
         await self._step()
         assert session.session_id not in self.db.sessions
         self.db.sessions[session.session_id] = session
+        return True if claim is None else await self.claim_transition(*claim)
 
     async def get_session(self, session_id: str) -> Session | None:
         await self._step()
@@ -199,6 +202,10 @@ class FakeStore:
     async def head_hint(self, agent: AgentRef) -> Transition | None:
         await self._step()
         return None  # no hints here: readers probe from the start
+
+    async def head_hints(self, limit: int) -> list[Transition]:
+        await self._step()
+        return []  # no hints here (see ``head_hint``)
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]:
         await self._step()

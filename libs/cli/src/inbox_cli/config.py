@@ -5,7 +5,7 @@ call them). Defaults are the documented ports; every value is overridable by env
 
 - ``<PREFIX>GRPC_PORT`` / ``<PREFIX>METRICS_PORT`` (the services' own variables, e.g.
   ``ROUTING_GRPC_PORT``), or ``INBOX_PORT_OFFSET`` added to every default port;
-- ``INBOX_<SVC>_ADDRESS`` (e.g. ``INBOX_ROUTING_ADDRESS=10.0.0.5:50062``) for a remote service;
+- ``INBOX_<SVC>_ADDRESS`` (e.g. ``INBOX_ROUTING_ADDRESS=10.0.0.5:7062``) for a remote service;
 - ``INBOX_JWT_SECRET``: the HS256 secret shared by all services and the CLI (default: the
   kit's development secret);
 - ``INBOX_KAFKA_BOOTSTRAP`` / ``INBOX_MONGODB_URI``: infrastructure (default: the devstack's).
@@ -74,11 +74,11 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("presence", "PRESENCE_", 50061, 9461, "inbox.presence.v1.PresenceService", {}),
+    ServiceSpec("presence", "PRESENCE_", 7061, 9461, "inbox.presence.v1.PresenceService", {}),
     ServiceSpec(
         "routing",
         "ROUTING_",
-        50062,
+        7062,
         9462,
         "inbox.routing.v1.RoutingService",
         {
@@ -90,7 +90,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "contacts",
         "CONTACTS_",
-        50063,
+        7063,
         9463,
         "inbox.contacts.v1.ContactsService",
         {"CONSUMER_GROUP": "contacts"},
@@ -98,7 +98,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "replies",
         "REPLIES_",
-        50064,
+        7064,
         9464,
         "inbox.replies.v1.RepliesService",
         {"CONSUMER_GROUP": "replies"},

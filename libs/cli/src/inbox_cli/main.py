@@ -3,7 +3,7 @@
 Identity: every call carries a development bearer token minted from ``--org``, ``--agent``,
 ``--role`` and ``--team`` (or ``INBOX_ORG``, ``INBOX_AGENT``, ``INBOX_ROLE``, ``INBOX_TEAMS``)
 with the stack's shared secret (``INBOX_JWT_SECRET``, default: the kit's development secret),
-or an explicit ``--token``. Addresses: see ``inbox_cli.config`` (defaults 127.0.0.1:50061-4).
+or an explicit ``--token``. Addresses: see ``inbox_cli.config`` (defaults 127.0.0.1:7061-4).
 """
 
 from __future__ import annotations

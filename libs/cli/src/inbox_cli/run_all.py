@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="inbox-run",
         description="Run Kafka + FerretDB (devstack), the four inbox services and the console "
         "edge locally.",
-        epilog="Ports: presence 50061, routing 50062, contacts 50063, replies 50064 (metrics "
+        epilog="Ports: presence 7061, routing 7062, contacts 7063, replies 7064 (metrics "
         "9461-9464), console http://127.0.0.1:8080/; override with <PREFIX>GRPC_PORT / "
         "<PREFIX>METRICS_PORT / CONSOLE_HTTP_PORT or INBOX_PORT_OFFSET. INBOX_JWT_SECRET sets the "
         "shared token secret.",

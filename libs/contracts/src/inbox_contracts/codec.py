@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from copy import deepcopy
 from functools import cache
@@ -35,6 +36,10 @@ def decode(
     is dropped instead of failing the event, at any nesting depth. ``known_types`` restricts the
     accepted types (e.g. to one topic's); the error then names the valid ones.
     """
+    if not isinstance(raw, dict):
+        fast = _decode_json_directly(raw, known_types)
+        if fast is not None:
+            return fast
     try:
         obj = raw if isinstance(raw, dict) else json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -58,6 +63,34 @@ def decode(
                 raise MalformedEvent(str(exc)) from exc
             obj = _without(obj, unknown)
     raise MalformedEvent("unknown fields could not be dropped")
+
+
+#: The envelope's ``type`` as it is written by every producer we know (one guess, checked).
+_TYPE_FIELD = re.compile(rb'"type"\s*:\s*"([A-Za-z0-9_.\-]+)"')
+
+
+def _decode_json_directly(
+    raw: bytes | str, known_types: Collection[str] | None
+) -> CloudEvent[EventData] | None:
+    """The common case in one pass: pydantic parses and validates the JSON itself (about
+    twice as fast as ``json.loads`` then validating the objects), typed by the first
+    ``"type": "..."`` found in the bytes. None whenever that guess is not the whole answer —
+    no such field, an unknown type, a ``type`` inside ``data`` found first (the envelope's
+    ``type`` must then differ from the data class's: the model's own check refuses it),
+    unknown fields to drop, any invalid value: ``decode`` then takes the general path, which
+    gives the same event or the precise error."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    found = _TYPE_FIELD.search(data)
+    if found is None:
+        return None
+    event_type = found.group(1).decode()
+    data_cls = EVENT_TYPES.get(event_type)
+    if data_cls is None or (known_types is not None and event_type not in known_types):
+        return None
+    try:
+        return _envelope_class(data_cls).model_validate_json(data)
+    except ValidationError:
+        return None
 
 
 @cache

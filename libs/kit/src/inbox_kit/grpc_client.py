@@ -1,7 +1,7 @@
 """How our services call each other over gRPC (and how we advise clients to call us).
 
 - **Load balancing**: `round_robin` over every address the target resolves to. With a
-  headless Kubernetes Service (`dns:///contacts-headless:50063`) that is every ready replica,
+  headless Kubernetes Service (`dns:///contacts-headless:7063`) that is every ready replica,
   so calls spread over replicas and new replicas get traffic; with a ClusterIP address it is
   the one virtual IP (connections, not calls, are balanced).
 - **Retries**, for idempotent methods only (reads): up to 3 attempts on `UNAVAILABLE` (the

@@ -24,7 +24,7 @@ from pymongo import MongoClient
 from inbox_testing.infra import Infra
 
 #: Default ports of everything ``inbox-run`` starts (gRPC, metrics, the console's HTTP).
-DEFAULT_PORTS = (50061, 50062, 50063, 50064, 9461, 9462, 9463, 9464, 8080)
+DEFAULT_PORTS = (7061, 7062, 7063, 7064, 9461, 9462, 9463, 9464, 8080)
 DATABASES = ("presence", "routing", "contacts", "replies")
 
 

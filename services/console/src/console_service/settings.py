@@ -16,10 +16,10 @@ class ConsoleSettings(BaseSettings):
     service_name: str = Field("console", description="Name in logs (`service`).")
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free port.")
-    presence_address: str = Field("127.0.0.1:50061", description="presence gRPC host:port.")
-    routing_address: str = Field("127.0.0.1:50062", description="routing gRPC host:port.")
-    contacts_address: str = Field("127.0.0.1:50063", description="contacts gRPC host:port.")
-    replies_address: str = Field("127.0.0.1:50064", description="replies gRPC host:port.")
+    presence_address: str = Field("127.0.0.1:7061", description="presence gRPC host:port.")
+    routing_address: str = Field("127.0.0.1:7062", description="routing gRPC host:port.")
+    contacts_address: str = Field("127.0.0.1:7063", description="contacts gRPC host:port.")
+    replies_address: str = Field("127.0.0.1:7064", description="replies gRPC host:port.")
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of each gRPC call.")
     dev_mode: bool = Field(
         False,

@@ -11,7 +11,7 @@ class ContactsSettings(ServiceSettings):
 
     service_name: str = "contacts"
     mongodb_database: str = "inbox_contacts"
-    grpc_port: int = Field(50063, ge=0, le=65535)
+    grpc_port: int = Field(7063, ge=0, le=65535)
     metrics_port: int = Field(9463, ge=0, le=65535)
     consumer_group: str = Field("contacts", description="Kafka group of the profile ingestion.")
     consume: bool = Field(True, description="Run the inbox.contacts.v1 consumer.")

@@ -21,6 +21,7 @@ from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.adapters.write_gate import WriteGate
 from presence_service.entrypoints.background import (
     expirer,
+    head_cache_warmer,
     persister,
     progress_marks,
     relay,
@@ -76,6 +77,7 @@ def bootstrap(
     background = [
         sweeper(presence, settings),
         expirer(presence),
+        head_cache_warmer(presence),
         persister(presence, settings),
         progress_marks(presence, progress, settings),
         retention(presence, settings),

@@ -16,7 +16,7 @@ class PresenceSettings(ServiceSettings):
 
     service_name: str = "presence"
     mongodb_database: str = "inbox_presence"
-    grpc_port: int = Field(50061, ge=0, le=65535)
+    grpc_port: int = Field(7061, ge=0, le=65535)
     metrics_port: int = Field(9461, ge=0, le=65535)
 
     heartbeat_interval_seconds: float = Field(

@@ -31,7 +31,7 @@ async def test_concurrent_inserts_and_heartbeats_are_all_stored(
         *(store.insert_session(_session(sid, now)) for sid in ids), return_exceptions=True
     )
     assert isinstance(results[0], DuplicateKeyError)  # s0 existed: only that caller fails
-    assert results[1:] == [None] * 19
+    assert results[1:] == [True] * 19
 
     later = now + timedelta(seconds=5)
     await asyncio.gather(
@@ -67,3 +67,33 @@ async def test_periodic_relay_scan_reads_pending_markers(
     await mongo_db["outbox_pending"].insert_one({"_id": record.key, "created_at": now})
     assert await store.unpublished(later, 10) == []
     assert await mongo_db["outbox_pending"].count_documents({}) == 0
+
+
+async def test_sign_ins_store_their_sessions_and_claims_in_one_group_commit(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Concurrent sign-ins of signed-out agents: every session is stored, and each claim wins
+    unless the log already has that transition (then only that caller's claim loses)."""
+    from presence_service.domain.model import Transition
+    from presence_service.service_layer.handlers import transition_record
+
+    store = MongoPresenceStore(mongo_db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = [_session(f"c{i}", now) for i in range(10)]
+    taken = Transition(sessions[3].agent, 1, True, now, "elsewhere")
+    assert await store.claim_transition(taken, transition_record(taken, now))
+
+    claims = [Transition(s.agent, 1, True, now, s.session_id) for s in sessions]
+    won = await asyncio.gather(
+        *(
+            store.insert_session(s, claim=(t, transition_record(t, now)))
+            for s, t in zip(sessions, claims, strict=True)
+        )
+    )
+
+    assert won == [i != 3 for i in range(10)]
+    assert all(await asyncio.gather(*(store.get_session(s.session_id) for s in sessions)))
+    heads = await asyncio.gather(*(store.head_after(s.agent, None) for s in sessions))
+    assert [h.session_id if h else None for h in heads] == [
+        "elsewhere" if i == 3 else f"c{i}" for i in range(10)
+    ]

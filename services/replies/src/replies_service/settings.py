@@ -11,11 +11,11 @@ class RepliesSettings(ServiceSettings):
 
     service_name: str = "replies"
     mongodb_database: str = "inbox_replies"
-    grpc_port: int = Field(50064, ge=0, le=65535)
+    grpc_port: int = Field(7064, ge=0, le=65535)
     metrics_port: int = Field(9464, ge=0, le=65535)
     consumer_group: str = Field("replies", description="Kafka group counting reply usage.")
     contacts_address: str = Field(
-        "127.0.0.1:50063",
+        "127.0.0.1:7063",
         description="contacts gRPC target: host:port, or dns:///<headless service>:port to "
         "balance calls over every contacts replica (round_robin).",
     )

@@ -119,12 +119,13 @@ def consumer_options(settings: RoutingSettings) -> dict[str, int]:
 
 
 async def every(
-    seconds: float, lock: asyncio.Lock, action: Callable[[], Awaitable[object]]
+    seconds: float, lock: asyncio.Lock | None, action: Callable[[], Awaitable[object]]
 ) -> None:
-    """Run ``action`` under ``lock`` every ``seconds``; a failure is logged and retried."""
+    """Run ``action`` under ``lock`` (None: the action takes what it needs) every
+    ``seconds``; a failure is logged and retried."""
     while True:
         await asyncio.sleep(seconds)
-        async with lock:
+        async with lock or contextlib.nullcontext():
             try:
                 await action()
             except Exception:
@@ -419,13 +420,22 @@ def bootstrap(
                 asyncio.create_task(p.dispatcher.run()),
                 asyncio.create_task(release_when_final(p.owner, p.owner_lock, tick)),
                 asyncio.create_task(
-                    every(settings.compaction_interval_seconds, p.owner_lock, p.owner.compact)
+                    every(
+                        settings.compaction_interval_seconds,
+                        None,
+                        lambda: p.owner.compact(lock=p.owner_lock),
+                    )
                 ),
                 asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
                 asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
             ]
             try:
-                await asyncio.gather(*loops)
+                # not gather: a cancelled gather cancels every loop, and the second cancel
+                # below then interrupted the consumers' own stop (they stayed in their groups,
+                # fetching and heartbeating, after the runtime had stopped)
+                done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
             finally:
                 # if one loop failed, the others go with it (the runtime restarts the set)
                 # instead of running on without a producer

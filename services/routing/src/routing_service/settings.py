@@ -14,7 +14,7 @@ class RoutingSettings(ServiceSettings):
 
     service_name: str = "routing"
     mongodb_database: str = "inbox_routing"
-    grpc_port: int = Field(50062, ge=0, le=65535)
+    grpc_port: int = Field(7062, ge=0, le=65535)
     metrics_port: int = Field(9462, ge=0, le=65535)
     consumer_group: str = Field("routing", description="Group of the conversation owners.")
     presence_consumer_group: str = Field(

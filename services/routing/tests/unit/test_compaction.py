@@ -5,6 +5,7 @@ L = 1 minute, compaction lag 0: the horizon of a caught-up partition is now - 2 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -239,3 +240,40 @@ async def test_a_partition_handed_back_keeps_its_state_unless_another_took_it_ov
     assert r.owner.logs[(ORG, "held")] is not held
     assert r.state(ORG, "held") == ("NEW", "ana")
     assert [d.reason for d in r.decisions.published] == [Reason.R1_SIGNED_OUT]
+
+
+async def test_a_compaction_run_lets_a_batch_in_between_its_chunks() -> None:
+    """With the consumer's lock the run takes it one chunk at a time: a batch that asked for
+    it during a chunk goes before the next chunk (not after the whole run)."""
+    r = InMemoryRouting(
+        1,
+        lateness=L,
+        instant=False,
+        start_time=T0,
+        compacting=Compacting(lag=timedelta(0), max_conversations=0, chunk=1),
+    )
+    await r.start()
+    await r.set_setting(ORG, True, T0 - timedelta(days=1))
+    await history(r)
+    await now(r, t(10))
+    lock = asyncio.Lock()
+    order: list[str] = []
+    waiting: list[asyncio.Task[None]] = []
+
+    async def batch() -> None:
+        async with lock:
+            order.append("batch")
+
+    def note(write: str) -> None:
+        if write == "snapshots":
+            order.append("chunk")
+            if not waiting:
+                waiting.append(asyncio.create_task(batch()))
+
+    r.store.before_write = note
+    assert await r.owner.compact(lock=lock) == 2
+    await asyncio.gather(*waiting)
+    assert order == ["chunk", "batch", "chunk"]
+    assert r.store.journal == {}
+    assert r.state(ORG, "old") == ("RESOLVED", None)
+    assert r.state(ORG, "held") == ("NEW", "ana")

@@ -159,6 +159,12 @@ def _write_outcomes(n: int, exc: BulkWriteError) -> list[BaseException | None]:
 
 #: One claim: its pending marker and the outbox document.
 Claim = tuple[Doc, Doc]
+#: A session to insert, and the transition to claim once it is stored (a sign-in).
+SessionInsert = tuple[Session, Claim | None]
+
+
+class _ClaimLost(Exception):
+    """The session was stored; the transition claimed with it was someone else's first."""
 
 
 class MongoPresenceStore:
@@ -176,7 +182,7 @@ class MongoPresenceStore:
         self._availability = db["availability"]
         self._state = db["service_state"]
         self._floors = db["progress_floors"]
-        self._session_inserts = GroupCommit[Session](self._gate, self._insert_sessions)
+        self._session_inserts = GroupCommit[SessionInsert](self._gate, self._insert_sessions)
         self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
         self._claims = GroupCommit[Claim](self._gate, self._insert_claims)
         self._head_writes = GroupCommit[Doc](self._gate, self._replace_heads)
@@ -207,8 +213,21 @@ class MongoPresenceStore:
             return outcomes
         return [None] * len(docs)
 
-    async def _insert_sessions(self, sessions: list[Session]) -> list[BaseException | None]:
-        return await self._insert_many(self._sessions, [_session_doc(s) for s in sessions])
+    async def _insert_sessions(self, items: list[SessionInsert]) -> list[BaseException | None]:
+        """Sessions first, then the claims of those stored (a sign-in's transition: a reader
+        that sees the claim sees the session), in the same gate slot: a burst of sign-ins
+        costs three commands per batch, not a round trip per step per call."""
+        outcomes = await self._insert_many(self._sessions, [_session_doc(s) for s, _ in items])
+        claiming: list[tuple[int, Claim]] = [
+            (i, claim)
+            for i, (_, claim) in enumerate(items)
+            if claim is not None and outcomes[i] is None
+        ]
+        if claiming:
+            claimed = await self._insert_claims([claim for _, claim in claiming])
+            for (i, _), outcome in zip(claiming, claimed, strict=True):
+                outcomes[i] = _ClaimLost() if isinstance(outcome, DuplicateKeyError) else outcome
+        return outcomes
 
     async def _insert_claims(self, claims: list[Claim]) -> list[BaseException | None]:
         """Markers first (so the relay's scan finds a record whatever happens next), then the
@@ -320,8 +339,18 @@ class MongoPresenceStore:
         )
 
     # ------------------------------------------------------------------ sessions
-    async def insert_session(self, session: Session) -> None:
-        await self._session_inserts.submit(session)
+    async def insert_session(
+        self, session: Session, claim: tuple[Transition, OutboxRecord] | None = None
+    ) -> bool:
+        try:
+            await self._session_inserts.submit(
+                (session, self._claim_docs(*claim) if claim is not None else None)
+            )
+        except _ClaimLost:
+            return False
+        if claim is not None:
+            self._after_claim(claim[0])
+        return True
 
     async def get_session(self, session_id: str) -> Session | None:
         doc = await self._sessions.find_one({"_id": session_id})
@@ -392,6 +421,9 @@ class MongoPresenceStore:
         hint = await self._heads.find_one({"_id": agent.key})
         return _transition(hint) if hint else None
 
+    async def head_hints(self, limit: int) -> list[Transition]:
+        return [_transition(d) async for d in self._heads.find({}).limit(limit)]
+
     async def _probe_forward(self, agent: AgentRef, latest: Transition | None) -> Transition | None:
         seq = latest.seq if latest else 0
         while True:
@@ -443,19 +475,25 @@ class MongoPresenceStore:
             "occurred_at": record.occurred_at or record.created_at,
         }
 
-    async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
+    def _claim_docs(self, transition: Transition, record: OutboxRecord) -> Claim:
         doc = _outbox_fields(record) | _transition_fields(transition) | {"kind": "transition"}
+        return self._marker(record), doc
+
+    async def claim_transition(self, transition: Transition, record: OutboxRecord) -> bool:
         try:
-            await self._claims.submit((self._marker(record), doc))
+            await self._claims.submit(self._claim_docs(transition, record))
         except DuplicateKeyError:
             return False
+        self._after_claim(transition)
+        return True
+
+    def _after_claim(self, transition: Transition) -> None:
         # The hint is a lower bound readers probe forward from: move it off the request path
         # (and behind the request path's writes in the gate: a burst's claims go first).
         with background_io():
             task = asyncio.create_task(self._update_head(transition))
         self._hint_writes.add(task)
         task.add_done_callback(self._hint_written)
-        return True
 
     def _hint_written(self, task: asyncio.Task[None]) -> None:
         self._hint_writes.discard(task)

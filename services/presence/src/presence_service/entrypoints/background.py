@@ -61,6 +61,14 @@ def expirer(p: Presence) -> Callable[[], Awaitable[None]]:
     return run_expirer
 
 
+def head_cache_warmer(p: Presence) -> Callable[[], Awaitable[None]]:
+    async def warm_head_cache() -> None:  # once, off the request path
+        mark_background()
+        log.info("learned %d stored head hints", await p.learn_stored_heads())
+
+    return warm_head_cache
+
+
 def persister(p: Presence, settings: PresenceSettings) -> Callable[[], Awaitable[None]]:
     async def run_persister() -> None:
         while True:  # request-path priority: a stored heartbeat must not lag past the bound

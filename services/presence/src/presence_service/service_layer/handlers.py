@@ -107,6 +107,8 @@ class Presence:
     live: LiveSessions = field(init=False)
     #: Concurrent reconciles of different agents, served together (see ``reconcile``).
     reconciles: KeyedBatcher[AgentRef, Transition | None] = field(init=False)
+    #: Concurrent ForceSignOuts, served together (see ``force_many``).
+    forces: KeyedBatcher[AgentRef, int | None] = field(init=False)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
     floor_reports: FloorReports = field(default_factory=FloorReports)
@@ -124,6 +126,7 @@ class Presence:
         self.reconciles = KeyedBatcher(
             lambda agents: reconcile_many(self, agents), max_batch=RECONCILE_BATCH
         )
+        self.forces = KeyedBatcher(lambda agents: force_many(self, agents), max_batch=EXPIRY_CHUNK)
 
     def spawn(self, write: Coroutine[Any, Any, None]) -> None:
         """Run a write that nothing waits for (errors are logged; the relay scan and the
@@ -157,6 +160,14 @@ class Presence:
             if len(self.known_heads) >= MAX_KNOWN_AGENTS:
                 self.known_heads.clear()  # crude bound; it is only a hint
             self.known_heads[t.agent] = t
+
+    async def learn_stored_heads(self) -> int:
+        """Learn the stored head hints (lower bounds), so that a sign-in of an agent this
+        replica never saw claims its sign-in without a read; returns how many."""
+        hints = await self.store.head_hints(MAX_KNOWN_AGENTS)
+        for t in hints:
+            self.learn(t)
+        return len(hints)
 
     async def current_head(self, agent: AgentRef) -> Transition | None:
         """The agent's log head: one ``_id`` read when a transition of it is known here."""
@@ -336,13 +347,16 @@ def _expired(local: LocalSession) -> SessionEnd:
     )
 
 
-async def _claim(p: Presence, t: Transition) -> bool:
+async def _claiming(p: Presence, t: Transition) -> OutboxRecord:
+    """Before a claim is sent: fenced, and its event time held until published."""
     record = transition_record(t, p.clock())
     await fenced(p)
     p.progress.claiming(record.key, t.occurred_at)
-    if not await p.store.claim_transition(t, record):
-        p.progress.lost(record.key)  # the winner holds it
-        return False
+    return record
+
+
+def _claimed(p: Presence, t: Transition, record: OutboxRecord) -> None:
+    """A claim that won: hand its record to the relay."""
     _check_landed_in_lease(p, "a transition claim")
     log.info(
         "agent %s",
@@ -357,6 +371,14 @@ async def _claim(p: Presence, t: Transition) -> bool:
     )
     p.claimed.put_nowait(record)
     p.learn(t)
+
+
+async def _claim(p: Presence, t: Transition) -> bool:
+    record = await _claiming(p, t)
+    if not await p.store.claim_transition(t, record):
+        p.progress.lost(record.key)  # the winner holds it
+        return False
+    _claimed(p, t, record)
     return True
 
 
@@ -443,19 +465,36 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
             replica=p.replica_id,
             teams=tuple(sorted(principal.teams)),
         )
-        # Is the agent signed in already (the usual case: another tab, a reload)? The log
-        # head decides, read *after* the session is stored; probing from the transition known
-        # here is one ``_id`` read. An agent not known here starts from the stored hint, a
-        # lower bound whatever happens meanwhile, so it is read together with the insert.
-        known = p.known_heads.get(session.agent)
-        if known is None:
-            _, known = await asyncio.gather(
-                p.store.insert_session(session), p.store.head_hint(session.agent)
-            )
+        # The log head decides whether this session signs the agent in. It is only known
+        # *after* the session is stored (a concurrent reconciler must see the session), so:
+        # - known signed in here (the usual case: another tab, a reload): store the session,
+        #   then probe the next transition number (one ``_id`` read);
+        # - signed out, or not known here (never signed in, as far as this replica knows:
+        #   it learns every stored head hint at startup): claim the sign-in in the same
+        #   group commit as the session, stored after it. The unique claim *is* the probe:
+        #   it loses if the log moved on, and then the stored hint (a lower bound) and a
+        #   probe from it decide.
+        agent = session.agent
+        known = p.known_heads.get(agent)
+        if known is not None and known.signed_in:
+            try:
+                await p.store.insert_session(session)
+            finally:  # even if the write failed: the expiry check drops what is not stored
+                p.live.add(session, persisted=now)
+            head = await p.store.head_after(agent, known)
         else:
-            await p.store.insert_session(session)
-        p.live.add(session, persisted=now)
-        head = await p.store.head_after(session.agent, known)
+            wanted = next_transition(agent, known, [session], [])
+            assert wanted is not None
+            record = await _claiming(p, wanted)
+            try:  # a failed write keeps its hold, like any claim whose outcome is unknown
+                won = await p.store.insert_session(session, claim=(wanted, record))
+            finally:
+                p.live.add(session, persisted=now)
+            if won:
+                _claimed(p, wanted, record)
+                return session
+            p.progress.lost(record.key)
+            head = await p.store.head_after(agent, known or await p.store.head_hint(agent))
         if head is not None:
             p.learn(head)
         if head is None or not head.signed_in:
@@ -517,36 +556,74 @@ async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datet
 
 
 async def sign_out(p: Presence, principal: Principal, session_id: str) -> bool:
-    """End the session; True if the agent has no live session left."""
-    session = await _own_session(p, principal, session_id)
+    """End the session; True if the agent has no live session left. A session served here
+    needs no read: its end's unique insert tells whether someone else ended it first."""
+    local = p.live.get(require_id("session_id", session_id))
+    served_here = local is not None and not local.deciding and local.session.agent == me(principal)
+    if local is not None and served_here:
+        agent = local.session.agent
+    else:
+        agent = (await _own_session(p, principal, session_id)).agent
     now = p.clock()
     with p.progress.hold(now):
-        end = SessionEnd(session.session_id, session.agent, EndReason.EXPLICIT, now)
+        end = SessionEnd(session_id, agent, EndReason.EXPLICIT, now)
         if not await p.store.claim_end(end):
             p.live.remove(session_id)
+            if served_here:  # finishes an end someone left half done, then raises
+                await _own_session(p, principal, session_id)
             raise SessionEnded(session_id)
         # the end is stored: reconcile (which deletes ended sessions it finds) need not wait
-        _, head = await asyncio.gather(_delete_session(p, session_id), reconcile(p, session.agent))
+        _, head = await asyncio.gather(_delete_session(p, session_id), reconcile(p, agent))
         p.live.remove(session_id)
     return head is None or not head.signed_in
 
 
 async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> int:
+    """End every session of the agent; returns how many this call ended. Concurrent calls
+    are served together (``force_many``)."""
     principal.require_admin()
     agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
+    ended = await p.forces.submit(agent)
+    if ended is None:
+        raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
+    return ended
+
+
+async def force_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, int | None]:
+    """ForceSignOut of several agents at once: one look-up of their sessions, their ends in
+    bulk writes, and the sign-outs claimed at once where this call ended every session it
+    found (a sign-in racing it is seen by the reconcile that follows: it re-reads the
+    sessions after the claim); everything else is left to that reconcile. Returns, per
+    agent, the sessions this call ended (None: the agent never signed in)."""
     now = p.clock()
     with p.progress.hold(now):
-        head, sessions = await asyncio.gather(p.current_head(agent), p.store.sessions_of([agent]))
-        if head is None:
-            raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
-        ends = [SessionEnd(s.session_id, agent, EndReason.FORCED, now) for s in sessions]
-        claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
-        await asyncio.gather(
-            *(_delete_session(p, s.session_id) for s in sessions), reconcile(p, agent)
+        found, sessions = await asyncio.gather(
+            asyncio.gather(*(p.current_head(a) for a in agents)), p.store.sessions_of(agents)
         )
+        heads = dict(zip(agents, found, strict=True))
+        sessions = [s for s in sessions if heads.get(s.agent) is not None]
+        ends = [SessionEnd(s.session_id, s.agent, EndReason.FORCED, now) for s in sessions]
+        claimed = await asyncio.gather(*(p.store.claim_end(e) for e in ends))
+        mine: dict[AgentRef, list[SessionEnd]] = {a: [] for a in agents}
+        lost: set[AgentRef] = set()
+        for end, won in zip(ends, claimed, strict=True):
+            if won:
+                mine[end.agent].append(end)
+            else:  # ended by someone else meanwhile, maybe later than ``now``
+                lost.add(end.agent)
+        sign_outs = [
+            t
+            for a in agents
+            if mine[a] and a not in lost
+            if (t := next_transition(a, heads[a], [], mine[a])) is not None
+        ]
+        await asyncio.gather(*(_claim(p, t) for t in sign_outs))
+        # the deletes before the reconcile: its look-up then finds no ended session to check
+        await asyncio.gather(*(_delete_session(p, s.session_id) for s in sessions))
         for s in sessions:
             p.live.remove(s.session_id)
-    return sum(claimed)
+        await asyncio.gather(*(reconcile(p, a) for a in agents if heads[a] is not None))
+    return {a: len(mine[a]) if heads[a] is not None else None for a in agents}
 
 
 async def set_availability(

@@ -47,7 +47,14 @@ class AgentAvailability:
 
 class PresenceStore(Protocol):
     # sessions
-    async def insert_session(self, session: Session) -> None: ...
+    async def insert_session(
+        self, session: Session, claim: tuple[Transition, OutboxRecord] | None = None
+    ) -> bool:
+        """Store a new session; with ``claim``, claim that transition once the session is
+        stored (one group commit: a sign-in's only write). False: the claim was lost (the
+        session is stored either way)."""
+        ...
+
     async def get_session(self, session_id: str) -> Session | None: ...
     async def touch_session(
         self, session_id: str, last_heartbeat: datetime, expires_at: datetime
@@ -76,6 +83,10 @@ class PresenceStore(Protocol):
 
     async def head_hint(self, agent: AgentRef) -> Transition | None:
         """The stored hint of the agent's head: a lower bound (``_id`` read, no probing)."""
+        ...
+
+    async def head_hints(self, limit: int) -> list[Transition]:
+        """Up to ``limit`` stored head hints, any agents (one scan, at startup)."""
         ...
 
     async def heads(self, agents: list[AgentRef]) -> dict[AgentRef, Transition]: ...

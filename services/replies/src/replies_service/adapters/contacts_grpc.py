@@ -3,7 +3,7 @@
 The calling agent's own (verified) bearer token is forwarded, so the contacts service applies
 its own org scoping: a contact of another org is simply absent. The channel follows the kit's
 client conventions (``inbox_kit.grpc_client``): round_robin over the addresses of
-``REPLIES_CONTACTS_ADDRESS`` (``dns:///contacts-headless:50063`` in Kubernetes), retries of this
+``REPLIES_CONTACTS_ADDRESS`` (``dns:///contacts-headless:7063`` in Kubernetes), retries of this
 idempotent read on UNAVAILABLE, and a timeout that never outlives the incoming call's deadline.
 """
 

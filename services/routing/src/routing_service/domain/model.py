@@ -171,6 +171,12 @@ class SettingsHistory:
     def current(self) -> SettingChange | None:
         return self.changes[-1] if self.changes else None
 
+    def prefix(self, t: datetime) -> tuple[int, SettingChange | None]:
+        """How many changes are in force at or before ``t``, and the latest of them: what a
+        fold of events up to ``t`` depended on (``FoldPoint``)."""
+        i = bisect_right(self._times, t)  # type: ignore[attr-defined]
+        return i, (self.changes[i - 1] if i else None)
+
     def with_change(self, change: SettingChange) -> SettingsHistory:
         return SettingsHistory((*self.changes, change))
 
@@ -236,6 +242,74 @@ class Snapshot:
         return self.state.queue is Queue.NEW and self.state.assignee_id is not None
 
 
+ItemKey = tuple[datetime, int, str, int]
+
+
+def _presence_item_key(p: PresenceEntry) -> ItemKey:
+    return (*p.sort_key, 0)
+
+
+def _timeline_prefix(timeline: Sequence[PresenceEntry], last: ItemKey) -> tuple[int, str | None]:
+    """How many of an agent's transitions sort at or before ``last``, and the latest one."""
+    n = bisect_right(timeline, last, key=_presence_item_key)
+    return n, (timeline[n - 1].event_id if n else None)
+
+
+def _entry_key(e: ConversationEntry) -> ItemKey:
+    return (*e.sort_key, 0)
+
+
+def _count_up_to(keys: Iterable[ItemKey], last: ItemKey) -> int:
+    return sum(1 for k in keys if k <= last)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldPoint:
+    """A point a fold of a conversation's log passed through, so that the next fold of the
+    same log can go on from there instead of replaying everything (``fold(resume=...)``):
+    the end of the fold, or, if it left a decision pending, just before the item that
+    caused the first pending one (which a later fold may take once it is final).
+
+    ``state`` and ``audit`` are the fold's after every item sorting at or before ``last``.
+    Going on from here gives the result of a fold from scratch as long as nothing the fold
+    read at or before ``last`` has changed: the same snapshot, the same entries and facts
+    sorting at or before ``last`` (they are only ever added to, so the counts tell), every
+    agent's presence and the org's settings up to ``last`` unchanged."""
+
+    snapshot: Snapshot | None
+    state: ConversationState
+    audit: tuple[AuditEntry, ...]
+    last: ItemKey
+    #: Entries and facts sorting at or before ``last``; the facts include the fold's own new
+    #: decisions (the caller records them as facts).
+    entries: int
+    facts: int
+    #: Per agent whose presence the fold read: ``_timeline_prefix`` at ``last``.
+    presence: tuple[tuple[str, tuple[int, str | None]], ...]
+    settings: tuple[int, SettingChange | None]
+
+    def continues(
+        self,
+        snapshot: Snapshot | None,
+        entries: Sequence[ConversationEntry],
+        facts: Sequence[Decision],
+        timelines: Mapping[str, Sequence[PresenceEntry]],
+        settings: SettingsHistory,
+    ) -> bool:
+        """Can a fold of these inputs go on from this point (same outcome as from scratch)?"""
+        last = self.last
+        return (
+            snapshot is self.snapshot
+            and _count_up_to(map(_entry_key, entries), last) == self.entries
+            and _count_up_to((f.sort_key for f in facts), last) == self.facts
+            and settings.prefix(last[0]) == self.settings
+            and all(
+                _timeline_prefix(timelines.get(agent, ()), last) == seen
+                for agent, seen in self.presence
+            )
+        )
+
+
 @dataclass(frozen=True)
 class FoldResult:
     state: ConversationState
@@ -244,6 +318,9 @@ class FoldResult:
     audit: tuple[AuditEntry, ...]
     #: Event time of the earliest decision beyond ``final_until`` (None: nothing pending).
     pending_at: datetime | None = None
+    #: Where the next fold of the same log can go on from (None: nothing folded, or it
+    #: folded only up to ``until``).
+    point: FoldPoint | None = None
 
 
 def _signed_in(timeline: Sequence[PresenceEntry], key: tuple[datetime, int, str]) -> bool:
@@ -268,6 +345,7 @@ def fold(
     final_until: datetime | None = None,
     snapshot: Snapshot | None = None,
     until: datetime | None = None,
+    resume: FoldPoint | None = None,
 ) -> FoldResult:
     """Replay everything known about one conversation in event-time order.
 
@@ -282,41 +360,80 @@ def fold(
 
     With a ``snapshot`` the fold starts from it and replays only what is stamped after its
     horizon; with ``until`` it stops after what is stamped at or before ``until`` (compaction).
+
+    ``resume``: the ``point`` of the previous fold of the same log (its new decisions recorded
+    among the facts since). If it ``continues`` these inputs, only what sorts after it is
+    folded, on top of its state: the same result as folding everything again.
     """
     horizon = snapshot.horizon if snapshot is not None else None
 
     def kept(at: datetime) -> bool:
         return (horizon is None or at > horizon) and (until is None or at <= until)
 
-    fact_by_id = {f.decision_id: f for f in facts if kept(f.occurred_at)}
-    items: list[tuple[tuple[object, ...], object, str | None]] = []
-    for e in entries:
-        if kept(e.occurred_at):
-            items.append(((*e.sort_key, 0), e, None))
-    for f in fact_by_id.values():
-        items.append((f.sort_key, f, None))
-    for agent, timeline in timelines.items():
-        for p in timeline:
-            if not p.signed_in and kept(p.occurred_at):
-                items.append(((*p.sort_key, 0), p, agent))
-            # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
+    entry_list = entries if isinstance(entries, list) else list(entries)
+    fact_list = facts if isinstance(facts, list) else list(facts)
+    start = (
+        resume
+        if resume is not None
+        and until is None
+        and resume.continues(snapshot, entry_list, fact_list, timelines, settings)
+        else None
+    )
+    fact_by_id = {f.decision_id: f for f in fact_list if kept(f.occurred_at)}
+    items: list[tuple[ItemKey, object, str | None]] = []
+    if start is None:
+        for e in entry_list:
+            if kept(e.occurred_at):
+                items.append(((*e.sort_key, 0), e, None))
+        for f in fact_by_id.values():
+            items.append((f.sort_key, f, None))
+        for agent, timeline in timelines.items():
+            for p in timeline:
+                if not p.signed_in and kept(p.occurred_at):
+                    items.append(((*p.sort_key, 0), p, agent))
+                # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
+    else:
+        # only what sorts after the point (``FoldPoint.continues`` checked the rest)
+        for e in entry_list:
+            if (k := _entry_key(e)) > start.last and kept(e.occurred_at):
+                items.append((k, e, None))
+        for f in fact_by_id.values():
+            if f.sort_key > start.last:
+                items.append((f.sort_key, f, None))
+        for agent, timeline in timelines.items():
+            after = bisect_right(timeline, start.last, key=_presence_item_key)
+            for p in timeline[after:]:
+                if not p.signed_in and kept(p.occurred_at):
+                    items.append(((*p.sort_key, 0), p, agent))
     items.sort(key=lambda it: it[0])
 
-    s = snapshot.state if snapshot is not None else ConversationState(org_id, conversation_id)
-    audit: list[AuditEntry] = list(snapshot.audit) if snapshot is not None else []
+    if start is not None:
+        s = start.state
+        audit: list[AuditEntry] = list(start.audit)
+    else:
+        s = snapshot.state if snapshot is not None else ConversationState(org_id, conversation_id)
+        audit = list(snapshot.audit) if snapshot is not None else []
     new: list[Decision] = []
     applied: set[str] = set()
     pending_at: datetime | None = None
+    #: Sort key of the last item folded, or of a decision taken (``FoldPoint.last``).
+    last: ItemKey | None = start.last if start is not None else None
+    #: (state, audit length, last) before the current item, and before the item that left
+    #: the first decision pending (where the next fold can go on from).
+    before: tuple[ConversationState, int, ItemKey | None] = (s, len(audit), last)
+    checkpoint: tuple[ConversationState, int, ItemKey | None] | None = None
 
     def unassign_by_rule(
         reason: Reason, cause_id: str, cause_type: str, at: datetime, rank: int
     ) -> None:
-        nonlocal s, pending_at
+        nonlocal s, pending_at, last, checkpoint
         assert s.assignee_id is not None and s.assignment_id is not None
         did = decision_id(cause_id, org_id, conversation_id, reason)
         if did not in fact_by_id and (final_until is None or at > final_until):
             # not final yet: an event that could still come may change it
             pending_at = at if pending_at is None else min(pending_at, at)
+            if checkpoint is None:
+                checkpoint = before
             return
         d = fact_by_id.get(did) or Decision(
             did,
@@ -333,6 +450,8 @@ def fold(
         if did not in fact_by_id:
             new.append(d)
         applied.add(did)
+        if last is None or d.sort_key > last:
+            last = d.sort_key
         audit.append(
             AuditEntry(
                 AuditKind.AUTO_UNASSIGNED,
@@ -387,7 +506,10 @@ def fold(
         ):
             unassign_by_rule(Reason.R2_MOVED_TO_NEW, e.event_id, e.event_type, e.occurred_at, 1)
 
-    for _key, item, whose in items:
+    for key, item, whose in items:
+        before = (s, len(audit), last)
+        if last is None or key > last:
+            last = key
         if isinstance(item, PresenceEntry):
             assert whose is not None
             if whose != s.assignee_id:
@@ -492,7 +614,21 @@ def fold(
         elif e.kind is EntryKind.RESOLVED:
             move(Queue.RESOLVED, e)
             unassign_by_hand(e)
-    return FoldResult(s, tuple(new), tuple(audit), pending_at)
+    trail = tuple(audit)
+    point = None
+    at_state, at_audit, at = (s, len(audit), last) if checkpoint is None else checkpoint
+    if until is None and at is not None:
+        point = FoldPoint(
+            snapshot,
+            at_state,
+            trail if at_audit == len(trail) else trail[:at_audit],
+            at,
+            _count_up_to(map(_entry_key, entry_list), at),
+            _count_up_to((f.sort_key for f in (*fact_list, *new)), at),
+            tuple((agent, _timeline_prefix(tl, at)) for agent, tl in timelines.items()),
+            settings.prefix(at[0]),
+        )
+    return FoldResult(s, tuple(new), trail, pending_at, point)
 
 
 def agents_of(entries: Iterable[ConversationEntry], facts: Iterable[Decision] = ()) -> set[str]:
@@ -522,6 +658,8 @@ class ConversationLog:
     entries: dict[str, ConversationEntry] = field(default_factory=dict)
     facts: dict[str, Decision] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    #: Where the latest fold of this log ended (``fold(resume=...)``).
+    point: FoldPoint | None = None
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""

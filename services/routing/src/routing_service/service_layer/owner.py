@@ -31,7 +31,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,7 +72,8 @@ from routing_service.service_layer.ports import (
     SnapshotRow,
     ViewSink,
 )
-from routing_service.service_layer.translate import conversation_entry
+from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
+from routing_service.service_layer.views import ChunkSizer
 
 log = logging.getLogger(__name__)
 BEHIND_HORIZON = Counter(
@@ -109,16 +110,24 @@ class Finals:
 
     presence: datetime | None
     inputs: dict[tuple[str, int], datetime | None]
+    #: ``until`` of the conversations whose streams come on the source topics, per partition
+    #: (most of them: computed once per partition, not once per conversation).
+    _direct: dict[int, datetime | None] = field(default_factory=dict, compare=False)
 
     def until(self, partition: int, via: dict[str, str]) -> datetime | None:
         """Up to when the decisions of a conversation on ``partition`` are final, given the
         input each of its streams arrives on (``via``: source topic -> topic; default the
         source topic itself)."""
+        if not via and partition in self._direct:
+            return self._direct[partition]
         streams = (
             self.inputs.get((via.get(source, source), partition))
             for source in (MESSAGES.name, CONVERSATIONS.name)
         )
-        return earliest([self.presence, *streams])
+        final = earliest([self.presence, *streams])
+        if not via:
+            self._direct[partition] = final
+        return final
 
 
 async def never_complete(topic: str, partition: int) -> datetime | None:
@@ -161,6 +170,10 @@ class Compacting:
     chunk: int = 64
     #: Audit entries kept in snapshots and views, and how long archived ones are kept.
     audit: AuditRetention = field(default_factory=AuditRetention)
+    #: With the consumer's lock, a chunk holds it for about this long (its size adapts,
+    #: at most ``chunk``), then the run rests ``rest_factor`` x as long with it released.
+    chunk_seconds: float = 0.025
+    rest_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,26 @@ class Parked:
     heads: dict[tuple[str, int], datetime]
     filter: KeyFilter | None
     live: dict[ConversationKey, int]
+
+
+class _Stepper:
+    """Steps of a background run under the consumer's lock, one at a time: each takes the
+    lock, and the next waits ``rest`` x as long as this one held it (lock released)."""
+
+    def __init__(self, lock: asyncio.Lock | None, rest: float) -> None:
+        self._lock = lock
+        self._rest = rest
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        if self._lock is None:
+            yield
+            return
+        async with self._lock:
+            started = time.perf_counter()
+            yield
+            held = time.perf_counter() - started
+        await asyncio.sleep(held * self._rest)
 
 
 class ConversationOwner:
@@ -246,6 +279,11 @@ class ConversationOwner:
         #: Per owned partition, the claim this instance wrote when it took it over.
         self._claims: dict[int, str] = {}
         self._parked: dict[int, Parked] = {}
+        self._compaction_chunks = ChunkSizer(
+            target=self.compacting.chunk_seconds,
+            initial=min(8, self.compacting.chunk),
+            maximum=self.compacting.chunk,
+        )
         self._instance = uuid.uuid4().hex
         self._takeovers = 0
 
@@ -496,6 +534,7 @@ class ConversationOwner:
         proposals: list[CloudEvent[AssignmentProposed]] = []
         refused: list[tuple[Delivery, Exception]] = []
         duplicates = 0
+        taken_in = 0
         # conversations not in memory: their snapshot, by exact _id (proposals' ones are folded
         # in this batch, so the review sees their current dispatch view)
         touched.update(dict.fromkeys(await self._load_missing(deliveries)))
@@ -512,7 +551,7 @@ class ConversationOwner:
                     if swept is not None and swept.partition == data.partition:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
-                CONVERSATION_EVENTS.inc()
+                taken_in += 1
                 key = (data.org_id, data.subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
                 if self.logs[key].behind_horizon(entry.occurred_at):
@@ -538,6 +577,7 @@ class ConversationOwner:
                 # duplicates are folded again too: after a crash the redelivered event is the
                 # trigger to finish what the crashed attempt started.
                 touched[(data.org_id, data.subject)] = None
+        CONVERSATION_EVENTS.inc(taken_in)  # once a batch: a counter's lock costs ~1 us a call
         finals = await self._final_until()
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
         # the journal is written while the fold's inputs are read (the fold uses the log in
@@ -706,7 +746,9 @@ class ConversationOwner:
                 facts=lg.facts.values(),
                 final_until=self._final_for(key, finals),
                 snapshot=lg.snapshot,
+                resume=lg.point,
             )
+            lg.point = result.point
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
@@ -834,7 +876,7 @@ class ConversationOwner:
                     proposed.append(key)
             elif isinstance(data, AgentSweepRequested | PresenceProgressRelayed):
                 continue
-            elif conversation_entry(delivery.event) is not None:
+            elif isinstance(data, CONVERSATION_EVENT_TYPES):
                 key = (data.org_id, data.subject)
                 if key not in self.logs:
                     missing.setdefault(key, delivery.partition)
@@ -859,9 +901,9 @@ class ConversationOwner:
         return final - self._time.lateness - self.compacting.lag
 
     def _compactable(self, key: ConversationKey, lg: ConversationLog, h: datetime) -> bool:
-        times = [e.occurred_at for e in lg.entries.values()]
-        times += [f.occurred_at for f in lg.facts.values()]
-        if not times or min(times) > h:
+        if not any(e.occurred_at <= h for e in lg.entries.values()) and not any(
+            f.occurred_at <= h for f in lg.facts.values()
+        ):
             return False
         if self._views.pending(key):
             # a crash would lose that view write, and a settled conversation is not re-folded
@@ -872,28 +914,76 @@ class ConversationOwner:
             for r in (*self._unrecorded.values(), *self._unpublished.values())
         ) and not any(jk[:2] == key for jk in self._unjournaled)
 
-    async def compact(self) -> int:
+    async def compact(self, lock: asyncio.Lock | None = None) -> int:
         """Fold what is behind each conversation's horizon into its snapshot (timer-driven;
-        bounded per run). Returns how many conversations were compacted."""
-        finals = await self._final_until()
-        chosen: list[tuple[ConversationKey, datetime]] = []
+        bounded per run). Returns how many conversations were compacted.
+
+        With ``lock`` (the consumer's: a batch, a revoke and a read-model chunk hold it) the
+        run takes it for one step at a time (the choice, each chunk of conversations, the
+        repairs) and rests in between with it released, so a batch waits behind one chunk
+        at most, never the whole run (asyncio locks are FIFO: a batch that queued meanwhile
+        goes first). Chunks are sized so one holds the lock for about
+        ``Compacting.chunk_seconds``. Each chunk re-checks its conversations against the
+        state and progress of that moment: a batch in between may have added events or
+        decisions, a pending view, or revoked the partition. Without ``lock`` the caller
+        holds whatever must be held (tests)."""
+        step = _Stepper(lock, self.compacting.rest_factor)
+        async with step():
+            chosen = self._choose(await self._final_until())
+            await self._write_copies()
+            # the filters learn every chosen key before any of their snapshots exist (a
+            # crash or a conversation not compacted after all leaves a false "maybe", never a
+            # false "no"): one write per partition a run, not one per chunk
+            await self._learn_keys(chosen)
+        done = 0
+        i = 0
+        while i < len(chosen):
+            async with step():
+                size = self._compaction_chunks.size
+                part, i = chosen[i : i + size], i + size
+                started = time.perf_counter()
+                finals = await self._final_until()
+                ready = [
+                    (key, h)
+                    for key in part
+                    if (lg := self.logs.get(key)) is not None
+                    and (h := self._horizon(lg, finals)) is not None
+                    and self._compactable(key, lg, h)
+                ]
+                if ready:
+                    done += await self._compact_chunk(ready, finals)
+                    self._compaction_chunks.observe(len(part), time.perf_counter() - started)
+        async with step():
+            repairs = self._repairs()
+            if repairs.resident or repairs.not_resident or repairs.decisions or repairs.journal:
+                await self._store.compact(repairs)
+                self._repaired()
+            self._evict()
+        return done
+
+    def _choose(self, finals: Finals) -> list[ConversationKey]:
+        """Conversations with something behind their horizon, up to ``per_run``, grouped by
+        partition (a chunk then touches few partitions' filters and documents)."""
+        chosen: list[tuple[int, ConversationKey]] = []
         for key, lg in self.logs.items():
+            if lg.settled:
+                continue  # nothing to fold in (most of the memory cache)
             h = self._horizon(lg, finals)
             if h is not None and self._compactable(key, lg, h):
-                chosen.append((key, h))
+                chosen.append((lg.partition, key))
                 if len(chosen) >= self.compacting.per_run:
                     break
-        await self._write_copies()
-        done = 0
-        size = self.compacting.chunk
-        for i in range(0, len(chosen), size):
-            done += await self._compact_chunk(chosen[i : i + size], finals)
-        repairs = self._repairs()
-        if repairs.resident or repairs.not_resident or repairs.decisions or repairs.journal:
-            await self._store.compact(repairs)
-            self._repaired()
-        self._evict()
-        return done
+        chosen.sort(key=lambda c: c[0])
+        return [key for _, key in chosen]
+
+    async def _learn_keys(self, keys: Sequence[ConversationKey]) -> None:
+        changed: set[int] = set()
+        for key in keys:
+            lg = self.logs.get(key)
+            if lg is not None and self._filter(lg.partition).add(f"{key[0]}|{key[1]}"):
+                changed.add(lg.partition)
+        for p in sorted(changed):
+            await self._store.write_snapshot_filter(p, self._filters[p].to_bytes())
 
     async def _write_copies(self) -> None:
         """Write the take-over copies of conversations loaded on demand that are still live
@@ -964,8 +1054,8 @@ class ConversationOwner:
             ]
         if not rows:
             return 0
-        # the filter learns the keys before their snapshots exist (a crash leaves a false
-        # "maybe", never a false "no")
+        # every key of the run is in its partition's filter already (``compact``); a key
+        # that became compactable only now (not chosen) is added here
         changed: set[int] = set()
         for r in rows:
             if self._filter(r.partition).add(f"{r.org_id}|{r.conversation_id}"):
@@ -982,6 +1072,7 @@ class ConversationOwner:
             lg = self.logs[key]
             before = lg.agents()
             lg.snapshot = snap
+            lg.point = None  # folded from the new snapshot next time
             lg.entries = {i: e for i, e in lg.entries.items() if e.occurred_at > snap.horizon}
             lg.facts = {i: f for i, f in lg.facts.items() if f.occurred_at > snap.horizon}
             for agent in before - lg.agents():

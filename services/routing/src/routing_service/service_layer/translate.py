@@ -16,6 +16,16 @@ from inbox_contracts.events import (
 
 from routing_service.domain.model import ConversationEntry, EntryKind, PresenceEntry
 
+#: The events ``conversation_entry`` translates (messages and conversations topics).
+CONVERSATION_EVENT_TYPES = (
+    InboundMessageReceived,
+    OutboundMessageSent,
+    FollowUpDue,
+    ConversationAssigned,
+    ConversationUnassigned,
+    ConversationResolved,
+)
+
 
 def conversation_entry(event: CloudEvent[EventData]) -> ConversationEntry | None:
     """The domain entry of a messages/conversations event (None: not one of ours)."""
