@@ -92,6 +92,42 @@ async def test_id_lookups_use_the_id_index(infra: Infra, mongo_db: Db) -> None:
         await coll_o.insert_one({"_id": oid_ids[1]})
 
 
+async def test_id_in_lookups_use_the_id_index(infra: Infra, mongo_db: Db) -> None:
+    """``{_id: {$in: [...]}}`` of strings or ObjectIDs (batched reads by key) searches the
+    index once per key; any other ``$in`` still gets the right documents (full scan)."""
+    await _require_ferretdb(mongo_db)
+    str_ids = [f"doc-{n:05d}" for n in range(600)]
+    oid_ids = [ObjectId() for _ in range(50)]
+    await _fill(mongo_db["in_str"], str_ids)
+    await _fill(mongo_db["in_oid"], oid_ids)
+    coll_s, coll_o = mongo_db["in_str"], mongo_db["in_oid"]
+
+    for coll, keys in (("in_str", str_ids[100:164]), ("in_oid", oid_ids[:10])):
+        plan = await _sqlite_plan(mongo_db, coll, {"_id": {"$in": keys}})
+        assert any("USING INDEX" in line and "__id_" in line for line in plan), plan
+        assert not any("detail=SCAN" in line for line in plan), plan
+
+    async def ids(coll: AsyncCollection[dict[str, Any]], filter_: dict[str, Any]) -> set[Any]:
+        return {d["_id"] async for d in coll.find(filter_)}
+
+    wanted = [str_ids[5], str_ids[599], "missing", str_ids[5]]
+    assert await ids(coll_s, {"_id": {"$in": wanted}}) == {str_ids[5], str_ids[599]}
+    assert await ids(coll_o, {"_id": {"$in": oid_ids[3:6]}}) == set(oid_ids[3:6])
+    # not pushed down, still answered: numbers, mixed types, nothing, more than 500 keys
+    assert await ids(coll_s, {"_id": {"$in": [5, str_ids[7]]}}) == {str_ids[7]}
+    assert await ids(coll_s, {"_id": {"$in": []}}) == set()
+    assert await ids(coll_s, {"_id": {"$in": str_ids}}) == set(str_ids)
+    assert any(
+        "SCAN" in line for line in await _sqlite_plan(mongo_db, "in_str", {"_id": {"$in": [5]}})
+    )
+    # updates and deletes by _id $in go through the same query
+    res = await coll_s.update_many({"_id": {"$in": str_ids[:3]}}, {"$set": {"hit": True}})
+    assert (res.matched_count, res.modified_count) == (3, 3)
+    assert await ids(coll_s, {"hit": True}) == set(str_ids[:3])
+    assert (await coll_s.delete_many({"_id": {"$in": str_ids[:3]}})).deleted_count == 3
+    assert await coll_s.count_documents({}) == 597
+
+
 async def test_id_lookup_time_does_not_grow_with_collection_size(
     infra: Infra, mongo_db: Db
 ) -> None:

@@ -120,6 +120,92 @@ PATCHES: tuple[SourcePatch, ...] = (
         ),
         why="The other half of the previous patch: close this update's query now.",
     ),
+    SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old=("// InsertAll implements backends.Collection interface.\n"),
+        new=(
+            "// inbox devstack patch: prepareIDInClause returns the WHERE clause of an _id\n"
+            "// filter {$in: [...]} of strings and ObjectIDs (what batched reads by key send),\n"
+            '// which then uses the unique _id index like an equality; "" for anything else\n'
+            "// (no pushdown: the handler filters every document it gets anyway).\n"
+            "func prepareIDInClause(filter any) (string, []any) {\n"
+            "\tdoc, ok := filter.(*types.Document)\n"
+            "\tif !ok || doc.Len() != 1 {\n"
+            '\t\treturn "", nil\n'
+            "\t}\n"
+            '\tin, err := doc.Get("$in")\n'
+            "\tif err != nil {\n"
+            '\t\treturn "", nil\n'
+            "\t}\n"
+            "\tarr, ok := in.(*types.Array)\n"
+            "\tif !ok || arr.Len() == 0 || arr.Len() > 500 {\n"
+            '\t\treturn "", nil\n'
+            "\t}\n"
+            "\tplaceholders := make([]string, arr.Len())\n"
+            "\targs := make([]any, arr.Len())\n"
+            "\tfor i := 0; i < arr.Len(); i++ {\n"
+            "\t\tv := must.NotFail(arr.Get(i))\n"
+            "\t\tswitch v.(type) {\n"
+            "\t\tcase string, types.ObjectID:\n"
+            "\t\tdefault:\n"
+            '\t\t\treturn "", nil\n'
+            "\t\t}\n"
+            '\t\tplaceholders[i] = "?"\n'
+            "\t\targs[i] = string(must.NotFail(sjson.MarshalSingleValue(v)))\n"
+            "\t}\n"
+            '\tlist := strings.Join(placeholders, ", ")\n'
+            "\treturn fmt.Sprintf(` WHERE %s IN (%s)`, metadata.IDColumn, list), args\n"
+            "}\n"
+            "\n"
+            "// InsertAll implements backends.Collection interface.\n"
+        ),
+        why=(
+            "FerretDB pushes only an _id equality down to SQLite; {_id: {$in: [...]}} scanned "
+            "the whole collection, so every service read a batch of keys as concurrent point "
+            "reads (one round trip each, and they barely overlap). With the IN clause SQLite "
+            "searches the unique _id index once per key within one query. Results are "
+            "unchanged: the handler still applies the full filter to what the query returns."
+        ),
+    ),
+    SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old=(
+            "\t\tcase string, types.ObjectID:\n"
+            "\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)\n"
+            "\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}\n"
+            "\t\t}\n"
+        ),
+        new=(
+            "\t\tcase string, types.ObjectID:\n"
+            "\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)\n"
+            "\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}\n"
+            "\t\tcase *types.Document: // inbox devstack patch: _id $in, see prepareIDInClause\n"
+            "\t\t\twhereClause, args = prepareIDInClause(v)\n"
+            "\t\t}\n"
+        ),
+        why="Query: use prepareIDInClause (previous patch) for an _id $in filter.",
+    ),
+    SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old=(
+            "\t\tcase string, types.ObjectID:\n"
+            "\t\t\tfilterPushdown = true\n"
+            "\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)\n"
+            "\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}\n"
+            "\t\t}\n"
+        ),
+        new=(
+            "\t\tcase string, types.ObjectID:\n"
+            "\t\t\tfilterPushdown = true\n"
+            "\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)\n"
+            "\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}\n"
+            "\t\tcase *types.Document: // inbox devstack patch: _id $in, see prepareIDInClause\n"
+            "\t\t\twhereClause, args = prepareIDInClause(v)\n"
+            '\t\t\tfilterPushdown = whereClause != ""\n'
+            "\t\t}\n"
+        ),
+        why="Explain: report the _id $in pushdown (previous patches) as it is run.",
+    ),
 )
 
 

@@ -58,6 +58,7 @@ def bootstrap(
         timing=settings.timing(),
         replica_id=replica_id,
         replica_ttl=timedelta(seconds=settings.progress_replica_ttl_seconds),
+        retention=timedelta(seconds=settings.retention_seconds),
     )
     if clock is not None:
         presence.clock = clock

@@ -1,6 +1,7 @@
 """What a sign-in and a ForceSignOut cost in store calls (counted on the in-memory store):
-a sign-in is one group-committed write (plus, for an agent already signed in, the ``_id``
-read of the next transition number after the write),
+a sign-in is one group-committed write (plus one ``_id`` read: the next transition number
+after the write for an agent already signed in, the stored hint before it for an agent this
+replica does not know),
 and concurrent ForceSignOuts of agents with many sessions share their look-ups."""
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ async def test_a_sign_in_from_signed_out_is_one_write_and_no_probe(store: Any, c
     ana = Principal("org-1", "ana", Role.AGENT)
 
     first = await handlers.sign_in(presence, ana)  # never signed in, unknown here
-    assert counting.calls == Counter(insert_session=1), counting.calls
+    assert counting.calls == Counter(head_hint=1, insert_session=1), counting.calls
     counting.calls.clear()
 
     await handlers.sign_in(presence, ana)  # signed in already (known here)
@@ -119,3 +120,37 @@ async def test_concurrent_force_sign_outs_share_their_look_ups(store: Any, clock
         assert signed_in.signed_in and not signed_out.signed_in
         assert signed_out.reason is EndReason.FORCED
         assert signed_out.occurred_at == clock.now
+
+
+async def test_after_learning_every_stored_hint_a_new_agent_signs_in_without_a_read(
+    store: Any, clock: Any
+) -> None:
+    """With every stored hint learned, an agent unknown here has no transition retention may
+    have pruned: its sign-in claims transition 1 at once, for half the retention period."""
+    counting = CountingStore(store)
+    presence = built(counting, clock).presence
+    await presence.learn_stored_heads()
+    counting.calls.clear()
+
+    await handlers.sign_in(presence, Principal("org-1", "new", Role.AGENT))
+    assert counting.calls == Counter(insert_session=1), counting.calls
+
+    clock.advance(presence.retention.total_seconds() / 2)
+    counting.calls.clear()
+    await handlers.sign_in(presence, Principal("org-1", "newer", Role.AGENT))
+    assert counting.calls == Counter(head_hint=1, insert_session=1), counting.calls
+
+
+async def test_two_concurrent_force_sign_outs_of_one_agent_count_each_session_once(
+    store: Any, clock: Any
+) -> None:
+    presence = built(store, clock).presence
+    ana = Principal("org-1", "ana", Role.AGENT)
+    for _ in range(3):
+        await handlers.sign_in(presence, ana)
+    ended = await asyncio.gather(
+        handlers.force_sign_out(presence, ADMIN, "ana"),
+        handlers.force_sign_out(presence, ADMIN, "ana"),
+    )
+    assert sorted(ended) == [0, 3]
+    assert [t.signed_in for t in store.log(AgentRef("org-1", "ana"))] == [True, False]

@@ -14,9 +14,9 @@ Every hot read is an ``_id`` lookup (FerretDB's SQLite backend scans for anythin
 
 Every read and write of a contact or identity filters on the exact ``_id`` alone (or inserts
 by it): that is an index seek on MongoDB and, with the devstack's patched FerretDB, on its
-SQLite backend too; ``$in``, ``_id`` plus other fields, and any other field are full scans
-there. The one exception is the rare move of an identity to another contact (a conditional
-update, kept for atomicity on MongoDB).
+SQLite backend too (``_id`` ``$in`` as well, since its ``$in`` patch); ``_id`` plus other
+fields, and any other field are full scans there. The one exception is the rare move of an
+identity to another contact (a conditional update, kept for atomicity on MongoDB).
 
 The org (and channel) parts of composite ids are percent-encoded so ``:`` inside an id can
 never make two different (org, contact) pairs collide.
@@ -225,8 +225,8 @@ class MongoContactRepository:
         return None if doc is None else bytes(doc.raw)
 
     async def get_many(self, org_id: str, contact_ids: Sequence[str]) -> list[Contact]:
-        # Exact _id finds, a bounded number in flight: ``{_id: {$in: ...}}`` is a full scan
-        # on FerretDB's SQLite backend (MongoDB would answer either way from the index).
+        # Exact _id finds through the cache, a bounded number in flight (one ``$in`` would
+        # be one round trip, but would bypass the cache's single-flight reads).
         limit = asyncio.Semaphore(self._read_concurrency)
 
         async def one(contact_id: str) -> Contact | None:

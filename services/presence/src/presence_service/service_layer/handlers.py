@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -108,13 +109,19 @@ class Presence:
     #: Concurrent reconciles of different agents, served together (see ``reconcile``).
     reconciles: KeyedBatcher[AgentRef, Transition | None] = field(init=False)
     #: Concurrent ForceSignOuts, served together (see ``force_many``).
-    forces: KeyedBatcher[AgentRef, int | None] = field(init=False)
+    forces: KeyedBatcher[tuple[AgentRef, int], int | None] = field(init=False)
+    force_calls: Iterator[int] = field(default_factory=itertools.count)
     #: What holds this replica's progress watermark back (see ``progress``).
     progress: ProgressFloor = field(default_factory=ProgressFloor)
     floor_reports: FloorReports = field(default_factory=FloorReports)
 
     #: A replica whose progress floor is older than this is taken for dead.
     replica_ttl: timedelta = timedelta(seconds=10)
+    #: ``RETENTION_SECONDS``: published transitions older than this may be pruned.
+    retention: timedelta = timedelta(days=30)
+    #: Until when every agent with a transition that may have been pruned is in
+    #: ``known_heads`` (None: not known; see ``learn_stored_heads``).
+    heads_complete_until: datetime | None = None
     #: Until when every other replica takes this one for alive: the liveness time of its
     #: last floor write that landed + ``replica_ttl`` (clocks are NTP-synchronized).
     lease_until: datetime | None = None
@@ -159,15 +166,26 @@ class Presence:
         if known is None or t.seq > known.seq:
             if len(self.known_heads) >= MAX_KNOWN_AGENTS:
                 self.known_heads.clear()  # crude bound; it is only a hint
+                self.heads_complete_until = None
             self.known_heads[t.agent] = t
 
     async def learn_stored_heads(self) -> int:
-        """Learn the stored head hints (lower bounds), so that a sign-in of an agent this
-        replica never saw claims its sign-in without a read; returns how many."""
+        """Learn every stored head hint (lower bounds); returns how many. If that was all of
+        them, an agent still unknown here has no transition older than this moment, so
+        until half the retention has passed none of its transitions can have been pruned:
+        its sign-in may claim transition 1 without reading its hint (``unseen_agent``)."""
+        started = self.clock()
         hints = await self.store.head_hints(MAX_KNOWN_AGENTS)
         for t in hints:
             self.learn(t)
+        if len(hints) < MAX_KNOWN_AGENTS and len(self.known_heads) < MAX_KNOWN_AGENTS:
+            self.heads_complete_until = started + self.retention / 2
         return len(hints)
+
+    def unseen_agent(self, agent: AgentRef) -> bool:
+        """Not known here, and known to have no transition that retention may have pruned."""
+        until = self.heads_complete_until
+        return agent not in self.known_heads and until is not None and self.clock() < until
 
     async def current_head(self, agent: AgentRef) -> Transition | None:
         """The agent's log head: one ``_id`` read when a transition of it is known here."""
@@ -469,13 +487,17 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         # *after* the session is stored (a concurrent reconciler must see the session), so:
         # - known signed in here (the usual case: another tab, a reload): store the session,
         #   then probe the next transition number (one ``_id`` read);
-        # - signed out, or not known here (never signed in, as far as this replica knows:
-        #   it learns every stored head hint at startup): claim the sign-in in the same
-        #   group commit as the session, stored after it. The unique claim *is* the probe:
-        #   it loses if the log moved on, and then the stored hint (a lower bound) and a
-        #   probe from it decide.
+        # - signed out: claim the sign-in in the same group commit as the session, stored
+        #   after it. The unique claim *is* the probe: it loses if the log moved on, and
+        #   then a probe decides.
+        # An agent not known here first reads its hint: a lower bound that retention never
+        # prunes below, so a claim after it can never reuse a transition number - unless
+        # this replica knows that the agent has no transition retention may have pruned
+        # (it learned every stored hint at startup): then it claims transition 1 at once.
         agent = session.agent
         known = p.known_heads.get(agent)
+        if known is None and not p.unseen_agent(agent):
+            known = await p.store.head_hint(agent)
         if known is not None and known.signed_in:
             try:
                 await p.store.insert_session(session)
@@ -583,18 +605,22 @@ async def force_sign_out(p: Presence, principal: Principal, agent_id: str) -> in
     are served together (``force_many``)."""
     principal.require_admin()
     agent = AgentRef(principal.org_id, require_id("agent_id", agent_id))
-    ended = await p.forces.submit(agent)
+    ended = await p.forces.submit((agent, next(p.force_calls)))
     if ended is None:
         raise NotFound(f"agent {agent_id} not found", reason="AGENT_NOT_FOUND")
     return ended
 
 
-async def force_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, int | None]:
+async def force_many(
+    p: Presence, calls: list[tuple[AgentRef, int]]
+) -> dict[tuple[AgentRef, int], int | None]:
     """ForceSignOut of several agents at once: one look-up of their sessions, their ends in
     bulk writes, and the sign-outs claimed at once where this call ended every session it
     found (a sign-in racing it is seen by the reconcile that follows: it re-reads the
     sessions after the claim); everything else is left to that reconcile. Returns, per
-    agent, the sessions this call ended (None: the agent never signed in)."""
+    call, the sessions it ended (None: the agent never signed in; of two calls for one agent
+    in a batch, the first ends them and the second ends none)."""
+    agents = list(dict.fromkeys(agent for agent, _ in calls))
     now = p.clock()
     with p.progress.hold(now):
         found, sessions = await asyncio.gather(
@@ -623,7 +649,13 @@ async def force_many(p: Presence, agents: list[AgentRef]) -> dict[AgentRef, int 
         for s in sessions:
             p.live.remove(s.session_id)
         await asyncio.gather(*(reconcile(p, a) for a in agents if heads[a] is not None))
-    return {a: len(mine[a]) if heads[a] is not None else None for a in agents}
+    result: dict[tuple[AgentRef, int], int | None] = {}
+    answered: set[AgentRef] = set()
+    for agent, call in calls:
+        ended = len(mine[agent]) if agent not in answered else 0
+        result[(agent, call)] = None if heads[agent] is None else ended
+        answered.add(agent)
+    return result
 
 
 async def set_availability(
