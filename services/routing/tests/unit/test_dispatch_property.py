@@ -26,12 +26,14 @@ owner's, and no conversation waits while an eligible agent of its team has room.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from routing_service.adapters.dispatch_store import EncodedRecords, orgs_from
 from routing_service.domain.auto_assign import (
     DispatchView,
     auto_assignment,
@@ -310,6 +312,8 @@ class Sim:
     cursor: int = 0
     dispatcher: OrgDispatcher = field(default_factory=lambda: OrgDispatcher(ORG))
     snapshot: tuple[OrgDispatcher, int] | None = None
+    #: the store's snapshot encoding, reused across snapshots as the store reuses it
+    encoder: EncodedRecords = field(default_factory=EncodedRecords)
     reference: ReferenceDispatcher = field(default_factory=lambda: ReferenceDispatcher(ORG))
     #: proposals made at each input position (first time), to check replays re-derive them
     made_at: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
@@ -443,6 +447,15 @@ class Sim:
             later = sum(1 for q in proposals[proposals.index(p) + 1 :] if q.agent_id == p.agent_id)
             assert cap is None or d.held(p.agent_id) - later <= cap
 
+    def stored(self) -> OrgDispatcher:
+        """The dispatcher as a stored snapshot restores it (the store's encoding, its text
+        of unchanged conversations reused, decoded as a take-over decodes it)."""
+        texts = self.encoder.encode(0, [self.dispatcher])
+        [restored] = orgs_from([json.loads(t) for t in texts]).values()
+        restored.presence = self.dispatcher.presence  # the partition's record, in the store
+        restored.rebuild_queues()
+        return restored
+
     def crash(self) -> None:
         if self.snapshot is None:
             self.dispatcher, self.cursor = OrgDispatcher(ORG), 0
@@ -459,7 +472,7 @@ class Sim:
         elif kind == "dispatch":
             self.dispatch(int(arg))  # type: ignore[call-overload]
         elif kind == "snapshot":
-            self.snapshot = (self.dispatcher.snapshot_state(), self.cursor)
+            self.snapshot = (self.stored(), self.cursor)
         elif kind == "crash":
             self.crash()
         elif kind == "progress":

@@ -259,10 +259,6 @@ def _entry_key(e: ConversationEntry) -> ItemKey:
     return (*e.sort_key, 0)
 
 
-def _count_up_to(keys: Iterable[ItemKey], last: ItemKey) -> int:
-    return sum(1 for k in keys if k <= last)
-
-
 @dataclass(frozen=True, slots=True)
 class FoldPoint:
     """A point a fold of a conversation's log passed through, so that the next fold of the
@@ -280,10 +276,13 @@ class FoldPoint:
     state: ConversationState
     audit: tuple[AuditEntry, ...]
     last: ItemKey
-    #: Entries and facts sorting at or before ``last``; the facts include the fold's own new
-    #: decisions (the caller records them as facts).
+    #: How many entries and facts the fold saw (the log's first ones, in insertion order;
+    #: the facts include the fold's own new decisions, which the caller records as facts),
+    #: and whether all of them sort at or before ``last`` (not so for a point before a
+    #: pending decision).
     entries: int
     facts: int
+    all_before: bool
     #: Per agent whose presence the fold read: ``_timeline_prefix`` at ``last``.
     presence: tuple[tuple[str, tuple[int, str | None]], ...]
     settings: tuple[int, SettingChange | None]
@@ -296,12 +295,16 @@ class FoldPoint:
         timelines: Mapping[str, Sequence[PresenceEntry]],
         settings: SettingsHistory,
     ) -> bool:
-        """Can a fold of these inputs go on from this point (same outcome as from scratch)?"""
+        """Can a fold of these inputs go on from this point (same outcome as from scratch)?
+        ``entries`` and ``facts`` in the log's insertion order, only ever appended to: what
+        came after the ones the fold saw must sort after ``last``."""
         last = self.last
         return (
             snapshot is self.snapshot
-            and _count_up_to(map(_entry_key, entries), last) == self.entries
-            and _count_up_to((f.sort_key for f in facts), last) == self.facts
+            and len(entries) >= self.entries
+            and len(facts) >= self.facts
+            and all(_entry_key(e) > last for e in entries[self.entries :])
+            and all(f.sort_key > last for f in facts[self.facts :])
             and settings.prefix(last[0]) == self.settings
             and all(
                 _timeline_prefix(timelines.get(agent, ()), last) == seen
@@ -393,12 +396,15 @@ def fold(
                     items.append(((*p.sort_key, 0), p, agent))
                 # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
     else:
-        # only what sorts after the point (``FoldPoint.continues`` checked the rest)
-        for e in entry_list:
+        # only what sorts after the point (``FoldPoint.continues`` checked the rest): what
+        # came since, and, for a point before a pending decision, what it saw after it
+        since = start.entries if start.all_before else 0
+        for e in entry_list[since:]:
             if (k := _entry_key(e)) > start.last and kept(e.occurred_at):
                 items.append((k, e, None))
-        for f in fact_by_id.values():
-            if f.sort_key > start.last:
+        since = start.facts if start.all_before else 0
+        for f in fact_list[since:]:
+            if f.sort_key > start.last and f.decision_id in fact_by_id:
                 items.append((f.sort_key, f, None))
         for agent, timeline in timelines.items():
             after = bisect_right(timeline, start.last, key=_presence_item_key)
@@ -623,8 +629,10 @@ def fold(
             at_state,
             trail if at_audit == len(trail) else trail[:at_audit],
             at,
-            _count_up_to(map(_entry_key, entry_list), at),
-            _count_up_to((f.sort_key for f in (*fact_list, *new)), at),
+            len(entry_list),
+            len(fact_list) + len(new),
+            # without a pending decision every item sorts at or before the end
+            checkpoint is None,
             tuple((agent, _timeline_prefix(tl, at)) for agent, tl in timelines.items()),
             settings.prefix(at[0]),
         )

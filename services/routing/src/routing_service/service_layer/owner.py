@@ -930,11 +930,16 @@ class ConversationOwner:
         step = _Stepper(lock, self.compacting.rest_factor)
         async with step():
             chosen = self._choose(await self._final_until())
-            await self._write_copies()
             # the filters learn every chosen key before any of their snapshots exist (a
             # crash or a conversation not compacted after all leaves a false "maybe", never a
-            # false "no"): one write per partition a run, not one per chunk
-            await self._learn_keys(chosen)
+            # false "no"): one write per partition a run (256 KiB), not one per chunk
+            learnt = self._learn_keys(chosen)
+        async with step():
+            await self._write_copies()
+        for p in learnt:
+            async with step():
+                if p in self._filters:  # still owned
+                    await self._store.write_snapshot_filter(p, self._filters[p].to_bytes())
         done = 0
         i = 0
         while i < len(chosen):
@@ -976,14 +981,15 @@ class ConversationOwner:
         chosen.sort(key=lambda c: c[0])
         return [key for _, key in chosen]
 
-    async def _learn_keys(self, keys: Sequence[ConversationKey]) -> None:
+    def _learn_keys(self, keys: Sequence[ConversationKey]) -> list[int]:
+        """Add these keys to their partitions' filters; returns the partitions whose filter
+        changed (to write before any of these snapshots)."""
         changed: set[int] = set()
         for key in keys:
             lg = self.logs.get(key)
             if lg is not None and self._filter(lg.partition).add(f"{key[0]}|{key[1]}"):
                 changed.add(lg.partition)
-        for p in sorted(changed):
-            await self._store.write_snapshot_filter(p, self._filters[p].to_bytes())
+        return sorted(changed)
 
     async def _write_copies(self) -> None:
         """Write the take-over copies of conversations loaded on demand that are still live

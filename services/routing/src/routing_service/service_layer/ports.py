@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from inbox_contracts import CloudEvent
@@ -99,7 +100,7 @@ class ConversationView:
     def key(self) -> ConversationKey:
         return (self.state.org_id, self.state.conversation_id)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Changes whenever what the view shows changes (stored with it)."""
         s = self.state
