@@ -24,7 +24,6 @@ Presence progress marks are published as presence does (``ProgressMarks``, every
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import time
@@ -58,7 +57,7 @@ from routing_service.adapters.memory import (
 from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.dispatch import OrgDispatcher
 from routing_service.domain.model import PresenceEntry, SettingChange
-from routing_service.entrypoints.gc_tuning import tune_gc
+from routing_service.entrypoints.gc_tuning import tuned_gc
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
@@ -668,15 +667,8 @@ def _assignee(routing: Routing, org: str, conv: str) -> str | None:
 
 
 def main() -> None:
-    # as ``python -m routing_service`` runs (the benchmark is the routing process, plus load);
-    # the benchmarks run after this one in the same process get the defaults back
-    thresholds = gc.get_threshold()
-    tune_gc()
-    try:
+    with tuned_gc():  # as ``python -m routing_service`` runs (the benchmark is its process)
         write_results("assignment", asyncio.run(run()))
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 if __name__ == "__main__":

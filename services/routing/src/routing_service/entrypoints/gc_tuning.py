@@ -15,7 +15,9 @@ middle collection short; refcounting frees acyclic garbage at once whatever the 
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 #: (young, middle, old): a young collection every 20,000 net allocations, a middle one every
 #: 5 young ones, a full one every 100 middle ones (and only once the old generation grew by a
@@ -28,3 +30,16 @@ def tune_gc() -> None:
     full collections do not scan it. Call once, before serving."""
     gc.set_threshold(*THRESHOLDS)
     gc.freeze()
+
+
+@contextlib.contextmanager
+def tuned_gc() -> Iterator[None]:
+    """``tune_gc`` for a block (a benchmark running routing in its own process), then the
+    previous settings back (the benchmarks run after it in the same process get those)."""
+    thresholds = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
