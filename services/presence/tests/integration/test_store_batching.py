@@ -152,3 +152,19 @@ async def test_concurrent_probes_and_hint_reads_are_one_query_per_round(
         assert finds.by_collection == {"heads": 1}
     finally:
         await client.close()
+
+
+async def test_heartbeat_write_back_names_the_sessions_no_longer_stored(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    store = MongoPresenceStore(mongo_db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ids = [f"w{i}" for i in range(70)]  # two bulk chunks
+    await asyncio.gather(*(store.insert_session(_session(sid, now)) for sid in ids))
+    gone = {"w3", "w64", "w69"}
+    await mongo_db["sessions"].delete_many({"_id": {"$in": sorted(gone)}})
+    later = now + timedelta(seconds=5)
+    progress = [(sid, later, later + timedelta(seconds=45)) for sid in ids]
+    assert await store.persist_heartbeats(progress) == gone
+    stored = await store.get_session("w4")
+    assert stored is not None and stored.last_heartbeat == later
