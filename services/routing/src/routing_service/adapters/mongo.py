@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from inbox_kit.mongo import bulk_write, insert_many, upsert
+from inbox_kit.mongo import bulk_write, find_by_ids, insert_many, upsert
 from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -60,7 +60,6 @@ Doc = dict[str, Any]
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 #: Concurrent point reads in flight (the driver's pool is 100 connections).
-IDS_PER_QUERY = 256
 
 
 def _ts(dt: datetime) -> str:
@@ -95,23 +94,6 @@ async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> in
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         return int(exc.details.get("nInserted", 0))
-
-
-async def _find_by_ids(collection: Any, ids: Sequence[str]) -> list[Doc]:
-    """Documents with these ``_id``s: one ``{_id: {$in: [...]}}`` query per chunk.
-
-    An index search per key on MongoDB and on the devstack's FerretDB (its ``_id`` ``$in``
-    patch; unpatched it scanned the collection, so this used to be concurrent point reads,
-    4-6 times slower for 16 keys: ``libs/devstack``). Chunks stay below the patch's 500 keys.
-    """
-    out: list[Doc] = []
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), IDS_PER_QUERY):
-        part = unique[start : start + IDS_PER_QUERY]
-        out += await collection.find(
-            {"_id": part[0]} if len(part) == 1 else {"_id": {"$in": part}}
-        ).to_list()
-    return out
 
 
 class MongoRoutingStore:
@@ -253,7 +235,7 @@ class MongoRoutingStore:
         self, keys: Iterable[ConversationKey]
     ) -> dict[ConversationKey, SnapshotRow]:
         ids = [conversation_doc_id(o, c) for o, c in keys]
-        rows = [_snapshot_from(d) for d in await _find_by_ids(self._snapshots, ids)]
+        rows = [_snapshot_from(d) for d in await find_by_ids(self._snapshots, ids)]
         return {r.key: r for r in rows}
 
     async def claim_partitions(self, partitions: Sequence[int], claim: str) -> None:
@@ -263,7 +245,7 @@ class MongoRoutingStore:
         )
 
     async def partition_claims(self, partitions: Sequence[int]) -> dict[int, str]:
-        docs = await _find_by_ids(self._claims, [str(p) for p in partitions])
+        docs = await find_by_ids(self._claims, [str(p) for p in partitions])
         return {int(d["_id"]): str(d["claim"]) for d in docs}
 
     async def load_live_snapshots(self, partitions: Sequence[int]) -> list[SnapshotRow]:
@@ -281,7 +263,7 @@ class MongoRoutingStore:
         )
 
     async def load_snapshot_filters(self, partitions: Sequence[int]) -> dict[int, bytes]:
-        docs = await _find_by_ids(self._filters, [str(p) for p in partitions])
+        docs = await find_by_ids(self._filters, [str(p) for p in partitions])
         return {int(d["_id"]): bytes(d["bits"]) for d in docs}
 
     async def write_snapshot_filter(self, partition: int, data: bytes) -> None:
@@ -450,7 +432,7 @@ class MongoRoutingStore:
         ids = [f"{conversation_doc_id(org_id, conversation_id)}|{f}" for f in firsts]
         return {
             int(d["first"]): tuple(_audit_from(a) for a in d.get("entries", []))
-            for d in await _find_by_ids(self._audit, ids)
+            for d in await find_by_ids(self._audit, ids)
         }
 
     async def list_views(
@@ -505,7 +487,7 @@ class MongoRoutingStore:
         out: dict[AgentKey, list[PresenceEntry]] = {}
         if not ids:
             return out
-        for d in await _find_by_ids(self._presence, ids):
+        for d in await find_by_ids(self._presence, ids):
             entries = {
                 e["id"]: PresenceEntry(e["id"], e["type"], _dt(e["at"]), bool(e["in"]))
                 for e in d.get("events", [])
@@ -519,7 +501,7 @@ class MongoRoutingStore:
         ids = list(org_ids)
         if not ids:
             return {}
-        return {d["_id"]: _history(d) for d in await _find_by_ids(self._settings, ids)}
+        return {d["_id"]: _history(d) for d in await find_by_ids(self._settings, ids)}
 
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
         await upsert(lambda: self._append_setting(org_id, change))
