@@ -48,7 +48,6 @@ from inbox_contracts.topics import (
     ROUTING_DISPATCH,
     ROUTING_PROPOSALS,
 )
-from inbox_kit.batch_consumer import BATCH_SECONDS
 from routing_service.adapters.memory import (
     InMemoryStore,
     InMemoryViews,
@@ -74,7 +73,7 @@ from routing_testing import (
     signed_out,
 )
 
-from bench.common import SECRET, Metric, percentile, write_results
+from bench.common import SECRET, Metric, loop_batch_totals, percentile, write_results
 from bench.routing import KAFKA, MONGO, commit_end, drop, produce, raw_pipe
 
 AGENTS = 200
@@ -240,7 +239,7 @@ async def run() -> list[Metric]:
         sent: dict[str, float] = {}
         tap = Tap(org)
         await tap.start()
-        busy_before, started = _busy(), time.perf_counter()
+        busy_before, started = loop_batch_totals(), time.perf_counter()
         i = 0
         while time.perf_counter() - started < STEADY_SECONDS:
             due = int((time.perf_counter() - started) * rate)
@@ -401,25 +400,13 @@ class Tap:
         await self._consumer.stop()
 
 
-def _busy() -> dict[tuple[str, str], float]:
-    """(loop, "sum" | "count"): seconds each consumer loop spent handling batches so far, and
-    how many batches (the kit's histogram)."""
-    out: dict[tuple[str, str], float] = {}
-    for family in BATCH_SECONDS.collect():
-        for sample in family.samples:
-            for kind in ("sum", "count"):
-                if sample.name.endswith(f"_{kind}"):
-                    out[(sample.labels["loop"], kind)] = sample.value
-    return out
-
-
 async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) -> list[Metric]:
     """(f): one conversation's path, hop by hop, at HOP_RATE new conversations/s."""
     tap = Tap(org)
     await tap.start()
     try:
         sent: dict[str, float] = {}
-        busy_before, started = _busy(), time.perf_counter()
+        busy_before, started = loop_batch_totals(), time.perf_counter()
         i = 0
         while time.perf_counter() - started < HOP_SECONDS:
             if i < int((time.perf_counter() - started) * HOP_RATE):
@@ -441,7 +428,7 @@ def _busy_since(
     before: dict[tuple[str, str], float], started: float
 ) -> dict[tuple[str, str], float]:
     took = time.perf_counter() - started
-    return {k: (v - before.get(k, 0.0)) / took for k, v in _busy().items()}
+    return {k: (v - before.get(k, 0.0)) / took for k, v in loop_batch_totals().items()}
 
 
 def hop_metrics(

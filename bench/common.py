@@ -19,8 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from inbox_kit.batch_consumer import BATCH_SECONDS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def loop_batch_totals() -> dict[tuple[str, str], float]:
+    """(loop, "sum" | "count"): seconds each consumer loop of this process spent handling
+    batches so far, and how many batches (the kit's batch histogram)."""
+    out: dict[tuple[str, str], float] = {}
+    for family in BATCH_SECONDS.collect():
+        for sample in family.samples:
+            for kind in ("sum", "count"):
+                if sample.name.endswith(f"_{kind}"):
+                    out[(sample.labels["loop"], kind)] = sample.value
+    return out
 
 
 #: The services a benchmark starts accept tokens signed with this (HS256 wants >= 32 bytes).

@@ -36,7 +36,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
-from inbox_kit.batch_consumer import BATCH_SECONDS
 from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
@@ -57,7 +56,7 @@ from routing_service.settings import RoutingSettings
 from routing_testing import ProgressMarks, assigned, inbound, signed_out
 
 from bench import routing_takeover
-from bench.common import SECRET, Metric, percentile, write_results
+from bench.common import SECRET, Metric, loop_batch_totals, percentile, write_results
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGO = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
@@ -191,17 +190,9 @@ def owner_records() -> float:
 
 
 def owner_batches() -> tuple[float, float]:
-    """(batches, seconds) the owner loop has handled so far (the kit's batch histogram)."""
-    count = total = 0.0
-    for metric in BATCH_SECONDS.collect():
-        for sample in metric.samples:
-            if sample.labels.get("loop") != "owner":
-                continue
-            if sample.name.endswith("_count"):
-                count = sample.value
-            elif sample.name.endswith("_sum"):
-                total = sample.value
-    return count, total
+    """(batches, seconds) the owner loop has handled so far."""
+    totals = loop_batch_totals()
+    return totals.get(("owner", "count"), 0.0), totals.get(("owner", "sum"), 0.0)
 
 
 def busy_since(before: tuple[float, float], seconds: float) -> str:

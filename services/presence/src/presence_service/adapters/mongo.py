@@ -418,8 +418,7 @@ class MongoPresenceStore:
         return _end(doc) if doc else None
 
     async def ended_ids(self, session_ids: list[str]) -> set[str]:
-        found = await asyncio.gather(*(self._end_reads.submit(sid) for sid in session_ids))
-        return {d["_id"] for d in found if d is not None}
+        return {d["_id"] for d in await find_by_ids(self._ends, session_ids, {"_id": 1})}
 
     async def ends_since(self, since: Mapping[AgentRef, datetime]) -> list[SessionEnd]:
         """One query for all the agents (a scan on FerretDB, whatever the number of agents),

@@ -59,7 +59,6 @@ from routing_service.service_layer.ports import (
 Doc = dict[str, Any]
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
-#: Concurrent point reads in flight (the driver's pool is 100 connections).
 
 
 def _ts(dt: datetime) -> str:

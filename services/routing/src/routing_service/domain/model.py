@@ -387,13 +387,13 @@ def fold(
     if start is None:
         for e in entry_list:
             if kept(e.occurred_at):
-                items.append(((*e.sort_key, 0), e, None))
+                items.append((_entry_key(e), e, None))
         for f in fact_by_id.values():
             items.append((f.sort_key, f, None))
         for agent, timeline in timelines.items():
             for p in timeline:
                 if not p.signed_in and kept(p.occurred_at):
-                    items.append(((*p.sort_key, 0), p, agent))
+                    items.append((_presence_item_key(p), p, agent))
                 # sign-ins need no step: R2 looks the presence up, and R4 follows from that.
     else:
         # only what sorts after the point (``FoldPoint.continues`` checked the rest): what
@@ -410,7 +410,7 @@ def fold(
             after = bisect_right(timeline, start.last, key=_presence_item_key)
             for p in timeline[after:]:
                 if not p.signed_in and kept(p.occurred_at):
-                    items.append(((*p.sort_key, 0), p, agent))
+                    items.append((_presence_item_key(p), p, agent))
     items.sort(key=lambda it: it[0])
 
     if start is not None:

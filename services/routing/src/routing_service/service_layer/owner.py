@@ -1060,8 +1060,9 @@ class ConversationOwner:
             ]
         if not rows:
             return 0
-        # every key of the run is in its partition's filter already (``compact``); a key
-        # that became compactable only now (not chosen) is added here
+        # ``compact`` put every key of the run in its partition's filter and stored it; a
+        # partition revoked and taken over again between the steps reloaded its filter from
+        # the store, which may lack them: add what is missing (usually nothing to write)
         changed: set[int] = set()
         for r in rows:
             if self._filter(r.partition).add(f"{r.org_id}|{r.conversation_id}"):

@@ -237,7 +237,10 @@ class ForceSignOutResponse(_message.Message):
 
     ENDED_SESSIONS_FIELD_NUMBER: _builtins.int
     ended_sessions: _builtins.int
-    """How many live sessions this call ended (0 if the agent was already signed out)."""
+    """How many live sessions this call ended (0 if the agent was already signed out). Of
+    concurrent calls for one agent, the sessions are counted once, by one of the calls; the
+    others report 0.
+    """
     def __init__(
         self,
         *,
