@@ -174,6 +174,10 @@ class Compacting:
     #: at most ``chunk``), then the run rests ``rest_factor`` x as long with it released.
     chunk_seconds: float = 0.025
     rest_factor: float = 1.0
+    #: A background step (a compaction step, a read-model chunk) lets a decision due within
+    #: about twice its expected time go first, waiting at most this long
+    #: (``ConversationOwner.acquire_yielding``).
+    yield_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,24 +205,40 @@ class Parked:
     live: dict[ConversationKey, int]
 
 
+#: Takes a lock for a background step expected to hold it about ``expected`` seconds.
+Acquire = Callable[[asyncio.Lock, float], Awaitable[None]]
+
+
+async def plain_acquire(lock: asyncio.Lock, expected: float) -> None:
+    await lock.acquire()
+
+
 class _Stepper:
     """Steps of a background run under the consumer's lock, one at a time: each takes the
-    lock, and the next waits ``rest`` x as long as this one held it (lock released)."""
+    lock (through ``acquire``, told how long the previous step held it), and the next waits
+    ``rest`` x as long as this one held it (lock released)."""
 
-    def __init__(self, lock: asyncio.Lock | None, rest: float) -> None:
+    def __init__(
+        self, lock: asyncio.Lock | None, rest: float, acquire: Acquire = plain_acquire
+    ) -> None:
         self._lock = lock
         self._rest = rest
+        self._acquire = acquire
+        self._held = 0.0
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
         if self._lock is None:
             yield
             return
-        async with self._lock:
+        await self._acquire(self._lock, self._held)
+        try:
             started = time.perf_counter()
             yield
-            held = time.perf_counter() - started
-        await asyncio.sleep(held * self._rest)
+            self._held = time.perf_counter() - started
+        finally:
+            self._lock.release()
+        await asyncio.sleep(self._held * self._rest)
 
 
 class ConversationOwner:
@@ -249,6 +269,9 @@ class ConversationOwner:
         #: Set when an input progressed while a decision is due: ``release_due`` waits on it
         #: (``wait_progress``) instead of only a timer.
         self._progressed = asyncio.Event()
+        #: Set whenever a fold took due decisions: background steps wait on it while a
+        #: decision is about to become final (``acquire_yielding``).
+        self._due_taken = asyncio.Event()
         #: Per conversation: the topic each of its streams arrives on, if not the source topic.
         self._via: dict[ConversationKey, dict[str, str]] = {}
         #: Conversations with a decision beyond progress, and when it is due (event time).
@@ -734,36 +757,29 @@ class ConversationOwner:
         timelines, settings = inputs
         no_settings = SettingsHistory()
         views: list[ConversationView] = []
-        for key in keys:
-            lg = self.logs[key]
-            self._touch(key)
-            result = fold(
-                lg.org_id,
-                lg.conversation_id,
-                lg.entries.values(),
-                timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
-                settings=settings.get(lg.org_id, no_settings),
-                facts=lg.facts.values(),
-                final_until=self._final_for(key, finals),
-                snapshot=lg.snapshot,
-                resume=lg.point,
-            )
-            lg.point = result.point
-            for d in result.new_decisions:
-                lg.facts[d.decision_id] = d
-                self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
-            if self._assigner is not None:
-                self._assigner.observe(lg, result, finals.presence)
-            if result.pending_at is None:
-                self.due.pop(key, None)
-            else:
-                self.due[key] = result.pending_at
-            view = ConversationView(
-                lg.partition, result.state, result.audit, archive_of(lg.snapshot)
-            )
-            if result.state.exists and self._written.get(key) != view.fingerprint:
-                views.append(view)
-        published = await self._record_and_publish()
+        # many conversations at once (a sweep's 1,000 R1): folded in slices, and each slice's
+        # decisions recorded and published while the next slice is folded (the store and the
+        # broker work meanwhile); a conversation's decisions are all in its slice. Not with
+        # decisions left by a failed attempt: those go first (``_record_and_publish``).
+        sliced = len(keys) > FOLD_SLICE and not self._unrecorded and not self._unpublished
+        step = FOLD_SLICE if sliced else max(1, len(keys))
+        sends: list[asyncio.Future[list[DecisionRow]]] = []
+        try:
+            for i in range(0, len(keys), step):
+                fresh: list[DecisionRow] = []
+                for key in keys[i : i + step]:
+                    view = self._fold_one(
+                        key, timelines, settings.get(key[0], no_settings), finals, fresh
+                    )
+                    if view is not None:
+                        views.append(view)
+                if sliced and fresh:
+                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
+                    await asyncio.sleep(0)  # its insert is sent before the next slice folds
+        finally:
+            published = await _all_sent(sends)
+        if not sliced:
+            published = await self._record_and_publish()
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -776,18 +792,62 @@ class ConversationOwner:
         await asyncio.gather(self._mark_published(published), self._flush_assigner())
         return outcome
 
+    def _fold_one(
+        self,
+        key: ConversationKey,
+        timelines: dict[AgentKey, list[PresenceEntry]],
+        settings: SettingsHistory,
+        finals: Finals,
+        fresh: list[DecisionRow],
+    ) -> ConversationView | None:
+        """Fold one conversation again: its new decisions become facts (and ``fresh``, to
+        record); returns its view if that changed."""
+        lg = self.logs[key]
+        self._touch(key)
+        result = fold(
+            lg.org_id,
+            lg.conversation_id,
+            lg.entries.values(),
+            timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
+            settings=settings,
+            facts=lg.facts.values(),
+            final_until=self._final_for(key, finals),
+            snapshot=lg.snapshot,
+            resume=lg.point,
+        )
+        lg.point = result.point
+        for d in result.new_decisions:
+            lg.facts[d.decision_id] = d
+            row = self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
+            fresh.append(row)
+        if self._assigner is not None:
+            self._assigner.observe(lg, result, finals.presence)
+        if result.pending_at is None:
+            if self.due.pop(key, None) is not None:
+                self._due_taken.set()
+        else:
+            self.due[key] = result.pending_at
+        view = ConversationView(lg.partition, result.state, result.audit, archive_of(lg.snapshot))
+        if result.state.exists and self._written.get(key) != view.fingerprint:
+            return view
+        return None
+
     async def _record_and_publish(self) -> list[DecisionRow]:
         """Record, publish (acks awaited): every decision not done yet. Returns the published
         ones, to be marked published (``_mark_published``) before the offsets are committed."""
-        if self._unrecorded:
-            rows = list(self._unrecorded.values())
-            await self._store.record_decisions(rows)
-            for r in rows:
-                self._unpublished[r.decision.decision_id] = r
-                self._unrecorded.pop(r.decision.decision_id, None)
-        if not self._unpublished:
-            return []
         rows = list(self._unpublished.values())
+        if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
+            await self._publisher.publish_decisions([r.decision for r in rows])
+        chunks = _by_conversation_chunks(list(self._unrecorded.values()))
+        return rows + await _all_sent(
+            [asyncio.ensure_future(self._record_then_publish(c)) for c in chunks]
+        )
+
+    async def _record_then_publish(self, rows: list[DecisionRow]) -> list[DecisionRow]:
+        await self._store.record_decisions(rows)
+        for r in rows:
+            self._unpublished[r.decision.decision_id] = r
+            self._unrecorded.pop(r.decision.decision_id, None)
         await self._publisher.publish_decisions([r.decision for r in rows])
         return rows
 
@@ -927,7 +987,7 @@ class ConversationOwner:
         state and progress of that moment: a batch in between may have added events or
         decisions, a pending view, or revoked the partition. Without ``lock`` the caller
         holds whatever must be held (tests)."""
-        step = _Stepper(lock, self.compacting.rest_factor)
+        step = _Stepper(lock, self.compacting.rest_factor, self.acquire_yielding)
         async with step():
             chosen = self._choose(await self._final_until())
             # the filters learn every chosen key before any of their snapshots exist (a
@@ -965,6 +1025,35 @@ class ConversationOwner:
                 self._repaired()
             self._evict()
         return done
+
+    async def acquire_yielding(self, lock: asyncio.Lock, expected: float) -> None:
+        """Take the consumer's ``lock`` for a background step (compaction, the read model)
+        expected to hold it about ``expected`` seconds (its previous step's time) — unless a
+        decision is due that may become final within about twice that (it would wait behind
+        the step: a sweep's R1 is final L after the sign-out, and a step is one or more store
+        round trips, up to hundreds of ms on a loaded machine). Then the step lets the lock
+        go and waits until a fold takes due decisions, once, at most
+        ``Compacting.yield_seconds``: decisions first, background work never starved.
+        Checked with the lock held, so a step that queued for the lock early still yields."""
+        await lock.acquire()
+        if not self.due or not await self._due_within(max(2 * expected, 0.05)):
+            return
+        lock.release()
+        self._due_taken.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._due_taken.wait(), self.compacting.yield_seconds)
+        await lock.acquire()
+
+    async def _due_within(self, seconds: float) -> bool:
+        """Is a decision due whose inputs' progress is within ``seconds`` of it (or past it)?
+        Decisions whose progress is unknown do not count."""
+        finals = await self._final_until()
+        window = timedelta(seconds=seconds)
+        for key, at in self.due.items():
+            final = self._final_for(key, finals)
+            if final is not None and at - final <= window:
+                return True
+        return False
 
     def _choose(self, finals: Finals) -> list[ConversationKey]:
         """Conversations with something behind their horizon, up to ``per_run``, grouped by
@@ -1122,6 +1211,38 @@ class ConversationOwner:
             if gone and self._assigner is not None:
                 self._assigner.forget_keys(gone)
         CONVERSATIONS_IN_MEMORY.set(len(self.logs))
+
+
+#: Decisions per store write when many are taken at once (the chunks are recorded and
+#: published concurrently), and conversations folded per slice of a large re-fold.
+DECISION_CHUNK = 250
+FOLD_SLICE = 250
+
+
+async def _all_sent(sends: Sequence[asyncio.Future[list[DecisionRow]]]) -> list[DecisionRow]:
+    """Await every send started (a failed record leaves its rows unrecorded, a failed publish
+    leaves them unpublished, for the retry); the published rows, or the first failure."""
+    done = await asyncio.gather(*sends, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return [row for rows in done if not isinstance(rows, BaseException) for row in rows]
+
+
+def _by_conversation_chunks(
+    rows: Sequence[DecisionRow], size: int = DECISION_CHUNK
+) -> list[list[DecisionRow]]:
+    """``rows`` in chunks of about ``size``, the decisions of a conversation in one chunk (in
+    their order: they reach the topic in the order they were taken)."""
+    groups: dict[tuple[str, str], list[DecisionRow]] = {}
+    for r in rows:
+        groups.setdefault((r.decision.org_id, r.decision.conversation_id), []).append(r)
+    chunks: list[list[DecisionRow]] = []
+    for group in groups.values():
+        if not chunks or len(chunks[-1]) >= size:
+            chunks.append([])
+        chunks[-1] += group
+    return chunks
 
 
 #: See ``release_when_final``.
