@@ -272,6 +272,8 @@ class ConversationOwner:
         #: Set whenever a fold took due decisions: background steps wait on it while a
         #: decision is about to become final (``acquire_yielding``).
         self._due_taken = asyncio.Event()
+        #: Chunks of decisions are recorded one after the other, each published meanwhile.
+        self._recording = asyncio.Lock()
         #: Per conversation: the topic each of its streams arrives on, if not the source topic.
         self._via: dict[ConversationKey, dict[str, str]] = {}
         #: Conversations with a decision beyond progress, and when it is due (event time).
@@ -603,12 +605,17 @@ class ConversationOwner:
         CONVERSATION_EVENTS.inc(taken_in)  # once a batch: a counter's lock costs ~1 us a call
         finals = await self._final_until()
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
-        # the journal is written while the fold's inputs are read (the fold uses the log in
-        # memory); both are done before any decision is recorded.
+        # the journal is written while the fold's inputs are read and the batch is folded
+        # (the fold uses the log in memory); it is stored before any decision is recorded.
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
-        inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
-        outcome = await self._refold(keys, inputs, finals)
+        journal = asyncio.ensure_future(self._write_journal())
+        try:
+            inputs = await self._fold_inputs(keys, extra)
+        except BaseException:
+            await asyncio.gather(journal, return_exceptions=True)
+            raise
+        outcome = await self._refold(keys, inputs, finals, journal=journal)
         outcome.duplicates = duplicates
         outcome.refused = refused
         if proposals and self._assigner is not None:
@@ -752,7 +759,12 @@ class ConversationOwner:
         keys: Sequence[ConversationKey],
         inputs: FoldInputs,
         finals: Finals,
+        journal: asyncio.Future[None] | None = None,
     ) -> BatchOutcome:
+        """Fold ``keys`` again, then record, publish and mark their new decisions (after
+        ``journal``, the batch's journal write, is done), submit changed views and tell the
+        dispatcher."""
+        stored = [journal] if journal is not None else []
         outcome = BatchOutcome()
         timelines, settings = inputs
         no_settings = SettingsHistory()
@@ -774,10 +786,10 @@ class ConversationOwner:
                     if view is not None:
                         views.append(view)
                 if sliced and fresh:
-                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
+                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh, journal)))
                     await asyncio.sleep(0)  # its insert is sent before the next slice folds
         finally:
-            published = await _all_sent(sends)
+            published = await _all_sent([*sends, *stored])
         if not sliced:
             published = await self._record_and_publish()
         outcome.decisions = [r.decision for r in published]
@@ -820,13 +832,16 @@ class ConversationOwner:
             lg.facts[d.decision_id] = d
             row = self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
             fresh.append(row)
+        if result.pending_at is not None:
+            self.due[key] = result.pending_at
+            # its state changes once the decision is final (an R2 one presence mark later, an
+            # R1 about L later): the read model and the dispatcher learn the state then, not
+            # the one in between (a view and a dispatch input less per decision)
+            return None
+        if self.due.pop(key, None) is not None:
+            self._due_taken.set()
         if self._assigner is not None:
             self._assigner.observe(lg, result, finals.presence)
-        if result.pending_at is None:
-            if self.due.pop(key, None) is not None:
-                self._due_taken.set()
-        else:
-            self.due[key] = result.pending_at
         view = ConversationView(lg.partition, result.state, result.audit, archive_of(lg.snapshot))
         if result.state.exists and self._written.get(key) != view.fingerprint:
             return view
@@ -843,8 +858,13 @@ class ConversationOwner:
             [asyncio.ensure_future(self._record_then_publish(c)) for c in chunks]
         )
 
-    async def _record_then_publish(self, rows: list[DecisionRow]) -> list[DecisionRow]:
-        await self._store.record_decisions(rows)
+    async def _record_then_publish(
+        self, rows: list[DecisionRow], after: asyncio.Future[None] | None = None
+    ) -> list[DecisionRow]:
+        if after is not None:
+            await after  # the journal write of the batch: events before their decisions
+        async with self._recording:  # one insert at a time (concurrent ones were slower)
+            await self._store.record_decisions(rows)
         for r in rows:
             self._unpublished[r.decision.decision_id] = r
             self._unrecorded.pop(r.decision.decision_id, None)
@@ -1213,20 +1233,20 @@ class ConversationOwner:
         CONVERSATIONS_IN_MEMORY.set(len(self.logs))
 
 
-#: Decisions per store write when many are taken at once (the chunks are recorded and
-#: published concurrently), and conversations folded per slice of a large re-fold.
+#: Decisions per store write when many are taken at once (each chunk published while the
+#: next is recorded), and conversations folded per slice of a large re-fold.
 DECISION_CHUNK = 250
 FOLD_SLICE = 250
 
 
-async def _all_sent(sends: Sequence[asyncio.Future[list[DecisionRow]]]) -> list[DecisionRow]:
+async def _all_sent(sends: Sequence[asyncio.Future[Any]]) -> list[DecisionRow]:
     """Await every send started (a failed record leaves its rows unrecorded, a failed publish
     leaves them unpublished, for the retry); the published rows, or the first failure."""
     done = await asyncio.gather(*sends, return_exceptions=True)
     for result in done:
         if isinstance(result, BaseException):
             raise result
-    return [row for rows in done if not isinstance(rows, BaseException) for row in rows]
+    return [row for rows in done if isinstance(rows, list) for row in rows]
 
 
 def _by_conversation_chunks(
