@@ -2,11 +2,11 @@
 
 Consumes messages, conversations and routing-command events in batches. For every touched
 conversation it re-folds everything known (its events, its assignees' presence timelines, the
-org's setting history, the decisions already taken) and persists, in this order:
-1. new journal entries (insert-only, unique per event: a redelivery is a no-op);
-2. new decisions (insert-only, deterministic ids: the "facts");
-3. publishes the decisions and waits for the broker, then marks them published;
-4. the read model (queue, assignee, audit trail) of the conversations that changed.
+org's setting history, the decisions already taken) and persists:
+1. new journal entries (insert-only, unique per event: a redelivery is a no-op), while
+2. new decisions are recorded (insert-only, deterministic ids: the "facts") and published
+   (acks awaited); once both are done the decisions are marked published;
+3. the read model (queue, assignee, audit trail) of the conversations that changed.
 Offsets are committed by the caller after ``handle`` returned, so a crash anywhere in between
 redelivers the batch, which re-derives the same decisions with the same ids.
 
@@ -285,6 +285,8 @@ class ConversationOwner:
         self._unjournaled: dict[tuple[str, str, str], JournalRow] = {}
         self._unrecorded: dict[str, DecisionRow] = {}
         self._unpublished: dict[str, DecisionRow] = {}
+        #: Published, not marked published yet (a retry marks them, it does not publish again).
+        self._unmarked: dict[str, DecisionRow] = {}
         #: Left behind by a crash inside a compaction step: written by the next one.
         self._stale_journal: set[tuple[str, str, str]] = set()
         self._stale_decisions: dict[str, DecisionRow] = {}
@@ -478,7 +480,7 @@ class ConversationOwner:
         # the next owner re-derives these from the redelivered (uncommitted) records
         for jk in [k for k, row in self._unjournaled.items() if row.partition in parts]:
             del self._unjournaled[jk]
-        for pending in (self._unrecorded, self._unpublished):
+        for pending in (self._unrecorded, self._unpublished, self._unmarked):
             for dk in [k for k, drow in pending.items() if drow.partition in parts]:
                 del pending[dk]
         for agent, keys in list(self._by_agent.items()):
@@ -512,6 +514,7 @@ class ConversationOwner:
             any(r.partition == p for r in self._unjournaled.values())
             or any(r.partition == p for r in self._unrecorded.values())
             or any(r.partition == p for r in self._unpublished.values())
+            or any(r.partition == p for r in self._unmarked.values())
             or any(r.partition == p for r in self._stale_decisions.values())
             or any(r.partition == p for r in self._stale_resident.values())
             or any(
@@ -605,8 +608,8 @@ class ConversationOwner:
         CONVERSATION_EVENTS.inc(taken_in)  # once a batch: a counter's lock costs ~1 us a call
         finals = await self._final_until()
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
-        # the journal is written while the fold's inputs are read and the batch is folded
-        # (the fold uses the log in memory); it is stored before any decision is recorded.
+        # the journal is written while the fold's inputs are read, the batch is folded (the
+        # fold uses the log in memory) and its decisions are recorded and published
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
         journal = asyncio.ensure_future(self._write_journal())
@@ -681,7 +684,7 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        if not keys and not self._unrecorded and not self._unpublished:
+        if not keys and not self._unrecorded and not self._unpublished and not self._unmarked:
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -761,9 +764,9 @@ class ConversationOwner:
         finals: Finals,
         journal: asyncio.Future[None] | None = None,
     ) -> BatchOutcome:
-        """Fold ``keys`` again, then record, publish and mark their new decisions (after
-        ``journal``, the batch's journal write, is done), submit changed views and tell the
-        dispatcher."""
+        """Fold ``keys`` again, record and publish their new decisions (while ``journal``, the
+        batch's journal write, goes on), then mark them published, submit changed views and
+        tell the dispatcher."""
         stored = [journal] if journal is not None else []
         outcome = BatchOutcome()
         timelines, settings = inputs
@@ -786,12 +789,16 @@ class ConversationOwner:
                     if view is not None:
                         views.append(view)
                 if sliced and fresh:
-                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh, journal)))
+                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
                     await asyncio.sleep(0)  # its insert is sent before the next slice folds
+            if not sliced:
+                sends.append(asyncio.ensure_future(self._record_and_publish()))
         finally:
-            published = await _all_sent([*sends, *stored])
-        if not sliced:
-            published = await self._record_and_publish()
+            # decisions are recorded while the batch's journal insert is still going on (a
+            # crash in between redelivers the batch: the journal gets the events, the recorded
+            # decisions are facts); both are done before anything is marked published
+            await _all_sent([*sends, *stored])
+        published = list(self._unmarked.values())  # and any a failed attempt left unmarked
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -853,29 +860,32 @@ class ConversationOwner:
         rows = list(self._unpublished.values())
         if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
             await self._publisher.publish_decisions([r.decision for r in rows])
+            self._published(rows)
         chunks = _by_conversation_chunks(list(self._unrecorded.values()))
         return rows + await _all_sent(
             [asyncio.ensure_future(self._record_then_publish(c)) for c in chunks]
         )
 
-    async def _record_then_publish(
-        self, rows: list[DecisionRow], after: asyncio.Future[None] | None = None
-    ) -> list[DecisionRow]:
-        if after is not None:
-            await after  # the journal write of the batch: events before their decisions
+    def _published(self, rows: Sequence[DecisionRow]) -> None:
+        for r in rows:
+            self._unpublished.pop(r.decision.decision_id, None)
+            self._unmarked[r.decision.decision_id] = r
+
+    async def _record_then_publish(self, rows: list[DecisionRow]) -> list[DecisionRow]:
         async with self._recording:  # one insert at a time (concurrent ones were slower)
             await self._store.record_decisions(rows)
         for r in rows:
             self._unpublished[r.decision.decision_id] = r
             self._unrecorded.pop(r.decision.decision_id, None)
         await self._publisher.publish_decisions([r.decision for r in rows])
+        self._published(rows)
         return rows
 
     async def _mark_published(self, rows: Sequence[DecisionRow]) -> None:
         if rows:
             await self._store.mark_published(rows)
             for r in rows:
-                self._unpublished.pop(r.decision.decision_id, None)
+                self._unmarked.pop(r.decision.decision_id, None)
 
     async def _flush_assigner(self) -> None:
         if self._assigner is not None:
@@ -991,7 +1001,11 @@ class ConversationOwner:
             return False
         return not any(
             r.decision.org_id == lg.org_id and r.decision.conversation_id == lg.conversation_id
-            for r in (*self._unrecorded.values(), *self._unpublished.values())
+            for r in (
+                *self._unrecorded.values(),
+                *self._unpublished.values(),
+                *self._unmarked.values(),
+            )
         ) and not any(jk[:2] == key for jk in self._unjournaled)
 
     async def compact(self, lock: asyncio.Lock | None = None) -> int:
