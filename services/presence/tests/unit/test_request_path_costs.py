@@ -154,3 +154,24 @@ async def test_two_concurrent_force_sign_outs_of_one_agent_count_each_session_on
     )
     assert sorted(ended) == [0, 3]
     assert [t.signed_in for t in store.log(AgentRef("org-1", "ana"))] == [True, False]
+
+
+async def test_a_head_known_for_half_the_retention_is_read_again(store: Any, clock: Any) -> None:
+    """A replica running longer than the retention must not probe from a transition learned
+    long ago (the records after it may be pruned): past half the retention the sign-in reads
+    the stored hint again before it trusts anything."""
+    counting = CountingStore(store)
+    presence = built(counting, clock).presence
+    ana = Principal("org-1", "ana", Role.AGENT)
+    await handlers.sign_in(presence, ana)
+    clock.advance(presence.retention.total_seconds() / 2 - 1)
+    counting.calls.clear()
+    await handlers.sign_in(presence, ana)  # still trusted: no hint read
+    assert counting.calls == Counter(insert_session=1, head_after=1), counting.calls
+
+    clock.advance(1)
+    counting.calls.clear()
+    await handlers.sign_in(presence, ana)
+    assert counting.calls["head_hint"] >= 1, counting.calls
+    log = store.log(AgentRef("org-1", "ana"))
+    assert [(t.seq, t.signed_in) for t in log] == [(1, True)]  # still one sign-in
