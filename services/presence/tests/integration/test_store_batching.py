@@ -168,3 +168,36 @@ async def test_heartbeat_write_back_names_the_sessions_no_longer_stored(
     assert await store.persist_heartbeats(progress) == gone
     stored = await store.get_session("w4")
     assert stored is not None and stored.last_heartbeat == later
+
+
+async def test_sessions_round_trip_whatever_their_ids_and_on_ferretdb_have_no_extra_index(
+    infra: Infra, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A session document keeps only what cannot be derived (the agent is its ``agent_key``),
+    so ids containing the key separator must still read back exactly; on FerretDB, which
+    never uses secondary indexes for queries, none is created (each costs write work)."""
+    store = MongoPresenceStore(mongo_db)
+    await store.ensure_indexes()
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = [
+        Session("plain", AgentRef("org", "ana"), now, now, now + timedelta(seconds=45)),
+        Session(
+            "full",
+            AgentRef("org", "b\x1fo\x1fb"),
+            now,
+            now,
+            now + timedelta(seconds=45),
+            client_description="web",
+            replica="r1",
+            teams=("a", "b"),
+        ),
+        Session("odd-org", AgentRef("o\x1frg", "eve"), now, now, now + timedelta(seconds=45)),
+    ]
+    await asyncio.gather(*(store.insert_session(s) for s in sessions))
+    assert [await store.get_session(s.session_id) for s in sessions] == sessions
+    assert sorted(s.session_id for s in await store.sessions_of([sessions[1].agent])) == ["full"]
+    stored = await mongo_db["sessions"].find_one({"_id": "plain"})
+    assert stored is not None and "org_id" not in stored and "teams" not in stored
+    if infra.kind == "devstack":  # FerretDB
+        names = [i["name"] async for i in await mongo_db["sessions"].list_indexes()]
+        assert names == ["_id_"], names
