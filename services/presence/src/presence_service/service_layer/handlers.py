@@ -496,12 +496,12 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         known = p.known_heads.get(agent, now)
         if known is None and not p.unseen_agent(agent):
             known = await p.store.head_hint(agent)
+        head: Transition | None
         if known is not None and known.signed_in:
             try:
-                await p.store.insert_session(session)
+                head = await p.store.insert_session_then_head(session, known)
             finally:  # even if the write failed: the expiry check drops what is not stored
                 p.live.add(session, persisted=now)
-            head = await p.store.head_after(agent, known)
         else:
             wanted = next_transition(agent, known, [session], [])
             assert wanted is not None
