@@ -585,13 +585,14 @@ class ConversationOwner:
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
         inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
-        outcome = await self._refold(keys, inputs, finals)
+        views = self._fold_all(keys, inputs, finals)
+        if proposals and self._assigner is not None:
+            # reviewed against the state after this batch's other events; one write-out for
+            # both (one decision record, one publish round trip, one flush of the assigner)
+            await self._apply_proposals(proposals, finals, inputs, views)
+        outcome = await self._persist(views)
         outcome.duplicates = duplicates
         outcome.refused = refused
-        if proposals and self._assigner is not None:
-            # reviewed against the state after this batch's other events
-            more = await self._apply_proposals(proposals, finals, inputs)
-            outcome.decisions += more.decisions
         self._evict()
         return outcome
 
@@ -614,9 +615,11 @@ class ConversationOwner:
         proposals: Sequence[CloudEvent[AssignmentProposed]],
         finals: Finals,
         inputs: FoldInputs,
-    ) -> BatchOutcome:
-        """``inputs`` hold the timelines of ``_proposal_agents(proposals)`` (read with the
-        batch's): no second read phase."""
+        views: dict[ConversationKey, ConversationView],
+    ) -> None:
+        """Review, journal the accepted ones and fold their conversations into ``views``
+        (written out with the batch's, ``_persist``). ``inputs`` hold the timelines of
+        ``_proposal_agents(proposals)`` (read with the batch's): no second read phase."""
         assert self._assigner is not None
         accepted, again = await self._assigner.review(proposals, self.logs, known=inputs[0])
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
@@ -627,8 +630,9 @@ class ConversationOwner:
                     lg.org_id, lg.conversation_id, lg.partition, entry
                 )
             keys[key] = None
+        # journaled before anything derived from them is recorded or published
         await self._write_journal()
-        return await self._refold(list(keys), inputs, finals)
+        self._fold_all(list(keys), inputs, finals, views)
 
     def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
         """Presence progress known in this process before its relay arrives (the presence
@@ -730,10 +734,22 @@ class ConversationOwner:
         inputs: FoldInputs,
         finals: Finals,
     ) -> BatchOutcome:
-        outcome = BatchOutcome()
+        return await self._persist(self._fold_all(keys, inputs, finals))
+
+    def _fold_all(
+        self,
+        keys: Sequence[ConversationKey],
+        inputs: FoldInputs,
+        finals: Finals,
+        views: dict[ConversationKey, ConversationView] | None = None,
+    ) -> dict[ConversationKey, ConversationView]:
+        """Fold each conversation (in memory); returns ``views`` (or a new map) with the
+        views that changed since last written, for ``_persist`` (which records and publishes
+        what the folds decided). A conversation folded again in the same batch keeps only
+        its latest view."""
         timelines, settings = inputs
         no_settings = SettingsHistory()
-        views: list[ConversationView] = []
+        views = {} if views is None else views
         for key in keys:
             lg = self.logs[key]
             self._touch(key)
@@ -762,7 +778,14 @@ class ConversationOwner:
                 lg.partition, result.state, result.audit, archive_of(lg.snapshot)
             )
             if result.state.exists and self._written.get(key) != view.fingerprint:
-                views.append(view)
+                views[key] = view
+            else:
+                views.pop(key, None)
+        return views
+
+    async def _persist(self, changed: dict[ConversationKey, ConversationView]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        views = list(changed.values())
         published = await self._record_and_publish()
         outcome.decisions = [r.decision for r in published]
         if views:
