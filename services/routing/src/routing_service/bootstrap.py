@@ -371,7 +371,9 @@ def bootstrap(
     the dispatcher's store stay real, unconnected until ``start()``)."""
     client, db = connect(settings)
     store = store or MongoRoutingStore(
-        db, decision_retention=timedelta(hours=settings.decision_retention_hours)
+        db,
+        decision_retention=timedelta(hours=settings.decision_retention_hours),
+        timeline_retention=timedelta(hours=settings.presence_timeline_retention_hours),
     )
     dispatch_store = MongoDispatchStore(db)
     publisher = publisher or KafkaPublisher(settings.kafka_bootstrap_servers)

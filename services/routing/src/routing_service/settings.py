@@ -113,6 +113,16 @@ class RoutingSettings(ServiceSettings):
         "index on MongoDB, the pruning task on FerretDB). The snapshot's audit trail keeps "
         "its decision id, reason and cause.",
     )
+    presence_timeline_retention_hours: float = Field(
+        24,
+        gt=0,
+        description="How much of an agent's sign-in/sign-out history routing keeps, counted "
+        "back from the agent's newest transition: older transitions are deleted as new ones "
+        "are recorded, except the last one before that cut (the agent's state there). Must "
+        "exceed the longest time a conversation goes without compaction (seconds normally): "
+        "a fold of events older than the kept history sees the agent as of its oldest kept "
+        "transition.",
+    )
     retention_interval_seconds: float = Field(
         60, gt=0, description="How often the pruning task runs."
     )

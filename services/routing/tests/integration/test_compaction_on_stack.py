@@ -222,3 +222,22 @@ async def test_audit_paging_stays_correct_across_archiving_and_a_prune_on_ferret
     finally:
         reset_current_principal(principal)
         await client.close()
+
+
+async def test_presence_timelines_keep_their_retention_and_the_state_at_the_cut(stack: Any) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.infra.mongodb_uri)
+    try:
+        store = MongoRoutingStore(client[stack.database], timeline_retention=timedelta(hours=24))
+        day = timedelta(days=1)
+        entries = [
+            PresenceEntry(f"p{n}", "t", T0 + n * day / 2, signed_in=n % 2 == 0) for n in range(6)
+        ]
+        for entry in entries:
+            await store.record_presence("org", "ana", entry)
+        await store.record_presence("org", "ana", entries[-1])  # a redelivery: a no-op
+        timeline = (await store.timelines([("org", "ana")]))[("org", "ana")]
+        # newest at T0 + 2.5 days, cut at T0 + 1.5 days (p3, kept): p2 is the state before it
+        assert [p.event_id for p in timeline] == ["p2", "p3", "p4", "p5"]
+        assert [p.signed_in for p in timeline] == [True, False, True, False]
+    finally:
+        await client.close()

@@ -23,6 +23,7 @@ from routing_service.domain.model import (
     SettingChange,
     SettingsHistory,
 )
+from routing_service.domain.timeline import expired_entries
 from routing_service.service_layer.ports import (
     AgentKey,
     Command,
@@ -37,8 +38,14 @@ from routing_service.service_layer.ports import (
 
 
 class InMemoryStore:
-    def __init__(self, *, decision_retention: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        *,
+        decision_retention: timedelta = timedelta(days=7),
+        timeline_retention: timedelta = timedelta(hours=24),
+    ) -> None:
         self.decision_retention = decision_retention
+        self.timeline_retention = timeline_retention
         self.journal: dict[tuple[str, str, str], JournalRow] = {}
         self.decisions: dict[str, DecisionRow] = {}
         self.published: set[str] = set()
@@ -161,7 +168,10 @@ class InMemoryStore:
             self.views[(v.state.org_id, v.state.conversation_id)] = v
 
     async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None:
-        self.presence.setdefault((org_id, agent_id), {})[entry.event_id] = entry
+        timeline = self.presence.setdefault((org_id, agent_id), {})
+        timeline[entry.event_id] = entry
+        for event_id in expired_entries(timeline.values(), self.timeline_retention):
+            del timeline[event_id]
 
     async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
         return {

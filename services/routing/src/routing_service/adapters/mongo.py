@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inbox_kit.mongo import bulk_write, find_by_ids, insert_many, upsert
-from pymongo import ASCENDING, DeleteOne, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
@@ -45,6 +45,7 @@ from routing_service.domain.model import (
     SettingsHistory,
     Snapshot,
 )
+from routing_service.domain.timeline import expired_entries
 from routing_service.service_layer.ports import (
     AgentKey,
     Compaction,
@@ -97,10 +98,15 @@ async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Doc]) -> in
 
 class MongoRoutingStore:
     def __init__(
-        self, db: AsyncDatabase[Doc], *, decision_retention: timedelta = timedelta(hours=24)
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        decision_retention: timedelta = timedelta(hours=24),
+        timeline_retention: timedelta = timedelta(hours=24),
     ) -> None:
         self._db = db
         self._retention = decision_retention
+        self._timeline_retention = timeline_retention
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
@@ -464,9 +470,11 @@ class MongoRoutingStore:
 
     async def record_presence(self, org_id: str, agent_id: str, entry: PresenceEntry) -> None:
         # one writer per agent (owner of its presence partition); $addToSet of the identical
-        # entry makes a redelivery a no-op.
-        await self._presence.update_one(
-            {"_id": f"{org_id}|{agent_id}"},
+        # entry makes a redelivery a no-op. The document comes back, so the entries past the
+        # timeline's retention (``domain.timeline``) go right after.
+        key = f"{org_id}|{agent_id}"
+        doc = await self._presence.find_one_and_update(
+            {"_id": key},
             {
                 "$set": {"org_id": org_id, "agent_id": agent_id},
                 "$addToSet": {
@@ -479,7 +487,16 @@ class MongoRoutingStore:
                 },
             },
             upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
+        if doc is None:  # not with upsert and ReturnDocument.AFTER
+            return
+        expired = set(expired_entries(_timeline(doc), self._timeline_retention))
+        if expired:
+            # $pullAll of the stored elements as they came back: FerretDB's $pull cannot
+            # match a field inside an array element, exact elements it can (so can MongoDB)
+            stale = [e for e in doc["events"] if e["id"] in expired]
+            await self._presence.update_one({"_id": key}, {"$pullAll": {"events": stale}})
 
     async def timelines(self, agents: Iterable[AgentKey]) -> dict[AgentKey, list[PresenceEntry]]:
         ids = [f"{o}|{a}" for o, a in agents]
@@ -487,11 +504,7 @@ class MongoRoutingStore:
         if not ids:
             return out
         for d in await find_by_ids(self._presence, ids):
-            entries = {
-                e["id"]: PresenceEntry(e["id"], e["type"], _dt(e["at"]), bool(e["in"]))
-                for e in d.get("events", [])
-            }
-            out[(d["org_id"], d["agent_id"])] = sorted(entries.values(), key=lambda p: p.sort_key)
+            out[(d["org_id"], d["agent_id"])] = sorted(_timeline(d), key=lambda p: p.sort_key)
         return out
 
     # -- settings -------------------------------------------------------------------------------
@@ -520,6 +533,14 @@ class MongoRoutingStore:
             },
             upsert=True,
         )
+
+
+def _timeline(d: Doc) -> list[PresenceEntry]:
+    entries = {
+        e["id"]: PresenceEntry(e["id"], e["type"], _dt(e["at"]), bool(e["in"]))
+        for e in d.get("events", [])
+    }
+    return list(entries.values())
 
 
 def _history(d: Doc) -> SettingsHistory:
