@@ -34,7 +34,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -75,6 +75,8 @@ from routing_service.service_layer.ports import (
 from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
 from routing_service.service_layer.views import ChunkSizer
 
+T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger(__name__)
 BEHIND_HORIZON = Counter(
     "routing_events_behind_horizon_total",
@@ -786,7 +788,20 @@ class ConversationOwner:
     async def _persist(self, changed: dict[ConversationKey, ConversationView]) -> BatchOutcome:
         outcome = BatchOutcome()
         views = list(changed.values())
-        published = await self._record_and_publish()
+        deciding = bool(self._unrecorded or self._unpublished)
+        if deciding and self._assigner is not None and not self._assigner.assigning:
+            # One round trip for the decisions and the dispatcher's inputs. Their order does
+            # not matter: the dispatcher's answer (a proposal) is handled by a later batch,
+            # which starts only once this one's decisions are acknowledged (a failed publish
+            # retries this batch first; a take-over republishes unpublished decisions before
+            # it handles anything). Not with ConversationAutoAssigned pending: they share
+            # inbox.routing.v1 (and the partition) with the decisions and must follow them.
+            published, _ = await _both(self._publish_and_mark(), self._flush_assigner())
+        else:
+            published = await self._record_and_publish()
+            # concurrently: the dispatcher sees a sign-out before the conversations its R1
+            # frees (routing's presence consumer forwards it before it publishes the sweeps)
+            await _both(self._mark_published(published), self._flush_assigner())
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -794,10 +809,12 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # concurrently: the dispatcher sees a sign-out before the conversations its R1 frees
-        # (routing's presence consumer forwards it before it publishes the sweeps)
-        await asyncio.gather(self._mark_published(published), self._flush_assigner())
         return outcome
+
+    async def _publish_and_mark(self) -> list[DecisionRow]:
+        published = await self._record_and_publish()
+        await self._mark_published(published)
+        return published
 
     async def _record_and_publish(self) -> list[DecisionRow]:
         """Record, publish (acks awaited): every decision not done yet. Returns the published
@@ -1149,6 +1166,16 @@ class ConversationOwner:
 
 #: See ``release_when_final``.
 BUSY_SKIPS = 5
+
+
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Await both; if either failed, raise its error once both have ended (a failed batch is
+    retried: nothing of its attempt may still be running then)."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in (a, b):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(T, a), cast(U, b)
 
 
 async def release_when_final(owner: ConversationOwner, lock: asyncio.Lock, tick: float) -> None:
