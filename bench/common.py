@@ -100,6 +100,41 @@ def throughput_metric(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def devstack_pids() -> dict[str, int]:
+    """``ferretdb`` / ``kafka``: the pids of the devstack serving this run (none when the
+    infrastructure is external, e.g. ``MONGODB_URI`` points elsewhere)."""
+    from inbox_devstack import Devstack, DevstackConfig
+
+    config = DevstackConfig.from_env()
+    if os.environ.get("MONGODB_URI", config.mongodb_uri) != config.mongodb_uri:
+        return {}
+    status = Devstack(config).status()
+    return {c.name: c.pid for c in (status.ferretdb, status.kafka) if c.up and c.pid is not None}
+
+
+class CpuMeter:
+    """CPU milliseconds per call of named processes over a phase: ``start()``, run the
+    phase, ``per_call(calls)``. On 2 shared cores the throughput ratio is a CPU budget, and
+    this says who spends it."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self._pids = dict(pids)
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+
+    def per_call(self, calls: int) -> dict[str, float]:
+        spent = {name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()}
+        return {name: 1000 * s / calls if calls else float("nan") for name, s in spent.items()}
+
+
 def percentile(samples: list[float], pct: float) -> float:
     if not samples:
         return float("nan")

@@ -6,7 +6,10 @@ answering canned responses); the client (this process) is identical for both, so
 isolates the service's own work (auth, validation, FerretDB round trips, event claims) and
 neither server shares an event loop with the load generator. Every phase (sign-in bursts,
 sign-outs, ForceSignOut, heartbeats, sign-ins) runs against both, so every metric carries its
-same-run baseline.
+same-run baseline. The heartbeat and sign-in phases also account the CPU they cost per call
+by process (``/proc``: the server, this client and, on the devstack, FerretDB and Kafka;
+metrics ``*_cpu_ms_per_call*``, the bare server's run as baseline): on a few shared cores the
+throughput ratio is a CPU budget, and this says who spends it.
 
 Env knobs: BENCH_SECONDS (per phase, default 8), BENCH_CONCURRENCY (default 32),
 BENCH_AGENTS (default 200), BENCH_INPROCESS=1 (old mode: both servers in this process, on
@@ -23,7 +26,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,9 +42,11 @@ from pymongo import AsyncMongoClient
 
 from bench.common import (
     SECRET,
+    CpuMeter,
     LoadResult,
     Metric,
     closed_loop,
+    devstack_pids,
     start_canned_server,
     throughput_metric,
     write_results,
@@ -65,7 +70,9 @@ async def _phase(
     *,
     concurrency: int,
     seconds: float,
-) -> LoadResult:
+    cpu_pids: Mapping[str, int],
+) -> tuple[LoadResult, dict[str, float]]:
+    """The phase's load result and, per process of ``cpu_pids``, its CPU ms per call."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.PresenceServiceStub(channel)
         mds = [(("authorization", f"Bearer {t}"),) for t in tokens]
@@ -84,7 +91,10 @@ async def _phase(
                 )
 
         await closed_loop(call, concurrency=concurrency, seconds=min(1.0, seconds))  # warm-up
-        return await closed_loop(call, concurrency=concurrency, seconds=seconds)
+        meter = CpuMeter(cpu_pids)
+        meter.start()
+        result = await closed_loop(call, concurrency=concurrency, seconds=seconds)
+        return result, meter.per_call(result.calls)
 
 
 def _canned_responses() -> dict[str, Any]:
@@ -120,7 +130,8 @@ def _spawn(args: list[str], env: dict[str, str], *, capture: bool) -> subprocess
 
 @contextlib.asynccontextmanager
 async def _servers(database: str) -> Any:
-    """Yield (presence address, baseline address, mongodb uri)."""
+    """Yield (presence address, baseline address, mongodb uri, the two servers' pids by
+    target - empty in process)."""
     from presence_service.settings import PresenceSettings
 
     if os.environ.get("BENCH_INPROCESS"):
@@ -137,7 +148,7 @@ async def _servers(database: str) -> Any:
         await runtime.start()
         canned, canned_address = await start_canned_server(SERVICE, _canned_responses())
         try:
-            yield runtime.grpc.address, canned_address, settings.mongodb_uri
+            yield runtime.grpc.address, canned_address, settings.mongodb_uri, {}
         finally:
             await canned.stop(0)
             await runtime.stop()
@@ -160,7 +171,8 @@ async def _servers(database: str) -> Any:
         line = await asyncio.wait_for(asyncio.to_thread(canned_proc.stdout.readline), 30)
         address = f"127.0.0.1:{port}"
         await asyncio.to_thread(wait_serving, address, service_proc)
-        yield address, line.decode().strip(), mongodb_uri
+        pids = {"presence": service_proc.pid, "baseline": canned_proc.pid}
+        yield address, line.decode().strip(), mongodb_uri, pids
     finally:
         stop_process(canned_proc)
         stop_process(service_proc)
@@ -200,6 +212,8 @@ async def _measure(
     results: dict[tuple[str, str], LoadResult],
     concurrency: int,
     seconds: float,
+    server_pids: Mapping[str, int],
+    cpu: dict[tuple[str, str], dict[str, float]],
 ) -> None:
     # sessions to heartbeat: one per agent, created up front (agent i owns session i)
     async with grpc.aio.insecure_channel(presence_address) as channel:
@@ -215,10 +229,55 @@ async def _measure(
             ("baseline", canned_address),
             ("presence", presence_address),
         ):
-            results[(kind, target)] = await _phase(
-                address, tokens, kind, sessions, concurrency=concurrency, seconds=seconds
+            # CPU of every process on the machine's cores that the calls keep busy
+            pids = {**devstack_pids(), "client": os.getpid()}
+            if target in server_pids:
+                pids["server"] = server_pids[target]
+            results[(kind, target)], cpu[(kind, target)] = await _phase(
+                address,
+                tokens,
+                kind,
+                sessions,
+                concurrency=concurrency,
+                seconds=seconds,
+                cpu_pids=pids if server_pids else {},
             )
             _print(kind, target, results[(kind, target)])
+            if cpu[(kind, target)]:
+                print(
+                    f"{'':16s} {'':8s}  CPU ms per call: "
+                    + ", ".join(f"{n} {v:.3f}" for n, v in sorted(cpu[(kind, target)].items()))
+                )
+
+
+def _cpu_metrics(kind: str, cpu: Mapping[tuple[str, str], dict[str, float]]) -> list[Metric]:
+    """CPU ms per call, all measured processes together and each (server, client, ferretdb,
+    kafka), with the bare server's run as the baseline: the ratio of the totals is the CPU
+    budget that bounds the throughput ratio on a machine whose cores they share."""
+    mine, base = cpu.get((kind, "presence"), {}), cpu.get((kind, "baseline"), {})
+    if not mine or not base:
+        return []
+    out = [
+        Metric(
+            metric=f"{kind}_cpu_ms_per_call",
+            value=round(sum(mine.values()), 3),
+            unit="ms",
+            baseline_value=round(sum(base.values()), 3),
+            ratio=round(sum(mine.values()) / sum(base.values()), 3),
+            target="(accounting)",
+        )
+    ]
+    for name in sorted(mine):
+        out.append(
+            Metric(
+                metric=f"{kind}_cpu_ms_per_call_{name}",
+                value=round(mine[name], 3),
+                unit="ms",
+                baseline_value=round(base.get(name, 0.0), 3),
+                target="(accounting)",
+            )
+        )
+    return out
 
 
 def _print(kind: str, target: str, r: LoadResult) -> None:
@@ -347,17 +406,30 @@ async def _run() -> list[Metric]:
     from presence_service.settings import PresenceSettings
 
     results: dict[tuple[str, str], LoadResult] = {}
+    cpu: dict[tuple[str, str], dict[str, float]] = {}
     mongodb_uri = ""
     async with TopicProbe(PresenceSettings().kafka_bootstrap_servers, PRESENCE.name) as probe:
         try:
-            async with _servers(database) as (presence_address, canned_address, mongodb_uri):
+            async with _servers(database) as (
+                presence_address,
+                canned_address,
+                mongodb_uri,
+                server_pids,
+            ):
                 # bursts first, on a store holding only their own sessions: on FerretDB every
                 # sign-out scans the live sessions (README "Known limits")
                 touched = await _bursts(
                     presence_address, canned_address, org, results, size=burst, in_flight=32
                 )
                 await _measure(
-                    presence_address, canned_address, tokens, results, concurrency, seconds
+                    presence_address,
+                    canned_address,
+                    tokens,
+                    results,
+                    concurrency,
+                    seconds,
+                    server_pids,
+                    cpu,
                 )
                 # every burst agent: in + out; the 200 agents: in; the "many" agents: in + out
                 expected = 2 * (len(touched)) + n_agents
@@ -390,6 +462,7 @@ async def _run() -> list[Metric]:
                 p99_ms=round(base.p99_ms, 3),
             )
         )
+        metrics.extend(_cpu_metrics(kind, cpu))
         metrics.append(
             Metric(
                 metric=f"{kind}_errors",

@@ -128,6 +128,10 @@ class FakeStore:
         self.db.sessions[session.session_id] = session
         return True if claim is None else await self.claim_transition(*claim)
 
+    async def insert_session_then_head(self, session: Session, known: Transition) -> Transition:
+        await self.insert_session(session)
+        return await self.head_after(session.agent, known) or known
+
     async def get_session(self, session_id: str) -> Session | None:
         await self._step()
         return self.db.sessions.get(session_id)

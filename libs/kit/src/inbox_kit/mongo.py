@@ -36,6 +36,14 @@ def connect(
     return client, client[settings.mongodb_database]
 
 
+async def queries_use_secondary_indexes(db: AsyncDatabase[Any]) -> bool:
+    """False on FerretDB v1 (``buildInfo`` reports ``ferretdbVersion``): its backends serve only
+    an exact ``_id`` filter from an index and scan for every other filter, while each secondary
+    index is still maintained on every write - pure write cost. True on MongoDB."""
+    info = await db.client.admin.command("buildInfo")
+    return "ferretdbVersion" not in info
+
+
 async def upsert(write: Callable[[], Awaitable[T]]) -> T:
     """Run an upsert of a document several writers may create at the same moment.
 

@@ -168,3 +168,103 @@ async def test_heartbeat_write_back_names_the_sessions_no_longer_stored(
     assert await store.persist_heartbeats(progress) == gone
     stored = await store.get_session("w4")
     assert stored is not None and stored.last_heartbeat == later
+
+
+async def test_sessions_round_trip_whatever_their_ids_and_on_ferretdb_have_no_extra_index(
+    infra: Infra, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A session document keeps only what cannot be derived (the agent is its ``agent_key``),
+    so ids containing the key separator must still read back exactly; on FerretDB, which
+    never uses secondary indexes for queries, none is created (each costs write work)."""
+    store = MongoPresenceStore(mongo_db)
+    await store.ensure_indexes()
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = [
+        Session("plain", AgentRef("org", "ana"), now, now, now + timedelta(seconds=45)),
+        Session(
+            "full",
+            AgentRef("org", "b\x1fo\x1fb"),
+            now,
+            now,
+            now + timedelta(seconds=45),
+            client_description="web",
+            replica="r1",
+            teams=("a", "b"),
+        ),
+        Session("odd-org", AgentRef("o\x1frg", "eve"), now, now, now + timedelta(seconds=45)),
+    ]
+    await asyncio.gather(*(store.insert_session(s) for s in sessions))
+    assert [await store.get_session(s.session_id) for s in sessions] == sessions
+    assert sorted(s.session_id for s in await store.sessions_of([sessions[1].agent])) == ["full"]
+    stored = await mongo_db["sessions"].find_one({"_id": "plain"})
+    assert stored is not None and "org_id" not in stored and "teams" not in stored
+    if infra.kind == "devstack":  # FerretDB
+        names = [i["name"] async for i in await mongo_db["sessions"].list_indexes()]
+        assert names == ["_id_"], names
+
+
+class _Commands(monitoring.CommandListener):
+    """The commands sent, as (name, collection)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "find"):
+            self.sent.append((event.command_name, str(event.command[event.command_name])))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_sign_ins_of_signed_in_agents_read_their_next_transitions_with_the_batch(
+    infra: Infra, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """32 concurrent sign-ins of agents known signed in: their sessions are one group commit
+    and the probes of their ``n+1`` one ``$in`` sent after it; an agent whose log moved on
+    meanwhile (signed out, or out and in again elsewhere) gets its real head."""
+    from presence_service.domain.model import Transition
+    from presence_service.service_layer.handlers import transition_record
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    writer = MongoPresenceStore(mongo_db)
+    agents = [AgentRef("org", f"agent-{i:02d}") for i in range(32)]
+    known = [Transition(a, 1, True, now, f"first-{i}") for i, a in enumerate(agents)]
+    moved = [  # agent 5 signed out elsewhere, agent 9 out and in again
+        Transition(agents[5], 2, False, now, "first-5"),
+        Transition(agents[9], 2, False, now, "first-9"),
+        Transition(agents[9], 3, True, now, "other-9"),
+    ]
+    for t in known + moved:
+        await writer._insert_claims([writer._claim_docs(t, transition_record(t, now))])
+
+    commands = _Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        infra.mongodb_uri, tz_aware=True, event_listeners=[commands]
+    )
+    try:
+        store = MongoPresenceStore(client[mongo_db.name])
+        sessions = [_session(f"n{i}", now) for i in range(32)]
+        sessions = [
+            Session(s.session_id, a, now, now, s.expires_at)
+            for s, a in zip(sessions, agents, strict=True)
+        ]
+        heads = await asyncio.gather(
+            *(store.insert_session_then_head(s, k) for s, k in zip(sessions, known, strict=True))
+        )
+        assert [h.seq for h in heads] == [2 if i == 5 else 3 if i == 9 else 1 for i in range(32)]
+        assert all(await asyncio.gather(*(store.get_session(s.session_id) for s in sessions)))
+        # one insert, its batch's find of every n+1, then the batched probes of the two
+        # agents whose log moved on (n+2 of both, n+3 of agent 9), then the session reads
+        assert commands.sent[:4] == [
+            ("insert", "sessions"),
+            ("find", "outbox"),
+            ("find", "outbox"),
+            ("find", "outbox"),
+        ], commands.sent
+        assert commands.sent.count(("insert", "sessions")) == 1, commands.sent
+    finally:
+        await client.close()

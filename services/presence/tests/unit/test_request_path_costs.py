@@ -1,7 +1,7 @@
 """What a sign-in and a ForceSignOut cost in store calls (counted on the in-memory store):
 a sign-in is one group-committed write (plus one ``_id`` read: the next transition number
-after the write for an agent already signed in, the stored hint before it for an agent this
-replica does not know),
+after the write for an agent already signed in - one store call, the store reads it with the
+write's batch - the stored hint before it for an agent this replica does not know),
 and concurrent ForceSignOuts of agents with many sessions share their look-ups."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ async def test_a_sign_in_from_signed_out_is_one_write_and_no_probe(store: Any, c
     counting.calls.clear()
 
     await handlers.sign_in(presence, ana)  # signed in already (known here)
-    assert counting.calls == Counter(insert_session=1, head_after=1), counting.calls
+    assert counting.calls == Counter(insert_session_then_head=1), counting.calls
 
     clock.advance(1)
     for s in list(store.sessions.values()):
@@ -154,3 +154,24 @@ async def test_two_concurrent_force_sign_outs_of_one_agent_count_each_session_on
     )
     assert sorted(ended) == [0, 3]
     assert [t.signed_in for t in store.log(AgentRef("org-1", "ana"))] == [True, False]
+
+
+async def test_a_head_known_for_half_the_retention_is_read_again(store: Any, clock: Any) -> None:
+    """A replica running longer than the retention must not probe from a transition learned
+    long ago (the records after it may be pruned): past half the retention the sign-in reads
+    the stored hint again before it trusts anything."""
+    counting = CountingStore(store)
+    presence = built(counting, clock).presence
+    ana = Principal("org-1", "ana", Role.AGENT)
+    await handlers.sign_in(presence, ana)
+    clock.advance(presence.retention.total_seconds() / 2 - 1)
+    counting.calls.clear()
+    await handlers.sign_in(presence, ana)  # still trusted: no hint read
+    assert counting.calls == Counter(insert_session_then_head=1), counting.calls
+
+    clock.advance(1)
+    counting.calls.clear()
+    await handlers.sign_in(presence, ana)
+    assert counting.calls["head_hint"] >= 1, counting.calls
+    log = store.log(AgentRef("org-1", "ana"))
+    assert [(t.seq, t.signed_in) for t in log] == [(1, True)]  # still one sign-in

@@ -22,14 +22,23 @@ T = TypeVar("T")
 
 #: Flush a batch; return, per item, None (done) or the exception to raise to its caller.
 Flush = Callable[[list[T]], Awaitable[list[BaseException | None]]]
+#: Work on the items whose write succeeded, after the commit and outside the gate, before
+#: their callers are woken (e.g. one read for the whole batch that must follow its writes).
+Then = Callable[[list[T]], Awaitable[None]]
 
 
 class GroupCommit(Generic[T]):
     def __init__(
-        self, gate: WriteGate, flush: Flush[T], *, max_batch: int = MAX_BULK_OPERATIONS
+        self,
+        gate: WriteGate,
+        flush: Flush[T],
+        *,
+        max_batch: int = MAX_BULK_OPERATIONS,
+        then: Then[T] | None = None,
     ) -> None:
         self._gate = gate
         self._flush = flush
+        self._then = then
         self._max_batch = max_batch
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -50,6 +59,13 @@ class GroupCommit(Generic[T]):
                     outcomes = await self._flush([item for item, _ in batch])
                 except Exception as exc:  # the whole command failed: every caller sees it
                     outcomes = [exc] * len(batch)
+            if self._then is not None:
+                done = [item for (item, _), o in zip(batch, outcomes, strict=True) if o is None]
+                try:
+                    if done:
+                        await self._then(done)
+                except Exception as exc:  # written, but what had to follow failed
+                    outcomes = [exc if o is None else o for o in outcomes]
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller was cancelled
                     continue

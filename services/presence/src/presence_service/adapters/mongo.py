@@ -27,11 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from inbox_contracts.events import Availability
-from inbox_kit.mongo import IDS_PER_QUERY, chunked, find_by_ids, upsert
+from inbox_kit.mongo import (
+    IDS_PER_QUERY,
+    chunked,
+    find_by_ids,
+    queries_use_secondary_indexes,
+    upsert,
+)
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -63,24 +70,37 @@ def _agent_from(doc: Doc) -> AgentRef:
 
 
 def _session_doc(s: Session) -> Doc:
-    return {
+    """Only what cannot be derived: the agent is its ``agent_key`` (its org and id are stored
+    apart only when the org id itself contains the separator), an empty description and no
+    teams are left out - every field is work for FerretDB on each insert."""
+    doc: Doc = {
         "_id": s.session_id,
         "agent_key": s.agent.key,
-        "org_id": s.agent.org_id,
-        "agent_id": s.agent.agent_id,
         "started_at": s.started_at,
         "last_heartbeat": s.last_heartbeat,
         "expires_at": s.expires_at,
-        "client_description": s.client_description,
         "replica": s.replica,
-        "teams": list(s.teams),
     }
+    if KEY_SEPARATOR in s.agent.org_id:
+        doc["org_id"], doc["agent_id"] = s.agent.org_id, s.agent.agent_id
+    if s.client_description:
+        doc["client_description"] = s.client_description
+    if s.teams:
+        doc["teams"] = list(s.teams)
+    return doc
+
+
+def _session_agent(doc: Doc) -> AgentRef:
+    if "org_id" in doc:  # also every session stored before the agent_key-only layout
+        return _agent_from(doc)
+    org_id, _, agent_id = doc["agent_key"].partition(KEY_SEPARATOR)
+    return AgentRef(org_id, agent_id)
 
 
 def _session(doc: Doc) -> Session:
     return Session(
         session_id=doc["_id"],
-        agent=_agent_from(doc),
+        agent=_session_agent(doc),
         started_at=doc["started_at"],
         last_heartbeat=doc["last_heartbeat"],
         expires_at=doc["expires_at"],
@@ -163,8 +183,19 @@ def _write_outcomes(n: int, exc: BulkWriteError) -> list[BaseException | None]:
 
 #: One claim: its pending marker and the outbox document.
 Claim = tuple[Doc, Doc]
-#: A session to insert, and the transition to claim once it is stored (a sign-in).
-SessionInsert = tuple[Session, Claim | None]
+
+
+@dataclass(eq=False)
+class SessionInsert:
+    """A session to insert, with the transition to claim once it is stored (a sign-in of a
+    signed-out agent) or the outbox key to read once it is stored (``probe``: the next
+    transition number of an agent signed in)."""
+
+    session: Session
+    claim: Claim | None = None
+    probe: str | None = None
+    #: what the probe found (set before the caller is woken)
+    probed: Doc | None = None
 
 
 #: Reads of one collection by ``_id``, batched across concurrent callers.
@@ -198,7 +229,9 @@ class MongoPresenceStore:
         self._availability = db["availability"]
         self._state = db["service_state"]
         self._floors = db["progress_floors"]
-        self._session_inserts = GroupCommit[SessionInsert](self._gate, self._insert_sessions)
+        self._session_inserts = GroupCommit[SessionInsert](
+            self._gate, self._insert_sessions, then=self._probe_inserted
+        )
         self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
         self._claims = GroupCommit[Claim](self._gate, self._insert_claims)
         self._head_writes = GroupCommit[Doc](self._gate, self._replace_heads)
@@ -239,17 +272,27 @@ class MongoPresenceStore:
         """Sessions first, then the claims of those stored (a sign-in's transition: a reader
         that sees the claim sees the session), in the same gate slot: a burst of sign-ins
         costs three commands per batch, not a round trip per step per call."""
-        outcomes = await self._insert_many(self._sessions, [_session_doc(s) for s, _ in items])
+        outcomes = await self._insert_many(self._sessions, [_session_doc(i.session) for i in items])
         claiming: list[tuple[int, Claim]] = [
-            (i, claim)
-            for i, (_, claim) in enumerate(items)
-            if claim is not None and outcomes[i] is None
+            (n, i.claim) for n, i in enumerate(items) if i.claim is not None and outcomes[n] is None
         ]
         if claiming:
             claimed = await self._insert_claims([claim for _, claim in claiming])
-            for (i, _), outcome in zip(claiming, claimed, strict=True):
-                outcomes[i] = _ClaimLost() if isinstance(outcome, DuplicateKeyError) else outcome
+            for (n, _), outcome in zip(claiming, claimed, strict=True):
+                outcomes[n] = _ClaimLost() if isinstance(outcome, DuplicateKeyError) else outcome
         return outcomes
+
+    async def _probe_inserted(self, inserted: list[SessionInsert]) -> None:
+        """The probes of the sessions just stored: one ``$in`` for the batch, sent after the
+        commit (so it sees whatever was claimed before the sessions were visible) and before
+        their callers are woken - one round trip per batch instead of a wake-up and a
+        batched read per call."""
+        probing = [i for i in inserted if i.probe is not None]
+        if not probing:
+            return
+        found = {d["_id"]: d for d in await find_by_ids(self._outbox, [i.probe for i in probing])}
+        for i in probing:
+            i.probed = found.get(i.probe)
 
     async def _insert_claims(self, claims: list[Claim]) -> list[BaseException | None]:
         """Markers first (so the relay's scan finds a record whatever happens next), then the
@@ -348,6 +391,12 @@ class MongoPresenceStore:
         return missing
 
     async def ensure_indexes(self) -> None:
+        """The indexes of the non-``_id`` queries (sweeper, relay, look-ups by agent, the
+        progress leftovers, ``ListSignedInAgents``) - on MongoDB. Not on FerretDB: it never
+        uses them for a query and would maintain them on every write (measured: the three
+        on ``sessions`` cost ~20 % of FerretDB's CPU per inserted session)."""
+        if not await queries_use_secondary_indexes(self._db):
+            return
         await self._sessions.create_index([("agent_key", ASCENDING)])
         await self._sessions.create_index([("expires_at", ASCENDING)])
         await self._ends.create_index([("agent_key", ASCENDING), ("ended_at", ASCENDING)])
@@ -365,13 +414,20 @@ class MongoPresenceStore:
     ) -> bool:
         try:
             await self._session_inserts.submit(
-                (session, self._claim_docs(*claim) if claim is not None else None)
+                SessionInsert(session, self._claim_docs(*claim) if claim is not None else None)
             )
         except _ClaimLost:
             return False
         if claim is not None:
             self._after_claim(claim[0])
         return True
+
+    async def insert_session_then_head(self, session: Session, known: Transition) -> Transition:
+        insert = SessionInsert(session, probe=transition_key(session.agent, known.seq + 1))
+        await self._session_inserts.submit(insert)
+        if insert.probed is None:
+            return known
+        return await self._probe_forward(session.agent, _transition(insert.probed)) or known
 
     async def get_session(self, session_id: str) -> Session | None:
         doc = await self._session_reads.submit(session_id)

@@ -63,13 +63,16 @@ def _presence(v: PresenceView) -> pb.AgentPresence:
 class PresenceServicer(pb_grpc.PresenceServiceServicer):
     def __init__(self, presence: Presence) -> None:
         self._p = presence
+        # fixed for the process: converted once, copied into every SignIn response
+        self._heartbeat_interval = _duration(presence.timing.heartbeat_interval)
+        self._session_timeout = _duration(presence.timing.session_timeout)
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         session = await handlers.sign_in(self._p, current_principal(), request.client_description)
         return pb.SignInResponse(
             session_id=session.session_id,
-            heartbeat_interval=_duration(self._p.timing.heartbeat_interval),
-            session_timeout=_duration(self._p.timing.session_timeout),
+            heartbeat_interval=self._heartbeat_interval,
+            session_timeout=self._session_timeout,
             expires_at=_ts(session.expires_at),
         )
 

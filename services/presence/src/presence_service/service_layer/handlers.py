@@ -33,6 +33,7 @@ from inbox_kit.auth import Principal
 from inbox_kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from inbox_kit.validation import PageTokens, page_size, require_id, require_ids
 
+from presence_service.domain.known_heads import MAX_KNOWN_AGENTS, KnownHeads
 from presence_service.domain.live import LiveSessions, LocalSession
 from presence_service.domain.model import (
     AgentRef,
@@ -68,7 +69,6 @@ RECONCILE_BATCH = 256
 #: Sessions expired together (their ends and deletes: one bulk write of <= 64 each).
 EXPIRY_CHUNK = 64
 DEFAULT_PAGE = 100
-MAX_KNOWN_AGENTS = 100_000
 SIGNED_IN_PAGES = PageTokens("presence.signed_in", 1)
 #: A floor write slower than this is logged: past the replica TTL the replica looks dead.
 SLOW_FLOOR_WRITE = timedelta(seconds=1)
@@ -100,8 +100,9 @@ class Presence:
     #: Outbox records claimed here, for the relay's fast path (publish without a scan).
     claimed: asyncio.Queue[OutboxRecord] = field(default_factory=asyncio.Queue)
     #: Per agent, a transition known to exist (a lower bound: the log only grows, so probing
-    #: forward from it by ``_id`` finds the head, whatever other replicas did: one read).
-    known_heads: dict[AgentRef, Transition] = field(default_factory=dict)
+    #: forward from it by ``_id`` finds the head, whatever other replicas did: one read),
+    #: trusted for half the retention after it was learned (see ``domain.known_heads``).
+    known_heads: KnownHeads = field(init=False)
     #: This process's identity in stored sessions and progress marks.
     replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The sessions this replica serves from memory (see ``domain.live``).
@@ -130,6 +131,7 @@ class Presence:
 
     def __post_init__(self) -> None:
         self.live = LiveSessions(self.timing.session_timeout, self.timing.persist_interval)
+        self.known_heads = KnownHeads(max_age=self.retention / 2)
         self.reconciles = KeyedBatcher(
             lambda agents: reconcile_many(self, agents), max_batch=RECONCILE_BATCH
         )
@@ -162,12 +164,8 @@ class Presence:
         return self._alive[1]
 
     def learn(self, t: Transition) -> None:
-        known = self.known_heads.get(t.agent)
-        if known is None or t.seq > known.seq:
-            if len(self.known_heads) >= MAX_KNOWN_AGENTS:
-                self.known_heads.clear()  # crude bound; it is only a hint
-                self.heads_complete_until = None
-            self.known_heads[t.agent] = t
+        if not self.known_heads.learn(t, self.clock()):
+            self.heads_complete_until = None  # the cache forgot agents it had learned
 
     async def learn_stored_heads(self) -> int:
         """Learn every stored head hint (lower bounds); returns how many. If that was all of
@@ -189,7 +187,7 @@ class Presence:
 
     async def current_head(self, agent: AgentRef) -> Transition | None:
         """The agent's log head: one ``_id`` read when a transition of it is known here."""
-        known = self.known_heads.get(agent)
+        known = self.known_heads.get(agent, self.clock())
         head = await (self.store.head_after(agent, known) if known else self.store.head(agent))
         if head is not None:
             self.learn(head)
@@ -495,15 +493,15 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
         # this replica knows that the agent has no transition retention may have pruned
         # (it learned every stored hint at startup): then it claims transition 1 at once.
         agent = session.agent
-        known = p.known_heads.get(agent)
+        known = p.known_heads.get(agent, now)
         if known is None and not p.unseen_agent(agent):
             known = await p.store.head_hint(agent)
+        head: Transition | None
         if known is not None and known.signed_in:
             try:
-                await p.store.insert_session(session)
+                head = await p.store.insert_session_then_head(session, known)
             finally:  # even if the write failed: the expiry check drops what is not stored
                 p.live.add(session, persisted=now)
-            head = await p.store.head_after(agent, known)
         else:
             wanted = next_transition(agent, known, [session], [])
             assert wanted is not None

@@ -55,6 +55,11 @@ class PresenceStore(Protocol):
         session is stored either way)."""
         ...
 
+    async def insert_session_then_head(self, session: Session, known: Transition) -> Transition:
+        """Store a new session of an agent known to have transition ``known``, then read the
+        agent's log head from there (the read starts after the session is stored)."""
+        ...
+
     async def get_session(self, session_id: str) -> Session | None: ...
     async def touch_session(
         self, session_id: str, last_heartbeat: datetime, expires_at: datetime

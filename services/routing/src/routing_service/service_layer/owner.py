@@ -34,7 +34,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -75,6 +75,8 @@ from routing_service.service_layer.ports import (
 from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
 from routing_service.service_layer.views import ChunkSizer
 
+T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger(__name__)
 BEHIND_HORIZON = Counter(
     "routing_events_behind_horizon_total",
@@ -615,16 +617,18 @@ class ConversationOwner:
         journal = asyncio.ensure_future(self._write_journal())
         try:
             inputs = await self._fold_inputs(keys, extra)
+            views = self._fold_all(keys, inputs, finals)
+            if proposals and self._assigner is not None:
+                # reviewed against the state after this batch's other events; one write-out
+                # for both (one decision record, one publish round trip, one flush of the
+                # assigner)
+                await self._apply_proposals(proposals, finals, inputs, views)
         except BaseException:
             await asyncio.gather(journal, return_exceptions=True)
             raise
-        outcome = await self._refold(keys, inputs, finals, journal=journal)
+        outcome = await self._persist(views, journal)
         outcome.duplicates = duplicates
         outcome.refused = refused
-        if proposals and self._assigner is not None:
-            # reviewed against the state after this batch's other events
-            more = await self._apply_proposals(proposals, finals, inputs)
-            outcome.decisions += more.decisions
         self._evict()
         return outcome
 
@@ -647,9 +651,11 @@ class ConversationOwner:
         proposals: Sequence[CloudEvent[AssignmentProposed]],
         finals: Finals,
         inputs: FoldInputs,
-    ) -> BatchOutcome:
-        """``inputs`` hold the timelines of ``_proposal_agents(proposals)`` (read with the
-        batch's): no second read phase."""
+        views: dict[ConversationKey, ConversationView],
+    ) -> None:
+        """Review, journal the accepted ones and fold their conversations into ``views``
+        (written out with the batch's, ``_persist``). ``inputs`` hold the timelines of
+        ``_proposal_agents(proposals)`` (read with the batch's): no second read phase."""
         assert self._assigner is not None
         accepted, again = await self._assigner.review(proposals, self.logs, known=inputs[0])
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
@@ -660,8 +666,9 @@ class ConversationOwner:
                     lg.org_id, lg.conversation_id, lg.partition, entry
                 )
             keys[key] = None
+        # journaled before anything derived from them is recorded or published
         await self._write_journal()
-        return await self._refold(list(keys), inputs, finals)
+        self._fold_all(list(keys), inputs, finals, views)
 
     def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
         """Presence progress known in this process before its relay arrives (the presence
@@ -764,41 +771,109 @@ class ConversationOwner:
         finals: Finals,
         journal: asyncio.Future[None] | None = None,
     ) -> BatchOutcome:
-        """Fold ``keys`` again, record and publish their new decisions (while ``journal``, the
-        batch's journal write, goes on), then mark them published, submit changed views and
-        tell the dispatcher."""
-        stored = [journal] if journal is not None else []
-        outcome = BatchOutcome()
-        timelines, settings = inputs
-        no_settings = SettingsHistory()
-        views: list[ConversationView] = []
-        # many conversations at once (a sweep's 1,000 R1): folded in slices, and each slice's
-        # decisions recorded and published while the next slice is folded (the store and the
-        # broker work meanwhile); a conversation's decisions are all in its slice. Not with
-        # decisions left by a failed attempt: those go first (``_record_and_publish``).
-        sliced = len(keys) > FOLD_SLICE and not self._unrecorded and not self._unpublished
-        step = FOLD_SLICE if sliced else max(1, len(keys))
+        """Fold ``keys`` again, then record, publish and mark their new decisions, submit the
+        changed views and tell the dispatcher.
+
+        Many conversations at once (a sweep's 1,000 R1): folded in slices, and each slice's
+        decisions recorded and published while the next slice is folded (the store and the
+        broker work meanwhile); a conversation's decisions are all in its slice. Not with
+        decisions left by a failed attempt: those go first (``_record_and_publish``)."""
+        if len(keys) <= FOLD_SLICE or self._unrecorded or self._unpublished:
+            return await self._persist(self._fold_all(keys, inputs, finals))
+        views: dict[ConversationKey, ConversationView] = {}
+        sent: set[str] = set()
         sends: list[asyncio.Future[list[DecisionRow]]] = []
         try:
-            for i in range(0, len(keys), step):
-                fresh: list[DecisionRow] = []
-                for key in keys[i : i + step]:
-                    view = self._fold_one(
-                        key, timelines, settings.get(key[0], no_settings), finals, fresh
-                    )
-                    if view is not None:
-                        views.append(view)
-                if sliced and fresh:
+            for i in range(0, len(keys), FOLD_SLICE):
+                self._fold_all(keys[i : i + FOLD_SLICE], inputs, finals, views)
+                fresh = [r for did, r in self._unrecorded.items() if did not in sent]
+                if fresh:
+                    sent.update(r.decision.decision_id for r in fresh)
                     sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
                     await asyncio.sleep(0)  # its insert is sent before the next slice folds
-            if not sliced:
-                sends.append(asyncio.ensure_future(self._record_and_publish()))
         finally:
-            # decisions are recorded while the batch's journal insert is still going on (a
-            # crash in between redelivers the batch: the journal gets the events, the recorded
-            # decisions are facts); both are done before anything is marked published
-            await _all_sent([*sends, *stored])
-        published = list(self._unmarked.values())  # and any a failed attempt left unmarked
+            await _all_sent(sends)
+        return await self._persist(views)
+
+    def _fold_all(
+        self,
+        keys: Sequence[ConversationKey],
+        inputs: FoldInputs,
+        finals: Finals,
+        views: dict[ConversationKey, ConversationView] | None = None,
+    ) -> dict[ConversationKey, ConversationView]:
+        """Fold each conversation (in memory); returns ``views`` (or a new map) with the
+        views that changed since last written, for ``_persist`` (which records and publishes
+        what the folds decided). A conversation folded again in the same batch keeps only
+        its latest view."""
+        timelines, settings = inputs
+        no_settings = SettingsHistory()
+        views = {} if views is None else views
+        for key in keys:
+            lg = self.logs[key]
+            self._touch(key)
+            result = fold(
+                lg.org_id,
+                lg.conversation_id,
+                lg.entries.values(),
+                timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
+                settings=settings.get(lg.org_id, no_settings),
+                facts=lg.facts.values(),
+                final_until=self._final_for(key, finals),
+                snapshot=lg.snapshot,
+                resume=lg.point,
+            )
+            lg.point = result.point
+            for d in result.new_decisions:
+                lg.facts[d.decision_id] = d
+                self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
+            if result.pending_at is not None:
+                self.due[key] = result.pending_at
+                # its state changes once the decision is final (an R2 one presence mark
+                # later, an R1 about L later): the read model and the dispatcher learn the
+                # state then, not the one in between (a view and a dispatch input less)
+                views.pop(key, None)
+                continue
+            if self.due.pop(key, None) is not None:
+                self._due_taken.set()
+            if self._assigner is not None:
+                self._assigner.observe(lg, result, finals.presence)
+            view = ConversationView(
+                lg.partition, result.state, result.audit, archive_of(lg.snapshot)
+            )
+            if result.state.exists and self._written.get(key) != view.fingerprint:
+                views[key] = view
+            else:
+                views.pop(key, None)
+        return views
+
+    async def _persist(
+        self,
+        changed: dict[ConversationKey, ConversationView],
+        journal: asyncio.Future[None] | None = None,
+    ) -> BatchOutcome:
+        """Record, publish and mark the decisions the folds took, while ``journal`` (the
+        batch's journal insert) goes on: both are done before anything is marked published
+        (a crash in between redelivers the batch: the journal gets its events, the recorded
+        decisions are facts). Then submit the changed views and tell the dispatcher."""
+        outcome = BatchOutcome()
+        views = list(changed.values())
+        deciding = bool(self._unrecorded or self._unpublished)
+        if deciding and self._assigner is not None and not self._assigner.assigning:
+            # One round trip for the decisions and the dispatcher's inputs. Their order does
+            # not matter: the dispatcher's answer (a proposal) is handled by a later batch,
+            # which starts only once this one's decisions are acknowledged (a failed publish
+            # retries this batch first; a take-over republishes unpublished decisions before
+            # it handles anything). Not with ConversationAutoAssigned pending: they share
+            # inbox.routing.v1 (and the partition) with the decisions and must follow them.
+            published, _ = await _both(
+                self._publish_and_mark(journal), self._flush_assigner(after=journal)
+            )
+        else:
+            published = await self._record_and_publish(journal)
+            # concurrently: the dispatcher sees a sign-out before the conversations its R1
+            # frees (routing's presence consumer forwards it before it publishes the sweeps)
+            await _both(self._mark_published(published), self._flush_assigner())
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -806,65 +881,36 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # concurrently: the dispatcher sees a sign-out before the conversations its R1 frees
-        # (routing's presence consumer forwards it before it publishes the sweeps)
-        await asyncio.gather(self._mark_published(published), self._flush_assigner())
         return outcome
 
-    def _fold_one(
-        self,
-        key: ConversationKey,
-        timelines: dict[AgentKey, list[PresenceEntry]],
-        settings: SettingsHistory,
-        finals: Finals,
-        fresh: list[DecisionRow],
-    ) -> ConversationView | None:
-        """Fold one conversation again: its new decisions become facts (and ``fresh``, to
-        record); returns its view if that changed."""
-        lg = self.logs[key]
-        self._touch(key)
-        result = fold(
-            lg.org_id,
-            lg.conversation_id,
-            lg.entries.values(),
-            timelines={a: timelines.get((lg.org_id, a), []) for a in lg.agents()},
-            settings=settings,
-            facts=lg.facts.values(),
-            final_until=self._final_for(key, finals),
-            snapshot=lg.snapshot,
-            resume=lg.point,
-        )
-        lg.point = result.point
-        for d in result.new_decisions:
-            lg.facts[d.decision_id] = d
-            row = self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
-            fresh.append(row)
-        if result.pending_at is not None:
-            self.due[key] = result.pending_at
-            # its state changes once the decision is final (an R2 one presence mark later, an
-            # R1 about L later): the read model and the dispatcher learn the state then, not
-            # the one in between (a view and a dispatch input less per decision)
-            return None
-        if self.due.pop(key, None) is not None:
-            self._due_taken.set()
-        if self._assigner is not None:
-            self._assigner.observe(lg, result, finals.presence)
-        view = ConversationView(lg.partition, result.state, result.audit, archive_of(lg.snapshot))
-        if result.state.exists and self._written.get(key) != view.fingerprint:
-            return view
-        return None
+    async def _publish_and_mark(
+        self, journal: asyncio.Future[None] | None = None
+    ) -> list[DecisionRow]:
+        published = await self._record_and_publish(journal)
+        await self._mark_published(published)
+        return published
 
-    async def _record_and_publish(self) -> list[DecisionRow]:
-        """Record, publish (acks awaited): every decision not done yet. Returns the published
-        ones, to be marked published (``_mark_published``) before the offsets are committed."""
+    async def _record_and_publish(
+        self, journal: asyncio.Future[None] | None = None
+    ) -> list[DecisionRow]:
+        """Record, publish (acks awaited): every decision not done yet, while ``journal`` goes
+        on (awaited too). Returns every published decision not marked yet (a failed attempt's
+        included), to be marked published (``_mark_published``) before the offsets are
+        committed."""
+        stored = [journal] if journal is not None else []
         rows = list(self._unpublished.values())
         if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
-            await self._publisher.publish_decisions([r.decision for r in rows])
+            try:
+                await self._publisher.publish_decisions([r.decision for r in rows])
+            except BaseException:
+                await asyncio.gather(*stored, return_exceptions=True)
+                raise
             self._published(rows)
         chunks = _by_conversation_chunks(list(self._unrecorded.values()))
-        return rows + await _all_sent(
-            [asyncio.ensure_future(self._record_then_publish(c)) for c in chunks]
+        await _all_sent(
+            [*(asyncio.ensure_future(self._record_then_publish(c)) for c in chunks), *stored]
         )
+        return list(self._unmarked.values())
 
     def _published(self, rows: Sequence[DecisionRow]) -> None:
         for r in rows:
@@ -887,7 +933,9 @@ class ConversationOwner:
             for r in rows:
                 self._unmarked.pop(r.decision.decision_id, None)
 
-    async def _flush_assigner(self) -> None:
+    async def _flush_assigner(self, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None:
+            await after  # the batch's journal insert: its inputs are stored first
         if self._assigner is not None:
             # after the decisions are published: an R1/R2 unassignment is on the topic before
             # the dispatcher can hand the conversation to someone else
@@ -1281,6 +1329,16 @@ def _by_conversation_chunks(
 
 #: See ``release_when_final``.
 BUSY_SKIPS = 5
+
+
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Await both; if either failed, raise its error once both have ended (a failed batch is
+    retried: nothing of its attempt may still be running then)."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in (a, b):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(T, a), cast(U, b)
 
 
 async def release_when_final(owner: ConversationOwner, lock: asyncio.Lock, tick: float) -> None:
