@@ -19,6 +19,11 @@ Presence progress marks are published as presence does (``ProgressMarks``, every
     on the messages topic -> presence progress relayed past its time -> its waiting state on
     the dispatch topic -> the proposal -> ConversationAutoAssigned), and each consumer loop's
     busy share (time handling batches per second) over the phase.
+
+``BENCH_ASSIGNMENT_ROLES=split`` runs the dispatcher in a process of its own
+(``python -m routing_service`` with ``ROUTING_ROLES=dispatcher``) beside the in-process
+instance with ``ROUTING_ROLES=owner`` (README, "Roles"); the default runs both roles in one
+process, as a default deployment does. The dispatcher loop's busy share is then not reported.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -81,6 +89,7 @@ N_BACKLOG = int(os.environ.get("BENCH_ASSIGNMENT_BACKLOG", "10000"))
 STEADY_SECONDS = 20.0
 AUTO = b"inbox.routing.auto_assigned.v1"
 HOP_RATE, HOP_SECONDS = 20.0, 8.0
+SPLIT = os.environ.get("BENCH_ASSIGNMENT_ROLES", "one") == "split"
 
 
 class AssignedWatch:
@@ -156,16 +165,57 @@ async def wait_for(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def start(tag: str, org: str) -> tuple[Routing, RoutingSettings]:
+def start_dispatcher_process(s: RoutingSettings) -> subprocess.Popen[bytes]:
+    """``python -m routing_service`` running only the dispatcher role, on ``s``'s database and
+    groups (split mode)."""
+    env = {
+        **os.environ,
+        "ROUTING_ROLES": "dispatcher",
+        "ROUTING_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "ROUTING_MONGODB_URI": MONGO,
+        "ROUTING_MONGODB_DATABASE": s.mongodb_database,
+        "ROUTING_DISPATCHER_CONSUMER_GROUP": s.dispatcher_consumer_group,
+        "ROUTING_INITIAL_OFFSET": s.initial_offset,
+        "ROUTING_JWT_SECRET": SECRET,
+        "ROUTING_GRPC_PORT": "0",
+        "ROUTING_METRICS_PORT": "0",
+        "ROUTING_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "routing_service"], env=env)
+
+
+async def dispatcher_ready(routing: Routing, timeout: float) -> None:
+    """Every dispatch partition taken over by the dispatcher process (a take-over stores a
+    snapshot of each partition it starts from)."""
+    partitions = await routing.publisher.partition_count(ROUTING_DISPATCH.name)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [await routing.dispatch_store.load_snapshot(p) for p in range(partitions)]
+        if all(st is not None for st in states):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the dispatcher process took no partitions")
+        await asyncio.sleep(0.1)
+
+
+async def start(
+    tag: str, org: str
+) -> tuple[Routing, RoutingSettings, subprocess.Popen[bytes] | None]:
     s = settings_for(tag)
     await commit_end(
         s.consumer_group,
         [MESSAGES.name, CONVERSATIONS.name, ROUTING_COMMANDS.name, ROUTING_PROPOSALS.name],
     )
     await commit_end(s.presence_consumer_group, [PRESENCE.name])
+    dispatcher: subprocess.Popen[bytes] | None = None
+    if SPLIT:
+        s = s.model_copy(update={"roles": "owner"})
+        dispatcher = start_dispatcher_process(s)
     routing = bootstrap(s)
     await routing.runtime.start()
     await routing.ready(timeout=120)
+    if SPLIT:
+        await dispatcher_ready(routing, timeout=120)
     # both settings on, as UpdateRoutingSettings / UpdateAssignmentSettings store and announce
     await routing.store.append_setting(org, SettingChange(datetime.now(UTC), True, "bench"))
     event = CloudEvent.wrap(
@@ -175,7 +225,7 @@ async def start(tag: str, org: str) -> tuple[Routing, RoutingSettings]:
         source="/bench",
     )
     await routing.publisher.publish_dispatch_inputs([event])
-    return routing, s
+    return routing, s, dispatcher
 
 
 async def run() -> list[Metric]:
@@ -187,6 +237,7 @@ async def run() -> list[Metric]:
     org = f"org-aa-bench-{tag}"
     metrics: list[Metric] = []
     routing: Routing | None = None
+    dispatcher: subprocess.Popen[bytes] | None = None
     watch = AssignedWatch(org)
     # presence progress as the presence service publishes it (every 50 ms): without marks the
     # owner waits the fallback (L) before a new conversation counts as waiting
@@ -195,7 +246,8 @@ async def run() -> list[Metric]:
     try:
         pipe = await raw_pipe(producer, N_BACKLOG)
         print(f"raw pipe: {pipe:.0f} events/s", flush=True)
-        routing, _ = await start(tag, org)
+        print(f"roles: {'owner + dispatcher process' if SPLIT else 'one process'}", flush=True)
+        routing, _, dispatcher = await start(tag, org)
         await watch.start()
         agents = [f"agent-{i:03d}" for i in range(AGENTS)]
         now = datetime.now(UTC)
@@ -348,6 +400,12 @@ async def run() -> list[Metric]:
     finally:
         await marks.__aexit__(None, None, None)
         await watch.stop()
+        if dispatcher is not None:
+            dispatcher.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(dispatcher.wait, 30)
+            except subprocess.TimeoutExpired:
+                dispatcher.kill()
         if routing is not None:
             await routing.runtime.stop()
             await drop(f"bench_assignment_{tag}")

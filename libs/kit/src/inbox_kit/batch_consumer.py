@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from inbox_contracts import CloudEvent, EventData
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -119,6 +119,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # wait for the batch in flight (it commits at its end), then let go
         self._loop.forget_lag(revoked)
         async with self._loop.lock:
+            await self._loop.commit_pending(revoked)
             parts = {tp.partition for tp in revoked}
             self._loop.to_take_over -= parts
             if self._loop.on_revoked is not None and revoked:
@@ -165,10 +166,24 @@ class BatchConsumer:
         consumer_options: Mapping[str, Any] | None = None,
         decoder: InboundDecoder | None = None,
         repartition: PartitionedPublish | None = None,
+        commit_interval_seconds: float = 0.0,
+        overlap_commits: bool = False,
     ) -> None:
         """``repartition`` (a publish to an explicit partition) turns on re-routing of records
         on a partition their subject does not hash to, for the registry topics marked
-        ``repartitioned``; their repartition topics are then consumed too."""
+        ``repartitioned``; their repartition topics are then consumed too.
+
+        ``commit_interval_seconds`` > 0: commit the handled offsets at most that often (and
+        when partitions are revoked) instead of after every batch, for a handler that never
+        resumes from committed offsets (its state, with its own position, is stored
+        elsewhere); the committed offsets then only serve monitoring (broker-side lag), at
+        most that many seconds behind.
+
+        ``overlap_commits``: a batch's commit is sent when it is handled, and awaited only
+        before the next commit (or a revoke, or the stop), so the broker's round trip overlaps
+        the next batch instead of delaying it. Still at least once: offsets are committed after
+        their batch was handled, in order (one commit in flight); a crash in between
+        redelivers at most the batches since the last commit acknowledged."""
         self.name = name
         self._bootstrap = bootstrap
         self._decoder = decoder or InboundDecoder()
@@ -196,6 +211,12 @@ class BatchConsumer:
         #: Partitions assigned but not taken over yet (see ``_take_over``).
         self.to_take_over: set[int] = set()
         self._lag_reported_at = 0.0
+        self._commit_interval = commit_interval_seconds
+        #: Handled, not committed yet (``commit_interval_seconds``), and when we last did.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+        self._overlap_commits = overlap_commits
+        self._commit_in_flight: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -221,6 +242,9 @@ class BatchConsumer:
                 )
                 self._report_lag(consumer)
                 if not batches:
+                    if self._uncommitted:
+                        async with self.lock:
+                            await self._commit(consumer, {})
                     continue
                 async with self.lock:
                     # a rebalance may have assigned partitions (take them over first) or taken
@@ -230,6 +254,11 @@ class BatchConsumer:
                     if live:
                         await self._handle(consumer, live)
         finally:
+            task = self._commit_in_flight
+            if task is not None:
+                # bounded: a broker that is gone must not hold up the stop
+                await asyncio.wait({task}, timeout=5)
+                task.cancel()
             await consumer.stop()
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
@@ -290,13 +319,52 @@ class BatchConsumer:
         started = time.perf_counter()
         records = [r for recs in batches.values() for r in recs]
         await self.process(records)
+        await self._commit(consumer, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+        BATCH_RECORDS.labels(self.name).inc(len(records))
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        self._uncommitted.update(offsets)
+        now = time.monotonic()
+        if not self._uncommitted or now - self._committed_at < self._commit_interval:
+            return
+        due, self._uncommitted = self._uncommitted, {}
+        self._committed_at = now
+        await self._commit_acknowledged()  # in order: one commit in flight
+        if self._overlap_commits:
+            self._commit_in_flight = asyncio.create_task(self._send_commit(consumer, due))
+        else:
+            await self._send_commit(consumer, due)
+
+    async def _send_commit(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
         try:
-            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+            await consumer.commit(offsets)
         except CommitFailedError:
             # we lost the partitions meanwhile; the new owner redelivers (handling is idempotent)
             log.warning("commit failed after a rebalance; the batch will be redelivered")
-        BATCH_RECORDS.labels(self.name).inc(len(records))
-        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _commit_acknowledged(self) -> None:
+        """Wait for the commit in flight (``overlap_commits``); its failure is the batch's
+        redelivery, not this caller's error."""
+        task, self._commit_in_flight = self._commit_in_flight, None
+        if task is not None:
+            try:
+                await task
+            except Exception:
+                log.warning("offset commit failed; the batches since the last are redelivered")
+
+    async def commit_pending(self, partitions: set[TopicPartition]) -> None:
+        """Commit what was handled on ``partitions`` and not committed yet (revoke)."""
+        await self._commit_acknowledged()
+        due = {tp: o for tp, o in self._uncommitted.items() if tp in partitions}
+        for tp in due:
+            del self._uncommitted[tp]
+        if due and self.consumer is not None:
+            # a generation already gone: the next owner starts where the last commit was
+            with contextlib.suppress(KafkaError):
+                await self.consumer.commit(due)
 
     def _partition_count(self, topic: str) -> int | None:
         parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None

@@ -146,10 +146,18 @@ class Pipeline:
     dispatch_loop: BatchConsumer
     owner_lock: asyncio.Lock
     presence_lock: asyncio.Lock
+    #: ``RoutingSettings.roles``: which consumers this process runs.
+    roles: tuple[str, ...] = ("owner", "dispatcher")
 
     @property
     def loops(self) -> list[BatchConsumer]:
-        return [self.owner_loop, self.presence_loop, self.dispatch_loop]
+        """The consumers this process runs (its roles')."""
+        out = []
+        if "owner" in self.roles:
+            out += [self.owner_loop, self.presence_loop]
+        if "dispatcher" in self.roles:
+            out.append(self.dispatch_loop)
+        return out
 
 
 def pipeline(
@@ -234,6 +242,8 @@ def pipeline(
             on_revoked=on_revoked,
             max_records=settings.batch_max_records,
             consumer_options=options,
+            # the commit's round trip overlaps the next batch (still after its batch, in order)
+            overlap_commits=True,
             **extra,
         )
 
@@ -301,6 +311,8 @@ def pipeline(
         handle_dispatch,
         dispatch_assigned,
         dispatch_revoked,
+        # its position is its snapshot's: a commit per batch only fed monitoring
+        commit_interval_seconds=settings.dispatch_commit_seconds,
     )
     return Pipeline(
         owner,
@@ -312,6 +324,7 @@ def pipeline(
         dispatch_loop,
         owner_lock,
         presence_lock,
+        tuple(settings.roles.split(",")),
     )
 
 
@@ -414,23 +427,30 @@ def bootstrap(
                 await store.prune(utc_now(), limit=settings.retention_batch)
                 await store.prune_audit(utc_now(), limit=settings.retention_batch)
 
-            loops = [
-                asyncio.create_task(p.owner_loop.run()),
-                asyncio.create_task(p.presence_loop.run()),
-                asyncio.create_task(p.views.run()),
-                asyncio.create_task(p.dispatch_loop.run()),
-                asyncio.create_task(p.dispatcher.run()),
-                asyncio.create_task(release_when_final(p.owner, p.owner_lock, tick)),
-                asyncio.create_task(
-                    every(
-                        settings.compaction_interval_seconds,
-                        None,
-                        lambda: p.owner.compact(lock=p.owner_lock),
-                    )
-                ),
-                asyncio.create_task(every(settings.retention_interval_seconds, prune_lock, prune)),
-                asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
-            ]
+            loops = []
+            if settings.runs("owner"):
+                loops += [
+                    asyncio.create_task(p.owner_loop.run()),
+                    asyncio.create_task(p.presence_loop.run()),
+                    asyncio.create_task(p.views.run()),
+                    asyncio.create_task(release_when_final(p.owner, p.owner_lock, tick)),
+                    asyncio.create_task(
+                        every(
+                            settings.compaction_interval_seconds,
+                            None,
+                            lambda: p.owner.compact(lock=p.owner_lock),
+                        )
+                    ),
+                    asyncio.create_task(
+                        every(settings.retention_interval_seconds, prune_lock, prune)
+                    ),
+                    asyncio.create_task(every(tick, p.presence_lock, p.recorder.relay)),
+                ]
+            if settings.runs("dispatcher"):
+                loops += [
+                    asyncio.create_task(p.dispatch_loop.run()),
+                    asyncio.create_task(p.dispatcher.run()),
+                ]
             try:
                 # not gather: a cancelled gather cancels every loop, and the second cancel
                 # below then interrupted the consumers' own stop (they stayed in their groups,

@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Literal
 
 from inbox_kit.settings import ServiceSettings, service_config
-from pydantic import Field
+from pydantic import Field, field_validator
+
+ROLES = ("owner", "dispatcher")
 
 
 class RoutingSettings(ServiceSettings):
@@ -20,12 +22,27 @@ class RoutingSettings(ServiceSettings):
     presence_consumer_group: str = Field(
         "routing-presence", description="Group of the presence timeline recorders."
     )
+    roles: str = Field(
+        "owner,dispatcher",
+        description="Which of routing's consumer roles this process runs, comma-separated: "
+        "`owner` (the conversation owners, routing's presence consumer, the read-model writer, "
+        "compaction and pruning) and `dispatcher` (automatic assignment's dispatcher). Default "
+        "both; a deployment may run the dispatcher group in processes/replicas of its own "
+        "(`dispatcher`) beside owner-only ones (`owner`). Every process serves gRPC.",
+    )
     dispatcher_consumer_group: str = Field(
         "routing-dispatcher",
         description="Group of the automatic-assignment dispatchers (one writer per org).",
     )
     dispatch_snapshot_seconds: float = Field(
         5.0, gt=0, description="How often the dispatcher snapshots its state (bounds replay)."
+    )
+    dispatch_commit_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How often the dispatcher commits its consumed offsets (0: after every "
+        "batch). It always resumes from its snapshot, so the committed offsets only serve "
+        "broker-side lag monitoring, at most this far behind.",
     )
     initial_offset: Literal["earliest", "latest"] = Field(
         "earliest",
@@ -133,3 +150,16 @@ class RoutingSettings(ServiceSettings):
     @property
     def allowed_lateness(self) -> timedelta:
         return timedelta(milliseconds=self.allowed_lateness_ms)
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        roles = [r.strip() for r in value.split(",") if r.strip()]
+        unknown = sorted(set(roles) - set(ROLES))
+        if not roles or unknown:
+            raise ValueError(f"roles must be a comma-separated subset of {ROLES}, got {value!r}")
+        return ",".join(r for r in ROLES if r in roles)
+
+    def runs(self, role: str) -> bool:
+        """Whether this process runs ``role`` (one of ``ROLES``)."""
+        return role in self.roles.split(",")

@@ -8,6 +8,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING_DISPATCH
 from inbox_testing import free_port, wait_until
@@ -57,6 +58,24 @@ async def test_bootstrap_builds_every_component_up_front_without_io() -> None:
     assert all(loop.consumer is None for loop in routing.loops)  # not connected
     assert routing.owner is routing.pipeline.owner and routing.views is routing.pipeline.views
     assert routing.runtime.background and routing.runtime.cleanups
+
+
+async def test_roles_choose_the_consumers_a_process_runs() -> None:
+    base = settings()
+    owner_only = bootstrap(base.model_copy(update={"roles": "owner"}))
+    assert [loop.name for loop in owner_only.loops] == ["owner", "presence"]
+    dispatcher_only = bootstrap(base.model_copy(update={"roles": "dispatcher"}))
+    assert [loop.name for loop in dispatcher_only.loops] == ["dispatcher"]
+    assert [loop.name for loop in bootstrap(base).loops] == ["owner", "presence", "dispatcher"]
+    # normalised to the known order; unknown or empty roles are refused at start-up
+    assert RoutingSettings(**_fields(base), roles=" dispatcher, owner").roles == "owner,dispatcher"
+    for bad in ("", "owner,router", ","):
+        with pytest.raises(ValueError, match="roles"):
+            RoutingSettings(**_fields(base), roles=bad)
+
+
+def _fields(s: RoutingSettings) -> dict[str, object]:
+    return {k: getattr(s, k) for k in ("kafka_bootstrap_servers", "mongodb_uri", "jwt_secret")}
 
 
 async def over_fakes() -> tuple[Routing, InMemoryStore, InMemoryPublisher]:

@@ -374,7 +374,8 @@ class MongoDispatchStore:
 
     def assignment_view(self, org: OrgDispatcher) -> Doc:
         waiting = []
-        for slot, why in org.waiting(VIEW_WAITING_LIMIT):
+        oldest, total = org.waiting_and_total(VIEW_WAITING_LIMIT)
+        for slot, why in oldest:
             waiting.append(
                 {
                     "conversation_id": slot.conversation_id,
@@ -405,7 +406,7 @@ class MongoDispatchStore:
         return {
             "_id": org.org_id,
             "waiting": waiting,
-            "waiting_total": sum(1 for s in org.conversations.values() if s.waiting),
+            "waiting_total": total,
             "agents": agents,
             "as_of": _ts(org.clock),
         }

@@ -602,7 +602,13 @@ class OrgDispatcher:
 
     def waiting(self, limit: int | None = None) -> list[tuple[ConversationSlot, WaitReason]]:
         """Waiting conversations, oldest first, each with why it waits."""
-        candidates = (s for s in self.conversations.values() if s.waiting)
+        return self.waiting_and_total(limit)[0]
+
+    def waiting_and_total(
+        self, limit: int | None = None
+    ) -> tuple[list[tuple[ConversationSlot, WaitReason]], int]:
+        """``waiting(limit)`` and how many conversations wait in all (one pass over them)."""
+        candidates = [s for s in self.conversations.values() if s.waiting]
         order = _waiting_order
         slots = (
             sorted(candidates, key=order)
@@ -619,7 +625,7 @@ class OrgDispatcher:
             if team not in by_team:
                 by_team[team] = self.wait_reason(s)
             out.append((s, by_team[team]))
-        return out
+        return out, len(candidates)
 
     def wait_reason(self, slot: ConversationSlot) -> WaitReason:
         team = self.settings.team_of(slot.channel_id)

@@ -211,6 +211,11 @@ class AutoAssigner:
             self._assigned[event.id] = self._assigned_event(p, event.id, entry)
         return accepted, again
 
+    @property
+    def assigning(self) -> bool:
+        """``ConversationAutoAssigned`` events wait for the next ``flush``."""
+        return bool(self._assigned)
+
     async def flush(self) -> None:
         """Publish what the last folds and reviews produced (before offsets are committed).
         The two topics are independent, so both publishes are in flight at once (one round

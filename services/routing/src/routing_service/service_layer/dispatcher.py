@@ -210,6 +210,7 @@ class Dispatcher:
         self._serialize_cost = self._write_cost = 0.0
         self._last_views = time.monotonic()
         self._view_spacing = view_seconds
+        self._view_build_cost = 0.0
         self._background: asyncio.Task[None] | None = None
         self._outbox: list[CloudEvent[AssignmentProposed]] = []
         self.proposed = 0
@@ -300,6 +301,10 @@ class Dispatcher:
             for state in self.partitions.values():
                 views += [self._store.assignment_view(state.orgs[o]) for o in state.changed_orgs]
                 state.changed_orgs.clear()
+            # building them holds the loop (each scans its org's open conversations): keep it
+            # under ~5% of the time too, whatever the org's size
+            self._view_build_cost = time.monotonic() - now
+            self._view_spacing = max(self._view_spacing, 20 * self._view_build_cost)
         if snapshots or views:
             self._background = asyncio.create_task(self._persist(snapshots, views))
 
@@ -310,7 +315,11 @@ class Dispatcher:
             if views:
                 started = time.monotonic()
                 await self._store.write_assignment_views(views)
-                self._view_spacing = max(self._view_seconds, 10 * (time.monotonic() - started))
+                self._view_spacing = max(
+                    self._view_seconds,
+                    10 * (time.monotonic() - started),
+                    20 * self._view_build_cost,
+                )
             if snapshots:
                 started = time.monotonic()
                 for snap in snapshots:

@@ -34,7 +34,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
@@ -75,6 +75,8 @@ from routing_service.service_layer.ports import (
 from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
 from routing_service.service_layer.views import ChunkSizer
 
+T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger(__name__)
 BEHIND_HORIZON = Counter(
     "routing_events_behind_horizon_total",
@@ -585,13 +587,14 @@ class ConversationOwner:
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
         inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
-        outcome = await self._refold(keys, inputs, finals)
+        views = self._fold_all(keys, inputs, finals)
+        if proposals and self._assigner is not None:
+            # reviewed against the state after this batch's other events; one write-out for
+            # both (one decision record, one publish round trip, one flush of the assigner)
+            await self._apply_proposals(proposals, finals, inputs, views)
+        outcome = await self._persist(views)
         outcome.duplicates = duplicates
         outcome.refused = refused
-        if proposals and self._assigner is not None:
-            # reviewed against the state after this batch's other events
-            more = await self._apply_proposals(proposals, finals, inputs)
-            outcome.decisions += more.decisions
         self._evict()
         return outcome
 
@@ -614,9 +617,11 @@ class ConversationOwner:
         proposals: Sequence[CloudEvent[AssignmentProposed]],
         finals: Finals,
         inputs: FoldInputs,
-    ) -> BatchOutcome:
-        """``inputs`` hold the timelines of ``_proposal_agents(proposals)`` (read with the
-        batch's): no second read phase."""
+        views: dict[ConversationKey, ConversationView],
+    ) -> None:
+        """Review, journal the accepted ones and fold their conversations into ``views``
+        (written out with the batch's, ``_persist``). ``inputs`` hold the timelines of
+        ``_proposal_agents(proposals)`` (read with the batch's): no second read phase."""
         assert self._assigner is not None
         accepted, again = await self._assigner.review(proposals, self.logs, known=inputs[0])
         keys: dict[ConversationKey, None] = dict.fromkeys(again)
@@ -627,8 +632,9 @@ class ConversationOwner:
                     lg.org_id, lg.conversation_id, lg.partition, entry
                 )
             keys[key] = None
+        # journaled before anything derived from them is recorded or published
         await self._write_journal()
-        return await self._refold(list(keys), inputs, finals)
+        self._fold_all(list(keys), inputs, finals, views)
 
     def observe_presence(self, presence_partitions: int, marks: dict[int, datetime]) -> None:
         """Presence progress known in this process before its relay arrives (the presence
@@ -730,10 +736,22 @@ class ConversationOwner:
         inputs: FoldInputs,
         finals: Finals,
     ) -> BatchOutcome:
-        outcome = BatchOutcome()
+        return await self._persist(self._fold_all(keys, inputs, finals))
+
+    def _fold_all(
+        self,
+        keys: Sequence[ConversationKey],
+        inputs: FoldInputs,
+        finals: Finals,
+        views: dict[ConversationKey, ConversationView] | None = None,
+    ) -> dict[ConversationKey, ConversationView]:
+        """Fold each conversation (in memory); returns ``views`` (or a new map) with the
+        views that changed since last written, for ``_persist`` (which records and publishes
+        what the folds decided). A conversation folded again in the same batch keeps only
+        its latest view."""
         timelines, settings = inputs
         no_settings = SettingsHistory()
-        views: list[ConversationView] = []
+        views = {} if views is None else views
         for key in keys:
             lg = self.logs[key]
             self._touch(key)
@@ -762,8 +780,28 @@ class ConversationOwner:
                 lg.partition, result.state, result.audit, archive_of(lg.snapshot)
             )
             if result.state.exists and self._written.get(key) != view.fingerprint:
-                views.append(view)
-        published = await self._record_and_publish()
+                views[key] = view
+            else:
+                views.pop(key, None)
+        return views
+
+    async def _persist(self, changed: dict[ConversationKey, ConversationView]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        views = list(changed.values())
+        deciding = bool(self._unrecorded or self._unpublished)
+        if deciding and self._assigner is not None and not self._assigner.assigning:
+            # One round trip for the decisions and the dispatcher's inputs. Their order does
+            # not matter: the dispatcher's answer (a proposal) is handled by a later batch,
+            # which starts only once this one's decisions are acknowledged (a failed publish
+            # retries this batch first; a take-over republishes unpublished decisions before
+            # it handles anything). Not with ConversationAutoAssigned pending: they share
+            # inbox.routing.v1 (and the partition) with the decisions and must follow them.
+            published, _ = await _both(self._publish_and_mark(), self._flush_assigner())
+        else:
+            published = await self._record_and_publish()
+            # concurrently: the dispatcher sees a sign-out before the conversations its R1
+            # frees (routing's presence consumer forwards it before it publishes the sweeps)
+            await _both(self._mark_published(published), self._flush_assigner())
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -771,10 +809,12 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
-        # concurrently: the dispatcher sees a sign-out before the conversations its R1 frees
-        # (routing's presence consumer forwards it before it publishes the sweeps)
-        await asyncio.gather(self._mark_published(published), self._flush_assigner())
         return outcome
+
+    async def _publish_and_mark(self) -> list[DecisionRow]:
+        published = await self._record_and_publish()
+        await self._mark_published(published)
+        return published
 
     async def _record_and_publish(self) -> list[DecisionRow]:
         """Record, publish (acks awaited): every decision not done yet. Returns the published
@@ -1126,6 +1166,16 @@ class ConversationOwner:
 
 #: See ``release_when_final``.
 BUSY_SKIPS = 5
+
+
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Await both; if either failed, raise its error once both have ended (a failed batch is
+    retried: nothing of its attempt may still be running then)."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in (a, b):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(T, a), cast(U, b)
 
 
 async def release_when_final(owner: ConversationOwner, lock: asyncio.Lock, tick: float) -> None:
