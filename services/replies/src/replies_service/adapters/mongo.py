@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from inbox_kit.mongo import insert_many, upsert
+from inbox_kit.mongo import insert_many, queries_use_secondary_indexes, upsert
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -33,6 +33,10 @@ class MongoReplyStore:
         self._usage_revisions = db["usage_revisions"]
 
     async def ensure_indexes(self) -> None:
+        """The listings' indexes, on MongoDB only (FerretDB never uses a secondary index for
+        a query and would maintain them on every write)."""
+        if not await queries_use_secondary_indexes(self._db):
+            return
         await self._collections.create_index([("org_id", ASCENDING)])
         await self._replies.create_index([("org_id", ASCENDING)])
         await self._replies.create_index([("collection_id", ASCENDING)])

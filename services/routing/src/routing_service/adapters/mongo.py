@@ -20,7 +20,13 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from inbox_kit.mongo import bulk_write, find_by_ids, insert_many, upsert
+from inbox_kit.mongo import (
+    bulk_write,
+    find_by_ids,
+    insert_many,
+    queries_use_secondary_indexes,
+    upsert,
+)
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -124,6 +130,17 @@ class MongoRoutingStore:
         self._claims = db["partition_claims"]
 
     async def ensure_indexes(self) -> None:
+        """TTL indexes where the database has them; the indexes of the take-over's and the
+        listings' queries on MongoDB only: FerretDB never uses a secondary index for a query
+        and would maintain them on every journal, decision and view write."""
+        for coll in (self._decisions, self._published, self._audit):
+            try:
+                await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+            except OperationFailure:
+                # FerretDB v1 has no TTL indexes: ``prune`` does the same, bounded
+                log.info("no TTL index on %s; pruning task only", coll.name)
+        if not await queries_use_secondary_indexes(self._db):
+            return
         for coll in (
             self._journal,
             self._decisions,
@@ -133,12 +150,6 @@ class MongoRoutingStore:
             self._live,
         ):
             await coll.create_index([("partition", ASCENDING)])
-        for coll in (self._decisions, self._published, self._audit):
-            try:
-                await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
-            except OperationFailure:
-                # FerretDB v1 has no TTL indexes: ``prune`` does the same, bounded
-                log.info("no TTL index on %s; pruning task only", coll.name)
         await self._views.create_index(
             [
                 ("org_id", ASCENDING),
