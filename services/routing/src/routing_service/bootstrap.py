@@ -277,6 +277,7 @@ def pipeline(
             ),
         ),
     )
+    views.yield_to(owner.acquire_yielding)
     presence_loop = group_consumer(
         "presence",
         [PRESENCE.name],

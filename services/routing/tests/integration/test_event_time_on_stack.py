@@ -84,7 +84,8 @@ async def test_a_sign_in_200ms_late_ends_as_the_reference(stack, client, unique)
             await probe.wait_for(lambda r: decisions_of(org, [r]) != [], timeout=20)
             await probe.read_to_end()
             assert decisions_of(org, probe.records) == [(marker, "moved_to_new_while_signed_out")]
-    assert await client.conversation(org, conv) == ("NEW", ana)
+    # the read model is asynchronous, and a conversation's view waits for its pending decision
+    await wait_until(lambda: _is(client, org, conv, ("NEW", ana)), timeout=10)
     await wait_until(lambda: _is(client, org, marker, ("NEW", "")), timeout=10)
 
 

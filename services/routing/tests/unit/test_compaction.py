@@ -277,3 +277,51 @@ async def test_a_compaction_run_lets_a_batch_in_between_its_chunks() -> None:
     assert r.store.journal == {}
     assert r.state(ORG, "old") == ("RESOLVED", None)
     assert r.state(ORG, "held") == ("NEW", "ana")
+
+
+async def test_a_compaction_step_lets_a_decision_about_to_become_final_go_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step that would take the lock while a decision is due within about twice its
+    expected time lets the lock go and waits until a fold took the due decisions."""
+    r = await routing()
+    await history(r)
+    await now(r, t(10))
+    await r.deliver(signed_out(ORG, "ana", t(10)))
+    r.clock.now = t(11) - timedelta(milliseconds=10)  # R1 final at sign-out + L: 10 ms away
+    await r.deliver_commands()
+    assert list(r.owner.due) == [(ORG, "held")]
+    order: list[str] = []
+    due_within = r.owner._due_within
+    choose = r.owner._choose
+    publish = r.decisions.publish_decisions
+
+    async def noting_due(seconds: float) -> bool:
+        soon = await due_within(seconds)
+        order.append(f"due soon: {soon}")
+        return soon
+
+    def noting_choice(*args: object) -> object:
+        order.append("compaction")
+        return choose(*args)  # type: ignore[arg-type]
+
+    async def noting_publish(*args: object) -> None:
+        order.append("decision")
+        await publish(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(r.owner, "_due_within", noting_due)
+    monkeypatch.setattr(r.owner, "_choose", noting_choice)
+    monkeypatch.setattr(r.decisions, "publish_decisions", noting_publish)
+    lock = asyncio.Lock()
+    run = asyncio.create_task(r.owner.compact(lock=lock))
+    for _ in range(1000):  # until the run's first step has looked and let the lock go
+        if order:
+            break
+        await asyncio.sleep(0)
+    assert order == ["due soon: True"]
+    async with lock:  # what ``release_when_final`` does once the decision is final
+        r.clock.now = t(11) + timedelta(milliseconds=1)
+        assert (await r.owner.release_due()).decisions
+    await run
+    assert order[:3] == ["due soon: True", "decision", "compaction"]
+    assert r.state(ORG, "held") == ("NEW", None)

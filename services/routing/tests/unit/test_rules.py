@@ -258,11 +258,15 @@ class FlakyPublisher:
         await self.inner.publish_decisions(decisions)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("failing", ["append_journal", "record_decisions", "publish"])
+@pytest.mark.parametrize(
+    "failing", ["append_journal", "record_decisions", "publish", "mark_published"]
+)
 async def test_transient_failure_then_retry_of_the_same_batch_loses_nothing(failing: str) -> None:
     """The consumer retries a batch in the same process after a transient failure: the
     retry must persist the journal entry and record + publish the decision, although the
-    owner's memory already saw the event and derived the decision."""
+    owner's memory already saw the event and derived the decision; a decision published
+    before the failure (the journal insert runs alongside, the mark after) is not published
+    again."""
     r = await routing()
     for e in (signed_in(ORG, "ana", t(0)), inbound(ORG, "c", t(1))):
         await r.deliver(e)

@@ -101,9 +101,12 @@ async def test_chunks_are_boosted_when_the_consumer_is_idle() -> None:
     writer = ViewWriter(store, idle_gap=0.25, idle_boost=8, clock=lambda: now[0])
     writer.submit([view(f"c{i}") for i in range(300)], {("org", f"c{i}") for i in range(300)})
     now[0] += 0.3  # no submit since: idle
-    keys, sizer = writer._next_chunk()
-    assert sizer is None and len(keys) == 32 * 8
+    keys, sizer, boost = writer._next_chunk()
+    assert boost == 8 and len(keys) == 32 * 8
+    # a boosted chunk slower than 8 x the target halves the chunk it is a multiple of
+    sizer.observe(len(keys) // boost, 8 * 0.05 / boost)
+    assert writer._next_chunk()[0] == keys[: 16 * 8]
     busy = ViewWriter(store, idle_gap=60.0)
     busy.submit([view(f"d{i}") for i in range(100)], set())
-    keys, sizer = busy._next_chunk()
-    assert sizer is not None and len(keys) == 8  # initial replace chunk while batches arrive
+    keys, sizer, boost = busy._next_chunk()
+    assert boost == 1 and len(keys) == 8  # initial replace chunk while batches arrive

@@ -2,11 +2,11 @@
 
 Consumes messages, conversations and routing-command events in batches. For every touched
 conversation it re-folds everything known (its events, its assignees' presence timelines, the
-org's setting history, the decisions already taken) and persists, in this order:
-1. new journal entries (insert-only, unique per event: a redelivery is a no-op);
-2. new decisions (insert-only, deterministic ids: the "facts");
-3. publishes the decisions and waits for the broker, then marks them published;
-4. the read model (queue, assignee, audit trail) of the conversations that changed.
+org's setting history, the decisions already taken) and persists:
+1. new journal entries (insert-only, unique per event: a redelivery is a no-op), while
+2. new decisions are recorded (insert-only, deterministic ids: the "facts") and published
+   (acks awaited); once both are done the decisions are marked published;
+3. the read model (queue, assignee, audit trail) of the conversations that changed.
 Offsets are committed by the caller after ``handle`` returned, so a crash anywhere in between
 redelivers the batch, which re-derives the same decisions with the same ids.
 
@@ -176,6 +176,10 @@ class Compacting:
     #: at most ``chunk``), then the run rests ``rest_factor`` x as long with it released.
     chunk_seconds: float = 0.025
     rest_factor: float = 1.0
+    #: A background step (a compaction step, a read-model chunk) lets a decision due within
+    #: about twice its expected time go first, waiting at most this long
+    #: (``ConversationOwner.acquire_yielding``).
+    yield_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -203,24 +207,40 @@ class Parked:
     live: dict[ConversationKey, int]
 
 
+#: Takes a lock for a background step expected to hold it about ``expected`` seconds.
+Acquire = Callable[[asyncio.Lock, float], Awaitable[None]]
+
+
+async def plain_acquire(lock: asyncio.Lock, expected: float) -> None:
+    await lock.acquire()
+
+
 class _Stepper:
     """Steps of a background run under the consumer's lock, one at a time: each takes the
-    lock, and the next waits ``rest`` x as long as this one held it (lock released)."""
+    lock (through ``acquire``, told how long the previous step held it), and the next waits
+    ``rest`` x as long as this one held it (lock released)."""
 
-    def __init__(self, lock: asyncio.Lock | None, rest: float) -> None:
+    def __init__(
+        self, lock: asyncio.Lock | None, rest: float, acquire: Acquire = plain_acquire
+    ) -> None:
         self._lock = lock
         self._rest = rest
+        self._acquire = acquire
+        self._held = 0.0
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
         if self._lock is None:
             yield
             return
-        async with self._lock:
+        await self._acquire(self._lock, self._held)
+        try:
             started = time.perf_counter()
             yield
-            held = time.perf_counter() - started
-        await asyncio.sleep(held * self._rest)
+            self._held = time.perf_counter() - started
+        finally:
+            self._lock.release()
+        await asyncio.sleep(self._held * self._rest)
 
 
 class ConversationOwner:
@@ -251,6 +271,11 @@ class ConversationOwner:
         #: Set when an input progressed while a decision is due: ``release_due`` waits on it
         #: (``wait_progress``) instead of only a timer.
         self._progressed = asyncio.Event()
+        #: Set whenever a fold took due decisions: background steps wait on it while a
+        #: decision is about to become final (``acquire_yielding``).
+        self._due_taken = asyncio.Event()
+        #: Chunks of decisions are recorded one after the other, each published meanwhile.
+        self._recording = asyncio.Lock()
         #: Per conversation: the topic each of its streams arrives on, if not the source topic.
         self._via: dict[ConversationKey, dict[str, str]] = {}
         #: Conversations with a decision beyond progress, and when it is due (event time).
@@ -262,6 +287,8 @@ class ConversationOwner:
         self._unjournaled: dict[tuple[str, str, str], JournalRow] = {}
         self._unrecorded: dict[str, DecisionRow] = {}
         self._unpublished: dict[str, DecisionRow] = {}
+        #: Published, not marked published yet (a retry marks them, it does not publish again).
+        self._unmarked: dict[str, DecisionRow] = {}
         #: Left behind by a crash inside a compaction step: written by the next one.
         self._stale_journal: set[tuple[str, str, str]] = set()
         self._stale_decisions: dict[str, DecisionRow] = {}
@@ -455,7 +482,7 @@ class ConversationOwner:
         # the next owner re-derives these from the redelivered (uncommitted) records
         for jk in [k for k, row in self._unjournaled.items() if row.partition in parts]:
             del self._unjournaled[jk]
-        for pending in (self._unrecorded, self._unpublished):
+        for pending in (self._unrecorded, self._unpublished, self._unmarked):
             for dk in [k for k, drow in pending.items() if drow.partition in parts]:
                 del pending[dk]
         for agent, keys in list(self._by_agent.items()):
@@ -489,6 +516,7 @@ class ConversationOwner:
             any(r.partition == p for r in self._unjournaled.values())
             or any(r.partition == p for r in self._unrecorded.values())
             or any(r.partition == p for r in self._unpublished.values())
+            or any(r.partition == p for r in self._unmarked.values())
             or any(r.partition == p for r in self._stale_decisions.values())
             or any(r.partition == p for r in self._stale_resident.values())
             or any(
@@ -582,17 +610,23 @@ class ConversationOwner:
         CONVERSATION_EVENTS.inc(taken_in)  # once a batch: a counter's lock costs ~1 us a call
         finals = await self._final_until()
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
-        # the journal is written while the fold's inputs are read (the fold uses the log in
-        # memory); both are done before any decision is recorded.
+        # the journal is written while the fold's inputs are read, the batch is folded (the
+        # fold uses the log in memory) and its decisions are recorded and published
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
-        inputs, _ = await asyncio.gather(self._fold_inputs(keys, extra), self._write_journal())
-        views = self._fold_all(keys, inputs, finals)
-        if proposals and self._assigner is not None:
-            # reviewed against the state after this batch's other events; one write-out for
-            # both (one decision record, one publish round trip, one flush of the assigner)
-            await self._apply_proposals(proposals, finals, inputs, views)
-        outcome = await self._persist(views)
+        journal = asyncio.ensure_future(self._write_journal())
+        try:
+            inputs = await self._fold_inputs(keys, extra)
+            views = self._fold_all(keys, inputs, finals)
+            if proposals and self._assigner is not None:
+                # reviewed against the state after this batch's other events; one write-out
+                # for both (one decision record, one publish round trip, one flush of the
+                # assigner)
+                await self._apply_proposals(proposals, finals, inputs, views)
+        except BaseException:
+            await asyncio.gather(journal, return_exceptions=True)
+            raise
+        outcome = await self._persist(views, journal)
         outcome.duplicates = duplicates
         outcome.refused = refused
         self._evict()
@@ -657,7 +691,7 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        if not keys and not self._unrecorded and not self._unpublished:
+        if not keys and not self._unrecorded and not self._unpublished and not self._unmarked:
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -735,8 +769,31 @@ class ConversationOwner:
         keys: Sequence[ConversationKey],
         inputs: FoldInputs,
         finals: Finals,
+        journal: asyncio.Future[None] | None = None,
     ) -> BatchOutcome:
-        return await self._persist(self._fold_all(keys, inputs, finals))
+        """Fold ``keys`` again, then record, publish and mark their new decisions, submit the
+        changed views and tell the dispatcher.
+
+        Many conversations at once (a sweep's 1,000 R1): folded in slices, and each slice's
+        decisions recorded and published while the next slice is folded (the store and the
+        broker work meanwhile); a conversation's decisions are all in its slice. Not with
+        decisions left by a failed attempt: those go first (``_record_and_publish``)."""
+        if len(keys) <= FOLD_SLICE or self._unrecorded or self._unpublished:
+            return await self._persist(self._fold_all(keys, inputs, finals))
+        views: dict[ConversationKey, ConversationView] = {}
+        sent: set[str] = set()
+        sends: list[asyncio.Future[list[DecisionRow]]] = []
+        try:
+            for i in range(0, len(keys), FOLD_SLICE):
+                self._fold_all(keys[i : i + FOLD_SLICE], inputs, finals, views)
+                fresh = [r for did, r in self._unrecorded.items() if did not in sent]
+                if fresh:
+                    sent.update(r.decision.decision_id for r in fresh)
+                    sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
+                    await asyncio.sleep(0)  # its insert is sent before the next slice folds
+        finally:
+            await _all_sent(sends)
+        return await self._persist(views)
 
     def _fold_all(
         self,
@@ -770,12 +827,17 @@ class ConversationOwner:
             for d in result.new_decisions:
                 lg.facts[d.decision_id] = d
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
+            if result.pending_at is not None:
+                self.due[key] = result.pending_at
+                # its state changes once the decision is final (an R2 one presence mark
+                # later, an R1 about L later): the read model and the dispatcher learn the
+                # state then, not the one in between (a view and a dispatch input less)
+                views.pop(key, None)
+                continue
+            if self.due.pop(key, None) is not None:
+                self._due_taken.set()
             if self._assigner is not None:
                 self._assigner.observe(lg, result, finals.presence)
-            if result.pending_at is None:
-                self.due.pop(key, None)
-            else:
-                self.due[key] = result.pending_at
             view = ConversationView(
                 lg.partition, result.state, result.audit, archive_of(lg.snapshot)
             )
@@ -785,7 +847,15 @@ class ConversationOwner:
                 views.pop(key, None)
         return views
 
-    async def _persist(self, changed: dict[ConversationKey, ConversationView]) -> BatchOutcome:
+    async def _persist(
+        self,
+        changed: dict[ConversationKey, ConversationView],
+        journal: asyncio.Future[None] | None = None,
+    ) -> BatchOutcome:
+        """Record, publish and mark the decisions the folds took, while ``journal`` (the
+        batch's journal insert) goes on: both are done before anything is marked published
+        (a crash in between redelivers the batch: the journal gets its events, the recorded
+        decisions are facts). Then submit the changed views and tell the dispatcher."""
         outcome = BatchOutcome()
         views = list(changed.values())
         deciding = bool(self._unrecorded or self._unpublished)
@@ -796,9 +866,11 @@ class ConversationOwner:
             # retries this batch first; a take-over republishes unpublished decisions before
             # it handles anything). Not with ConversationAutoAssigned pending: they share
             # inbox.routing.v1 (and the partition) with the decisions and must follow them.
-            published, _ = await _both(self._publish_and_mark(), self._flush_assigner())
+            published, _ = await _both(
+                self._publish_and_mark(journal), self._flush_assigner(after=journal)
+            )
         else:
-            published = await self._record_and_publish()
+            published = await self._record_and_publish(journal)
             # concurrently: the dispatcher sees a sign-out before the conversations its R1
             # frees (routing's presence consumer forwards it before it publishes the sweeps)
             await _both(self._mark_published(published), self._flush_assigner())
@@ -811,33 +883,59 @@ class ConversationOwner:
             outcome.views_written = len(views)
         return outcome
 
-    async def _publish_and_mark(self) -> list[DecisionRow]:
-        published = await self._record_and_publish()
+    async def _publish_and_mark(
+        self, journal: asyncio.Future[None] | None = None
+    ) -> list[DecisionRow]:
+        published = await self._record_and_publish(journal)
         await self._mark_published(published)
         return published
 
-    async def _record_and_publish(self) -> list[DecisionRow]:
-        """Record, publish (acks awaited): every decision not done yet. Returns the published
-        ones, to be marked published (``_mark_published``) before the offsets are committed."""
-        if self._unrecorded:
-            rows = list(self._unrecorded.values())
-            await self._store.record_decisions(rows)
-            for r in rows:
-                self._unpublished[r.decision.decision_id] = r
-                self._unrecorded.pop(r.decision.decision_id, None)
-        if not self._unpublished:
-            return []
+    async def _record_and_publish(
+        self, journal: asyncio.Future[None] | None = None
+    ) -> list[DecisionRow]:
+        """Record, publish (acks awaited): every decision not done yet, while ``journal`` goes
+        on (awaited too). Returns every published decision not marked yet (a failed attempt's
+        included), to be marked published (``_mark_published``) before the offsets are
+        committed."""
+        stored = [journal] if journal is not None else []
         rows = list(self._unpublished.values())
+        if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
+            try:
+                await self._publisher.publish_decisions([r.decision for r in rows])
+            except BaseException:
+                await asyncio.gather(*stored, return_exceptions=True)
+                raise
+            self._published(rows)
+        chunks = _by_conversation_chunks(list(self._unrecorded.values()))
+        await _all_sent(
+            [*(asyncio.ensure_future(self._record_then_publish(c)) for c in chunks), *stored]
+        )
+        return list(self._unmarked.values())
+
+    def _published(self, rows: Sequence[DecisionRow]) -> None:
+        for r in rows:
+            self._unpublished.pop(r.decision.decision_id, None)
+            self._unmarked[r.decision.decision_id] = r
+
+    async def _record_then_publish(self, rows: list[DecisionRow]) -> list[DecisionRow]:
+        async with self._recording:  # one insert at a time (concurrent ones were slower)
+            await self._store.record_decisions(rows)
+        for r in rows:
+            self._unpublished[r.decision.decision_id] = r
+            self._unrecorded.pop(r.decision.decision_id, None)
         await self._publisher.publish_decisions([r.decision for r in rows])
+        self._published(rows)
         return rows
 
     async def _mark_published(self, rows: Sequence[DecisionRow]) -> None:
         if rows:
             await self._store.mark_published(rows)
             for r in rows:
-                self._unpublished.pop(r.decision.decision_id, None)
+                self._unmarked.pop(r.decision.decision_id, None)
 
-    async def _flush_assigner(self) -> None:
+    async def _flush_assigner(self, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None:
+            await after  # the batch's journal insert: its inputs are stored first
         if self._assigner is not None:
             # after the decisions are published: an R1/R2 unassignment is on the topic before
             # the dispatcher can hand the conversation to someone else
@@ -951,7 +1049,11 @@ class ConversationOwner:
             return False
         return not any(
             r.decision.org_id == lg.org_id and r.decision.conversation_id == lg.conversation_id
-            for r in (*self._unrecorded.values(), *self._unpublished.values())
+            for r in (
+                *self._unrecorded.values(),
+                *self._unpublished.values(),
+                *self._unmarked.values(),
+            )
         ) and not any(jk[:2] == key for jk in self._unjournaled)
 
     async def compact(self, lock: asyncio.Lock | None = None) -> int:
@@ -967,7 +1069,7 @@ class ConversationOwner:
         state and progress of that moment: a batch in between may have added events or
         decisions, a pending view, or revoked the partition. Without ``lock`` the caller
         holds whatever must be held (tests)."""
-        step = _Stepper(lock, self.compacting.rest_factor)
+        step = _Stepper(lock, self.compacting.rest_factor, self.acquire_yielding)
         async with step():
             chosen = self._choose(await self._final_until())
             # the filters learn every chosen key before any of their snapshots exist (a
@@ -1005,6 +1107,35 @@ class ConversationOwner:
                 self._repaired()
             self._evict()
         return done
+
+    async def acquire_yielding(self, lock: asyncio.Lock, expected: float) -> None:
+        """Take the consumer's ``lock`` for a background step (compaction, the read model)
+        expected to hold it about ``expected`` seconds (its previous step's time) — unless a
+        decision is due that may become final within about twice that (it would wait behind
+        the step: a sweep's R1 is final L after the sign-out, and a step is one or more store
+        round trips, up to hundreds of ms on a loaded machine). Then the step lets the lock
+        go and waits until a fold takes due decisions, once, at most
+        ``Compacting.yield_seconds``: decisions first, background work never starved.
+        Checked with the lock held, so a step that queued for the lock early still yields."""
+        await lock.acquire()
+        if not self.due or not await self._due_within(max(2 * expected, 0.05)):
+            return
+        lock.release()
+        self._due_taken.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._due_taken.wait(), self.compacting.yield_seconds)
+        await lock.acquire()
+
+    async def _due_within(self, seconds: float) -> bool:
+        """Is a decision due whose inputs' progress is within ``seconds`` of it (or past it)?
+        Decisions whose progress is unknown do not count."""
+        finals = await self._final_until()
+        window = timedelta(seconds=seconds)
+        for key, at in self.due.items():
+            final = self._final_for(key, finals)
+            if final is not None and at - final <= window:
+                return True
+        return False
 
     def _choose(self, finals: Finals) -> list[ConversationKey]:
         """Conversations with something behind their horizon, up to ``per_run``, grouped by
@@ -1162,6 +1293,38 @@ class ConversationOwner:
             if gone and self._assigner is not None:
                 self._assigner.forget_keys(gone)
         CONVERSATIONS_IN_MEMORY.set(len(self.logs))
+
+
+#: Decisions per store write when many are taken at once (each chunk published while the
+#: next is recorded), and conversations folded per slice of a large re-fold.
+DECISION_CHUNK = 250
+FOLD_SLICE = 250
+
+
+async def _all_sent(sends: Sequence[asyncio.Future[Any]]) -> list[DecisionRow]:
+    """Await every send started (a failed record leaves its rows unrecorded, a failed publish
+    leaves them unpublished, for the retry); the published rows, or the first failure."""
+    done = await asyncio.gather(*sends, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return [row for rows in done if isinstance(rows, list) for row in rows]
+
+
+def _by_conversation_chunks(
+    rows: Sequence[DecisionRow], size: int = DECISION_CHUNK
+) -> list[list[DecisionRow]]:
+    """``rows`` in chunks of about ``size``, the decisions of a conversation in one chunk (in
+    their order: they reach the topic in the order they were taken)."""
+    groups: dict[tuple[str, str], list[DecisionRow]] = {}
+    for r in rows:
+        groups.setdefault((r.decision.org_id, r.decision.conversation_id), []).append(r)
+    chunks: list[list[DecisionRow]] = []
+    for group in groups.values():
+        if not chunks or len(chunks[-1]) >= size:
+            chunks.append([])
+        chunks[-1] += group
+    return chunks
 
 
 #: See ``release_when_final``.
