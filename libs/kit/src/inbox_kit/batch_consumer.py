@@ -255,11 +255,15 @@ class BatchConsumer:
                         await self._handle(consumer, live)
         finally:
             task = self._commit_in_flight
-            if task is not None:
-                # bounded: a broker that is gone must not hold up the stop
-                await asyncio.wait({task}, timeout=5)
-                task.cancel()
-            await consumer.stop()
+            try:
+                if task is not None:
+                    # bounded: a broker that is gone must not hold up the stop
+                    await asyncio.wait({task}, timeout=5)
+            finally:
+                # even if that wait is interrupted: a consumer not stopped stays in its group
+                if task is not None:
+                    task.cancel()
+                await consumer.stop()
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
