@@ -96,3 +96,29 @@ async def test_every_handled_offset_is_committed_in_every_commit_mode(
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await probe.stop()
+
+
+async def test_a_commit_cancelled_by_the_stop_does_not_break_the_revoke_that_follows() -> None:
+    # consumer.stop() runs the revoke callback (commit_pending) inside the coordinator's close;
+    # a CancelledError there made aiokafka skip closing the fetcher (its fetch tasks ran on)
+    async def no_dead_letters(*_: object) -> None:
+        raise AssertionError("nothing should be dead-lettered")
+
+    async def handler(batch: Batch) -> None:
+        raise AssertionError("nothing is consumed")
+
+    loop = BatchConsumer(
+        name="stopping",
+        bootstrap="127.0.0.1:1",
+        topics=["unused"],
+        group_id="unused",
+        handler=handler,
+        dead_letters=DeadLetters(no_dead_letters, "unused"),
+        overlap_commits=True,
+    )
+    commit = asyncio.create_task(asyncio.Event().wait())  # a commit the broker never answers
+    loop._commit_in_flight = commit
+    await asyncio.sleep(0)
+    commit.cancel()  # as the stop does after its bounded wait
+    await loop.commit_pending({TopicPartition("unused", 0)})  # returns, raises nothing
+    assert commit.cancelled()

@@ -254,7 +254,7 @@ class BatchConsumer:
                     if live:
                         await self._handle(consumer, live)
         finally:
-            task = self._commit_in_flight
+            task, self._commit_in_flight = self._commit_in_flight, None
             try:
                 if task is not None:
                     # bounded: a broker that is gone must not hold up the stop
@@ -353,11 +353,14 @@ class BatchConsumer:
         """Wait for the commit in flight (``overlap_commits``); its failure is the batch's
         redelivery, not this caller's error."""
         task, self._commit_in_flight = self._commit_in_flight, None
-        if task is not None:
-            try:
-                await task
-            except Exception:
-                log.warning("offset commit failed; the batches since the last are redelivered")
+        if task is None:
+            return
+        # not ``await task``: a commit cancelled by the stop must not raise CancelledError in
+        # a rebalance callback (aiokafka would abandon its own stop half-way), and our own
+        # cancellation must not cancel the commit
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            log.warning("offset commit failed; the batches since the last are redelivered")
 
     async def commit_pending(self, partitions: set[TopicPartition]) -> None:
         """Commit what was handled on ``partitions`` and not committed yet (revoke)."""
@@ -367,8 +370,9 @@ class BatchConsumer:
             del self._uncommitted[tp]
         if due and self.consumer is not None:
             # a generation already gone: the next owner starts where the last commit was
-            with contextlib.suppress(KafkaError):
-                await self.consumer.commit(due)
+            # (bounded: this also runs inside the consumer's own stop)
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self.consumer.commit(due), timeout=5)
 
     def _partition_count(self, topic: str) -> int | None:
         parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
