@@ -98,9 +98,10 @@ async def test_every_handled_offset_is_committed_in_every_commit_mode(
         await probe.stop()
 
 
-async def test_a_commit_cancelled_by_the_stop_does_not_break_the_revoke_that_follows() -> None:
-    # consumer.stop() runs the revoke callback (commit_pending) inside the coordinator's close;
-    # a CancelledError there made aiokafka skip closing the fetcher (its fetch tasks ran on)
+async def test_the_revoke_callback_survives_a_cancelled_or_stuck_commit() -> None:
+    # the revoke callback (commit_pending) runs in aiokafka's coordination task: a
+    # CancelledError there ends that task, and consumer.stop() then skipped closing the
+    # fetcher; a commit that waits for the rebalance must not hold the rebalance for good
     async def no_dead_letters(*_: object) -> None:
         raise AssertionError("nothing should be dead-lettered")
 
@@ -122,3 +123,11 @@ async def test_a_commit_cancelled_by_the_stop_does_not_break_the_revoke_that_fol
     commit.cancel()  # as the stop does after its bounded wait
     await loop.commit_pending({TopicPartition("unused", 0)})  # returns, raises nothing
     assert commit.cancelled()
+
+    stuck = asyncio.create_task(asyncio.Event().wait())
+    loop._commit_in_flight = stuck
+    started = asyncio.get_running_loop().time()
+    await loop.commit_pending({TopicPartition("unused", 0)})  # gives up on it after 5 s
+    await asyncio.wait({stuck})  # its cancellation is delivered at its next step
+    assert stuck.cancelled()
+    assert asyncio.get_running_loop().time() - started < 10

@@ -349,28 +349,31 @@ class BatchConsumer:
             # we lost the partitions meanwhile; the new owner redelivers (handling is idempotent)
             log.warning("commit failed after a rebalance; the batch will be redelivered")
 
-    async def _commit_acknowledged(self) -> None:
-        """Wait for the commit in flight (``overlap_commits``); its failure is the batch's
-        redelivery, not this caller's error."""
+    async def _commit_acknowledged(self, timeout: float | None = None) -> None:
+        """Wait for the commit in flight (``overlap_commits``), at most ``timeout`` (then it
+        is abandoned); its failure is the batches' redelivery, not this caller's error."""
         task, self._commit_in_flight = self._commit_in_flight, None
         if task is None:
             return
-        # not ``await task``: a commit cancelled by the stop must not raise CancelledError in
-        # a rebalance callback (aiokafka would abandon its own stop half-way), and our own
-        # cancellation must not cancel the commit
-        await asyncio.wait({task})
-        if task.cancelled() or task.exception() is not None:
+        # not ``await task``: a commit cancelled meanwhile must not raise CancelledError in the
+        # rebalance callback (it would end aiokafka's coordination task, and its stop would
+        # then skip closing the fetcher), and our own cancellation must not cancel the commit
+        await asyncio.wait({task}, timeout=timeout)
+        if not task.done():
+            task.cancel()  # abandoned: its batches are redelivered
+            log.warning("offset commit timed out; the batches since the last are redelivered")
+        elif task.cancelled() or task.exception() is not None:
             log.warning("offset commit failed; the batches since the last are redelivered")
 
     async def commit_pending(self, partitions: set[TopicPartition]) -> None:
-        """Commit what was handled on ``partitions`` and not committed yet (revoke)."""
-        await self._commit_acknowledged()
+        """Commit what was handled on ``partitions`` and not committed yet (revoke). Bounded:
+        the rebalance (or the group's leave) waits for it, and a commit may wait for them."""
+        await self._commit_acknowledged(timeout=5)
         due = {tp: o for tp, o in self._uncommitted.items() if tp in partitions}
         for tp in due:
             del self._uncommitted[tp]
         if due and self.consumer is not None:
             # a generation already gone: the next owner starts where the last commit was
-            # (bounded: this also runs inside the consumer's own stop)
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self.consumer.commit(due), timeout=5)
 
