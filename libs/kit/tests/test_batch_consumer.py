@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+from aiokafka import TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
 from inbox_kit.batch_consumer import Batch, BatchConsumer, Record
@@ -60,3 +62,38 @@ async def test_outages_retry_the_batch_and_refusals_and_malformed_go_out_in_orde
         ("inbox.contacts.v1.dlq", records[2].value),
     ]
     assert sent[0][2][H_ERROR] == "refused"
+
+
+async def test_the_revoke_callback_survives_a_cancelled_or_stuck_commit() -> None:
+    # the revoke callback (commit_pending) runs in aiokafka's coordination task: a
+    # CancelledError there ends that task, and consumer.stop() then skipped closing the
+    # fetcher; a commit that waits for the rebalance must not hold the rebalance for good
+    async def no_dead_letters(*_: object) -> None:
+        raise AssertionError("nothing should be dead-lettered")
+
+    async def handler(batch: Batch) -> None:
+        raise AssertionError("nothing is consumed")
+
+    loop = BatchConsumer(
+        name="stopping",
+        bootstrap="127.0.0.1:1",
+        topics=["unused"],
+        group_id="unused",
+        handler=handler,
+        dead_letters=DeadLetters(no_dead_letters, "unused"),
+        overlap_commits=True,
+    )
+    commit = asyncio.create_task(asyncio.Event().wait())  # a commit the broker never answers
+    loop._commit_in_flight = commit
+    await asyncio.sleep(0)
+    commit.cancel()  # as the stop does after its bounded wait
+    await loop.commit_pending({TopicPartition("unused", 0)})  # returns, raises nothing
+    assert commit.cancelled()
+
+    stuck = asyncio.create_task(asyncio.Event().wait())
+    loop._commit_in_flight = stuck
+    started = asyncio.get_running_loop().time()
+    await loop.commit_pending({TopicPartition("unused", 0)})  # gives up on it after 5 s
+    await asyncio.wait({stuck})  # its cancellation is delivered at its next step
+    assert stuck.cancelled()
+    assert asyncio.get_running_loop().time() - started < 10

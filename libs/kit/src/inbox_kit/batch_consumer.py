@@ -254,15 +254,11 @@ class BatchConsumer:
                     if live:
                         await self._handle(consumer, live)
         finally:
-            task, self._commit_in_flight = self._commit_in_flight, None
             try:
-                if task is not None:
-                    # bounded: a broker that is gone must not hold up the stop
-                    await asyncio.wait({task}, timeout=5)
+                # bounded: a broker that is gone must not hold up the stop
+                await self._commit_acknowledged(timeout=5)
             finally:
                 # even if that wait is interrupted: a consumer not stopped stays in its group
-                if task is not None:
-                    task.cancel()
                 await consumer.stop()
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
