@@ -50,6 +50,18 @@ class RoutingSettings(ServiceSettings):
         "earliest (nothing is missed); tests on a shared broker: latest.",
     )
     batch_max_records: int = Field(1000, ge=1, description="Records per consumed batch.")
+    owner_batch_target_ms: int = Field(
+        100,
+        ge=0,
+        description="The conversation owner's batches aim at this handling time while it "
+        "keeps up (records per batch = its observed rate x this, at least "
+        "ROUTING_OWNER_BATCH_MIN_RECORDS); only while its backlog grows although batches are "
+        "full does it take up to ROUTING_BATCH_MAX_RECORDS. 0: always up to "
+        "ROUTING_BATCH_MAX_RECORDS.",
+    )
+    owner_batch_min_records: int = Field(
+        250, ge=1, description="Fewest records an owner batch is sized to (see the target)."
+    )
     allowed_lateness_ms: int = Field(
         500,
         ge=0,
