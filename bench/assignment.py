@@ -357,7 +357,8 @@ async def run() -> list[Metric]:
         if sizing is not None:
             print(
                 f"  owner batch sizing: {'throughput' if sizing.throughput else 'latency'} mode, "
-                f"cap {sizing.cap}, rate {sizing.rate or 0:.0f} records/s",
+                f"cap {sizing.cap}, rate {sizing.rate or 0:.0f} records/s, "
+                f"{sizing.switches} switches to throughput mode so far",
                 flush=True,
             )
         steady_cpu_us = steady_cpu / len(sset) * 1e6

@@ -30,6 +30,8 @@ class AdaptiveBatchSize:
     #: Records handled per second of handling time (moving average; None: nothing yet).
     rate: float | None = None
     throughput: bool = False
+    #: Switches to throughput mode so far (monitoring, benchmarks).
+    switches: int = 0
     #: (time, backlog) samples within the window, oldest first.
     _samples: list[tuple[float, int]] = field(default_factory=list)
 
@@ -72,4 +74,5 @@ class AdaptiveBatchSize:
         then, before = self._samples[0]
         if now - then >= self.window_seconds and backlog > before + small:
             self.throughput = True  # grew by more than a batch over the window, batches full
+            self.switches += 1
             self._samples.clear()
