@@ -52,6 +52,15 @@ def test_a_growing_backlog_with_full_batches_switches_to_the_maximum_and_back() 
     assert not s.throughput and s.cap == 200  # the rest fits into one small batch
 
 
+def test_a_burst_of_more_than_one_large_batch_is_taken_in_large_batches() -> None:
+    s = sizer()
+    s.handled(200, 0.05)
+    s.polled(0.0, taken=200, backlog=1000)
+    assert not s.throughput  # one large batch's worth: small ones drain it
+    s.polled(0.05, taken=200, backlog=5000)
+    assert s.throughput and s.switches == 1
+
+
 def test_growth_while_batches_are_not_full_is_no_reason_to_grow() -> None:
     s = sizer()
     s.handled(200, 0.05)

@@ -8,8 +8,8 @@ A small one keeps batches short but pays each batch's fixed cost (its round trip
 often, which lowers the peak. This controller keeps both: in *latency* mode the cap is the
 records the loop handles in ``target_seconds`` (its observed rate); it switches to
 *throughput* mode (the configured maximum) only when the backlog grows although batches are
-full, i.e. when small batches cannot keep up, and back once a batch finds the backlog within
-one small batch again. Pure (the caller passes the clock), so it is unit-tested.
+full, i.e. when small batches cannot keep up, or when more than one large batch is queued (a
+burst), and back once a poll leaves no more than one small batch behind. Pure (the caller passes the clock), so it is unit-tested.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class AdaptiveBatchSize:
         if taken < small:
             return  # the batch took everything there was (or nearly): keeping up
         then, before = self._samples[0]
-        if now - then >= self.window_seconds and backlog > before + small:
-            self.throughput = True  # grew by more than a batch over the window, batches full
+        grew = now - then >= self.window_seconds and backlog > before + small
+        # grew by more than a batch over the window although batches are full, or more than
+        # one large batch is queued (a burst: small batches would only take it slower)
+        if grew or backlog > self.high:
+            self.throughput = True
             self.switches += 1
             self._samples.clear()
