@@ -147,16 +147,21 @@ def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     return int(state.position)
 
 
+def _lag(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """Records after the position, as of the latest fetch response (read locally; None:
+    nothing fetched yet, or the position is being reset or sought)."""
+    highwater = consumer.highwater(tp)
+    if highwater is None:
+        return None
+    position = _position_now(consumer, tp)
+    if position is None:
+        return None
+    return max(0, int(highwater) - position)
+
+
 def _backlog(consumer: AIOKafkaConsumer) -> int:
-    """Records after the position on every assigned partition, as of the latest fetch
-    responses (read locally; partitions not fetched yet count 0)."""
-    total = 0
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        position = _position_now(consumer, tp)
-        if highwater is not None and position is not None and highwater > position:
-            total += highwater - position
-    return total
+    """``_lag`` summed over every assigned partition (unknown ones count 0)."""
+    return sum(_lag(consumer, tp) or 0 for tp in consumer.assignment())
 
 
 class BatchConsumer:
@@ -309,15 +314,10 @@ class BatchConsumer:
         if now - self._lag_reported_at < LAG_REPORT_SECONDS:
             return
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue  # nothing fetched from it yet: report at the next poll
-            position = _position_now(consumer, tp)
-            if position is None:
-                continue  # being reset or sought: report at the next poll
-            CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
-                max(0, highwater - position)
-            )
+            lag = _lag(consumer, tp)
+            if lag is None:
+                continue  # nothing fetched from it yet, or being reset: at the next poll
+            CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(lag)
             self._lag_reported_at = now
 
     def forget_lag(self, partitions: set[TopicPartition]) -> None:

@@ -9,7 +9,8 @@ often, which lowers the peak. This controller keeps both: in *latency* mode the 
 records the loop handles in ``target_seconds`` (its observed rate); it switches to
 *throughput* mode (the configured maximum) only when the backlog grows although batches are
 full, i.e. when small batches cannot keep up, or when more than one large batch is queued (a
-burst), and back once a poll leaves no more than one small batch behind. Pure (the caller passes the clock), so it is unit-tested.
+burst), and back once a poll leaves no more than one small batch behind. Pure (the caller
+passes the clock), so it is unit-tested.
 """
 
 from __future__ import annotations
