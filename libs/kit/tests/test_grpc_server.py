@@ -176,6 +176,7 @@ async def test_a_refused_call_is_counted_with_its_code_and_latency(server: GrpcS
         ((("authorization", "Bearer abc"),), "abc"),
         ((("authorization", "bearer  abc "),), "abc"),
         ((("authorization", b"Bearer abc"),), "abc"),
+        ((("authorization", b"Bearer \xff"),), "\ufffd"),
         ((("authorization", "Basic abc"),), None),
         ((("authorization", "Bearer first"), ("authorization", "Bearer second")), "first"),
         ((("user-agent", "x"),), None),

@@ -145,7 +145,13 @@ def _read_metadata(
             tracestate = value
     token = None
     if authorization is not None:
-        text = authorization.decode() if isinstance(authorization, bytes) else authorization
+        # never raises (it runs before the guard's error mapping): a garbled value is a
+        # token that fails verification
+        text = (
+            authorization.decode(errors="replace")
+            if isinstance(authorization, bytes)
+            else authorization
+        )
         scheme, _, rest = text.partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else None
     return token, tracing.caller_context(traceparent, tracestate)
