@@ -62,6 +62,40 @@ def test_deadline_follows_the_latest_heartbeat_and_decides_after_the_grace() -> 
     assert live.earliest_deadline() == at(75)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "beat", "remove", "check", "keep"]),
+            st.integers(0, 4),
+            st.integers(0, 120),
+        ),
+        max_size=40,
+    )
+)
+def test_the_expiry_tick_skips_a_round_only_when_it_would_find_nothing(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    live = LiveSessions(TIMEOUT, PERSIST)
+    grace = timedelta(milliseconds=250)
+    now = 0
+    for op, n, dt in steps:
+        now += dt
+        sid = f"s{n}"
+        if op == "add" and sid not in live:
+            live.add(new_session(sid, now), persisted=at(now))
+        elif op == "beat":
+            live.beat(sid, at(now))
+        elif op == "remove":
+            live.remove(sid)
+        elif op == "keep" and (entry := live.get(sid)) is not None and entry.deciding:
+            live.keep(entry)
+        elif op == "check":
+            may = live.may_be_overdue(at(now), grace)
+            found = live.overdue(at(now), grace)
+            assert may or not found  # a skipped round would have found nothing
+
+
 def test_global_watermark_waits_for_live_replicas_and_for_what_dead_ones_left() -> None:
     now, ttl = at(100), timedelta(seconds=5)
     floors = [
