@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,17 +63,15 @@ def test_deadline_follows_the_latest_heartbeat_and_decides_after_the_grace() -> 
     assert live.earliest_deadline() == at(75)
 
 
+def steps_of(
+    ops: list[str], delays: st.SearchStrategy[Any], max_size: int
+) -> st.SearchStrategy[list[tuple[str, int, Any]]]:
+    """Random operations on five sessions, each after a random delay."""
+    return st.lists(st.tuples(st.sampled_from(ops), st.integers(0, 4), delays), max_size=max_size)
+
+
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["add", "beat", "remove", "check", "keep"]),
-            st.integers(0, 4),
-            st.integers(0, 120),
-        ),
-        max_size=40,
-    )
-)
+@given(steps_of(["add", "beat", "remove", "check", "keep"], st.integers(0, 120), 40))
 def test_the_expiry_tick_skips_a_round_only_when_it_would_find_nothing(
     steps: list[tuple[str, int, int]],
 ) -> None:
@@ -114,16 +113,7 @@ def test_global_watermark_waits_for_live_replicas_and_for_what_dead_ones_left() 
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["sign_in", "beat", "tick", "sign_out", "ack"]),
-            st.integers(0, 4),
-            st.floats(0.0, 20.0),
-        ),
-        max_size=60,
-    )
-)
+@given(steps_of(["sign_in", "beat", "tick", "sign_out", "ack"], st.floats(0.0, 20.0), 60))
 def test_floor_never_passes_a_transition_not_yet_published(
     steps: list[tuple[str, int, float]],
 ) -> None:
