@@ -34,6 +34,28 @@ def test_a_backlog_that_drains_with_small_batches_keeps_them_small() -> None:
         backlog -= 100
         now += 0.05
     assert s.cap == 200
+    s.polled(now, taken=20, backlog=0)  # caught up: a batch not full
+    assert not s.throughput
+
+
+def test_batches_full_for_a_while_mean_saturated_even_if_the_backlog_stands() -> None:
+    s = sizer()
+    s.handled(200, 0.05)
+    now = 0.0
+    while now < 0.95:  # a standing backlog (a closed loop this consumer feeds itself)
+        s.polled(now, taken=s.cap, backlog=600)
+        assert not s.throughput
+        now += 0.05
+    s.polled(1.0, taken=s.cap, backlog=600)
+    assert s.throughput and s.switches == 1
+    s.polled(1.05, taken=1000, backlog=100)
+    assert not s.throughput
+    # a poll that is not full restarts the count
+    for t in (1.1, 1.5, 1.9):
+        s.polled(t, taken=s.cap, backlog=600)
+    s.polled(2.0, taken=10, backlog=0)
+    s.polled(2.05, taken=s.cap, backlog=600)
+    assert not s.throughput
 
 
 def test_a_growing_backlog_with_full_batches_switches_to_the_maximum_and_back() -> None:

@@ -8,8 +8,9 @@ A small one keeps batches short but pays each batch's fixed cost (its round trip
 often, which lowers the peak. This controller keeps both: in *latency* mode the cap is the
 records the loop handles in ``target_seconds`` (its observed rate); it switches to
 *throughput* mode (the configured maximum) only when the backlog grows although batches are
-full, i.e. when small batches cannot keep up, or when more than one large batch is queued (a
-burst), and back once a poll leaves no more than one small batch behind. Pure (the caller
+full, i.e. when small batches cannot keep up, when more than one large batch is queued (a
+burst), or when every batch has been full for a while (saturated), and back once a poll
+leaves no more than one small batch behind. Pure (the caller
 passes the clock), so it is unit-tested.
 """
 
@@ -28,6 +29,8 @@ class AdaptiveBatchSize:
     high: int
     #: The backlog must have grown over this long before throughput mode.
     window_seconds: float = 0.5
+    #: Every batch full for this long (saturated at the small size) also means throughput.
+    saturated_seconds: float = 1.0
     #: Records handled per second of handling time (moving average; None: nothing yet).
     rate: float | None = None
     throughput: bool = False
@@ -35,6 +38,8 @@ class AdaptiveBatchSize:
     switches: int = 0
     #: (time, backlog) samples within the window, oldest first.
     _samples: list[tuple[float, int]] = field(default_factory=list)
+    #: Since when every poll (in latency mode) took a full batch (None: the last did not).
+    _full_since: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.low <= self.high:
@@ -66,17 +71,25 @@ class AdaptiveBatchSize:
             if backlog <= small:
                 self.throughput = False
                 self._samples.clear()
+                self._full_since = None
             return
         self._samples.append((now, backlog))
         while len(self._samples) > 1 and self._samples[1][0] <= now - self.window_seconds:
             self._samples.pop(0)
         if taken < small:
+            self._full_since = None
             return  # the batch took everything there was (or nearly): keeping up
+        if self._full_since is None:
+            self._full_since = now
         then, before = self._samples[0]
         grew = now - then >= self.window_seconds and backlog > before + small
-        # grew by more than a batch over the window although batches are full, or more than
-        # one large batch is queued (a burst: small batches would only take it slower)
-        if grew or backlog > self.high:
+        # grew by more than a batch over the window although batches are full; more than one
+        # large batch queued (a burst: small batches would only take it slower); or every
+        # batch full for a while (saturated: e.g. a closed loop whose backlog cannot grow
+        # because this loop feeds it)
+        saturated = now - self._full_since >= self.saturated_seconds
+        if grew or backlog > self.high or saturated:
             self.throughput = True
             self.switches += 1
             self._samples.clear()
+            self._full_since = None
