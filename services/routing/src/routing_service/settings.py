@@ -56,8 +56,9 @@ class RoutingSettings(ServiceSettings):
         description="The conversation owner's batches aim at this handling time while it "
         "keeps up (records per batch = its observed rate x this, at least "
         "ROUTING_OWNER_BATCH_MIN_RECORDS); only while its backlog grows although batches are "
-        "full, or more than one ROUTING_BATCH_MAX_RECORDS batch is queued, does it take up to "
-        "ROUTING_BATCH_MAX_RECORDS. 0: always up to ROUTING_BATCH_MAX_RECORDS.",
+        "full, more than one ROUTING_BATCH_MAX_RECORDS batch is queued, or every batch has "
+        "been full for 1 s, does it take up to ROUTING_BATCH_MAX_RECORDS. 0: always up to "
+        "ROUTING_BATCH_MAX_RECORDS.",
     )
     owner_batch_min_records: int = Field(
         250, ge=1, description="Fewest records an owner batch is sized to (see the target)."
