@@ -76,18 +76,12 @@ class CloudEvent(BaseModel, Generic[DataT]):
         if envelope_cls is None:
             envelope_cls = cast("type[CloudEvent[Any]]", CloudEvent.__class_getitem__(type(data)))
             _ENVELOPES[type(data)] = envelope_cls
-        subject = data.subject
-        if not source or not subject:
-            raise ValueError("an event needs a source and a subject")
-        # ``data`` is a validated model and the envelope's attributes are taken from it, so
-        # the envelope is valid by construction: built without validating it again (the
-        # validation cost more than the rest of a publish, for every event published)
-        return cast("type[CloudEvent[DataT]]", envelope_cls).model_construct(
+        return cast("type[CloudEvent[DataT]]", envelope_cls)(
             id=event_id or str(uuid.uuid4()),
             source=source,
             type=data.event_type,
             time=data.occurred_at,
-            subject=subject,
+            subject=data.subject,
             data=data,
         )
 
