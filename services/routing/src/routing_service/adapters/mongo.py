@@ -187,24 +187,7 @@ class MongoRoutingStore:
         return rows
 
     async def append_journal(self, rows: Sequence[JournalRow]) -> None:
-        docs = [
-            {
-                "_id": f"{r.org_id}|{r.conversation_id}|{r.entry.event_id}",
-                "org_id": r.org_id,
-                "conversation_id": r.conversation_id,
-                "partition": r.partition,
-                "event_id": r.entry.event_id,
-                "event_type": r.entry.event_type,
-                "kind": r.entry.kind.value,
-                "at": _ts(r.entry.occurred_at),
-                "actor": r.entry.actor,
-                "assignee_id": r.entry.assignee_id,
-                "topic": r.topic,
-                **_optional_entry_fields(r.entry),
-            }
-            for r in rows
-        ]
-        await insert_ignoring_duplicates(self._journal, docs)
+        await insert_ignoring_duplicates(self._journal, [_journal_doc(r) for r in rows])
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -563,15 +546,32 @@ def _history(d: Doc) -> SettingsHistory:
     )
 
 
-def _optional_entry_fields(e: ConversationEntry) -> Doc:
-    """Fields only some entries have (stored only when set: older journals lack them)."""
-    fields = {
-        "channel_id": e.channel_id,
-        "reason": e.reason,
-        "cause_event_id": e.cause_event_id,
-        "cause_event_type": e.cause_event_type,
+def _journal_doc(r: JournalRow) -> Doc:
+    """One journal entry; the fields only some entries have are stored only when set (older
+    journals lack them). Built field by field: one per event the owner takes in."""
+    e = r.entry
+    doc: Doc = {
+        "_id": f"{r.org_id}|{r.conversation_id}|{e.event_id}",
+        "org_id": r.org_id,
+        "conversation_id": r.conversation_id,
+        "partition": r.partition,
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "kind": e.kind.value,
+        "at": _ts(e.occurred_at),
+        "actor": e.actor,
+        "assignee_id": e.assignee_id,
+        "topic": r.topic,
     }
-    return {k: v for k, v in fields.items() if v is not None}
+    if e.channel_id is not None:
+        doc["channel_id"] = e.channel_id
+    if e.reason is not None:
+        doc["reason"] = e.reason
+    if e.cause_event_id is not None:
+        doc["cause_event_id"] = e.cause_event_id
+    if e.cause_event_type is not None:
+        doc["cause_event_type"] = e.cause_event_type
+    return doc
 
 
 def _audit_doc(a: AuditEntry) -> Doc:
