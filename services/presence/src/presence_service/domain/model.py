@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from inbox_kit.ids import name_based_id
+
 #: Namespace of the deterministic event ids (uuid5 of the outbox key).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d6a52-59a4-4c55-a7c4-7d3c0b1f5e11")
 
@@ -89,7 +91,7 @@ def transition_key(agent: AgentRef, seq: int) -> str:
 
 def event_id_for(outbox_key: str) -> str:
     """Deterministic event id: any re-publish of the same stored fact carries the same id."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, outbox_key))
+    return name_based_id(EVENT_ID_NAMESPACE, outbox_key)
 
 
 @dataclass(frozen=True)

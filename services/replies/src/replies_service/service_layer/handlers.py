@@ -15,6 +15,7 @@ from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import SavedReplyUsed
 from inbox_kit.auth import Principal
 from inbox_kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from inbox_kit.ids import name_based_id
 from inbox_kit.validation import (
     MAX_ID_LENGTH,
     PageTokens,
@@ -469,7 +470,7 @@ async def record_reply_used(
     optional_id("conversation_id", conversation_id)
     reply, _ = await _visible_reply(deps, viewer, reply_id)
     event_id = (
-        str(uuid.uuid5(uuid.NAMESPACE_URL, f"{viewer.org_id}/{viewer.agent_id}/{use_id}"))
+        name_based_id(uuid.NAMESPACE_URL, f"{viewer.org_id}/{viewer.agent_id}/{use_id}")
         if use_id
         else str(uuid.uuid4())
     )

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from routing_service.domain.ids import name_based_id
+from inbox_kit.ids import name_based_id
 
 PROPOSAL_NAMESPACE = uuid.UUID("3d1b6a52-0c55-4f57-8a0c-6f0b2b8e9a41")
 ORG_WIDE = ""

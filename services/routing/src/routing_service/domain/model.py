@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from inbox_kit.ids import name_based_id
+
 if TYPE_CHECKING:
     from routing_service.domain.audit import AuditArchive
 
@@ -121,8 +123,8 @@ class Decision:
 
 def decision_id(cause_event_id: str, org_id: str, conversation_id: str, reason: Reason) -> str:
     """Deterministic: the same cause re-processed (after a crash) yields the same id."""
-    return str(
-        uuid.uuid5(DECISION_NAMESPACE, f"{cause_event_id}|{org_id}|{conversation_id}|{reason}")
+    return name_based_id(
+        DECISION_NAMESPACE, f"{cause_event_id}|{org_id}|{conversation_id}|{reason}"
     )
 
 

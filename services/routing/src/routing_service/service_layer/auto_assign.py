@@ -39,6 +39,7 @@ from inbox_contracts.events import (
     ConversationDispatchChanged,
     ProposalRefusal,
 )
+from inbox_kit.ids import name_based_id
 
 from routing_service.domain.auto_assign import (
     DispatchView,
@@ -48,7 +49,6 @@ from routing_service.domain.auto_assign import (
     review,
     signed_out_at,
 )
-from routing_service.domain.ids import name_based_id
 from routing_service.domain.model import (
     ConversationEntry,
     ConversationLog,

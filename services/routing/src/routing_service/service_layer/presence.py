@@ -36,6 +36,7 @@ from inbox_contracts.events import (
     PresenceProgressRelayed,
 )
 from inbox_contracts.events.presence import PROGRESS_ORG_ID
+from inbox_kit.ids import name_based_id
 
 from routing_service.domain.progress import MarkTracker
 from routing_service.service_layer.ports import Command, CommandPublisher, PresenceStore
@@ -99,7 +100,7 @@ def sweep_commands(
                 occurred_at=d.occurred_at,
             ),
             source=SOURCE,
-            event_id=str(uuid.uuid5(COMMAND_NAMESPACE, f"{event.id}|{p}")),
+            event_id=name_based_id(COMMAND_NAMESPACE, f"{event.id}|{p}"),
         )
         for p in range(partitions)
     ]

@@ -1,6 +1,7 @@
 """Deterministic event ids: the text of ``uuid.uuid5(namespace, name)``, computed without
-building a ``uuid.UUID`` (about 4x cheaper; automatic assignment makes three per assigned
-conversation: two dispatch changes and the proposal)."""
+building a ``uuid.UUID`` (about 4x cheaper, measured in routing, whose automatic assignment
+makes three per assigned conversation: two dispatch changes and the proposal). Pure and
+standard-library only: domains may import it (the import contracts say so)."""
 
 from __future__ import annotations
 

@@ -7,14 +7,12 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
-from routing_service.domain.dispatch import PROPOSAL_NAMESPACE
-from routing_service.domain.ids import name_based_id
-from routing_service.service_layer.auto_assign import CHANGE_NAMESPACE
+from inbox_kit.ids import name_based_id
 
 
 @given(
     name=st.text(st.characters(exclude_categories=("Cs",)), max_size=300),
-    namespace=st.sampled_from([PROPOSAL_NAMESPACE, CHANGE_NAMESPACE, uuid.NAMESPACE_URL]),
+    namespace=st.uuids(),
 )
 def test_name_based_id_is_uuid5(name: str, namespace: uuid.UUID) -> None:
     assert name_based_id(namespace, name) == str(uuid.uuid5(namespace, name))
