@@ -167,6 +167,8 @@ class MongoRoutingStore:
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
         rows = []
         async for d in self._journal.find({"partition": {"$in": list(partitions)}}):
+            if "packed" in d:  # older entries are documents of their own fields
+                d = {**d, **json.loads(d["packed"])}
             entry = ConversationEntry(
                 d["event_id"],
                 d["event_type"],
@@ -187,20 +189,26 @@ class MongoRoutingStore:
         return rows
 
     async def append_journal(self, rows: Sequence[JournalRow]) -> None:
+        """The keys in the open, the entry as one JSON string (``_snapshot_doc``'s reason:
+        a take-over scans the journal, and FerretDB converts every field it reads)."""
         docs = [
             {
                 "_id": f"{r.org_id}|{r.conversation_id}|{r.entry.event_id}",
                 "org_id": r.org_id,
                 "conversation_id": r.conversation_id,
                 "partition": r.partition,
-                "event_id": r.entry.event_id,
-                "event_type": r.entry.event_type,
-                "kind": r.entry.kind.value,
-                "at": _ts(r.entry.occurred_at),
-                "actor": r.entry.actor,
-                "assignee_id": r.entry.assignee_id,
-                "topic": r.topic,
-                **_optional_entry_fields(r.entry),
+                "packed": json.dumps(
+                    {
+                        "event_id": r.entry.event_id,
+                        "event_type": r.entry.event_type,
+                        "kind": r.entry.kind.value,
+                        "at": _ts(r.entry.occurred_at),
+                        "actor": r.entry.actor,
+                        "assignee_id": r.entry.assignee_id,
+                        "topic": r.topic,
+                        **_optional_entry_fields(r.entry),
+                    }
+                ),
             }
             for r in rows
         ]
@@ -213,6 +221,8 @@ class MongoRoutingStore:
         marks = {d["_id"]: bool(d.get("compacted")) async for d in self._published.find(query)}
         rows = []
         async for d in self._decisions.find(query):
+            if "packed" in d:  # older decisions are documents of their own fields
+                d = {**d, **json.loads(d["packed"])}
             decision = Decision(
                 d["_id"],
                 d["org_id"],
@@ -635,19 +645,25 @@ def _view_from(d: Doc) -> ConversationView:
 
 
 def _decision_doc(r: DecisionRow) -> Doc:
+    """The keys in the open, the rest as one JSON string (read by a take-over's scan, like
+    the journal's and the snapshots')."""
     d = r.decision
     return {
         "_id": d.decision_id,
         "partition": r.partition,
         "org_id": d.org_id,
         "conversation_id": d.conversation_id,
-        "previous_assignee_id": d.previous_assignee_id,
-        "assignment_id": d.assignment_id,
-        "reason": d.reason.value,
-        "cause_event_id": d.cause_event_id,
-        "cause_event_type": d.cause_event_type,
-        "occurred_at": _ts(d.occurred_at),
-        "cause_rank": d.cause_rank,
+        "packed": json.dumps(
+            {
+                "previous_assignee_id": d.previous_assignee_id,
+                "assignment_id": d.assignment_id,
+                "reason": d.reason.value,
+                "cause_event_id": d.cause_event_id,
+                "cause_event_type": d.cause_event_type,
+                "occurred_at": _ts(d.occurred_at),
+                "cause_rank": d.cause_rank,
+            }
+        ),
     }
 
 
