@@ -56,6 +56,7 @@ from inbox_contracts.topics import (
     ROUTING_DISPATCH,
     ROUTING_PROPOSALS,
 )
+from inbox_kit.gc_tuning import tuned_gc
 from routing_service.adapters.memory import (
     InMemoryStore,
     InMemoryViews,
@@ -64,7 +65,6 @@ from routing_service.adapters.memory import (
 from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.dispatch import OrgDispatcher
 from routing_service.domain.model import PresenceEntry, SettingChange
-from routing_service.entrypoints.gc_tuning import tuned_gc
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime

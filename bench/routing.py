@@ -40,6 +40,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from inbox_contracts import CloudEvent, EventData
 from inbox_contracts.events import ConversationAutoUnassigned
 from inbox_contracts.topics import CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, ROUTING_COMMANDS
+from inbox_kit.gc_tuning import tuned_gc
 from inbox_testing import free_port, stop_process, wait_serving
 from pymongo import AsyncMongoClient
 from routing_service.adapters.mongo import MongoRoutingStore
@@ -53,7 +54,6 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
-from routing_service.entrypoints.gc_tuning import tuned_gc
 from routing_service.service_layer.owner import CONVERSATION_EVENTS
 from routing_service.service_layer.ports import ConversationView, JournalRow
 from routing_service.settings import RoutingSettings

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from inbox_kit.gc_tuning import tune_gc
 from inbox_kit.logging import configure_logging
 from inbox_kit.metrics import start_metrics_server
 from inbox_kit.process import run_service
@@ -41,8 +42,10 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 def serve_main(name: str, settings: SettingsT, bootstrap: Callable[[SettingsT], Service]) -> None:
-    """The body of every service's ``main()``: JSON logs, /metrics, serve until SIGTERM
-    (exit 69 with one log line when MongoDB or Kafka is unreachable at start)."""
+    """The body of every service's ``main()``: the collector's thresholds, JSON logs, /metrics,
+    serve until SIGTERM (exit 69 with one log line when MongoDB or Kafka is unreachable at
+    start)."""
+    tune_gc()
     configure_logging(name, settings.log_level)
     start_metrics_server(settings.grpc_host, settings.metrics_port)
 

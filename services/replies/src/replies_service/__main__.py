@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 from inbox_kit.service import serve_main
 
 from replies_service.bootstrap import bootstrap
@@ -11,9 +9,6 @@ from replies_service.settings import RepliesSettings
 
 
 def main() -> None:
-    # searches allocate many short-lived objects: collect the young generation less often
-    # (each young collection is cheap; the search index itself is frozen, see SearchIndex)
-    gc.set_threshold(10_000, 20, 20)
     settings = RepliesSettings()
     serve_main(settings.service_name, settings, bootstrap)
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 from inbox_kit.service import serve_main
 
 from routing_service.bootstrap import bootstrap
-from routing_service.entrypoints.gc_tuning import tune_gc
 from routing_service.settings import RoutingSettings
 
 
 def main() -> None:
-    tune_gc()
     serve_main("routing", RoutingSettings(), bootstrap)
 
 

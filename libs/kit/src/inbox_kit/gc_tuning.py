@@ -1,7 +1,9 @@
-"""The routing process's garbage-collector settings.
+"""Every service process's garbage-collector settings (``serve_main`` applies them).
 
-Routing keeps a large live heap on purpose (each owner's open conversations, the dispatcher's
-state of its orgs) and allocates many short-lived objects per record (decoded events, folds).
+Measured on routing, which keeps the largest live heap on purpose (each owner's open
+conversations, the dispatcher's state of its orgs) and allocates many short-lived objects per
+record (decoded events, folds); presence (live sessions), contacts and replies (search index)
+have the same shape: a long-lived heap and many short-lived objects per call or record.
 With CPython's default thresholds (700, 10, 10) a young collection runs every 700 net
 allocations and a full one, which scans the whole heap with the event loop stopped, every
 ~70,000 once the old generation grew by a quarter: one ``make bench NAME=assignment`` run had
