@@ -280,7 +280,8 @@ async def test_journal_and_decisions_read_back_packed_and_in_the_older_shape_on_
             ("c-new", entry, MESSAGES.name),
             ("c-old", older, MESSAGES.name),
         }
-        assert "packed" in (await db["journal"].find_one({"conversation_id": "c-new"}) or {})
+        packed = await db["journal"].find_one({"_id": f"{org}|c-new|{entry.event_id}"})
+        assert packed is not None and set(packed) == {"_id", "partition", "packed"}
 
         def decision(conv: str) -> Decision:
             return Decision(

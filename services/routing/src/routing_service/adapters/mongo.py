@@ -189,16 +189,19 @@ class MongoRoutingStore:
         return rows
 
     async def append_journal(self, rows: Sequence[JournalRow]) -> None:
-        """The keys in the open, the entry as one JSON string (``_snapshot_doc``'s reason:
-        a take-over scans the journal, and FerretDB converts every field it reads)."""
+        """``_id`` and ``partition`` (what the queries use) as fields, the rest as one JSON
+        string: FerretDB converts every field it writes or returns. Measured on FerretDB
+        alone (its own CPU, 20,000 entries): inserting 2.9 s with a field per value, 1.0-1.3 s
+        packed; the take-over's scan 5.0-5.4 s against 2.0-2.1 s; packing costs ~5 us per
+        entry here."""
         docs = [
             {
                 "_id": f"{r.org_id}|{r.conversation_id}|{r.entry.event_id}",
-                "org_id": r.org_id,
-                "conversation_id": r.conversation_id,
                 "partition": r.partition,
                 "packed": json.dumps(
                     {
+                        "org_id": r.org_id,
+                        "conversation_id": r.conversation_id,
                         "event_id": r.entry.event_id,
                         "event_type": r.entry.event_type,
                         "kind": r.entry.kind.value,
@@ -645,16 +648,17 @@ def _view_from(d: Doc) -> ConversationView:
 
 
 def _decision_doc(r: DecisionRow) -> Doc:
-    """The keys in the open, the rest as one JSON string (read by a take-over's scan, like
-    the journal's and the snapshots')."""
+    """``_id`` and ``partition`` as fields, the rest as one JSON string (as the journal's:
+    FerretDB's insert of 1,000 decisions cost it 0.15-0.17 s of CPU with a field per value,
+    0.06-0.09 s packed; a take-over scans them)."""
     d = r.decision
     return {
         "_id": d.decision_id,
         "partition": r.partition,
-        "org_id": d.org_id,
-        "conversation_id": d.conversation_id,
         "packed": json.dumps(
             {
+                "org_id": d.org_id,
+                "conversation_id": d.conversation_id,
                 "previous_assignee_id": d.previous_assignee_id,
                 "assignment_id": d.assignment_id,
                 "reason": d.reason.value,
