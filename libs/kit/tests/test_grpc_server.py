@@ -9,6 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from inbox_kit import grpc_server
 from inbox_kit.auth import TokenVerifier, current_principal, mint_token
 from inbox_kit.errors import InvalidArgument
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
@@ -167,3 +168,37 @@ async def test_a_refused_call_is_counted_with_its_code_and_latency(server: GrpcS
     for name in ("inbox_grpc_calls_total", "inbox_grpc_call_seconds_count"):
         key = (name, "UNAUTHENTICATED")
         assert after[key] == before.get(key, 0) + 1
+
+
+@pytest.mark.parametrize(
+    ("metadata", "token"),
+    [
+        ((("authorization", "Bearer abc"),), "abc"),
+        ((("authorization", "bearer  abc "),), "abc"),
+        ((("authorization", b"Bearer abc"),), "abc"),
+        ((("authorization", b"Bearer \xff"),), "\ufffd"),
+        ((("authorization", "Basic abc"),), None),
+        ((("authorization", "Bearer first"), ("authorization", "Bearer second")), "first"),
+        ((("user-agent", "x"),), None),
+        (None, None),
+    ],
+)
+def test_the_guard_reads_the_token_from_the_first_authorization_entry(
+    metadata: Any, token: str | None
+) -> None:
+    assert grpc_server._read_metadata(metadata) == (token, None)
+
+
+def test_the_guard_reads_token_and_trace_context_in_one_pass() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    token, caller = grpc_server._read_metadata(
+        (("traceparent", traceparent), ("authorization", "Bearer t"), ("tracestate", "k=v"))
+    )
+    assert token == "t"
+    assert caller is not None
+    assert (caller.trace_id, caller.span_id) == (
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+    )
+    assert caller.trace_state.get("k") == "v"
+    assert grpc_server._read_metadata((("traceparent", "garbage"),)) == (None, None)

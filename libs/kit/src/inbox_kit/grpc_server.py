@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 from prometheus_client import Counter, Histogram
 
 from inbox_kit import tracing
@@ -125,13 +126,35 @@ def _internal_status(domain: str = "inbox") -> grpc.Status:
     )
 
 
-def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def _read_metadata(
+    metadata: Sequence[tuple[str, str | bytes]] | None,
+) -> tuple[str | None, SpanContext | None]:
+    """(bearer token, caller's span context) of a call, in one pass over its metadata: the
+    first ``authorization`` entry (a token only with the ``Bearer`` scheme) and the last
+    ``traceparent`` / ``tracestate``."""
+    authorization: str | bytes | None = None
+    traceparent: str | bytes | None = None
+    tracestate: str | bytes | None = None
     for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
+            if authorization is None:
+                authorization = value
+        elif key == tracing.H_TRACEPARENT:
+            traceparent = value
+        elif key == tracing.H_TRACESTATE:
+            tracestate = value
+    token = None
+    if authorization is not None:
+        # never raises (it runs before the guard's error mapping): a garbled value is a
+        # token that fails verification
+        text = (
+            authorization.decode(errors="replace")
+            if isinstance(authorization, bytes)
+            else authorization
+        )
+        scheme, _, rest = text.partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" else None
+    return token, tracing.caller_context(traceparent, tracestate)
 
 
 def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
@@ -154,8 +177,7 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
     domain = error_domain(method)
 
-    def enter(context: Any) -> tuple[contextvars.Token[Principal], Any]:
-        token = _bearer(context.invocation_metadata())
+    def enter(context: Any, token: str | None) -> tuple[contextvars.Token[Principal], Any]:
         if token is None:
             raise Unauthenticated(
                 "missing bearer token in the authorization metadata", reason="TOKEN_MISSING"
@@ -180,11 +202,12 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
-            span, attached = tracing.start_server_span(method, context.invocation_metadata())
+            bearer, caller = _read_metadata(context.invocation_metadata())
+            span, attached = tracing.start_server_span_under(method, caller)
             code = "OK"
             try:
                 try:
-                    tokens = enter(context)
+                    tokens = enter(context, bearer)
                     try:
                         response = await inner(request, context)
                     finally:
@@ -216,11 +239,12 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        span, attached = tracing.start_server_span(method, context.invocation_metadata())
+        bearer, caller = _read_metadata(context.invocation_metadata())
+        span, attached = tracing.start_server_span_under(method, caller)
         code = "OK"
         try:
             try:
-                tokens = enter(context)
+                tokens = enter(context, bearer)
                 try:
                     async for item in inner_stream(request, context):
                         yield item

@@ -270,12 +270,15 @@ class EventPublisher:
         partition: int | None = None,
         key_of: Callable[[CloudEvent[Any]], bytes] | None = None,
         cause_of: Callable[[CloudEvent[Any]], str | None] | None = None,
+        partition_of: Callable[[CloudEvent[Any]], int] | None = None,
     ) -> None:
         """Send all, then wait for every acknowledgement (one round trip for many).
 
-        Keyed by subject unless ``key_of`` says otherwise. Each record gets a ``send`` span
-        and carries its context (``traceparent``); ``cause_of`` names the consumed event that
-        caused an event, whose trace the span then continues (``inbox_kit.tracing``).
+        Keyed by subject unless ``key_of`` says otherwise; on ``partition`` (or each event on
+        ``partition_of(event)``) when given, else the producer's partitioner. Each record
+        gets a ``send`` span and carries its context (``traceparent``); ``cause_of`` names the
+        consumed event that caused an event, whose trace the span then continues
+        (``inbox_kit.tracing``).
         """
         name = topic if isinstance(topic, str) else topic.name
         spans: list[Span] = []
@@ -283,6 +286,8 @@ class EventPublisher:
             futures = []
             for event in events:
                 cause = tracing.cause_context(cause_of(event)) if cause_of is not None else None
+                if partition_of is not None:
+                    partition = partition_of(event)
                 span, trace_headers = tracing.start_send(
                     name, event_type=event.type, event_id=event.id, partition=partition, cause=cause
                 )

@@ -431,6 +431,13 @@ def _metadata_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Spa
             traceparent = value
         elif key == H_TRACESTATE:
             tracestate = value
+    return caller_context(traceparent, tracestate)
+
+
+def caller_context(
+    traceparent: str | bytes | None, tracestate: str | bytes | None
+) -> SpanContext | None:
+    """The caller's span context from its ``traceparent`` / ``tracestate`` metadata values."""
     if traceparent is None:
         return None
     text = traceparent.decode(errors="replace") if isinstance(traceparent, bytes) else traceparent
@@ -447,7 +454,17 @@ def start_server_span(
 ) -> tuple[Span, object]:
     """The SERVER span of an incoming call (child of the caller's ``traceparent``), made
     current; end it with ``end_server_span``."""
-    parent = _context_of(_metadata_context(metadata))
+    return start_server_span_under(method, _metadata_context(metadata))
+
+
+#: The empty context: the parent of a call without ``traceparent`` (a new trace).
+_NO_PARENT = Context()
+
+
+def start_server_span_under(method: str, caller: SpanContext | None) -> tuple[Span, object]:
+    """``start_server_span`` for a caller context already read from the metadata (the server
+    guard reads the call's metadata once, for the token and the trace context together)."""
+    parent = _NO_PARENT if caller is None else _context_of(caller)
     span = TRACER.start_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER)
     if span.is_recording():
         span.set_attributes(_rpc_attributes(method))

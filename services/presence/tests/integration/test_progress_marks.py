@@ -82,6 +82,8 @@ async def test_marks_arrive_while_idle_and_never_overtake_a_transition(
     [signed_in] = [event(r) for r in probe.records if of(forced, SIGNED_IN)(r)]
     assert signed_in["data"]["teams"] == ["team-a", "team-b"]
     idle = [r for r in probe.records if event(r)["type"] == PROGRESS]
+    # every mark is on the partition it names (all of a round's marks go out in one call)
+    assert all(event(r)["data"]["partition"] == r.partition for r in idle)
     idle = [r for r in idle if r.timestamp / 1000 >= idle_from.timestamp()]
     for partition in partitions:
         stamps = sorted(r.timestamp for r in idle if r.partition == partition)

@@ -3,8 +3,8 @@ progress marks to Kafka, through the process's one producer."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
+from typing import Any
 
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import PresenceProgressed
@@ -41,13 +41,19 @@ class KafkaProgressPublisher:
     async def publish_marks(self, watermark: datetime) -> None:
         if self._partitions is None:
             self._partitions = await self._publisher.partitions(PRESENCE.name)
-        await asyncio.gather(
-            *(
-                self._publisher.publish(
-                    PRESENCE,
-                    CloudEvent.wrap(PresenceProgressed.at(partition, watermark), source=SOURCE),
-                    partition=partition,
-                )
+        # one call for every partition: the records reach the producer together (one
+        # produce request a round, no task per partition)
+        await self._publisher.publish_many(
+            PRESENCE,
+            [
+                CloudEvent.wrap(PresenceProgressed.at(partition, watermark), source=SOURCE)
                 for partition in range(self._partitions)
-            )
+            ],
+            partition_of=_mark_partition,
         )
+
+
+def _mark_partition(event: CloudEvent[Any]) -> int:
+    mark = event.data
+    assert isinstance(mark, PresenceProgressed)
+    return mark.partition

@@ -137,6 +137,12 @@ class LiveSessions:
                 break  # the earliest real deadline is within its grace: wait
         return found
 
+    def may_be_overdue(self, now: datetime, grace: timedelta) -> bool:
+        """False when ``overdue(now, grace)`` surely finds nothing (no deadline in the heap is
+        ``grace`` past): the expiry tick's check before it starts a round. The heap's keys are
+        lower bounds of the deadlines, so a True may still find nothing."""
+        return bool(self._deadlines) and self._deadlines[0][0] + grace <= now
+
     def keep(self, entry: LocalSession) -> None:
         """The expiry check found the session still live here (decision undone)."""
         entry.deciding = False

@@ -50,9 +50,11 @@ def expirer(p: Presence) -> Callable[[], Awaitable[None]]:
 
         try:
             while True:
-                task = asyncio.create_task(handlers.expire_overdue(p))
-                rounds.add(task)
-                task.add_done_callback(done)
+                # a round only when a deadline may be due: no task 50 times a second for nothing
+                if p.live.may_be_overdue(p.clock(), p.timing.handover_grace):
+                    task = asyncio.create_task(handlers.expire_overdue(p))
+                    rounds.add(task)
+                    task.add_done_callback(done)
                 await asyncio.sleep(EXPIRY_TICK_SECONDS)
         finally:
             for task in rounds:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from inbox.presence.v1 import presence_pb2 as pb
 from inbox.presence.v1 import presence_pb2_grpc as pb_grpc
 from inbox_contracts.events import Availability
 from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument
+from inbox_kit.timestamps import set_timestamp, timestamp
 
 from presence_service.domain.model import Session
 from presence_service.service_layer import handlers
@@ -26,12 +26,6 @@ _TO_PB = {
 _FROM_PB = {v: k for k, v in _TO_PB.items()}
 
 
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def _duration(value: timedelta) -> Duration:
     d = Duration()
     d.FromTimedelta(value)
@@ -41,9 +35,9 @@ def _duration(value: timedelta) -> Duration:
 def _session(s: Session) -> pb.Session:
     return pb.Session(
         session_id=s.session_id,
-        started_at=_ts(s.started_at),
-        last_heartbeat_at=_ts(s.last_heartbeat),
-        expires_at=_ts(s.expires_at),
+        started_at=timestamp(s.started_at),
+        last_heartbeat_at=timestamp(s.last_heartbeat),
+        expires_at=timestamp(s.expires_at),
         client_description=s.client_description,
     )
 
@@ -56,7 +50,7 @@ def _presence(v: PresenceView) -> pb.AgentPresence:
         sessions=[_session(s) for s in v.sessions],
     )
     if v.since is not None:
-        msg.since.CopyFrom(_ts(v.since))
+        msg.since.CopyFrom(timestamp(v.since))
     return msg
 
 
@@ -69,18 +63,21 @@ class PresenceServicer(pb_grpc.PresenceServiceServicer):
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         session = await handlers.sign_in(self._p, current_principal(), request.client_description)
-        return pb.SignInResponse(
+        response = pb.SignInResponse(
             session_id=session.session_id,
             heartbeat_interval=self._heartbeat_interval,
             session_timeout=self._session_timeout,
-            expires_at=_ts(session.expires_at),
         )
+        set_timestamp(response.expires_at, session.expires_at)
+        return response
 
     async def Heartbeat(
         self, request: pb.HeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         expires_at = await handlers.heartbeat(self._p, current_principal(), request.session_id)
-        return pb.HeartbeatResponse(expires_at=_ts(expires_at))
+        response = pb.HeartbeatResponse()
+        set_timestamp(response.expires_at, expires_at)
+        return response
 
     async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
         signed_out = await handlers.sign_out(self._p, current_principal(), request.session_id)
@@ -100,7 +97,7 @@ class PresenceServicer(pb_grpc.PresenceServiceServicer):
             raise InvalidArgument("availability", "must be AVAILABLE or AWAY")
         value = await handlers.set_availability(self._p, current_principal(), availability)
         return pb.SetAvailabilityResponse(
-            availability=_TO_PB[value.availability], changed_at=_ts(value.changed_at)
+            availability=_TO_PB[value.availability], changed_at=timestamp(value.changed_at)
         )
 
     async def GetPresence(

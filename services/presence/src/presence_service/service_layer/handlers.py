@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
@@ -83,9 +84,9 @@ class SessionEnded(FailedPrecondition):
 
 def _utcnow() -> datetime:
     """Now, truncated to milliseconds (what MongoDB stores), so stored and published times
-    are identical."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    are identical. (A whole number of milliseconds divided by 1000 is within far less than
+    half a microsecond of its float, so ``fromtimestamp``'s rounding lands on it exactly.)"""
+    return datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, UTC)
 
 
 @dataclass
@@ -466,6 +467,11 @@ def me(principal: Principal) -> AgentRef:
     return AgentRef(principal.org_id, principal.agent_id)
 
 
+def _is_callers(agent: AgentRef, principal: Principal) -> bool:
+    """``agent == me(principal)`` without building an ``AgentRef`` (the heartbeat's path)."""
+    return agent.agent_id == principal.agent_id and agent.org_id == principal.org_id
+
+
 async def sign_in(p: Presence, principal: Principal, client_description: str = "") -> Session:
     if len(client_description) > 200:
         raise InvalidArgument("client_description", "must be at most 200 characters")
@@ -556,7 +562,7 @@ async def heartbeat(p: Presence, principal: Principal, session_id: str) -> datet
     require_id("session_id", session_id)
     now = p.clock()
     local = p.live.get(session_id)
-    if local is not None and not local.deciding and local.session.agent == me(principal):
+    if local is not None and not local.deciding and _is_callers(local.session.agent, principal):
         if now > local.deadline:  # too late, even if the expiry check did not run yet
             async with holding_back(p, local.deadline):
                 await end_session(p, _expired(local))
