@@ -219,7 +219,10 @@ async def drop(database: str) -> None:
 # --- (b) throughput ----------------------------------------------------------------------------
 
 
-async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float, float]:
+async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float, float, float]:
+    """(events/s, seconds until the read model caught up, CPU us per event): the process's CPU
+    (user + system, every thread) from the owner's first record to its last, per event; the
+    in-process routing is most of it (the bench's own 5 ms poll of one counter is the rest)."""
     tag = uuid.uuid4().hex[:8]
     s = settings_for(f"bench_routing_tp_{tag}", tag)
     await fresh_groups(s)
@@ -233,19 +236,21 @@ async def routing_throughput(producer: AIOKafkaProducer, n: int) -> tuple[float,
     before = owner_records()
     await routing.runtime.start()
     try:
-        first = 0.0
+        first, cpu = 0.0, 0.0
         batches = owner_batches()
         while owner_records() - before < n:
             if not first and owner_records() > before:
                 first = time.perf_counter()
+                cpu = time.process_time()
                 batches = owner_batches()
             await asyncio.sleep(0.005)
         consumed = time.perf_counter()
+        cpu_per_event = (time.process_time() - cpu) / n * 1e6
         print(f"  {busy_since(batches, consumed - first)}", flush=True)
         while routing.views.backlog:  # noqa: ASYNC110 - polling
             await asyncio.sleep(0.05)
         caught_up = time.perf_counter()
-        return n / (consumed - first), caught_up - first
+        return n / (consumed - first), caught_up - first, cpu_per_event
     finally:
         await routing.runtime.stop()
         await drop(s.mongodb_database)
@@ -671,10 +676,10 @@ async def run() -> list[Metric]:
         if "throughput" in PHASES:
             pipe = await raw_pipe(producer, N_THROUGHPUT)
             print(f"raw pipe: {pipe:.0f} events/s", flush=True)
-            tp, caught_up = await routing_throughput(producer, N_THROUGHPUT)
+            tp, caught_up, cpu_us = await routing_throughput(producer, N_THROUGHPUT)
             print(
-                f"routing: {tp:.0f} events/s ({tp / pipe:.3f} of the pipe); "
-                f"read model caught up after {caught_up:.1f}s",
+                f"routing: {tp:.0f} events/s ({tp / pipe:.3f} of the pipe), "
+                f"{cpu_us:.0f} us CPU/event; read model caught up after {caught_up:.1f}s",
                 flush=True,
             )
             metrics.append(
@@ -688,6 +693,7 @@ async def run() -> list[Metric]:
                     met=tp >= 2000,
                 )
             )
+            metrics.append(Metric("inbound_throughput_cpu_per_event", round(cpu_us, 1), "us"))
             metrics.append(Metric("read_model_caught_up_after_backlog", round(caught_up, 2), "s"))
         if "steady" in PHASES:
             # the steady mix's own peak (a backlog of it drained), then R2 at half of it (or

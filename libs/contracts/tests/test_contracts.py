@@ -38,6 +38,29 @@ def test_every_event_type_has_a_valid_example_that_round_trips(event_type: str) 
         assert decoded.key == data.subject.encode()
 
 
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_a_wrapped_event_equals_the_validated_envelope_of_its_json(event_type: str) -> None:
+    # ``wrap`` builds the envelope from validated data without validating it again
+    model = EVENT_TYPES[event_type]
+    for example in model.model_json_schema().get("examples", []):
+        wrapped = CloudEvent.wrap(model.model_validate(example), source="/test")
+        validated = type(wrapped).model_validate(wrapped.to_jsonable())
+        assert wrapped == validated
+        assert wrapped.to_json_bytes() == validated.to_json_bytes()
+
+
+def test_an_event_without_a_source_is_refused() -> None:
+    data = AgentSignedOut(
+        org_id="o",
+        agent_id="a",
+        session_id="s",
+        reason=SignOutReason.EXPLICIT,
+        occurred_at=datetime.now(UTC),
+    )
+    with pytest.raises(ValueError, match="source"):
+        CloudEvent.wrap(data, source="")
+
+
 def test_every_event_type_belongs_to_exactly_one_topic() -> None:
     owners = [cls.event_type for topic in TOPICS for cls in topic.event_types]
     assert sorted(owners) == sorted(set(owners)) == sorted(EVENT_TYPES)

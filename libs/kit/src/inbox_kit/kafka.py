@@ -31,6 +31,7 @@ from prometheus_client import Counter
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 from inbox_kit import tracing
+from inbox_kit.partitioning import KeyHashPartitioner
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class EventPublisher:
             enable_idempotence=True,
             linger_ms=self._linger_ms,
             max_batch_size=self._max_batch_size,
+            partitioner=KeyHashPartitioner(),
         )
         await producer.start()
         self._producer = producer

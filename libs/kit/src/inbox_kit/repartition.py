@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from aiokafka.partitioner import murmur2
 from inbox_contracts import TOPICS, CloudEvent, EventData
 from prometheus_client import Counter
 
 from inbox_kit.kafka import PartitionedPublish
+from inbox_kit.partitioning import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,6 @@ Pair = tuple[ConsumerRecord[Any, Any], CloudEvent[EventData]]
 
 class RepartitionTopicMismatch(RuntimeError):
     """The repartition topic is missing or has another partition count than its source."""
-
-
-@lru_cache(maxsize=65_536)
-def partition_for(subject: str, partitions: int) -> int:
-    """The partition of ``subject`` under Kafka's default (murmur2) partitioner."""
-    hashed: int = murmur2(subject.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class Repartitioner:

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from inbox.replies.v1 import replies_pb2 as pb
 from inbox.replies.v1 import replies_pb2_grpc as pb_grpc
 from inbox_kit.auth import current_principal
+from inbox_kit.timestamps import timestamp
 from inbox_kit.validation import optional_id
 
 from replies_service.domain.model import Collection, CollectionKind, Viewer, usable_channel
@@ -36,9 +37,7 @@ def _viewer(channel_id: str = "") -> Viewer:
 def _ts(value: datetime) -> Timestamp:
     """Cached: a search page converts the same replies' times over and over (message
     constructors copy the Timestamp, so sharing the cached one is safe)."""
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    return timestamp(value)
 
 
 def collection_pb(c: Collection) -> pb.Collection:

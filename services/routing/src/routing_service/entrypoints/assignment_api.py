@@ -12,6 +12,7 @@ from inbox_contracts import CloudEvent, utc_now
 from inbox_contracts.events import AssignmentSettingsChanged
 from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument
+from inbox_kit.timestamps import timestamp
 from inbox_kit.validation import id_problem
 
 from routing_service.domain.dispatch import AssignmentSettings
@@ -35,11 +36,7 @@ class SettingsPublisher(Protocol):
 
 
 def _ts(value: str | None) -> Timestamp | None:
-    if not value:
-        return None
-    t = Timestamp()
-    t.FromDatetime(datetime.fromisoformat(value))
-    return t
+    return timestamp(datetime.fromisoformat(value)) if value else None
 
 
 def _capacity(field: str, value: int, *, zero_ok: bool = True) -> int | None:

@@ -12,6 +12,7 @@ from inbox.routing.v1 import routing_pb2_grpc
 from inbox_contracts import utc_now
 from inbox_kit.auth import current_principal
 from inbox_kit.errors import InvalidArgument, NotFound
+from inbox_kit.timestamps import timestamp
 from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
 from routing_service.domain.audit import audit_page, segments_for_page
@@ -52,11 +53,7 @@ AUDIT_PAGES = PageTokens("routing.audit", 1)
 
 
 def _ts(dt: datetime | None) -> Timestamp | None:
-    if dt is None:
-        return None
-    t = Timestamp()
-    t.FromDatetime(dt)
-    return t
+    return None if dt is None else timestamp(dt)
 
 
 def conversation_pb(v: ConversationView) -> pb.Conversation:

@@ -589,11 +589,15 @@ class ConversationOwner:
                         touched[key] = None
             elif (entry := conversation_entry(delivery.event)) is not None:
                 taken_in += 1
-                key = (data.org_id, data.subject)
+                # the envelope's subject is the conversation id (checked when decoded): one
+                # attribute read, not ``data.subject``'s lookup by field name, per use
+                subject = delivery.event.subject
+                key = (data.org_id, subject)
                 self._advance_head(delivery.topic, delivery.partition, entry.occurred_at)
-                if self.logs[key].behind_horizon(entry.occurred_at):
+                lg = self.logs[key]
+                if lg.behind_horizon(entry.occurred_at):
                     BEHIND_HORIZON.inc()
-                    horizon = self.logs[key].snapshot.horizon  # type: ignore[union-attr]
+                    horizon = lg.snapshot.horizon  # type: ignore[union-attr]
                     refused.append(
                         (
                             delivery,
@@ -605,15 +609,15 @@ class ConversationOwner:
                     )
                     continue
                 self._note_route(key, delivery.topic)
-                if self._index(data.org_id, data.subject, delivery.partition, entry):
+                if self._index(data.org_id, subject, delivery.partition, entry):
                     self._unjournaled[(*key, entry.event_id)] = JournalRow(
-                        data.org_id, data.subject, delivery.partition, entry, delivery.topic
+                        data.org_id, subject, delivery.partition, entry, delivery.topic
                     )
                 else:
                     duplicates += 1
                 # duplicates are folded again too: after a crash the redelivered event is the
                 # trigger to finish what the crashed attempt started.
-                touched[(data.org_id, data.subject)] = None
+                touched[key] = None
         CONVERSATION_EVENTS.inc(taken_in)  # once a batch: a counter's lock costs ~1 us a call
         finals = await self._final_until()
         keys = [*touched, *(k for k in self._due_now(finals) if k not in touched)]
@@ -1060,7 +1064,7 @@ class ConversationOwner:
             elif isinstance(data, AgentSweepRequested | PresenceProgressRelayed):
                 continue
             elif isinstance(data, CONVERSATION_EVENT_TYPES):
-                key = (data.org_id, data.subject)
+                key = (data.org_id, delivery.event.subject)
                 if key not in self.logs:
                     missing.setdefault(key, delivery.partition)
         maybe = {

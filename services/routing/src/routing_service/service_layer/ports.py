@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Protocol
 
 from inbox_contracts import CloudEvent
@@ -100,13 +99,18 @@ class ConversationView:
     def key(self) -> ConversationKey:
         return (self.state.org_id, self.state.conversation_id)
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        """Changes whenever what the view shows changes (stored with it)."""
-        s = self.state
-        at = s.updated_at.isoformat() if s.updated_at else ""
-        trail = f"{self.archive.base}+{len(self.audit)}"
-        return f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{trail}|{at}"
+        """Changes whenever what the view shows changes (stored with it). Computed once
+        (not ``functools.cached_property``: on Python 3.11 it takes a lock on every read)."""
+        cached: str | None = self.__dict__.get("_fingerprint")
+        if cached is None:
+            s = self.state
+            at = s.updated_at.isoformat() if s.updated_at else ""
+            trail = f"{self.archive.base}+{len(self.audit)}"
+            cached = f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{trail}|{at}"
+            self.__dict__["_fingerprint"] = cached
+        return cached
 
 
 @dataclass(frozen=True)
