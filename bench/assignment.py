@@ -3,7 +3,8 @@
 One routing instance in-process on the devstack, 200 agents signed in (presence events
 published by the benchmark), "Automatic assignment" and "Remove assignment" on.
 
-Presence progress marks are published as presence does (``ProgressMarks``, every 50 ms).
+Presence progress marks are published as presence does with its defaults (``ProgressMarks``,
+every 40 ms, watermark 40 ms behind the clock).
 
 (a) baseline: the raw aiokafka consume -> produce pipe (``bench.routing.raw_pipe``);
 (b) sustained assignments/s of one instance: a backlog of new conversations, first to last
@@ -90,6 +91,9 @@ STEADY_SECONDS = 20.0
 AUTO = b"inbox.routing.auto_assigned.v1"
 HOP_RATE, HOP_SECONDS = 20.0, 8.0
 SPLIT = os.environ.get("BENCH_ASSIGNMENT_ROLES", "one") == "split"
+#: Presence's defaults: marks every PRESENCE_PROGRESS_INTERVAL_SECONDS (0.04), watermark about
+#: now - (one interval + a database round trip), taken here as one interval
+MARK_INTERVAL, MARK_MARGIN = 0.04, timedelta(milliseconds=40)
 
 
 class AssignedWatch:
@@ -100,6 +104,9 @@ class AssignedWatch:
         #: conversation -> event id -> first seen (indexed: the waits below poll it every
         #: 10 ms in routing's own event loop, so they must not scan everything seen)
         self.by_conversation: dict[str, dict[str, float]] = {}
+        #: conversations in the order of their first assignment seen (``Countdown`` reads
+        #: only what arrived since its last look)
+        self.arrivals: list[str] = []
         self._consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
         self._task: asyncio.Task[None] | None = None
 
@@ -123,10 +130,14 @@ class AssignedWatch:
                     if r.value and AUTO in r.value and needle in r.value:
                         event = json.loads(r.value)
                         c = event["data"]["conversation_id"]
-                        self.by_conversation.setdefault(c, {}).setdefault(event["id"], now)
+                        seen = self.by_conversation.get(c)
+                        if seen is None:
+                            seen = self.by_conversation[c] = {}
+                            self.arrivals.append(c)
+                        seen.setdefault(event["id"], now)
 
-    def count_for(self, conversations: set[str]) -> int:
-        return len(conversations & self.by_conversation.keys())
+    def countdown(self, conversations: set[str]) -> Countdown:
+        return Countdown(self, conversations)
 
     def times_for(self, conversations: set[str]) -> dict[str, float]:
         return {
@@ -138,6 +149,24 @@ class AssignedWatch:
         if self._task is not None:
             self._task.cancel()
         await self._consumer.stop()
+
+
+class Countdown:
+    """Until every one of ``conversations`` was assigned, checked in O(new arrivals): a
+    check of the whole set every 10 ms (a set intersection) cost ~5% of the process's CPU during
+    the 10,000-conversation backlog, in routing's own event loop (py-spy)."""
+
+    def __init__(self, watch: AssignedWatch, conversations: set[str]) -> None:
+        self._watch = watch
+        self._left = conversations - watch.by_conversation.keys()
+        self._seen = len(watch.arrivals)
+
+    def done(self) -> bool:
+        arrivals = self._watch.arrivals
+        if self._seen < len(arrivals):
+            self._left.difference_update(arrivals[self._seen :])
+            self._seen = len(arrivals)
+        return not self._left
 
 
 def settings_for(tag: str) -> RoutingSettings:
@@ -239,9 +268,9 @@ async def run() -> list[Metric]:
     routing: Routing | None = None
     dispatcher: subprocess.Popen[bytes] | None = None
     watch = AssignedWatch(org)
-    # presence progress as the presence service publishes it (every 50 ms): without marks the
+    # presence progress as the presence service publishes it: without marks the
     # owner waits the fallback (L) before a new conversation counts as waiting
-    marks = ProgressMarks(producer)
+    marks = ProgressMarks(producer, interval=MARK_INTERVAL, margin=MARK_MARGIN)
     await marks.__aenter__()
     try:
         pipe = await raw_pipe(producer, N_BACKLOG)
@@ -257,7 +286,7 @@ async def run() -> list[Metric]:
             c = f"warm-{i}"
             await produce(producer, [inbound(org, c, datetime.now(UTC))])
             try:
-                await wait_for(lambda c=c: watch.count_for({c}), 5, "warm-up")
+                await wait_for(watch.countdown({c}).done, 5, "warm-up")
                 break
             except TimeoutError:
                 continue
@@ -270,10 +299,17 @@ async def run() -> list[Metric]:
         bset = set(backlog)
         events = [inbound(org, c, datetime.now(UTC)) for c in backlog]
         await produce(producer, events)
-        await wait_for(lambda: watch.count_for(bset) >= N_BACKLOG, 300, "backlog assigned")
+        cpu_before = time.process_time()
+        await wait_for(watch.countdown(bset).done, 300, "backlog assigned")
+        cpu = time.process_time() - cpu_before
         times = sorted(watch.times_for(bset).values())
         peak = (N_BACKLOG - 1) / (times[-1] - times[0])
         print(f"assignments: {peak:.0f}/s sustained (backlog {N_BACKLOG})", flush=True)
+        # CPU time of the whole process (routing's loops + the benchmark's own clients) per
+        # assignment: less affected by the neighbours' load than the wall-clock rate
+        cpu_us = cpu / N_BACKLOG * 1e6
+        print(f"  process CPU per assignment: {cpu_us:.0f} us", flush=True)
+        metrics.append(Metric("process_cpu_per_assignment_backlog", round(cpu_us, 1), "us"))
         metrics.append(
             Metric(
                 "auto_assignments_per_s_one_instance",
@@ -292,6 +328,7 @@ async def run() -> list[Metric]:
         tap = Tap(org)
         await tap.start()
         busy_before, started = loop_batch_totals(), time.perf_counter()
+        cpu_before = time.process_time()
         i = 0
         while time.perf_counter() - started < STEADY_SECONDS:
             due = int((time.perf_counter() - started) * rate)
@@ -306,8 +343,9 @@ async def run() -> list[Metric]:
             await asyncio.sleep(0.005)
         sset = set(sent)
         try:
-            await wait_for(lambda: watch.count_for(sset) >= len(sset), 120, "steady assigned")
+            await wait_for(watch.countdown(sset).done, 120, "steady assigned")
             busy = _busy_since(busy_before, started)
+            steady_cpu = time.process_time() - cpu_before
             steady_records = await tap.drain()
         finally:
             await tap.stop()
@@ -315,6 +353,17 @@ async def run() -> list[Metric]:
         lat = [(got[c] - sent[c]) * 1000 for c in sent]
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
         print(f"steady at {rate:.0f}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
+        sizing = getattr(routing.pipeline.owner_loop, "sizing", None)  # None: code before it
+        if sizing is not None:
+            print(
+                f"  owner batch sizing: {'throughput' if sizing.throughput else 'latency'} mode, "
+                f"cap {sizing.cap}, rate {sizing.rate or 0:.0f} records/s, "
+                f"{sizing.switches} switches to throughput mode so far",
+                flush=True,
+            )
+        steady_cpu_us = steady_cpu / len(sset) * 1e6
+        print(f"  process CPU per conversation: {steady_cpu_us:.0f} us", flush=True)
+        metrics.append(Metric("process_cpu_per_assignment_steady", round(steady_cpu_us, 1), "us"))
         metrics += hop_metrics(
             "steady_hop", f"{rate:.0f} new conversations/s", sent, steady_records, watch, busy
         )
@@ -341,7 +390,7 @@ async def run() -> list[Metric]:
             for c in held:
                 setup.append(inbound(org, c, datetime.now(UTC)))
             await produce(producer, setup)
-            await wait_for(lambda hset=hset: watch.count_for(hset) >= 50, 60, "held assigned")
+            await wait_for(watch.countdown(hset).done, 60, "held assigned")
             await produce(producer, [assigned(org, c, holder, datetime.now(UTC)) for c in held])
             await wait_for(
                 lambda held=held, holder=holder: all(
@@ -474,7 +523,7 @@ async def hop_trace(producer: AIOKafkaProducer, org: str, watch: AssignedWatch) 
                 i += 1
             await asyncio.sleep(0.005)
         cset = set(sent)
-        await wait_for(lambda: watch.count_for(cset) >= len(cset), 60, "hop trace assigned")
+        await wait_for(watch.countdown(cset).done, 60, "hop trace assigned")
         busy = _busy_since(busy_before, started)
         records = await tap.drain()
     finally:

@@ -39,6 +39,7 @@ from inbox_contracts import CloudEvent, EventData
 from prometheus_client import Counter, Gauge, Histogram
 
 from inbox_kit import tracing
+from inbox_kit.batch_sizing import AdaptiveBatchSize
 from inbox_kit.inbound import InboundDecoder, Undecodable
 from inbox_kit.kafka import (
     CONSUMED,
@@ -146,6 +147,23 @@ def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     return int(state.position)
 
 
+def _lag(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """Records after the position, as of the latest fetch response (read locally; None:
+    nothing fetched yet, or the position is being reset or sought)."""
+    highwater = consumer.highwater(tp)
+    if highwater is None:
+        return None
+    position = _position_now(consumer, tp)
+    if position is None:
+        return None
+    return max(0, int(highwater) - position)
+
+
+def _backlog(consumer: AIOKafkaConsumer) -> int:
+    """``_lag`` summed over every assigned partition (unknown ones count 0)."""
+    return sum(_lag(consumer, tp) or 0 for tp in consumer.assignment())
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -168,6 +186,8 @@ class BatchConsumer:
         repartition: PartitionedPublish | None = None,
         commit_interval_seconds: float = 0.0,
         overlap_commits: bool = False,
+        priority_topics: Sequence[str] = (),
+        sizing: AdaptiveBatchSize | None = None,
     ) -> None:
         """``repartition`` (a publish to an explicit partition) turns on re-routing of records
         on a partition their subject does not hash to, for the registry topics marked
@@ -183,7 +203,16 @@ class BatchConsumer:
         before the next commit (or a revoke, or the stop), so the broker's round trip overlaps
         the next batch instead of delaying it. Still at least once: offsets are committed after
         their batch was handled, in order (one commit in flight); a crash in between
-        redelivers at most the batches since the last commit acknowledged."""
+        redelivers at most the batches since the last commit acknowledged.
+
+        ``priority_topics``: what is fetched already of these topics goes into the next batch
+        first, ahead of the other topics' records (which fill the rest of the batch), so a
+        few records on them (answers, control records) do not wait behind a backlog of the
+        others. Order within a partition is kept; across topics there is none anyway.
+
+        ``sizing``: the records per batch follow ``AdaptiveBatchSize`` (small while the loop
+        keeps up, up to ``max_records`` while a backlog grows) instead of always up to
+        ``max_records``."""
         self.name = name
         self._bootstrap = bootstrap
         self._decoder = decoder or InboundDecoder()
@@ -217,6 +246,8 @@ class BatchConsumer:
         self._committed_at = 0.0
         self._overlap_commits = overlap_commits
         self._commit_in_flight: asyncio.Task[None] | None = None
+        self._priority_topics = frozenset(priority_topics)
+        self.sizing = sizing
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -237,9 +268,7 @@ class BatchConsumer:
                 if self.to_take_over or (consumer.assignment() and not self.assigned_once.is_set()):
                     async with self.lock:
                         await self._take_over()
-                batches = await consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-                )
+                batches = await self._poll(consumer)
                 self._report_lag(consumer)
                 if not batches:
                     if self._uncommitted:
@@ -261,20 +290,34 @@ class BatchConsumer:
                 # even if that wait is interrupted: a consumer not stopped stays in its group
                 await consumer.stop()
 
+    async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Record]]:
+        cap = self.sizing.cap if self.sizing is not None else self._max_records
+        batches: dict[TopicPartition, list[Record]] = {}
+        if self._priority_topics:
+            first = [tp for tp in consumer.assignment() if tp.topic in self._priority_topics]
+            if first:
+                batches = await consumer.getmany(*first, timeout_ms=0, max_records=cap)
+        taken = sum(len(recs) for recs in batches.values())
+        if taken < cap:
+            rest = await consumer.getmany(
+                timeout_ms=0 if taken else self._poll_timeout_ms, max_records=cap - taken
+            )
+            for tp, recs in rest.items():
+                batches[tp] = batches[tp] + recs if tp in batches else recs
+            taken += sum(len(recs) for recs in rest.values())
+        if self.sizing is not None and batches:
+            self.sizing.polled(time.monotonic(), taken, _backlog(consumer))
+        return batches
+
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
         if now - self._lag_reported_at < LAG_REPORT_SECONDS:
             return
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue  # nothing fetched from it yet: report at the next poll
-            position = _position_now(consumer, tp)
-            if position is None:
-                continue  # being reset or sought: report at the next poll
-            CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
-                max(0, highwater - position)
-            )
+            lag = _lag(consumer, tp)
+            if lag is None:
+                continue  # nothing fetched from it yet, or being reset: at the next poll
+            CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(lag)
             self._lag_reported_at = now
 
     def forget_lag(self, partitions: set[TopicPartition]) -> None:
@@ -319,6 +362,8 @@ class BatchConsumer:
         started = time.perf_counter()
         records = [r for recs in batches.values() for r in recs]
         await self.process(records)
+        if self.sizing is not None:
+            self.sizing.handled(len(records), time.perf_counter() - started)
         await self._commit(consumer, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         BATCH_RECORDS.labels(self.name).inc(len(records))
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)

@@ -23,6 +23,7 @@ from inbox_contracts.topics import (
 )
 from inbox_kit.auth import verifier_from_settings
 from inbox_kit.batch_consumer import Batch, BatchConsumer, BatchHandler, PartitionsCallback, Record
+from inbox_kit.batch_sizing import AdaptiveBatchSize
 from inbox_kit.grpc_server import GrpcServer, ServiceRegistration
 from inbox_kit.inbound import InboundDecoder
 from inbox_kit.kafka import DeadLetters
@@ -116,6 +117,18 @@ def consumer_options(settings: RoutingSettings) -> dict[str, int]:
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
     }
+
+
+def owner_sizing(settings: RoutingSettings) -> AdaptiveBatchSize | None:
+    """The owner's batch size: small while it keeps up, up to the maximum while its backlog
+    grows (None: always up to the maximum)."""
+    if settings.owner_batch_target_ms == 0:
+        return None
+    return AdaptiveBatchSize(
+        target_seconds=settings.owner_batch_target_ms / 1000,
+        low=min(settings.owner_batch_min_records, settings.batch_max_records),
+        high=settings.batch_max_records,
+    )
 
 
 async def every(
@@ -258,6 +271,10 @@ def pipeline(
         lock=owner_lock,
         decoder=decoder,
         repartition=raw_publish,
+        # proposals and commands (relayed progress, sweeps) are few and each ends a wait:
+        # they go ahead of a backlog of conversation events (README, "Owner batches")
+        priority_topics=(ROUTING_PROPOSALS.name, ROUTING_COMMANDS.name),
+        sizing=owner_sizing(settings),
     )
     owner = ConversationOwner(
         store,

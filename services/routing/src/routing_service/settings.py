@@ -50,6 +50,20 @@ class RoutingSettings(ServiceSettings):
         "earliest (nothing is missed); tests on a shared broker: latest.",
     )
     batch_max_records: int = Field(1000, ge=1, description="Records per consumed batch.")
+    owner_batch_target_ms: int = Field(
+        0,
+        ge=0,
+        description="The conversation owner's batches aim at this handling time while it "
+        "keeps up (records per batch = its observed rate x this, at least "
+        "ROUTING_OWNER_BATCH_MIN_RECORDS); only while its backlog grows although batches are "
+        "full, more than one ROUTING_BATCH_MAX_RECORDS batch is queued, or every batch has "
+        "been full for 1 s, does it take up to ROUTING_BATCH_MAX_RECORDS. 0 (the default "
+        "until a quiet-machine A/B shows a gain; try 100): always up to "
+        "ROUTING_BATCH_MAX_RECORDS.",
+    )
+    owner_batch_min_records: int = Field(
+        250, ge=1, description="Fewest records an owner batch is sized to (see the target)."
+    )
     allowed_lateness_ms: int = Field(
         500,
         ge=0,

@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from inbox_contracts import CloudEvent, EventData
-from inbox_contracts.topics import MESSAGES, PRESENCE, ROUTING_COMMANDS, ROUTING_DISPATCH
+from inbox_contracts.topics import (
+    MESSAGES,
+    PRESENCE,
+    ROUTING_COMMANDS,
+    ROUTING_DISPATCH,
+    ROUTING_PROPOSALS,
+)
 from inbox_testing import free_port, wait_until
 from inbox_testing.plugin import TEST_JWT_SECRET
 from routing_service.adapters.memory import InMemoryPublisher, InMemoryStore
@@ -72,6 +78,24 @@ async def test_roles_choose_the_consumers_a_process_runs() -> None:
     for bad in ("", "owner,router", ","):
         with pytest.raises(ValueError, match="roles"):
             RoutingSettings(**_fields(base), roles=bad)
+
+
+async def test_only_the_owner_sizes_its_batches_if_asked_and_takes_proposals_first() -> None:
+    routing = bootstrap(settings().model_copy(update={"owner_batch_target_ms": 100}))
+    p = routing.pipeline
+    sizing = p.owner_loop.sizing
+    assert sizing is not None
+    assert (sizing.target_seconds, sizing.low, sizing.high) == (0.1, 250, 1000)
+    assert p.owner_loop._priority_topics == {ROUTING_PROPOSALS.name, ROUTING_COMMANDS.name}
+    assert p.presence_loop.sizing is None and p.dispatch_loop.sizing is None
+    fixed = bootstrap(settings())  # the default: always up to ROUTING_BATCH_MAX_RECORDS
+    assert fixed.pipeline.owner_loop.sizing is None
+    assert fixed.pipeline.owner_loop._priority_topics == p.owner_loop._priority_topics
+    small = bootstrap(
+        settings().model_copy(update={"owner_batch_target_ms": 100, "batch_max_records": 100})
+    )
+    assert small.pipeline.owner_loop.sizing is not None
+    assert small.pipeline.owner_loop.sizing.low == 100  # never above the maximum
 
 
 def _fields(s: RoutingSettings) -> dict[str, object]:

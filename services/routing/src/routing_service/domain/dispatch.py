@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from routing_service.domain.ids import name_based_id
+
 PROPOSAL_NAMESPACE = uuid.UUID("3d1b6a52-0c55-4f57-8a0c-6f0b2b8e9a41")
 ORG_WIDE = ""
 """Team key of conversations on unmapped channels: every agent of the org may take them."""
@@ -173,10 +175,8 @@ def proposal_id(
 ) -> str:
     """Unique per proposal (``seq``: the dispatcher's input count, the same on a replay): an
     answer to an earlier proposal must never be taken for the answer to a later one."""
-    return str(
-        uuid.uuid5(
-            PROPOSAL_NAMESPACE, f"{org_id}|{conversation_id}|{waiting_cause}|{agent_id}|{seq}"
-        )
+    return name_based_id(
+        PROPOSAL_NAMESPACE, f"{org_id}|{conversation_id}|{waiting_cause}|{agent_id}|{seq}"
     )
 
 

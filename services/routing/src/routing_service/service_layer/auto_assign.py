@@ -48,6 +48,7 @@ from routing_service.domain.auto_assign import (
     review,
     signed_out_at,
 )
+from routing_service.domain.ids import name_based_id
 from routing_service.domain.model import (
     ConversationEntry,
     ConversationLog,
@@ -269,7 +270,7 @@ class AutoAssigner:
             occurred_at=view.at,
         )
         tag = f"{lg.org_id}|{lg.conversation_id}|{view.version}|{proposal_id}|{refusal}"
-        return CloudEvent.wrap(data, source=SOURCE, event_id=str(uuid.uuid5(CHANGE_NAMESPACE, tag)))
+        return CloudEvent.wrap(data, source=SOURCE, event_id=name_based_id(CHANGE_NAMESPACE, tag))
 
     def _refusal_of_unknown(
         self, p: AssignmentProposed, proposal_id: str
