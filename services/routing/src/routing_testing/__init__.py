@@ -297,6 +297,8 @@ class InMemoryRouting:
         )
         self.recorder.assigned(set(range(presence_partitions)))
         self.started = False
+        #: Per crash, the decisions published but not marked published at that moment.
+        self.unmarked_at_crashes: list[str] = []
 
     def _new_owner(self) -> ConversationOwner:
         return ConversationOwner(
@@ -357,8 +359,20 @@ class InMemoryRouting:
                 [Delivery(ROUTING_COMMANDS.name, c.data.partition, c) for c in take]
             )
 
-    async def crash_and_restart(self) -> None:
-        """Lose all memory; a fresh owner takes the partitions over from the store."""
+    async def crash_and_restart(self, *, marks_landed: bool = False) -> None:
+        """Lose all memory; a fresh owner takes the partitions over from the store. The
+        marks of the decisions the last batch published land first only with
+        ``marks_landed`` (they are stored in the background: a crash can lose them)."""
+        if marks_landed:
+            await self.owner.settle_marks(timeout=10)
+        else:
+            self.owner.abandon_marks()
+        # a take-over publishes these again (same ids): the only repeats a crash may cause
+        self.unmarked_at_crashes += [
+            d.decision_id
+            for d in self.decisions.published
+            if d.decision_id not in self.store.published
+        ]
         self.owner = self._new_owner()
         await self.owner.assign(range(self.partitions))
         if self.instant:

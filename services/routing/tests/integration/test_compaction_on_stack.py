@@ -26,7 +26,8 @@ from routing_service.service_layer.owner import (
     Delivery,
     EventTime,
 )
-from routing_service.service_layer.ports import Compaction, DecisionRow
+from routing_service.service_layer.ports import Compaction, DecisionRow, JournalRow
+from routing_service.service_layer.translate import conversation_entry
 from routing_testing import SimClock, assigned, complete_now, follow_up, inbound, outbound, resolved
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -239,5 +240,73 @@ async def test_presence_timelines_keep_their_retention_and_the_state_at_the_cut(
         # newest at T0 + 2.5 days, cut at T0 + 1.5 days (p3, kept): p2 is the state before it
         assert [p.event_id for p in timeline] == ["p2", "p3", "p4", "p5"]
         assert [p.signed_in for p in timeline] == [True, False, True, False]
+    finally:
+        await client.close()
+
+
+async def test_journal_and_decisions_read_back_packed_and_in_the_older_shape_on_ferretdb(
+    stack: Any, unique: Any
+) -> None:
+    """Journal entries and decisions are stored packed (keys as fields, the rest one JSON
+    string: a take-over scans them); documents of the older shape (a field per value) are
+    still read, and both read back as they were written."""
+    org = unique("org")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.infra.mongodb_uri)
+    try:
+        db = client[stack.database]
+        store = MongoRoutingStore(db)
+        entry = conversation_entry(outbound(org, "c-new", t(1)))
+        older = conversation_entry(outbound(org, "c-old", t(2)))
+        assert entry is not None and older is not None
+        await store.append_journal([JournalRow(org, "c-new", 4, entry, MESSAGES.name)])
+        await db["journal"].insert_one(
+            {
+                "_id": f"{org}|c-old|{older.event_id}",
+                "org_id": org,
+                "conversation_id": "c-old",
+                "partition": 4,
+                "event_id": older.event_id,
+                "event_type": older.event_type,
+                "kind": older.kind.value,
+                "at": older.occurred_at.isoformat(),
+                "actor": older.actor,
+                "assignee_id": older.assignee_id,
+                "topic": MESSAGES.name,
+                "channel_id": older.channel_id,
+            }
+        )
+        stored = await store.load_journal([4])
+        assert {(r.conversation_id, r.entry, r.topic) for r in stored if r.org_id == org} == {
+            ("c-new", entry, MESSAGES.name),
+            ("c-old", older, MESSAGES.name),
+        }
+        packed = await db["journal"].find_one({"_id": f"{org}|c-new|{entry.event_id}"})
+        assert packed is not None and set(packed) == {"_id", "partition", "packed"}
+
+        def decision(conv: str) -> Decision:
+            return Decision(
+                f"{org}-{conv}", org, conv, "ana", f"as-{conv}", Reason.R1_SIGNED_OUT,
+                f"out-{conv}", "signed_out", t(3),
+            )  # fmt: skip
+
+        new, old = decision("c-new"), decision("c-old")
+        await store.record_decisions([DecisionRow(4, new)])
+        await db["decisions"].insert_one(
+            {
+                "_id": old.decision_id,
+                "partition": 4,
+                "org_id": org,
+                "conversation_id": "c-old",
+                "previous_assignee_id": "ana",
+                "assignment_id": old.assignment_id,
+                "reason": old.reason.value,
+                "cause_event_id": old.cause_event_id,
+                "cause_event_type": old.cause_event_type,
+                "occurred_at": old.occurred_at.isoformat(),
+                "cause_rank": old.cause_rank,
+            }
+        )
+        got = {r.decision for r in await store.load_decisions([4]) if r.decision.org_id == org}
+        assert got == {new, old}
     finally:
         await client.close()

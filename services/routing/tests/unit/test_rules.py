@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from routing_service.domain.model import AuditKind, Reason
+from routing_service.domain.model import AuditKind, Decision, Reason
 from routing_testing import (
     InMemoryRouting,
     assigned,
@@ -229,6 +230,40 @@ async def test_crash_before_publish_republishes_same_decision_id_once() -> None:
     assert r.state(ORG, "c") == ("NEW", None)
 
 
+async def test_marks_land_after_the_batch_and_before_the_next_batch_publishes() -> None:
+    """A batch is done once its decisions are recorded and published (its offsets may be
+    committed then); their marks are stored in the background, and the next batch publishes
+    nothing before they landed. A crash in between publishes the last batch's decisions
+    again with the same ids, and nothing else."""
+    r = await routing()
+    for e in (signed_in(ORG, "ana", t(0)), inbound(ORG, "c1", t(1)), inbound(ORG, "c2", t(1))):
+        await r.deliver(e)
+    await r.deliver(assigned(ORG, "c1", "ana", t(2)))
+    await r.deliver(assigned(ORG, "c2", "ana", t(2)))
+    await r.deliver(outbound(ORG, "c2", t(2.5)))  # PENDING: its R2 comes with an inbound
+    await r.deliver(signed_out(ORG, "ana", t(3)))
+    await r.deliver_commands()  # R1 of c1
+    [first] = r.decisions.published
+    marked_when_published: list[bool] = []
+    publish = r.decisions.publish_decisions
+
+    async def noting_publish(decisions: Sequence[Decision]) -> None:
+        marked_when_published.append(first.decision_id in r.store.published)
+        await publish(decisions)
+
+    r.decisions.publish_decisions = noting_publish  # type: ignore[method-assign]
+    await r.deliver(inbound(ORG, "c2", t(4)))  # R2 of c2
+    assert marked_when_published == [True]
+    second = r.decisions.published[-1]
+    await r.crash_and_restart()  # before the second batch's marks landed
+    ids = [d.decision_id for d in r.decisions.published]
+    assert ids == [first.decision_id, second.decision_id, second.decision_id]
+    assert r.unmarked_at_crashes == [second.decision_id]
+    await r.crash_and_restart(marks_landed=True)
+    assert len(r.decisions.published) == 3
+    assert (r.state(ORG, "c1"), r.state(ORG, "c2")) == (("NEW", None), ("NEW", None))
+
+
 async def test_late_sign_in_cannot_undo_a_published_unassignment() -> None:
     """Documented difference: decisions once published stand."""
     r = await routing()
@@ -288,9 +323,16 @@ async def test_transient_failure_then_retry_of_the_same_batch_loses_nothing(fail
             await original(*args, **kwargs)
 
         setattr(r.store, failing, flaky)
-    with pytest.raises(ConnectionError):
+    if failing == "mark_published":
+        # marks are stored in the background: the batch is done without them, a failed
+        # one is tried again by the next batch (or the owner's timer)
         await r.deliver(trigger)
+        assert not r.store.published
+    else:
+        with pytest.raises(ConnectionError):
+            await r.deliver(trigger)
     await r.deliver(trigger)  # the consumer's retry of the same batch
+    await r.owner.settle_marks(timeout=10)  # what a revoke or a stop does
     assert len(real_publisher.published) == 1
     [d] = real_publisher.published
     assert d.cause_event_id == trigger.id

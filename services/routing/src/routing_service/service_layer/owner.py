@@ -289,6 +289,10 @@ class ConversationOwner:
         self._unpublished: dict[str, DecisionRow] = {}
         #: Published, not marked published yet (a retry marks them, it does not publish again).
         self._unmarked: dict[str, DecisionRow] = {}
+        #: The marks of published decisions being stored, off the batch's critical path
+        #: (``_mark_in_background``): at most one insert in flight, awaited before anything
+        #: more is published (README, "Idempotency, crash safety").
+        self._marking: asyncio.Future[None] | None = None
         #: Left behind by a crash inside a compaction step: written by the next one.
         self._stale_journal: set[tuple[str, str, str]] = set()
         self._stale_decisions: dict[str, DecisionRow] = {}
@@ -452,6 +456,9 @@ class ConversationOwner:
         return outcome
 
     async def revoke(self, partitions: Iterable[int]) -> None:
+        # the marks of what was published land first (bounded): the next owner then has
+        # nothing to publish again, and the partition can be parked
+        await self.settle_marks(MARKS_ON_REVOKE_SECONDS)
         parts = set(partitions)
         self._park(parts)
         self._views.drop(parts)
@@ -695,7 +702,8 @@ class ConversationOwner:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
         finals = await self._final_until()
         keys = self._due_now(finals)
-        if not keys and not self._unrecorded and not self._unpublished and not self._unmarked:
+        if not keys and not self._unrecorded and not self._unpublished:
+            self._mark_in_background()  # what a failed mark left, if none is in flight
             return BatchOutcome()
         return await self._refold(keys, await self._fold_inputs(keys), finals)
 
@@ -784,6 +792,7 @@ class ConversationOwner:
         decisions left by a failed attempt: those go first (``_record_and_publish``)."""
         if len(keys) <= FOLD_SLICE or self._unrecorded or self._unpublished:
             return await self._persist(self._fold_all(keys, inputs, finals))
+        await self._marks_landed()
         views: dict[ConversationKey, ConversationView] = {}
         sent: set[str] = set()
         sends: list[asyncio.Future[list[DecisionRow]]] = []
@@ -856,12 +865,16 @@ class ConversationOwner:
         changed: dict[ConversationKey, ConversationView],
         journal: asyncio.Future[None] | None = None,
     ) -> BatchOutcome:
-        """Record, publish and mark the decisions the folds took, while ``journal`` (the
-        batch's journal insert) goes on: both are done before anything is marked published
-        (a crash in between redelivers the batch: the journal gets its events, the recorded
-        decisions are facts). Then submit the changed views and tell the dispatcher."""
+        """Record and publish the decisions the folds took, while ``journal`` (the batch's
+        journal insert) goes on (a crash in between redelivers the batch: the journal gets
+        its events, the recorded decisions are facts); their marks are stored in the
+        background, while the next batch is handled (``_mark_in_background``). Then submit
+        the changed views and tell the dispatcher."""
         outcome = BatchOutcome()
         views = list(changed.values())
+        # nothing of this batch reaches a topic before the previous batch's marks are stored:
+        # a take-over publishes again only decisions of the last batch before a crash
+        await self._marks_landed()
         deciding = bool(self._unrecorded or self._unpublished)
         if deciding and self._assigner is not None and not self._assigner.assigning:
             # One round trip for the decisions and the dispatcher's inputs. Their order does
@@ -871,13 +884,14 @@ class ConversationOwner:
             # it handles anything). Not with ConversationAutoAssigned pending: they share
             # inbox.routing.v1 (and the partition) with the decisions and must follow them.
             published, _ = await _both(
-                self._publish_and_mark(journal), self._flush_assigner(after=journal)
+                self._record_and_publish(journal), self._flush_assigner(after=journal)
             )
         else:
             published = await self._record_and_publish(journal)
-            # concurrently: the dispatcher sees a sign-out before the conversations its R1
-            # frees (routing's presence consumer forwards it before it publishes the sweeps)
-            await _both(self._mark_published(published), self._flush_assigner())
+            # the dispatcher sees a sign-out before the conversations its R1 frees (routing's
+            # presence consumer forwards it before it publishes the sweeps)
+            await self._flush_assigner()
+        self._mark_in_background()
         outcome.decisions = [r.decision for r in published]
         if views:
             new_keys = {v.key for v in views if v.key not in self._written}
@@ -887,20 +901,12 @@ class ConversationOwner:
             outcome.views_written = len(views)
         return outcome
 
-    async def _publish_and_mark(
-        self, journal: asyncio.Future[None] | None = None
-    ) -> list[DecisionRow]:
-        published = await self._record_and_publish(journal)
-        await self._mark_published(published)
-        return published
-
     async def _record_and_publish(
         self, journal: asyncio.Future[None] | None = None
     ) -> list[DecisionRow]:
         """Record, publish (acks awaited): every decision not done yet, while ``journal`` goes
-        on (awaited too). Returns every published decision not marked yet (a failed attempt's
-        included), to be marked published (``_mark_published``) before the offsets are
-        committed."""
+        on (awaited too). Returns the decisions this call published (a failed attempt's
+        unpublished ones included); they are marked published by ``_mark_in_background``."""
         stored = [journal] if journal is not None else []
         rows = list(self._unpublished.values())
         if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
@@ -911,10 +917,10 @@ class ConversationOwner:
                 raise
             self._published(rows)
         chunks = _by_conversation_chunks(list(self._unrecorded.values()))
-        await _all_sent(
+        sent = await _all_sent(
             [*(asyncio.ensure_future(self._record_then_publish(c)) for c in chunks), *stored]
         )
-        return list(self._unmarked.values())
+        return [*rows, *sent]
 
     def _published(self, rows: Sequence[DecisionRow]) -> None:
         for r in rows:
@@ -936,6 +942,45 @@ class ConversationOwner:
             await self._store.mark_published(rows)
             for r in rows:
                 self._unmarked.pop(r.decision.decision_id, None)
+
+    def _mark_in_background(self) -> None:
+        """Store the marks of the published decisions without holding up the batch: its
+        offsets may be committed before they land. Safe because a decision is recorded before
+        it is published, and a take-over publishes again (same id) every recorded decision
+        without a mark; the next batch publishes nothing before they landed
+        (``_marks_landed``). At most one insert in flight; it takes whatever is unmarked
+        when it starts, again until nothing is left."""
+        if self._unmarked and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.ensure_future(self._mark_all())
+
+    async def _mark_all(self) -> None:
+        while self._unmarked:
+            try:
+                await self._mark_published(list(self._unmarked.values()))
+            except Exception:
+                # they stay unmarked: the next batch or the owner's timer tries again
+                log.warning("marking decisions published failed; retrying later", exc_info=True)
+                return
+
+    async def _marks_landed(self) -> None:
+        """Until the marks in flight are stored (or failed: then left for a retry)."""
+        if self._marking is not None and not self._marking.done():
+            await asyncio.gather(asyncio.shield(self._marking), return_exceptions=True)
+
+    async def settle_marks(self, timeout: float) -> None:
+        """Store every mark still pending, for at most ``timeout`` seconds (a revoke, a stop:
+        what is left then is published again by the next owner, with the same ids)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._settle_marks(), timeout)
+
+    def abandon_marks(self) -> None:
+        """What a crash does to the marks not stored yet: they never land (tests)."""
+        if self._marking is not None:
+            self._marking.cancel()
+
+    async def _settle_marks(self) -> None:
+        await self._marks_landed()
+        await self._mark_published(list(self._unmarked.values()))
 
     async def _flush_assigner(self, after: asyncio.Future[None] | None = None) -> None:
         if after is not None:
@@ -1299,6 +1344,8 @@ class ConversationOwner:
         CONVERSATIONS_IN_MEMORY.set(len(self.logs))
 
 
+#: How long a revoke waits for the marks of published decisions to be stored.
+MARKS_ON_REVOKE_SECONDS = 2.0
 #: Decisions per store write when many are taken at once (each chunk published while the
 #: next is recorded), and conversations folded per slice of a large re-fold.
 DECISION_CHUNK = 250
