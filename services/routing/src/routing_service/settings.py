@@ -57,9 +57,9 @@ class RoutingSettings(ServiceSettings):
         "keeps up (records per batch = its observed rate x this, at least "
         "ROUTING_OWNER_BATCH_MIN_RECORDS); only while its backlog grows although batches are "
         "full, more than one ROUTING_BATCH_MAX_RECORDS batch is queued, or every batch has "
-        "been full for 1 s, does it take up to ROUTING_BATCH_MAX_RECORDS. 0 (the default "
-        "until a quiet-machine A/B shows a gain; try 100): always up to "
-        "ROUTING_BATCH_MAX_RECORDS.",
+        "been full for 1 s, does it take up to ROUTING_BATCH_MAX_RECORDS. 0 (the default: "
+        "at 100 the quiet-machine A/B gained sustained rate but lost latency at half of it, "
+        "see the README): always up to ROUTING_BATCH_MAX_RECORDS.",
     )
     owner_batch_min_records: int = Field(
         250, ge=1, description="Fewest records an owner batch is sized to (see the target)."
