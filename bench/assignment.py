@@ -58,6 +58,7 @@ from inbox_contracts.topics import (
     ROUTING_PROPOSALS,
 )
 from inbox_kit.gc_tuning import tuned_gc
+from presence_service.settings import PresenceSettings
 from routing_service.adapters.memory import (
     InMemoryStore,
     InMemoryViews,
@@ -91,9 +92,10 @@ STEADY_SECONDS = 20.0
 AUTO = b"inbox.routing.auto_assigned.v1"
 HOP_RATE, HOP_SECONDS = 20.0, 8.0
 SPLIT = os.environ.get("BENCH_ASSIGNMENT_ROLES", "one") == "split"
-#: Presence's defaults: marks every PRESENCE_PROGRESS_INTERVAL_SECONDS (0.04), watermark about
+#: Presence's defaults: marks every PRESENCE_PROGRESS_INTERVAL_SECONDS, watermark about
 #: now - (one interval + a database round trip), taken here as one interval
-MARK_INTERVAL, MARK_MARGIN = 0.04, timedelta(milliseconds=40)
+MARK_INTERVAL = PresenceSettings.model_fields["progress_interval_seconds"].default
+MARK_MARGIN = timedelta(seconds=MARK_INTERVAL)
 
 
 class AssignedWatch:
@@ -353,7 +355,7 @@ async def run() -> list[Metric]:
         lat = [(got[c] - sent[c]) * 1000 for c in sent]
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
         print(f"steady at {rate:.0f}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
-        sizing = getattr(routing.pipeline.owner_loop, "sizing", None)  # None: code before it
+        sizing = routing.pipeline.owner_loop.sizing  # None: the fixed cap (the default)
         if sizing is not None:
             print(
                 f"  owner batch sizing: {'throughput' if sizing.throughput else 'latency'} mode, "

@@ -203,7 +203,7 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
         async def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             bearer, caller = _read_metadata(context.invocation_metadata())
-            span, attached = tracing.start_server_span_under(method, caller)
+            span, attached = tracing.start_server_span(method, caller)
             code = "OK"
             try:
                 try:
@@ -240,7 +240,7 @@ def _guarded(handler: Any, method: str, verifier: TokenVerifier) -> Any:
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
         bearer, caller = _read_metadata(context.invocation_metadata())
-        span, attached = tracing.start_server_span_under(method, caller)
+        span, attached = tracing.start_server_span(method, caller)
         code = "OK"
         try:
             try:

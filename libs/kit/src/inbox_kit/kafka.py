@@ -288,10 +288,9 @@ class EventPublisher:
             futures = []
             for event in events:
                 cause = tracing.cause_context(cause_of(event)) if cause_of is not None else None
-                if partition_of is not None:
-                    partition = partition_of(event)
+                on = partition_of(event) if partition_of is not None else partition
                 span, trace_headers = tracing.start_send(
-                    name, event_type=event.type, event_id=event.id, partition=partition, cause=cause
+                    name, event_type=event.type, event_id=event.id, partition=on, cause=cause
                 )
                 spans.append(span)
                 headers = cloudevent_headers(event.type, event.id)
@@ -301,7 +300,7 @@ class EventPublisher:
                         name,
                         event.to_json_bytes(),
                         key=key_of(event) if key_of is not None else event.key,
-                        partition=partition,
+                        partition=on,
                         headers=_encoded(headers),
                     )
                 )

@@ -222,10 +222,14 @@ def current_ids() -> tuple[str, str] | None:
 # -- Kafka ----------------------------------------------------------------------------------
 
 
+#: The empty context (immutable, so shared): the parent of what starts a new trace.
+_NO_PARENT = Context()
+
+
 def _context_of(span_context: SpanContext | None) -> Context:
-    """A context whose parent is ``span_context`` (an empty one, a new trace, if None)."""
+    """A context whose parent is ``span_context`` (the empty one, a new trace, if None)."""
     if span_context is None:
-        return Context()
+        return _NO_PARENT
     return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
 
 
@@ -423,17 +427,6 @@ def _describe_batch(
 # -- gRPC -----------------------------------------------------------------------------------
 
 
-def _metadata_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> SpanContext | None:
-    traceparent: str | bytes | None = None
-    tracestate: str | bytes | None = None
-    for key, value in metadata or ():
-        if key == H_TRACEPARENT:
-            traceparent = value
-        elif key == H_TRACESTATE:
-            tracestate = value
-    return caller_context(traceparent, tracestate)
-
-
 def caller_context(
     traceparent: str | bytes | None, tracestate: str | bytes | None
 ) -> SpanContext | None:
@@ -449,23 +442,11 @@ def _rpc_attributes(method: str) -> dict[str, Any]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
-def start_server_span(
-    method: str, metadata: Sequence[tuple[str, str | bytes]] | None
-) -> tuple[Span, object]:
-    """The SERVER span of an incoming call (child of the caller's ``traceparent``), made
-    current; end it with ``end_server_span``."""
-    return start_server_span_under(method, _metadata_context(metadata))
-
-
-#: The empty context: the parent of a call without ``traceparent`` (a new trace).
-_NO_PARENT = Context()
-
-
-def start_server_span_under(method: str, caller: SpanContext | None) -> tuple[Span, object]:
-    """``start_server_span`` for a caller context already read from the metadata (the server
-    guard reads the call's metadata once, for the token and the trace context together)."""
-    parent = _NO_PARENT if caller is None else _context_of(caller)
-    span = TRACER.start_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER)
+def start_server_span(method: str, caller: SpanContext | None) -> tuple[Span, object]:
+    """The SERVER span of an incoming call (child of the caller's context, ``caller_context``
+    of its ``traceparent`` / ``tracestate`` metadata), made current; end it with
+    ``end_server_span``."""
+    span = TRACER.start_span(method.lstrip("/"), context=_context_of(caller), kind=SpanKind.SERVER)
     if span.is_recording():
         span.set_attributes(_rpc_attributes(method))
     token = otel_context.attach(trace.set_span_in_context(span))

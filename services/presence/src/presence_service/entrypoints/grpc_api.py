@@ -50,7 +50,7 @@ def _presence(v: PresenceView) -> pb.AgentPresence:
         sessions=[_session(s) for s in v.sessions],
     )
     if v.since is not None:
-        msg.since.CopyFrom(timestamp(v.since))
+        set_timestamp(msg.since, v.since)
     return msg
 
 

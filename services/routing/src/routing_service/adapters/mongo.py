@@ -167,8 +167,7 @@ class MongoRoutingStore:
     async def load_journal(self, partitions: Sequence[int]) -> list[JournalRow]:
         rows = []
         async for d in self._journal.find({"partition": {"$in": list(partitions)}}):
-            if "packed" in d:  # older entries are documents of their own fields
-                d = {**d, **json.loads(d["packed"])}
+            d = _unpacked(d)
             entry = ConversationEntry(
                 d["event_id"],
                 d["event_type"],
@@ -198,8 +197,7 @@ class MongoRoutingStore:
         marks = {d["_id"]: bool(d.get("compacted")) async for d in self._published.find(query)}
         rows = []
         async for d in self._decisions.find(query):
-            if "packed" in d:  # older decisions are documents of their own fields
-                d = {**d, **json.loads(d["packed"])}
+            d = _unpacked(d)
             decision = Decision(
                 d["_id"],
                 d["org_id"],
@@ -577,11 +575,9 @@ def _journal_doc(r: JournalRow) -> Doc:
         doc["cause_event_id"] = e.cause_event_id
     if e.cause_event_type is not None:
         doc["cause_event_type"] = e.cause_event_type
-    return {
-        "_id": f"{r.org_id}|{r.conversation_id}|{e.event_id}",
-        "partition": r.partition,
-        "packed": json.dumps(doc),
-    }
+    return _packed(
+        {"_id": f"{r.org_id}|{r.conversation_id}|{e.event_id}", "partition": r.partition}, doc
+    )
 
 
 def _audit_doc(a: AuditEntry) -> Doc:
@@ -649,23 +645,20 @@ def _decision_doc(r: DecisionRow) -> Doc:
     FerretDB's insert of 1,000 decisions cost it 0.15-0.17 s of CPU with a field per value,
     0.06-0.09 s packed; a take-over scans them)."""
     d = r.decision
-    return {
-        "_id": d.decision_id,
-        "partition": r.partition,
-        "packed": json.dumps(
-            {
-                "org_id": d.org_id,
-                "conversation_id": d.conversation_id,
-                "previous_assignee_id": d.previous_assignee_id,
-                "assignment_id": d.assignment_id,
-                "reason": d.reason.value,
-                "cause_event_id": d.cause_event_id,
-                "cause_event_type": d.cause_event_type,
-                "occurred_at": _ts(d.occurred_at),
-                "cause_rank": d.cause_rank,
-            }
-        ),
-    }
+    return _packed(
+        {"_id": d.decision_id, "partition": r.partition},
+        {
+            "org_id": d.org_id,
+            "conversation_id": d.conversation_id,
+            "previous_assignee_id": d.previous_assignee_id,
+            "assignment_id": d.assignment_id,
+            "reason": d.reason.value,
+            "cause_event_id": d.cause_event_id,
+            "cause_event_type": d.cause_event_type,
+            "occurred_at": _ts(d.occurred_at),
+            "cause_rank": d.cause_rank,
+        },
+    )
 
 
 def _expiry(occurred_at: datetime, retention: timedelta) -> datetime:
@@ -764,20 +757,24 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
     field of a document it reads (measured: a scan of 1,667 snapshots took 12.5 s nested,
     0.64 s as one string, on the loaded machine), so a take-over reads these ~20x faster."""
     fields = _snapshot_fields(r)
-    return {
-        "org_id": r.org_id,
-        "conversation_id": r.conversation_id,
-        "partition": r.partition,
-        "packed": json.dumps({k: v for k, v in fields.items() if k not in _KEY_FIELDS}),
-    }
+    keys = {k: fields[k] for k in ("org_id", "conversation_id", "partition")}
+    return _packed(keys, {k: v for k, v in fields.items() if k not in keys})
 
 
-_KEY_FIELDS = ("org_id", "conversation_id", "partition")
+def _packed(keys: Doc, rest: Doc) -> Doc:
+    """A document of ``keys`` (what queries and indexes use) in the open and ``rest`` as one
+    JSON string: FerretDB converts every field it writes or returns, so one string is far
+    cheaper for it than a field per value (journal, decisions, snapshots)."""
+    return {**keys, "packed": json.dumps(rest)}
+
+
+def _unpacked(d: Doc) -> Doc:
+    """The fields of a ``_packed`` document (older documents, a field per value, as they are)."""
+    return {**d, **json.loads(d["packed"])} if "packed" in d else d
 
 
 def _snapshot_from(d: Doc) -> SnapshotRow:
-    if "packed" in d:  # older snapshots are nested documents
-        d = {**d, **json.loads(d["packed"])}
+    d = _unpacked(d)
     org_id, conversation_id = d["org_id"], d["conversation_id"]
     snap = Snapshot(
         _state_from(org_id, conversation_id, d["state"]),

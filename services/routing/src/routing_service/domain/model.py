@@ -207,9 +207,7 @@ class ConversationState:
 
     def unassigned(self, at: datetime) -> ConversationState:
         """The same conversation with no assignee (and nothing left of the assignment)."""
-        return ConversationState(
-            self.org_id, self.conversation_id, self.queue, None, None, None, None, None, False, at
-        )
+        return ConversationState(self.org_id, self.conversation_id, self.queue, updated_at=at)
 
     def in_queue(self, queue: Queue, at: datetime) -> ConversationState:
         """The same conversation moved to ``queue`` at ``at``."""
@@ -249,13 +247,12 @@ class ConversationState:
             self.org_id,
             self.conversation_id,
             self.queue,
-            assignee_id,
-            assignment_id,
-            at,
-            by,
-            signed_in,
-            False,
-            at,
+            assignee_id=assignee_id,
+            assignment_id=assignment_id,
+            assigned_at=at,
+            assigned_by=by,
+            assignee_signed_in_at_assignment=signed_in,
+            updated_at=at,
         )
 
 
