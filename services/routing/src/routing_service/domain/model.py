@@ -701,13 +701,36 @@ class ConversationLog:
     snapshot: Snapshot | None = None
     #: Where the latest fold of this log ended (``fold(resume=...)``).
     point: FoldPoint | None = None
+    #: ``oldest_at``, once computed; reset by every change of ``entries`` or ``facts`` (made
+    #: only through ``add``, ``add_fact`` and ``advance``).
+    _oldest: datetime | None = field(default=None, repr=False, compare=False)
+    _oldest_known: bool = field(default=False, repr=False, compare=False)
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""
         if entry.event_id in self.entries:
             return False
         self.entries[entry.event_id] = entry
+        self._oldest_known = False
         return True
+
+    @property
+    def oldest_at(self) -> datetime | None:
+        """Event time of the earliest entry or fact after the horizon (None: settled):
+        compaction's choice reads it for every conversation in memory each run."""
+        if not self._oldest_known:
+            times = [e.occurred_at for e in self.entries.values()]
+            times += [f.occurred_at for f in self.facts.values()]
+            self._oldest, self._oldest_known = min(times, default=None), True
+        return self._oldest
+
+    def advance(self, snapshot: Snapshot) -> None:
+        """Take ``snapshot`` (a later horizon): what it folded in leaves the log."""
+        self.snapshot = snapshot
+        self.point = None  # folded from the new snapshot next time
+        self.entries = {i: e for i, e in self.entries.items() if e.occurred_at > snapshot.horizon}
+        self.facts = {i: f for i, f in self.facts.items() if f.occurred_at > snapshot.horizon}
+        self._oldest_known = False
 
     def behind_horizon(self, at: datetime) -> bool:
         """Stamped at or before the snapshot's horizon: it cannot be folded any more."""
@@ -716,6 +739,7 @@ class ConversationLog:
     def add_fact(self, decision: Decision) -> None:
         if not self.behind_horizon(decision.occurred_at):
             self.facts[decision.decision_id] = decision
+            self._oldest_known = False
 
     @property
     def version(self) -> int:

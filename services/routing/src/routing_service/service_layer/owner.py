@@ -838,7 +838,7 @@ class ConversationOwner:
             )
             lg.point = result.point
             for d in result.new_decisions:
-                lg.facts[d.decision_id] = d
+                lg.add_fact(d)  # after the horizon: the fold took it there
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
             if result.pending_at is not None:
                 self.due[key] = result.pending_at
@@ -1088,9 +1088,8 @@ class ConversationOwner:
         return final - self._time.lateness - self.compacting.lag
 
     def _compactable(self, key: ConversationKey, lg: ConversationLog, h: datetime) -> bool:
-        if not any(e.occurred_at <= h for e in lg.entries.values()) and not any(
-            f.occurred_at <= h for f in lg.facts.values()
-        ):
+        oldest = lg.oldest_at
+        if oldest is None or oldest > h:
             return False
         if self._views.pending(key):
             # a crash would lose that view write, and a settled conversation is not re-folded
@@ -1190,9 +1189,15 @@ class ConversationOwner:
         """Conversations with something behind their horizon, up to ``per_run``, grouped by
         partition (a chunk then touches few partitions' filters and documents)."""
         chosen: list[tuple[int, ConversationKey]] = []
+        if finals.presence is None:
+            return []  # no horizon anywhere: every conversation's progress includes presence
+        # no conversation's horizon is later (its progress is at most presence's): most are
+        # passed over on one comparison with what they hold (fresh work: all of a backlog)
+        latest_horizon = finals.presence - self._time.lateness - self.compacting.lag
         for key, lg in self.logs.items():
-            if lg.settled:
-                continue  # nothing to fold in (most of the memory cache)
+            oldest = lg.oldest_at
+            if oldest is None or oldest > latest_horizon:
+                continue  # nothing to fold in (settled: most of the memory cache), or too new
             h = self._horizon(lg, finals)
             if h is not None and self._compactable(key, lg, h):
                 chosen.append((lg.partition, key))
@@ -1298,10 +1303,7 @@ class ConversationOwner:
         for key, snap in new.items():
             lg = self.logs[key]
             before = lg.agents()
-            lg.snapshot = snap
-            lg.point = None  # folded from the new snapshot next time
-            lg.entries = {i: e for i, e in lg.entries.items() if e.occurred_at > snap.horizon}
-            lg.facts = {i: f for i, f in lg.facts.items() if f.occurred_at > snap.horizon}
+            lg.advance(snap)
             for agent in before - lg.agents():
                 keys = self._by_agent.get((lg.org_id, agent))
                 if keys is not None:
