@@ -639,7 +639,6 @@ def _view_doc(v: ConversationView) -> Doc:
         "audit": [_audit_doc(a) for a in v.audit],
         "audit_base": v.archive.base,
         "audit_segments": [_segment_doc(g) for g in v.archive.segments],
-        "fingerprint": v.fingerprint,
     }
 
 

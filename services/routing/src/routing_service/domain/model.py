@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from inbox_kit.ids import name_based_id
 
+from routing_service.domain.values import value
+
 if TYPE_CHECKING:
     from routing_service.domain.audit import AuditArchive
 
@@ -57,7 +59,7 @@ class AuditKind(StrEnum):
     AUTO_ASSIGNED = "auto_assigned"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ConversationEntry:
     """One event of the conversation itself (messages and conversations topics)."""
 
@@ -82,7 +84,7 @@ class ConversationEntry:
         return (self.occurred_at, 1, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PresenceEntry:
     """A sign-in or sign-out of an agent (presence topic)."""
 
@@ -98,7 +100,7 @@ class PresenceEntry:
         return (self.occurred_at, 0, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     """An automatic unassignment (published on inbox.routing.v1)."""
 
@@ -128,7 +130,7 @@ def decision_id(cause_event_id: str, org_id: str, conversation_id: str, reason: 
     )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AuditEntry:
     """One line of "who changed this conversation, when and why"."""
 
@@ -183,7 +185,7 @@ class SettingsHistory:
         return SettingsHistory((*self.changes, change))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ConversationState:
     org_id: str
     conversation_id: str
@@ -301,7 +303,7 @@ def _entry_key(e: ConversationEntry) -> ItemKey:
     return (*e.sort_key, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FoldPoint:
     """A point a fold of a conversation's log passed through, so that the next fold of the
     same log can go on from there instead of replaying everything (``fold(resume=...)``):
@@ -355,7 +357,7 @@ class FoldPoint:
         )
 
 
-@dataclass(frozen=True)
+@value
 class FoldResult:
     state: ConversationState
     #: Decisions the fold takes that are not among the facts yet (to publish).

@@ -70,6 +70,7 @@ from routing_service.service_layer.ports import (
     JournalRow,
     OwnerStore,
     SnapshotRow,
+    ViewFingerprint,
     ViewSink,
 )
 from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
@@ -199,7 +200,7 @@ class Parked:
 
     claim: str
     logs: dict[ConversationKey, ConversationLog]
-    written: dict[ConversationKey, str]
+    written: dict[ConversationKey, ViewFingerprint]
     due: dict[ConversationKey, datetime]
     via: dict[ConversationKey, dict[str, str]]
     heads: dict[tuple[str, int], datetime]
@@ -263,7 +264,7 @@ class ConversationOwner:
         #: In least-recently-used order (``_touch`` moves a conversation to the end).
         self.logs: OrderedDict[ConversationKey, ConversationLog] = OrderedDict()
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
-        self._written: dict[ConversationKey, str] = {}
+        self._written: dict[ConversationKey, ViewFingerprint] = {}
         self.owned: set[int] = set()
         #: Latest occurred_at consumed per conversation input (topic, partition).
         self._heads: dict[tuple[str, int], datetime] = {}
@@ -399,7 +400,7 @@ class ConversationOwner:
         for key, partition in wanted.items():
             self._adopt(key, partition, snapshots.get(key))
             if key in snapshots:
-                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+                self._written.setdefault(key, ())  # stored: its view exists (replace it)
         self._repair_resident(dict(resident), snapshots)
         for row in journal:
             key = (row.org_id, row.conversation_id)
@@ -1076,7 +1077,7 @@ class ConversationOwner:
         for key, partition in missing.items():
             self._adopt(key, partition, snapshots.get(key))
             if key in snapshots:
-                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+                self._written.setdefault(key, ())  # stored: its view exists (replace it)
                 if key not in self._live:
                     self._copies_due[key] = partition
         return [k for k in proposed if k in snapshots]
