@@ -57,6 +57,7 @@ from routing_service.domain.model import (
     FoldResult,
     PresenceEntry,
 )
+from routing_service.domain.values import value
 from routing_service.service_layer.ports import AgentKey, ConversationKey
 
 SOURCE = "/inbox/routing"
@@ -76,7 +77,7 @@ class DispatchPublisher(Protocol):
 Timelines = Callable[[set[AgentKey]], Awaitable[dict[AgentKey, list[PresenceEntry]]]]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class _Change:
     """A conversation's change for the dispatcher, not sent yet: the fields of its
     ``DispatchChange`` and what identifies it (its id as a single event)."""

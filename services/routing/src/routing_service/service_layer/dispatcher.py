@@ -51,6 +51,7 @@ from routing_service.domain.dispatch import (
     SettingsChanged,
 )
 from routing_service.domain.progress import PresenceProgress
+from routing_service.domain.values import value
 
 log = logging.getLogger(__name__)
 SOURCE = "/inbox/routing/dispatcher"
@@ -193,7 +194,7 @@ def proposal_event(p: Proposal) -> CloudEvent[AssignmentProposed]:
     )
 
 
-@dataclass(frozen=True)
+@value
 class DispatchRecord:
     partition: int
     offset: int

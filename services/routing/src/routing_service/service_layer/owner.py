@@ -58,6 +58,7 @@ from routing_service.domain.model import (
     fold,
 )
 from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
+from routing_service.domain.values import value
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
@@ -137,7 +138,7 @@ async def never_complete(topic: str, partition: int) -> datetime | None:
     return None
 
 
-@dataclass(frozen=True)
+@value
 class Delivery:
     """One consumed record: its topic, partition and decoded event."""
 

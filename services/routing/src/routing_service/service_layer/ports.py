@@ -26,7 +26,7 @@ ConversationKey = tuple[str, str]  # (org_id, conversation_id)
 AgentKey = tuple[str, str]  # (org_id, agent_id)
 
 
-@dataclass(frozen=True)
+@value
 class JournalRow:
     org_id: str
     conversation_id: str
@@ -36,7 +36,7 @@ class JournalRow:
     topic: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class DecisionRow:
     partition: int
     decision: Decision
