@@ -284,7 +284,7 @@ def pipeline(
             settings.allowed_lateness,
             complete_as_of=complete_as_of or CompletenessProbe(owner_loop),
         ),
-        AutoAssigner(publisher, store.timelines),
+        AutoAssigner(publisher, store.timelines, batched=settings.dispatch_batched_changes),
         Compacting(
             lag=timedelta(seconds=settings.compaction_lag_seconds),
             max_conversations=settings.owner_max_conversations,
@@ -392,6 +392,7 @@ def bootstrap(
         db,
         decision_retention=timedelta(hours=settings.decision_retention_hours),
         timeline_retention=timedelta(hours=settings.presence_timeline_retention_hours),
+        settings_retention=timedelta(hours=settings.settings_history_retention_hours),
     )
     dispatch_store = MongoDispatchStore(db)
     publisher = publisher or KafkaPublisher(settings.kafka_bootstrap_servers)

@@ -44,6 +44,14 @@ class RoutingSettings(ServiceSettings):
         "batch). It always resumes from its snapshot, so the committed offsets only serve "
         "broker-side lag monitoring, at most this far behind.",
     )
+    dispatch_batched_changes: bool = Field(
+        True,
+        description="Owners send the dispatcher their conversations' changes of a batch as one "
+        "record per org (ConversationsDispatchChanged, up to 500 changes) instead of one "
+        "ConversationDispatchChanged each. Dispatchers read both. Upgrading from a version "
+        "whose dispatchers read only the single ones: set false until every instance runs "
+        "this version, then back to true.",
+    )
     initial_offset: Literal["earliest", "latest"] = Field(
         "earliest",
         description="Where a consumer group without committed offsets starts. Production: "
@@ -136,6 +144,15 @@ class RoutingSettings(ServiceSettings):
         "exceed the longest time a conversation goes without compaction (seconds normally): "
         "a fold of events older than the kept history sees the agent as of its oldest kept "
         "transition.",
+    )
+    settings_history_retention_hours: float = Field(
+        24,
+        gt=0,
+        description="How much of an org's history of the remove-assignment setting routing "
+        "keeps, counted back from its newest change: older changes are deleted as new ones "
+        "are made, except the last one before that cut (the setting's value there). Same rule "
+        "as the presence timelines: a fold of events older than the kept history sees the "
+        "setting as of its oldest kept change.",
     )
     retention_interval_seconds: float = Field(
         60, gt=0, description="How often the pruning task runs."

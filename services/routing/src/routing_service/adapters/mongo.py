@@ -27,6 +27,7 @@ from inbox_kit.mongo import (
     queries_use_secondary_indexes,
     upsert,
 )
+from pydantic_core import to_json
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -51,7 +52,7 @@ from routing_service.domain.model import (
     SettingsHistory,
     Snapshot,
 )
-from routing_service.domain.timeline import expired_entries
+from routing_service.domain.timeline import expired_changes, expired_entries
 from routing_service.service_layer.ports import (
     AgentKey,
     Compaction,
@@ -109,10 +110,12 @@ class MongoRoutingStore:
         *,
         decision_retention: timedelta = timedelta(hours=24),
         timeline_retention: timedelta = timedelta(hours=24),
+        settings_retention: timedelta = timedelta(hours=24),
     ) -> None:
         self._db = db
         self._retention = decision_retention
         self._timeline_retention = timeline_retention
+        self._settings_retention = settings_retention
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
@@ -516,7 +519,9 @@ class MongoRoutingStore:
         return (await self.settings([org_id])).get(org_id, SettingsHistory())
 
     async def _append_setting(self, org_id: str, change: SettingChange) -> None:
-        await self._settings.update_one(
+        # one admin call per change; the document comes back, so the changes past the
+        # history's retention (``domain.timeline``) go right after, as in a presence timeline
+        doc = await self._settings.find_one_and_update(
             {"_id": org_id},
             {
                 "$push": {
@@ -528,7 +533,17 @@ class MongoRoutingStore:
                 }
             },
             upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
+        if doc is None:  # not with upsert and ReturnDocument.AFTER
+            return
+        stored = doc.get("history", [])
+        expired = expired_changes(_changes(stored), self._settings_retention)
+        kept = [h for i, h in enumerate(stored) if i not in expired]
+        # $pullAll removes every element equal to one given: never one equal to a kept one
+        stale = [h for i, h in enumerate(stored) if i in expired and h not in kept]
+        if stale:
+            await self._settings.update_one({"_id": org_id}, {"$pullAll": {"history": stale}})
 
 
 def _timeline(d: Doc) -> list[PresenceEntry]:
@@ -539,13 +554,12 @@ def _timeline(d: Doc) -> list[PresenceEntry]:
     return list(entries.values())
 
 
+def _changes(stored: list[Doc]) -> list[SettingChange]:
+    return [SettingChange(_dt(h["from"]), bool(h["enabled"]), h.get("by", "")) for h in stored]
+
+
 def _history(d: Doc) -> SettingsHistory:
-    return SettingsHistory(
-        tuple(
-            SettingChange(_dt(h["from"]), bool(h["enabled"]), h.get("by", ""))
-            for h in d.get("history", [])
-        )
-    )
+    return SettingsHistory(tuple(_changes(d.get("history", []))))
 
 
 def _journal_doc(r: JournalRow) -> Doc:
@@ -625,7 +639,6 @@ def _view_doc(v: ConversationView) -> Doc:
         "audit": [_audit_doc(a) for a in v.audit],
         "audit_base": v.archive.base,
         "audit_segments": [_segment_doc(g) for g in v.archive.segments],
-        "fingerprint": v.fingerprint,
     }
 
 
@@ -764,8 +777,10 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
 def _packed(keys: Doc, rest: Doc) -> Doc:
     """A document of ``keys`` (what queries and indexes use) in the open and ``rest`` as one
     JSON string: FerretDB converts every field it writes or returns, so one string is far
-    cheaper for it than a field per value (journal, decisions, snapshots)."""
-    return {**keys, "packed": json.dumps(rest)}
+    cheaper for it than a field per value (journal, decisions, snapshots). Encoded by
+    pydantic's core (~1 us a journal entry against ~9 us for ``json.dumps``: one per event
+    the owner takes in); any JSON reader reads it (``_unpacked``)."""
+    return {**keys, "packed": to_json(rest).decode()}
 
 
 def _unpacked(d: Doc) -> Doc:
