@@ -705,8 +705,8 @@ class ConversationLog:
     point: FoldPoint | None = None
     #: ``oldest_at``, once computed; reset by every change of ``entries`` or ``facts`` (made
     #: only through ``add``, ``add_fact`` and ``advance``).
-    _oldest: datetime | None = field(default=None, repr=False, compare=False)
-    _oldest_known: bool = field(default=False, repr=False, compare=False)
+    _oldest: datetime | None = field(default=None, init=False, repr=False, compare=False)
+    _oldest_known: bool = field(default=False, init=False, repr=False, compare=False)
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""
