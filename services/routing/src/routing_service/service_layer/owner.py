@@ -826,11 +826,11 @@ class ConversationOwner:
                     sent.update(r.decision.decision_id for r in fresh)
                     sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
                     await asyncio.sleep(0)  # its insert is sent before the next slice folds
-            # the read model's and the dispatcher's views while the last inserts run: neither
-            # is needed before the decisions are published
-            self._settle(later, finals, views)
         finally:
             published = await _all_sent(sends)
+        # the read model's and the dispatcher's views once the decisions are published: neither
+        # is needed before, and their CPU would hold up the replies of the inserts in flight
+        self._settle(later, finals, views)
         outcome = await self._persist(views)
         outcome.decisions[:0] = [r.decision for r in published]
         return outcome
