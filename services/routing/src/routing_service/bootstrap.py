@@ -300,6 +300,7 @@ def pipeline(
                 retention=timedelta(days=settings.audit_retention_days),
             ),
         ),
+        input_waiting=lambda: owner_loop.backlog() > 0,
     )
     views.yield_to(owner.acquire_yielding)
     presence_loop = group_consumer(

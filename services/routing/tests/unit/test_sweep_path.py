@@ -1,14 +1,22 @@
-"""A sweep's many R1 decisions: a short first slice, the views after the decisions, and the
-latency split (``service_layer.latency``) observed for each decision."""
+"""A sweep's many R1 decisions: a short first slice, the views after the decisions, the
+latency split (``service_layer.latency``) observed for each decision, and background steps
+that let a waiting batch go first."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from routing_service.adapters.memory import InMemoryStore, InMemoryViews, RecordingDecisionPublisher
 from routing_service.domain.model import Decision
 from routing_service.service_layer.latency import marker, split_since
-from routing_service.service_layer.owner import FIRST_SLICE, FOLD_SLICE
+from routing_service.service_layer.owner import (
+    FIRST_SLICE,
+    FOLD_SLICE,
+    Compacting,
+    ConversationOwner,
+)
 from routing_testing import InMemoryRouting, assigned, inbound, progress_mark, signed_in, signed_out
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -82,3 +90,29 @@ async def test_a_decision_final_at_its_first_fold_waits_nothing_for_finality() -
     split = split_since(before)
     count, mean, _, _ = split["final_wait"]
     assert (count, mean) == (1, 0.0)
+
+
+async def test_a_background_step_lets_the_batch_waiting_for_the_lock_go_first() -> None:
+    store = InMemoryStore()
+    waiting = True
+    owner = ConversationOwner(
+        store,
+        RecordingDecisionPublisher(),
+        InMemoryViews(store),
+        compacting=Compacting(yield_seconds=30),
+        input_waiting=lambda: waiting,
+    )
+    lock = asyncio.Lock()
+    step = asyncio.create_task(owner.acquire_yielding(lock, 0.01))
+    for _ in range(20):  # the loop's turns: the step found input waiting and let go
+        await asyncio.sleep(0)
+    assert not step.done() and not lock.locked()
+    async with lock:
+        await owner.handle([])  # the batch that took the input
+    waiting = False
+    await asyncio.wait_for(step, 5)
+    assert lock.locked()  # the step holds it now
+    lock.release()
+    # nothing waiting: a step takes the lock at once
+    await asyncio.wait_for(owner.acquire_yielding(lock, 0.01), 5)
+    assert lock.locked()

@@ -257,9 +257,15 @@ class ConversationOwner:
         event_time: EventTime | None = None,
         assigner: AutoAssigner | None = None,
         compacting: Compacting | None = None,
+        input_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        #: Are records of the owner's inputs fetched and not handed to ``handle`` yet?
+        #: (``acquire_yielding``: a background step lets that batch go first.)
+        self._input_waiting = input_waiting
+        #: Set when a batch was handled (``acquire_yielding`` waits on it).
+        self._handled = asyncio.Event()
         self._views = views
         #: Automatic assignment's hook (PRODUCT.md §4); None: not wired.
         self._assigner = assigner
@@ -443,6 +449,7 @@ class ConversationOwner:
         inputs = await self._fold_inputs(keys)
         finals = await self._final_until()
         lap("fold_inputs")
+        self._batch_started = time.time()
         for i in range(0, len(keys), 500):
             # in chunks, yielding, so the consumer's heartbeats go on during a big take-over
             part = await self._refold(keys[i : i + 500], inputs, finals)
@@ -653,6 +660,7 @@ class ConversationOwner:
             await asyncio.gather(journal, return_exceptions=True)
             raise
         outcome = await self._persist(views, journal, later=later, finals=finals)
+        self._handled.set()
         outcome.duplicates = duplicates
         outcome.refused = refused
         self._evict()
@@ -1248,14 +1256,21 @@ class ConversationOwner:
         round trips, up to hundreds of ms on a loaded machine). Then the step lets the lock
         go and waits until a fold takes due decisions, once, at most
         ``Compacting.yield_seconds``: decisions first, background work never starved.
-        Checked with the lock held, so a step that queued for the lock early still yields."""
+        Likewise while the owner's inputs hold records not handled yet: the step waits for
+        the batch that takes them (once, at most as long), so a batch waits behind no
+        background step while the loop has work. Checked with the lock held, so a step that
+        queued for the lock early still yields."""
         await lock.acquire()
-        if not self.due or not await self._due_within(max(2 * expected, 0.05)):
+        if self.due and await self._due_within(max(2 * expected, 0.05)):
+            event = self._due_taken
+        elif self._input_waiting():
+            event = self._handled
+        else:
             return
         lock.release()
-        self._due_taken.clear()
+        event.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._due_taken.wait(), self.compacting.yield_seconds)
+            await asyncio.wait_for(event.wait(), self.compacting.yield_seconds)
         await lock.acquire()
 
     async def _due_within(self, seconds: float) -> bool:
