@@ -23,7 +23,12 @@ from presence_service.domain.model import (
     Transition,
     transition_key,
 )
-from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
+from presence_service.service_layer.ports import (
+    AgentAvailability,
+    Lease,
+    OutboxRecord,
+    ReplicaFloor,
+)
 
 
 class Scheduler:
@@ -74,7 +79,7 @@ class Database:
     transitions: dict[str, Transition] = field(default_factory=dict)
     pending: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # replica, time
     floors: dict[str, ReplicaFloor] = field(default_factory=dict)
-    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
     availability: dict[AgentRef, AgentAvailability] = field(default_factory=dict)
     state: dict[str, datetime] = field(default_factory=dict)
 
@@ -311,11 +316,22 @@ class FakeStore:
         found += [at for r, at in self.db.pending.values() if r == replica_id]
         return min(found) if found else None
 
-    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    async def take_lease(
+        self,
+        name: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        seen: Mapping[str, datetime] | None = None,
+    ) -> bool:
         await self._step()
         current = self.db.leases.get(name)
-        if current is not None and current[0] != holder and current[1] > now:
+        if current is not None and current.holder != holder and current.until > now:
             return False
         await self._step()
-        self.db.leases[name] = (holder, until)
+        self.db.leases[name] = Lease(holder, until, dict(seen or {}))
         return True
+
+    async def lease(self, name: str) -> Lease | None:
+        await self._step()
+        return self.db.leases.get(name)

@@ -59,6 +59,7 @@ def bootstrap(
         replica_id=replica_id,
         replica_ttl=timedelta(seconds=settings.progress_replica_ttl_seconds),
         retention=timedelta(seconds=settings.retention_seconds),
+        joined=False,
     )
     if clock is not None:
         presence.clock = clock
@@ -70,8 +71,10 @@ def bootstrap(
         # Detect a full outage before serving: heartbeats that arrive now must not be judged
         # against deadlines that passed while nobody could heartbeat.
         await handlers.refresh_liveness(presence, settings.outage_threshold())
-        # Known as a replica before claiming anything: the progress marks wait for its floor.
+        # Known as a replica before claiming anything: the progress marks wait for its floor,
+        # and the marks publisher has seen it before it serves (``handlers.join``).
         await handlers.report_floor(presence)
+        await handlers.join(presence)
 
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="presence")
     progress = KafkaProgressPublisher(publisher) if settings.publish_enabled else None

@@ -15,15 +15,17 @@ import asyncio
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 from fake_store import Database, FakeStore, Scheduler
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inbox_kit.auth import Principal, Role
 from presence_service.domain.model import AgentRef, Session, Timing, Transition
 from presence_service.service_layer import handlers, marks, outbox
 from presence_service.service_layer.handlers import Presence, transition_record
 from presence_service.service_layer.marks import LEASE, MarkState, MarkTiming
-from presence_service.service_layer.ports import OutboxRecord, ReplicaFloor
+from presence_service.service_layer.ports import Lease, OutboxRecord, ReplicaFloor
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TIMING = Timing(
@@ -99,7 +101,7 @@ async def _scenario(rnd: random.Random, orphans: int, own_deadline_ms: int, slow
     db.floors["dead"] = ReplicaFloor("dead", T0 - timedelta(seconds=9), T0 - timedelta(seconds=9))
     for i in range(orphans):
         _orphan(db, i, T0 - timedelta(seconds=3) + timedelta(milliseconds=i))
-    db.leases[LEASE] = ("holder", T0 + timedelta(hours=1))
+    db.leases[LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
 
     def replica(name: str) -> Presence:
         return Presence(
@@ -171,3 +173,90 @@ async def _scenario(rnd: random.Random, orphans: int, own_deadline_ms: int, slow
     ended = [t for t in db.transitions.values() if not t.signed_in]
     assert len([t for t in ended if t.agent.agent_id.startswith("orphan")]) == orphans
     assert [kind for kind, _ in partition.log].count("transition") == len(ended)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32), slow_ms=st.sampled_from([40, 120, 250]))
+def test_a_replica_joining_a_holder_alone_is_never_overtaken(seed: int, slow_ms: int) -> None:
+    """The holder, alone, reads the floors only every ``slow_ms``; a replica that starts
+    meanwhile signs an agent in and out as soon as it may (``handlers.join``)."""
+    with patch.object(handlers, "JOIN_POLL", timedelta(0)):  # polls are scheduling points
+        # a seed, not hypothesis' randoms: the join's polls draw more than it allows
+        asyncio.run(_joining(random.Random(seed), slow_ms))
+
+
+async def _joining(rnd: random.Random, slow_ms: int) -> None:
+    now = [T0]
+
+    def advance() -> None:
+        now[0] += timedelta(milliseconds=rnd.choice(STEPS_MS))
+
+    sched = Scheduler(rnd.randrange, advance)
+    db = Database(sched)
+    partition = Partition(sched, db)
+    db.leases[LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
+    # a replica that stopped gracefully: not a reason to read every round
+    db.floors["gone"] = ReplicaFloor("gone", T0 - timedelta(seconds=30), marks.GONE)
+
+    def replica(name: str, *, joined: bool) -> Presence:
+        return Presence(
+            store=FakeStore(db, name),
+            timing=TIMING,
+            clock=lambda: now[0],
+            replica_id=name,
+            replica_ttl=timedelta(seconds=2),
+            joined=joined,
+        )
+
+    holder, joiner = replica("holder", joined=True), replica("joiner", joined=False)
+    start_floor = handlers.own_floor(holder, now[0])
+    holder.progress.reported(start_floor)
+    db.floors["holder"] = ReplicaFloor("holder", start_floor, now[0])
+    timing = MarkTiming(
+        interval=timedelta(milliseconds=40),
+        replica_ttl=timedelta(seconds=2),
+        lease_ttl=timedelta(seconds=1),  # renewed (with what the holder saw) every 250 ms
+        slow_interval=timedelta(milliseconds=slow_ms),
+    )
+    finished, alone, serving = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def holder_marks() -> None:
+        state = MarkState()
+        while not finished.is_set():
+            await marks.mark_round(holder, partition, timing, state)
+            if not state.others:
+                alone.set()
+        await marks.mark_round(holder, partition, timing, state)
+
+    async def joining() -> None:
+        await alone.wait()  # the holder has read the floors and found itself alone
+        for _ in range(rnd.randrange(4)):
+            await sched.point()
+        try:
+            await handlers.report_floor(joiner)  # bootstrap: floor, then join, then serve
+            await handlers.join(joiner)
+            serving.set()  # its background loops start (bootstrap)
+            agent = Principal("org", "newcomer", Role.AGENT)
+            session = await handlers.sign_in(joiner, agent)
+            await handlers.sign_out(joiner, agent, session.session_id)
+        finally:
+            finished.set()
+
+    async def relay() -> None:
+        while True:
+            record = await joiner.claimed.get()
+            await outbox.publish_batch(joiner, partition, [record])
+
+    async def joiner_marks() -> None:
+        await serving.wait()
+        state = MarkState()
+        while not finished.is_set():
+            await marks.mark_round(joiner, None, timing, state)
+            await sched.point()  # a round with nothing due does not suspend
+
+    work = [asyncio.create_task(holder_marks()), asyncio.create_task(joining())]
+    background = [asyncio.create_task(relay()), asyncio.create_task(joiner_marks())]
+    await sched.run([*work, *background], max_steps=3_000)
+    assert all(t.done() and not t.cancelled() for t in work), "a scenario task did not finish"
+    assert partition.overtaken() == [], partition.log
+    assert [kind for kind, _ in partition.log].count("transition") == 2

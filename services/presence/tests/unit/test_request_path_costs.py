@@ -29,7 +29,7 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._inner, name)
-        if not asyncio.iscoroutinefunction(target) or name in ("write_floor", "floors"):
+        if not asyncio.iscoroutinefunction(target) or name in ("write_floor", "floors", "lease"):
             return target
 
         async def counted(*args: Any, **kwargs: Any) -> Any:

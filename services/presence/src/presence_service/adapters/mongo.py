@@ -56,7 +56,12 @@ from presence_service.domain.model import (
 )
 from presence_service.service_layer.batching import KeyedBatcher
 from presence_service.service_layer.io_priority import background_io
-from presence_service.service_layer.ports import AgentAvailability, OutboxRecord, ReplicaFloor
+from presence_service.service_layer.ports import (
+    AgentAvailability,
+    Lease,
+    OutboxRecord,
+    ReplicaFloor,
+)
 
 Doc = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -697,21 +702,33 @@ class MongoPresenceStore:
         found = [d[f] for d, f in ((session, "expires_at"), (marker, "occurred_at")) if d]
         return min(found) if found else None
 
-    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    async def take_lease(
+        self,
+        name: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        seen: Mapping[str, datetime] | None = None,
+    ) -> bool:
         """Hold the named lease until ``until`` if it is free, expired or already ours. Not
         atomic on FerretDB: two holders may overlap briefly (callers must tolerate that)."""
         doc = await self._state.find_one({"_id": name})
         if doc is not None and doc["holder"] != holder and doc["until"] > now:
             return False
+        fields: dict[str, Any] = {"holder": holder, "until": until, "seen": dict(seen or {})}
         # urgent: a renewal queued behind a burst of writes lets the lease lapse, the holder
         # flaps, and every follower's floor ages meanwhile
         async with self._gate.slot(urgent=True):
             await upsert(
-                lambda: self._state.update_one(
-                    {"_id": name}, {"$set": {"holder": holder, "until": until}}, upsert=True
-                )
+                lambda: self._state.update_one({"_id": name}, {"$set": fields}, upsert=True)
             )
         return True
+
+    async def lease(self, name: str) -> Lease | None:
+        doc = await self._state.find_one({"_id": name})
+        if doc is None:
+            return None
+        return Lease(doc["holder"], doc["until"], doc.get("seen") or {})
 
     # ------------------------------------------------------------------ retention
     async def ensure_ttl_indexes(self, retention: timedelta) -> bool:

@@ -55,7 +55,7 @@ from presence_service.service_layer.ports import (
     OutboxRecord,
     PresenceStore,
 )
-from presence_service.service_layer.progress import FloorReports, ProgressFloor
+from presence_service.service_layer.progress import MARKS_LEASE, FloorReports, ProgressFloor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,6 +127,11 @@ class Presence:
     #: Until when every other replica takes this one for alive: the liveness time of its
     #: last floor write that landed + ``replica_ttl`` (clocks are NTP-synchronized).
     lease_until: datetime | None = None
+    #: The liveness time of this replica's last floor write that landed.
+    floor_landed_at: datetime | None = None
+    #: Whether the marks publisher has seen this replica (``join``): until then it claims
+    #: nothing. ``bootstrap`` starts a replica unjoined; a lapsed lease un-joins it.
+    joined: bool = True
     _alive: tuple[datetime, frozenset[str]] | None = field(default=None, init=False)
     _spawned: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
@@ -225,10 +230,42 @@ async def report_floor(p: Presence, at: datetime | None = None) -> None:
         await p.store.write_floor(value, now if at is None else at)
         if at is None and (p.lease_until is None or now + p.replica_ttl > p.lease_until):
             p.lease_until = now + p.replica_ttl
+            p.floor_landed_at = now
         if (took := p.clock() - now) > SLOW_FLOOR_WRITE:
             log.warning("slow progress floor write", extra={"seconds": took.total_seconds()})
 
     await p.floor_reports.report(write, always=at is not None)
+
+
+#: How often a joining replica looks whether the marks publisher has seen it.
+JOIN_POLL = timedelta(milliseconds=20)
+#: A join taking longer than this is logged (the publisher is slow or stalled).
+SLOW_JOIN = timedelta(seconds=5)
+
+
+async def join(p: Presence) -> None:
+    """Wait until the marks publisher has seen this replica's floor as written at
+    ``floor_landed_at`` or later (the holder stores the liveness time of every floor it read
+    in the lease, ``marks``), or until no replica publishes marks (no lease or an expired one:
+    whoever takes it next reads every floor before its first mark). A publisher that believes
+    itself alone reads the floors only every ``slow_interval``: a replica it has not seen must
+    claim nothing yet."""
+    started = p.clock()
+    warned = False
+    while (since := p.floor_landed_at) is None:
+        await report_floor(p)
+    while True:  # ``since`` stays: later floor writes land while the holder reads
+        lease = await p.store.lease(MARKS_LEASE)
+        now = p.clock()
+        if lease is None or lease.until <= now or lease.holder == p.replica_id:
+            break
+        if (seen := lease.seen.get(p.replica_id)) is not None and seen >= since:
+            break
+        if not warned and now - started > SLOW_JOIN:
+            warned = True
+            log.warning("joining: the progress marks publisher has not seen this replica yet")
+        await asyncio.sleep(JOIN_POLL.total_seconds())
+    p.joined = True
 
 
 async def fenced(p: Presence) -> None:
@@ -237,16 +274,23 @@ async def fenced(p: Presence) -> None:
     publisher takes this replica for dead and no longer waits for its floor, so such a step
     must land well before that: with less than half the TTL left, this replica first renews
     its floor (waiting as long as the store takes) and only then goes on. A replica stalled
-    past its lease therefore claims nothing until it is alive again in the store."""
+    past its lease therefore claims nothing until it is alive again in the store *and* the
+    marks publisher has seen it so (``join``: a publisher that took it for dead may believe
+    itself alone)."""
     while True:
         now = p.clock()
-        if p.lease_until is not None and now < p.lease_until - p.replica_ttl / 2:
-            return
         if p.lease_until is not None and now >= p.lease_until:
             log.warning(
                 "progress lease lapsed: renewing it before claiming",
                 extra={"lapsed_seconds": (now - p.lease_until).total_seconds()},
             )
+            p.joined = False
+            p.floor_landed_at = None  # join waits for a renewal that lands from now on
+        if p.lease_until is not None and now < p.lease_until - p.replica_ttl / 2:
+            if p.joined:
+                return
+            await join(p)
+            continue
         await report_floor(p)
 
 

@@ -10,6 +10,13 @@ Order of reads: dead replicas' leftovers first, then the floors. A replica that 
 leftover at its (past) stored deadline reports its lowered floor before it removes the
 leftover (``handlers.holding_back``): a publisher that no longer sees the leftover then
 reads the lowered floor.
+
+Alone: while the floors the holder last read show no other replica (gone ones aside), it
+reads them only every ``slow_interval`` instead of every round. A replica that starts (or
+whose lease lapsed) writes its floor and then claims nothing until the holder has seen that
+write (``handlers.join``: the holder stores what it read in the lease; it reads every round
+from that read on); a mark computed before that read is published before the holder writes
+the lease. A holder whose lease may have passed to another replica reads every round.
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from presence_service.service_layer.handlers import Presence, own_floor, report_floor
-from presence_service.service_layer.ports import ProgressPublisher
-from presence_service.service_layer.progress import global_watermark
+from presence_service.service_layer.ports import ProgressPublisher, ReplicaFloor
+from presence_service.service_layer.progress import MARKS_LEASE, global_watermark
 
 log = logging.getLogger(__name__)
 
-LEASE = "progress_publisher"
+LEASE = MARKS_LEASE
 #: A floor written with this ``at`` marks its replica as gone at once (graceful stop).
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,8 +42,9 @@ class MarkTiming:
     interval: timedelta
     replica_ttl: timedelta
     lease_ttl: timedelta
-    #: The lease holder's own floor (others read it after a hand-over) and the leftovers of
-    #: dead replicas are refreshed this often.
+    #: The lease holder's own floor (others read it after a hand-over), the leftovers of
+    #: dead replicas and - while the holder is the only replica - the floors are refreshed
+    #: this often.
     slow_interval: timedelta = timedelta(milliseconds=250)
 
 
@@ -45,9 +53,19 @@ class MarkState:
     holder: bool = False
     last_mark: datetime | None = None
     next_lease_check: datetime | None = None
+    #: Until when the lease this replica last wrote is its own (None: not holding it).
+    lease_valid_until: datetime | None = None
     next_floor_write: datetime | None = None
     next_orphan_check: datetime | None = None
     orphans: dict[str, datetime | None] = field(default_factory=dict)
+    #: The floors as last read, and whether they showed another replica that is not gone
+    #: (then they are read every round); a new holder assumes so until it has read them.
+    floors: list[ReplicaFloor] = field(default_factory=list)
+    others: bool = True
+    next_floor_read: datetime | None = None
+    #: Per replica, the liveness time of its floor as last read (stored with the lease: a
+    #: joining replica waits until it appears there, ``handlers.join``).
+    seen: dict[str, datetime] = field(default_factory=dict)
 
 
 async def mark_round(
@@ -57,10 +75,13 @@ async def mark_round(
     mark. Returns the mark published, if any."""
     now = p.clock()
     if publisher is not None and (state.next_lease_check is None or now >= state.next_lease_check):
-        holder = await p.store.take_lease(LEASE, p.replica_id, now, now + timing.lease_ttl)
+        until = now + timing.lease_ttl
+        holder = await p.store.take_lease(LEASE, p.replica_id, now, until, state.seen)
         if holder != state.holder:
             log.warning("progress marks lease %s", "taken" if holder else "lost")
+            state.others = True  # a new holder reads every floor before it publishes
         state.holder = holder
+        state.lease_valid_until = until if holder else None
         state.next_lease_check = now + timing.lease_ttl / 4
     if state.next_floor_write is None or now >= state.next_floor_write:
         await report_floor(p)
@@ -68,12 +89,42 @@ async def mark_round(
         state.next_floor_write = now + (timing.slow_interval if state.holder else timing.interval)
     if not state.holder or publisher is None:
         return None
+    now = p.clock()
+    alone_and_fresh = (
+        not state.others
+        and state.next_floor_read is not None
+        and now < state.next_floor_read
+        and state.lease_valid_until is not None
+        and now < state.lease_valid_until
+    )
+    # own floor first: a replica whose first floor write lands after the read below serves
+    # only from then on, so everything it appends is later than this value
+    own = own_floor(p, now)
+    if not alone_and_fresh:
+        # alone and fresh: no other replica was there at the last read, and none claims
+        # anything before this holder has seen it (``handlers.join``); a holder whose lease
+        # may have passed to another reads again
+        await _read_floors(p, timing, state)
+    mark = global_watermark(
+        own, p.replica_id, state.floors, state.orphans, p.clock(), timing.replica_ttl
+    )
+    if state.last_mark is not None and mark < state.last_mark:
+        mark = state.last_mark  # never backwards from this publisher
+    await publisher.publish_marks(mark)
+    state.last_mark = mark
+    return mark
+
+
+async def _read_floors(p: Presence, timing: MarkTiming, state: MarkState) -> None:
+    """Read every replica's floor (and, when due, what dead replicas left behind: before the
+    floors, see the module doc)."""
+    floors = await p.store.floors()
+    now = p.clock()
     if state.next_orphan_check is None or now >= state.next_orphan_check:
         state.next_orphan_check = now + timing.slow_interval
-        now = p.clock()
         dead = [
             f.replica_id
-            for f in await p.store.floors()
+            for f in floors
             if f.replica_id != p.replica_id and now - f.at > timing.replica_ttl
         ]
         for replica_id in set(dead) - set(state.orphans):
@@ -85,16 +136,16 @@ async def mark_round(
         for replica_id, left in state.orphans.items():
             if left is None:  # nothing left behind: forget the replica
                 await p.store.drop_floor(replica_id)
-    floors = await p.store.floors()  # after the leftovers (see the module doc)
-    now = p.clock()
-    mark = global_watermark(
-        own_floor(p, p.clock()), p.replica_id, floors, state.orphans, now, timing.replica_ttl
-    )
-    if state.last_mark is not None and mark < state.last_mark:
-        mark = state.last_mark  # never backwards from this publisher
-    await publisher.publish_marks(mark)
-    state.last_mark = mark
-    return mark
+        if dead:
+            floors = await p.store.floors()  # after the leftovers (see the module doc)
+    state.floors = floors
+    state.next_floor_read = p.clock() + timing.slow_interval
+    others = {f.replica_id: f.at for f in floors if f.replica_id != p.replica_id and f.at != GONE}
+    state.others = bool(others)
+    was_live = {r for r, at in state.seen.items() if now - at <= timing.replica_ttl}
+    if any(now - at <= timing.replica_ttl for r, at in others.items() if r not in was_live):
+        state.next_lease_check = None  # a replica (re)joins: tell it soon that it was seen
+    state.seen = others
 
 
 async def run_marks(p: Presence, publisher: ProgressPublisher | None, timing: MarkTiming) -> None:

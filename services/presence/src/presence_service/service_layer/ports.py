@@ -40,6 +40,17 @@ class ReplicaFloor:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A named lease as stored: who holds it until when, and (the progress marks lease) the
+    liveness time of each replica's floor as the holder last read it (``marks``: a replica
+    that joins claims nothing before the holder has seen it)."""
+
+    holder: str
+    until: datetime
+    seen: Mapping[str, datetime]
+
+
+@dataclass(frozen=True)
 class AgentAvailability:
     availability: Availability
     changed_at: datetime
@@ -119,7 +130,18 @@ class PresenceStore(Protocol):
     async def drop_floor(self, replica_id: str) -> None: ...
     async def floors(self) -> list[ReplicaFloor]: ...
     async def orphan_floor(self, replica_id: str) -> datetime | None: ...
-    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool: ...
+    async def take_lease(
+        self,
+        name: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        seen: Mapping[str, datetime] | None = None,
+    ) -> bool:
+        """Hold the lease until ``until`` (storing ``seen``) if it is free, expired or ours."""
+        ...
+
+    async def lease(self, name: str) -> Lease | None: ...
 
 
 class EventPublisher(Protocol):

@@ -32,6 +32,8 @@ from datetime import datetime, timedelta
 
 from presence_service.service_layer.ports import ReplicaFloor
 
+#: The lease of the replica that publishes the marks (``marks``).
+MARKS_LEASE = "progress_publisher"
 #: Stored and published times have millisecond precision.
 TICK = timedelta(milliseconds=1)
 #: How many published keys a replica remembers (the relay's per-agent order check).
