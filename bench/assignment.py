@@ -68,7 +68,13 @@ from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.dispatch import OrgDispatcher
 from routing_service.domain.model import PresenceEntry, SettingChange
 from routing_service.service_layer.auto_assign import AutoAssigner
-from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
+from routing_service.service_layer.dispatcher import (
+    Dispatcher,
+    DispatchRecord,
+    EncodedProposal,
+    PartitionState,
+    decoded_proposals,
+)
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.settings import RoutingSettings
 from routing_testing import (
@@ -661,10 +667,9 @@ class _LoopbackPublisher:
             e.to_json_bytes()
         self.assigned += len(events)
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
-        for p in proposals:
-            p.to_json_bytes()
-        self.proposals += proposals
+    async def publish_proposals(self, proposals: Sequence[EncodedProposal]) -> None:
+        # encoded by the dispatcher already; the owner reads them decoded, as off the wire
+        self.proposals += decoded_proposals(proposals)
 
 
 class _NoSnapshots:

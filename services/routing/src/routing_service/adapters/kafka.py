@@ -11,7 +11,6 @@ from typing import Any
 from aiokafka import TopicPartition
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import (
-    AssignmentProposed,
     AutoUnassignReason,
     ConversationAutoAssigned,
     ConversationAutoUnassigned,
@@ -22,6 +21,7 @@ from inbox_kit.batch_consumer import BatchConsumer
 from inbox_kit.kafka import EventPublisher
 
 from routing_service.domain.model import Decision
+from routing_service.service_layer.dispatcher import EncodedProposal
 from routing_service.service_layer.ports import Command
 
 SOURCE = "/inbox/routing"
@@ -86,12 +86,12 @@ class KafkaPublisher(EventPublisher):
             *(self.publish(ROUTING_DISPATCH, e, partition=e.data.partition) for e in events)
         )
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+    async def publish_proposals(self, proposals: Sequence[EncodedProposal]) -> None:
         """To the partition that holds the conversation (whatever partitioner its producers
         used), so its owner reviews it."""
-        by_partition: dict[int, list[CloudEvent[AssignmentProposed]]] = {}
+        by_partition: dict[int, list[EncodedProposal]] = {}
         for p in proposals:
-            by_partition.setdefault(p.data.partition, []).append(p)
+            by_partition.setdefault(p.partition, []).append(p)
         # one send-all-then-await per partition, not per proposal
         await asyncio.gather(
             *(

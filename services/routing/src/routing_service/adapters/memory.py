@@ -24,6 +24,7 @@ from routing_service.domain.model import (
     SettingsHistory,
 )
 from routing_service.domain.timeline import expired_entries
+from routing_service.service_layer.dispatcher import EncodedProposal, decoded_proposals
 from routing_service.service_layer.ports import (
     AgentKey,
     Command,
@@ -299,8 +300,9 @@ class InMemoryPublisher(RecordingDecisionPublisher, QueueingCommandPublisher):
     ) -> None:
         self.auto_assigned.extend(events)
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
-        self.proposals.extend(proposals)
+    async def publish_proposals(self, proposals: Sequence[EncodedProposal]) -> None:
+        """Kept decoded, as the owner consumes them."""
+        self.proposals.extend(decoded_proposals(proposals))
 
     async def publish_raw(
         self,
