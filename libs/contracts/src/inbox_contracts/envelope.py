@@ -7,7 +7,9 @@ keeps them equal and the validator refuses an envelope where they differ.
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -99,6 +101,65 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
 #: ``CloudEvent[<payload class>]`` per payload class, for ``CloudEvent.wrap``.
 _ENVELOPES: dict[type[EventData], type[CloudEvent[Any]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A CloudEvent its producer encoded once, without building and validating its models
+    (a hot path's own fixed-shape event; its consumers validate it as any other). What a
+    publisher needs of it: ``id``, ``type``, ``key``, ``to_json_bytes()``."""
+
+    id: str
+    type: str
+    key: bytes
+    payload: bytes
+    #: The partition its producer chose (None: by key).
+    partition: int | None = None
+
+    def to_json_bytes(self) -> bytes:
+        return self.payload
+
+
+#: One encoder for every call (``json.dumps`` with options builds a new one each time)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def json_time(at: datetime) -> str:
+    """An aware datetime as ``CloudEvent.to_json_bytes`` writes it (UTC as ``Z``)."""
+    text = at.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def encode_event(
+    data_class: type[EventData],
+    data: dict[str, Any],
+    *,
+    event_id: str,
+    source: str,
+    partition: int | None = None,
+) -> EncodedEvent:
+    """The JSON ``CloudEvent.wrap(data_class(**data), ...)`` would publish, written directly:
+    ``data`` holds JSON-ready values (times through ``json_time``, enums as their values),
+    ``occurred_at`` and the subject field included. The caller owns their validity: test that
+    it decodes to the event built with the models (``decode``), as routing's proposals do."""
+    subject = data[data_class.subject_field]
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": data_class.event_type,
+        "time": data["occurred_at"],
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return EncodedEvent(
+        event_id,
+        data_class.event_type,
+        subject.encode(),
+        _JSON.encode(envelope).encode(),
+        partition,
+    )
 
 
 def utc_now() -> datetime:
