@@ -392,6 +392,7 @@ def bootstrap(
         db,
         decision_retention=timedelta(hours=settings.decision_retention_hours),
         timeline_retention=timedelta(hours=settings.presence_timeline_retention_hours),
+        settings_retention=timedelta(hours=settings.settings_history_retention_hours),
     )
     dispatch_store = MongoDispatchStore(db)
     publisher = publisher or KafkaPublisher(settings.kafka_bootstrap_servers)

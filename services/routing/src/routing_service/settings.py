@@ -137,6 +137,15 @@ class RoutingSettings(ServiceSettings):
         "a fold of events older than the kept history sees the agent as of its oldest kept "
         "transition.",
     )
+    settings_history_retention_hours: float = Field(
+        24,
+        gt=0,
+        description="How much of an org's history of the remove-assignment setting routing "
+        "keeps, counted back from its newest change: older changes are deleted as new ones "
+        "are made, except the last one before that cut (the setting's value there). Same rule "
+        "as the presence timelines: a fold of events older than the kept history sees the "
+        "setting as of its oldest kept change.",
+    )
     retention_interval_seconds: float = Field(
         60, gt=0, description="How often the pruning task runs."
     )

@@ -244,6 +244,31 @@ async def test_presence_timelines_keep_their_retention_and_the_state_at_the_cut(
         await client.close()
 
 
+async def test_setting_histories_keep_their_retention_and_the_value_at_the_cut(
+    stack: Any, unique: Any
+) -> None:
+    org = unique("org")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.infra.mongodb_uri)
+    try:
+        store = MongoRoutingStore(client[stack.database], settings_retention=timedelta(hours=24))
+        day = timedelta(days=1)
+        for n in range(6):
+            await store.append_setting(org, SettingChange(T0 + n * day / 2, n % 2 == 0, "admin"))
+        history = (await store.settings([org]))[org]
+        # newest at T0 + 2.5 days, cut at T0 + 1.5 days (kept): T0 + 1 day is the value before it
+        assert [c.effective_from for c in history.changes] == [
+            T0 + n * day / 2 for n in (2, 3, 4, 5)
+        ]
+        assert [c.remove_assignment_on_sign_out for c in history.changes] == [
+            True,
+            False,
+            True,
+            False,
+        ]
+    finally:
+        await client.close()
+
+
 async def test_journal_and_decisions_read_back_packed_and_in_the_older_shape_on_ferretdb(
     stack: Any, unique: Any
 ) -> None:

@@ -23,7 +23,7 @@ from routing_service.domain.model import (
     SettingChange,
     SettingsHistory,
 )
-from routing_service.domain.timeline import expired_entries
+from routing_service.domain.timeline import expired_changes, expired_entries
 from routing_service.service_layer.dispatcher import decoded_proposals
 from routing_service.service_layer.ports import (
     AgentKey,
@@ -44,9 +44,11 @@ class InMemoryStore:
         *,
         decision_retention: timedelta = timedelta(days=7),
         timeline_retention: timedelta = timedelta(hours=24),
+        settings_retention: timedelta = timedelta(hours=24),
     ) -> None:
         self.decision_retention = decision_retention
         self.timeline_retention = timeline_retention
+        self.settings_retention = settings_retention
         self.journal: dict[tuple[str, str, str], JournalRow] = {}
         self.decisions: dict[str, DecisionRow] = {}
         self.published: set[str] = set()
@@ -186,6 +188,10 @@ class InMemoryStore:
 
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
         history = self.settings_by_org.get(org_id, SettingsHistory()).with_change(change)
+        expired = expired_changes(history.changes, self.settings_retention)
+        history = SettingsHistory(
+            tuple(c for i, c in enumerate(history.changes) if i not in expired)
+        )
         self.settings_by_org[org_id] = history
         return history
 

@@ -51,7 +51,7 @@ from routing_service.domain.model import (
     SettingsHistory,
     Snapshot,
 )
-from routing_service.domain.timeline import expired_entries
+from routing_service.domain.timeline import expired_changes, expired_entries
 from routing_service.service_layer.ports import (
     AgentKey,
     Compaction,
@@ -109,10 +109,12 @@ class MongoRoutingStore:
         *,
         decision_retention: timedelta = timedelta(hours=24),
         timeline_retention: timedelta = timedelta(hours=24),
+        settings_retention: timedelta = timedelta(hours=24),
     ) -> None:
         self._db = db
         self._retention = decision_retention
         self._timeline_retention = timeline_retention
+        self._settings_retention = settings_retention
         self._journal = db["journal"]
         self._decisions = db["decisions"]
         self._published = db["published"]
@@ -516,7 +518,9 @@ class MongoRoutingStore:
         return (await self.settings([org_id])).get(org_id, SettingsHistory())
 
     async def _append_setting(self, org_id: str, change: SettingChange) -> None:
-        await self._settings.update_one(
+        # one admin call per change; the document comes back, so the changes past the
+        # history's retention (``domain.timeline``) go right after, as in a presence timeline
+        doc = await self._settings.find_one_and_update(
             {"_id": org_id},
             {
                 "$push": {
@@ -528,7 +532,17 @@ class MongoRoutingStore:
                 }
             },
             upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
+        if doc is None:  # not with upsert and ReturnDocument.AFTER
+            return
+        stored = doc.get("history", [])
+        expired = expired_changes(_changes(stored), self._settings_retention)
+        kept = [h for i, h in enumerate(stored) if i not in expired]
+        # $pullAll removes every element equal to one given: never one equal to a kept one
+        stale = [h for i, h in enumerate(stored) if i in expired and h not in kept]
+        if stale:
+            await self._settings.update_one({"_id": org_id}, {"$pullAll": {"history": stale}})
 
 
 def _timeline(d: Doc) -> list[PresenceEntry]:
@@ -539,13 +553,12 @@ def _timeline(d: Doc) -> list[PresenceEntry]:
     return list(entries.values())
 
 
+def _changes(stored: list[Doc]) -> list[SettingChange]:
+    return [SettingChange(_dt(h["from"]), bool(h["enabled"]), h.get("by", "")) for h in stored]
+
+
 def _history(d: Doc) -> SettingsHistory:
-    return SettingsHistory(
-        tuple(
-            SettingChange(_dt(h["from"]), bool(h["enabled"]), h.get("by", ""))
-            for h in d.get("history", [])
-        )
-    )
+    return SettingsHistory(tuple(_changes(d.get("history", []))))
 
 
 def _journal_doc(r: JournalRow) -> Doc:
