@@ -32,6 +32,7 @@ from inbox_contracts.events import (
     ConversationAutoUnassigned,
     ConversationDispatchChanged,
     ConversationResolved,
+    ConversationsDispatchChanged,
     ConversationUnassigned,
     FollowUpDue,
     InboundMessageReceived,
@@ -137,7 +138,11 @@ ROUTING_DISPATCH = Topic(
     key="org_id",
     producers=("routing",),
     consumers=("routing (dispatcher)",),
-    event_types=(ConversationDispatchChanged, AssignmentSettingsChanged),
+    event_types=(
+        ConversationDispatchChanged,
+        ConversationsDispatchChanged,
+        AssignmentSettingsChanged,
+    ),
     republished=(
         AgentSignedIn,
         AgentSignedOut,

@@ -99,8 +99,10 @@ def _reason(message: str) -> str:
 
 
 def _envelope(value: bytes, headers: dict[str, bytes]) -> bytes | dict[str, Any]:
+    if "ce_specversion" not in headers:
+        return value  # structured mode (every record of ours: no content type to read)
     content_type = headers.get("content-type", b"").decode(errors="replace").strip().lower()
-    if "ce_specversion" not in headers or content_type.startswith("application/cloudevents"):
+    if content_type.startswith("application/cloudevents"):
         return value  # structured mode
     media_type = content_type.split(";", 1)[0].strip()
     if media_type not in ("", "application/json"):

@@ -284,7 +284,7 @@ def pipeline(
             settings.allowed_lateness,
             complete_as_of=complete_as_of or CompletenessProbe(owner_loop),
         ),
-        AutoAssigner(publisher, store.timelines),
+        AutoAssigner(publisher, store.timelines, batched=settings.dispatch_batched_changes),
         Compacting(
             lag=timedelta(seconds=settings.compaction_lag_seconds),
             max_conversations=settings.owner_max_conversations,

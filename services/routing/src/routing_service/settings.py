@@ -44,6 +44,14 @@ class RoutingSettings(ServiceSettings):
         "batch). It always resumes from its snapshot, so the committed offsets only serve "
         "broker-side lag monitoring, at most this far behind.",
     )
+    dispatch_batched_changes: bool = Field(
+        True,
+        description="Owners send the dispatcher their conversations' changes of a batch as one "
+        "record per org (ConversationsDispatchChanged, up to 500 changes) instead of one "
+        "ConversationDispatchChanged each. Dispatchers read both. Upgrading from a version "
+        "whose dispatchers read only the single ones: set false until every instance runs "
+        "this version, then back to true.",
+    )
     initial_offset: Literal["earliest", "latest"] = Field(
         "earliest",
         description="Where a consumer group without committed offsets starts. Production: "

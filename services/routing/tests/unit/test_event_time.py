@@ -216,6 +216,6 @@ async def test_a_conversation_presence_may_not_have_reached_yet_is_held_by_the_d
         # presence progress reaches 200; d: presence is final up to 200 already
         assigner.observe(lg, result, presence_final=presence_final)
         await assigner.flush()
-        change = published[-1]
-        assert change.data.conversation_id == cid and change.data.waiting_since == ms(200)
-        assert change.data.presence_until == hold
+        (change,) = published[-1].data.changes  # the batch's changes of the org, as one record
+        assert change.conversation_id == cid and change.waiting_since == ms(200)
+        assert change.presence_until == hold

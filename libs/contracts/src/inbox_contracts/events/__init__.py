@@ -15,6 +15,8 @@ from inbox_contracts.events.dispatch import (
     AssignmentProposed,
     AssignmentSettingsChanged,
     ConversationDispatchChanged,
+    ConversationsDispatchChanged,
+    DispatchChange,
     ProposalRefusal,
 )
 from inbox_contracts.events.messages import InboundMessageReceived, OutboundMessageSent
@@ -56,6 +58,8 @@ __all__ = [
     "ConversationDispatchChanged",
     "ConversationResolved",
     "ConversationUnassigned",
+    "ConversationsDispatchChanged",
+    "DispatchChange",
     "FollowUpDue",
     "InboundMessageReceived",
     "OutboundMessageSent",

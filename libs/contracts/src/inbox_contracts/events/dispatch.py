@@ -10,7 +10,7 @@ conversation (explicit partition = the conversation's partition of the conversat
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from inbox_contracts.envelope import EventData
 from inbox_contracts.events.routing import AutoAssignReason
@@ -26,7 +26,46 @@ class ProposalRefusal(StrEnum):
     (a hand assignment the dispatcher had not seen yet)."""
 
 
-class ConversationDispatchChanged(EventData):
+class DispatchChange(BaseModel):
+    """What automatic assignment needs to know of one conversation, after a change: the
+    fields of ``ConversationDispatchChanged`` but ``org_id`` (the record's). An element of
+    ``ConversationsDispatchChanged.changes``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conversation_id: str = Field(min_length=1)
+    partition: int = Field(ge=0, description="Its partition of the conversation topics.")
+    version: int = Field(ge=0, description="Grows with what the owner knows of it.")
+    queue: str = Field(pattern="^(NEW|PENDING|RESOLVED)$")
+    assignee_id: str | None = Field(default=None, description="Unset: unassigned.")
+    channel_id: str | None = Field(default=None, description="Channel of its latest message.")
+    waiting_since: AwareDatetime | None = Field(
+        default=None, description="Set while waiting (NEW, unassigned): when it started."
+    )
+    waiting_cause: str | None = Field(
+        default=None, description="Identifies the waiting period (set while waiting)."
+    )
+    cause_event_id: str = Field(min_length=1, description="The event that changed it.")
+    cause_event_type: str = Field(min_length=1)
+    proposal_id: str | None = Field(default=None, description="The proposal this answers.")
+    refusal: ProposalRefusal | None = Field(default=None, description="Unset: accepted.")
+    refused_agent_id: str | None = Field(default=None, description="Agent of a refusal.")
+    agent_signed_out_at: AwareDatetime | None = Field(
+        default=None, description="`agent_signed_out`: when the agent signed out."
+    )
+    presence_until: AwareDatetime | None = Field(
+        default=None,
+        description="Set on a waiting state when the owner had not seen presence progress "
+        "reach its time yet: the dispatcher assigns it only once the presence progress relayed "
+        "on its partition of this topic has reached this time (every presence event up to it "
+        "is then ahead of it in the stream). Unset: judge it at once.",
+    )
+    occurred_at: AwareDatetime = Field(
+        description="When the fact happened (event time, UTC). Decisions are made on this."
+    )
+
+
+class ConversationDispatchChanged(DispatchChange, EventData):
     """Internal: what automatic assignment needs to know of a conversation, after a change.
 
     Published by the owner of the conversation (one writer per conversation) whenever its
@@ -58,32 +97,53 @@ class ConversationDispatchChanged(EventData):
         }
     )
 
-    conversation_id: str = Field(min_length=1)
-    partition: int = Field(ge=0, description="Its partition of the conversation topics.")
-    version: int = Field(ge=0, description="Grows with what the owner knows of it.")
-    queue: str = Field(pattern="^(NEW|PENDING|RESOLVED)$")
-    assignee_id: str | None = Field(default=None, description="Unset: unassigned.")
-    channel_id: str | None = Field(default=None, description="Channel of its latest message.")
-    waiting_since: AwareDatetime | None = Field(
-        default=None, description="Set while waiting (NEW, unassigned): when it started."
+
+#: Most changes one ``ConversationsDispatchChanged`` carries (an owner sends more as several).
+MAX_DISPATCH_CHANGES = 500
+
+
+class ConversationsDispatchChanged(EventData):
+    """Internal: the changes of many conversations of one org, in order, as one record.
+
+    What an owner publishes after a batch (``ROUTING_DISPATCH_BATCHED_CHANGES``, default on):
+    every ``ConversationDispatchChanged`` it would have sent for the org, as the elements of
+    ``changes`` in the same order, up to ``MAX_DISPATCH_CHANGES`` (500) per record. The
+    dispatcher applies each element exactly as that one event. ``occurred_at`` is the latest
+    of the changes' ``occurred_at``.
+    """
+
+    event_type: ClassVar[str] = "inbox.routing.dispatch.conversations_changed.v1"
+    subject_field: ClassVar[str] = "org_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "org_id": "org-acme",
+                    "changes": [
+                        {
+                            "conversation_id": "conv-42",
+                            "partition": 3,
+                            "version": 1,
+                            "queue": "NEW",
+                            "channel_id": "fb-page-acme",
+                            "waiting_since": "2026-11-25T17:31:05Z",
+                            "waiting_cause": "created:1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                            "cause_event_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                            "cause_event_type": "inbox.messages.inbound_received.v1",
+                            "presence_until": "2026-11-25T17:31:05Z",
+                            "occurred_at": "2026-11-25T17:31:05Z",
+                        }
+                    ],
+                    "occurred_at": "2026-11-25T17:31:05Z",
+                }
+            ]
+        }
     )
-    waiting_cause: str | None = Field(
-        default=None, description="Identifies the waiting period (set while waiting)."
-    )
-    cause_event_id: str = Field(min_length=1, description="The event that changed it.")
-    cause_event_type: str = Field(min_length=1)
-    proposal_id: str | None = Field(default=None, description="The proposal this answers.")
-    refusal: ProposalRefusal | None = Field(default=None, description="Unset: accepted.")
-    refused_agent_id: str | None = Field(default=None, description="Agent of a refusal.")
-    agent_signed_out_at: AwareDatetime | None = Field(
-        default=None, description="`agent_signed_out`: when the agent signed out."
-    )
-    presence_until: AwareDatetime | None = Field(
-        default=None,
-        description="Set on a waiting state when the owner had not seen presence progress "
-        "reach its time yet: the dispatcher assigns it only once the presence progress relayed "
-        "on its partition of this topic has reached this time (every presence event up to it "
-        "is then ahead of it in the stream). Unset: judge it at once.",
+
+    changes: list[DispatchChange] = Field(
+        min_length=1,
+        max_length=MAX_DISPATCH_CHANGES,
+        description="The conversations' changes, in the order the owner made them.",
     )
 
 

@@ -27,6 +27,7 @@ from inbox_kit.mongo import (
     queries_use_secondary_indexes,
     upsert,
 )
+from pydantic_core import to_json
 from pymongo import ASCENDING, DeleteOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -638,7 +639,6 @@ def _view_doc(v: ConversationView) -> Doc:
         "audit": [_audit_doc(a) for a in v.audit],
         "audit_base": v.archive.base,
         "audit_segments": [_segment_doc(g) for g in v.archive.segments],
-        "fingerprint": v.fingerprint,
     }
 
 
@@ -777,8 +777,10 @@ def _snapshot_doc(r: SnapshotRow) -> Doc:
 def _packed(keys: Doc, rest: Doc) -> Doc:
     """A document of ``keys`` (what queries and indexes use) in the open and ``rest`` as one
     JSON string: FerretDB converts every field it writes or returns, so one string is far
-    cheaper for it than a field per value (journal, decisions, snapshots)."""
-    return {**keys, "packed": json.dumps(rest)}
+    cheaper for it than a field per value (journal, decisions, snapshots). Encoded by
+    pydantic's core (~1 us a journal entry against ~9 us for ``json.dumps``: one per event
+    the owner takes in); any JSON reader reads it (``_unpacked``)."""
+    return {**keys, "packed": to_json(rest).decode()}
 
 
 def _unpacked(d: Doc) -> Doc:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from routing_service.domain.model import AuditEntry, AuditKind, Queue, Snapshot
+from routing_service.domain.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WaitingReplay:
     """Where a replay of the audit trail stands (automatic assignment's waiting period):
     queue, assignee, and the entry that started the current waiting period (NEW and
@@ -71,7 +72,7 @@ class AuditArchive:
     #: Segments not expired as of the last compaction, oldest first, contiguous up to ``base``.
     segments: tuple[AuditSegment, ...] = ()
     #: The waiting-period replay of every archived entry.
-    carry: WaitingReplay = WaitingReplay()
+    carry: WaitingReplay = WaitingReplay()  # noqa: RUF009 - a @value: immutable
 
     def live(self, now: datetime) -> list[AuditSegment]:
         return [s for s in self.segments if s.expire_at > now]

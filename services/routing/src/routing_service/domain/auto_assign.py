@@ -9,7 +9,6 @@ dispatcher needs to know of a conversation is its ``DispatchView``, derived from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from routing_service.domain.audit import WaitingReplay, archive_of, replay
@@ -26,6 +25,7 @@ from routing_service.domain.model import (
     Queue,
     channel_of,
 )
+from routing_service.domain.values import value
 
 __all__ = ["channel_of"]
 
@@ -35,7 +35,7 @@ ROUTING_ACTOR = "routing"
 NEVER_SIGNED_IN = datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DispatchView:
     """The part of a conversation's state that automatic assignment depends on."""
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from inbox_kit.ids import name_based_id
 
+from routing_service.domain.values import value
+
 if TYPE_CHECKING:
     from routing_service.domain.audit import AuditArchive
 
@@ -57,7 +59,7 @@ class AuditKind(StrEnum):
     AUTO_ASSIGNED = "auto_assigned"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ConversationEntry:
     """One event of the conversation itself (messages and conversations topics)."""
 
@@ -82,7 +84,7 @@ class ConversationEntry:
         return (self.occurred_at, 1, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PresenceEntry:
     """A sign-in or sign-out of an agent (presence topic)."""
 
@@ -98,7 +100,7 @@ class PresenceEntry:
         return (self.occurred_at, 0, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     """An automatic unassignment (published on inbox.routing.v1)."""
 
@@ -128,7 +130,7 @@ def decision_id(cause_event_id: str, org_id: str, conversation_id: str, reason: 
     )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AuditEntry:
     """One line of "who changed this conversation, when and why"."""
 
@@ -183,7 +185,7 @@ class SettingsHistory:
         return SettingsHistory((*self.changes, change))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ConversationState:
     org_id: str
     conversation_id: str
@@ -301,7 +303,7 @@ def _entry_key(e: ConversationEntry) -> ItemKey:
     return (*e.sort_key, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FoldPoint:
     """A point a fold of a conversation's log passed through, so that the next fold of the
     same log can go on from there instead of replaying everything (``fold(resume=...)``):
@@ -355,7 +357,7 @@ class FoldPoint:
         )
 
 
-@dataclass(frozen=True)
+@value
 class FoldResult:
     state: ConversationState
     #: Decisions the fold takes that are not among the facts yet (to publish).
@@ -701,13 +703,36 @@ class ConversationLog:
     snapshot: Snapshot | None = None
     #: Where the latest fold of this log ended (``fold(resume=...)``).
     point: FoldPoint | None = None
+    #: ``oldest_at``, once computed; reset by every change of ``entries`` or ``facts`` (made
+    #: only through ``add``, ``add_fact`` and ``advance``).
+    _oldest: datetime | None = field(default=None, repr=False, compare=False)
+    _oldest_known: bool = field(default=False, repr=False, compare=False)
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""
         if entry.event_id in self.entries:
             return False
         self.entries[entry.event_id] = entry
+        self._oldest_known = False
         return True
+
+    @property
+    def oldest_at(self) -> datetime | None:
+        """Event time of the earliest entry or fact after the horizon (None: settled):
+        compaction's choice reads it for every conversation in memory each run."""
+        if not self._oldest_known:
+            times = [e.occurred_at for e in self.entries.values()]
+            times += [f.occurred_at for f in self.facts.values()]
+            self._oldest, self._oldest_known = min(times, default=None), True
+        return self._oldest
+
+    def advance(self, snapshot: Snapshot) -> None:
+        """Take ``snapshot`` (a later horizon): what it folded in leaves the log."""
+        self.snapshot = snapshot
+        self.point = None  # folded from the new snapshot next time
+        self.entries = {i: e for i, e in self.entries.items() if e.occurred_at > snapshot.horizon}
+        self.facts = {i: f for i, f in self.facts.items() if f.occurred_at > snapshot.horizon}
+        self._oldest_known = False
 
     def behind_horizon(self, at: datetime) -> bool:
         """Stamped at or before the snapshot's horizon: it cannot be folded any more."""
@@ -716,6 +741,7 @@ class ConversationLog:
     def add_fact(self, decision: Decision) -> None:
         if not self.behind_horizon(decision.occurred_at):
             self.facts[decision.decision_id] = decision
+            self._oldest_known = False
 
     @property
     def version(self) -> int:

@@ -36,8 +36,10 @@ from inbox_contracts.events import (
     AssignmentProposed,
     ConversationAutoAssigned,
     ConversationDispatchChanged,
+    ConversationsDispatchChanged,
     ProposalRefusal,
 )
+from inbox_contracts.events.dispatch import MAX_DISPATCH_CHANGES
 from inbox_kit.ids import name_based_id
 
 from routing_service.domain.auto_assign import (
@@ -54,6 +56,7 @@ from routing_service.domain.model import (
     FoldResult,
     PresenceEntry,
 )
+from routing_service.domain.values import value
 from routing_service.service_layer.ports import AgentKey, ConversationKey
 
 SOURCE = "/inbox/routing"
@@ -71,6 +74,16 @@ class DispatchPublisher(Protocol):
 Timelines = Callable[[set[AgentKey]], Awaitable[dict[AgentKey, list[PresenceEntry]]]]
 
 
+@value
+class _Change:
+    """A conversation's change for the dispatcher, not sent yet: the fields of its
+    ``DispatchChange`` and what identifies it (its id as a single event)."""
+
+    org_id: str
+    fields: dict[str, Any]
+    tag: str
+
+
 @dataclass(frozen=True)
 class _Answer:
     proposal: AssignmentProposed
@@ -80,14 +93,20 @@ class _Answer:
 
 
 class AutoAssigner:
-    def __init__(self, publisher: DispatchPublisher, timelines: Timelines) -> None:
+    def __init__(
+        self, publisher: DispatchPublisher, timelines: Timelines, *, batched: bool = True
+    ) -> None:
+        """``batched``: a batch's changes go out as one ``ConversationsDispatchChanged`` per
+        org (up to ``MAX_DISPATCH_CHANGES``), else one ``ConversationDispatchChanged`` each
+        (for dispatchers of a version that reads only those: README, "Automatic assignment")."""
         self._publisher = publisher
         self._timelines = timelines
+        self._batched = batched
         self._views: dict[ConversationKey, tuple[int, DispatchView]] = {}
         self._published: dict[ConversationKey, DispatchView] = {}
         #: conversation -> the proposal to answer with its next view (accepted ones)
         self._answers: dict[ConversationKey, _Answer] = {}
-        self._outbox: list[CloudEvent[Any]] = []
+        self._outbox: list[_Change] = []
         self._assigned: dict[str, EncodedEvent] = {}
         #: agent -> the conversations of this owner they hold (NEW or PENDING), per the folds
         self._holds: dict[AgentKey, set[ConversationKey]] = {}
@@ -224,7 +243,7 @@ class AutoAssigner:
         if assigned:
             sends.append(self._publisher.publish_auto_assigned(assigned))
         if out:
-            sends.append(self._publisher.publish_dispatch_inputs(out))
+            sends.append(self._publisher.publish_dispatch_inputs(self._events(out)))
         if not sends:
             return
         await asyncio.gather(*sends)
@@ -234,6 +253,40 @@ class AutoAssigner:
 
     # -- events ---------------------------------------------------------------------------------
 
+    def _events(self, changes: Sequence[_Change]) -> list[CloudEvent[Any]]:
+        if not self._batched:
+            return [
+                CloudEvent.wrap(
+                    ConversationDispatchChanged.model_validate({"org_id": c.org_id, **c.fields}),
+                    source=SOURCE,
+                    event_id=name_based_id(CHANGE_NAMESPACE, c.tag),
+                )
+                for c in changes
+            ]
+        by_org: dict[str, list[_Change]] = {}
+        for c in changes:
+            by_org.setdefault(c.org_id, []).append(c)
+        events: list[CloudEvent[Any]] = []
+        for org_id, of_org in by_org.items():
+            for i in range(0, len(of_org), MAX_DISPATCH_CHANGES):
+                chunk = of_org[i : i + MAX_DISPATCH_CHANGES]
+                # validated from plain values in one call (pydantic's core, not one model
+                # built in Python per change)
+                data = ConversationsDispatchChanged.model_validate(
+                    {
+                        "org_id": org_id,
+                        "changes": [c.fields for c in chunk],
+                        "occurred_at": max(c.fields["occurred_at"] for c in chunk),
+                    }
+                )
+                tag = "\n".join(c.tag for c in chunk)
+                events.append(
+                    CloudEvent.wrap(
+                        data, source=SOURCE, event_id=name_based_id(CHANGE_NAMESPACE, tag)
+                    )
+                )
+        return events
+
     def _change(
         self,
         lg: ConversationLog,
@@ -241,51 +294,48 @@ class AutoAssigner:
         answer: _Answer | None,
         *,
         presence_until: datetime | None = None,
-    ) -> CloudEvent[ConversationDispatchChanged]:
+    ) -> _Change:
         cause_id, cause_type = view.cause
         proposal_id = answer.proposal_id if answer is not None else None
         refusal = answer.refusal if answer is not None else None
-        data = ConversationDispatchChanged(
-            org_id=lg.org_id,
-            conversation_id=lg.conversation_id,
-            partition=lg.partition,
-            version=view.version,
-            queue=view.queue,
-            assignee_id=view.assignee_id,
-            channel_id=view.channel_id,
-            waiting_since=view.waiting_since,
-            waiting_cause=view.waiting_cause,
-            cause_event_id=cause_id or f"{lg.org_id}|{lg.conversation_id}|{view.version}",
-            cause_event_type=cause_type or "unknown",
-            proposal_id=proposal_id,
-            refusal=refusal,
-            refused_agent_id=answer.proposal.agent_id if answer and refusal else None,
-            agent_signed_out_at=answer.signed_out_at
+        fields: dict[str, Any] = {
+            "conversation_id": lg.conversation_id,
+            "partition": lg.partition,
+            "version": view.version,
+            "queue": view.queue,
+            "assignee_id": view.assignee_id,
+            "channel_id": view.channel_id,
+            "waiting_since": view.waiting_since,
+            "waiting_cause": view.waiting_cause,
+            "cause_event_id": cause_id or f"{lg.org_id}|{lg.conversation_id}|{view.version}",
+            "cause_event_type": cause_type or "unknown",
+            "proposal_id": proposal_id,
+            "refusal": refusal,
+            "refused_agent_id": answer.proposal.agent_id if answer and refusal else None,
+            "agent_signed_out_at": answer.signed_out_at
             if answer and refusal is ProposalRefusal.AGENT_SIGNED_OUT
             else None,
-            presence_until=presence_until,
-            occurred_at=view.at,
-        )
+            "presence_until": presence_until,
+            "occurred_at": view.at,
+        }
         tag = f"{lg.org_id}|{lg.conversation_id}|{view.version}|{proposal_id}|{refusal}"
-        return CloudEvent.wrap(data, source=SOURCE, event_id=name_based_id(CHANGE_NAMESPACE, tag))
+        return _Change(lg.org_id, fields, tag)
 
-    def _refusal_of_unknown(
-        self, p: AssignmentProposed, proposal_id: str
-    ) -> CloudEvent[ConversationDispatchChanged]:
+    def _refusal_of_unknown(self, p: AssignmentProposed, proposal_id: str) -> _Change:
         """A proposal for a conversation this owner does not know: not waiting (here)."""
-        data = ConversationDispatchChanged(
-            org_id=p.org_id,
-            conversation_id=p.conversation_id,
-            partition=p.partition,
-            version=0,
-            queue="NEW",
-            cause_event_id=proposal_id,
-            cause_event_type=AssignmentProposed.event_type,
-            proposal_id=proposal_id,
-            refusal=ProposalRefusal.NOT_WAITING,
-            occurred_at=p.occurred_at,
-        )
-        return CloudEvent.wrap(data, source=SOURCE)
+        fields: dict[str, Any] = {
+            "conversation_id": p.conversation_id,
+            "partition": p.partition,
+            "version": 0,
+            "queue": "NEW",
+            "cause_event_id": proposal_id,
+            "cause_event_type": AssignmentProposed.event_type,
+            "proposal_id": proposal_id,
+            "refusal": ProposalRefusal.NOT_WAITING,
+            "occurred_at": p.occurred_at,
+        }
+        tag = f"{p.org_id}|{p.conversation_id}|unknown|{proposal_id}"
+        return _Change(p.org_id, fields, tag)
 
 
 def encode_assigned(

@@ -31,6 +31,8 @@ from inbox_contracts.events import (
     AssignmentSettingsChanged,
     Availability,
     ConversationDispatchChanged,
+    ConversationsDispatchChanged,
+    DispatchChange,
     PresenceProgressRelayed,
 )
 
@@ -48,6 +50,7 @@ from routing_service.domain.dispatch import (
     SettingsChanged,
 )
 from routing_service.domain.progress import PresenceProgress
+from routing_service.domain.values import value
 
 log = logging.getLogger(__name__)
 SOURCE = "/inbox/routing/dispatcher"
@@ -114,28 +117,35 @@ class ProposalPublisher(Protocol):
 Seek = Callable[[int, int | None], Awaitable[int]]
 
 
+def conversation_changed(d: DispatchChange) -> ConversationChanged:
+    """The domain input of one conversation's change (a single event, or an element of a
+    ``ConversationsDispatchChanged``)."""
+    return ConversationChanged(
+        d.conversation_id,
+        d.partition,
+        d.version,
+        d.queue,
+        d.assignee_id,
+        d.channel_id,
+        d.waiting_since,
+        d.waiting_cause,
+        d.occurred_at,
+        Cause(d.cause_event_id, d.cause_event_type),
+        d.proposal_id,
+        Refusal(d.refusal.value) if d.refusal is not None else None,
+        d.refused_agent_id,
+        d.agent_signed_out_at,
+        d.presence_until,
+    )
+
+
 def dispatch_input(event: CloudEvent[EventData]) -> DispatchInput | None:
-    """The domain input of a dispatch-topic record (None: not one of ours)."""
+    """The domain input of a dispatch-topic record (None: not one of ours, or many:
+    ``ConversationsDispatchChanged`` is applied change by change)."""
     d = event.data
     cause = Cause(event.id, event.type)
     if isinstance(d, ConversationDispatchChanged):
-        return ConversationChanged(
-            d.conversation_id,
-            d.partition,
-            d.version,
-            d.queue,
-            d.assignee_id,
-            d.channel_id,
-            d.waiting_since,
-            d.waiting_cause,
-            d.occurred_at,
-            Cause(d.cause_event_id, d.cause_event_type),
-            d.proposal_id,
-            Refusal(d.refusal.value) if d.refusal is not None else None,
-            d.refused_agent_id,
-            d.agent_signed_out_at,
-            d.presence_until,
-        )
+        return conversation_changed(d)
     if isinstance(d, AgentSignedIn):
         return PresenceChanged(
             d.agent_id, PresenceKind.SIGNED_IN, d.occurred_at, cause, frozenset(d.teams)
@@ -193,7 +203,7 @@ def decoded_proposals(proposals: Sequence[EncodedEvent]) -> list[CloudEvent[Assi
     return [cast("CloudEvent[AssignmentProposed]", decode(p.payload)) for p in proposals]
 
 
-@dataclass(frozen=True)
+@value
 class DispatchRecord:
     partition: int
     offset: int
@@ -267,6 +277,13 @@ class Dispatcher:
             state.snapshot_dirty = True
             if isinstance(r.event.data, PresenceProgressRelayed):
                 proposals += state.presence_progressed(r.event.data)
+                continue
+            if isinstance(r.event.data, ConversationsDispatchChanged):
+                # each change exactly as the single event it stands for (one input each)
+                org = state.org(r.event.data.org_id)
+                for change in r.event.data.changes:
+                    proposals += org.apply(conversation_changed(change))
+                state.changed_orgs.add(r.event.data.org_id)
                 continue
             inp = dispatch_input(r.event)
             if inp is None:

@@ -58,6 +58,7 @@ from routing_service.domain.model import (
     fold,
 )
 from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
+from routing_service.domain.values import value
 from routing_service.service_layer.auto_assign import AutoAssigner
 from routing_service.service_layer.ports import (
     AgentKey,
@@ -70,6 +71,7 @@ from routing_service.service_layer.ports import (
     JournalRow,
     OwnerStore,
     SnapshotRow,
+    ViewFingerprint,
     ViewSink,
 )
 from routing_service.service_layer.translate import CONVERSATION_EVENT_TYPES, conversation_entry
@@ -136,7 +138,7 @@ async def never_complete(topic: str, partition: int) -> datetime | None:
     return None
 
 
-@dataclass(frozen=True)
+@value
 class Delivery:
     """One consumed record: its topic, partition and decoded event."""
 
@@ -199,7 +201,7 @@ class Parked:
 
     claim: str
     logs: dict[ConversationKey, ConversationLog]
-    written: dict[ConversationKey, str]
+    written: dict[ConversationKey, ViewFingerprint]
     due: dict[ConversationKey, datetime]
     via: dict[ConversationKey, dict[str, str]]
     heads: dict[tuple[str, int], datetime]
@@ -263,7 +265,7 @@ class ConversationOwner:
         #: In least-recently-used order (``_touch`` moves a conversation to the end).
         self.logs: OrderedDict[ConversationKey, ConversationLog] = OrderedDict()
         self._by_agent: dict[AgentKey, set[ConversationKey]] = defaultdict(set)
-        self._written: dict[ConversationKey, str] = {}
+        self._written: dict[ConversationKey, ViewFingerprint] = {}
         self.owned: set[int] = set()
         #: Latest occurred_at consumed per conversation input (topic, partition).
         self._heads: dict[tuple[str, int], datetime] = {}
@@ -401,7 +403,7 @@ class ConversationOwner:
         for key, partition in wanted.items():
             self._adopt(key, partition, snapshots.get(key))
             if key in snapshots:
-                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+                self._written.setdefault(key, ())  # stored: its view exists (replace it)
         self._repair_resident(dict(resident), snapshots)
         for row in journal:
             key = (row.org_id, row.conversation_id)
@@ -848,7 +850,7 @@ class ConversationOwner:
             )
             lg.point = result.point
             for d in result.new_decisions:
-                lg.facts[d.decision_id] = d
+                lg.add_fact(d)  # after the horizon: the fold took it there
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
             if result.pending_at is not None:
                 self.due[key] = result.pending_at
@@ -1086,7 +1088,7 @@ class ConversationOwner:
         for key, partition in missing.items():
             self._adopt(key, partition, snapshots.get(key))
             if key in snapshots:
-                self._written.setdefault(key, "")  # stored: its view exists (replace it)
+                self._written.setdefault(key, ())  # stored: its view exists (replace it)
                 if key not in self._live:
                     self._copies_due[key] = partition
         return [k for k in proposed if k in snapshots]
@@ -1098,9 +1100,8 @@ class ConversationOwner:
         return final - self._time.lateness - self.compacting.lag
 
     def _compactable(self, key: ConversationKey, lg: ConversationLog, h: datetime) -> bool:
-        if not any(e.occurred_at <= h for e in lg.entries.values()) and not any(
-            f.occurred_at <= h for f in lg.facts.values()
-        ):
+        oldest = lg.oldest_at
+        if oldest is None or oldest > h:
             return False
         if self._views.pending(key):
             # a crash would lose that view write, and a settled conversation is not re-folded
@@ -1200,9 +1201,15 @@ class ConversationOwner:
         """Conversations with something behind their horizon, up to ``per_run``, grouped by
         partition (a chunk then touches few partitions' filters and documents)."""
         chosen: list[tuple[int, ConversationKey]] = []
+        if finals.presence is None:
+            return []  # no horizon anywhere: every conversation's progress includes presence
+        # no conversation's horizon is later (its progress is at most presence's): most are
+        # passed over on one comparison with what they hold (fresh work: all of a backlog)
+        latest_horizon = finals.presence - self._time.lateness - self.compacting.lag
         for key, lg in self.logs.items():
-            if lg.settled:
-                continue  # nothing to fold in (most of the memory cache)
+            oldest = lg.oldest_at
+            if oldest is None or oldest > latest_horizon:
+                continue  # nothing to fold in (settled: most of the memory cache), or too new
             h = self._horizon(lg, finals)
             if h is not None and self._compactable(key, lg, h):
                 chosen.append((lg.partition, key))
@@ -1308,10 +1315,7 @@ class ConversationOwner:
         for key, snap in new.items():
             lg = self.logs[key]
             before = lg.agents()
-            lg.snapshot = snap
-            lg.point = None  # folded from the new snapshot next time
-            lg.entries = {i: e for i, e in lg.entries.items() if e.occurred_at > snap.horizon}
-            lg.facts = {i: f for i, f in lg.facts.items() if f.occurred_at > snap.horizon}
+            lg.advance(snap)
             for agent in before - lg.agents():
                 keys = self._by_agent.get((lg.org_id, agent))
                 if keys is not None:

@@ -20,12 +20,13 @@ from routing_service.domain.model import (
     SettingsHistory,
     Snapshot,
 )
+from routing_service.domain.values import value
 
 ConversationKey = tuple[str, str]  # (org_id, conversation_id)
 AgentKey = tuple[str, str]  # (org_id, agent_id)
 
 
-@dataclass(frozen=True)
+@value
 class JournalRow:
     org_id: str
     conversation_id: str
@@ -35,7 +36,7 @@ class JournalRow:
     topic: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class DecisionRow:
     partition: int
     decision: Decision
@@ -84,7 +85,11 @@ class Compaction:
     not_live: Sequence[ConversationKey] = ()
 
 
-@dataclass(frozen=True)
+#: What a view shows, in short (``ConversationView.fingerprint``).
+ViewFingerprint = tuple[object, ...]
+
+
+@value
 class ConversationView:
     """The materialised read model of one conversation (what gRPC serves)."""
 
@@ -100,17 +105,19 @@ class ConversationView:
         return (self.state.org_id, self.state.conversation_id)
 
     @property
-    def fingerprint(self) -> str:
-        """Changes whenever what the view shows changes (stored with it). Computed once
-        (not ``functools.cached_property``: on Python 3.11 it takes a lock on every read)."""
-        cached: str | None = self.__dict__.get("_fingerprint")
-        if cached is None:
-            s = self.state
-            at = s.updated_at.isoformat() if s.updated_at else ""
-            trail = f"{self.archive.base}+{len(self.audit)}"
-            cached = f"{s.queue}|{s.assignee_id}|{s.assignment_id}|{trail}|{at}"
-            self.__dict__["_fingerprint"] = cached
-        return cached
+    def fingerprint(self) -> ViewFingerprint:
+        """Changes whenever what the view shows changes: the owner compares it with the one
+        of the view it last wrote at every fold. A tuple of what it is made of (no text
+        formatting: well under a microsecond, against ~10 us for the text it was)."""
+        s = self.state
+        return (
+            s.queue,
+            s.assignee_id,
+            s.assignment_id,
+            self.archive.base,
+            len(self.audit),
+            s.updated_at,
+        )
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ committed; the read model is derived from them. Writing it off the consumer's pa
 decisions first: a batch never waits for read-model writes of earlier batches, only (at most)
 for one small chunk of them. Pending writes coalesce per conversation. A crash loses only
 pending view writes: the next owner re-folds its partitions on assignment and rewrites every
-view whose stored fingerprint differs. On revocation the owner drops the pending views of the
-partitions it gives up (the writer writes only under the consumer's lock, so nothing is in
-flight then): the new owner repairs them on assignment, and two instances never write the same
-view concurrently.
+stored view it re-folds (then only a view whose fingerprint changed). On revocation the owner
+drops the pending views of the partitions it gives up (the writer writes only under the
+consumer's lock, so nothing is in flight then): the new owner repairs them on assignment, and
+two instances never write the same view concurrently.
 
 Every write is by exact ``_id`` (inserts of new conversations, ``ReplaceOne({_id})`` upserts of
 changed ones), which FerretDB serves through the unique index. Chunks are sized adaptively so
