@@ -54,6 +54,7 @@ from routing_service.domain.model import (
     agents_of,
     fold,
 )
+from routing_service.service_layer.latency import format_split, marker, split_since
 from routing_service.service_layer.owner import CONVERSATION_EVENTS
 from routing_service.service_layer.ports import ConversationView, JournalRow
 from routing_service.settings import RoutingSettings
@@ -458,6 +459,7 @@ async def steady_mix(
             sent: dict[str, float] = {}
             begin = time.perf_counter()
             batches = owner_batches()
+            split = marker()
             for i, cid in enumerate(steady_names[:total]):
                 delay = begin + i / pairs_per_s - time.perf_counter()
                 if delay > 0:
@@ -467,6 +469,7 @@ async def steady_mix(
             sent_for = time.perf_counter() - begin
             print(f"  while sending ({sent_for:.1f}s): {busy_since(batches, sent_for)}", flush=True)
             await watch.until(list(sent), timeout=60)
+            print(f"  R2 split: {format_split(split_since(split))}", flush=True)
             latencies = [(watch.seen[c] - at) * 1000 for c, at in sent.items() if c in watch.seen]
             return peak, 2 * pairs_per_s, latencies, total - len(latencies)
     finally:
@@ -521,6 +524,7 @@ async def sweep_latency(producer: AIOKafkaProducer) -> tuple[list[float], float]
             for tp in tps:
                 await probe.position(tp)
             got: set[str] = set()
+            split = marker()
             started = time.perf_counter()
             await producer.send_and_wait(
                 PRESENCE.name,
@@ -536,6 +540,10 @@ async def sweep_latency(producer: AIOKafkaProducer) -> tuple[list[float], float]
                         if d["org_id"] == org and d["previous_assignee_id"] == agent:
                             got.add(d["conversation_id"])
             latencies.append((time.perf_counter() - started) * 1000)
+            print(
+                f"  sweep {latencies[-1]:.0f} ms; R1 split: {format_split(split_since(split))}",
+                flush=True,
+            )
             assert len(got) == SWEEP_PER_AGENT, f"only {len(got)} decisions for {agent}"
         return latencies, startup
     finally:

@@ -70,13 +70,16 @@ async def test_lag_is_reported_per_group_and_partition_and_drains(
         dead_letters=DeadLetters(no_dead_letters, group),
         max_records=2,
     )
+    assert consumer.backlog() == 0  # not started
     task = asyncio.create_task(consumer.run())
     try:
         await wait_until(lambda: _lag(group, topic, 0) == 3, timeout=60)
         assert handled == [0, 1]
+        assert consumer.backlog() == 3  # what the next batch takes
         release.set()
         await wait_until(lambda: _lag(group, topic, 0) == 0, timeout=30)
         assert handled == [0, 1, 2, 3, 4]
+        assert consumer.backlog() == 0
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

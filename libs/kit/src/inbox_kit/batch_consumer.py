@@ -320,6 +320,11 @@ class BatchConsumer:
             CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(lag)
             self._lag_reported_at = now
 
+    def backlog(self) -> int:
+        """Records on the assigned partitions not handed to the handler yet, as of the latest
+        fetch responses (0 before the consumer started); read locally, no request."""
+        return _backlog(self.consumer) if self.consumer is not None else 0
+
     def forget_lag(self, partitions: set[TopicPartition]) -> None:
         """Drop the gauges of partitions this consumer no longer owns (another member reports)."""
         for tp in partitions:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -51,6 +52,7 @@ from routing_service.domain.model import (
     ConversationEntry,
     ConversationLog,
     Decision,
+    FoldResult,
     PresenceEntry,
     SettingsHistory,
     Snapshot,
@@ -60,6 +62,7 @@ from routing_service.domain.model import (
 from routing_service.domain.progress import PresenceProgress, earliest, stream_progress
 from routing_service.domain.values import value
 from routing_service.service_layer.auto_assign import AutoAssigner
+from routing_service.service_layer.latency import DecisionClock, observe_step, timed
 from routing_service.service_layer.ports import (
     AgentKey,
     ArchivedAuditRow,
@@ -96,6 +99,8 @@ CONVERSATIONS_IN_MEMORY = Gauge(
 )
 
 FoldInputs = tuple[dict[AgentKey, list[PresenceEntry]], dict[str, SettingsHistory]]
+#: A settled fold whose views (the read model's, the dispatcher's) are built later.
+Folded = tuple[ConversationKey, ConversationLog, FoldResult]
 #: The wall time before which every record appended to (topic, partition) has been consumed
 #: (None: not known yet) — ``domain.progress``.
 CompleteAsOf = Callable[[str, int], Awaitable[datetime | None]]
@@ -254,9 +259,15 @@ class ConversationOwner:
         event_time: EventTime | None = None,
         assigner: AutoAssigner | None = None,
         compacting: Compacting | None = None,
+        input_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        #: Are records of the owner's inputs fetched and not handed to ``handle`` yet?
+        #: (``acquire_yielding``: a background step lets that batch go first.)
+        self._input_waiting = input_waiting
+        #: Set when a batch was handled (``acquire_yielding`` waits on it).
+        self._handled = asyncio.Event()
         self._views = views
         #: Automatic assignment's hook (PRODUCT.md §4); None: not wired.
         self._assigner = assigner
@@ -323,6 +334,10 @@ class ConversationOwner:
         )
         self._instance = uuid.uuid4().hex
         self._takeovers = 0
+        #: Where each decision's latency goes (``latency``): its stages, observed on publish.
+        self._clock = DecisionClock()
+        #: Wall time the current batch (or release of due decisions) started.
+        self._batch_started = time.time()
 
     # -- partition ownership ----------------------------------------------------------------
 
@@ -438,6 +453,7 @@ class ConversationOwner:
         inputs = await self._fold_inputs(keys)
         finals = await self._final_until()
         lap("fold_inputs")
+        self._batch_started = time.time()
         for i in range(0, len(keys), 500):
             # in chunks, yielding, so the consumer's heartbeats go on during a big take-over
             part = await self._refold(keys[i : i + 500], inputs, finals)
@@ -472,6 +488,7 @@ class ConversationOwner:
         for p in parts:
             self._filters.pop(p, None)
         gone = [k for k, lg in self.logs.items() if lg.partition in parts]
+        self._clock.forget(gone)
         for k in gone:
             del self.logs[k]
             self._written.pop(k, None)
@@ -571,6 +588,7 @@ class ConversationOwner:
 
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         """Take a batch in, then fold what it touched and whatever became due."""
+        self._batch_started = time.time()
         touched: dict[ConversationKey, None] = {}
         proposals: list[CloudEvent[AssignmentProposed]] = []
         refused: list[tuple[Delivery, Exception]] = []
@@ -630,18 +648,23 @@ class ConversationOwner:
         # the proposals' agents are read with the same round trip (one read phase per batch)
         extra = self._proposal_agents(proposals) if self._assigner is not None else set()
         journal = asyncio.ensure_future(self._write_journal())
+        later: list[Folded] = []
         try:
-            inputs = await self._fold_inputs(keys, extra)
-            views = self._fold_all(keys, inputs, finals)
+            with timed("inputs"):
+                inputs = await self._fold_inputs(keys, extra)
+            views = self._fold_all(keys, inputs, finals, later=later)
             if proposals and self._assigner is not None:
-                # reviewed against the state after this batch's other events; one write-out
-                # for both (one decision record, one publish round trip, one flush of the
-                # assigner)
+                # reviewed against the state after this batch's other events (the assigner's
+                # counts included); one write-out for both (one decision record, one publish
+                # round trip, one flush of the assigner)
+                self._settle(later, finals, views)
+                later.clear()
                 await self._apply_proposals(proposals, finals, inputs, views)
         except BaseException:
             await asyncio.gather(journal, return_exceptions=True)
             raise
-        outcome = await self._persist(views, journal)
+        outcome = await self._persist(views, journal, later=later, finals=finals)
+        self._handled.set()
         outcome.duplicates = duplicates
         outcome.refused = refused
         self._evict()
@@ -704,6 +727,7 @@ class ConversationOwner:
 
     async def release_due(self) -> BatchOutcome:
         """Take the pending decisions whose time progress has reached (timer-driven)."""
+        self._batch_started = time.time()
         finals = await self._final_until()
         keys = self._due_now(finals)
         if not keys and not self._unrecorded and not self._unpublished:
@@ -782,7 +806,8 @@ class ConversationOwner:
             return
         self._journaling.update(journal)
         try:
-            await self._store.append_journal(list(journal.values()))
+            with timed("journal"):
+                await self._store.append_journal(list(journal.values()))
         finally:
             self._journaling.difference_update(journal)
         for jk in journal:
@@ -802,23 +827,38 @@ class ConversationOwner:
         decisions recorded and published while the next slice is folded (the store and the
         broker work meanwhile); a conversation's decisions are all in its slice. Not with
         decisions left by a failed attempt: those go first (``_record_and_publish``)."""
-        if len(keys) <= FOLD_SLICE or self._unrecorded or self._unpublished:
-            return await self._persist(self._fold_all(keys, inputs, finals))
-        await self._marks_landed()
         views: dict[ConversationKey, ConversationView] = {}
+        later: list[Folded] = []
+        if len(keys) <= FIRST_SLICE or self._unrecorded or self._unpublished:
+            self._fold_all(keys, inputs, finals, views, later)
+            return await self._persist(views, later=later, finals=finals)
+        await self._marks_landed()
         sent: set[str] = set()
         sends: list[asyncio.Future[list[DecisionRow]]] = []
+        published: list[DecisionRow] = []
         try:
-            for i in range(0, len(keys), FOLD_SLICE):
-                self._fold_all(keys[i : i + FOLD_SLICE], inputs, finals, views)
+            # a small first slice: its insert starts after a short fold; the rest in slices
+            # folded while the previous one is stored and published
+            bounds = [0, *range(FIRST_SLICE, len(keys), FOLD_SLICE), len(keys)]
+            for start, end in itertools.pairwise(bounds):
+                self._fold_all(keys[start:end], inputs, finals, views, later)
                 fresh = [r for did, r in self._unrecorded.items() if did not in sent]
                 if fresh:
                     sent.update(r.decision.decision_id for r in fresh)
                     sends.append(asyncio.ensure_future(self._record_then_publish(fresh)))
                     await asyncio.sleep(0)  # its insert is sent before the next slice folds
         finally:
-            await _all_sent(sends)
-        return await self._persist(views)
+            published = await _all_sent(sends)
+        # the read model's and the dispatcher's views once the decisions are published: neither
+        # is needed before, and their CPU would hold up the replies of the inserts in flight.
+        # In slices, yielding: the process's other consumers (and the decisions' readers, in a
+        # benchmark) go on meanwhile
+        for i in range(0, len(later), FIRST_SLICE):
+            self._settle(later[i : i + FIRST_SLICE], finals, views)
+            await asyncio.sleep(0)
+        outcome = await self._persist(views)
+        outcome.decisions[:0] = [r.decision for r in published]
+        return outcome
 
     def _fold_all(
         self,
@@ -826,14 +866,18 @@ class ConversationOwner:
         inputs: FoldInputs,
         finals: Finals,
         views: dict[ConversationKey, ConversationView] | None = None,
+        later: list[Folded] | None = None,
     ) -> dict[ConversationKey, ConversationView]:
         """Fold each conversation (in memory); returns ``views`` (or a new map) with the
         views that changed since last written, for ``_persist`` (which records and publishes
         what the folds decided). A conversation folded again in the same batch keeps only
-        its latest view."""
+        its latest view. With ``later``, what the dispatcher and the read model learn of the
+        settled folds is left there, for ``_settle`` once the decisions are on their way."""
         timelines, settings = inputs
         no_settings = SettingsHistory()
         views = {} if views is None else views
+        started = self._batch_started
+        fold_started = time.perf_counter()
         for key in keys:
             lg = self.logs[key]
             self._touch(key)
@@ -852,7 +896,9 @@ class ConversationOwner:
             for d in result.new_decisions:
                 lg.add_fact(d)  # after the horizon: the fold took it there
                 self._unrecorded[d.decision_id] = DecisionRow(lg.partition, d)
+                self._clock.taken(key, d.decision_id, d.occurred_at, started)
             if result.pending_at is not None:
+                self._clock.pending(key, started)
                 self.due[key] = result.pending_at
                 # its state changes once the decision is final (an R2 one presence mark
                 # later, an R1 about L later): the read model and the dispatcher learn the
@@ -861,33 +907,73 @@ class ConversationOwner:
                 continue
             if self.due.pop(key, None) is not None:
                 self._due_taken.set()
-            if self._assigner is not None:
-                self._assigner.observe(lg, result, finals.presence)
-            view = ConversationView(
-                lg.partition, result.state, result.audit, archive_of(lg.snapshot)
-            )
-            if result.state.exists and self._written.get(key) != view.fingerprint:
-                views[key] = view
+                self._clock.settled(key)
+            if later is not None:
+                later.append((key, lg, result))
+                views.pop(key, None)  # a pending view of an earlier fold: replaced then
             else:
-                views.pop(key, None)
+                self._settle_one(key, lg, result, finals, views)
+        observe_step("fold", time.perf_counter() - fold_started)
         return views
+
+    def _settle(
+        self,
+        later: list[Folded],
+        finals: Finals,
+        views: dict[ConversationKey, ConversationView],
+    ) -> None:
+        """What the dispatcher and the read model learn of folds left in ``later`` (in fold
+        order: a conversation folded twice ends with its latest view)."""
+        for key, lg, result in later:
+            if key not in self.due:  # else folded again since, and pending: its view waits
+                self._settle_one(key, lg, result, finals, views)
+
+    def _settle_one(
+        self,
+        key: ConversationKey,
+        lg: ConversationLog,
+        result: FoldResult,
+        finals: Finals,
+        views: dict[ConversationKey, ConversationView],
+    ) -> None:
+        if self._assigner is not None:
+            self._assigner.observe(lg, result, finals.presence)
+        view = ConversationView(lg.partition, result.state, result.audit, archive_of(lg.snapshot))
+        if result.state.exists and self._written.get(key) != view.fingerprint:
+            views[key] = view
+        else:
+            views.pop(key, None)
 
     async def _persist(
         self,
         changed: dict[ConversationKey, ConversationView],
         journal: asyncio.Future[None] | None = None,
+        *,
+        later: list[Folded] | None = None,
+        finals: Finals | None = None,
     ) -> BatchOutcome:
         """Record and publish the decisions the folds took, while ``journal`` (the batch's
         journal insert) goes on (a crash in between redelivers the batch: the journal gets
         its events, the recorded decisions are facts); their marks are stored in the
         background, while the next batch is handled (``_mark_in_background``). Then submit
-        the changed views and tell the dispatcher."""
+        the changed views and tell the dispatcher. ``later`` (folds whose views are not built
+        yet, ``_fold_all``): built while the decisions are recorded (``finals``: the folds')."""
         outcome = BatchOutcome()
-        views = list(changed.values())
         # nothing of this batch reaches a topic before the previous batch's marks are stored:
         # a take-over publishes again only decisions of the last batch before a crash
         await self._marks_landed()
         deciding = bool(self._unrecorded or self._unpublished)
+        recording = asyncio.ensure_future(self._record_and_publish(journal))
+        if later:
+            assert finals is not None
+            try:
+                # the decisions' insert is sent first; the views are built while it runs
+                await _sent()
+                self._settle(later, finals, changed)
+            except BaseException:
+                await asyncio.gather(recording, return_exceptions=True)
+                raise
+        views = list(changed.values())
         if deciding and self._assigner is not None and not self._assigner.assigning:
             # One round trip for the decisions and the dispatcher's inputs. Their order does
             # not matter: the dispatcher's answer (a proposal) is handled by a later batch,
@@ -895,11 +981,9 @@ class ConversationOwner:
             # retries this batch first; a take-over republishes unpublished decisions before
             # it handles anything). Not with ConversationAutoAssigned pending: they share
             # inbox.routing.v1 (and the partition) with the decisions and must follow them.
-            published, _ = await _both(
-                self._record_and_publish(journal), self._flush_assigner(after=journal)
-            )
+            published, _ = await _both(recording, self._flush_assigner(after=journal))
         else:
-            published = await self._record_and_publish(journal)
+            published = await recording
             # the dispatcher sees a sign-out before the conversations its R1 frees (routing's
             # presence consumer forwards it before it publishes the sweeps)
             await self._flush_assigner()
@@ -911,6 +995,7 @@ class ConversationOwner:
             for v in views:
                 self._written[v.key] = v.fingerprint
             outcome.views_written = len(views)
+        self._clock.flush()
         return outcome
 
     async def _record_and_publish(
@@ -923,7 +1008,8 @@ class ConversationOwner:
         rows = list(self._unpublished.values())
         if rows:  # left by a failed attempt: first, so a conversation's decisions keep order
             try:
-                await self._publisher.publish_decisions([r.decision for r in rows])
+                with timed("publish"):
+                    await self._publisher.publish_decisions([r.decision for r in rows])
             except BaseException:
                 await asyncio.gather(*stored, return_exceptions=True)
                 raise
@@ -935,17 +1021,20 @@ class ConversationOwner:
         return [*rows, *sent]
 
     def _published(self, rows: Sequence[DecisionRow]) -> None:
+        self._clock.published(r.decision.decision_id for r in rows)
         for r in rows:
             self._unpublished.pop(r.decision.decision_id, None)
             self._unmarked[r.decision.decision_id] = r
 
     async def _record_then_publish(self, rows: list[DecisionRow]) -> list[DecisionRow]:
         async with self._recording:  # one insert at a time (concurrent ones were slower)
-            await self._store.record_decisions(rows)
+            with timed("record"):
+                await self._store.record_decisions(rows)
         for r in rows:
             self._unpublished[r.decision.decision_id] = r
             self._unrecorded.pop(r.decision.decision_id, None)
-        await self._publisher.publish_decisions([r.decision for r in rows])
+        with timed("publish"):
+            await self._publisher.publish_decisions([r.decision for r in rows])
         self._published(rows)
         return rows
 
@@ -977,7 +1066,8 @@ class ConversationOwner:
     async def _marks_landed(self) -> None:
         """Until the marks in flight are stored (or failed: then left for a retry)."""
         if self._marking is not None and not self._marking.done():
-            await asyncio.gather(asyncio.shield(self._marking), return_exceptions=True)
+            with timed("marks_wait"):
+                await asyncio.gather(asyncio.shield(self._marking), return_exceptions=True)
 
     async def settle_marks(self, timeout: float) -> None:
         """Store every mark still pending, for at most ``timeout`` seconds (a revoke, a stop:
@@ -1000,7 +1090,8 @@ class ConversationOwner:
         if self._assigner is not None:
             # after the decisions are published: an R1/R2 unassignment is on the topic before
             # the dispatcher can hand the conversation to someone else
-            await self._assigner.flush()
+            with timed("dispatcher"):
+                await self._assigner.flush()
 
     def _index(
         self, org_id: str, conversation_id: str, partition: int, entry: ConversationEntry
@@ -1176,14 +1267,21 @@ class ConversationOwner:
         round trips, up to hundreds of ms on a loaded machine). Then the step lets the lock
         go and waits until a fold takes due decisions, once, at most
         ``Compacting.yield_seconds``: decisions first, background work never starved.
-        Checked with the lock held, so a step that queued for the lock early still yields."""
+        Likewise while the owner's inputs hold records not handled yet: the step waits for
+        the batch that takes them (once, at most as long), so a batch waits behind no
+        background step while the loop has work. Checked with the lock held, so a step that
+        queued for the lock early still yields."""
         await lock.acquire()
-        if not self.due or not await self._due_within(max(2 * expected, 0.05)):
+        if self.due and await self._due_within(max(2 * expected, 0.05)):
+            event = self._due_taken
+        elif self._input_waiting():
+            event = self._handled
+        else:
             return
         lock.release()
-        self._due_taken.clear()
+        event.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._due_taken.wait(), self.compacting.yield_seconds)
+            await asyncio.wait_for(event.wait(), self.compacting.yield_seconds)
         await lock.acquire()
 
     async def _due_within(self, seconds: float) -> bool:
@@ -1364,6 +1462,16 @@ MARKS_ON_REVOKE_SECONDS = 2.0
 #: next is recorded), and conversations folded per slice of a large re-fold.
 DECISION_CHUNK = 250
 FOLD_SLICE = 250
+#: The first slice of a large re-fold: its decisions' insert starts after a short fold.
+FIRST_SLICE = 64
+
+
+async def _sent() -> None:
+    """Let a task just started run up to its first round trip (its request is sent before
+    the caller goes on with work of its own): one turn for the task, one for the chunk it
+    starts."""
+    for _ in range(2):
+        await asyncio.sleep(0)
 
 
 async def _all_sent(sends: Sequence[asyncio.Future[Any]]) -> list[DecisionRow]:
