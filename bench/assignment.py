@@ -42,11 +42,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from inbox_contracts import CloudEvent, EventData
+from inbox_contracts import CloudEvent, EncodedEvent, EventData
 from inbox_contracts.events import (
     AssignmentProposed,
     AssignmentSettingsChanged,
-    ConversationAutoAssigned,
 )
 from inbox_contracts.topics import (
     CONVERSATIONS,
@@ -68,7 +67,12 @@ from routing_service.bootstrap import Routing, bootstrap
 from routing_service.domain.dispatch import OrgDispatcher
 from routing_service.domain.model import PresenceEntry, SettingChange
 from routing_service.service_layer.auto_assign import AutoAssigner
-from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
+from routing_service.service_layer.dispatcher import (
+    Dispatcher,
+    DispatchRecord,
+    PartitionState,
+    decoded_proposals,
+)
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.settings import RoutingSettings
 from routing_testing import (
@@ -654,17 +658,14 @@ class _LoopbackPublisher:
             e.to_json_bytes()
         self.dispatch += events
 
-    async def publish_auto_assigned(
-        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
-    ) -> None:
+    async def publish_auto_assigned(self, events: Sequence[EncodedEvent]) -> None:
         for e in events:
             e.to_json_bytes()
         self.assigned += len(events)
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
-        for p in proposals:
-            p.to_json_bytes()
-        self.proposals += proposals
+    async def publish_proposals(self, proposals: Sequence[EncodedEvent]) -> None:
+        # encoded by the dispatcher already; the owner reads them decoded, as off the wire
+        self.proposals += decoded_proposals(proposals)
 
 
 class _NoSnapshots:

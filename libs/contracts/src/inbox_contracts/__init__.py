@@ -1,7 +1,14 @@
 """Public contracts of the inbox services: event envelope, event payloads and topics."""
 
 from inbox_contracts.codec import MalformedEvent, decode
-from inbox_contracts.envelope import CloudEvent, EventData, utc_now
+from inbox_contracts.envelope import (
+    CloudEvent,
+    EncodedEvent,
+    EventData,
+    encode_event,
+    json_time,
+    utc_now,
+)
 from inbox_contracts.topics import ALL_TOPIC_NAMES, EVENT_TYPES, TOPICS, Topic
 
 __all__ = [
@@ -9,9 +16,12 @@ __all__ = [
     "EVENT_TYPES",
     "TOPICS",
     "CloudEvent",
+    "EncodedEvent",
     "EventData",
     "MalformedEvent",
     "Topic",
     "decode",
+    "encode_event",
+    "json_time",
     "utc_now",
 ]

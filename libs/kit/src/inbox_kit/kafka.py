@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -90,6 +90,26 @@ def _database_locked(error: BaseException) -> bool:
             for e in error.details.get("writeErrors", [])
         )
     return isinstance(error, OperationFailure) and "database is locked" in str(error)
+
+
+class Publishable(Protocol):
+    """What ``EventPublisher.publish_many`` needs of an event: a ``CloudEvent``, or an event
+    its producer encoded once itself (a hot path's fixed-shape event, no model built)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka message key."""
+
+    def to_json_bytes(self) -> bytes: ...
+
+
+EventT = TypeVar("EventT", bound=Publishable)
 
 
 class RawPublish(Protocol):
@@ -267,17 +287,19 @@ class EventPublisher:
     async def publish_many(
         self,
         topic: Topic | str,
-        events: Sequence[CloudEvent[Any]],
+        events: Sequence[EventT],
         *,
         partition: int | None = None,
-        key_of: Callable[[CloudEvent[Any]], bytes] | None = None,
-        cause_of: Callable[[CloudEvent[Any]], str | None] | None = None,
-        partition_of: Callable[[CloudEvent[Any]], int] | None = None,
+        key_of: Callable[[EventT], bytes] | None = None,
+        cause_of: Callable[[EventT], str | None] | None = None,
+        partition_of: Callable[[EventT], int] | None = None,
     ) -> None:
         """Send all, then wait for every acknowledgement (one round trip for many).
 
-        Keyed by subject unless ``key_of`` says otherwise; on ``partition`` (or each event on
-        ``partition_of(event)``) when given, else the producer's partitioner. Each record
+        ``events``: ``CloudEvent``s, or events encoded already (``Publishable``). Keyed by
+        ``event.key`` (a CloudEvent's subject) unless ``key_of`` says otherwise; on
+        ``partition`` (or each event on ``partition_of(event)``) when given, else the
+        producer's partitioner. Each record
         gets a ``send`` span and carries its context (``traceparent``); ``cause_of`` names the
         consumed event that caused an event, whose trace the span then continues
         (``inbox_kit.tracing``).

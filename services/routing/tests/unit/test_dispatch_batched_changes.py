@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from inbox_contracts import CloudEvent
+from inbox_contracts import CloudEvent, EncodedEvent
 from inbox_contracts.events import (
-    AssignmentProposed,
     AssignmentSettingsChanged,
     ConversationDispatchChanged,
     ConversationsDispatchChanged,
@@ -22,7 +21,12 @@ from inbox_contracts.topics import ROUTING_DISPATCH
 from inbox_kit.inbound import InboundDecoder
 from routing_service.domain.model import ConversationLog, SettingsHistory, fold
 from routing_service.service_layer.auto_assign import AutoAssigner
-from routing_service.service_layer.dispatcher import Dispatcher, DispatchRecord, PartitionState
+from routing_service.service_layer.dispatcher import (
+    Dispatcher,
+    DispatchRecord,
+    PartitionState,
+    decoded_proposals,
+)
 from routing_service.service_layer.translate import conversation_entry
 from routing_testing import inbound, signed_in
 
@@ -40,8 +44,8 @@ class Outbox:
     async def publish_auto_assigned(self, events: Sequence[CloudEvent[Any]]) -> None:
         raise AssertionError("no proposal is reviewed here")
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
-        self.events.extend(proposals)
+    async def publish_proposals(self, proposals: Sequence[EncodedEvent]) -> None:
+        self.events.extend(decoded_proposals(proposals))
 
 
 async def no_timelines(_: object) -> dict[Any, Any]:

@@ -9,11 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
-from inbox_contracts import CloudEvent
+from inbox_contracts import CloudEvent, EncodedEvent
 from inbox_contracts.events import (
-    AssignmentProposed,
     AutoUnassignReason,
-    ConversationAutoAssigned,
     ConversationAutoUnassigned,
     PresenceProgressRelayed,
 )
@@ -73,9 +71,7 @@ class KafkaPublisher(EventPublisher):
         own subject (presence events are re-published unchanged)."""
         await self.publish_many(ROUTING_DISPATCH, events, key_of=_org_key)
 
-    async def publish_auto_assigned(
-        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
-    ) -> None:
+    async def publish_auto_assigned(self, events: Sequence[EncodedEvent]) -> None:
         await self.publish_many(ROUTING, events)
 
     async def publish_dispatch_progress(
@@ -86,12 +82,13 @@ class KafkaPublisher(EventPublisher):
             *(self.publish(ROUTING_DISPATCH, e, partition=e.data.partition) for e in events)
         )
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
+    async def publish_proposals(self, proposals: Sequence[EncodedEvent]) -> None:
         """To the partition that holds the conversation (whatever partitioner its producers
         used), so its owner reviews it."""
-        by_partition: dict[int, list[CloudEvent[AssignmentProposed]]] = {}
+        by_partition: dict[int, list[EncodedEvent]] = {}
         for p in proposals:
-            by_partition.setdefault(p.data.partition, []).append(p)
+            assert p.partition is not None  # encode_proposal names it
+            by_partition.setdefault(p.partition, []).append(p)
         # one send-all-then-await per partition, not per proposal
         await asyncio.gather(
             *(

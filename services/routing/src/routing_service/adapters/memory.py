@@ -5,9 +5,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from inbox_contracts import CloudEvent
+from inbox_contracts import CloudEvent, EncodedEvent, decode
 from inbox_contracts.events import (
     AssignmentProposed,
     ConversationAutoAssigned,
@@ -24,6 +24,7 @@ from routing_service.domain.model import (
     SettingsHistory,
 )
 from routing_service.domain.timeline import expired_changes, expired_entries
+from routing_service.service_layer.dispatcher import decoded_proposals
 from routing_service.service_layer.ports import (
     AgentKey,
     Command,
@@ -300,13 +301,15 @@ class InMemoryPublisher(RecordingDecisionPublisher, QueueingCommandPublisher):
     ) -> None:
         self.dispatch_progress.extend(events)
 
-    async def publish_auto_assigned(
-        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
-    ) -> None:
-        self.auto_assigned.extend(events)
+    async def publish_auto_assigned(self, events: Sequence[EncodedEvent]) -> None:
+        """Kept decoded, as a consumer reads them."""
+        self.auto_assigned.extend(
+            cast("CloudEvent[ConversationAutoAssigned]", decode(e.to_json_bytes())) for e in events
+        )
 
-    async def publish_proposals(self, proposals: Sequence[CloudEvent[AssignmentProposed]]) -> None:
-        self.proposals.extend(proposals)
+    async def publish_proposals(self, proposals: Sequence[EncodedEvent]) -> None:
+        """Kept decoded, as the owner consumes them."""
+        self.proposals.extend(decoded_proposals(proposals))
 
     async def publish_raw(
         self,

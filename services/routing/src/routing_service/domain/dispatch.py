@@ -278,6 +278,10 @@ class OrgDispatcher:
         #: team -> heap of (held, last automatic assignment, agent id) of present members
         #: (lazy: an entry is stale once the agent's rank changed)
         self._ranked: dict[str, list[tuple[int, int, str]]] = {}
+        #: Teams whose head may have become assignable since the last dispatch (a conversation
+        #: queued, an agent's rank or presence changed, the settings changed); every other
+        #: team ended that dispatch empty or without an agent with room, and still is.
+        self._dirty: set[str] = set()
         self.seq = 0
         self.clock: datetime | None = None
         #: How far the presence events ahead in the stream are complete (None: unknown).
@@ -433,6 +437,8 @@ class OrgDispatcher:
         for a in self.agents.values():
             if a.present():
                 a.became_eligible = (self.seq, e.cause)
+        # capacities (or the setting itself) may have changed for any team
+        self._dirty.update(self._queues)
 
     def _moved(self, before: str | None, after: str | None, cause: Cause) -> None:
         if before == after:
@@ -454,6 +460,7 @@ class OrgDispatcher:
             return
         key = (self.held(agent_id), a.last_auto, agent_id)
         for team in (ORG_WIDE, *a.teams):
+            self._dirty.add(team)
             heap = self._ranked.get(team)
             if heap is None:
                 continue  # indexed in full when first needed
@@ -482,6 +489,7 @@ class OrgDispatcher:
         heapq.heappush(
             self._queues.setdefault(team, []), (slot.waiting_since, slot.conversation_id)
         )
+        self._dirty.add(team)
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -529,11 +537,14 @@ class OrgDispatcher:
         return None
 
     def _dispatch(self) -> list[Proposal]:
-        if not self.settings.enabled:
-            return []
+        if not self.settings.enabled or not self._dirty:
+            return []  # (when off, the marks wait: turning it on marks every team anyway)
         out: list[Proposal] = []
         heads: list[tuple[datetime, str, str]] = []
-        for team in self._queues:
+        dirty, self._dirty = self._dirty, set()
+        for team in dirty:
+            if team not in self._queues:
+                continue
             head = self._head(team)
             if head is not None:
                 heads.append((*head, team))
@@ -550,10 +561,13 @@ class OrgDispatcher:
             if agent is None:
                 continue  # no one in this team has room: its later conversations wait too
             heapq.heappop(self._queues[team])
-            out.append(self._propose(self.conversations[cid], agent))
+            out.append(self._propose(self.conversations[cid], agent, team))
             nxt = self._head(team)
             if nxt is not None:
                 heapq.heappush(heads, (*nxt, team))
+        # a proposal only takes room (it touches its agent, marking the agent's teams): what
+        # this pass left blocked stays blocked until another change marks it
+        self._dirty.clear()
         return out
 
     def _head(self, team: str) -> tuple[datetime, str] | None:
@@ -567,7 +581,7 @@ class OrgDispatcher:
             heapq.heappop(queue)
         return None
 
-    def _propose(self, slot: ConversationSlot, agent: AgentSlot) -> Proposal:
+    def _propose(self, slot: ConversationSlot, agent: AgentSlot, team: str) -> Proposal:
         assert slot.waiting_cause is not None and slot.started_waiting is not None
         assert slot.waiting_since is not None
         assert self.clock is not None
@@ -586,12 +600,12 @@ class OrgDispatcher:
             agent.agent_id,
             slot.waiting_cause,
             slot.channel_id,
-            self.settings.team_of(slot.channel_id),
+            team,
             slot.waiting_since,
             reason,
             cause,
             self.clock,
-            self.settings.capacity(self.settings.team_of(slot.channel_id)),
+            self.settings.capacity(team),
         )
         agent.last_auto = self.seq
         self._set_pending(slot, p, cause)
@@ -665,6 +679,7 @@ class OrgDispatcher:
         self._ranked.clear()
         self._queues.clear()
         self._held.clear()
+        self._dirty.clear()
         for slot in self.conversations.values():
             if slot.waiting:
                 self._enqueue(slot)

@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from inbox_contracts import CloudEvent
+from inbox_contracts import CloudEvent, EncodedEvent, encode_event, json_time
 from inbox_contracts.events import (
     AssignmentProposed,
-    AutoAssignReason,
     ConversationAutoAssigned,
     ConversationDispatchChanged,
     ConversationsDispatchChanged,
@@ -68,9 +67,7 @@ class DispatchPublisher(Protocol):
     async def publish_dispatch_inputs(self, events: Sequence[CloudEvent[Any]]) -> None:
         """Publish on inbox.routing.dispatch.v1 keyed by org (acks awaited)."""
 
-    async def publish_auto_assigned(
-        self, events: Sequence[CloudEvent[ConversationAutoAssigned]]
-    ) -> None:
+    async def publish_auto_assigned(self, events: Sequence[EncodedEvent]) -> None:
         """Publish on inbox.routing.v1 keyed by conversation (acks awaited)."""
 
 
@@ -110,7 +107,7 @@ class AutoAssigner:
         #: conversation -> the proposal to answer with its next view (accepted ones)
         self._answers: dict[ConversationKey, _Answer] = {}
         self._outbox: list[_Change] = []
-        self._assigned: dict[str, CloudEvent[ConversationAutoAssigned]] = {}
+        self._assigned: dict[str, EncodedEvent] = {}
         #: agent -> the conversations of this owner they hold (NEW or PENDING), per the folds
         self._holds: dict[AgentKey, set[ConversationKey]] = {}
 
@@ -193,7 +190,7 @@ class AutoAssigner:
                 continue
             if event.id in lg.entries:  # accepted before a crash or a replay: answer again
                 self._answers[key] = _Answer(p, event.id)
-                self._assigned[event.id] = self._assigned_event(p, event.id, lg.entries[event.id])
+                self._assigned[event.id] = encode_assigned(p, event.id, lg.entries[event.id])
                 again.append(key)
                 continue
             current = self._views.get(key)
@@ -228,7 +225,7 @@ class AutoAssigner:
             accepted.append((lg, entry))
             taking[agent] = taking.get(agent, 0) + 1
             self._answers[key] = _Answer(p, event.id)
-            self._assigned[event.id] = self._assigned_event(p, event.id, entry)
+            self._assigned[event.id] = encode_assigned(p, event.id, entry)
         return accepted, again
 
     @property
@@ -340,24 +337,29 @@ class AutoAssigner:
         tag = f"{p.org_id}|{p.conversation_id}|unknown|{proposal_id}"
         return _Change(p.org_id, fields, tag)
 
-    def _assigned_event(
-        self, p: AssignmentProposed, proposal_id: str, entry: ConversationEntry
-    ) -> CloudEvent[ConversationAutoAssigned]:
-        return CloudEvent.wrap(
-            ConversationAutoAssigned(
-                org_id=p.org_id,
-                conversation_id=p.conversation_id,
-                assignee_id=p.agent_id,
-                team=p.team,
-                reason=AutoAssignReason(p.reason.value),
-                cause_event_id=p.cause_event_id,
-                cause_event_type=p.cause_event_type,
-                waiting_since=p.waiting_since,
-                occurred_at=entry.occurred_at,
-            ),
-            source=SOURCE,
-            event_id=proposal_id,
-        )
+
+def encode_assigned(
+    p: AssignmentProposed, proposal_id: str, entry: ConversationEntry
+) -> EncodedEvent:
+    """The ``ConversationAutoAssigned`` of an accepted proposal, encoded once (one per
+    assignment: no models built; the proposal was validated when consumed;
+    ``test_proposal_encoding.py``: it decodes to the event built with the models)."""
+    return encode_event(
+        ConversationAutoAssigned,
+        {
+            "org_id": p.org_id,
+            "occurred_at": json_time(entry.occurred_at),
+            "conversation_id": p.conversation_id,
+            "assignee_id": p.agent_id,
+            "team": p.team,
+            "reason": p.reason.value,
+            "cause_event_id": p.cause_event_id,
+            "cause_event_type": p.cause_event_type,
+            "waiting_since": json_time(p.waiting_since),
+        },
+        event_id=proposal_id,
+        source=SOURCE,
+    )
 
 
 def _reached(progress: datetime | None, at: datetime) -> bool:

@@ -298,6 +298,8 @@ class ConversationOwner:
         #: facts already, so what is pending here is written by the retry (or the next
         #: batch), always before the offsets are committed.
         self._unjournaled: dict[tuple[str, str, str], JournalRow] = {}
+        #: Rows of ``_unjournaled`` an insert in flight is writing (not sent again meanwhile).
+        self._journaling: set[tuple[str, str, str]] = set()
         self._unrecorded: dict[str, DecisionRow] = {}
         self._unpublished: dict[str, DecisionRow] = {}
         #: Published, not marked published yet (a retry marks them, it does not publish again).
@@ -796,12 +798,20 @@ class ConversationOwner:
         return timelines, settings
 
     async def _write_journal(self) -> None:
-        journal = dict(self._unjournaled)
-        if journal:
+        """Insert what is not journaled yet and not being inserted already: the batch's
+        insert is often still in flight when its accepted proposals are journaled, and sending
+        its rows again cost a duplicate-key insert each (on the client and the database)."""
+        journal = {k: r for k, r in self._unjournaled.items() if k not in self._journaling}
+        if not journal:
+            return
+        self._journaling.update(journal)
+        try:
             with timed("journal"):
                 await self._store.append_journal(list(journal.values()))
-            for jk in journal:
-                self._unjournaled.pop(jk, None)
+        finally:
+            self._journaling.difference_update(journal)
+        for jk in journal:
+            self._unjournaled.pop(jk, None)
 
     async def _refold(
         self,
