@@ -9,8 +9,16 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from routing_service.domain.model import Reason
+from routing_service.domain.model import (
+    ConversationLog,
+    Decision,
+    Reason,
+    SettingsHistory,
+    Snapshot,
+    fold,
+)
 from routing_service.service_layer.owner import BEHIND_HORIZON, BehindHorizon, Compacting
+from routing_service.service_layer.translate import conversation_entry
 from routing_testing import (
     InMemoryRouting,
     PresenceRecord,
@@ -325,3 +333,23 @@ async def test_a_compaction_step_lets_a_decision_about_to_become_final_go_first(
     await run
     assert order[:3] == ["due soon: True", "decision", "compaction"]
     assert r.state(ORG, "held") == ("NEW", None)
+
+
+def test_the_oldest_time_a_log_holds_follows_every_entry_fact_and_snapshot() -> None:
+    """Compaction's choice reads ``oldest_at`` (cached) instead of scanning each log."""
+    lg = ConversationLog(ORG, "c-old", 0)
+    assert lg.oldest_at is None
+    first = conversation_entry(inbound(ORG, "c-old", t(10)))
+    assert first is not None and lg.add(first)
+    assert lg.oldest_at == t(10)
+    late = conversation_entry(inbound(ORG, "c-old", t(5)))  # arrives later, stamped earlier
+    assert late is not None and lg.add(late)
+    assert lg.oldest_at == t(5)
+    assert not lg.add(late) and lg.oldest_at == t(5)  # a duplicate changes nothing
+    result = fold(ORG, "c-old", list(lg.entries.values()), timelines={}, settings=SettingsHistory())
+    lg.advance(Snapshot(result.state, result.audit, t(7)))
+    assert lg.oldest_at == t(10)  # what the snapshot folded in left the log
+    lg.add_fact(
+        Decision("d-1", ORG, "c-old", "ana", "a-1", Reason.R2_MOVED_TO_NEW, "x", "inbound", t(8), 0)
+    )
+    assert lg.oldest_at == t(8)

@@ -705,15 +705,19 @@ class ConversationLog:
     point: FoldPoint | None = None
     #: ``oldest_at``, once computed; reset by every change of ``entries`` or ``facts`` (made
     #: only through ``add``, ``add_fact`` and ``advance``).
-    _oldest: datetime | None = field(default=None, repr=False, compare=False)
-    _oldest_known: bool = field(default=False, repr=False, compare=False)
+    _oldest: datetime | None = field(default=None, init=False, repr=False, compare=False)
+    _oldest_known: bool = field(default=False, init=False, repr=False, compare=False)
+    #: ``agents()`` and the snapshot it was computed with; reset with ``_oldest_known``.
+    _agents: tuple[Snapshot | None, frozenset[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def add(self, entry: ConversationEntry) -> bool:
         """False if this event id was already known (a duplicate delivery)."""
         if entry.event_id in self.entries:
             return False
         self.entries[entry.event_id] = entry
-        self._oldest_known = False
+        self._oldest_known, self._agents = False, None
         return True
 
     @property
@@ -732,7 +736,7 @@ class ConversationLog:
         self.point = None  # folded from the new snapshot next time
         self.entries = {i: e for i, e in self.entries.items() if e.occurred_at > snapshot.horizon}
         self.facts = {i: f for i, f in self.facts.items() if f.occurred_at > snapshot.horizon}
-        self._oldest_known = False
+        self._oldest_known, self._agents = False, None
 
     def behind_horizon(self, at: datetime) -> bool:
         """Stamped at or before the snapshot's horizon: it cannot be folded any more."""
@@ -741,7 +745,7 @@ class ConversationLog:
     def add_fact(self, decision: Decision) -> None:
         if not self.behind_horizon(decision.occurred_at):
             self.facts[decision.decision_id] = decision
-            self._oldest_known = False
+            self._oldest_known, self._agents = False, None
 
     @property
     def version(self) -> int:
@@ -765,12 +769,17 @@ class ConversationLog:
             times.append(self.snapshot.horizon)
         return max(times, default=None)
 
-    def agents(self) -> set[str]:
-        """Every agent whose presence can matter to the next fold."""
+    def agents(self) -> frozenset[str]:
+        """Every agent whose presence can matter to the next fold (read several times per
+        fold: cached until ``entries``, ``facts`` or the snapshot change)."""
+        cached = self._agents
+        if cached is not None and cached[0] is self.snapshot:
+            return cached[1]
         agents = agents_of(self.entries.values(), self.facts.values())
         if self.snapshot is not None and self.snapshot.state.assignee_id is not None:
             agents.add(self.snapshot.state.assignee_id)
-        return agents
+        self._agents = (self.snapshot, frozenset(agents))
+        return self._agents[1]
 
     @property
     def settled(self) -> bool:
