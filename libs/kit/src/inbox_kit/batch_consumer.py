@@ -71,6 +71,8 @@ CONSUMER_LAG = Gauge(
 )
 #: How often a consumer refreshes its lag gauges (they are read locally, no broker round trip).
 LAG_REPORT_SECONDS = 1.0
+#: Bound on each step of committing newly assigned partitions' start positions.
+PIN_TIMEOUT = 10.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Batch = Sequence[tuple[Record, CloudEvent[EventData]]]
@@ -359,7 +361,34 @@ class BatchConsumer:
         self.to_take_over.clear()
         if parts and self.on_assigned is not None:
             await self.on_assigned(parts)
+        if parts:
+            await self._pin_start_positions(
+                consumer, [tp for tp in consumer.assignment() if tp.partition in parts]
+            )
         self.assigned_once.set()
+
+    async def _pin_start_positions(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> None:
+        """Commit where a partition without a committed offset starts (its reset policy,
+        resolved now, or where ``on_assigned`` sought), so that a member taking it over later
+        starts there too. Otherwise that member resolves the policy again: with "latest" it
+        would skip what arrived in between (a rebalance before anything was consumed), with
+        "earliest" redo what retention still holds. Best effort, bounded: the first commit
+        of a handled batch does the same."""
+        try:
+            committed = await asyncio.wait_for(
+                asyncio.gather(*(consumer.committed(tp) for tp in partitions)), PIN_TIMEOUT
+            )
+            fresh = [tp for tp, offset in zip(partitions, committed, strict=True) if offset is None]
+            if fresh:
+                positions = await asyncio.wait_for(
+                    asyncio.gather(*(consumer.position(tp) for tp in fresh)), PIN_TIMEOUT
+                )
+                offsets = dict(zip(fresh, positions, strict=True))
+                await asyncio.wait_for(consumer.commit(offsets), PIN_TIMEOUT)
+        except (KafkaError, TimeoutError):
+            log.warning("could not commit the start positions of newly assigned partitions")
 
     async def _handle(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Record]]

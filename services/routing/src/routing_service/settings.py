@@ -55,7 +55,8 @@ class RoutingSettings(ServiceSettings):
     initial_offset: Literal["earliest", "latest"] = Field(
         "earliest",
         description="Where a consumer group without committed offsets starts. Production: "
-        "earliest (nothing is missed); tests on a shared broker: latest.",
+        "earliest (nothing is missed); tests on a shared broker: latest. Resolved once per "
+        "partition: its first owner commits that start, so a later owner starts there too.",
     )
     batch_max_records: int = Field(1000, ge=1, description="Records per consumed batch.")
     owner_batch_target_ms: int = Field(
