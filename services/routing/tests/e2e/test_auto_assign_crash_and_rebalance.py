@@ -17,6 +17,7 @@ import os
 import uuid
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,20 @@ async def test_kill9_of_a_dispatcher_and_a_second_instance_joining(
             # every agent's real load (NEW + PENDING assigned), from the conversations
             held = Counter[str]()
             waiting_convs = []
-            for c in convs:
-                conv = (
-                    await stub_b.GetConversation(
+
+            async def read_model(c: str) -> Any:
+                try:
+                    reply = await stub_b.GetConversation(
                         pb.GetConversationRequest(conversation_id=c), metadata=reader, timeout=5
                     )
-                ).conversation
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() is grpc.StatusCode.NOT_FOUND:
+                        return None  # the read model is asynchronous: B may still be writing it
+                    raise
+                return reply.conversation
+
+            for c in convs:
+                conv = await wait_until(partial(read_model, c), timeout=60, interval=0.2)
                 if conv.queue == pb.CONVERSATION_QUEUE_NEW and not conv.assignee_id:
                     waiting_convs.append(c)
                 elif conv.queue != pb.CONVERSATION_QUEUE_RESOLVED:
