@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
+from inbox_devstack.topics import create_topics_async
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.kafka import DeadLetters
 from inbox_testing import Infra, wait_until
@@ -24,12 +24,7 @@ RECORDS = 7
 
 async def _topic_with_records(infra: Infra) -> str:
     topic = f"test-commits-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics_async(infra.kafka_bootstrap, [topic], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
+from inbox_devstack.topics import create_topics_async
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.batch_sizing import AdaptiveBatchSize
 from inbox_kit.kafka import DeadLetters
@@ -21,15 +21,6 @@ from inbox_testing import Infra, wait_until
 pytestmark = pytest.mark.infra
 
 BACKLOG, URGENT, CAP = 300, 3, 50
-
-
-async def _topics(infra: Infra, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
-    finally:
-        await admin.close()
 
 
 def _event(i: int) -> bytes:
@@ -43,7 +34,7 @@ def _event(i: int) -> bytes:
 async def test_priority_records_go_ahead_of_a_fetched_backlog(infra: Infra, sized: bool) -> None:
     tag = uuid.uuid4().hex[:8]
     backlog, urgent = f"test-backlog-{tag}", f"test-urgent-{tag}"
-    await _topics(infra, backlog, urgent)
+    await create_topics_async(infra.kafka_bootstrap, [backlog, urgent], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:

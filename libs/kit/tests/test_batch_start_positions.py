@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
+from inbox_devstack.topics import create_topics_async
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.kafka import DeadLetters
 from inbox_testing import Infra, wait_until
@@ -31,12 +31,7 @@ def _event(contact: str) -> bytes:
 async def test_a_later_member_starts_where_the_first_one_was_assigned(infra: Infra) -> None:
     tag = uuid.uuid4().hex[:8]
     topic, group = f"test-start-{tag}", f"g-start-{tag}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics_async(infra.kafka_bootstrap, [topic], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     seen: list[str] = []

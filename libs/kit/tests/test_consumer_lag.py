@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from inbox_contracts import CloudEvent
 from inbox_contracts.events import ContactProfileUpserted
+from inbox_devstack.topics import create_topics_async
 from inbox_kit import batch_consumer
 from inbox_kit.batch_consumer import Batch, BatchConsumer
 from inbox_kit.kafka import DeadLetters
@@ -34,12 +34,7 @@ async def test_lag_is_reported_per_group_and_partition_and_drains(
     # every poll reports (the default throttle could skip the poll that fetched the batch)
     monkeypatch.setattr(batch_consumer, "LAG_REPORT_SECONDS", 0.0)
     topic, group = f"test-lag-{uuid.uuid4().hex[:8]}", f"g-lag-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics_async(infra.kafka_bootstrap, [topic], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:

@@ -515,10 +515,9 @@ class MongoRoutingStore:
         return {d["_id"]: _history(d) for d in await find_by_ids(self._settings, ids)}
 
     async def append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
-        await upsert(lambda: self._append_setting(org_id, change))
-        return (await self.settings([org_id])).get(org_id, SettingsHistory())
+        return await upsert(lambda: self._append_setting(org_id, change))
 
-    async def _append_setting(self, org_id: str, change: SettingChange) -> None:
+    async def _append_setting(self, org_id: str, change: SettingChange) -> SettingsHistory:
         # one admin call per change; the document comes back, so the changes past the
         # history's retention (``domain.timeline``) go right after, as in a presence timeline
         doc = await self._settings.find_one_and_update(
@@ -536,7 +535,7 @@ class MongoRoutingStore:
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:  # not with upsert and ReturnDocument.AFTER
-            return
+            return SettingsHistory((change,))
         stored = doc.get("history", [])
         expired = expired_changes(_changes(stored), self._settings_retention)
         kept = [h for i, h in enumerate(stored) if i not in expired]
@@ -544,6 +543,7 @@ class MongoRoutingStore:
         stale = [h for i, h in enumerate(stored) if i in expired and h not in kept]
         if stale:
             await self._settings.update_one({"_id": org_id}, {"$pullAll": {"history": stale}})
+        return SettingsHistory(tuple(_changes([h for h in stored if h not in stale])))
 
 
 def _timeline(d: Doc) -> list[PresenceEntry]:

@@ -17,7 +17,14 @@ from inbox_kit.validation import PageTokens, optional_id, page_size, require_id
 
 from routing_service.domain.audit import audit_page, segments_for_page
 from routing_service.domain.dispatch import AssignReason
-from routing_service.domain.model import AuditEntry, AuditKind, Queue, Reason, SettingChange
+from routing_service.domain.model import (
+    AuditEntry,
+    AuditKind,
+    Queue,
+    Reason,
+    SettingChange,
+    SettingsHistory,
+)
 from routing_service.entrypoints.assignment_api import (
     AssignmentRpcs,
     AssignmentStore,
@@ -103,21 +110,11 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
         #: Wall clock: which archived audit entries have expired.
         self._clock = clock
 
-    async def _settings_pb(self, org_id: str) -> pb.RoutingSettings:
-        history = (await self._store.settings([org_id])).get(org_id)
-        current = history.current() if history else None
-        if current is None:
-            return pb.RoutingSettings(remove_assignment_on_sign_out=False)
-        return pb.RoutingSettings(
-            remove_assignment_on_sign_out=current.remove_assignment_on_sign_out,
-            updated_at=_ts(current.effective_from),
-            updated_by=current.changed_by,
-        )
-
     async def GetRoutingSettings(
         self, request: pb.GetRoutingSettingsRequest, context: Any
     ) -> pb.RoutingSettings:
-        return await self._settings_pb(current_principal().org_id)
+        org_id = current_principal().org_id
+        return _settings_pb((await self._store.settings([org_id])).get(org_id))
 
     async def UpdateRoutingSettings(
         self, request: pb.UpdateRoutingSettingsRequest, context: Any
@@ -125,8 +122,7 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
         principal = current_principal()
         principal.require_admin()
         change = SettingChange(utc_now(), request.remove_assignment_on_sign_out, principal.agent_id)
-        await self._store.append_setting(principal.org_id, change)
-        return await self._settings_pb(principal.org_id)
+        return _settings_pb(await self._store.append_setting(principal.org_id, change))
 
     async def _view(self, conversation_id: str) -> ConversationView:
         org_id = current_principal().org_id
@@ -195,3 +191,14 @@ class RoutingServicer(AssignmentRpcs, routing_pb2_grpc.RoutingServiceServicer):
             entries=[audit_pb(a) for a in chosen],
             next_page_token=AUDIT_PAGES.encode([after]) if after is not None else "",
         )
+
+
+def _settings_pb(history: SettingsHistory | None) -> pb.RoutingSettings:
+    current = history.current() if history else None
+    if current is None:
+        return pb.RoutingSettings(remove_assignment_on_sign_out=False)
+    return pb.RoutingSettings(
+        remove_assignment_on_sign_out=current.remove_assignment_on_sign_out,
+        updated_at=_ts(current.effective_from),
+        updated_by=current.changed_by,
+    )
