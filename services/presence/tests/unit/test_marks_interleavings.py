@@ -24,8 +24,9 @@ from inbox_kit.auth import Principal, Role
 from presence_service.domain.model import AgentRef, Session, Timing, Transition
 from presence_service.service_layer import handlers, marks, outbox
 from presence_service.service_layer.handlers import Presence, transition_record
-from presence_service.service_layer.marks import LEASE, MarkState, MarkTiming
+from presence_service.service_layer.marks import MarkState, MarkTiming
 from presence_service.service_layer.ports import Lease, OutboxRecord, ReplicaFloor
+from presence_service.service_layer.progress import MARKS_LEASE
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TIMING = Timing(
@@ -101,7 +102,7 @@ async def _scenario(rnd: random.Random, orphans: int, own_deadline_ms: int, slow
     db.floors["dead"] = ReplicaFloor("dead", T0 - timedelta(seconds=9), T0 - timedelta(seconds=9))
     for i in range(orphans):
         _orphan(db, i, T0 - timedelta(seconds=3) + timedelta(milliseconds=i))
-    db.leases[LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
+    db.leases[MARKS_LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
 
     def replica(name: str) -> Presence:
         return Presence(
@@ -194,7 +195,7 @@ async def _joining(rnd: random.Random, slow_ms: int) -> None:
     sched = Scheduler(rnd.randrange, advance)
     db = Database(sched)
     partition = Partition(sched, db)
-    db.leases[LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
+    db.leases[MARKS_LEASE] = Lease("holder", T0 + timedelta(hours=1), {})
     # a replica that stopped gracefully: not a reason to read every round
     db.floors["gone"] = ReplicaFloor("gone", T0 - timedelta(seconds=30), marks.GONE)
 

@@ -32,7 +32,6 @@ from presence_service.service_layer.progress import MARKS_LEASE, global_watermar
 
 log = logging.getLogger(__name__)
 
-LEASE = MARKS_LEASE
 #: A floor written with this ``at`` marks its replica as gone at once (graceful stop).
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -76,7 +75,7 @@ async def mark_round(
     now = p.clock()
     if publisher is not None and (state.next_lease_check is None or now >= state.next_lease_check):
         until = now + timing.lease_ttl
-        holder = await p.store.take_lease(LEASE, p.replica_id, now, until, state.seen)
+        holder = await p.store.take_lease(MARKS_LEASE, p.replica_id, now, until, state.seen)
         if holder != state.holder:
             log.warning("progress marks lease %s", "taken" if holder else "lost")
             state.others = True  # a new holder reads every floor before it publishes
