@@ -19,9 +19,8 @@ meanwhile goes first (asyncio locks are FIFO).
 
 Why under the consumer's lock, although a batch then waits behind a chunk: the devstack's
 FerretDB (SQLite) serializes writes, so a chunk beside a batch only moves the wait into the
-database, where a locked writer backs off in SQLite's busy handler. Measured 2026-12-02 (the
-benchmark's steady phase at a fixed 2,400 events/s, two A/B pairs): the writer on a lock of
-its own gave R2 p99 1,066 / 1,366 ms against 639 / 684 ms with this one.
+database, where a locked writer backs off in SQLite's busy handler (a lock of the writer's
+own made R2's p99 worse: the routing README's known limits has the A/B).
 """
 
 from __future__ import annotations
