@@ -206,6 +206,89 @@ PATCHES: tuple[SourcePatch, ...] = (
         ),
         why="Explain: report the _id $in pushdown (previous patches) as it is run.",
     ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old="\tBatchSize int\n}\n",
+        new=(
+            "\tBatchSize int\n"
+            "\n"
+            "\t// inbox devstack patch: one write at a time per database file, queued here\n"
+            "\t// (a channel's blocked senders wait in FIFO order) instead of in SQLite's\n"
+            "\t// busy handler, which sleeps 1, 2, 5 ... 100 ms between attempts.\n"
+            "\twrites chan struct{}\n"
+            "}\n"
+            "\n"
+            "// acquireWrite waits for this database's write turn (or the context's end).\n"
+            "func (db *DB) acquireWrite(ctx context.Context) (func(), error) {\n"
+            "\tselect {\n"
+            "\tcase db.writes <- struct{}{}:\n"
+            "\t\treturn func() { <-db.writes }, nil\n"
+            "\tcase <-ctx.Done():\n"
+            "\t\treturn nil, lazyerrors.Error(ctx.Err())\n"
+            "\t}\n"
+            "}\n"
+        ),
+        why=(
+            "SQLite lets one writer in at a time; FerretDB's pool gives every command its own "
+            "connection, so concurrent write commands (one service's batch writes, or several "
+            "services on one database server) found the database locked and backed off in "
+            "SQLite's busy handler, sleeping up to 100 ms per attempt: a write queued behind "
+            "others could wait hundreds of milliseconds with the database idle meanwhile. A "
+            "FIFO turn per database file in front of every write (transactions and plain "
+            "statements) keeps the writer lock busy with no sleeps; reads still run beside "
+            "the writer (WAL). Results are unchanged: SQLite serialized these writes anyway."
+        ),
+        requires=(("internal/util/fsql/db.go", "func WrapDB(db *sql.DB, name string"),),
+    ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old="\t\ttoken:            resource.NewToken(),\n\t}\n",
+        new=(
+            "\t\ttoken:            resource.NewToken(),\n"
+            "\t\twrites:           make(chan struct{}, 1), // inbox devstack patch: see DB\n"
+            "\t}\n"
+        ),
+        why="The write turn (previous patch) of each wrapped database.",
+    ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old=(
+            "func (db *DB) ExecContext(ctx context.Context, query string, args ...any) "
+            "(sql.Result, error) {\n"
+        ),
+        new=(
+            "func (db *DB) ExecContext(ctx context.Context, query string, args ...any) "
+            "(sql.Result, error) {\n"
+            "\trelease, err := db.acquireWrite(ctx) // inbox devstack patch: see DB\n"
+            "\tif err != nil {\n"
+            "\t\treturn nil, err\n"
+            "\t}\n"
+            "\tdefer release()\n"
+            "\n"
+        ),
+        why="Plain write statements (deletes, DDL) take the write turn (see the DB patch).",
+    ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old=(
+            "func (db *DB) InTransaction(ctx context.Context, f func(*Tx) error) (err error) {\n"
+            "\tvar sqlTx *sql.Tx\n"
+        ),
+        new=(
+            "func (db *DB) InTransaction(ctx context.Context, f func(*Tx) error) (err error) {\n"
+            "\trelease, err := db.acquireWrite(ctx) // inbox devstack patch: see DB\n"
+            "\tif err != nil {\n"
+            "\t\treturn err\n"
+            "\t}\n"
+            "\tdefer release() // after the commit or the rollback (deferred below)\n"
+            "\n"
+            "\tvar sqlTx *sql.Tx\n"
+        ),
+        why=(
+            "Write transactions (inserts, updates: BEGIN IMMEDIATE) take the write turn "
+            "(see the DB patch)."
+        ),
+    ),
 )
 
 

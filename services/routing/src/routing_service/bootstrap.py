@@ -189,7 +189,7 @@ def pipeline(
 ) -> Pipeline:
     """``complete_as_of`` replaces the consumers' completeness probes (unit tests)."""
     owner_lock, presence_lock = asyncio.Lock(), asyncio.Lock()
-    views = ViewWriter(store, exclusive=owner_lock)
+    views = ViewWriter(store)
     raw_publish = publisher.publish_raw
     decoder = InboundDecoder(max_future_skew=settings.max_future_skew())
     options = consumer_options(settings)

@@ -1,4 +1,4 @@
-"""ViewWriter: background read-model writes in small chunks under the consumer's lock."""
+"""ViewWriter: background read-model writes in small chunks, under a lock of its own."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ class RecordingStore(InMemoryStore):
         self.fail_first = fail_first
         self.lock_held_during_write: list[bool] = []
         self.lock: asyncio.Lock | None = None
+        #: Set: writes wait until it is set again (a write in flight, held open).
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.writing = asyncio.Event()
 
     async def write_views(
         self, views: Sequence[ConversationView], *, new_keys: set[ConversationKey]
     ) -> None:
         if self.lock is not None:
             self.lock_held_during_write.append(self.lock.locked())
+        self.writing.set()
+        await self.hold.wait()
         self.calls.append(([v.state.conversation_id for v in views], {k[1] for k in new_keys}))
         if self.fail_first:
             self.fail_first -= 1
@@ -89,10 +95,32 @@ async def test_drop_forgets_pending_views_of_revoked_partitions() -> None:
     store = RecordingStore()
     writer = ViewWriter(store)
     writer.submit([view("a", partition=0), view("b", partition=1)], {("org", "a"), ("org", "b")})
-    writer.drop({1})
+    await writer.drop({1})
     await writer.flush()
     assert set(store.views) == {("org", "a")}
     assert writer.backlog == 0
+
+
+async def test_a_view_in_flight_is_pending_and_drop_waits_for_it_to_land() -> None:
+    """What revocation relies on: once ``drop`` returned, no write of a given-up partition is
+    in flight (the next owner may write it), and compaction or eviction never takes a view
+    that is being written for a stored one."""
+    store = RecordingStore()
+    store.hold.clear()
+    writer = ViewWriter(store)
+    writer.submit([view("a", partition=1)], {("org", "a")})
+    task = asyncio.create_task(writer.run())
+    try:
+        await asyncio.wait_for(store.writing.wait(), timeout=5)
+        assert writer.backlog == 0 and writer.pending(("org", "a"))
+        dropping = asyncio.create_task(writer.drop({1}))
+        await asyncio.sleep(0)  # let it queue for the writer's lock: it must not return yet
+        assert not dropping.done()
+        store.hold.set()
+        await asyncio.wait_for(dropping, timeout=5)
+        assert ("org", "a") in store.views and not writer.pending(("org", "a"))
+    finally:
+        task.cancel()
 
 
 async def test_chunks_are_boosted_when_the_consumer_is_idle() -> None:

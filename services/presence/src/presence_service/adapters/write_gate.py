@@ -1,11 +1,11 @@
 """A priority gate in front of database writes.
 
-Why: FerretDB/SQLite serializes writes (``BEGIN IMMEDIATE``); concurrent writers that find
-the database locked back off in SQLite's busy handler with sleeps of up to 100 ms, which is
-where the heartbeat p99 of hundreds of milliseconds came from. Queueing writes here instead
-(FIFO, no sleeping) keeps the lock busy without backoff, and lets request-path writes
-(heartbeats, sign-ins) overtake background writes (sweeper, relay), so the hot path waits
-for at most the background writes already in flight. With real MongoDB raise the number of
+Why: FerretDB/SQLite serializes writes (``BEGIN IMMEDIATE``); concurrent writers that found
+the database locked backed off in SQLite's busy handler with sleeps of up to 100 ms, which is
+where the heartbeat p99 of hundreds of milliseconds came from (the devstack's FerretDB now
+queues them FIFO itself). Queueing writes here lets request-path writes (heartbeats,
+sign-ins) overtake background writes (sweeper, relay), so the hot path waits for at most the
+background writes already in flight, and lets writes of one kind form group commits. With real MongoDB raise the number of
 slots (``PRESENCE_MONGODB_WRITE_CONCURRENCY``).
 
 Background tasks mark themselves (``service_layer.io_priority``); the gate reads the mark.

@@ -244,7 +244,7 @@ class InMemoryViews:
         for v in views:
             self._store.views[v.key] = v
 
-    def drop(self, partitions: set[int]) -> None:
+    async def drop(self, partitions: set[int]) -> None:
         return None
 
     def pending(self, key: ConversationKey) -> bool:

@@ -481,7 +481,7 @@ class ConversationOwner:
         await self.settle_marks(MARKS_ON_REVOKE_SECONDS)
         parts = set(partitions)
         self._park(parts)
-        self._views.drop(parts)
+        await self._views.drop(parts)
         if self._assigner is not None:
             self._assigner.forget(parts)
         self.owned -= parts

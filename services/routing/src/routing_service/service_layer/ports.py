@@ -181,8 +181,8 @@ class ViewSink(Protocol):
 
     def submit(self, views: Iterable[ConversationView], new_keys: set[ConversationKey]) -> None: ...
 
-    def drop(self, partitions: set[int]) -> None:
-        """Forget pending views of partitions given up."""
+    async def drop(self, partitions: set[int]) -> None:
+        """Forget pending views of partitions given up (after any write of them in flight)."""
 
     def pending(self, key: ConversationKey) -> bool:
         """Is a view of this conversation still to be written?"""

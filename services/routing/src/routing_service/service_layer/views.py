@@ -2,25 +2,23 @@
 
 The source of truth is the journal plus the recorded decisions, written before the offsets are
 committed; the read model is derived from them. Writing it off the consumer's path keeps
-decisions first: a batch never waits for read-model writes of earlier batches, only (at most)
-for one small chunk of them. Pending writes coalesce per conversation. A crash loses only
-pending view writes: the next owner re-folds its partitions on assignment and rewrites every
-stored view it re-folds (then only a view whose fingerprint changed). On revocation the owner
-drops the pending views of the partitions it gives up (the writer writes only under the
-consumer's lock, so nothing is in flight then): the new owner repairs them on assignment, and
-two instances never write the same view concurrently.
+decisions first: a batch never waits for read-model writes. Pending writes coalesce per
+conversation. A crash loses only pending view writes: the next owner re-folds its partitions
+on assignment and rewrites every stored view it re-folds (then only a view whose fingerprint
+changed). On revocation the owner drops the pending views of the partitions it gives up, after
+the chunk in flight (if any) landed (``drop`` takes the writer's lock): the new owner repairs
+them on assignment, and two instances never write the same view concurrently.
 
 Every write is by exact ``_id`` (inserts of new conversations, ``ReplaceOne({_id})`` upserts of
 changed ones), which FerretDB serves through the unique index. Chunks are sized adaptively so
-that one write holds the consumer's lock (and the database's write lock) for about
-``target_seconds``: that bounds what a decision can wait behind the read model, whatever the
-database's current speed. Between chunks the writer yields the lock, so a batch that arrived
-meanwhile goes first (asyncio locks are FIFO).
+that one write takes about ``target_seconds``, and the writer rests between chunks: the read
+model takes a bounded share of the database's write time, whatever its current speed.
 
-Why under the consumer's lock, although a batch then waits behind a chunk: the devstack's
-FerretDB (SQLite) serializes writes, so a chunk beside a batch only moves the wait into the
-database, where a locked writer backs off in SQLite's busy handler (a lock of the writer's
-own made R2's p99 worse: the routing README's known limits has the A/B).
+The writer holds a lock of its own, beside the consumer's batches (it used to write under the
+consumer's lock: a batch then waited behind a chunk, and at half of the peak rate the lock was
+busy most of the time). A/B on the devstack, 2026-12-02, the routing README's known limits:
+with the devstack's FerretDB write turn (``libs/devstack``: writes queue FIFO instead of
+sleeping in SQLite's busy handler) the writer beside the batches halved R2's p99.
 """
 
 from __future__ import annotations
@@ -89,9 +87,10 @@ class ViewWriter:
         #: Keys of ``_pending`` whose conversation is not stored yet (ordered set).
         self._fresh: dict[ConversationKey, None] = {}
         self._wake = asyncio.Event()
-        #: Held by the consumer while it handles a batch: background writes go in small
-        #: chunks between batches.
+        #: Held while a chunk is written (and by ``drop`` and ``flush``).
         self._exclusive = exclusive or asyncio.Lock()
+        #: Keys of the chunk being written: still pending until it landed.
+        self._in_flight: set[ConversationKey] = set()
         self._acquire: Callable[[asyncio.Lock, float], Awaitable[None]] = _plain_acquire
         self._took = 0.0
 
@@ -141,31 +140,30 @@ class ViewWriter:
                         written = 0
                     took = self._took = time.perf_counter() - started
                     # a boosted chunk teaches the sizer too, per unboosted chunk: on a slow
-                    # database its 8x chunk held the lock for ~400 ms (a sweep waited)
+                    # database its 8x chunk took ~400 ms of the database's write time
                     sizer.observe(written // boost, took / boost)
                 finally:
                     self._exclusive.release()
                 await asyncio.sleep(1.0 if not written else min(took * self._pause_factor, 0.5))
 
     def pending(self, key: ConversationKey) -> bool:
-        return key in self._pending
+        """Is a view of this conversation not stored yet (queued or being written)?"""
+        return key in self._pending or key in self._in_flight
 
-    def drop(self, partitions: set[int]) -> None:
-        """Forget pending views of partitions given up (call with the exclusive lock held)."""
-        for k in [k for k, (v, _) in self._pending.items() if v.partition in partitions]:
-            del self._pending[k]
-            self._fresh.pop(k, None)
+    async def drop(self, partitions: set[int]) -> None:
+        """Forget pending views of partitions given up, once the chunk in flight landed."""
+        async with self._exclusive:
+            for k in [k for k, (v, _) in self._pending.items() if v.partition in partitions]:
+                del self._pending[k]
+                self._fresh.pop(k, None)
 
-    async def flush(self, partitions: set[int] | None = None) -> None:
-        """Write what is pending now (call with the exclusive lock held)."""
-        keys = [
-            k
-            for k, (v, _) in self._pending.items()
-            if partitions is None or v.partition in partitions
-        ]
-        step = self._max_chunk
-        for i in range(0, len(keys), step):
-            await self._write_some(keys[i : i + step])
+    async def flush(self) -> None:
+        """Write everything pending now."""
+        async with self._exclusive:
+            keys = list(self._pending)
+            step = self._max_chunk
+            for i in range(0, len(keys), step):
+                await self._write_some(keys[i : i + step])
 
     async def _write_some(self, keys: list[ConversationKey]) -> int:
         taken = [(k, self._pending.pop(k)) for k in keys if k in self._pending]
@@ -173,6 +171,7 @@ class ViewWriter:
             return 0
         for k, _ in taken:
             self._fresh.pop(k, None)
+        self._in_flight = {k for k, _ in taken}
         try:
             await self._store.write_views(
                 [v for _, (v, _) in taken], new_keys={k for k, (_, new) in taken if new}
@@ -185,4 +184,6 @@ class ViewWriter:
                         self._fresh[k] = None
             self._wake.set()
             raise
+        finally:
+            self._in_flight = set()
         return len(taken)
