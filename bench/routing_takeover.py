@@ -181,7 +181,7 @@ class _CollectingViews:
     def submit(self, views: Any, new_keys: Any) -> None:
         self.count += len(list(views))
 
-    def drop(self, partitions: set[int]) -> None:
+    async def drop(self, partitions: set[int]) -> None:
         return None
 
     def pending(self, key: Any) -> bool:

@@ -5,8 +5,8 @@ the database locked backed off in SQLite's busy handler with sleeps of up to 100
 where the heartbeat p99 of hundreds of milliseconds came from (the devstack's FerretDB now
 queues them FIFO itself). Queueing writes here lets request-path writes (heartbeats,
 sign-ins) overtake background writes (sweeper, relay), so the hot path waits for at most the
-background writes already in flight, and lets writes of one kind form group commits. With real MongoDB raise the number of
-slots (``PRESENCE_MONGODB_WRITE_CONCURRENCY``).
+background writes already in flight, and lets writes of one kind form group commits. With
+real MongoDB raise the number of slots (``PRESENCE_MONGODB_WRITE_CONCURRENCY``).
 
 Background tasks mark themselves (``service_layer.io_priority``); the gate reads the mark.
 """
