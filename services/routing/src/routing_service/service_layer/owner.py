@@ -1211,7 +1211,7 @@ class ConversationOwner:
         """Fold what is behind each conversation's horizon into its snapshot (timer-driven;
         bounded per run). Returns how many conversations were compacted.
 
-        With ``lock`` (the consumer's: a batch, a revoke and a read-model chunk hold it) the
+        With ``lock`` (the consumer's: a batch and a revoke hold it) the
         run takes it for one step at a time (the choice, each chunk of conversations, the
         repairs) and rests in between with it released, so a batch waits behind one chunk
         at most, never the whole run (asyncio locks are FIFO: a batch that queued meanwhile
@@ -1260,13 +1260,14 @@ class ConversationOwner:
         return done
 
     async def acquire_yielding(self, lock: asyncio.Lock, expected: float) -> None:
-        """Take the consumer's ``lock`` for a background step (compaction, the read model)
-        expected to hold it about ``expected`` seconds (its previous step's time) — unless a
-        decision is due that may become final within about twice that (it would wait behind
-        the step: a sweep's R1 is final L after the sign-out, and a step is one or more store
-        round trips, up to hundreds of ms on a loaded machine). Then the step lets the lock
-        go and waits until a fold takes due decisions, once, at most
-        ``Compacting.yield_seconds``: decisions first, background work never starved.
+        """Take ``lock`` for a background step expected to take about ``expected`` seconds
+        (its previous step's time): the consumer's lock for a compaction step, the view
+        writer's own for a read-model chunk (which then holds up no batch, but shares the
+        database's write turn with it) — unless a decision is due that may become final
+        within about twice that (it would wait behind the step: a sweep's R1 is final L
+        after the sign-out, and a step is one or more store round trips, up to hundreds of
+        ms on a loaded machine). Then the step lets the lock go and waits until a fold takes
+        due decisions, once, at most ``Compacting.yield_seconds``: decisions first, background work never starved.
         Likewise while the owner's inputs hold records not handled yet: the step waits for
         the batch that takes them (once, at most as long), so a batch waits behind no
         background step while the loop has work. Checked with the lock held, so a step that
@@ -1519,11 +1520,11 @@ async def release_when_final(owner: ConversationOwner, lock: asyncio.Lock, tick:
     presence consumer of this process tells the owner directly), else every ``tick`` (the
     conversation inputs' completeness moves with the consumer's fetch responses).
 
-    Not while the owner is busy (a batch or a read-model chunk holds ``lock``): every batch
+    Not while the owner is busy (a batch or a compaction step holds ``lock``): every batch
     takes what became final by its start, so under load the due decisions ride along with
     the batches (one round trip per step for both) instead of costing round trips of their
     own between them; an idle owner takes them at once. After ``BUSY_SKIPS`` wake-ups in a
-    row found it busy, it waits for the lock (a long read-model backlog holds it often)."""
+    row found it busy, it waits for the lock (a long compaction run holds it often)."""
     skipped = 0
     while True:
         await owner.wait_progress(tick)
