@@ -1267,11 +1267,11 @@ class ConversationOwner:
         within about twice that (it would wait behind the step: a sweep's R1 is final L
         after the sign-out, and a step is one or more store round trips, up to hundreds of
         ms on a loaded machine). Then the step lets the lock go and waits until a fold takes
-        due decisions, once, at most ``Compacting.yield_seconds``: decisions first, background work never starved.
-        Likewise while the owner's inputs hold records not handled yet: the step waits for
-        the batch that takes them (once, at most as long), so a batch waits behind no
-        background step while the loop has work. Checked with the lock held, so a step that
-        queued for the lock early still yields."""
+        due decisions, once, at most ``Compacting.yield_seconds``: decisions first,
+        background work never starved. Likewise while the owner's inputs hold records not
+        handled yet: the step waits for the batch that takes them (once, at most as long),
+        so a batch waits behind no background step while the loop has work. Checked with
+        the lock held, so a step that queued for the lock early still yields."""
         await lock.acquire()
         if self.due and await self._due_within(max(2 * expected, 0.05)):
             event = self._due_taken
