@@ -73,6 +73,7 @@ from routing_service.service_layer.dispatcher import (
     PartitionState,
     decoded_proposals,
 )
+from routing_service.service_layer.latency import format_split, marker, split_since
 from routing_service.service_layer.owner import ConversationOwner, Delivery, EventTime
 from routing_service.settings import RoutingSettings
 from routing_testing import (
@@ -334,7 +335,7 @@ async def run() -> list[Metric]:
         tap = Tap(org)
         await tap.start()
         busy_before, started = loop_batch_totals(), time.perf_counter()
-        cpu_before = time.process_time()
+        cpu_before, steps_before = time.process_time(), marker()
         i = 0
         while time.perf_counter() - started < STEADY_SECONDS:
             due = int((time.perf_counter() - started) * rate)
@@ -359,6 +360,7 @@ async def run() -> list[Metric]:
         lat = [(got[c] - sent[c]) * 1000 for c in sent]
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
         print(f"steady at {rate:.0f}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
+        print(f"  owner steps: {format_split(split_since(steps_before))}", flush=True)
         sizing = routing.pipeline.owner_loop.sizing  # None: the fixed cap (the default)
         if sizing is not None:
             print(

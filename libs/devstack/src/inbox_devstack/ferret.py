@@ -289,6 +289,90 @@ PATCHES: tuple[SourcePatch, ...] = (
             "(see the DB patch)."
         ),
     ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old="\t\tl:                logging.WithName(l, name),\n",
+        new="\t\tl:                quietUnlessDebug(logging.WithName(l, name)), // inbox patch\n",
+        why=(
+            "Query logging builds its record before slog's level check: every statement runs "
+            'l.With(slog.Any("args", args)).DebugContext(...), and With hands the arguments '
+            "(whole JSON documents on inserts and updates) to the handler, which formats them "
+            "even though debug records are then dropped: about a quarter of the server's CPU "
+            "on inserts. With debug logging off, the statements log to a handler that drops "
+            "records unformatted; with debug on (--log-level=debug) nothing changes."
+        ),
+    ),
+    SourcePatch(
+        path="internal/util/fsql/db.go",
+        old="// WrapDB creates a new DB.\n",
+        new=(
+            "// inbox devstack patch: quietUnlessDebug returns l if it logs debug records,\n"
+            "// else a logger that drops every record (and its attributes) unformatted.\n"
+            "func quietUnlessDebug(l *slog.Logger) *slog.Logger {\n"
+            "\tif l.Enabled(context.Background(), slog.LevelDebug) {\n"
+            "\t\treturn l\n"
+            "\t}\n"
+            "\treturn slog.New(droppedRecords{})\n"
+            "}\n"
+            "\n"
+            "// droppedRecords is a [slog.Handler] that is enabled for no level.\n"
+            "type droppedRecords struct{}\n"
+            "\n"
+            "func (droppedRecords) Enabled(context.Context, slog.Level) bool  { return false }\n"
+            "func (droppedRecords) Handle(context.Context, slog.Record) error { return nil }\n"
+            "func (h droppedRecords) WithAttrs([]slog.Attr) slog.Handler      { return h }\n"
+            "func (h droppedRecords) WithGroup(string) slog.Handler           { return h }\n"
+            "\n"
+            "// WrapDB creates a new DB.\n"
+        ),
+        why="The dropping logger of the previous patch.",
+        requires=(
+            # transactions log through the database's logger, so they are quiet too
+            ("internal/util/fsql/db.go", "tx := wrapTx(sqlTx, db.l)"),
+        ),
+    ),
+    SourcePatch(
+        path="internal/util/resource/resource.go",
+        old="func Track(obj any, token *Token) {\n\tcheckArgs(obj, token)\n",
+        new=(
+            "func Track(obj any, token *Token) {\n"
+            "\tcheckArgs(obj, token)\n"
+            "\n"
+            "\t// inbox devstack patch: leak tracking is a debug-build check (see Untrack).\n"
+            "\tif !debugbuild.Enabled {\n"
+            "\t\treturn\n"
+            "\t}\n"
+        ),
+        why=(
+            "Release builds tracked the lifetime of every iterator, transaction and query "
+            "result: a pprof profile entry (with a stack capture) plus a finalizer that "
+            "panics the whole server if the object is collected untracked. That is about a "
+            "fifth of the server's CPU on reads of small documents, and a leaked iterator "
+            "crashing the database is the wrong trade for a production-like devstack. The "
+            "check stays in debug builds (tag ferretdb_debug); Track and Untrack are no-ops "
+            "together, since Untrack panics on an object Track did not record."
+        ),
+        requires=(
+            (
+                "internal/util/resource/resource.go",
+                '"github.com/FerretDB/FerretDB/internal/util/debugbuild"',
+            ),
+        ),
+    ),
+    SourcePatch(
+        path="internal/util/resource/resource.go",
+        old="func Untrack(obj any, token *Token) {\n\tcheckArgs(obj, token)\n",
+        new=(
+            "func Untrack(obj any, token *Token) {\n"
+            "\tcheckArgs(obj, token)\n"
+            "\n"
+            "\t// inbox devstack patch: see Track.\n"
+            "\tif !debugbuild.Enabled {\n"
+            "\t\treturn\n"
+            "\t}\n"
+        ),
+        why="Untrack is a no-op exactly when Track is (previous patch).",
+    ),
 )
 
 
