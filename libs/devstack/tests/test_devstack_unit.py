@@ -198,6 +198,8 @@ def _fake_module(root: Path) -> Path:
         for rel, text in ((patch.path, "\t" + patch.old), *patch.requires):
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and text in path.read_text():
+                continue  # a later patch anchored on text an earlier one puts back
             with path.open("a") as fh:
                 fh.write(text + "\n")
     for path in sorted(root.rglob("*"), reverse=True):

@@ -207,6 +207,144 @@ PATCHES: tuple[SourcePatch, ...] = (
         why="Explain: report the _id $in pushdown (previous patches) as it is run.",
     ),
     SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old="// InsertAll implements backends.Collection interface.\n",
+        new=(
+            "// inbox devstack patch: prepareFieldClauses returns the WHERE clause of a\n"
+            '// filter\'s top-level string equalities and $in lists of strings ({f: "x"},\n'
+            "// {f: {$in: [...]}}): the field is one of those JSON strings, or an array (which\n"
+            "// may contain one). That selects a superset of the matching documents (the handler\n"
+            "// filters what comes back anyway), and SQLite answers it from an index on the\n"
+            '// field: the expression is the one CREATE INDEX uses (registry.go). "" if no\n'
+            "// field of the filter qualifies.\n"
+            "func prepareFieldClauses(filter *types.Document) (string, []any) {\n"
+            "\tif filter == nil {\n"
+            '\t\treturn "", nil\n'
+            "\t}\n"
+            "\tvar conds []string\n"
+            "\tvar args []any\n"
+            "\tseen := map[string]bool{}\n"
+            "\tfor _, k := range filter.Keys() {\n"
+            "\t\tif seen[k] { // a repeated key: leave the filter to the handler\n"
+            '\t\t\treturn "", nil\n'
+            "\t\t}\n"
+            "\t\tseen[k] = true\n"
+            '\t\tif k == "_id" || !plainFieldName(k) {\n'
+            "\t\t\tcontinue\n"
+            "\t\t}\n"
+            "\t\tvalues, ok := filterStrings(must.NotFail(filter.Get(k)))\n"
+            "\t\tif !ok {\n"
+            "\t\t\tcontinue\n"
+            "\t\t}\n"
+            '\t\texpr := fmt.Sprintf("%s->%q", metadata.DefaultColumn, k)\n'
+            '\t\tlist := strings.TrimSuffix(strings.Repeat("?, ", len(values)), ", ")\n'
+            "\t\t// JSON arrays are the values that start with [ (and sort before \\)\n"
+            "\t\tconds = append(conds, fmt.Sprintf(\n"
+            "\t\t\t`(%[1]s IN (%[2]s) OR (%[1]s >= '[' AND %[1]s < '\\'))`, expr, list,\n"
+            "\t\t))\n"
+            "\t\tfor _, v := range values {\n"
+            "\t\t\targs = append(args, string(must.NotFail(sjson.MarshalSingleValue(v))))\n"
+            "\t\t}\n"
+            "\t}\n"
+            "\tif len(conds) == 0 {\n"
+            '\t\treturn "", nil\n'
+            "\t}\n"
+            '\treturn " WHERE " + strings.Join(conds, " AND "), args\n'
+            "}\n"
+            "\n"
+            "// plainFieldName reports whether k is a letter or _ then letters, digits and _ only\n"
+            "// (no path, no operator, nothing that needs quoting in SQL).\n"
+            "func plainFieldName(k string) bool {\n"
+            "\tfor i, r := range k {\n"
+            "\t\tletter := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')\n"
+            "\t\tif !letter && (i == 0 || r < '0' || r > '9') {\n"
+            "\t\t\treturn false\n"
+            "\t\t}\n"
+            "\t}\n"
+            '\treturn k != ""\n'
+            "}\n"
+            "\n"
+            "// filterStrings returns the values a filter value accepts if it is a string or\n"
+            "// {$in: [1-500 strings]}.\n"
+            "func filterStrings(v any) ([]string, bool) {\n"
+            "\tswitch v := v.(type) {\n"
+            "\tcase string:\n"
+            "\t\treturn []string{v}, true\n"
+            "\tcase *types.Document:\n"
+            "\t\tif v.Len() != 1 {\n"
+            "\t\t\treturn nil, false\n"
+            "\t\t}\n"
+            '\t\tin, err := v.Get("$in")\n'
+            "\t\tif err != nil {\n"
+            "\t\t\treturn nil, false\n"
+            "\t\t}\n"
+            "\t\tarr, ok := in.(*types.Array)\n"
+            "\t\tif !ok || arr.Len() == 0 || arr.Len() > 500 {\n"
+            "\t\t\treturn nil, false\n"
+            "\t\t}\n"
+            "\t\tout := make([]string, arr.Len())\n"
+            "\t\tfor i := range out {\n"
+            "\t\t\ts, ok := must.NotFail(arr.Get(i)).(string)\n"
+            "\t\t\tif !ok {\n"
+            "\t\t\t\treturn nil, false\n"
+            "\t\t\t}\n"
+            "\t\t\tout[i] = s\n"
+            "\t\t}\n"
+            "\t\treturn out, true\n"
+            "\t}\n"
+            "\treturn nil, false\n"
+            "}\n"
+            "\n"
+            "// InsertAll implements backends.Collection interface.\n"
+        ),
+        why=(
+            "FerretDB pushes nothing but _id down to SQLite, so a filter on any other field "
+            "read and decoded every document of the collection in Go, even with an index on "
+            "that field (presence looks an agent's sessions and ends up by agent_key: one "
+            "sign-out's reconcile decoded every live session of every agent). With the clause "
+            "SQLite searches the field's index (or, without one, skips non-matching rows before "
+            "they are decoded). Results are unchanged: the clause keeps every document the "
+            "filter can match (arrays included) and the handler applies the whole filter."
+        ),
+        requires=(
+            # the index expression of a top-level field: DefaultColumn->"field"
+            ("internal/backends/sqlite/metadata/registry.go", 'fields[j] = fmt.Sprintf("%q", f)'),
+            # the handlers filter every document the backend returns (find, count, delete ...)
+            ("internal/handler/msg_find.go", "common.FilterIterator("),
+        ),
+    ),
+    SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old="\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
+        new=(
+            '\tif whereClause == "" { // inbox devstack patch: see prepareFieldClauses\n'
+            "\t\twhereClause, args = prepareFieldClauses(params.Filter)\n"
+            "\t}\n"
+            "\n"
+            "\tq += whereClause\n"
+            "\tq += prepareOrderByClause(params.Sort)\n"
+        ),
+        why="Query: use prepareFieldClauses (previous patch) when _id is not pushed down.",
+    ),
+    SourcePatch(
+        path="internal/backends/sqlite/collection.go",
+        old=(
+            "\torderByClause := prepareOrderByClause(params.Sort)\n"
+            '\tsortPushdown := orderByClause != ""\n'
+        ),
+        new=(
+            "\t// inbox devstack patch: the plan of prepareFieldClauses, as Query runs it; not a\n"
+            "\t// filterPushdown (the handler still filters what the clause selects)\n"
+            '\tif whereClause == "" {\n'
+            "\t\twhereClause, args = prepareFieldClauses(params.Filter)\n"
+            "\t}\n"
+            "\n"
+            "\torderByClause := prepareOrderByClause(params.Sort)\n"
+            '\tsortPushdown := orderByClause != ""\n'
+        ),
+        why="Explain: show the plan of the field clauses (previous patches) as they are run.",
+    ),
+    SourcePatch(
         path="internal/util/fsql/db.go",
         old="\tBatchSize int\n}\n",
         new=(

@@ -64,7 +64,7 @@ SOURCE = "/inbox/presence"
 MAX_RECONCILE_ROUNDS = 16
 MAX_BATCH = 500
 #: Agents reconciled together: one look-up of their sessions (and one of their ends) per
-#: round, a scan on FerretDB whatever the number of agents; their claims still go to the
+#: round, one command whatever the number of agents; their claims still go to the
 #: store in bulk writes of <= 64 (the group commits').
 RECONCILE_BATCH = 256
 #: Sessions expired together (their ends and deletes: one bulk write of <= 64 each).
@@ -451,7 +451,8 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
     Concurrent calls for different agents are served together (``reconcile_many``): on
     FerretDB every look-up of an agent's sessions or ends is a scan of the collection, so
-    one scan serves up to ``RECONCILE_BATCH`` agents instead of one.
+    one scan serves up to ``RECONCILE_BATCH`` agents instead of one (the devstack's FerretDB
+    searches the ``agent_key`` index instead, libs/devstack patch 7; still one command).
     """
     return await p.reconciles.submit(agent)
 
@@ -573,7 +574,7 @@ async def sign_in(p: Presence, principal: Principal, client_description: str = "
 
 
 async def _sign_in_transition(p: Presence, session: Session, head: Transition | None) -> None:
-    """Claim the sign-in without scanning the agent's sessions (a scan on FerretDB). Safe
+    """Claim the sign-in without reading the agent's sessions (one command saved). Safe
     because the session was stored before the log was read: any concurrent actor that
     reconciles this agent sees it live, and one that ends it afterwards reconciles last. A
     lost claim (someone else moved the log) falls back to the full reconcile."""

@@ -1,14 +1,16 @@
-"""The devstack's FerretDB formats query logs only when it writes them.
+"""The devstack's FerretDB runner: query logs formatted only when written, GC defaults.
 
 ``inbox_devstack.ferret.PATCHES`` gives FerretDB's SQL layer a logger that drops records
 unformatted unless the server logs at debug level (unpatched, every statement formatted its
-arguments, whole documents, before the level check dropped the record). This test runs the
-devstack's own runner binary on a private port and data directory twice: at debug level every
-statement is still logged with its arguments, at the devstack's level none is.
+arguments, whole documents, before the level check dropped the record); the runner
+(``ferretdb/main.go``) sets a larger GC target with a memory limit unless ``GOGC`` /
+``GOMEMLIMIT`` say otherwise. These tests run the devstack's own runner binary on a private
+port and data directory.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import uuid
@@ -28,7 +30,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _insert_and_stop(binary: Path, data_dir: Path, level: str, marker: str) -> str:
+def _insert_and_stop(
+    binary: Path, data_dir: Path, level: str, marker: str, env: dict[str, str] | None = None
+) -> str:
     """Run the runner at ``level``, insert a document holding ``marker``; return its log."""
     port = _free_port()
     log_path = data_dir.with_suffix(".log")
@@ -45,6 +49,7 @@ def _insert_and_stop(binary: Path, data_dir: Path, level: str, marker: str) -> s
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         client: MongoClient[dict[str, Any]] = MongoClient(
@@ -60,16 +65,32 @@ def _insert_and_stop(binary: Path, data_dir: Path, level: str, marker: str) -> s
     return log_path.read_text()
 
 
-def test_statements_are_logged_at_debug_level_and_only_then(tmp_path: Path) -> None:
+def _runner() -> Path:
     cfg = DevstackConfig.from_env()
     if not ferret.is_built(cfg):
         pytest.skip(f"no up-to-date devstack FerretDB runner at {cfg.ferretdb_binary}")
+    return cfg.ferretdb_binary
+
+
+def test_statements_are_logged_at_debug_level_and_only_then(tmp_path: Path) -> None:
+    binary = _runner()
     marker = f"marker-{uuid.uuid4().hex}"
 
-    debug_log = _insert_and_stop(cfg.ferretdb_binary, tmp_path / "debug", "debug", marker)
+    debug_log = _insert_and_stop(binary, tmp_path / "debug", "debug", marker)
     logged = [line for line in debug_log.splitlines() if marker in line]
     assert any(">>> INSERT" in line for line in logged), debug_log[-4000:]
 
-    quiet_log = _insert_and_stop(cfg.ferretdb_binary, tmp_path / "info", "info", marker)
+    quiet_log = _insert_and_stop(binary, tmp_path / "info", "info", marker)
     assert "ferretdb-runner listening" in quiet_log
     assert marker not in quiet_log
+
+
+def test_gc_defaults_apply_unless_the_environment_sets_them(tmp_path: Path) -> None:
+    binary = _runner()
+    unset = {"GOGC": "", "GOMEMLIMIT": ""}
+    default_log = _insert_and_stop(binary, tmp_path / "default", "warn", "m", env=unset)
+    assert "gogc=1000 gomemlimit=1073741824" in default_log, default_log[-2000:]
+
+    chosen = {"GOGC": "150", "GOMEMLIMIT": "256MiB"}
+    chosen_log = _insert_and_stop(binary, tmp_path / "chosen", "warn", "m", env=chosen)
+    assert "gogc=150 gomemlimit=268435456" in chosen_log, chosen_log[-2000:]
