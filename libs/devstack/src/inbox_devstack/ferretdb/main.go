@@ -74,9 +74,10 @@ func main() {
 // Defaults of the Go garbage collector unless GOGC / GOMEMLIMIT say otherwise.
 //
 // FerretDB's live heap is small (tens of MB) and it allocates a lot per document (SJSON
-// decoding of every row read), so with Go's default GOGC=100 it collected every few MB and
-// spent about a third of its CPU doing so. A larger heap target with a memory limit behind
-// it keeps the collector's work small and the heap bounded: past the limit it collects as
+// decoding of every row read), so with Go's default GOGC=100 it collected every few MB: a
+// tenth of its CPU under the services' benchmarks, nearly half on scans of large
+// collections (libs/devstack/README.md). A larger heap target with a memory limit behind it
+// keeps the collector's work small and the heap bounded: near the limit it collects as
 // often as it must.
 const (
 	defaultGCPercent   = 1000

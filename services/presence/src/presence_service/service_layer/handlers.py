@@ -449,10 +449,10 @@ async def reconcile(p: Presence, agent: AgentRef) -> Transition | None:
     Every actor that changes an agent's sessions calls this afterwards, and every actor that
     claims a transition re-reads and re-checks; so whatever the interleaving, the last actor
     leaves the log matching the sessions. A lost race (duplicate key) just means re-reading.
-    Concurrent calls for different agents are served together (``reconcile_many``): on
-    FerretDB every look-up of an agent's sessions or ends is a scan of the collection, so
-    one scan serves up to ``RECONCILE_BATCH`` agents instead of one (the devstack's FerretDB
-    searches the ``agent_key`` index instead, libs/devstack patch 7; still one command).
+    Concurrent calls for different agents are served together (``reconcile_many``): one
+    look-up of their sessions (and one of their ends) serves up to ``RECONCILE_BATCH``
+    agents instead of one (on unpatched FerretDB each look-up scans the collection; the
+    devstack's FerretDB searches the ``agent_key`` index, libs/devstack/README.md).
     """
     return await p.reconciles.submit(agent)
 
