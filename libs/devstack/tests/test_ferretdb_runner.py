@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -24,16 +23,11 @@ from typing import Any
 
 import pytest
 from inbox_devstack import DevstackConfig, ferret
+from inbox_testing import free_port
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(120)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _runner() -> Path:
@@ -49,7 +43,7 @@ def _serving(
 ) -> Iterator[tuple[Collection[dict[str, Any]], Path]]:
     """The runner on ``data_dir`` at log ``level``: a collection of it and the log's path.
     Stopped by SIGTERM (must exit 0), or by SIGKILL if ``kill``."""
-    port = _free_port()
+    port = free_port()
     log_path = data_dir.with_suffix(".log")
     with log_path.open("a") as log:
         proc = subprocess.Popen(
