@@ -16,6 +16,7 @@ from inbox_kit.readiness import standard_checks
 from inbox_kit.runtime import ServiceRuntime
 from inbox_kit.service import Service
 
+from presence_service.adapters.group_commit import Linger
 from presence_service.adapters.kafka import KafkaEventPublisher, KafkaProgressPublisher
 from presence_service.adapters.mongo import MongoPresenceStore
 from presence_service.adapters.write_gate import WriteGate
@@ -52,7 +53,12 @@ def bootstrap(
     and ``clock`` the wall clock (unit tests)."""
     client, db = connect(settings)
     replica_id = uuid.uuid4().hex
-    mongo_store = MongoPresenceStore(db, WriteGate(settings.mongodb_write_concurrency), replica_id)
+    mongo_store = MongoPresenceStore(
+        db,
+        WriteGate(settings.mongodb_write_concurrency),
+        replica_id,
+        linger=Linger(settings.group_commit_linger_ms / 1000),
+    )
     presence = Presence(
         store=store or mongo_store,
         timing=settings.timing(),

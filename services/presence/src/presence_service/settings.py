@@ -110,6 +110,15 @@ class PresenceSettings(ServiceSettings):
         "writes before background ones). 1 suits FerretDB/SQLite, which serializes writes and "
         "makes concurrent writers back off with sleeps; raise it on MongoDB.",
     )
+    group_commit_linger_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Under load, after a group commit of at least 4 writes of one kind, the "
+        "next one waits this long so that more writes join it: fewer database commands per "
+        "call (each costs the client and the database CPU whatever its size). A write that "
+        "finds no group commit running is never delayed. 0 turns it off.",
+    )
     publish_enabled: bool = Field(
         True,
         description="Test hook: false stores events but never publishes them (simulates a "

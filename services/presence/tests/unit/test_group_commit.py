@@ -1,11 +1,12 @@
-"""Group commit: what queues behind a busy gate is flushed as one batch; errors reach callers."""
+"""Group commit: what queues behind a busy gate is flushed as one batch; errors reach callers;
+the linger grows the batches under load and never delays a write that finds it idle."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from presence_service.adapters.group_commit import GroupCommit
+from presence_service.adapters.group_commit import GroupCommit, Linger
 from presence_service.adapters.write_gate import WriteGate
 
 
@@ -67,3 +68,39 @@ async def test_then_follows_the_commit_outside_the_gate_for_the_written_items_on
     assert seen == [[1, 3]] and gate_free_during_then == [True]
     with pytest.raises(ConnectionError):  # written, but what had to follow failed
         await commit.submit(4)
+
+
+async def test_the_linger_lets_writes_join_after_a_large_batch_and_never_delays_an_idle_one() -> None:
+    batches: list[list[str]] = []
+    release: dict[str, asyncio.Event] = {}
+
+    async def flush(items: list[str]) -> list[BaseException | None]:
+        batches.append(items)
+        gate = release.get(items[0])
+        if gate is not None:
+            await gate.wait()
+        return [None] * len(items)
+
+    commit = GroupCommit[str](WriteGate(1), flush, linger=Linger(seconds=0.5, after=4))
+    # idle: a write alone goes at once, however long the linger (the bound is not a wait)
+    await asyncio.wait_for(commit.submit("alone"), timeout=0.4)
+
+    release["a0"] = asyncio.Event()
+    first = asyncio.create_task(commit.submit("a0"))  # flushed alone, held
+    while batches[-1] != ["a0"]:
+        await asyncio.sleep(0)
+    release["b0"] = asyncio.Event()
+    second = [asyncio.create_task(commit.submit(f"b{i}")) for i in range(4)]
+    await asyncio.sleep(0)  # they queue behind a0
+    release["a0"].set()
+    await first
+    while batches[-1][0] != "b0":  # b0-b3 flushed together (after a batch of one: no linger)
+        await asyncio.sleep(0)
+    late = asyncio.create_task(commit.submit("c0"))  # queued while b0-b3 are written
+    await asyncio.sleep(0)
+    release["b0"].set()
+    await asyncio.gather(*second)
+    # after a batch of 4 the next waits the linger: what comes meanwhile joins it
+    joined = [asyncio.create_task(commit.submit(f"c{i}")) for i in range(1, 3)]
+    await asyncio.gather(late, *joined)
+    assert batches == [["alone"], ["a0"], ["b0", "b1", "b2", "b3"], ["c0", "c1", "c2"]]

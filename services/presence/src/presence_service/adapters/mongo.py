@@ -43,7 +43,7 @@ from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from presence_service.adapters.group_commit import GroupCommit
+from presence_service.adapters.group_commit import NO_LINGER, GroupCommit, Linger
 from presence_service.adapters.write_gate import WriteGate
 from presence_service.domain.model import (
     KEY_SEPARATOR,
@@ -221,7 +221,12 @@ class _ClaimLost(Exception):
 
 class MongoPresenceStore:
     def __init__(
-        self, db: AsyncDatabase[Doc], gate: WriteGate | None = None, replica_id: str = ""
+        self,
+        db: AsyncDatabase[Doc],
+        gate: WriteGate | None = None,
+        replica_id: str = "",
+        *,
+        linger: Linger = NO_LINGER,
     ) -> None:
         self._db = db
         self._gate = gate or WriteGate(1)
@@ -235,16 +240,20 @@ class MongoPresenceStore:
         self._state = db["service_state"]
         self._floors = db["progress_floors"]
         self._session_inserts = GroupCommit[SessionInsert](
-            self._gate, self._insert_sessions, then=self._probe_inserted
+            self._gate, self._insert_sessions, then=self._probe_inserted, linger=linger
         )
-        self._touches = GroupCommit[tuple[str, datetime, datetime]](self._gate, self._touch_many)
-        self._claims = GroupCommit[Claim](self._gate, self._insert_claims)
-        self._head_writes = GroupCommit[Doc](self._gate, self._replace_heads)
-        self._publications = GroupCommit[tuple[str, datetime]](self._gate, self._mark_many)
+        self._touches = GroupCommit[tuple[str, datetime, datetime]](
+            self._gate, self._touch_many, linger=linger
+        )
+        self._claims = GroupCommit[Claim](self._gate, self._insert_claims, linger=linger)
+        self._head_writes = GroupCommit[Doc](self._gate, self._replace_heads, linger=linger)
+        self._publications = GroupCommit[tuple[str, datetime]](
+            self._gate, self._mark_many, linger=linger
+        )
         self._end_inserts = GroupCommit[Doc](
-            self._gate, lambda docs: self._insert_many(self._ends, docs)
+            self._gate, lambda docs: self._insert_many(self._ends, docs), linger=linger
         )
-        self._session_deletes = GroupCommit[str](self._gate, self._delete_sessions)
+        self._session_deletes = GroupCommit[str](self._gate, self._delete_sessions, linger=linger)
         self._hint_writes: set[asyncio.Task[None]] = set()
         # probes of the next transition numbers (sign-ins, reconciles, the hint re-probes)
         # and hint reads of concurrent calls: one ``$in`` per round instead of one read each
