@@ -70,32 +70,29 @@ async def test_then_follows_the_commit_outside_the_gate_for_the_written_items_on
         await commit.submit(4)
 
 
-async def test_the_linger_lets_writes_join_after_a_large_batch_and_never_delays_an_idle_one() -> None:
+async def test_the_linger_joins_writes_after_a_large_batch_and_never_delays_an_idle_one() -> None:
     batches: list[list[str]] = []
-    release: dict[str, asyncio.Event] = {}
+    entered = {first: asyncio.Event() for first in ("a0", "b0")}
+    release = {first: asyncio.Event() for first in ("a0", "b0")}
 
     async def flush(items: list[str]) -> list[BaseException | None]:
         batches.append(items)
-        gate = release.get(items[0])
-        if gate is not None:
-            await gate.wait()
+        if items[0] in release:
+            entered[items[0]].set()
+            await release[items[0]].wait()
         return [None] * len(items)
 
     commit = GroupCommit[str](WriteGate(1), flush, linger=Linger(seconds=0.5, after=4))
     # idle: a write alone goes at once, however long the linger (the bound is not a wait)
     await asyncio.wait_for(commit.submit("alone"), timeout=0.4)
 
-    release["a0"] = asyncio.Event()
     first = asyncio.create_task(commit.submit("a0"))  # flushed alone, held
-    while batches[-1] != ["a0"]:
-        await asyncio.sleep(0)
-    release["b0"] = asyncio.Event()
+    await entered["a0"].wait()
     second = [asyncio.create_task(commit.submit(f"b{i}")) for i in range(4)]
     await asyncio.sleep(0)  # they queue behind a0
     release["a0"].set()
     await first
-    while batches[-1][0] != "b0":  # b0-b3 flushed together (after a batch of one: no linger)
-        await asyncio.sleep(0)
+    await entered["b0"].wait()  # b0-b3 flushed together (after a batch of one: no linger)
     late = asyncio.create_task(commit.submit("c0"))  # queued while b0-b3 are written
     await asyncio.sleep(0)
     release["b0"].set()
