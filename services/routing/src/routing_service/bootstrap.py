@@ -119,9 +119,7 @@ FETCH_MAX_WAIT_MS = 25
 OWNER_FETCH_MAX_WAIT_MS = 10
 
 
-def consumer_options(
-    settings: RoutingSettings, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
-) -> dict[str, int]:
+def consumer_options(settings: RoutingSettings, fetch_max_wait_ms: int) -> dict[str, int]:
     """Routing answers within ms, so its fetches do not wait long for more data. The session
     timeout bounds how long a killed instance's partitions stay unowned (README, "Recovery");
     the take-over runs in the poll loop, which yields, so heartbeats go on during it."""

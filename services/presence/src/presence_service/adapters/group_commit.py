@@ -10,9 +10,9 @@ an idle service writes each item alone, with no added delay.
 Under load a short linger makes them larger still (``Linger``): after a batch of at least
 ``after`` items, with more already waiting, the next one is taken ``seconds`` later. Each
 command costs the client (PyMongo's asyncio path) and FerretDB a few hundred microseconds of
-CPU whatever its size, and on a few cores that CPU is the throughput: a 2 ms linger took the
-sign-in batches from ~6 items to larger ones and presence's sign-in throughput up by 15-25 %
-(README, "Benchmark"). A call that finds the runner idle is never delayed.
+CPU whatever its size, and on a few cores that CPU is the throughput: with 32 sign-ins in
+flight a batch held ~6, and a 2 ms linger raised presence's sign-in throughput by about a
+quarter (README, "Benchmark", ninth round). A call that finds the runner idle is never delayed.
 """
 
 from __future__ import annotations
